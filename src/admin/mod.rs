@@ -1,0 +1,241 @@
+//! The admin API: status, controls, health, metrics and the dashboard.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::rollout::{Action, Control, ControlError};
+use crate::snapshot::Shared;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The admin API's state.
+#[derive(Clone)]
+pub struct Admin {
+    shared: Arc<Shared>,
+    control: Control,
+    token: Option<Arc<str>>,
+}
+
+impl Admin {
+    pub fn new(shared: Arc<Shared>, control: Control, token: Option<String>) -> Self {
+        Admin {
+            shared,
+            control,
+            token: token.map(Into::into),
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().trim_end_matches('/');
+        let path = if path.is_empty() { "/" } else { path };
+        match (req.method(), path) {
+            (&Method::GET, "/") => html(DASHBOARD),
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => {
+                if self.shared.ready.load(Ordering::Acquire) {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }
+            (&Method::GET, "/metrics") => {
+                let mut r = text(StatusCode::OK, self.shared.metrics.render());
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+            (&Method::GET, "/api/v1/status") => {
+                json(StatusCode::OK, &*self.shared.status.load_full())
+            }
+            (&Method::GET, "/api/v1/shadow/diffs") => {
+                let limit = query_param(req.uri().query(), "limit")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(20)
+                    .min(crate::snapshot::DIFFS_KEPT);
+                let diffs = self.shared.shadow.recent_diffs(limit);
+                json(StatusCode::OK, &serde_json::json!({ "diffs": diffs }))
+            }
+            (&Method::POST, p) if p.starts_with("/api/v1/") => {
+                let name = p["/api/v1/".len()..].to_string();
+                if !matches!(
+                    name.as_str(),
+                    "promote" | "pause" | "resume" | "rollback" | "retry"
+                ) {
+                    return error(StatusCode::NOT_FOUND, "no such endpoint");
+                }
+                if let Err(resp) = self.authorize(&req) {
+                    return resp;
+                }
+                let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+                };
+                let action = match parse_action(&name, &body) {
+                    Ok(a) => a,
+                    Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+                };
+                match self.control.send(action).await {
+                    Ok(status) => json(StatusCode::OK, &*status),
+                    Err(e @ ControlError::NotAllowed(_)) => {
+                        error(StatusCode::CONFLICT, &e.to_string())
+                    }
+                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+                }
+            }
+            (
+                _,
+                "/"
+                | "/healthz"
+                | "/readyz"
+                | "/metrics"
+                | "/api/v1/status"
+                | "/api/v1/shadow/diffs",
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+
+    /// Mutating calls need the bearer token when one is configured.
+    #[allow(clippy::result_large_err)]
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+        let Some(token) = &self.token else {
+            // No token: the config only allows that on a loopback admin.
+            return Ok(());
+        };
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            None => {
+                let mut r = error(StatusCode::UNAUTHORIZED, "missing bearer token");
+                r.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                Err(r)
+            }
+            Some(t) if constant_time_eq(t.trim().as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong bearer token")),
+        }
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_action(name: &str, body: &[u8]) -> Result<Action, String> {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        full: bool,
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let b: Body = if body.iter().all(u8::is_ascii_whitespace) {
+        Body::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?
+    };
+    Ok(match name {
+        "promote" => Action::Promote { full: b.full },
+        "pause" => Action::Pause { reason: b.reason },
+        "resume" => Action::Resume,
+        "rollback" => Action::Rollback { reason: b.reason },
+        _ => Action::Retry,
+    })
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn html(body: &'static str) -> Response<Full<Bytes>> {
+    respond(StatusCode::OK, "text/html; charset=utf-8", body)
+}
+
+fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(v) => respond(status, "application/json", v),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    respond(status, "application/json", body)
+}
+
+/// Serves the admin API until `shutdown`.
+pub async fn serve(listener: TcpListener, admin: Admin, mut shutdown: watch::Receiver<bool>) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let admin = admin.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+    }
+}

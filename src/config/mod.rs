@@ -1,0 +1,399 @@
+//! Configuration: the serde types of the YAML file, how it is loaded, and how it is validated.
+//!
+//! Only [`load`] touches YAML; everything else works on these plain types.
+//!
+//! ```
+//! let config = switchyard::config::parse(
+//!     "backends: { blue: { url: 'http://127.0.0.1:18001' } }\nrollout: { stable: blue }\n",
+//! ).unwrap();
+//! assert_eq!(config.rollout.stable, "blue");
+//! ```
+
+mod load;
+mod units;
+mod validate;
+
+pub use load::{load_file, parse, Problem, Problems};
+pub use units::{ByteSize, Dur};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::compare::Protocol;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the data plane.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Model servers by name.
+    pub backends: BTreeMap<String, BackendConfig>,
+    pub rollout: RolloutConfig,
+    #[serde(default)]
+    pub shadow: ShadowConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Where the admin API listens and how mutating calls are authorized.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// Name of the environment variable that holds the bearer token.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+            token_env: default_token_env(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+fn default_token_env() -> String {
+    "SWITCHYARD_ADMIN_TOKEN".to_string()
+}
+
+impl AdminConfig {
+    /// The bearer token from the environment, if one is set and not empty.
+    pub fn token(&self) -> Option<String> {
+        std::env::var(&self.token_env)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    }
+}
+
+/// Limits that protect the proxy from clients.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Request bodies larger than this get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// A client that has not sent its request head within this long is cut off.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Dur,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: default_max_body(),
+            header_timeout: default_header_timeout(),
+        }
+    }
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(4 << 20)
+}
+
+fn default_header_timeout() -> Dur {
+    Dur::from_secs(10)
+}
+
+/// One model server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Base URL, `http://host:port` (a path prefix is allowed).
+    pub url: String,
+    /// Upstream timeout until the response head arrives; past it the client gets 504.
+    #[serde(default = "default_backend_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_backend_timeout() -> Dur {
+    Dur::from_secs(5)
+}
+
+/// How traffic moves from `stable` to `candidate`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    pub stable: String,
+    #[serde(default)]
+    pub candidate: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    #[serde(default)]
+    pub override_header: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    #[serde(default)]
+    pub analysis: Option<AnalysisConfig>,
+    #[serde(default)]
+    pub fast_rollback: Option<FastRollbackConfig>,
+    #[serde(default)]
+    pub fallback_to_stable: bool,
+    #[serde(default)]
+    pub blue_green: Option<BlueGreenConfig>,
+}
+
+/// The rollout strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Weighted steps walked in order.
+    #[default]
+    Canary,
+    /// No user traffic to the candidate until one atomic switch to 100 %.
+    BlueGreen,
+}
+
+impl Strategy {
+    /// The name used in the YAML and in the status JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+}
+
+/// What keeps a user on the same variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+/// One canary step.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Percentage of user traffic served by the candidate.
+    pub weight: f64,
+    /// Percentage of stable-served requests mirrored to the candidate; `shadow.mirror` when absent.
+    #[serde(default)]
+    pub mirror: Option<f64>,
+    /// How long the step lasts before it may pass, or `manual`.
+    #[serde(default)]
+    pub hold: Option<Hold>,
+}
+
+/// How long a step holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hold {
+    For(Dur),
+    /// Waits for `switchyard promote`.
+    Manual,
+}
+
+/// Automatic analysis of the candidate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_window")]
+    pub window: Dur,
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u64,
+    #[serde(default = "default_failure_limit")]
+    pub failure_limit: u32,
+    #[serde(default)]
+    pub gates: GatesConfig,
+    #[serde(default = "default_after_promotion")]
+    pub after_promotion: Dur,
+}
+
+fn default_interval() -> Dur {
+    Dur::from_secs(10)
+}
+fn default_window() -> Dur {
+    Dur::from_secs(60)
+}
+fn default_min_samples() -> u64 {
+    50
+}
+fn default_failure_limit() -> u32 {
+    3
+}
+fn default_after_promotion() -> Dur {
+    Dur::from_secs(300)
+}
+
+/// The gates an analysis applies; exactly the listed ones.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesConfig {
+    #[serde(default)]
+    pub error_rate: Option<ErrorRateGate>,
+    #[serde(default)]
+    pub latency_p99: Option<LatencyGate>,
+    #[serde(default)]
+    pub shadow_agreement: Option<AgreementGate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRateGate {
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyGate {
+    #[serde(default)]
+    pub max: Option<Dur>,
+    #[serde(default)]
+    pub max_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementGate {
+    pub min: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastRollbackConfig {
+    pub consecutive_errors: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreenConfig {
+    #[serde(default)]
+    pub auto_promote_after: Option<Dur>,
+}
+
+/// Shadow mirroring and comparison.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Default mirror percentage for steps that do not say.
+    #[serde(default)]
+    pub mirror: f64,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Percentage of requests also sent to the stable itself to measure its own non-determinism.
+    #[serde(default)]
+    pub calibrate: Option<f64>,
+    #[serde(default)]
+    pub compare: CompareConfig,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            mirror: 0.0,
+            max_in_flight: default_max_in_flight(),
+            calibrate: None,
+            compare: CompareConfig::default(),
+        }
+    }
+}
+
+fn default_max_in_flight() -> usize {
+    64
+}
+
+/// How shadow answers are compared with live ones.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareConfig {
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default = "default_abs_tolerance")]
+    pub abs_tolerance: f64,
+    #[serde(default = "default_rel_tolerance")]
+    pub rel_tolerance: f64,
+    /// JSON pointers replaced by `[redacted]` in the diffs the admin API shows.
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        Self {
+            protocol: Protocol::default(),
+            ignore: Vec::new(),
+            abs_tolerance: default_abs_tolerance(),
+            rel_tolerance: default_rel_tolerance(),
+            redact: Vec::new(),
+        }
+    }
+}
+
+fn default_abs_tolerance() -> f64 {
+    1e-6
+}
+fn default_rel_tolerance() -> f64 {
+    1e-4
+}
+
+/// Where the rollout state is persisted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `null` keeps the state in memory only.
+    #[serde(default = "default_state_path")]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            path: default_state_path(),
+        }
+    }
+}
+
+fn default_state_path() -> Option<PathBuf> {
+    Some(PathBuf::from("state/rollout.json"))
+}
+
+// === impl Hold ===
+
+impl<'de> Deserialize<'de> for Hold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim() == "manual" {
+            return Ok(Hold::Manual);
+        }
+        units::parse_duration(&s)
+            .map(Hold::For)
+            .map_err(|e| serde::de::Error::custom(format!("{e} (or `manual`)")))
+    }
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::For(d) => d.fmt(f),
+            Hold::Manual => f.write_str("manual"),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Durations (`500ms`, `10s`, `2m`, `1h`) and sizes (`512KiB`, `4MiB`) as written in the config.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written as `500ms`, `10s`, `2m` or `1h` (compound forms like `1m30s` work too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn from_secs(s: u64) -> Self {
+        Dur(Duration::from_secs(s))
+    }
+    pub const fn from_millis(ms: u64) -> Self {
+        Dur(Duration::from_millis(ms))
+    }
+}
+
+impl From<Dur> for Duration {
+    fn from(d: Dur) -> Duration {
+        d.0
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+/// Parses a duration the way the config writes it.
+pub(crate) fn parse_duration(s: &str) -> Result<Dur, String> {
+    humantime::parse_duration(s.trim())
+        .map(Dur)
+        .map_err(|e| format!("`{s}` is not a duration like 500ms, 10s, 2m or 1h: {e}"))
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes written as `512KiB`, `4MiB`, `1GiB`, `64kB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The size as a `usize` for buffer limits.
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (n, unit) in UNITS {
+            if self.0 >= n && self.0 % n == 0 {
+                return write!(f, "{}{unit}", self.0 / n);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<ByteSize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 512KiB or 4MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{other}` (use B, KiB, MiB, GiB, kB, MB, GB)"
+            ))
+        }
+    };
+    Ok(ByteSize((num * mult as f64).round() as u64))
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_the_spec_writes_them() {
+        assert_eq!(
+            parse_duration("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("10s").unwrap().0, Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap().0, Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap().0, Duration::from_secs(3600));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_as_the_spec_writes_them() {
+        assert_eq!(parse_size("512KiB").unwrap().0, 512 * 1024);
+        assert_eq!(parse_size("4MiB").unwrap().0, 4 << 20);
+        assert_eq!(parse_size("1.5MiB").unwrap().0, 3 << 19);
+        assert_eq!(parse_size("100").unwrap().0, 100);
+        assert!(parse_size("4 parsecs").is_err());
+        assert_eq!(ByteSize(4 << 20).to_string(), "4MiB");
+    }
+}

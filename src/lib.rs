@@ -1,0 +1,17 @@
+//! switchyard: a traffic router for model servers.
+//!
+//! Shadow mirroring with output comparison, weighted canary with sticky assignment,
+//! blue-green switch, automatic analysis and atomic rollback, in one reverse proxy.
+//! See `README.md` for the tour and `../shared/SPEC.md` for the contract.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod compare;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod rollout;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;

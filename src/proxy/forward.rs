@@ -1,0 +1,129 @@
+//! Forwarding one request to one backend over its pooled client, with its timeout,
+//! and saying precisely what failed when it does.
+
+use std::fmt;
+
+use http::header::HeaderMap;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::LengthLimitError;
+use hyper::body::Incoming;
+
+use super::body::{BoxError, UpstreamBody};
+use crate::snapshot::Backend;
+use crate::telemetry::metrics::ErrorKind;
+
+/// The parts of a request sent upstream, kept so it can be sent again (fallback, mirror).
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub method: Method,
+    pub path_and_query: PathAndQuery,
+    pub headers: HeaderMap,
+}
+
+/// Why a forward failed, and whose fault it was.
+#[derive(Debug)]
+pub enum Failure {
+    /// The upstream could not be reached (502).
+    Connect(BoxError),
+    /// The upstream did not answer within its timeout (504).
+    Timeout,
+    /// The upstream broke the exchange (502).
+    Protocol(BoxError),
+    /// The client's body went over `limits.max_body` while streaming (413).
+    BodyTooLarge,
+}
+
+impl Failure {
+    /// The status the client gets.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Failure::Connect(_) | Failure::Protocol(_) => http::StatusCode::BAD_GATEWAY,
+            Failure::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Failure::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The `kind` label, or `None` when the client is at fault.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Failure::Connect(_) => Some(ErrorKind::Connect),
+            Failure::Timeout => Some(ErrorKind::Timeout),
+            Failure::Protocol(_) => Some(ErrorKind::Protocol),
+            Failure::BodyTooLarge => None,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "upstream unreachable: {}", root(e.as_ref())),
+            Failure::Timeout => f.write_str("upstream timed out"),
+            Failure::Protocol(e) => write!(f, "upstream failed: {}", root(e.as_ref())),
+            Failure::BodyTooLarge => f.write_str("request body too large"),
+        }
+    }
+}
+
+/// The innermost cause of an error, the one that says what really happened.
+fn root<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> &'a (dyn std::error::Error + 'static) {
+    while let Some(s) = e.source() {
+        e = s;
+    }
+    e
+}
+
+/// Whether any error in the chain is a `T`.
+fn is_caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The upstream URI: the backend's scheme, authority and prefix, then the request's path and query.
+pub fn upstream_uri(backend: &Backend, pq: &PathAndQuery) -> Uri {
+    let pq = if backend.prefix.is_empty() {
+        pq.clone()
+    } else {
+        let joined = format!("{}{}", backend.prefix, pq.as_str());
+        joined.parse().unwrap_or_else(|_| pq.clone())
+    };
+    Uri::builder()
+        .scheme(backend.scheme.clone())
+        .authority(backend.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .expect("scheme, authority and path are valid")
+}
+
+/// Sends `head` + `body` to `backend` and waits for the response head, within the backend's timeout.
+pub async fn send(
+    backend: &Backend,
+    head: Head,
+    body: UpstreamBody,
+) -> Result<Response<Incoming>, Failure> {
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = upstream_uri(backend, &head.path_and_query);
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = head.headers;
+    match tokio::time::timeout(backend.timeout, backend.client.request(req)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => {
+            if is_caused_by::<LengthLimitError>(&e) {
+                Err(Failure::BodyTooLarge)
+            } else if e.is_connect() {
+                Err(Failure::Connect(e.into()))
+            } else {
+                Err(Failure::Protocol(e.into()))
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The routing decision: override header > sticky hash > random split.
+//!
+//! Sticky keys hash (xxh3, seeded per candidate) to one of 10 000 buckets; a request is
+//! the candidate's when its bucket is below the weight in basis points. Raising the
+//! weight only adds buckets, so a ramp moves users from stable to candidate and never
+//! back, and every replica with the same config agrees without shared state.
+//!
+//! ```
+//! use switchyard::proxy::route::bucket;
+//! assert!(bucket(b"alice", 7) < 10_000);
+//! assert_eq!(bucket(b"alice", 7), bucket(b"alice", 7));
+//! ```
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::headers::cookie;
+use crate::snapshot::{Backend, Snapshot, Sticky};
+
+/// Why a backend was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Override,
+    Sticky,
+    Random,
+    /// No candidate, or the weight is 0 or 100.
+    Fixed,
+}
+
+/// The bucket (0..10 000) of a sticky key.
+#[inline]
+pub fn bucket(key: &[u8], seed: u64) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64_with_seed(key, seed) % 10_000) as u32
+}
+
+/// Picks the backend for a request.
+#[inline]
+pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> (&'s Arc<Backend>, Reason) {
+    if let Some(h) = &snap.override_header {
+        if let Some(b) = headers.get(h).and_then(|v| snap.backend(v.as_bytes())) {
+            return (b, Reason::Override);
+        }
+    }
+    let Some(candidate) = &snap.candidate else {
+        return (&snap.stable, Reason::Fixed);
+    };
+    match snap.weight_bp {
+        0 => return (&snap.stable, Reason::Fixed),
+        10_000.. => return (candidate, Reason::Fixed),
+        _ => {}
+    }
+    let key = match &snap.sticky {
+        Some(Sticky::Header(h)) => headers.get(h).map(|v| v.as_bytes()),
+        Some(Sticky::Cookie(name)) => cookie(headers, name),
+        None => None,
+    };
+    let (b, reason) = match key {
+        Some(k) => (bucket(k, snap.sticky_seed), Reason::Sticky),
+        None => (rand::random_range(0..10_000), Reason::Random),
+    };
+    if b < snap.weight_bp {
+        (candidate, reason)
+    } else {
+        (&snap.stable, reason)
+    }
+}
+
+/// Whether this stable-served request is mirrored (a draw against `mirror_bp`).
+#[inline]
+pub fn mirrored(bp: u32) -> bool {
+    match bp {
+        0 => false,
+        10_000.. => true,
+        _ => rand::random_range(0..10_000) < bp,
+    }
+}

@@ -1,0 +1,496 @@
+//! The controller: the one task that owns the rollout and writes the snapshot.
+//!
+//! Config reloads, admin commands, fast-fail trips and analysis ticks all arrive here
+//! as [`Msg`]s (or timer deadlines). After each change the controller builds the next
+//! [`Snapshot`](crate::snapshot::Snapshot), publishes it with one `store`, publishes the
+//! status, and persists the rollout state.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{sleep_until, Instant};
+
+use super::analysis::{self, Verdict};
+use super::state::{self, Persisted};
+use super::status::{AnalysisStatus, ConfigStatus, Status};
+use super::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
+use crate::config::{Config, Hold, Problems};
+use crate::snapshot::{self, Backends, Routing, ShadowState, Shared, Tripwire, DEFAULT_ROUTE};
+use crate::telemetry::metrics;
+
+/// An operator's control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Promote { full: bool },
+    Pause { reason: Option<String> },
+    Resume,
+    Rollback { reason: Option<String> },
+    Retry,
+}
+
+/// A message to the controller.
+pub enum Msg {
+    Control {
+        action: Action,
+        reply: oneshot::Sender<Result<Arc<Status>, ControlError>>,
+    },
+    /// A config file was read again: a valid config to apply, or why it was rejected.
+    Reload {
+        result: Result<Box<Config>, Problems>,
+        reply: Option<oneshot::Sender<Result<u64, Problems>>>,
+    },
+    /// The data plane saw `failures` consecutive candidate failures in rollout `rollout`.
+    Trip { rollout: u64, failures: u32 },
+}
+
+/// Why a control did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
+    #[error("the controller has stopped")]
+    Stopped,
+}
+
+/// A handle to send controls and reloads to the controller.
+#[derive(Clone)]
+pub struct Control {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Control {
+    /// Applies `action` and answers with the new status.
+    pub async fn send(&self, action: Action) -> Result<Arc<Status>, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Control { action, reply })
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        rx.await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// Offers a re-read config; answers with the new generation, or the problems.
+    pub async fn reload(&self, result: Result<Config, Problems>) -> Result<u64, Problems> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Reload {
+            result: result.map(Box::new),
+            reply: Some(reply),
+        };
+        let stopped = || {
+            Problems(vec![crate::config::Problem {
+                path: String::new(),
+                line: None,
+                message: "the controller has stopped".into(),
+            }])
+        };
+        self.tx.send(msg).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// Capacity of the controller's queue; senders on the request path only `try_send`.
+const QUEUE: usize = 1024;
+
+/// The rollout controller.
+pub struct Controller {
+    config: Config,
+    config_path: Option<PathBuf>,
+    generation: u64,
+    last_error: Option<String>,
+    rollout: Rollout,
+    /// Changes with every new rollout and every retry, so a stale trip is ignored.
+    rollout_id: u64,
+    tripwire: Option<Arc<Tripwire>>,
+    next_eval: Option<Instant>,
+    backends: Backends,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl Controller {
+    /// Builds the controller from a validated config, restoring the persisted state of
+    /// the same revision, and publishes the first snapshot.
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control, Arc<Shared>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let now = Instant::now();
+        let mut backends = Backends::default();
+        backends.sync(&config);
+        let plan = Plan::from_config(&config);
+        let mut rollout = Rollout::new(plan, now);
+        if let Some(path) = &config.state.path {
+            if let Some(saved) = state::load(path) {
+                if saved.restore_into(&mut rollout, now) {
+                    let msg = format!(
+                        "restored from {}: {} at step {}",
+                        path.display(),
+                        rollout.phase.as_str(),
+                        rollout.step
+                    );
+                    rollout.event("restored", msg);
+                } else {
+                    let msg = format!(
+                        "state in {} is for another revision; starting at step 0",
+                        path.display()
+                    );
+                    rollout.event("restored", msg);
+                }
+            }
+        }
+        let generation = 1;
+        let shadow = Arc::new(ShadowState::new(config.shadow.max_in_flight));
+        let routing = Routing {
+            weight: rollout.weight(),
+            mirror: rollout.mirror(),
+            tripwire: None,
+        };
+        let first = snapshot::build(&config, &backends, generation, routing);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(first),
+            status: ArcSwap::from_pointee(Status::empty()),
+            ready: AtomicBool::new(false),
+            metrics: metrics::install(),
+            shadow,
+        });
+        let mut c = Controller {
+            config,
+            config_path,
+            generation,
+            last_error: None,
+            rollout,
+            rollout_id: 1,
+            tripwire: None,
+            next_eval: None,
+            backends,
+            shared: shared.clone(),
+            tx: tx.clone(),
+            rx,
+        };
+        c.schedule_eval(now);
+        c.publish(true);
+        (c, Control { tx }, shared)
+    }
+
+    /// Runs until `shutdown` flips to true (or every sender is gone).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.tick(Instant::now());
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::Control { action, reply } => {
+                let result = self.control(action, now);
+                let answer = result.map(|()| self.shared.status.load_full());
+                let _ = reply.send(answer.map_err(ControlError::from));
+            }
+            Msg::Reload { result, reply } => {
+                let answer = match result {
+                    Ok(config) => {
+                        self.apply(*config, now);
+                        Ok(self.generation)
+                    }
+                    Err(problems) => {
+                        tracing::error!(target: "switchyard::config", "config rejected, the previous one keeps serving:\n{problems}");
+                        metrics::config_reload("rejected");
+                        self.last_error = Some(problems.to_string());
+                        self.publish(false);
+                        Err(problems)
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
+            Msg::Trip { rollout, failures } => {
+                if rollout == self.rollout_id {
+                    let reason = format!(
+                        "{failures} consecutive candidate failures (fast_rollback.consecutive_errors)"
+                    );
+                    if self.rollout.rollback(reason, Trigger::Fast).is_ok() {
+                        metrics::rollback(Trigger::Fast.as_str());
+                        self.publish(true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn control(&mut self, action: Action, now: Instant) -> Result<(), NotAllowed> {
+        let r = &mut self.rollout;
+        match action {
+            Action::Promote { full } => r.promote(full, now)?,
+            Action::Pause { reason } => r.pause(reason, now)?,
+            Action::Resume => r.resume(now)?,
+            Action::Rollback { reason } => {
+                let reason = reason.unwrap_or_else(|| "manual rollback".to_string());
+                r.rollback(reason, Trigger::Manual)?;
+                metrics::rollback(Trigger::Manual.as_str());
+            }
+            Action::Retry => {
+                r.retry(now)?;
+                self.rollout_id += 1;
+                self.schedule_eval(now);
+            }
+        }
+        self.publish(true);
+        Ok(())
+    }
+
+    /// Applies a valid config: a new revision starts a new rollout; anything else keeps it.
+    fn apply(&mut self, config: Config, now: Instant) {
+        let plan = Plan::from_config(&config);
+        self.backends.sync(&config);
+        self.generation += 1;
+        self.last_error = None;
+        metrics::config_reload("applied");
+        if plan.revision != self.rollout.plan.revision {
+            let old = self.rollout.plan.revision;
+            let mut events = std::mem::take(&mut self.rollout.events);
+            self.rollout = Rollout::new(plan, now);
+            events.extend(self.rollout.events.drain(..));
+            self.rollout.events = events;
+            let msg = format!(
+                "config generation {} changed the rollout (revision {} → {}): a new rollout starts at step 0",
+                self.generation,
+                state::revision_hex(old),
+                state::revision_hex(self.rollout.plan.revision)
+            );
+            self.rollout.event("reload", msg);
+            self.rollout_id += 1;
+            self.config = config;
+            self.schedule_eval(now);
+        } else {
+            tracing::info!(target: "switchyard::config", generation = self.generation, "config applied; the rollout goes on where it is");
+            self.config = config;
+            if self.next_eval.is_none() {
+                self.schedule_eval(now);
+            }
+        }
+        self.publish(true);
+    }
+
+    fn schedule_eval(&mut self, now: Instant) {
+        self.next_eval = self
+            .config
+            .rollout
+            .analysis
+            .as_ref()
+            .map(|a| now + a.interval.0);
+    }
+
+    /// Whether analysis runs in the current phase.
+    fn analysing(&self, now: Instant) -> bool {
+        let Some(a) = &self.config.rollout.analysis else {
+            return false;
+        };
+        match self.rollout.phase {
+            Phase::Progressing | Phase::Paused => true,
+            Phase::Promoted => self
+                .rollout
+                .promoted_at
+                .is_some_and(|p| since(now, p) < a.after_promotion.0),
+            Phase::Idle | Phase::RolledBack => false,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let eval = self.next_eval.filter(|_| self.analysing(now));
+        let hold = self.rollout.hold_deadline();
+        match (eval, hold) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs what is due at `now`: an evaluation, a step whose hold has ended.
+    pub fn tick(&mut self, now: Instant) {
+        let mut changed = false;
+        if self.analysing(now) && self.next_eval.is_some_and(|t| t <= now) {
+            changed |= self.evaluate(now);
+            self.schedule_eval(now);
+        }
+        if self.rollout.phase == Phase::Progressing && self.rollout.hold_elapsed(now) {
+            let analysed = self.config.rollout.analysis.is_some();
+            if !analysed {
+                self.rollout.advance(now, "hold elapsed");
+                changed = true;
+            } else if self.rollout.step_verdict == Some(Verdict::Pass) {
+                self.rollout.advance(now, "hold elapsed, analysis passed");
+                changed = true;
+            }
+        }
+        if self.rollout.phase == Phase::Promoted
+            && self.config.rollout.analysis.is_some()
+            && !self.analysing(now)
+            && self.next_eval.is_some()
+        {
+            self.next_eval = None;
+            self.rollout.event(
+                "analysis",
+                "post-promotion analysis finished: the promotion stands".into(),
+            );
+            changed = true;
+        }
+        self.publish(changed);
+    }
+
+    /// One evaluation of the gates; true when it rolled the rollout back.
+    fn evaluate(&mut self, now: Instant) -> bool {
+        let Some(a) = self.config.rollout.analysis.clone() else {
+            return false;
+        };
+        let (Some(candidate), Some(stable)) = (
+            self.rollout
+                .plan
+                .candidate
+                .as_ref()
+                .and_then(|c| self.backends.get(c)),
+            self.backends.get(&self.rollout.plan.stable),
+        ) else {
+            return false;
+        };
+        let span = a.window.0.min(since(now, self.rollout.started));
+        let c = candidate.window.summary(now, span);
+        let s = stable.window.summary(now, span);
+        let result = analysis::evaluate(
+            &a.gates,
+            a.min_samples,
+            &c,
+            &s,
+            self.rollout.mirror() > 0.0,
+            self.rollout.phase == Phase::Promoted,
+        );
+        for g in &result.gates {
+            metrics::gate(g.gate, g.value, g.threshold);
+        }
+        metrics::evaluation(result.verdict.as_str());
+        let verdict = result.verdict;
+        match verdict {
+            Verdict::Fail => self.rollout.failures += 1,
+            Verdict::Pass => self.rollout.failures = 0,
+            Verdict::Inconclusive => {}
+        }
+        let failing = result.failing();
+        self.rollout.step_verdict = Some(verdict);
+        self.rollout.last_analysis = Some(result);
+        if verdict == Verdict::Fail && self.rollout.failures >= a.failure_limit {
+            let reason = format!(
+                "analysis failed {} time{} in a row: {failing}",
+                self.rollout.failures,
+                if self.rollout.failures == 1 { "" } else { "s" }
+            );
+            if self.rollout.rollback(reason, Trigger::Auto).is_ok() {
+                metrics::rollback(Trigger::Auto.as_str());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Builds and stores the next snapshot and status; persists the state when asked.
+    fn publish(&mut self, persist: bool) {
+        let now = Instant::now();
+        let r = &self.rollout;
+        let armed = matches!(
+            r.phase,
+            Phase::Progressing | Phase::Paused | Phase::Promoted
+        );
+        self.tripwire = match (&self.config.rollout.fast_rollback, armed) {
+            (Some(f), true) => match &self.tripwire {
+                Some(t)
+                    if t.rollout() == self.rollout_id && t.threshold() == f.consecutive_errors =>
+                {
+                    Some(t.clone())
+                }
+                _ => Some(Arc::new(Tripwire::new(
+                    f.consecutive_errors,
+                    self.rollout_id,
+                    self.tx.clone(),
+                ))),
+            },
+            _ => None,
+        };
+        let routing = Routing {
+            weight: r.weight(),
+            mirror: r.mirror(),
+            tripwire: self.tripwire.clone(),
+        };
+        let next = snapshot::build(&self.config, &self.backends, self.generation, routing);
+        self.shared.snapshot.store(Arc::new(next));
+        self.shared.status.store(Arc::new(self.status(now)));
+        metrics::rollout(
+            r.phase.as_str(),
+            &Phase::ALL,
+            r.step,
+            r.weight(),
+            r.mirror(),
+            self.generation,
+        );
+        if persist {
+            if let Some(path) = &self.config.state.path {
+                let p = Persisted::of(DEFAULT_ROUTE, &self.rollout, now);
+                if let Err(e) = state::save(path, &p) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state");
+                }
+            }
+        }
+    }
+
+    fn status(&self, now: Instant) -> Status {
+        let r = &self.rollout;
+        let hold = r.current().and_then(|s| s.hold);
+        let in_step = matches!(r.phase, Phase::Progressing | Phase::Paused);
+        let hold_remaining_s = match hold {
+            Some(Hold::For(d)) if in_step => {
+                let at = r.paused_at.unwrap_or(now);
+                Some(d.0.saturating_sub(since(at, r.step_started)).as_secs_f64())
+            }
+            _ => None,
+        };
+        let analysis = self.config.rollout.analysis.as_ref();
+        Status {
+            phase: r.phase.as_str().into(),
+            strategy: r.plan.strategy.as_str().into(),
+            route: DEFAULT_ROUTE.into(),
+            stable: r.plan.stable.clone(),
+            candidate: r.plan.candidate.clone(),
+            step: r.step,
+            steps: r.plan.steps.len(),
+            weight: r.weight(),
+            mirror: r.mirror(),
+            reason: r.reason.clone(),
+            hold_remaining_s,
+            manual_hold: in_step && hold == Some(Hold::Manual),
+            revision: state::revision_hex(r.plan.revision),
+            config: ConfigStatus {
+                generation: self.generation,
+                last_error: self.last_error.clone(),
+                path: self.config_path.as_ref().map(|p| p.display().to_string()),
+            },
+            analysis: AnalysisStatus {
+                enabled: analysis.is_some(),
+                last: r.last_analysis.clone(),
+                failures: r.failures,
+                failure_limit: analysis.map_or(0, |a| a.failure_limit),
+            },
+            events: r.events.iter().cloned().collect(),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The rollout status as `/api/v1/status` and `switchyard status` show it.
+
+use serde::Serialize;
+
+use super::analysis::Analysis;
+use super::Event;
+
+/// A published view of the rollout; the controller replaces it after every change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// `idle`, `progressing`, `paused`, `promoted` or `rolled_back`.
+    pub phase: String,
+    pub strategy: String,
+    pub route: String,
+    pub stable: String,
+    pub candidate: Option<String>,
+    pub step: usize,
+    pub steps: usize,
+    pub weight: f64,
+    pub mirror: f64,
+    pub reason: Option<String>,
+    /// Seconds left in the current hold; `null` for manual or none.
+    pub hold_remaining_s: Option<f64>,
+    /// True when the current step waits for `promote`.
+    pub manual_hold: bool,
+    pub revision: String,
+    pub config: ConfigStatus,
+    pub analysis: AnalysisStatus,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConfigStatus {
+    pub generation: u64,
+    pub last_error: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnalysisStatus {
+    /// Whether an `analysis` block is configured.
+    pub enabled: bool,
+    pub last: Option<Analysis>,
+    /// Consecutive failed evaluations.
+    pub failures: u32,
+    pub failure_limit: u32,
+}
+
+impl Status {
+    /// The status before anything is loaded.
+    pub fn empty() -> Status {
+        Status {
+            phase: "idle".into(),
+            strategy: "canary".into(),
+            route: crate::snapshot::DEFAULT_ROUTE.into(),
+            stable: String::new(),
+            candidate: None,
+            step: 0,
+            steps: 0,
+            weight: 0.0,
+            mirror: 0.0,
+            reason: None,
+            hold_remaining_s: None,
+            manual_hold: false,
+            revision: String::new(),
+            config: ConfigStatus::default(),
+            analysis: AnalysisStatus::default(),
+            events: Vec::new(),
+        }
+    }
+}

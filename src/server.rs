@@ -1,0 +1,234 @@
+//! Starting and stopping switchyard: listeners, accept loops, the controller, the config
+//! watcher, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin;
+use crate::config::{self, Config};
+use crate::proxy::Proxy;
+use crate::rollout::controller::Controller;
+use crate::rollout::Control;
+use crate::snapshot::Shared;
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// A running switchyard.
+pub struct Running {
+    /// Where the data plane listens (the real port when the config said 0).
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub control: Control,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Errors starting up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+}
+
+/// Starts the proxy, the admin API and the controller; watches `config_path` for changes when given.
+pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Running, StartError> {
+    let data = bind(config.listen).await?;
+    let admin_listener = bind(config.admin.listen).await?;
+    let data_addr = data.local_addr().expect("bound");
+    let admin_addr = admin_listener.local_addr().expect("bound");
+    let header_timeout = config.limits.header_timeout.0;
+    let token = config.admin.token();
+    let initial = config.clone();
+
+    let (controller, control, shared) = Controller::new(config, config_path.clone());
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(controller.run(rx.clone())));
+    tasks.push(tokio::spawn(serve_data(
+        data,
+        shared.clone(),
+        header_timeout,
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin::Admin::new(shared.clone(), control.clone(), token),
+        rx.clone(),
+    )));
+    if let Some(path) = config_path {
+        tasks.push(watch_config(path, initial, control.clone(), rx.clone())?);
+    }
+    shared.ready.store(true, Ordering::Release);
+    tracing::info!(%data_addr, %admin_addr, "switchyard is serving");
+    Ok(Running {
+        data_addr,
+        admin_addr,
+        shared,
+        control,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (at most [`DRAIN`]), stops the tasks.
+    pub async fn shutdown(self) {
+        self.shared.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn serve_data(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(Proxy::new(shared.clone(), Some(peer.ip())));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(DRAIN) => tracing::warn!("drain timed out after {DRAIN:?}; closing the rest"),
+    }
+}
+
+/// Watches the config file's directory (so rename-saves and symlink swaps are seen) and
+/// SIGHUP; each change is re-read, validated and offered to the controller.
+fn watch_config(
+    path: PathBuf,
+    initial: Config,
+    control: Control,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StartError> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let watched = path.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let ours = ev.paths.iter().any(|p| {
+                p == &watched || p.file_name() == file_name.as_deref() || p.ends_with("..data")
+            });
+            if ours && !ev.kind.is_access() {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .map_err(|source| StartError::Watch {
+        path: path.clone(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| StartError::Watch { path: dir, source })?;
+
+    Ok(tokio::spawn(async move {
+        let _watcher = watcher;
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last: Result<Config, config::Problems> = Ok(initial);
+        loop {
+            #[cfg(unix)]
+            let sighup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let sighup = std::future::pending::<()>();
+            let forced = tokio::select! {
+                Some(()) = rx.recv() => false,
+                _ = sighup => true,
+                _ = shutdown.changed() => break,
+            };
+            // Editors write in several steps: let them settle before reading.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while rx.try_recv().is_ok() {}
+            let result = config::load_file(&path);
+            // Saves that change nothing (touch, a second event for one save) are not reloads.
+            if !forced && last == result {
+                continue;
+            }
+            last = result.clone();
+            match control.reload(result).await {
+                Ok(generation) => {
+                    tracing::info!(target: "switchyard::config", generation, path = %path.display(), "config reloaded")
+                }
+                Err(problems) => {
+                    tracing::warn!(target: "switchyard::config", path = %path.display(), "reload rejected: {problems}")
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,240 @@
+//! Every Prometheus metric switchyard exports, by name, in one place.
+//!
+//! The recorder is process-global (the `metrics` crate's model); [`install`] sets it up
+//! once and returns the handle `/metrics` renders from. Hot-path metrics are resolved to
+//! handles once per backend ([`BackendMetrics`]) so recording a request never builds labels.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
+pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
+pub const FALLBACK_SKIPPED_TOTAL: &str = "switchyard_fallback_skipped_total";
+pub const ROLLOUT_WEIGHT: &str = "switchyard_rollout_weight";
+pub const ROLLOUT_MIRROR: &str = "switchyard_rollout_mirror";
+pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
+pub const ROLLOUT_PHASE: &str = "switchyard_rollout_phase";
+pub const SHADOW_REQUESTS_TOTAL: &str = "switchyard_shadow_requests_total";
+pub const SHADOW_COMPARISONS_TOTAL: &str = "switchyard_shadow_comparisons_total";
+pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
+pub const ANALYSIS_GATE_VALUE: &str = "switchyard_analysis_gate_value";
+pub const ANALYSIS_GATE_THRESHOLD: &str = "switchyard_analysis_gate_threshold";
+pub const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_total";
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(REQUEST_DURATION_SECONDS.to_string()),
+                    DURATION_BUCKETS,
+                )
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding application):
+            // then ours still renders what is recorded through `handle`'s registry only.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "Proxied requests by the backend that answered and the status code."
+    );
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to the upstream response head, by backend."
+    );
+    describe_counter!(
+        UPSTREAM_ERRORS_TOTAL,
+        "Upstream failures by backend and kind (connect, timeout, protocol, status)."
+    );
+    describe_counter!(
+        FALLBACKS_TOTAL,
+        "Failed candidate requests retried on the stable backend."
+    );
+    describe_counter!(
+        FALLBACK_SKIPPED_TOTAL,
+        "Failed candidate requests that could not be retried (body not buffered)."
+    );
+    describe_gauge!(
+        ROLLOUT_WEIGHT,
+        "Percent of user traffic served by the candidate."
+    );
+    describe_gauge!(
+        ROLLOUT_MIRROR,
+        "Percent of stable-served requests mirrored to the candidate."
+    );
+    describe_gauge!(ROLLOUT_STEP, "Current rollout step, from 0.");
+    describe_gauge!(
+        ROLLOUT_PHASE,
+        "1 for the current rollout phase, 0 for the others."
+    );
+    describe_counter!(
+        SHADOW_REQUESTS_TOTAL,
+        "Mirrored requests by outcome (compared, dropped, error)."
+    );
+    describe_counter!(
+        SHADOW_COMPARISONS_TOTAL,
+        "Shadow comparisons by result (agree, disagree, incomparable)."
+    );
+    describe_counter!(
+        ROLLBACKS_TOTAL,
+        "Rollbacks by trigger (auto, fast, manual)."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Config reloads by result (applied, rejected)."
+    );
+    describe_gauge!(CONFIG_GENERATION, "Generation of the config in force.");
+    describe_gauge!(
+        ANALYSIS_GATE_VALUE,
+        "Last figure measured by each analysis gate."
+    );
+    describe_gauge!(ANALYSIS_GATE_THRESHOLD, "Threshold of each analysis gate.");
+    describe_counter!(
+        ANALYSIS_EVALUATIONS_TOTAL,
+        "Analysis evaluations by verdict."
+    );
+}
+
+/// Why an upstream call failed, as the `kind` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect,
+    Timeout,
+    Protocol,
+    /// The upstream answered 5xx.
+    Status,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Status => "status",
+        }
+    }
+}
+
+/// Metric handles of one backend, resolved once so the request path only increments.
+#[derive(Debug)]
+pub struct BackendMetrics {
+    name: String,
+    duration: Histogram,
+    /// `requests_total{code}` by status code 100..=599, created on first use.
+    codes: Box<[OnceLock<Counter>]>,
+    errors: [Counter; 4],
+}
+
+impl BackendMetrics {
+    pub fn new(name: &str) -> Self {
+        let labels = |kind: ErrorKind| counter!(UPSTREAM_ERRORS_TOTAL, "backend" => name.to_string(), "kind" => kind.as_str());
+        Self {
+            name: name.to_string(),
+            duration: histogram!(REQUEST_DURATION_SECONDS, "backend" => name.to_string()),
+            codes: (100..600).map(|_| OnceLock::new()).collect(),
+            errors: [
+                labels(ErrorKind::Connect),
+                labels(ErrorKind::Timeout),
+                labels(ErrorKind::Protocol),
+                labels(ErrorKind::Status),
+            ],
+        }
+    }
+
+    /// Counts one response sent to a client with `code`, produced by this backend.
+    pub fn response(&self, code: u16) {
+        let i = usize::from(code.clamp(100, 599) - 100);
+        self.codes[i]
+            .get_or_init(|| counter!(REQUESTS_TOTAL, "backend" => self.name.clone(), "code" => code.to_string()))
+            .increment(1);
+    }
+
+    /// Records the time to the upstream response head.
+    pub fn latency(&self, d: std::time::Duration) {
+        self.duration.record(d.as_secs_f64());
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].increment(1);
+    }
+}
+
+/// Counts one mirrored request by outcome: `compared`, `dropped` or `error`.
+pub fn shadow_request(outcome: &'static str) {
+    counter!(SHADOW_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// Counts one shadow comparison by result.
+pub fn shadow_comparison(result: &'static str) {
+    counter!(SHADOW_COMPARISONS_TOTAL, "result" => result).increment(1);
+}
+
+pub fn fallback(from: &str) {
+    counter!(FALLBACKS_TOTAL, "backend" => from.to_string()).increment(1);
+}
+
+pub fn fallback_skipped(from: &str) {
+    counter!(FALLBACK_SKIPPED_TOTAL, "backend" => from.to_string()).increment(1);
+}
+
+pub fn rollback(trigger: &'static str) {
+    counter!(ROLLBACKS_TOTAL, "trigger" => trigger).increment(1);
+}
+
+pub fn config_reload(result: &'static str) {
+    counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(1);
+}
+
+/// Publishes the rollout gauges.
+pub fn rollout(
+    phase: &str,
+    all_phases: &[&'static str],
+    step: usize,
+    weight: f64,
+    mirror: f64,
+    generation: u64,
+) {
+    gauge!(ROLLOUT_WEIGHT).set(weight);
+    gauge!(ROLLOUT_MIRROR).set(mirror);
+    gauge!(ROLLOUT_STEP).set(step as f64);
+    gauge!(CONFIG_GENERATION).set(generation as f64);
+    for p in all_phases {
+        gauge!(ROLLOUT_PHASE, "phase" => *p).set(if *p == phase { 1.0 } else { 0.0 });
+    }
+}
+
+/// Publishes one gate's last figure and threshold.
+pub fn gate(gate: &'static str, value: Option<f64>, threshold: f64) {
+    if let Some(v) = value {
+        gauge!(ANALYSIS_GATE_VALUE, "gate" => gate).set(v);
+    }
+    gauge!(ANALYSIS_GATE_THRESHOLD, "gate" => gate).set(threshold);
+}
+
+pub fn evaluation(verdict: &'static str) {
+    counter!(ANALYSIS_EVALUATIONS_TOTAL, "verdict" => verdict).increment(1);
+}
