@@ -1,23 +1,139 @@
-//! TEMPORARY STUB: replaced by the comparator module.
+//! Protocol-aware comparison of a live (stable) response with its shadow (candidate) copy.
+//!
+//! During shadow mode every mirrored request yields two responses; [`compare`]
+//! says whether they agree, and why not, in terms of the inference protocol:
+//!
+//! - **Status and truncation.** Different status codes, or a body cut at the
+//!   capture cap on either side, make the pair [`Outcome::Incomparable`].
+//!   Equal statuses (2xx or not) are compared by the same rules: with `auto`,
+//!   two JSON error bodies get a structural diff; with an explicit `v2`/`v1`,
+//!   error bodies that are not inference responses are `Incomparable` (the
+//!   reason carries the status).
+//! - **`auto`** picks per pair: a body that parses as JSON and has an
+//!   `outputs` array of objects with `name` and `data` is `v2`; one with
+//!   `predictions` (or a non-V2 `outputs`, TF-Serving columnar) is `v1`; any
+//!   other JSON is `json`; a body that is not JSON is compared as `bytes`.
+//!   When the two sides resolve differently the pair is diffed as `json` (or
+//!   as `bytes` if only one is JSON), which reports the difference. A
+//!   `content_type` of `application/octet-stream`, protobuf, gRPC, `image/*`,
+//!   `audio/*` or `video/*` on either side skips JSON parsing.
+//! - **`v2`** (Open Inference Protocol) compares only `outputs`, matched by
+//!   name in any order: `datatype`, `shape`, `parameters` and `data`
+//!   element-wise (nested data flattened row-major). Top-level `id`,
+//!   `model_name`, `model_version` and `parameters` are *not* compared: the
+//!   candidate's identity differs by design. FP data is compared with
+//!   tolerance; INT/UINT/BOOL/BYTES data exactly.
+//! - **`v1`** compares only `predictions` (or `outputs`) as tensors with
+//!   tolerance and a shape check.
+//! - **`json`** is a structural diff of the whole document.
+//! - **`bytes`** is exact equality.
+//!
+//! Numbers agree when `|a-b| <= abs_tolerance` or `|a-b| <= rel_tolerance *
+//! max(|a|,|b|)`; NaN agrees with NaN, an infinity with the same infinity.
+//! The bare `NaN`/`Infinity` tokens Python emits are accepted, as are
+//! strings such as `"NaN"` or `"-inf"` in numeric positions.
+//!
+//! # Ignore and redact pointers
+//!
+//! [`Rules::ignore`] and [`Rules::redact`] hold RFC 6901 JSON pointers (`""`
+//! is the whole document) in which a segment that is exactly `*` matches any
+//! key or index: `/outputs/*/parameters`. A pointer selects the location and
+//! everything below it. They address the documents as sent, with one
+//! addition: where an array element has a `name` member (V2 outputs), a
+//! segment may name it instead of indexing it. So for V2,
+//! `/outputs/probabilities/parameters`, `/outputs/0/parameters` (position in
+//! the live *or* the shadow response) and `/outputs/*/parameters` all work;
+//! ignoring `/outputs/<o>` drops that output from the comparison and the
+//! reports. Inside tensor data, pointers follow the JSON nesting of the data
+//! (`/predictions/0` is row 0 of a nested V1 tensor; ignored elements are not
+//! counted as mismatched).
+//!
+//! Paths in [`Difference`]s use the same scheme, V2 outputs by name:
+//! `/outputs/predict/data/3`; for nested tensor data the path holds nested
+//! indexes.
+
+mod json;
+mod pointer;
+mod report;
+mod tensor;
+mod tolerance;
+mod v1;
+mod v2;
+
+use report::{Ctx, Shown};
+use serde_json::Value;
+
+pub use report::MAX_DIFFERENCES;
+
+/// The wire protocol a pair of responses is compared under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// Detect per pair from the bodies (see the module docs).
     #[default]
     Auto,
+    /// KServe / MLServer / Triton Open Inference Protocol.
     V2,
+    /// TF-Serving / KServe V1 (`predictions` or `outputs`).
     V1,
+    /// Any JSON, structurally.
     Json,
+    /// Exact byte equality.
     Bytes,
 }
-#[derive(Debug, Clone, Default)]
+
+impl Protocol {
+    /// Returns the lowercase name used in configuration and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::V2 => "v2",
+            Protocol::V1 => "v1",
+            Protocol::Json => "json",
+            Protocol::Bytes => "bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The comparison settings of one configuration, built once and shared by all comparisons.
+///
+/// Build it with [`Rules::new`], which validates the pointers and
+/// tolerances, or start from [`Rules::default`]. A value built by hand is
+/// accepted too; pointers that do not parse are then skipped (check such a
+/// value with [`Rules::validate`]). Pointers are compiled per comparison,
+/// and redact pointers only when something is reported, which costs a few
+/// small allocations next to parsing the bodies.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
+    /// Protocol to compare under; `Auto` detects it per pair.
     pub protocol: Protocol,
+    /// JSON pointers left out of the comparison (see the module docs for the syntax).
     pub ignore: Vec<String>,
+    /// Absolute tolerance for numbers.
     pub abs_tolerance: f64,
+    /// Relative tolerance for numbers, against the larger magnitude.
     pub rel_tolerance: f64,
+    /// JSON pointers whose values are shown as `"[redacted]"` in differences and [`redact`]ed bodies.
     pub redact: Vec<String>,
 }
+
+/// Default absolute tolerance.
+pub const DEFAULT_ABS_TOLERANCE: f64 = 1e-6;
+/// Default relative tolerance.
+pub const DEFAULT_REL_TOLERANCE: f64 = 1e-4;
+
 impl Rules {
+    /// Builds validated comparison rules.
+    ///
+    /// Fails, listing every problem, when a pointer is neither empty nor
+    /// starts with `/` (or has a bad `~` escape), or a tolerance is negative
+    /// or not finite.
     pub fn new(
         protocol: Protocol,
         ignore: Vec<String>,
@@ -25,29 +141,78 @@ impl Rules {
         rel_tolerance: f64,
         redact: Vec<String>,
     ) -> Result<Rules, String> {
-        Ok(Rules {
+        let rules = Rules {
             protocol,
             ignore,
             abs_tolerance,
             rel_tolerance,
             redact,
-        })
+        };
+        rules.validate()?;
+        Ok(rules)
+    }
+
+    /// Checks the pointers and tolerances, returning every problem joined by `; `.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for (name, t) in [
+            ("abs_tolerance", self.abs_tolerance),
+            ("rel_tolerance", self.rel_tolerance),
+        ] {
+            if !t.is_finite() || t < 0.0 {
+                errors.push(format!("{name}: must be a finite number >= 0, got {t}"));
+            }
+        }
+        pointer::check("ignore", &self.ignore, &mut errors);
+        pointer::check("redact", &self.redact, &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 }
+
+impl Default for Rules {
+    /// `auto`, nothing ignored or redacted, tolerances 1e-6 absolute and 1e-4 relative.
+    fn default() -> Self {
+        Rules {
+            protocol: Protocol::Auto,
+            ignore: Vec::new(),
+            abs_tolerance: DEFAULT_ABS_TOLERANCE,
+            rel_tolerance: DEFAULT_REL_TOLERANCE,
+            redact: Vec::new(),
+        }
+    }
+}
+
+/// One captured upstream response, borrowed from the mirror's buffers.
+#[derive(Debug, Clone, Copy)]
 pub struct Response<'a> {
+    /// HTTP status code.
     pub status: u16,
+    /// The `content-type` header, if any (a hint for `auto`).
     pub content_type: Option<&'a str>,
+    /// The body as captured (possibly cut at the capture cap).
     pub body: &'a [u8],
+    /// The body exceeded the capture cap; such a pair is `Incomparable`.
     pub truncated: bool,
 }
+
+/// The verdict on one live/shadow pair, also the `result` label of `switchyard_shadow_comparisons_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Everything compared is equal within tolerance.
     Agree,
+    /// At least one difference.
     Disagree,
+    /// The pair cannot be judged (status mismatch, truncated or unparseable body, wrong shape for the protocol).
     Incomparable,
 }
+
 impl Outcome {
+    /// Returns the Prometheus label value: `agree`, `disagree` or `incomparable`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Agree => "agree",
@@ -56,45 +221,313 @@ impl Outcome {
         }
     }
 }
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Comparison {
-    pub outcome: Outcome,
-    pub protocol: Protocol,
-    pub reason: Option<String>,
-    pub differences: Vec<Difference>,
-    pub differences_total: usize,
-    pub outputs: Vec<OutputReport>,
-}
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Difference {
-    pub path: String,
-    pub live: String,
-    pub shadow: String,
-    pub what: String,
-}
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct OutputReport {
-    pub name: String,
-    pub agree: bool,
-}
-pub fn compare(_rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Comparison {
-    let outcome = if live.status != shadow.status || live.truncated || shadow.truncated {
-        Outcome::Incomparable
-    } else if live.body == shadow.body {
-        Outcome::Agree
-    } else {
-        Outcome::Disagree
-    };
-    Comparison {
-        outcome,
-        protocol: Protocol::Bytes,
-        reason: None,
-        differences: vec![],
-        differences_total: 0,
-        outputs: vec![],
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
-pub fn redact(_rules: &Rules, body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+
+/// The result of comparing one live/shadow pair.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    /// Agree, disagree or incomparable.
+    pub outcome: Outcome,
+    /// The protocol actually used (`auto` resolved; `auto` only if the pair was rejected before detection).
+    pub protocol: Protocol,
+    /// Why the pair is incomparable, or a note on how `auto` resolved a mixed pair.
+    pub reason: Option<String>,
+    /// The first [`MAX_DIFFERENCES`] differences.
+    pub differences: Vec<Difference>,
+    /// How many differences there were in all.
+    pub differences_total: usize,
+    /// One report per output tensor (v2) or per predictions/outputs tensor (v1); empty for json/bytes.
+    pub outputs: Vec<OutputReport>,
 }
+
+impl Comparison {
+    fn incomparable(protocol: Protocol, reason: String) -> Self {
+        Comparison {
+            outcome: Outcome::Incomparable,
+            protocol,
+            reason: Some(reason),
+            differences: Vec::new(),
+            differences_total: 0,
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// One place where the two responses differ.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Difference {
+    /// JSON pointer of the location, V2 outputs by name (`/outputs/predict/data/3`); `""` for the whole body.
+    pub path: String,
+    /// The live value as compact JSON (cut at 256 bytes, redacted per the rules), or `(absent)`.
+    pub live: String,
+    /// The shadow value, likewise.
+    pub shadow: String,
+    /// What differs: `value`, `type`, `shape`, `datatype`, `length`, `missing in shadow`, `extra in shadow` or `bytes`.
+    pub what: String,
+}
+
+/// Per-tensor agreement statistics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutputReport {
+    /// The output name (v2), `predictions`/`outputs` or the columnar member name (v1).
+    pub name: String,
+    /// Every element within tolerance and datatype, shape and parameters equal.
+    pub agree: bool,
+    /// Element count (the larger side's when they differ; 0 if the data was ignored).
+    pub elements: usize,
+    /// Elements that differ, including the surplus of the longer side.
+    pub mismatched: usize,
+    /// Largest finite |live - shadow| over numeric elements.
+    pub max_abs_diff: Option<f64>,
+    /// For `[n, k]` score tensors (k > 1): whether every row's argmax agrees.
+    pub top1_agree: Option<bool>,
+    /// For `[n, k]` score tensors: share of rows whose argmax agrees.
+    pub top1_agreement: Option<f64>,
+    /// For label-like outputs (BYTES/strings, or integer/boolean class ids one per row): share of equal labels.
+    pub label_agreement: Option<f64>,
+}
+
+/// Compares a live response with its shadow copy under `rules`.
+pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Comparison {
+    let declared = rules.protocol;
+    match (live.truncated, shadow.truncated) {
+        (true, true) => return Comparison::incomparable(declared, "body truncated (both)".into()),
+        (true, false) => return Comparison::incomparable(declared, "body truncated (live)".into()),
+        (false, true) => {
+            return Comparison::incomparable(declared, "body truncated (shadow)".into())
+        }
+        (false, false) => {}
+    }
+    if live.status != shadow.status {
+        return Comparison::incomparable(
+            declared,
+            format!("status mismatch {} vs {}", live.status, shadow.status),
+        );
+    }
+    let status_note = if (200..300).contains(&live.status) {
+        String::new()
+    } else {
+        format!(" (status {})", live.status)
+    };
+
+    if declared == Protocol::Bytes {
+        return compare_bytes(live.body, shadow.body, None);
+    }
+    if declared == Protocol::Auto
+        && (is_binary(live.content_type) || is_binary(shadow.content_type))
+    {
+        return compare_bytes(live.body, shadow.body, None);
+    }
+
+    let lv = json::parse(live.body);
+    let sv = json::parse(shadow.body);
+    let (lv, sv) = match (lv, sv, declared) {
+        (Some(l), Some(s), _) => (l, s),
+        (l, s, Protocol::Auto) => {
+            let reason = match (l.is_some(), s.is_some()) {
+                (true, false) => {
+                    Some("shadow body is not JSON, live body is; compared as bytes".to_owned())
+                }
+                (false, true) => {
+                    Some("live body is not JSON, shadow body is; compared as bytes".to_owned())
+                }
+                _ => None,
+            };
+            return compare_bytes(live.body, shadow.body, reason);
+        }
+        (l, s, p) => {
+            let side = match (l.is_some(), s.is_some()) {
+                (false, false) => "neither body is JSON",
+                (false, true) => "live body is not JSON",
+                _ => "shadow body is not JSON",
+            };
+            return Comparison::incomparable(p, format!("{side}{status_note}"));
+        }
+    };
+
+    let (protocol, reason) = match declared {
+        Protocol::Auto => {
+            let (pl, ps) = (detect(&lv), detect(&sv));
+            if pl == ps {
+                (pl, None)
+            } else {
+                (
+                    Protocol::Json,
+                    Some(format!(
+                        "live looks like {pl}, shadow like {ps}; compared as json"
+                    )),
+                )
+            }
+        }
+        p => {
+            let fits = |v: &Value| match p {
+                Protocol::V2 => v2::looks_like(v, false),
+                Protocol::V1 => v1::looks_like(v),
+                _ => true,
+            };
+            let wanted = match p {
+                Protocol::V2 => "a V2 inference response (an `outputs` array of named tensors)",
+                _ => "a V1 response (`predictions` or `outputs`)",
+            };
+            match (fits(&lv), fits(&sv)) {
+                (true, true) => (p, None),
+                (false, true) => {
+                    return Comparison::incomparable(
+                        p,
+                        format!("live body is not {wanted}{status_note}"),
+                    )
+                }
+                (true, false) => {
+                    return Comparison::incomparable(
+                        p,
+                        format!("shadow body is not {wanted}{status_note}"),
+                    )
+                }
+                (false, false) => {
+                    return Comparison::incomparable(
+                        p,
+                        format!("neither body is {wanted}{status_note}"),
+                    )
+                }
+            }
+        }
+    };
+
+    let ignore = pointer::compile(&rules.ignore);
+    let mut ctx = Ctx::new(
+        rules.abs_tolerance,
+        rules.rel_tolerance,
+        &ignore,
+        &rules.redact,
+    );
+    let root = ctx.ignore_state();
+    let outputs = if root.exact {
+        Vec::new() // the whole document is ignored
+    } else {
+        match protocol {
+            Protocol::V2 => v2::compare(&mut ctx, &lv, &sv),
+            Protocol::V1 => v1::compare(&mut ctx, &lv, &sv),
+            _ => {
+                json::diff(&mut ctx, &lv, &sv, root.deeper);
+                Vec::new()
+            }
+        }
+    };
+    Comparison {
+        outcome: if ctx.total == 0 {
+            Outcome::Agree
+        } else {
+            Outcome::Disagree
+        },
+        protocol,
+        reason,
+        differences_total: ctx.total,
+        differences: ctx.list,
+        outputs,
+    }
+}
+
+/// Resolves `auto` for one parsed body.
+fn detect(v: &Value) -> Protocol {
+    if !v.is_object() {
+        Protocol::Json
+    } else if v2::looks_like(v, true) {
+        Protocol::V2
+    } else if v1::looks_like(v) {
+        Protocol::V1
+    } else {
+        Protocol::Json
+    }
+}
+
+/// Tells whether a content type announces a body that is certainly not JSON.
+fn is_binary(ct: Option<&str>) -> bool {
+    const BINARY: [&str; 7] = [
+        "application/octet-stream",
+        "application/x-protobuf",
+        "application/protobuf",
+        "application/grpc",
+        "image/",
+        "audio/",
+        "video/",
+    ];
+    let Some(ct) = ct else { return false };
+    let ct = ct.trim_start().as_bytes();
+    BINARY
+        .iter()
+        .any(|p| ct.len() >= p.len() && ct[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+}
+
+/// Compares two bodies byte for byte.
+fn compare_bytes(live: &[u8], shadow: &[u8], reason: Option<String>) -> Comparison {
+    let mut differences = Vec::new();
+    let equal = live == shadow;
+    if !equal {
+        let at = live
+            .iter()
+            .zip(shadow)
+            .position(|(a, b)| a != b)
+            .unwrap_or(live.len().min(shadow.len()));
+        let mut ctx = Ctx::new(0.0, 0.0, &[], &[]);
+        ctx.record(
+            "bytes",
+            Shown::Bytes { body: live, at },
+            Shown::Bytes { body: shadow, at },
+        );
+        differences = ctx.list;
+    }
+    Comparison {
+        outcome: if equal {
+            Outcome::Agree
+        } else {
+            Outcome::Disagree
+        },
+        protocol: Protocol::Bytes,
+        reason,
+        differences_total: differences.len(),
+        differences,
+        outputs: Vec::new(),
+    }
+}
+
+/// Largest non-JSON body excerpt returned by [`redact`].
+const MAX_TEXT: usize = 4096;
+
+/// Prepares a body for reporting: JSON with the redact pointers' values replaced by `"[redacted]"`.
+///
+/// A body that is not JSON becomes a string (lossy UTF-8, cut to 4 KiB on a
+/// character boundary). The whole-document pointer `""` redacts everything.
+pub fn redact(rules: &Rules, body: &[u8]) -> Value {
+    match json::parse(body) {
+        Some(mut v) => {
+            for p in pointer::compile(&rules.redact) {
+                pointer::redact_in(&mut v, &p.segs);
+            }
+            v
+        }
+        None => {
+            let mut cut = &body[..body.len().min(MAX_TEXT)];
+            if let Err(e) = std::str::from_utf8(cut) {
+                if e.error_len().is_none() {
+                    // A multi-byte character cut at the end: drop its first bytes.
+                    cut = &cut[..e.valid_up_to()];
+                }
+            }
+            let mut s = String::from_utf8_lossy(cut).into_owned();
+            let mut n = s.len().min(MAX_TEXT);
+            while !s.is_char_boundary(n) {
+                n -= 1;
+            }
+            s.truncate(n);
+            Value::String(s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -53,7 +53,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
     let mut out = Vec::new();
     let mut bad = |path: FieldPath, msg: String| out.push((path, msg));
 
-    if config.listen == config.admin.listen {
+    if config.listen == config.admin.listen && config.listen.port() != 0 {
         bad(
             FieldPath::new(&["admin", "listen"]),
             format!("must differ from `listen` ({})", config.listen),

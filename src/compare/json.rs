@@ -1,0 +1,158 @@
+//! Parsing of response bodies and the generic structural JSON diff.
+
+use super::pointer::Seg;
+use super::report::{Ctx, Shown};
+use super::tolerance::{close, num, numbers_close};
+use serde_json::Value;
+
+/// Parses a body as JSON, accepting the bare `NaN`/`Infinity`/`-Infinity` tokens Python's `json` module emits.
+pub(crate) fn parse(body: &[u8]) -> Option<Value> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            let fixed = quote_non_finite(body)?;
+            serde_json::from_slice(&fixed).ok()
+        }
+    }
+}
+
+/// Rewrites bare `NaN`, `Infinity` and `-Infinity` tokens outside strings as JSON strings; `None` if there are none.
+fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+    const TOKENS: [&[u8]; 3] = [b"NaN", b"Infinity", b"-Infinity"];
+    // Most unparseable bodies are not JSON at all: do not copy them.
+    let has = |t: &[u8]| body.windows(t.len()).any(|w| w == t);
+    if !has(b"NaN") && !has(b"Infinity") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let (mut in_str, mut esc, mut changed) = (false, false, false);
+    let mut i = 0;
+    'bytes: while i < body.len() {
+        let c = body[i];
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_str = true;
+        } else if matches!(c, b'N' | b'I' | b'-') {
+            for t in TOKENS {
+                if body[i..].starts_with(t) {
+                    out.push(b'"');
+                    out.extend_from_slice(t);
+                    out.push(b'"');
+                    i += t.len();
+                    changed = true;
+                    continue 'bytes;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
+/// Walks two JSON values and records every difference below the current path.
+///
+/// Objects are compared by key (missing / extra), arrays by index (a length
+/// difference is one `length` difference; the common prefix is compared),
+/// numbers with tolerance, strings, booleans and null exactly. `check` says
+/// whether ignore rules can still match below the current path.
+pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check: bool) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                let Some(sub) = ctx.enter(Seg::Key(k), check) else {
+                    continue;
+                };
+                match y.get(k) {
+                    Some(vb) => diff(ctx, va, vb, sub),
+                    None => ctx.record("missing in shadow", Shown::Val(va), Shown::Absent),
+                }
+                ctx.leave();
+            }
+            for (k, vb) in y {
+                if x.contains_key(k) {
+                    continue;
+                }
+                if ctx.enter(Seg::Key(k), check).is_some() {
+                    ctx.record("extra in shadow", Shown::Absent, Shown::Val(vb));
+                    ctx.leave();
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if check {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                    if let Some(sub) = ctx.enter(Seg::Index(i), true) {
+                        diff(ctx, va, vb, sub);
+                        ctx.leave();
+                    }
+                }
+            } else {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                    // Scalars are the common case in big arrays: skip the path push for them.
+                    if !scalar_differs(ctx, va, vb) {
+                        continue;
+                    }
+                    ctx.path.push(Seg::Index(i));
+                    diff(ctx, va, vb, false);
+                    ctx.leave();
+                }
+            }
+            if x.len() != y.len() {
+                ctx.record("length", Shown::Len(x.len()), Shown::Len(y.len()));
+            }
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            if !numbers_close(x, y, ctx.abs, ctx.rel) {
+                ctx.record("value", Shown::Val(a), Shown::Val(b));
+            }
+        }
+        (Value::String(x), Value::String(y)) => {
+            if x != y && !specials_agree(ctx, a, b) {
+                ctx.record("value", Shown::Val(a), Shown::Val(b));
+            }
+        }
+        (Value::Bool(x), Value::Bool(y)) => {
+            if x != y {
+                ctx.record("value", Shown::Val(a), Shown::Val(b));
+            }
+        }
+        (Value::Null, Value::Null) => {}
+        _ => {
+            if !specials_agree(ctx, a, b) {
+                ctx.record("type", Shown::Val(a), Shown::Val(b));
+            }
+        }
+    }
+}
+
+/// Tells whether a pair needs a full [`diff`] (containers, or scalars that differ).
+#[inline]
+fn scalar_differs(ctx: &Ctx<'_, '_>, a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => !numbers_close(x, y, ctx.abs, ctx.rel),
+        (Value::String(x), Value::String(y)) => x != y,
+        (Value::Bool(x), Value::Bool(y)) => x != y,
+        (Value::Null, Value::Null) => false,
+        _ => true,
+    }
+}
+
+/// Non-finite floats spelled as strings (`"NaN"`) agree with each other and with numbers by value.
+fn specials_agree(ctx: &Ctx<'_, '_>, a: &Value, b: &Value) -> bool {
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => close(x, y, ctx.abs, ctx.rel),
+        _ => false,
+    }
+}

@@ -1,0 +1,169 @@
+//! The admin API and the CLI: controls, phases, tokens, state across restarts, metrics.
+
+mod support;
+
+use http::{Method, StatusCode};
+use support::{canary, Harness};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_rollback_takes_effect_for_the_very_next_request() {
+    let h = Harness::start(&canary(100.0, "")).await;
+    assert_eq!(h.get("/echo", &[]).await.variant(), "green");
+    let a = h
+        .admin(
+            Method::POST,
+            "/api/v1/rollback",
+            None,
+            r#"{"reason":"bad outputs"}"#,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let s = a.json();
+    assert_eq!(
+        (s["phase"].as_str(), s["weight"].as_f64()),
+        (Some("rolled_back"), Some(0.0))
+    );
+    assert_eq!(s["reason"], "bad outputs");
+    // No wait, no poll: the answer to the control came after the swap.
+    assert_eq!(h.get("/echo", &[]).await.variant(), "blue");
+
+    // Controls the phase does not allow: 409, nothing changes.
+    let again = h.admin(Method::POST, "/api/v1/rollback", None, "").await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let resume = h.admin(Method::POST, "/api/v1/resume", None, "").await;
+    assert_eq!(resume.status, StatusCode::CONFLICT);
+    let retry = h.admin(Method::POST, "/api/v1/retry", None, "{}").await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.json()["phase"], "progressing");
+    assert_eq!(retry.json()["step"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutating_calls_need_the_token_when_one_is_set() {
+    std::env::set_var("SWITCHYARD_TEST_TOKEN_AUTH", "s3cret");
+    let t = canary(10.0, "").replace("SWITCHYARD_TEST_NO_TOKEN", "SWITCHYARD_TEST_TOKEN_AUTH");
+    let h = Harness::start(&t).await;
+    let none = h.admin(Method::POST, "/api/v1/pause", None, "").await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let wrong = h
+        .admin(Method::POST, "/api/v1/pause", Some("guess"), "")
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.status().await["phase"],
+        "progressing",
+        "a refused call changed the phase"
+    );
+    let right = h
+        .admin(Method::POST, "/api/v1/pause", Some("s3cret"), "")
+        .await;
+    assert_eq!(right.status, StatusCode::OK);
+    assert_eq!(right.json()["phase"], "paused");
+    // Reads need no token.
+    assert_eq!(
+        h.admin(Method::GET, "/api/v1/status", None, "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_state_survives_a_restart() {
+    let template = canary(10.0, "").replace(
+        "    - { weight: 100 }",
+        "    - { weight: 50, hold: manual }\n    - { weight: 100 }",
+    );
+    let mut h = Harness::start(&template).await;
+    h.admin(Method::POST, "/api/v1/promote", None, "").await;
+    h.admin(Method::POST, "/api/v1/pause", None, r#"{"reason":"lunch"}"#)
+        .await;
+    h.shutdown().await;
+    h.boot().await;
+    let s = h.status().await;
+    assert_eq!(s["phase"], "paused");
+    assert_eq!(s["step"], 1);
+    assert_eq!(s["weight"], 50.0);
+    assert_eq!(s["reason"], "lunch");
+    assert!(s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "restored"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_are_served() {
+    let h = Harness::start(&canary(50.0, "")).await;
+    for _ in 0..20 {
+        h.get("/echo", &[]).await;
+    }
+    assert_eq!(
+        h.admin(Method::GET, "/healthz", None, "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.admin(Method::GET, "/readyz", None, "").await.status,
+        StatusCode::OK
+    );
+    let page = h.admin(Method::GET, "/", None, "").await;
+    assert!(String::from_utf8_lossy(&page.body).contains("<title>switchyard</title>"));
+    let m = h.admin(Method::GET, "/metrics", None, "").await;
+    let text = String::from_utf8_lossy(&m.body);
+    for name in [
+        "switchyard_requests_total{backend=\"blue\",code=\"200\"}",
+        "switchyard_request_duration_seconds_bucket{backend=\"blue\"",
+        // The recorder is process-wide and other tests run beside this one: names, not values.
+        "switchyard_rollout_weight ",
+        "switchyard_rollout_phase{phase=\"progressing\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    let nf = h.admin(Method::GET, "/nope", None, "").await;
+    assert_eq!(nf.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_the_admin_api() {
+    let h = Harness::start(&canary(10.0, "")).await;
+    let admin = format!("http://{}", h.running().admin_addr);
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .args(["--admin", &admin])
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let h2 = &h;
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["status"]));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("phase:     progressing"), "{out}");
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["promote"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("step:      1 of 2") && out.contains("weight:    100%"),
+        "{out}"
+    );
+    let (code, _, err) = tokio::task::block_in_place(|| run(&["resume"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("409") && err.contains("cannot resume"),
+        "{err}"
+    );
+    let (code, out, _) =
+        tokio::task::block_in_place(|| run(&["rollback", "--reason", "from the CLI"]));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("from the CLI"), "{out}");
+    let (code, out, _) = tokio::task::block_in_place(|| run(&["status", "--json"]));
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["phase"], "rolled_back");
+    assert_eq!(h2.get("/echo", &[]).await.variant(), "blue");
+}

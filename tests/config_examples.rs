@@ -1,0 +1,205 @@
+//! Every example under `config/` loads and validates, and says what its name promises.
+//!
+//! The directory is read at test time, so a new example is covered without touching
+//! this file; a file with no specific facts below still has to load and pass the
+//! general checks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchyard::config::{load_file, Config, Hold, Strategy};
+
+/// The `*.yaml` files of the `config/` directory, sorted by name.
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(name: &str) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name);
+    load_file(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()))
+}
+
+fn weights(config: &Config) -> Vec<f64> {
+    config.rollout.steps.iter().map(|s| s.weight).collect()
+}
+
+#[test]
+fn every_example_loads_and_validates() {
+    let files = examples();
+    assert!(
+        files.len() >= 5,
+        "expected at least 5 examples in config/, found {files:?}"
+    );
+    let mut broken = Vec::new();
+    for path in &files {
+        if let Err(problems) = load_file(path) {
+            broken.push(format!("{}:\n{problems}", path.display()));
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n\n"));
+}
+
+/// Checks that hold for every example, whatever it shows.
+#[test]
+fn every_example_is_a_sound_starting_point() {
+    for path in examples() {
+        let name = path.display();
+        let config = load_file(&path).unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+
+        // Heavily commented: an SRE starts from these.
+        let comments = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .count();
+        assert!(comments >= 10, "{name}: only {comments} comment lines");
+
+        // Safe by default: the admin API stays on loopback.
+        assert!(
+            config.admin.listen.ip().is_loopback(),
+            "{name}: admin on {}",
+            config.admin.listen
+        );
+
+        let r = &config.rollout;
+        assert!(config.backends.contains_key(&r.stable), "{name}");
+        if let Some(candidate) = &r.candidate {
+            assert!(config.backends.contains_key(candidate), "{name}");
+            assert_ne!(candidate, &r.stable, "{name}");
+        }
+        if r.strategy == Strategy::Canary && r.candidate.is_some() {
+            // A ramp that ends anywhere else would promote a candidate that
+            // never served everyone.
+            assert_eq!(
+                weights(&config).last().copied(),
+                Some(100.0),
+                "{name}: a canary example should end at weight 100"
+            );
+        }
+    }
+}
+
+#[test]
+fn default_config_is_a_full_canary_of_green() {
+    let c = load("switchyard.yaml");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
+    assert_eq!(c.backends.len(), 2);
+    assert_eq!(c.backends["blue"].url, "http://127.0.0.1:18001");
+    assert_eq!(c.backends["green"].url, "http://127.0.0.1:18002");
+
+    let r = &c.rollout;
+    assert_eq!(r.stable, "blue");
+    assert_eq!(r.candidate.as_deref(), Some("green"));
+    assert_eq!(r.strategy, Strategy::Canary);
+    assert!(r.sticky.is_some());
+    assert!(r.override_header.is_some());
+    assert!(r.fallback_to_stable);
+    assert!(r.fast_rollback.is_some());
+    assert!(r.blue_green.is_none());
+
+    // Starts in shadow, waits for a person before the last step.
+    let first = &r.steps[0];
+    assert_eq!((first.weight, first.mirror), (0.0, Some(100.0)));
+    assert!(r.steps.iter().any(|s| s.hold == Some(Hold::Manual)));
+
+    let a = r.analysis.as_ref().expect("analysis");
+    assert!(a.gates.error_rate.is_some());
+    assert!(a.gates.latency_p99.is_some());
+    assert!(a.gates.shadow_agreement.is_some());
+
+    assert!(!c.shadow.compare.ignore.is_empty());
+    assert_eq!(
+        c.state.path.as_deref(),
+        Some(Path::new("state/rollout.json"))
+    );
+}
+
+#[test]
+fn canary_ramps_5_25_50_manual_100() {
+    let c = load("canary.yaml");
+    let r = &c.rollout;
+    assert_eq!(r.strategy, Strategy::Canary);
+    assert!(r.candidate.is_some());
+    assert_eq!(weights(&c), [5.0, 25.0, 50.0, 100.0]);
+    assert_eq!(r.steps[2].hold, Some(Hold::Manual));
+    assert!(
+        r.steps
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == 2 || matches!(s.hold, Some(Hold::For(_)))),
+        "only the 50 % step should wait for a person"
+    );
+    assert!(r.sticky.is_some(), "the ramp is sticky");
+    let a = r.analysis.as_ref().expect("analysis gates");
+    assert!(a.gates.error_rate.is_some());
+    assert!(a.gates.latency_p99.is_some());
+}
+
+#[test]
+fn blue_green_switches_at_once() {
+    let c = load("blue-green.yaml");
+    let r = &c.rollout;
+    assert_eq!(r.strategy, Strategy::BlueGreen);
+    assert!(r.steps.is_empty());
+    assert!(r.candidate.is_some());
+    let bg = r.blue_green.as_ref().expect("rollout.blue_green");
+    assert!(bg.auto_promote_after.is_some());
+    assert!(
+        r.override_header.is_some(),
+        "previews use the override header"
+    );
+    assert!(
+        c.shadow.mirror > 0.0,
+        "pre-promotion analysis needs mirrored traffic"
+    );
+    let a = r.analysis.as_ref().expect("analysis");
+    assert!(a.gates.shadow_agreement.is_some());
+    assert!(a.after_promotion.0 > Duration::ZERO);
+}
+
+#[test]
+fn shadow_first_compares_before_a_short_canary() {
+    let c = load("shadow-first.yaml");
+    let r = &c.rollout;
+    assert_eq!(r.strategy, Strategy::Canary);
+    let shadow = &r.steps[0];
+    assert_eq!((shadow.weight, shadow.mirror), (0.0, Some(100.0)));
+    let Some(Hold::For(long)) = shadow.hold else {
+        panic!("the shadow step holds for a time, got {:?}", shadow.hold);
+    };
+    // The shadow phase is the long one; the canary after it is short.
+    for step in &r.steps[1..] {
+        assert!(step.weight > 0.0);
+        if let Some(Hold::For(d)) = step.hold {
+            assert!(d < long, "{d} is not shorter than the shadow phase {long}");
+        }
+    }
+    let a = r.analysis.as_ref().expect("analysis");
+    assert!(a.gates.shadow_agreement.is_some());
+
+    let cmp = &c.shadow.compare;
+    assert_eq!(cmp.protocol, switchyard::compare::Protocol::V2);
+    assert!(cmp.ignore.iter().all(|p| p.starts_with('/')));
+    assert!(cmp.ignore.len() >= 2);
+    assert!(cmp.abs_tolerance > 0.0 && cmp.rel_tolerance > 0.0);
+}
+
+#[test]
+fn no_rollout_has_only_a_stable() {
+    let c = load("no-rollout.yaml");
+    assert_eq!(c.backends.len(), 1);
+    assert!(c.backends.contains_key(&c.rollout.stable));
+    assert!(c.rollout.candidate.is_none());
+    assert!(c.rollout.steps.is_empty());
+    assert!(c.rollout.analysis.is_none());
+}

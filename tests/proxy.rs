@@ -1,0 +1,294 @@
+//! The data plane: split, stickiness, override, pass-through, errors, h2c, shutdown.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use support::{canary, Harness};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_follows_the_weight_within_tolerance() {
+    let h = Harness::start(&canary(25.0, "")).await;
+    let n = 4000;
+    let mut green = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let client = h.client.clone();
+        let url = h.url("/echo");
+        tasks.spawn(async move {
+            let mut green = 0;
+            for _ in 0..n / 8 {
+                let a = support::send(&client, Method::POST, &url, &[], "{}".into()).await;
+                assert_eq!(a.status, StatusCode::OK, "worker {w}");
+                if a.variant() == "green" {
+                    green += 1;
+                }
+            }
+            green
+        });
+    }
+    while let Some(g) = tasks.join_next().await {
+        green += g.unwrap();
+    }
+    let share = green as f64 / n as f64;
+    // 4000 draws at p=0.25: σ ≈ 0.7 %; ±3 % is more than 4σ.
+    assert!((0.22..=0.28).contains(&share), "candidate share {share}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_users_keep_their_variant_and_ramps_only_move_users_to_the_candidate() {
+    let extra = "  sticky: { header: x-user-id }";
+    let template = canary(10.0, extra).replace(
+        "    - { weight: 100 }",
+        "    - { weight: 50, hold: manual }\n    - { weight: 100 }",
+    );
+    let h = Harness::start(&template).await;
+    let users: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
+    let mut at_10 = HashSet::new();
+    for u in &users {
+        let first = h.infer(Some(u)).await;
+        let again = h.infer(Some(u)).await;
+        assert_eq!(
+            first.variant(),
+            again.variant(),
+            "{u} flipped between requests"
+        );
+        if first.variant() == "green" {
+            at_10.insert(u.clone());
+        }
+    }
+    let share = at_10.len() as f64 / users.len() as f64;
+    assert!((0.04..=0.18).contains(&share), "share at 10 %: {share}");
+
+    let a = h.admin(Method::POST, "/api/v1/promote", None, "").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["weight"], 50.0);
+
+    let mut at_50 = HashSet::new();
+    for u in &users {
+        if h.infer(Some(u)).await.variant() == "green" {
+            at_50.insert(u.clone());
+        }
+    }
+    assert!(
+        at_10.is_subset(&at_50),
+        "users on green at 10 % went back to blue at 50 %"
+    );
+    let share = at_50.len() as f64 / users.len() as f64;
+    assert!((0.40..=0.60).contains(&share), "share at 50 %: {share}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookie_keeps_users_and_missing_key_falls_back_to_random() {
+    let h = Harness::start(&canary(50.0, "  sticky: { cookie: uid }")).await;
+    for i in 0..50 {
+        let cookie = format!("theme=dark; uid=u{i}");
+        let a = h.get("/echo", &[("cookie", &cookie)]).await;
+        for _ in 0..3 {
+            let b = h.get("/echo", &[("cookie", &cookie)]).await;
+            assert_eq!(a.variant(), b.variant());
+        }
+    }
+    // Without the cookie both variants still get traffic.
+    let mut seen = HashSet::new();
+    for _ in 0..100 {
+        seen.insert(h.get("/echo", &[]).await.variant().to_string());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_header_forces_a_backend() {
+    let h = Harness::start(&canary(0.0, "")).await;
+    for _ in 0..20 {
+        assert_eq!(
+            h.get("/echo", &[("x-switchyard-route", "green")])
+                .await
+                .variant(),
+            "green"
+        );
+        assert_eq!(h.get("/echo", &[]).await.variant(), "blue");
+    }
+    // An unknown name is ignored, not an error.
+    let a = h.get("/echo", &[("x-switchyard-route", "purple")]).await;
+    assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_path_query_body_and_headers_pass_through() {
+    let h = Harness::start(&canary(0.0, "")).await;
+    let a = h
+        .send(
+            Method::PUT,
+            "/some/path?x=1&y=two",
+            &[
+                ("x-custom", "kept"),
+                ("x-request-id", "req-123"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "dropped"),
+                ("keep-alive", "timeout=5"),
+            ],
+            "the body",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.variant(), "blue");
+    assert_eq!(a.headers["x-request-id"], "req-123");
+    let echo = a.json();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["path"], "/some/path");
+    assert_eq!(echo["query"], "x=1&y=two");
+    assert_eq!(echo["body"], "the body");
+    let headers = &echo["headers"];
+    assert_eq!(headers["x-custom"], "kept");
+    assert_eq!(headers["x-request-id"], "req-123");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert!(headers.get("x-hop").is_none(), "{headers}");
+    assert!(headers.get("keep-alive").is_none(), "{headers}");
+
+    // Without an id, one is made and sent both ways.
+    let b = h.get("/echo", &[]).await;
+    let id = b.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(b.json()["headers"]["x-request-id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_backend_is_502_naming_it() {
+    let h = Harness::start(&canary(0.0, "")).await;
+    h.blue.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Point blue at a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let t = canary(0.0, "").replace("{BLUE}", &format!("http://{closed}"));
+    h.write_config(&t);
+    h.wait_status("reload", |s| s["config"]["generation"] == 2)
+        .await;
+    let a = h.get("/echo", &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(a.variant(), "blue");
+    assert!(
+        a.json()["error"].as_str().unwrap().contains("unreachable"),
+        "{:?}",
+        a.json()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_is_504() {
+    let t = canary(0.0, "").replace(
+        "blue: { url: \"{BLUE}\", timeout: 2s }",
+        "blue: { url: \"{BLUE}\", timeout: 100ms }",
+    );
+    let h = Harness::start(&t).await;
+    h.blue.behavior().set_delay(Duration::from_millis(600));
+    let a = h.get("/echo", &[]).await;
+    assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(a.variant(), "blue");
+    assert_eq!(a.headers["content-type"], "application/json");
+    assert!(a.json()["error"].as_str().unwrap().contains("timed out"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_are_413_streamed_or_not() {
+    let t = canary(0.0, "").replace("state:", "limits: { max_body: 1KiB }\nstate:");
+    let h = Harness::start(&t).await;
+    let big = "x".repeat(2048);
+    let a = h.send(Method::POST, "/echo", &[], &big).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(a.variant(), "blue");
+    let ok = h.send(Method::POST, "/echo", &[], &"x".repeat(1000)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    // Chunked, no content-length: caught while streaming.
+    let mut s = tokio::net::TcpStream::connect(h.running().data_addr)
+        .await
+        .unwrap();
+    let mut req = b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'y'; 512]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_by_header_timeout() {
+    let t = canary(0.0, "").replace("state:", "limits: { header_timeout: 200ms }\nstate:");
+    let h = Harness::start(&t).await;
+    let mut s = tokio::net::TcpStream::connect(h.running().data_addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /echo HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    // The server closes (possibly after a 408); it must not wait for us forever.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "slow client still connected after 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served() {
+    let h = Harness::start(&canary(0.0, "")).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let a = support::send(
+        &client,
+        Method::POST,
+        &h.url("/echo?h=2"),
+        &[],
+        "h2 body".into(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.variant(), "blue");
+    assert_eq!(a.json()["body"], "h2 body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests() {
+    let mut h = Harness::start(&canary(0.0, "")).await;
+    h.blue.behavior().set_delay(Duration::from_millis(300));
+    let client = h.client.clone();
+    let url = h.url("/echo");
+    let inflight =
+        tokio::spawn(
+            async move { support::send(&client, Method::GET, &url, &[], String::new()).await },
+        );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = h.running().data_addr;
+    h.shutdown().await;
+    let a = inflight.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK, "the in-flight request was cut");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
