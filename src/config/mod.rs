@@ -379,13 +379,14 @@ fn default_state_path() -> Option<PathBuf> {
 
 impl<'de> Deserialize<'de> for Hold {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.trim() == "manual" {
-            return Ok(Hold::Manual);
-        }
-        units::parse_duration(&s)
-            .map(Hold::For)
-            .map_err(|e| serde::de::Error::custom(format!("{e} (or `manual`)")))
+        units::from_str_with(d, "a duration or `manual`", |s| {
+            if s.trim() == "manual" {
+                return Ok(Hold::Manual);
+            }
+            units::parse_duration(s)
+                .map(Hold::For)
+                .map_err(|e| format!("{e} (or `manual`)"))
+        })
     }
 }
 

@@ -279,11 +279,17 @@ async fn generate(
 struct Timeline {
     started: Instant,
     seen: usize,
+    /// (blue, green) answers at the last traffic line.
+    counted: (u64, u64),
 }
 
 impl Timeline {
     fn new(started: Instant) -> Self {
-        Timeline { started, seen: 0 }
+        Timeline {
+            started,
+            seen: 0,
+            counted: (0, 0),
+        }
     }
 
     /// Follows the status until `done` or `limit`; `poke` may act on the system and say what it did.
@@ -297,7 +303,6 @@ impl Timeline {
     ) -> String {
         let until = Instant::now() + limit;
         let mut last_line = Instant::now();
-        let mut last_counts = (0, 0);
         loop {
             let s = running.shared.status.load_full();
             if s.events.len() < self.seen {
@@ -327,12 +332,12 @@ impl Timeline {
                     s.steps,
                     s.weight,
                     s.mirror,
-                    b - last_counts.0,
-                    g - last_counts.1,
+                    b - self.counted.0,
+                    g - self.counted.1,
                     traffic.failed.load(Ordering::Relaxed),
                     verdict
                 );
-                last_counts = (b, g);
+                self.counted = (b, g);
                 last_line = Instant::now();
             }
             if done(&s) || Instant::now() >= until {
