@@ -75,16 +75,8 @@ impl Harness {
         sleep_until(self.t0 + Duration::from_secs_f64(secs)).await;
     }
 
-    /// Calls `each` once per simulated second (at the current instant), then advances one second, `secs` times.
-    async fn drive(&self, secs: u64, mut each: impl FnMut(&Snapshot, Instant)) {
-        for _ in 0..secs {
-            let snap = self.snapshot();
-            each(&snap, Instant::now());
-            sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    /// Drives traffic until `secs` after the rollout started (see [`drive`](Harness::drive)).
+    /// Calls `each` once per simulated second (at the current instant), advancing the clock
+    /// one second at a time, until `secs` after the rollout started.
     async fn drive_until(&self, secs: f64, mut each: impl FnMut(&Snapshot, Instant)) {
         let end = self.t0 + Duration::from_secs_f64(secs);
         while Instant::now() + Duration::from_secs(1) <= end {

@@ -220,6 +220,9 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
         }
         if let Some(l) = &a.gates.latency_p99 {
             let lp = g.clone().key("latency_p99");
+            if l.max.is_some_and(|m| m.0.is_zero()) {
+                bad(lp.clone().key("max"), "must be more than 0".into());
+            }
             if l.max.is_none() && l.max_ratio.is_none() {
                 bad(lp.clone(), "set `max`, `max_ratio` or both".into());
             }
@@ -275,7 +278,13 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
     let cp = sp.key("compare");
     for (field, list) in [("ignore", &s.compare.ignore), ("redact", &s.compare.redact)] {
         for (i, ptr) in list.iter().enumerate() {
-            if !ptr.is_empty() && !ptr.starts_with('/') {
+            if ptr.is_empty() && field == "ignore" {
+                bad(
+                    cp.clone().key(field).index(i),
+                    "an empty pointer means the whole response: every comparison would agree"
+                        .into(),
+                );
+            } else if !ptr.is_empty() && !ptr.starts_with('/') {
                 bad(
                     cp.clone().key(field).index(i),
                     format!("`{ptr}` is not a JSON pointer (they start with `/`)"),
