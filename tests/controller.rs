@@ -680,23 +680,30 @@ async fn erroring_candidate_is_rolled_back_after_failure_limit_evaluations() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pass_in_between_resets_the_failure_count() {
-    let h = start(cfg(&format!(
-        "  steps:
-    - {{ weight: 20, hold: 10m }}
-{ANALYSIS}
+    let h = start(cfg("  steps:
+    - { weight: 20, hold: 10m }
+  analysis:
+    interval: 10s
+    window: 10s
+    min_samples: 20
+    failure_limit: 3
     gates:
-      error_rate: {{ max: 0.05 }}"
-    )));
+      error_rate: { max: 0.05 }"));
     h.until(0.5).await;
-    // Fail, fail (10 % errors), then healthy long enough for the window to clear: pass.
-    h.drive_until(20.5, |snap, now| candidate(snap, now, 10, 1, 20))
-        .await;
+    let failing = |snap: &Snapshot, now: Instant| candidate(snap, now, 10, 1, 20);
+    let healthy = |snap: &Snapshot, now: Instant| candidate(snap, now, 10, 0, 20);
+    // Fail at 10 and 20 s (10 % errors), pass at 30 s, fail at 40 and 50 s: never 3 in a row.
+    h.drive_until(20.5, failing).await;
     assert_eq!(h.status().analysis.failures, 2);
-    h.drive_until(60.5, |snap, now| candidate(snap, now, 10, 0, 20))
-        .await;
+    h.drive_until(30.5, healthy).await;
     let s = h.status();
     assert_eq!(verdict(&s), Verdict::Pass);
     assert_eq!((s.phase.as_str(), s.analysis.failures), ("progressing", 0));
+    h.drive_until(50.5, failing).await;
+    let s = h.status();
+    assert_eq!(verdict(&s), Verdict::Fail);
+    assert_eq!((s.phase.as_str(), s.analysis.failures), ("progressing", 2));
+    assert_eq!(s.analysis.failure_limit, 3);
     h.stop().await;
 }
 
@@ -983,9 +990,19 @@ async fn paused_healthy_candidate_is_evaluated_but_does_not_advance() {
     let s = h.status();
     assert_eq!((s.phase.as_str(), s.step), ("paused", 0));
     assert_eq!(verdict(&s), Verdict::Pass);
-    // Resumed with a fresh pass and 9.5 s of hold left.
+    // Resumed with 9.5 s of hold left: step 1 at 70 s, which passes on its own first pass at 80 s.
     h.send(Action::Resume).await.unwrap();
-    h.drive_until(71.0, |snap, now| candidate(snap, now, 10, 0, 20))
+    h.drive_until(69.5, |snap, now| candidate(snap, now, 10, 0, 20))
+        .await;
+    assert_eq!(h.status().step, 0);
+    h.drive_until(70.5, |snap, now| candidate(snap, now, 10, 0, 20))
+        .await;
+    let s = h.status();
+    assert_eq!(
+        (s.phase.as_str(), s.step, s.weight),
+        ("progressing", 1, 100.0)
+    );
+    h.drive_until(80.5, |snap, now| candidate(snap, now, 10, 0, 20))
         .await;
     assert_eq!(h.status().phase, "promoted");
     h.stop().await;
@@ -1064,6 +1081,27 @@ async fn fast_rollback_also_protects_a_paused_rollout() {
     trip.failure();
     settle().await;
     assert_eq!(h.status().phase, "rolled_back");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fast_rollback_watches_a_promotion_for_after_promotion_then_disarms() {
+    let h = start(cfg("  steps:
+    - { weight: 100 }
+  fast_rollback: { consecutive_errors: 2 }"));
+    settle().await;
+    assert_eq!(h.status().phase, "promoted");
+    // Within the post-promotion watch (5 minutes without an analysis block) it still trips.
+    assert!(h.snapshot().tripwire.is_some());
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    settle().await;
+    let s = h.status();
+    assert_eq!(s.phase, "promoted");
+    assert!(
+        h.snapshot().tripwire.is_none(),
+        "still armed after the watch ended"
+    );
+    assert_eq!(s.events.last().unwrap().kind, "analysis");
     h.stop().await;
 }
 

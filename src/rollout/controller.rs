@@ -91,6 +91,9 @@ impl Control {
     }
 }
 
+/// How long a promotion is watched when no `analysis.after_promotion` says.
+const DEFAULT_AFTER_PROMOTION: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Capacity of the controller's queue; senders on the request path only `try_send`.
 const QUEUE: usize = 1024;
 
@@ -309,10 +312,48 @@ impl Controller {
         }
     }
 
+    /// How long after promotion the candidate stays watched (analysis and fast rollback).
+    fn after_promotion(&self) -> std::time::Duration {
+        self.config
+            .rollout
+            .analysis
+            .as_ref()
+            .map_or(DEFAULT_AFTER_PROMOTION, |a| a.after_promotion.0)
+    }
+
+    /// Whether a failing candidate is still rolled back: before promotion, and for
+    /// `after_promotion` after it (then the promotion stands and the old stable may go).
+    fn protecting(&self, now: Instant) -> bool {
+        match self.rollout.phase {
+            Phase::Progressing | Phase::Paused => true,
+            Phase::Promoted => self
+                .rollout
+                .promoted_at
+                .is_some_and(|p| since(now, p) < self.after_promotion()),
+            Phase::Idle | Phase::RolledBack => false,
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
+        if self.rollout.phase == Phase::Promoted && self.tripwire.is_some() {
+            // Wake when the post-promotion watch ends, to disarm the tripwire.
+            let end = self.rollout.promoted_at.map(|p| p + self.after_promotion());
+            let eval = self.next_eval.filter(|_| self.analysing(now));
+            return match (eval, end) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         let eval = self.next_eval.filter(|_| self.analysing(now));
-        let hold = self.rollout.hold_deadline();
+        // A hold that has ended while the step still waits for a passing evaluation is
+        // not a deadline (it would wake the task in a busy loop): the next evaluation is.
+        let waits_for_pass = self.config.rollout.analysis.is_some()
+            && self.rollout.step_verdict != Some(Verdict::Pass);
+        let hold = self
+            .rollout
+            .hold_deadline()
+            .filter(|&h| h > now || !waits_for_pass);
         match (eval, hold) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -337,14 +378,13 @@ impl Controller {
             }
         }
         if self.rollout.phase == Phase::Promoted
-            && self.config.rollout.analysis.is_some()
-            && !self.analysing(now)
-            && self.next_eval.is_some()
+            && !self.protecting(now)
+            && (self.next_eval.is_some() || self.tripwire.is_some())
         {
             self.next_eval = None;
             self.rollout.event(
                 "analysis",
-                "post-promotion analysis finished: the promotion stands".into(),
+                "post-promotion watch finished: the promotion stands".into(),
             );
             changed = true;
         }
@@ -408,10 +448,7 @@ impl Controller {
     fn publish(&mut self, persist: bool) {
         let now = Instant::now();
         let r = &self.rollout;
-        let armed = matches!(
-            r.phase,
-            Phase::Progressing | Phase::Paused | Phase::Promoted
-        );
+        let armed = self.protecting(now);
         self.tripwire = match (&self.config.rollout.fast_rollback, armed) {
             (Some(f), true) => match &self.tripwire {
                 Some(t)

@@ -134,7 +134,7 @@ impl Plan {
 pub struct Event {
     /// RFC 3339 UTC.
     pub at: String,
-    /// `start`, `step`, `promoted`, `paused`, `resumed`, `rollback`, `retry`, `reload`, `restored`.
+    /// `start`, `step`, `promoted`, `paused`, `resumed`, `rollback`, `retry`, `reload`, `restored`, `analysis`.
     pub kind: String,
     pub message: String,
 }
@@ -335,6 +335,7 @@ impl Rollout {
             self.step_started += now.saturating_duration_since(p);
         }
         self.phase = Phase::Progressing;
+        self.reason = None;
         self.event("resumed", format!("resumed at step {}", self.step));
         Ok(())
     }
