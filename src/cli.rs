@@ -149,6 +149,40 @@ pub fn render_status(s: &Value) -> String {
             None => out.push_str("analysis:  no evaluation yet\n"),
         }
     }
+    let w = &s["window"];
+    for side in ["stable", "candidate"] {
+        let f = &w[side];
+        if f.is_object() {
+            let pct = |v: &Value| {
+                v.as_f64()
+                    .map_or("-".to_string(), |x| format!("{:.2}%", x * 100.0))
+            };
+            let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1}ms"));
+            out.push_str(&format!(
+                "{side:<10} {} requests, errors {}, p50 {}, p99 {}",
+                f["requests"],
+                pct(&f["error_rate"]),
+                ms(&f["p50_ms"]),
+                ms(&f["p99_ms"]),
+            ));
+            let sh = &f["shadow"];
+            if side == "candidate"
+                && sh["agree"].as_u64().unwrap_or(0)
+                    + sh["disagree"].as_u64().unwrap_or(0)
+                    + sh["incomparable"].as_u64().unwrap_or(0)
+                    > 0
+            {
+                out.push_str(&format!(
+                    ", shadow agreement {} ({} agree, {} disagree, {} incomparable)",
+                    pct(&sh["agreement"]),
+                    sh["agree"],
+                    sh["disagree"],
+                    sh["incomparable"]
+                ));
+            }
+            out.push_str(&format!(" (last {}s)\n", w["span_s"]));
+        }
+    }
     let events = s["events"].as_array().cloned().unwrap_or_default();
     if !events.is_empty() {
         out.push_str("recent events:\n");

@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub compare: Arc<compare::Rules>,
     /// Trips the controller on consecutive candidate failures; `None` when off.
     pub tripwire: Option<Arc<Tripwire>>,
+    /// The span the analysis looks at (`analysis.window`, 1m without analysis).
+    pub window: Duration,
 }
 
 /// Where the sticky key of a request is found.
@@ -340,6 +342,10 @@ pub fn build(config: &Config, backends: &Backends, generation: u64, routing: Rou
         max_body: config.limits.max_body.as_usize(),
         compare: Arc::new(rules),
         tripwire: routing.tripwire,
+        window: r
+            .analysis
+            .as_ref()
+            .map_or(Duration::from_secs(60), |a| a.window.0),
     }
 }
 

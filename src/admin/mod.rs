@@ -60,7 +60,10 @@ impl Admin {
                 r
             }
             (&Method::GET, "/api/v1/status") => {
-                json(StatusCode::OK, &*self.shared.status.load_full())
+                let status = self.shared.status.load_full();
+                let mut v = serde_json::to_value(&*status).unwrap_or_default();
+                v["window"] = self.window_figures();
+                json(StatusCode::OK, &v)
             }
             (&Method::GET, "/api/v1/shadow/diffs") => {
                 let limit = query_param(req.uri().query(), "limit")
@@ -108,6 +111,35 @@ impl Admin {
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
+    }
+
+    /// Live figures of the stable's and the candidate's sliding windows, as the analysis sees them.
+    fn window_figures(&self) -> serde_json::Value {
+        let snap = self.shared.snapshot.load_full();
+        let now = tokio::time::Instant::now();
+        let figures = |b: &crate::snapshot::Backend| {
+            let s = b.window.summary(now, snap.window);
+            let ms = |q: f64| s.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+            serde_json::json!({
+                "backend": &*b.name,
+                "requests": s.requests,
+                "errors": s.errors,
+                "error_rate": s.error_rate(),
+                "p50_ms": ms(0.5),
+                "p99_ms": ms(0.99),
+                "shadow": {
+                    "agree": s.shadow_agree,
+                    "disagree": s.shadow_disagree,
+                    "incomparable": s.shadow_incomparable,
+                    "agreement": s.shadow_agreement(),
+                },
+            })
+        };
+        serde_json::json!({
+            "span_s": snap.window.as_secs_f64(),
+            "stable": figures(&snap.stable),
+            "candidate": snap.candidate.as_deref().map(figures),
+        })
     }
 
     /// Mutating calls need the bearer token when one is configured.

@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""End-to-end shadow comparison against two real MLServer instances.
+
+Usage: python tests/mlserver/e2e.py path/to/switchyard
+
+Needs the `mlserver`, `mlserver-sklearn` and `scikit-learn` packages (.ci/run
+installs them into .venv). The script:
+
+1. trains two different small scikit-learn classifiers (fixed seeds) and
+   serves each with its own `mlserver start` under the same model name;
+2. starts switchyard with A as stable and B as candidate, in a shadow step
+   (weight 0, mirror 100, manual hold), comparing with `protocol: v2`, tight
+   tolerances and NO ignore pointers -- MLServer's random top-level `id` must
+   not count as a difference by the v2 comparator's own rules;
+3. sends N inference requests through switchyard, and the same requests to A
+   and B directly, and computes the expected agreement from the direct
+   answers;
+4. checks that switchyard's `switchyard_shadow_comparisons_total` counters
+   equal the expected agree / disagree counts (and nothing incomparable), and
+   that `/api/v1/shadow/diffs` never blames `/id`.
+
+It prints `mlserver-e2e: P passed, F failed` last and exits non-zero on any
+failure. Every process it starts runs in its own process group and is killed
+on the way out.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import joblib
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+MODEL = "clf"
+N = 200  # requests sent through switchyard
+ABS_TOL = 1e-9
+REL_TOL = 1e-9
+READY_WAIT = 120.0  # seconds for each MLServer to become ready
+COUNT_WAIT = 60.0  # seconds for switchyard to finish its comparisons
+STABLE, CANDIDATE = "mlserver-a", "mlserver-b"
+
+checks = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    if ok:
+        checks["passed"] += 1
+        print(f"ok   {name}", flush=True)
+    else:
+        checks["failed"] += 1
+        print(f"FAIL {name}{': ' + detail if detail else ''}", flush=True)
+    return ok
+
+
+def log(msg):
+    print(f"mlserver-e2e: {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    """Returns (status, headers, body bytes); HTTP errors are answers, not exceptions."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs.setdefault("content-type", "application/json")
+    req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def wait_until(what, fn, timeout, procs=()):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for p, name in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with {p.returncode} while waiting for {what}")
+        try:
+            if fn():
+                return
+        except OSError as e:  # connection refused, reset, timeout
+            last = e
+        time.sleep(0.25)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})")
+
+
+# --- models -----------------------------------------------------------------
+
+
+def train_models():
+    """Two different logistic regressions on one synthetic problem, plus a pool of inputs."""
+    X, y = make_classification(
+        n_samples=3000,
+        n_features=6,
+        n_informative=4,
+        n_redundant=1,
+        class_sep=0.8,
+        flip_y=0.05,
+        random_state=7,
+    )
+    a = LogisticRegression(C=1.0, max_iter=1000).fit(X[:600], y[:600])
+    b = LogisticRegression(C=0.02, max_iter=1000).fit(X[600:1200], y[600:1200])
+    pool = X[1200:]
+    return a, b, pool
+
+
+def pick_inputs(a, b, pool, rng):
+    """Builds N request bodies mixing inputs the models agree and disagree on.
+
+    The local predictions only steer the mix so both outcomes occur; the
+    expected outcome of each request is computed from the servers' answers.
+    """
+    pa, pb = a.predict(pool), b.predict(pool)
+    same = np.flatnonzero(pa == pb)
+    differ = np.flatnonzero(pa != pb)
+    if len(differ) < 30 or len(same) < 150:
+        raise RuntimeError(f"models too alike or too different: {len(differ)} of {len(pool)} differ")
+    rng.shuffle(same)
+    rng.shuffle(differ)
+    # Far along a direction both models agree on, both saturate: probabilities
+    # equal within ABS_TOL but (almost always) not bit for bit.
+    direction = a.coef_[0] / np.linalg.norm(a.coef_[0]) + b.coef_[0] / np.linalg.norm(b.coef_[0])
+    direction /= np.linalg.norm(direction)
+
+    bodies, kinds = [], []
+    si = di = 0
+    for i in range(N):
+        outputs = None
+        if i % 10 == 9:
+            # A batch of three rows: agrees only if every row does.
+            rows = pool[rng.choice(len(pool), 3, replace=False)]
+            kind = "batch of 3 labels"
+        elif i % 20 == 4:
+            # Probabilities far out on the shared side: agree within tolerance.
+            sign = 1.0 if i % 40 == 4 else -1.0
+            rows = (pool[same[si]] + sign * 60.0 * direction)[None, :]
+            si += 1
+            outputs = [{"name": "predict_proba"}]
+            kind = "saturated probabilities"
+        elif i % 20 == 14:
+            # Probabilities of ordinary inputs: two different models disagree.
+            rows = pool[same[si]][None, :]
+            si += 1
+            outputs = [{"name": "predict_proba"}]
+            kind = "probabilities"
+        elif i % 5 == 2:
+            rows = pool[differ[di % len(differ)]][None, :]
+            di += 1
+            kind = "label (models differ locally)"
+        else:
+            rows = pool[same[si]][None, :]
+            si += 1
+            kind = "label (models agree locally)"
+        body = {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(rows.shape),
+                    "datatype": "FP64",
+                    "data": [round(float(v), 6) for v in rows.ravel()],
+                }
+            ]
+        }
+        if outputs:
+            body["outputs"] = outputs
+        bodies.append(body)
+        kinds.append(kind)
+    return bodies, kinds
+
+
+def write_model_dir(root, name, model, http_port, grpc_port, metrics_port):
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    joblib.dump(model, os.path.join(d, "model.joblib"))
+    with open(os.path.join(d, "model-settings.json"), "w") as f:
+        json.dump(
+            {
+                "name": MODEL,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": name},
+            },
+            f,
+        )
+    with open(os.path.join(d, "settings.json"), "w") as f:
+        json.dump(
+            {
+                "host": "127.0.0.1",
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "parallel_workers": 0,
+                "debug": False,
+            },
+            f,
+        )
+    return d
+
+
+# --- comparison as the issue defines it ---------------------------------------
+
+
+def close(x, y):
+    if isinstance(x, bool) or isinstance(y, bool) or isinstance(x, str) or isinstance(y, str):
+        return x == y
+    if x == y:
+        return True
+    d = abs(x - y)
+    return d <= ABS_TOL or d <= REL_TOL * max(abs(x), abs(y))
+
+
+def flatten(v):
+    if isinstance(v, list):
+        out = []
+        for e in v:
+            out.extend(flatten(e))
+        return out
+    return [v]
+
+
+def outputs_agree(ra, rb):
+    """Same named outputs, datatypes, shapes, parameters, and data within tolerance."""
+    oa = {o["name"]: o for o in ra["outputs"]}
+    ob = {o["name"]: o for o in rb["outputs"]}
+    if oa.keys() != ob.keys():
+        return False
+    for name, x in oa.items():
+        y = ob[name]
+        exact = x.get("datatype") in ("BOOL", "BYTES") or str(x.get("datatype")).startswith(("INT", "UINT"))
+        if x.get("datatype") != y.get("datatype") or x.get("shape") != y.get("shape"):
+            return False
+        if x.get("parameters") != y.get("parameters"):
+            return False
+        dx, dy = flatten(x.get("data")), flatten(y.get("data"))
+        if len(dx) != len(dy):
+            return False
+        if exact and dx != dy:
+            return False
+        if not all(close(p, q) for p, q in zip(dx, dy)):
+            return False
+    return True
+
+
+# --- processes --------------------------------------------------------------
+
+
+def start(cmd, logpath, cwd=None, env=None):
+    f = open(logpath, "wb")
+    p = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    f.close()
+    return p
+
+
+def stop(p):
+    if p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # the group, in case children outlived the leader
+    except ProcessLookupError:
+        pass
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def tail(path, n=40):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def shadow_counters(admin):
+    status, _, body = http("GET", f"{admin}/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    counts = {"agree": 0, "disagree": 0, "incomparable": 0}
+    pat = re.compile(r'^switchyard_shadow_comparisons_total\{[^}]*result="(\w+)"[^}]*\}\s+([0-9.e+]+)\s*$')
+    for line in body.decode().splitlines():
+        m = pat.match(line)
+        if m:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
+    return counts
+
+
+# --- the test ---------------------------------------------------------------
+
+
+def run(binary, tmp, procs):
+    t0 = time.monotonic()
+    rng = np.random.default_rng(11)
+    a, b, pool = train_models()
+    bodies, kinds = pick_inputs(a, b, pool, rng)
+
+    ports = {}
+    for k in ("a_http", "a_grpc", "a_metrics", "b_http", "b_grpc", "b_metrics", "listen", "admin"):
+        ports[k] = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_ADMIN_TOKEN"}
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    mlserver = os.path.join(bindir, "mlserver")
+
+    servers = {}
+    for key, name, model in (("a", STABLE, a), ("b", CANDIDATE, b)):
+        d = write_model_dir(tmp, name, model, ports[f"{key}_http"], ports[f"{key}_grpc"], ports[f"{key}_metrics"])
+        logpath = os.path.join(tmp, f"{name}.log")
+        p = start([mlserver, "start", d], logpath, cwd=d, env=env)
+        procs.append((p, name, logpath))
+        servers[key] = f"http://127.0.0.1:{ports[key + '_http']}"
+
+    for key, name in (("a", STABLE), ("b", CANDIDATE)):
+        proc = next(p for p, n, _ in procs if n == name)
+        wait_until(
+            f"{name} /v2/health/ready",
+            lambda: http("GET", f"{servers[key]}/v2/health/ready", timeout=2)[0] == 200
+            and http("GET", f"{servers[key]}/v2/models/{MODEL}/ready", timeout=2)[0] == 200,
+            READY_WAIT,
+            procs=[(proc, name)],
+        )
+    log(f"both MLServer instances ready after {time.monotonic() - t0:.1f}s")
+
+    cfg = os.path.join(tmp, "switchyard.yaml")
+    with open(cfg, "w") as f:
+        f.write(
+            f"""# written by tests/mlserver/e2e.py
+listen: 127.0.0.1:{ports['listen']}
+admin:
+  listen: 127.0.0.1:{ports['admin']}
+limits:
+  max_body: 4MiB
+backends:
+  {STABLE}:
+    url: {servers['a']}
+    timeout: 10s
+  {CANDIDATE}:
+    url: {servers['b']}
+    timeout: 10s
+rollout:
+  stable: {STABLE}
+  candidate: {CANDIDATE}
+  strategy: canary
+  steps:
+    - {{ weight: 0, mirror: 100, hold: manual }}
+    - {{ weight: 100 }}
+  fallback_to_stable: false
+shadow:
+  max_in_flight: 64
+  compare:
+    protocol: v2
+    # Deliberately no ignore pointers: MLServer's random `id` (and
+    # `model_version`, which differs here too) must not count by the v2
+    # comparator's own rules.
+    ignore: []
+    abs_tolerance: {ABS_TOL!r}
+    rel_tolerance: {REL_TOL!r}
+state:
+  path: null
+"""
+        )
+    syd_log = os.path.join(tmp, "switchyard.log")
+    syd = start([binary, "run", "-c", cfg], syd_log, cwd=tmp, env=env)
+    procs.append((syd, "switchyard", syd_log))
+    admin = f"http://127.0.0.1:{ports['admin']}"
+    proxy = f"http://127.0.0.1:{ports['listen']}"
+    wait_until("switchyard /readyz", lambda: http("GET", f"{admin}/readyz", timeout=2)[0] == 200, 30,
+               procs=[(syd, "switchyard")])
+    status = json.loads(http("GET", f"{admin}/api/v1/status")[2])
+    if status.get("phase") != "progressing" or status.get("mirror") != 100:
+        raise RuntimeError(f"switchyard is not in the shadow step: {status}")
+    before = shadow_counters(admin)
+
+    # Through switchyard: every request served by stable, every one mirrored.
+    path = f"/v2/models/{MODEL}/infer"
+    live_bad = []
+    live_answers = []
+    t1 = time.monotonic()
+    for i, body in enumerate(bodies):
+        st, hdrs, raw = http("POST", proxy + path, body, headers={"x-request-id": f"e2e-{i}"})
+        variant = hdrs.get("x-switchyard-variant")
+        if st != 200 or variant != STABLE:
+            live_bad.append((i, st, variant, raw[:200]))
+        live_answers.append(json.loads(raw) if st == 200 else None)
+    log(f"sent {N} requests through switchyard in {time.monotonic() - t1:.1f}s")
+
+    # Directly: the same requests to A and B; the expected agreement.
+    expected = {"agree": 0, "disagree": 0}
+    expected_disagree_ids = set()
+    by_kind = {}
+    direct_bad = []
+    ids_equal = 0
+    live_vs_a = []
+    fp_within_tolerance = 0  # agreeing FP answers that are not bit-identical
+    for i, body in enumerate(bodies):
+        sa, _, ra = http("POST", servers["a"] + path, body)
+        sb, _, rb = http("POST", servers["b"] + path, body)
+        if sa != 200 or sb != 200:
+            direct_bad.append((i, sa, sb, ra[:200], rb[:200]))
+            continue
+        ra, rb = json.loads(ra), json.loads(rb)
+        if ra.get("id") == rb.get("id"):
+            ids_equal += 1
+        agree = outputs_agree(ra, rb)
+        expected["agree" if agree else "disagree"] += 1
+        if not agree:
+            expected_disagree_ids.add(f"e2e-{i}")
+        k = by_kind.setdefault(kinds[i], [0, 0])
+        k[0 if agree else 1] += 1
+        if agree and ra["outputs"] != rb["outputs"]:
+            fp_within_tolerance += 1
+        live = live_answers[i]
+        if live is not None and not outputs_agree(live, ra):
+            live_vs_a.append(i)
+    log(f"expected from direct calls: agree={expected['agree']} disagree={expected['disagree']}")
+    for k, (ag, dis) in sorted(by_kind.items()):
+        log(f"  {k}: {ag} agree, {dis} disagree")
+    log(f"  agreeing within tolerance but not bit-identical: {fp_within_tolerance}")
+    if direct_bad:
+        raise RuntimeError(f"direct calls failed: {direct_bad[:3]}")
+
+    def settled():
+        c = shadow_counters(admin)
+        return sum(c.values()) - sum(before.values()) >= N
+
+    try:
+        wait_until("all shadow comparisons", settled, COUNT_WAIT, procs=[(syd, "switchyard")])
+    except RuntimeError as e:
+        log(str(e))
+    after = shadow_counters(admin)
+    got = {k: after.get(k, 0) - before.get(k, 0) for k in ("agree", "disagree", "incomparable")}
+    log(f"switchyard: N={N} agree={got['agree']} disagree={got['disagree']} "
+        f"incomparable={got['incomparable']}")
+
+    check("every live answer 200 from the stable", not live_bad, f"{len(live_bad)} bad, first {live_bad[:3]}")
+    check("live answers equal stable's direct answers", not live_vs_a, f"requests {live_vs_a[:10]}")
+    check("MLServer ids differ between A and B", ids_equal == 0, f"{ids_equal} equal ids")
+    check("both outcomes occur", expected["agree"] > 0 and expected["disagree"] > 0, str(expected))
+    check("some answers agree only within tolerance", fp_within_tolerance > 0,
+          "every agreeing pair was bit-identical: the tolerance went untested")
+    check(f"all {N} mirrored requests compared, none incomparable",
+          sum(got.values()) == N and got["incomparable"] == 0, str(got))
+    check("switchyard agree count == direct agree count", got["agree"] == expected["agree"],
+          f"switchyard {got['agree']}, direct {expected['agree']}")
+    check("switchyard disagree count == direct disagree count", got["disagree"] == expected["disagree"],
+          f"switchyard {got['disagree']}, direct {expected['disagree']}")
+
+    st, _, raw = http("GET", f"{admin}/api/v1/shadow/diffs?limit=1000")
+    diffs = json.loads(raw).get("diffs", []) if st == 200 else []
+    mention_id = [d for d in diffs for x in d.get("differences", [])
+                  if x.get("path") == "/id" or x.get("path", "").startswith("/id/")]
+    tops = [x.get("path") for d in diffs for x in d.get("differences", [])
+            if not x.get("path", "").startswith("/outputs")]
+    check("diffs list disagreements, none of them about /id",
+          st == 200 and len(diffs) > 0 and not mention_id and not tops,
+          f"status {st}, {len(diffs)} diffs, {len(mention_id)} on /id, non-output paths {tops[:5]}")
+    got_ids = {d.get("request_id") for d in diffs}
+    if len(expected_disagree_ids) < 100:  # switchyard keeps the 100 most recent diffs
+        check("switchyard disagreed on exactly the requests the direct calls disagree on",
+              got_ids == expected_disagree_ids,
+              f"only switchyard: {sorted(got_ids - expected_disagree_ids)[:10]}, "
+              f"only direct: {sorted(expected_disagree_ids - got_ids)[:10]}")
+    differing_ids = sum(
+        1 for d in diffs
+        if isinstance(d.get("live", {}).get("body"), dict)
+        and d["live"]["body"].get("id") != d.get("shadow", {}).get("body", {}).get("id")
+    )
+    check("mirrored pairs carried different ids", len(diffs) > 0 and differing_ids == len(diffs),
+          f"{differing_ids} of {len(diffs)} diffs")
+    log(f"total {time.monotonic() - t0:.1f}s")
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: e2e.py path/to/switchyard", file=sys.stderr)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    procs = []
+    tmp = tempfile.mkdtemp(prefix="switchyard-mlserver-e2e-")
+    try:
+        run(binary, tmp, procs)
+    except Exception as e:  # noqa: BLE001 -- any failure is one failed check
+        check("run", False, f"{type(e).__name__}: {e}")
+    finally:
+        failed = checks["failed"] > 0
+        for p, name, logpath in reversed(procs):
+            stop(p)
+            if failed:
+                print(f"--- {name} log (tail) ---\n{tail(logpath)}", flush=True)
+        if not failed:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"(kept {tmp})", flush=True)
+    print(f"mlserver-e2e: {checks['passed']} passed, {checks['failed']} failed", flush=True)
+    return 1 if checks["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
