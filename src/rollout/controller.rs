@@ -120,6 +120,9 @@ impl Controller {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control, Arc<Shared>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let now = Instant::now();
+        // Before any backend exists: their metric handles bind to the recorder installed
+        // at the time they are made, and would be no-ops otherwise.
+        let metrics = metrics::install();
         let mut backends = Backends::default();
         backends.sync(&config);
         let plan = Plan::from_config(&config);
@@ -155,7 +158,7 @@ impl Controller {
             snapshot: ArcSwap::from_pointee(first),
             status: ArcSwap::from_pointee(Status::empty()),
             ready: AtomicBool::new(false),
-            metrics: metrics::install(),
+            metrics,
             shadow,
         });
         let mut c = Controller {
