@@ -58,8 +58,6 @@ pub struct Snapshot {
     pub weight_bp: u32,
     /// Share of stable-served requests mirrored to the candidate, in basis points.
     pub mirror_bp: u32,
-    /// Share of stable-served requests also sent to the stable itself to measure its noise floor.
-    pub calibrate_bp: u32,
     pub sticky: Option<Sticky>,
     /// Seed of the sticky hash: per candidate, so each rollout canaries a different slice of users.
     pub sticky_seed: u64,
@@ -331,7 +329,6 @@ pub fn build(config: &Config, backends: &Backends, generation: u64, routing: Rou
         candidate,
         weight_bp: basis_points(routing.weight),
         mirror_bp: basis_points(routing.mirror),
-        calibrate_bp: basis_points(config.shadow.calibrate.unwrap_or(0.0)),
         sticky,
         sticky_seed: seed,
         override_header: r
