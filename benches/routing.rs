@@ -52,21 +52,21 @@ fn bench(c: &mut Criterion) {
     sticky.insert("x-user-id", HeaderValue::from_static("user-12345"));
     sticky.insert("content-type", HeaderValue::from_static("application/json"));
     g.bench_function("sticky header", |b| {
-        b.iter(|| black_box(route::pick(&snap, black_box(&sticky)).1))
+        b.iter(|| black_box(route::pick(&snap, black_box(&sticky))))
     });
     let mut plain = HeaderMap::new();
     plain.insert("content-type", HeaderValue::from_static("application/json"));
     g.bench_function("random split", |b| {
-        b.iter(|| black_box(route::pick(&snap, black_box(&plain)).1))
+        b.iter(|| black_box(route::pick(&snap, black_box(&plain))))
     });
     let mut forced = plain.clone();
     forced.insert("x-switchyard-route", HeaderValue::from_static("green"));
     g.bench_function("override header", |b| {
-        b.iter(|| black_box(route::pick(&snap, black_box(&forced)).1))
+        b.iter(|| black_box(route::pick(&snap, black_box(&forced))))
     });
     let all_stable = snapshot(0.0);
     g.bench_function("weight 0 (all to stable)", |b| {
-        b.iter(|| black_box(route::pick(&all_stable, black_box(&sticky)).1))
+        b.iter(|| black_box(route::pick(&all_stable, black_box(&sticky))))
     });
     g.finish();
 }

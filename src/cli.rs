@@ -57,7 +57,7 @@ impl AdminClient {
             })?
             .map_err(|e| CliError::Unreachable {
                 url: url.clone(),
-                reason: root_cause(&e),
+                reason: crate::error::root_cause(&e).to_string(),
             })?;
         let status = resp.status();
         let bytes = resp
@@ -77,14 +77,6 @@ impl AdminClient {
         }
         Ok(value)
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(s) = cur.source() {
-        cur = s;
-    }
-    cur.to_string()
 }
 
 /// The status as a person reads it.

@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -17,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::config::{self, Config};
+use crate::proxy::body::BoxError;
 use crate::proxy::Proxy;
 use crate::rollout::controller::Controller;
 use crate::rollout::Control;
@@ -24,6 +27,8 @@ use crate::snapshot::Shared;
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// How long shutdown waits for admin calls.
+const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
 /// A running switchyard.
 pub struct Running {
@@ -65,16 +70,23 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(controller.run(rx.clone())));
-    tasks.push(tokio::spawn(serve_data(
+    let proxy_shared = shared.clone();
+    tasks.push(tokio::spawn(serve_connections(
+        "data",
         data,
-        shared.clone(),
-        header_timeout,
+        data_builder(header_timeout),
+        DRAIN,
         rx.clone(),
+        move |peer| TowerToHyperService::new(Proxy::new(proxy_shared.clone(), Some(peer.ip()))),
     )));
-    tasks.push(tokio::spawn(admin::serve(
+    let admin = admin::Admin::new(shared.clone(), control.clone(), token);
+    tasks.push(tokio::spawn(serve_connections(
+        "admin",
         admin_listener,
-        admin::Admin::new(shared.clone(), control.clone(), token),
+        auto::Builder::new(TokioExecutor::new()),
+        ADMIN_DRAIN,
         rx.clone(),
+        move |_| admin.service(),
     )));
     if let Some(path) = config_path {
         tasks.push(watch_config(path, initial, control.clone(), rx.clone())?);
@@ -108,12 +120,8 @@ impl Running {
     }
 }
 
-async fn serve_data(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    header_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// The data plane's connection settings: h1 with the header timeout, and h2c.
+fn data_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -124,6 +132,27 @@ async fn serve_data(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// Accepts connections until `shutdown`, serving each with the service `make` builds
+/// for its peer; then stops accepting and lets open connections drain for at most `drain`.
+pub(crate) async fn serve_connections<M, S, B>(
+    what: &'static str,
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    drain: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    make: M,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -131,7 +160,7 @@ async fn serve_data(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %e, what, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -139,19 +168,18 @@ async fn serve_data(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(Proxy::new(shared.clone(), Some(peer.ip())));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), make(peer));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
         });
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(DRAIN) => tracing::warn!("drain timed out after {DRAIN:?}; closing the rest"),
+        _ = graceful.shutdown() => tracing::info!(what, "all connections drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!(what, "drain timed out after {drain:?}; closing the rest"),
     }
 }
 

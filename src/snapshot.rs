@@ -48,7 +48,6 @@ pub struct Shared {
 pub struct Snapshot {
     /// Increases with every config that was applied.
     pub generation: u64,
-    pub route: Arc<str>,
     /// Every configured backend, for the override header.
     pub backends: Vec<Arc<Backend>>,
     pub stable: Arc<Backend>,
@@ -323,7 +322,6 @@ pub fn build(config: &Config, backends: &Backends, generation: u64, routing: Rou
         .unwrap_or(0);
     Snapshot {
         generation,
-        route: DEFAULT_ROUTE.into(),
         backends: backends.all(),
         stable,
         candidate,

@@ -9,11 +9,7 @@ use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::Deserialize;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::rollout::{Action, Control, ControlError};
 use crate::snapshot::Shared;
@@ -35,6 +31,23 @@ impl Admin {
             control,
             token: token.map(Into::into),
         }
+    }
+
+    /// The admin API as a hyper service.
+    pub fn service(
+        &self,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+    > + Send
+           + 'static {
+        let admin = self.clone();
+        hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(req).await) }
+        })
     }
 
     /// Answers one admin request.
@@ -238,36 +251,4 @@ fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({ "error": message }).to_string();
     respond(status, "application/json", body)
-}
-
-/// Serves the admin API until `shutdown`.
-pub async fn serve(listener: TcpListener, admin: Admin, mut shutdown: watch::Receiver<bool>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let admin = admin.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(req).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-    }
 }

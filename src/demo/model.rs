@@ -88,16 +88,7 @@ pub struct ModelServer {
 impl ModelServer {
     /// Starts a model server on an ephemeral loopback port.
     pub async fn start(name: &str, model: Model) -> std::io::Result<ModelServer> {
-        Self::start_on("127.0.0.1:0".parse().expect("valid"), name, model).await
-    }
-
-    /// Starts a model server on `addr`.
-    pub async fn start_on(
-        addr: SocketAddr,
-        name: &str,
-        model: Model,
-    ) -> std::io::Result<ModelServer> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let behavior = Arc::new(Behavior::default());
         let (stop, mut stopped) = watch::channel(false);

@@ -10,6 +10,7 @@ use http_body_util::LengthLimitError;
 use hyper::body::Incoming;
 
 use super::body::{BoxError, UpstreamBody};
+use crate::error::{is_caused_by, root_cause};
 use crate::snapshot::Backend;
 use crate::telemetry::metrics::ErrorKind;
 
@@ -58,32 +59,12 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Connect(e) => write!(f, "upstream unreachable: {}", root(e.as_ref())),
+            Failure::Connect(e) => write!(f, "upstream unreachable: {}", root_cause(e.as_ref())),
             Failure::Timeout => f.write_str("upstream timed out"),
-            Failure::Protocol(e) => write!(f, "upstream failed: {}", root(e.as_ref())),
+            Failure::Protocol(e) => write!(f, "upstream failed: {}", root_cause(e.as_ref())),
             Failure::BodyTooLarge => f.write_str("request body too large"),
         }
     }
-}
-
-/// The innermost cause of an error, the one that says what really happened.
-fn root<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> &'a (dyn std::error::Error + 'static) {
-    while let Some(s) = e.source() {
-        e = s;
-    }
-    e
-}
-
-/// Whether any error in the chain is a `T`.
-fn is_caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<T>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// The upstream URI: the backend's scheme, authority and prefix, then the request's path and query.

@@ -49,15 +49,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client's address to `x-forwarded-for`.
-pub fn append_forwarded_for(headers: &mut HeaderMap, peer: Option<IpAddr>) {
+/// The client's address as an `x-forwarded-for` value, made once per connection.
+pub fn peer_value(peer: Option<IpAddr>) -> Option<HeaderValue> {
+    peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok())
+}
+
+/// Appends the client's address (from [`peer_value`]) to `x-forwarded-for`.
+///
+/// The common case, no header yet, shares the connection's value and allocates nothing.
+pub fn append_forwarded_for(headers: &mut HeaderMap, peer: Option<&HeaderValue>) {
     let Some(ip) = peer else { return };
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-        _ => ip.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            let joined = format!("{prev}, {}", ip.to_str().unwrap_or(""));
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+        _ => {
+            headers.insert(X_FORWARDED_FOR.clone(), ip.clone());
+        }
     }
 }
 
@@ -132,9 +143,15 @@ mod tests {
     #[test]
     fn forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, Some("10.0.0.1".parse().unwrap()));
+        append_forwarded_for(
+            &mut h,
+            peer_value(Some("10.0.0.1".parse().unwrap())).as_ref(),
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
-        append_forwarded_for(&mut h, Some("127.0.0.1".parse().unwrap()));
+        append_forwarded_for(
+            &mut h,
+            peer_value(Some("127.0.0.1".parse().unwrap())).as_ref(),
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::body::{Captured, UpstreamBody};
@@ -22,9 +22,25 @@ use crate::telemetry::window::ShadowOutcome;
 /// How long a shadow waits for the live answer to finish streaming before giving up.
 const LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A place among the mirrors in flight, taken before the body is buffered so a mirror
+/// that would be dropped costs the live request nothing.
+pub struct Reservation(OwnedSemaphorePermit);
+
+/// Takes a place for one mirror, or counts it dropped when `max_in_flight` are in flight.
+pub fn reserve(shared: &Shared) -> Option<Reservation> {
+    match shared.shadow.in_flight.load_full().try_acquire_owned() {
+        Ok(permit) => Some(Reservation(permit)),
+        Err(_) => {
+            metrics::shadow_request("dropped");
+            None
+        }
+    }
+}
+
 /// Starts mirroring `head` + `body` to the candidate; returns where the live answer is to
-/// be delivered, or `None` when the mirror was dropped (no candidate, or too many in flight).
+/// be delivered, or `None` when there is no candidate.
 pub fn spawn(
+    place: Reservation,
     shared: &Shared,
     snap: &Arc<Snapshot>,
     head: &Head,
@@ -32,10 +48,7 @@ pub fn spawn(
     request_id: HeaderValue,
 ) -> Option<oneshot::Sender<Captured>> {
     let candidate = snap.candidate.clone()?;
-    let Ok(permit) = shared.shadow.in_flight.load_full().try_acquire_owned() else {
-        metrics::shadow_request("dropped");
-        return None;
-    };
+    let Reservation(permit) = place;
     let (tx, live_rx) = oneshot::channel::<Captured>();
     let mut head = head.clone();
     head.headers

@@ -45,12 +45,16 @@ use headers::{X_REQUEST_ID, X_SWITCHYARD_VARIANT};
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
-    peer: Option<IpAddr>,
+    /// The client's address as an `x-forwarded-for` value.
+    peer: Option<HeaderValue>,
 }
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>, peer: Option<IpAddr>) -> Self {
-        Proxy { shared, peer }
+        Proxy {
+            shared,
+            peer: headers::peer_value(peer),
+        }
     }
 }
 
@@ -87,10 +91,10 @@ impl Proxy {
         // 2. headers
         let request_id = headers::request_id(&mut parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::append_forwarded_for(&mut parts.headers, self.peer);
+        headers::append_forwarded_for(&mut parts.headers, self.peer.as_ref());
 
         // 3. route
-        let (backend, _) = route::pick(&snap, &parts.headers);
+        let backend = route::pick(&snap, &parts.headers);
         let backend = backend.clone();
         let is_candidate = snap.is_candidate(&backend);
 
@@ -108,12 +112,17 @@ impl Proxy {
                 request_id,
             );
         }
-        let mirror = !is_candidate
+        let mirror = if !is_candidate
             && snap.candidate.is_some()
             && Arc::ptr_eq(&backend, &snap.stable)
-            && route::mirrored(snap.mirror_bp);
+            && route::mirrored(snap.mirror_bp)
+        {
+            mirror::reserve(&self.shared)
+        } else {
+            None
+        };
         let fallback = is_candidate && snap.fallback_to_stable;
-        let prepared = if mirror || fallback {
+        let prepared = if mirror.is_some() || fallback {
             match Limited::new(body, snap.max_body).collect().await {
                 Ok(c) => Prepared::Buffered(c.to_bytes()),
                 Err(e) if e.is::<LengthLimitError>() => {
@@ -148,7 +157,8 @@ impl Proxy {
 
         // 5. mirror
         let live_tap = match (&prepared, mirror) {
-            (Prepared::Buffered(bytes), true) => mirror::spawn(
+            (Prepared::Buffered(bytes), Some(place)) => mirror::spawn(
+                place,
                 &self.shared,
                 &snap,
                 &head,

@@ -18,16 +18,6 @@ use http::HeaderMap;
 use super::headers::cookie;
 use crate::snapshot::{Backend, Snapshot, Sticky};
 
-/// Why a backend was picked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Override,
-    Sticky,
-    Random,
-    /// No candidate, or the weight is 0 or 100.
-    Fixed,
-}
-
 /// The bucket (0..10 000) of a sticky key.
 #[inline]
 pub fn bucket(key: &[u8], seed: u64) -> u32 {
@@ -36,18 +26,18 @@ pub fn bucket(key: &[u8], seed: u64) -> u32 {
 
 /// Picks the backend for a request.
 #[inline]
-pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> (&'s Arc<Backend>, Reason) {
+pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> &'s Arc<Backend> {
     if let Some(h) = &snap.override_header {
         if let Some(b) = headers.get(h).and_then(|v| snap.backend(v.as_bytes())) {
-            return (b, Reason::Override);
+            return b;
         }
     }
     let Some(candidate) = &snap.candidate else {
-        return (&snap.stable, Reason::Fixed);
+        return &snap.stable;
     };
     match snap.weight_bp {
-        0 => return (&snap.stable, Reason::Fixed),
-        10_000.. => return (candidate, Reason::Fixed),
+        0 => return &snap.stable,
+        10_000.. => return candidate,
         _ => {}
     }
     let key = match &snap.sticky {
@@ -55,14 +45,14 @@ pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> (&'s Arc<Backend>, R
         Some(Sticky::Cookie(name)) => cookie(headers, name),
         None => None,
     };
-    let (b, reason) = match key {
-        Some(k) => (bucket(k, snap.sticky_seed), Reason::Sticky),
-        None => (rand::random_range(0..10_000), Reason::Random),
+    let b = match key {
+        Some(k) => bucket(k, snap.sticky_seed),
+        None => rand::random_range(0..10_000),
     };
     if b < snap.weight_bp {
-        (candidate, reason)
+        candidate
     } else {
-        (&snap.stable, reason)
+        &snap.stable
     }
 }
 

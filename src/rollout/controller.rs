@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
@@ -120,16 +120,13 @@ impl Controller {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control, Arc<Shared>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let now = Instant::now();
-        // Before any backend exists: their metric handles bind to the recorder installed
-        // at the time they are made, and would be no-ops otherwise.
-        let metrics = metrics::install();
         let mut backends = Backends::default();
         backends.sync(&config);
         let plan = Plan::from_config(&config);
         let mut rollout = Rollout::new(plan, now);
         if let Some(path) = &config.state.path {
             if let Some(saved) = state::load(path) {
-                if saved.restore_into(&mut rollout, now) {
+                if saved.restore_into(DEFAULT_ROUTE, &mut rollout, now) {
                     let msg = format!(
                         "restored from {}: {} at step {}",
                         path.display(),
@@ -158,7 +155,7 @@ impl Controller {
             snapshot: ArcSwap::from_pointee(first),
             status: ArcSwap::from_pointee(Status::empty()),
             ready: AtomicBool::new(false),
-            metrics,
+            metrics: metrics::install(),
             shadow,
         });
         let mut c = Controller {
@@ -262,6 +259,13 @@ impl Controller {
     fn apply(&mut self, config: Config, now: Instant) {
         let plan = Plan::from_config(&config);
         self.backends.sync(&config);
+        if config.shadow.max_in_flight != self.config.shadow.max_in_flight {
+            // Mirrors in flight keep their permits of the old semaphore and release them there.
+            self.shared
+                .shadow
+                .in_flight
+                .store(Arc::new(Semaphore::new(config.shadow.max_in_flight)));
+        }
         self.generation += 1;
         self.last_error = None;
         metrics::config_reload("applied");

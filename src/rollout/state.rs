@@ -73,9 +73,12 @@ impl Persisted {
         }
     }
 
-    /// Applies this state to a fresh rollout of the same revision; false (and nothing changed) otherwise.
-    pub fn restore_into(&self, r: &mut Rollout, now: Instant) -> bool {
-        if self.revision != revision_hex(r.plan.revision) || self.step >= r.plan.steps.len().max(1)
+    /// Applies this state to a fresh rollout of the same route and revision; false (and
+    /// nothing changed) otherwise.
+    pub fn restore_into(&self, route: &str, r: &mut Rollout, now: Instant) -> bool {
+        if self.route != route
+            || self.revision != revision_hex(r.plan.revision)
+            || self.step >= r.plan.steps.len().max(1)
         {
             return false;
         }

@@ -13,7 +13,6 @@ pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
 pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
-pub const FALLBACK_SKIPPED_TOTAL: &str = "switchyard_fallback_skipped_total";
 pub const ROLLOUT_WEIGHT: &str = "switchyard_rollout_weight";
 pub const ROLLOUT_MIRROR: &str = "switchyard_rollout_mirror";
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
@@ -72,10 +71,6 @@ fn describe() {
     describe_counter!(
         FALLBACKS_TOTAL,
         "Failed candidate requests retried on the stable backend."
-    );
-    describe_counter!(
-        FALLBACK_SKIPPED_TOTAL,
-        "Failed candidate requests that could not be retried (body not buffered)."
     );
     describe_gauge!(
         ROLLOUT_WEIGHT,
@@ -151,6 +146,9 @@ pub struct BackendMetrics {
 
 impl BackendMetrics {
     pub fn new(name: &str) -> Self {
+        // Handles bind to the recorder present when they are made: make sure it is ours,
+        // whoever builds the first backend.
+        install();
         let labels = |kind: ErrorKind| counter!(UPSTREAM_ERRORS_TOTAL, "backend" => name.to_string(), "kind" => kind.as_str());
         Self {
             name: name.to_string(),
@@ -195,10 +193,6 @@ pub fn shadow_comparison(result: &'static str) {
 
 pub fn fallback(from: &str) {
     counter!(FALLBACKS_TOTAL, "backend" => from.to_string()).increment(1);
-}
-
-pub fn fallback_skipped(from: &str) {
-    counter!(FALLBACK_SKIPPED_TOTAL, "backend" => from.to_string()).increment(1);
 }
 
 pub fn rollback(trigger: &'static str) {

@@ -1,0 +1,30 @@
+//! Walking error chains: the innermost cause, and whether a given error is in the chain.
+//!
+//! ```
+//! use switchyard::error::{is_caused_by, root_cause};
+//! let io = std::io::Error::new(std::io::ErrorKind::Other, "refused");
+//! assert!(is_caused_by::<std::io::Error>(&io));
+//! assert_eq!(root_cause(&io).to_string(), "refused");
+//! ```
+
+use std::error::Error;
+
+/// The innermost cause of an error: the one that says what really happened.
+pub fn root_cause<'a>(mut e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
+    while let Some(s) = e.source() {
+        e = s;
+    }
+    e
+}
+
+/// Whether any error in the chain of `e` is a `T` (linkerd's `is_caused_by`).
+pub fn is_caused_by<T: Error + 'static>(e: &(dyn Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
