@@ -3,7 +3,7 @@
 mod support;
 
 use http::{Method, StatusCode};
-use support::{canary, Harness};
+use support::{canary, ramp, Harness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_rollback_takes_effect_for_the_very_next_request() {
@@ -70,10 +70,7 @@ async fn mutating_calls_need_the_token_when_one_is_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_state_survives_a_restart() {
-    let template = canary(10.0, "").replace(
-        "    - { weight: 100 }",
-        "    - { weight: 50, hold: manual }\n    - { weight: 100 }",
-    );
+    let template = ramp("");
     let mut h = Harness::start(&template).await;
     h.admin(Method::POST, "/api/v1/promote", None, "").await;
     h.admin(Method::POST, "/api/v1/pause", None, r#"{"reason":"lunch"}"#)

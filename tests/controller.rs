@@ -1184,6 +1184,25 @@ async fn reload_keeps_the_rollout_unless_the_revision_changes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reload_applies_a_new_mirror_bound() {
+    let steps = "  steps:\n    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }";
+    let h = start(cfg_with(
+        steps,
+        "state: { path: null }\nshadow: { max_in_flight: 4 }",
+    ));
+    assert_eq!(h.shared.shadow.in_flight.load().available_permits(), 4);
+    h.control
+        .reload(Ok(cfg_with(
+            steps,
+            "state: { path: null }\nshadow: { max_in_flight: 16 }",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(h.shared.shadow.in_flight.load().available_permits(), 16);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn reload_of_a_rolled_back_rollout_with_new_steps_starts_over() {
     let h = start(cfg(RELOAD_STEPS));
     h.send(Action::Rollback { reason: None }).await.unwrap();

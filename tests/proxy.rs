@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::{canary, Harness};
+use support::{canary, ramp, Harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,10 +41,7 @@ async fn split_follows_the_weight_within_tolerance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_users_keep_their_variant_and_ramps_only_move_users_to_the_candidate() {
     let extra = "  sticky: { header: x-user-id }";
-    let template = canary(10.0, extra).replace(
-        "    - { weight: 100 }",
-        "    - { weight: 50, hold: manual }\n    - { weight: 100 }",
-    );
+    let template = ramp(extra);
     let h = Harness::start(&template).await;
     let users: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
     let mut at_10 = HashSet::new();
@@ -184,7 +181,7 @@ async fn unreachable_backend_is_502_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_backend_is_504() {
     let t = canary(0.0, "").replace(
-        "blue: { url: \"{BLUE}\", timeout: 2s }",
+        "blue: { url: \"{BLUE}\", timeout: 10s }",
         "blue: { url: \"{BLUE}\", timeout: 100ms }",
     );
     let h = Harness::start(&t).await;
@@ -282,7 +279,8 @@ async fn shutdown_finishes_in_flight_requests() {
         tokio::spawn(
             async move { support::send(&client, Method::GET, &url, &[], String::new()).await },
         );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.wait_hits(&h.blue, 1).await;
+    // The request is in flight (the model sleeps 300 ms): now shut down.
     let addr = h.running().data_addr;
     h.shutdown().await;
     let a = inflight.await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::{canary, Harness};
+use support::{canary, ramp, Harness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_concurrent_load_fail_no_request() {
@@ -109,10 +109,7 @@ async fn saves_by_rename_are_seen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_changes_only_limits_keeps_the_rollout_where_it_is() {
-    let template = canary(10.0, "").replace(
-        "    - { weight: 100 }",
-        "    - { weight: 50, hold: manual }\n    - { weight: 100 }",
-    );
+    let template = ramp("");
     let h = Harness::start(&template).await;
     let a = h.admin(Method::POST, "/api/v1/promote", None, "").await;
     assert_eq!(a.json()["step"], 1);
@@ -146,7 +143,8 @@ async fn in_flight_requests_finish_on_the_snapshot_they_started_with() {
         tokio::spawn(
             async move { support::send(&client, Method::GET, &url, &[], String::new()).await },
         );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.wait_hits(&h.blue, 1).await;
+    // The request is in flight on the old snapshot (the model sleeps 400 ms): now reload.
     h.write_config(&canary(100.0, ""));
     h.wait_status("reload", |s| s["weight"] == 100.0).await;
     let a = slow.await.unwrap();

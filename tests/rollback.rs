@@ -105,6 +105,13 @@ async fn fallback_serves_from_stable_and_still_counts_against_the_candidate() {
         "each request tried the candidate first"
     );
     assert_eq!(h.blue.behavior().hits(), 20);
+    // Each failure counts against green in its window, where the analysis reads it.
+    let w = &h.status().await["window"]["candidate"];
+    assert_eq!(
+        (w["requests"].as_u64(), w["errors"].as_u64()),
+        (Some(20), Some(20)),
+        "{w}"
+    );
     let m = h.admin(Method::GET, "/metrics", None, "").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(

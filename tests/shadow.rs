@@ -7,33 +7,11 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
-use support::Harness;
+use support::{shadow, Harness};
 use switchyard::demo::model::{Model, ModelServer};
 
 const INFER: &str =
     r#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[0.1,0.2,0.3,-1,-2,-3]}]}"#;
-
-fn shadow_config(extra_shadow: &str) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:0
-admin: {{ listen: 127.0.0.1:0, token_env: SWITCHYARD_TEST_NO_TOKEN }}
-backends:
-  blue: {{ url: "{{BLUE}}", timeout: 10s }}
-  green: {{ url: "{{GREEN}}", timeout: 10s }}
-rollout:
-  stable: blue
-  candidate: green
-  steps:
-    - {{ weight: 0, mirror: 100, hold: manual }}
-    - {{ weight: 100 }}
-shadow:
-  compare: {{ protocol: auto }}
-{extra_shadow}
-state: {{ path: null }}
-"#
-    )
-}
 
 async fn comparisons(h: &Harness, n: usize) -> Vec<Value> {
     // The comparison finishes after the live answer: wait for it (bounded).
@@ -53,7 +31,7 @@ async fn comparisons(h: &Harness, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_copies_reach_the_candidate_and_disagreements_are_listed() {
-    let h = Harness::start(&shadow_config("")).await;
+    let h = Harness::start(&shadow("")).await;
     let a = h
         .send(
             Method::POST,
@@ -98,7 +76,7 @@ async fn identical_models_agree_despite_random_ids_and_different_ones_do_not() {
     )
     .await
     .unwrap();
-    let h = Harness::start_with(&shadow_config(""), blue, green).await;
+    let h = Harness::start_with(&shadow(""), blue, green).await;
     for _ in 0..5 {
         assert_eq!(
             h.send(Method::POST, "/v2/models/m/infer", &[], INFER)
@@ -133,58 +111,44 @@ async fn identical_models_agree_despite_random_ids_and_different_ones_do_not() {
     assert!(probs["max_abs_diff"].as_f64().unwrap() > 0.01);
 
     // Same model: the random `id` in each answer does not make them disagree.
-    let same = Harness::start(&shadow_config("")).await;
+    let same = Harness::start(&shadow("")).await;
     for _ in 0..5 {
         same.send(Method::POST, "/v2/models/m/infer", &[], INFER)
             .await;
     }
-    let m = wait_metric(
-        &same,
-        "switchyard_shadow_comparisons_total{result=\"agree\"}",
-        5,
-    )
-    .await;
-    assert!(m >= 5.0);
-    assert!(
-        comparisons(&same, 0).await.is_empty(),
-        "identical models listed as disagreeing"
-    );
-}
-
-async fn wait_metric(h: &Harness, series: &str, at_least: u64) -> f64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = h.admin(Method::GET, "/metrics", None, "").await;
-        let text = String::from_utf8_lossy(&m.body).to_string();
-        let v = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .map(|v| v.trim().parse::<f64>().unwrap())
-            })
-            .unwrap_or(0.0);
-        if v >= at_least as f64 || tokio::time::Instant::now() > deadline {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let tally = same
+        .wait_shadow("5 comparisons", |t| t["agree"].as_u64().unwrap_or(0) >= 5)
+        .await;
+    assert_eq!(tally["agree"], 5, "{tally}");
+    assert_eq!(tally["disagree"], 0, "identical models disagreed: {tally}");
+    assert!(comparisons(&same, 0).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropped() {
-    let h = Harness::start(&shadow_config("  max_in_flight: 4")).await;
-    h.green.behavior().set_delay(Duration::from_secs(5));
+    let h = Harness::start(&shadow("  max_in_flight: 4")).await;
+    h.green.behavior().set_delay(Duration::from_secs(3));
     for _ in 0..20 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
         assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
     }
-    // All twenty live answers came back while the first shadows were still sleeping:
-    // had the live path waited for the shadow, the first comparison would be done.
-    let s = h.status().await;
-    assert!(s["analysis"]["last"].is_null());
-    assert!(comparisons(&h, 0).await.is_empty());
+    // All twenty live answers came back while the shadows were still sleeping: had the
+    // live path waited for its shadow, comparisons would already be counted.
+    let tally = &h.status().await["window"]["candidate"]["shadow"];
+    assert_eq!(
+        tally["agree"], 0,
+        "a comparison finished before the live answers: {tally}"
+    );
+    assert_eq!(tally["incomparable"], 0, "{tally}");
     // Only max_in_flight copies were sent; the rest were dropped, not queued.
     assert_eq!(h.green.behavior().shadow_hits(), 4);
+    // And those four do finish, later, and agree (identical models).
+    let tally = h
+        .wait_shadow("the slow shadows", |t| {
+            t["agree"].as_u64().unwrap_or(0) >= 4
+        })
+        .await;
+    assert_eq!(tally["agree"], 4, "{tally}");
     let m = h.admin(Method::GET, "/metrics", None, "").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(
@@ -195,20 +159,17 @@ async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_or_unreachable_shadow_is_incomparable_and_invisible_to_users() {
-    let h = Harness::start(&shadow_config("")).await;
+    let h = Harness::start(&shadow("")).await;
     h.green.behavior().set_error_rate(1.0);
     for _ in 0..10 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
         assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
         assert_eq!(a.json()["outputs"][0]["name"], "probabilities");
     }
-    let n = wait_metric(
-        &h,
-        "switchyard_shadow_comparisons_total{result=\"incomparable\"}",
-        10,
-    )
+    h.wait_shadow("10 incomparable", |t| {
+        t["incomparable"].as_u64().unwrap_or(0) >= 10
+    })
     .await;
-    assert!(n >= 10.0);
     h.green.stop();
     for _ in 0..10 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;

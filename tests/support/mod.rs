@@ -190,6 +190,27 @@ impl Harness {
         }
     }
 
+    /// Waits (bounded) until the candidate's shadow tally in the status window satisfies `f`.
+    pub async fn wait_shadow(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let s = self
+            .wait_status(what, |s| f(&s["window"]["candidate"]["shadow"]))
+            .await;
+        s["window"]["candidate"]["shadow"].clone()
+    }
+
+    /// Waits (bounded) until `n` requests have reached `server`.
+    pub async fn wait_hits(&self, server: &ModelServer, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while server.behavior().hits() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never got {n} requests",
+                server.name
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -228,24 +249,53 @@ pub async fn send(
     }
 }
 
-/// A canary config with a manual first step at `weight`, so tests control promotion.
-pub fn canary(weight: f64, extra_rollout: &str) -> String {
+/// A test config: blue stable, green candidate, the given `steps` (YAML list items),
+/// `rollout_extra` appended to the rollout block and `extra` at the top level.
+/// `{BLUE}`, `{GREEN}` and `{STATE}` are filled in by [`Harness::render`].
+pub fn config(steps: &str, rollout_extra: &str, extra: &str) -> String {
     format!(
         r#"
 listen: 127.0.0.1:0
 admin: {{ listen: 127.0.0.1:0, token_env: SWITCHYARD_TEST_NO_TOKEN }}
 backends:
-  blue: {{ url: "{{BLUE}}", timeout: 2s }}
-  green: {{ url: "{{GREEN}}", timeout: 2s }}
+  blue: {{ url: "{{BLUE}}", timeout: 10s }}
+  green: {{ url: "{{GREEN}}", timeout: 10s }}
 rollout:
   stable: blue
   candidate: green
   override_header: x-switchyard-route
   steps:
-    - {{ weight: {weight}, hold: manual }}
-    - {{ weight: 100 }}
-{extra_rollout}
+{steps}
+{rollout_extra}
+{extra}
 state: {{ path: "{{STATE}}" }}
 "#
+    )
+}
+
+/// A canary with a manual first step at `weight`, then 100 %, so tests control promotion.
+pub fn canary(weight: f64, rollout_extra: &str) -> String {
+    config(
+        &format!("    - {{ weight: {weight}, hold: manual }}\n    - {{ weight: 100 }}"),
+        rollout_extra,
+        "",
+    )
+}
+
+/// A manual ramp 10 % → 50 % → 100 %.
+pub fn ramp(rollout_extra: &str) -> String {
+    config(
+        "    - { weight: 10, hold: manual }\n    - { weight: 50, hold: manual }\n    - { weight: 100 }",
+        rollout_extra,
+        "",
+    )
+}
+
+/// A shadow step (weight 0, every request mirrored), comparing with `protocol: auto`.
+pub fn shadow(shadow_extra: &str) -> String {
+    config(
+        "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
+        "",
+        &format!("shadow:\n  compare: {{ protocol: auto }}\n{shadow_extra}"),
     )
 }
