@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub weight_bp: u32,
     /// Share of stable-served requests mirrored to the candidate, in basis points.
     pub mirror_bp: u32,
+    /// Share of mirrored requests also copied to the stable itself (`shadow.calibrate`), in basis points.
+    pub calibrate_bp: u32,
     pub sticky: Option<Sticky>,
     /// Seed of the sticky hash: per candidate, so each rollout canaries a different slice of users.
     pub sticky_seed: u64,
@@ -255,7 +257,13 @@ impl Tripwire {
 pub struct ShadowState {
     pub in_flight: ArcSwap<Semaphore>,
     diffs: Mutex<VecDeque<Arc<serde_json::Value>>>,
+    /// Output names already used as metric labels, at most [`OUTPUT_LABELS`].
+    outputs: Mutex<Vec<Arc<str>>>,
 }
+
+/// How many distinct output names get their own metric label; later ones are `other`,
+/// so a model with odd output names cannot grow the metrics without bound.
+pub const OUTPUT_LABELS: usize = 32;
 
 /// How many recent disagreements `/api/v1/shadow/diffs` keeps.
 pub const DIFFS_KEPT: usize = 100;
@@ -265,7 +273,23 @@ impl ShadowState {
         Self {
             in_flight: ArcSwap::from_pointee(Semaphore::new(max_in_flight)),
             diffs: Mutex::new(VecDeque::with_capacity(DIFFS_KEPT)),
+            outputs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The metric label for output `name`: itself while fewer than [`OUTPUT_LABELS`] names
+    /// have been seen, else `other`.
+    pub fn output_label(&self, name: &str) -> Arc<str> {
+        let mut seen = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = seen.iter().find(|n| &***n == name) {
+            return n.clone();
+        }
+        if seen.len() >= OUTPUT_LABELS {
+            return Arc::from("other");
+        }
+        let n: Arc<str> = Arc::from(name);
+        seen.push(n.clone());
+        n
     }
 
     /// Keeps one disagreement, dropping the oldest beyond [`DIFFS_KEPT`].
@@ -327,6 +351,7 @@ pub fn build(config: &Config, backends: &Backends, generation: u64, routing: Rou
         candidate,
         weight_bp: basis_points(routing.weight),
         mirror_bp: basis_points(routing.mirror),
+        calibrate_bp: basis_points(config.shadow.calibrate.unwrap_or(0.0)),
         sticky,
         sticky_seed: seed,
         override_header: r

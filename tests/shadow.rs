@@ -181,3 +181,114 @@ async fn a_failing_or_unreachable_shadow_is_incomparable_and_invisible_to_users(
     assert_eq!(shadow["disagree"], 0, "{shadow}");
     assert!(shadow["incomparable"].as_u64().unwrap() >= 10, "{shadow}");
 }
+
+/// The gate's figures for `shadow_agreement` once an evaluation has seen `samples` candidate samples.
+async fn agreement_gate(h: &Harness, samples: u64) -> Value {
+    let s = h
+        .wait_status("an evaluation over every sample", |s| {
+            s["analysis"]["last"]["samples"].as_u64().unwrap_or(0) >= samples
+        })
+        .await;
+    s["analysis"]["last"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "shadow_agreement")
+        .unwrap()
+        .clone()
+}
+
+/// Two copies of the same nondeterministic model (10 % of answers jittered) disagree on
+/// about 19 % of requests. Without calibration that fails a 90 % agreement gate; with
+/// `shadow.calibrate` the stable's disagreement with itself is measured and credited, so
+/// the candidate is not blamed for noise it shares with the stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the_candidate() {
+    const N: u64 = 400;
+    let analysis = "  analysis:\n    interval: 200ms\n    window: 1m\n    min_samples: 100\n    failure_limit: 1000\n    gates:\n      shadow_agreement: { min: 0.9 }";
+    let template = |calibrate: &str| {
+        support::config(
+            "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
+            analysis,
+            &format!("shadow:\n  max_in_flight: 1000\n  compare: {{ protocol: v2 }}\n{calibrate}"),
+        )
+    };
+    let noisy = || async {
+        let m = ModelServer::start("m", Model::default()).await.unwrap();
+        m.behavior().set_noise(0.1);
+        m
+    };
+
+    for calibrated in [false, true] {
+        let calibrate = if calibrated { "  calibrate: 100" } else { "" };
+        let h = Harness::start_with(&template(calibrate), noisy().await, noisy().await).await;
+        for _ in 0..N {
+            let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
+            assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
+        }
+        let gate = agreement_gate(&h, N).await;
+        let status = h.status().await;
+        let raw = status["window"]["candidate"]["shadow"]["agreement"]
+            .as_f64()
+            .unwrap();
+        assert!(raw < 0.9, "raw agreement {raw} of two noisy copies");
+        if calibrated {
+            // Every mirrored request also went to the stable a second time.
+            assert_eq!(h.blue.behavior().shadow_hits(), N);
+            let floor = &status["window"]["noise_floor"];
+            let self_compared = floor["self_agree"].as_u64().unwrap()
+                + floor["self_disagree"].as_u64().unwrap();
+            assert_eq!(self_compared, N, "{floor}");
+            assert!(floor["disagreement"].as_f64().unwrap() > 0.05, "{floor}");
+            assert_eq!(gate["outcome"], "pass", "{gate:#}");
+            assert!(gate["value"].as_f64().unwrap() >= 0.9, "{gate:#}");
+            assert!(
+                gate["detail"].as_str().unwrap().contains("noise floor"),
+                "{gate:#}"
+            );
+        } else {
+            assert_eq!(h.blue.behavior().shadow_hits(), 0);
+            assert!(status["window"]["noise_floor"].is_null());
+            assert_eq!(gate["outcome"], "fail", "{gate:#}");
+        }
+    }
+}
+
+/// A genuinely different candidate is not excused by the noise floor: only the stable's own
+/// disagreement rate is credited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_noise_floor_does_not_excuse_a_different_model() {
+    const N: u64 = 200;
+    let blue = ModelServer::start("blue", Model::default()).await.unwrap();
+    blue.behavior().set_noise(0.05);
+    let green = ModelServer::start(
+        "green",
+        Model {
+            weight: 3.0,
+            bias: 0.5,
+        },
+    )
+    .await
+    .unwrap();
+    let template = support::config(
+        "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
+        "  analysis:\n    interval: 200ms\n    window: 1m\n    min_samples: 50\n    failure_limit: 1000\n    gates:\n      shadow_agreement: { min: 0.9 }",
+        "shadow:\n  max_in_flight: 1000\n  calibrate: 100\n  compare: { protocol: v2 }\n",
+    );
+    let h = Harness::start_with(&template, blue, green).await;
+    for _ in 0..N {
+        h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
+    }
+    let gate = agreement_gate(&h, N).await;
+    assert_eq!(gate["outcome"], "fail", "{gate:#}");
+    assert!(gate["value"].as_f64().unwrap() < 0.5, "{gate:#}");
+    let metrics = h.admin(Method::GET, "/metrics", None, "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    for name in [
+        "switchyard_shadow_calibration_total{result=\"agree\"}",
+        "switchyard_shadow_output_comparisons_total{output=\"probabilities\",result=\"disagree\"}",
+        "switchyard_shadow_output_comparisons_total{output=\"label\",result=",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+}

@@ -138,7 +138,8 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
         .replace(
             "  stable: blue\n",
             "  stable: blue\n  sticky: { header: x-user-id, cookie: sid }\n",
-        );
+        )
+        + "shadow:\n  calibrate: 0\n";
     let tmp = tempfile::tempdir().unwrap();
     let file = write(tmp.path(), "broken.yaml", &text);
     let out = validate(&file);
@@ -159,7 +160,9 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
     );
     assert!(candidate.contains("purple"), "{candidate}");
     problem_line(&output, "rollout.sticky", line_of(&text, "sticky:"));
-    assert!(output.contains("3 problems"), "{output}");
+    let calibrate = problem_line(&output, "shadow.calibrate", line_of(&text, "calibrate: 0"));
+    assert!(calibrate.contains("above 0"), "{calibrate}");
+    assert!(output.contains("4 problems"), "{output}");
 }
 
 #[test]

@@ -148,10 +148,27 @@ impl Admin {
                 },
             })
         };
+        // With `shadow.calibrate`, the stable's shadow tally is the stable compared with itself.
+        let noise_floor = (snap.calibrate_bp > 0).then(|| {
+            let s = snap.stable.window.summary(now, snap.window);
+            let c = snap.candidate.as_deref().map(|c| c.window.summary(now, snap.window));
+            let floor = s.shadow_agreement().map(|a| 1.0 - a);
+            let above = match (c.as_ref().and_then(|c| c.shadow_agreement()), floor) {
+                (Some(a), Some(f)) => Some((a + f).min(1.0)),
+                _ => None,
+            };
+            serde_json::json!({
+                "self_agree": s.shadow_agree,
+                "self_disagree": s.shadow_disagree,
+                "disagreement": floor,
+                "candidate_agreement_above_floor": above,
+            })
+        });
         serde_json::json!({
             "span_s": snap.window.as_secs_f64(),
             "stable": figures(&snap.stable),
             "candidate": snap.candidate.as_deref().map(figures),
+            "noise_floor": noise_floor,
         })
     }
 

@@ -264,12 +264,13 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
             format!("must be between 0 and 100, got {}", s.mirror),
         );
     }
-    if s.calibrate.is_some() {
-        // Refused rather than silently ignored until the noise-floor measurement exists.
-        bad(
-            sp.clone().key("calibrate"),
-            "is not implemented yet (noise-floor calibration is planned); remove it".into(),
-        );
+    if let Some(c) = s.calibrate {
+        if !(c > 0.0 && c <= 100.0) {
+            bad(
+                sp.clone().key("calibrate"),
+                format!("must be above 0 and at most 100 (% of mirrored requests), got {c}"),
+            );
+        }
     }
     if s.max_in_flight == 0 {
         bad(sp.clone().key("max_in_flight"), "must be at least 1".into());

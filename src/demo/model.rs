@@ -59,6 +59,8 @@ pub struct Behavior {
     hits: AtomicU64,
     /// Requests carrying `x-switchyard-shadow`.
     shadow_hits: AtomicU64,
+    /// Share of answers whose scores are jittered (a nondeterministic model), in millionths.
+    noise_ppm: AtomicU32,
 }
 
 impl Behavior {
@@ -68,6 +70,11 @@ impl Behavior {
     }
     pub fn set_delay(&self, d: Duration) {
         self.delay_us.store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+    /// Makes the model nondeterministic: this share of answers get scores jittered by 1–5 %.
+    pub fn set_noise(&self, rate: f64) {
+        self.noise_ppm
+            .store((rate.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed);
     }
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
@@ -180,7 +187,10 @@ async fn answer(
         return json_response(StatusCode::OK, &json!({}), name);
     }
     if path.starts_with("/v2/models/") && path.ends_with("/infer") {
-        return match infer(name, model, &body) {
+        let noise = behavior.noise_ppm.load(Ordering::Relaxed);
+        let jitter = (noise > 0 && rand::random_range(0..1_000_000) < noise)
+            .then(|| rand::random_range(0.01..0.05));
+        return match infer(name, model, &body, jitter) {
             Ok(v) => json_response(StatusCode::OK, &v, name),
             Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({ "error": e }), name),
         };
@@ -208,7 +218,8 @@ async fn answer(
 }
 
 /// Answers a V2 inference request: every input row gets `[1-p, p]` and a label.
-fn infer(name: &str, model: &Model, body: &[u8]) -> Result<Value, String> {
+/// `jitter` shifts every score by that much (kept in 0..=1), as a nondeterministic model would.
+fn infer(name: &str, model: &Model, body: &[u8], jitter: Option<f64>) -> Result<Value, String> {
     let req: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let input = req["inputs"]
         .as_array()
@@ -237,7 +248,10 @@ fn infer(name: &str, model: &Model, body: &[u8]) -> Result<Value, String> {
     let mut probs = Vec::with_capacity(rows.len() * 2);
     let mut labels = Vec::with_capacity(rows.len());
     for row in &rows {
-        let p = model.predict(row);
+        let mut p = model.predict(row);
+        if let Some(j) = jitter {
+            p = if p + j <= 1.0 { p + j } else { p - j };
+        }
         probs.push(1.0 - p);
         probs.push(p);
         labels.push(i64::from(p >= 0.5));

@@ -1,8 +1,13 @@
 //! Shadow mirroring: a copy of a stable-served request goes to the candidate under a
 //! bounded semaphore, and its answer is compared with the live one after the live
 //! response has been sent. Nothing here is awaited by the live path.
+//!
+//! With `shadow.calibrate`, a share of the mirrored requests is also copied to the stable
+//! itself: how often the stable disagrees with its own answer is the noise floor, which the
+//! `shadow_agreement` gate does not blame on the candidate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -12,24 +17,26 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::body::{Captured, UpstreamBody};
-use super::forward::{self, Head};
+use super::forward::{self, Failure, Head};
 use super::headers::X_SWITCHYARD_SHADOW;
 use crate::compare::{self, Outcome};
-use crate::snapshot::{Shared, Snapshot};
+use crate::snapshot::{Backend, Shared, Snapshot};
 use crate::telemetry::metrics;
 use crate::telemetry::window::ShadowOutcome;
 
 /// How long a shadow waits for the live answer to finish streaming before giving up.
-const LIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const LIVE_WAIT: Duration = Duration::from_secs(60);
 
 /// A place among the mirrors in flight, taken before the body is buffered so a mirror
 /// that would be dropped costs the live request nothing.
-pub struct Reservation(OwnedSemaphorePermit);
+pub struct Reservation {
+    _permit: OwnedSemaphorePermit,
+}
 
-/// Takes a place for one mirror, or counts it dropped when `max_in_flight` are in flight.
+/// Takes a place for one copy, or counts it dropped when `max_in_flight` are in flight.
 pub fn reserve(shared: &Shared) -> Option<Reservation> {
     match shared.shadow.in_flight.load_full().try_acquire_owned() {
-        Ok(permit) => Some(Reservation(permit)),
+        Ok(permit) => Some(Reservation { _permit: permit }),
         Err(_) => {
             metrics::shadow_request("dropped");
             None
@@ -37,10 +44,24 @@ pub fn reserve(shared: &Shared) -> Option<Reservation> {
     }
 }
 
-/// Starts mirroring `head` + `body` to the candidate; returns where the live answer is to
+/// Takes a place for one calibration copy (to the stable itself) from the same
+/// `max_in_flight`; a full semaphore skips calibration for this request.
+pub fn reserve_calibration(shared: &Shared) -> Option<Reservation> {
+    match shared.shadow.in_flight.load_full().try_acquire_owned() {
+        Ok(permit) => Some(Reservation { _permit: permit }),
+        Err(_) => {
+            metrics::shadow_calibration("dropped");
+            None
+        }
+    }
+}
+
+/// Starts mirroring `head` + `body` to the candidate, and, when `calibration` holds a place,
+/// a second copy to the stable itself (the noise floor); returns where the live answer is to
 /// be delivered, or `None` when there is no candidate.
 pub fn spawn(
     place: Reservation,
+    calibration: Option<Reservation>,
     shared: &Shared,
     snap: &Arc<Snapshot>,
     head: &Head,
@@ -48,7 +69,6 @@ pub fn spawn(
     request_id: HeaderValue,
 ) -> Option<oneshot::Sender<Captured>> {
     let candidate = snap.candidate.clone()?;
-    let Reservation(permit) = place;
     let (tx, live_rx) = oneshot::channel::<Captured>();
     let mut head = head.clone();
     head.headers
@@ -56,121 +76,167 @@ pub fn spawn(
     let snap = snap.clone();
     let shadow_state = shared.shadow.clone();
     tokio::spawn(async move {
-        let started = Instant::now();
-        let result = forward::send(&candidate, head, UpstreamBody::buffered(body)).await;
-        let shadow = match result {
-            Ok(resp) => {
-                let status = resp.status();
-                let content_type = resp
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let latency = started.elapsed();
-                let collected = Limited::new(resp.into_body(), snap.max_body)
-                    .collect()
-                    .await;
-                let error = status.is_server_error();
-                candidate.window.record(Instant::now(), latency, error);
-                candidate.metrics.latency(latency);
-                if error {
-                    candidate.metrics.error(metrics::ErrorKind::Status);
-                }
-                if let Some(t) = &snap.tripwire {
-                    if error {
-                        t.failure()
-                    } else {
-                        t.success()
-                    }
-                }
-                match collected {
-                    Ok(c) => Ok(Captured {
-                        status: status.as_u16(),
-                        content_type,
-                        body: c.to_bytes(),
-                        truncated: false,
-                    }),
-                    Err(_) => Ok(Captured {
-                        status: status.as_u16(),
-                        content_type,
-                        body: Bytes::new(),
-                        truncated: true,
-                    }),
-                }
-            }
-            Err(failure) => {
-                candidate
-                    .window
-                    .record(Instant::now(), started.elapsed(), true);
-                if let Some(kind) = failure.kind() {
-                    candidate.metrics.error(kind);
-                }
-                if let Some(t) = &snap.tripwire {
-                    t.failure();
-                }
-                Err(failure)
-            }
+        let to_candidate = async {
+            let (latency, result) =
+                send_copy(&candidate, head.clone(), body.clone(), snap.max_body).await;
+            drop(place);
+            account(&candidate, &snap, latency, &result);
+            result
         };
-        drop(permit);
+        let to_stable = async {
+            let place = calibration?;
+            let (_, result) = send_copy(&snap.stable, head.clone(), body.clone(), snap.max_body).await;
+            drop(place);
+            Some(result)
+        };
+        let (shadow, calibration) = tokio::join!(to_candidate, to_stable);
 
-        let live = tokio::time::timeout(LIVE_WAIT, live_rx).await;
-        let (outcome, record) = match (live, shadow) {
-            (Ok(Ok(live)), Ok(shadow)) => {
-                metrics::shadow_request("compared");
-                let c = compare::compare(
-                    &snap.compare,
-                    &compare::Response {
-                        status: live.status,
-                        content_type: live.content_type.as_deref(),
-                        body: &live.body,
-                        truncated: live.truncated,
-                    },
-                    &compare::Response {
-                        status: shadow.status,
-                        content_type: shadow.content_type.as_deref(),
-                        body: &shadow.body,
-                        truncated: shadow.truncated,
-                    },
-                );
-                let record = (c.outcome == Outcome::Disagree).then(|| {
-                    json!({
-                        "at": crate::rollout::now_rfc3339(),
-                        "request_id": request_id.to_str().unwrap_or(""),
-                        "outcome": c.outcome,
-                        "protocol": c.protocol,
-                        "reason": c.reason,
-                        "differences": c.differences,
-                        "differences_total": c.differences_total,
-                        "outputs": c.outputs,
-                        "live": { "status": live.status, "body": compare::redact(&snap.compare, &live.body) },
-                        "shadow": { "status": shadow.status, "body": compare::redact(&snap.compare, &shadow.body) },
-                    })
-                });
-                (c.outcome, record)
-            }
-            (_, Err(failure)) => {
-                metrics::shadow_request("error");
-                tracing::debug!(target: "switchyard::shadow", error = %failure, "shadow request failed");
-                (Outcome::Incomparable, None)
-            }
-            (_, Ok(_)) => {
-                // The live request failed or its client went away: nothing to compare with.
-                metrics::shadow_request("error");
-                (Outcome::Incomparable, None)
-            }
-        };
+        let live = tokio::time::timeout(LIVE_WAIT, live_rx).await.ok().and_then(Result::ok);
+        let comparison = judge(&snap, live.as_ref(), &shadow);
+        let outcome = comparison.as_ref().map_or(Outcome::Incomparable, |c| c.outcome);
+        metrics::shadow_request(match (&live, &shadow) {
+            (Some(_), Ok(_)) => "compared",
+            _ => "error",
+        });
+        if let Err(failure) = &shadow {
+            tracing::debug!(target: "switchyard::shadow", error = %failure, "shadow request failed");
+        }
         metrics::shadow_comparison(outcome.as_str());
-        candidate.window.record_shadow(
-            Instant::now(),
-            match outcome {
-                Outcome::Agree => ShadowOutcome::Agree,
-                Outcome::Disagree => ShadowOutcome::Disagree,
-                Outcome::Incomparable => ShadowOutcome::Incomparable,
-            },
-        );
-        if let Some(r) = record {
-            shadow_state.push_diff(r);
+        candidate.window.record_shadow(Instant::now(), outcome.into());
+        if let Some(c) = &comparison {
+            for o in &c.outputs {
+                metrics::shadow_output(&shadow_state.output_label(&o.name), o.agree);
+            }
+        }
+        if let (Some(c), Some(live), Ok(shadow)) = (&comparison, &live, &shadow) {
+            if c.outcome == Outcome::Disagree {
+                shadow_state.push_diff(json!({
+                    "at": crate::rollout::now_rfc3339(),
+                    "request_id": request_id.to_str().unwrap_or(""),
+                    "outcome": c.outcome,
+                    "protocol": c.protocol,
+                    "reason": c.reason,
+                    "differences": c.differences,
+                    "differences_total": c.differences_total,
+                    "outputs": c.outputs,
+                    "live": { "status": live.status, "body": compare::redact(&snap.compare, &live.body) },
+                    "shadow": { "status": shadow.status, "body": compare::redact(&snap.compare, &shadow.body) },
+                }));
+            }
+        }
+
+        // The noise floor: the stable compared with itself on the same request. Its tally
+        // lives in the stable's window, where the shadow_agreement gate reads it.
+        if let Some(again) = calibration {
+            let outcome = judge(&snap, live.as_ref(), &again)
+                .map_or(Outcome::Incomparable, |c| c.outcome);
+            metrics::shadow_calibration(outcome.as_str());
+            snap.stable.window.record_shadow(Instant::now(), outcome.into());
         }
     });
     Some(tx)
+}
+
+/// Sends one copy and reads its answer (up to `max_body`); returns the time to the answer's head too.
+async fn send_copy(
+    backend: &Backend,
+    head: Head,
+    body: Bytes,
+    max_body: usize,
+) -> (Duration, Result<Captured, Failure>) {
+    let started = Instant::now();
+    let resp = match forward::send(backend, head, UpstreamBody::buffered(body)).await {
+        Ok(resp) => resp,
+        Err(failure) => return (started.elapsed(), Err(failure)),
+    };
+    let latency = started.elapsed();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (body, truncated) = match Limited::new(resp.into_body(), max_body).collect().await {
+        Ok(c) => (c.to_bytes(), false),
+        Err(_) => (Bytes::new(), true),
+    };
+    (
+        latency,
+        Ok(Captured {
+            status,
+            content_type,
+            body,
+            truncated,
+        }),
+    )
+}
+
+/// A mirrored answer counts as a candidate sample: its window, metrics and the tripwire.
+fn account(
+    candidate: &Backend,
+    snap: &Snapshot,
+    latency: Duration,
+    result: &Result<Captured, Failure>,
+) {
+    let error = match result {
+        Ok(c) => {
+            candidate.metrics.latency(latency);
+            let error = c.status >= 500;
+            if error {
+                candidate.metrics.error(metrics::ErrorKind::Status);
+            }
+            error
+        }
+        Err(failure) => {
+            if let Some(kind) = failure.kind() {
+                candidate.metrics.error(kind);
+            }
+            true
+        }
+    };
+    candidate.window.record(Instant::now(), latency, error);
+    if let Some(t) = &snap.tripwire {
+        if error {
+            t.failure()
+        } else {
+            t.success()
+        }
+    }
+}
+
+/// Compares the live answer with a copy's; `None` when either is missing (live request
+/// failed or its client went away, or the copy failed), which counts as incomparable.
+fn judge(
+    snap: &Snapshot,
+    live: Option<&Captured>,
+    copy: &Result<Captured, Failure>,
+) -> Option<compare::Comparison> {
+    let (Some(live), Ok(copy)) = (live, copy) else {
+        return None;
+    };
+    Some(compare::compare(
+        &snap.compare,
+        &compare::Response {
+            status: live.status,
+            content_type: live.content_type.as_deref(),
+            body: &live.body,
+            truncated: live.truncated,
+        },
+        &compare::Response {
+            status: copy.status,
+            content_type: copy.content_type.as_deref(),
+            body: &copy.body,
+            truncated: copy.truncated,
+        },
+    ))
+}
+
+impl From<Outcome> for ShadowOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Agree => ShadowOutcome::Agree,
+            Outcome::Disagree => ShadowOutcome::Disagree,
+            Outcome::Incomparable => ShadowOutcome::Incomparable,
+        }
+    }
 }

@@ -155,10 +155,15 @@ impl Proxy {
             headers: parts.headers,
         };
 
-        // 5. mirror
+        // 5. mirror (+ calibration copy to the stable itself)
         let live_tap = match (&prepared, mirror) {
             (Prepared::Buffered(bytes), Some(place)) => mirror::spawn(
                 place,
+                if route::mirrored(snap.calibrate_bp) {
+                    mirror::reserve_calibration(&self.shared)
+                } else {
+                    None
+                },
                 &self.shared,
                 &snap,
                 &head,

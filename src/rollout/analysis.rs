@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use switchyard::config::{ErrorRateGate, GatesConfig};
-//! use switchyard::rollout::analysis::{evaluate, Verdict};
+//! use switchyard::rollout::analysis::{evaluate, Step, Verdict};
 //! use switchyard::telemetry::window::Window;
 //! use tokio::time::{Duration, Instant};
 //!
@@ -12,7 +12,7 @@
 //! for i in 0..100 { w.record(now, Duration::from_millis(5), i % 10 == 0); }
 //! let gates = GatesConfig { error_rate: Some(ErrorRateGate { max: 0.05 }), ..Default::default() };
 //! let stable = w.summary(now, Duration::from_secs(60));
-//! let a = evaluate(&gates, 50, &stable, &stable, false, false);
+//! let a = evaluate(&gates, 50, &stable, &stable, Step::default());
 //! assert_eq!(a.verdict, Verdict::Fail); // 10 % errors > 5 %
 //! ```
 
@@ -92,18 +92,31 @@ impl Analysis {
     }
 }
 
+/// What the current step does, as far as the gates care.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Step {
+    /// The step mirrors traffic (else `shadow_agreement` is skipped).
+    pub mirroring: bool,
+    /// `shadow.calibrate` is on: the stable's window holds its comparisons with itself,
+    /// the noise floor that `shadow_agreement` does not blame on the candidate.
+    pub calibrating: bool,
+    /// After promotion: relative gates are skipped.
+    pub absolute_only: bool,
+}
+
 /// Evaluates `gates` on the candidate's and the stable's window summaries.
-///
-/// `mirroring`: the step mirrors traffic (else `shadow_agreement` is skipped).
-/// `absolute_only`: after promotion, relative gates are skipped.
 pub fn evaluate(
     gates: &GatesConfig,
     min_samples: u64,
     candidate: &Summary,
     stable: &Summary,
-    mirroring: bool,
-    absolute_only: bool,
+    step: Step,
 ) -> Analysis {
+    let Step {
+        mirroring,
+        calibrating,
+        absolute_only,
+    } = step;
     let enough = candidate.requests >= min_samples;
     let few = |what: &str, n: u64| format!("{n} {what} in the window, {min_samples} needed");
     let mut out = Vec::new();
@@ -217,25 +230,54 @@ pub fn evaluate(
 
     if let Some(g) = &gates.shadow_agreement {
         let compared = candidate.shadow_agree + candidate.shadow_disagree;
-        let value = candidate.shadow_agreement();
+        let raw = candidate.shadow_agreement();
+        // The noise floor: how often the stable disagrees with itself. Only a measured
+        // floor (min_samples self-comparisons) is credited; until then the raw figure counts.
+        let self_compared = stable.shadow_agree + stable.shadow_disagree;
+        let floor = match stable.shadow_agreement() {
+            Some(a) if calibrating && self_compared >= min_samples => Some(1.0 - a),
+            _ => None,
+        };
+        let value = raw.map(|v| floor.map_or(v, |f| (v + f).min(1.0)));
         let (outcome, detail) = if !mirroring {
             (
                 GateOutcome::Skipped,
                 "this step mirrors nothing".to_string(),
             )
         } else {
-            match value {
-                Some(v) if compared >= min_samples => {
+            match (value, raw) {
+                (Some(v), Some(r)) if compared >= min_samples => {
                     let ok = v >= g.min;
+                    let how = match floor {
+                        Some(f) => format!(
+                            "{:.2}% agreed ({} of {} compared) + noise floor {:.2}% (the stable disagreed with itself in {} of {})",
+                            r * 100.0,
+                            candidate.shadow_agree,
+                            compared,
+                            f * 100.0,
+                            stable.shadow_disagree,
+                            self_compared
+                        ),
+                        None if calibrating => format!(
+                            "{:.2}% agreed ({} of {} compared); noise floor not measured yet ({} of {} self-comparisons), not credited",
+                            r * 100.0,
+                            candidate.shadow_agree,
+                            compared,
+                            self_compared,
+                            min_samples
+                        ),
+                        None => format!(
+                            "{} of {} compared",
+                            candidate.shadow_agree, compared
+                        ),
+                    };
                     (
                         pass_fail(ok),
                         format!(
-                            "shadow agreement {:.2}% {} min {:.2}% ({} of {} compared)",
+                            "shadow agreement {:.2}% {} min {:.2}% ({how})",
                             v * 100.0,
                             if ok { "≥" } else { "<" },
                             g.min * 100.0,
-                            candidate.shadow_agree,
-                            compared
                         ),
                     )
                 }
@@ -282,4 +324,67 @@ fn pass_fail(ok: bool) -> GateOutcome {
 
 fn ms(seconds: f64) -> String {
     format!("{:.1}ms", seconds * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgreementGate;
+    use crate::telemetry::window::{ShadowOutcome, Window};
+    use tokio::time::{Duration, Instant};
+
+    /// A summary with `requests` samples and the given shadow tally.
+    fn summary(now: Instant, requests: u64, agree: u64, disagree: u64) -> Summary {
+        let w = Window::new(Duration::from_secs(1), 61);
+        for _ in 0..requests {
+            w.record(now, Duration::from_millis(5), false);
+        }
+        for _ in 0..agree {
+            w.record_shadow(now, ShadowOutcome::Agree);
+        }
+        for _ in 0..disagree {
+            w.record_shadow(now, ShadowOutcome::Disagree);
+        }
+        w.summary(now, Duration::from_secs(60))
+    }
+
+    fn agreement(candidate: &Summary, stable: &Summary, calibrating: bool) -> GateResult {
+        let gates = GatesConfig {
+            shadow_agreement: Some(AgreementGate { min: 0.9 }),
+            ..Default::default()
+        };
+        let step = Step {
+            mirroring: true,
+            calibrating,
+            absolute_only: false,
+        };
+        evaluate(&gates, 100, candidate, stable, step).gates[0].clone()
+    }
+
+    #[test]
+    fn the_noise_floor_is_credited_only_once_measured() {
+        let now = Instant::now();
+        // The candidate agrees on 85 %; the stable disagrees with itself on 10 %.
+        let candidate = summary(now, 200, 170, 30);
+        let measured = summary(now, 0, 180, 20);
+        let g = agreement(&candidate, &measured, true);
+        assert_eq!(g.outcome, GateOutcome::Pass, "{}", g.detail);
+        assert!((g.value.unwrap() - 0.95).abs() < 1e-9, "{:?}", g.value);
+
+        // Too few self-comparisons: the raw figure counts, and the detail says why.
+        let unmeasured = summary(now, 0, 45, 5);
+        let g = agreement(&candidate, &unmeasured, true);
+        assert_eq!(g.outcome, GateOutcome::Fail, "{}", g.detail);
+        assert!((g.value.unwrap() - 0.85).abs() < 1e-9);
+        assert!(g.detail.contains("not measured yet"), "{}", g.detail);
+
+        // Calibration off: a stable tally is not a noise floor.
+        let g = agreement(&candidate, &measured, false);
+        assert_eq!(g.outcome, GateOutcome::Fail, "{}", g.detail);
+
+        // The credit never lifts agreement above 100 %.
+        let perfect = summary(now, 200, 200, 0);
+        let g = agreement(&perfect, &measured, true);
+        assert_eq!(g.value, Some(1.0));
+    }
 }

@@ -421,8 +421,11 @@ impl Controller {
             a.min_samples,
             &c,
             &s,
-            self.rollout.mirror() > 0.0,
-            self.rollout.phase == Phase::Promoted,
+            analysis::Step {
+                mirroring: self.rollout.mirror() > 0.0,
+                calibrating: self.config.shadow.calibrate.is_some(),
+                absolute_only: self.rollout.phase == Phase::Promoted,
+            },
         );
         for g in &result.gates {
             metrics::gate(g.gate, g.value, g.threshold);

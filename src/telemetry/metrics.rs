@@ -19,6 +19,8 @@ pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
 pub const ROLLOUT_PHASE: &str = "switchyard_rollout_phase";
 pub const SHADOW_REQUESTS_TOTAL: &str = "switchyard_shadow_requests_total";
 pub const SHADOW_COMPARISONS_TOTAL: &str = "switchyard_shadow_comparisons_total";
+pub const SHADOW_OUTPUT_COMPARISONS_TOTAL: &str = "switchyard_shadow_output_comparisons_total";
+pub const SHADOW_CALIBRATION_TOTAL: &str = "switchyard_shadow_calibration_total";
 pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
 pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
@@ -189,6 +191,18 @@ pub fn shadow_request(outcome: &'static str) {
 /// Counts one shadow comparison by result.
 pub fn shadow_comparison(result: &'static str) {
     counter!(SHADOW_COMPARISONS_TOTAL, "result" => result).increment(1);
+}
+
+/// Counts one output tensor of a compared pair (v2 outputs, v1 predictions) by `agree`/`disagree`.
+pub fn shadow_output(output: &str, agree: bool) {
+    let result = if agree { "agree" } else { "disagree" };
+    counter!(SHADOW_OUTPUT_COMPARISONS_TOTAL, "output" => output.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// Counts one noise-floor comparison (the stable against itself) by result, or `dropped`.
+pub fn shadow_calibration(result: &'static str) {
+    counter!(SHADOW_CALIBRATION_TOTAL, "result" => result).increment(1);
 }
 
 pub fn fallback(from: &str) {
