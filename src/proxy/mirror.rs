@@ -85,24 +85,35 @@ pub fn spawn(
         };
         let to_stable = async {
             let place = calibration?;
-            let (_, result) = send_copy(&snap.stable, head.clone(), body.clone(), snap.max_body).await;
+            let (_, result) =
+                send_copy(&snap.stable, head.clone(), body.clone(), snap.max_body).await;
             drop(place);
             Some(result)
         };
         let (shadow, calibration) = tokio::join!(to_candidate, to_stable);
 
-        let live = tokio::time::timeout(LIVE_WAIT, live_rx).await.ok().and_then(Result::ok);
+        let live = tokio::time::timeout(LIVE_WAIT, live_rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
         let comparison = judge(&snap, live.as_ref(), &shadow);
-        let outcome = comparison.as_ref().map_or(Outcome::Incomparable, |c| c.outcome);
+        let outcome = comparison
+            .as_ref()
+            .map_or(Outcome::Incomparable, |c| c.outcome);
         metrics::shadow_request(match (&live, &shadow) {
             (Some(_), Ok(_)) => "compared",
-            _ => "error",
+            (_, Err(_)) => "error",
+            // The shadow answered but the live answer never completed (its client went
+            // away, or the live request failed): nothing to compare, and not the shadow's fault.
+            (None, Ok(_)) => "abandoned",
         });
         if let Err(failure) = &shadow {
             tracing::debug!(target: "switchyard::shadow", error = %failure, "shadow request failed");
         }
         metrics::shadow_comparison(outcome.as_str());
-        candidate.window.record_shadow(Instant::now(), outcome.into());
+        candidate
+            .window
+            .record_shadow(Instant::now(), outcome.into());
         if let Some(c) = &comparison {
             for o in &c.outputs {
                 metrics::shadow_output(&shadow_state.output_label(&o.name), o.agree);
@@ -128,10 +139,12 @@ pub fn spawn(
         // The noise floor: the stable compared with itself on the same request. Its tally
         // lives in the stable's window, where the shadow_agreement gate reads it.
         if let Some(again) = calibration {
-            let outcome = judge(&snap, live.as_ref(), &again)
-                .map_or(Outcome::Incomparable, |c| c.outcome);
+            let outcome =
+                judge(&snap, live.as_ref(), &again).map_or(Outcome::Incomparable, |c| c.outcome);
             metrics::shadow_calibration(outcome.as_str());
-            snap.stable.window.record_shadow(Instant::now(), outcome.into());
+            snap.stable
+                .window
+                .record_shadow(Instant::now(), outcome.into());
         }
     });
     Some(tx)

@@ -33,6 +33,9 @@ const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often buffered histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -50,6 +53,19 @@ pub fn install() -> PrometheusHandle {
             // then ours still renders what is recorded through `handle`'s registry only.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            // Histogram samples are buffered until drained into their buckets; without
+            // upkeep they pile up (about 24 bytes a request) whenever nobody scrapes
+            // /metrics. The exporter's own `install` runs the same loop on a thread.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(target: "switchyard::metrics", "cannot start the metrics upkeep thread: {e}");
+            }
             handle
         })
         .clone()
@@ -183,7 +199,8 @@ impl BackendMetrics {
     }
 }
 
-/// Counts one mirrored request by outcome: `compared`, `dropped` or `error`.
+/// Counts one mirrored request by outcome: `compared`, `dropped`, `error` (the shadow
+/// failed) or `abandoned` (the live answer never completed).
 pub fn shadow_request(outcome: &'static str) {
     counter!(SHADOW_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
 }
