@@ -151,7 +151,10 @@ impl Admin {
         // With `shadow.calibrate`, the stable's shadow tally is the stable compared with itself.
         let noise_floor = (snap.calibrate_bp > 0).then(|| {
             let s = snap.stable.window.summary(now, snap.window);
-            let c = snap.candidate.as_deref().map(|c| c.window.summary(now, snap.window));
+            let c = snap
+                .candidate
+                .as_deref()
+                .map(|c| c.window.summary(now, snap.window));
             let floor = s.shadow_agreement().map(|a| 1.0 - a);
             let above = match (c.as_ref().and_then(|c| c.shadow_agreement()), floor) {
                 (Some(a), Some(f)) => Some((a + f).min(1.0)),

@@ -27,6 +27,11 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Almost every message has none: one pass over the names (standard names compare as
+    // enum tags) instead of a hashed lookup per hop-by-hop name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Names listed in Connection are rare; only then allocate to collect them.
     if let Some(conn) = headers.get(header::CONNECTION) {
         let named: Vec<HeaderName> = conn
@@ -40,13 +45,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     for h in &HOP_BY_HOP {
-        if headers.contains_key(h) {
-            headers.remove(h);
-        }
+        headers.remove(h);
     }
-    if headers.contains_key(header::UPGRADE) {
-        headers.remove(header::UPGRADE);
-    }
+    headers.remove(header::UPGRADE);
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::UPGRADE || HOP_BY_HOP.contains(name)
 }
 
 /// The client's address as an `x-forwarded-for` value, made once per connection.
