@@ -236,8 +236,8 @@ async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the
             // Every mirrored request also went to the stable a second time.
             assert_eq!(h.blue.behavior().shadow_hits(), N);
             let floor = &status["window"]["noise_floor"];
-            let self_compared = floor["self_agree"].as_u64().unwrap()
-                + floor["self_disagree"].as_u64().unwrap();
+            let self_compared =
+                floor["self_agree"].as_u64().unwrap() + floor["self_disagree"].as_u64().unwrap();
             assert_eq!(self_compared, N, "{floor}");
             assert!(floor["disagreement"].as_f64().unwrap() > 0.05, "{floor}");
             assert_eq!(gate["outcome"], "pass", "{gate:#}");
