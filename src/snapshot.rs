@@ -104,6 +104,9 @@ pub struct Backend {
     pub prefix: Box<str>,
     pub timeout: Duration,
     pub client: Client<HttpConnector, UpstreamBody>,
+    /// A pool of its own for shadow and calibration copies: their connections are driven
+    /// by the low-priority shadow thread, so a live request never waits on one.
+    pub shadow_client: Client<HttpConnector, UpstreamBody>,
     pub window: Arc<Window>,
     pub metrics: BackendMetrics,
     config: BackendConfig,
@@ -117,15 +120,17 @@ impl Backend {
             .path_and_query
             .map(|p| p.path().trim_end_matches('/').to_string())
             .unwrap_or_default();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout.0));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .timer(TokioTimer::new())
-            .build(connector);
+        let client = || {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(config.timeout.0));
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(1024)
+                .timer(TokioTimer::new())
+                .build(connector)
+        };
         Backend {
             name: name.into(),
             variant: HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("invalid")),
@@ -133,7 +138,8 @@ impl Backend {
             authority: parts.authority.expect("validated URL"),
             prefix: prefix.into_boxed_str(),
             timeout: config.timeout.0,
-            client,
+            client: client(),
+            shadow_client: client(),
             window,
             metrics: BackendMetrics::new(name),
             config: config.clone(),

@@ -292,3 +292,27 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
         assert!(metrics.contains(name), "{name} missing");
     }
 }
+
+/// Shadow work runs on its own thread at the lowest CPU priority, so on a busy CPU the
+/// live path is served first (Linux: the thread's nice value is 19).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_work_runs_on_a_lowest_priority_thread() {
+    let h = Harness::start(&shadow("")).await;
+    h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
+    h.wait_shadow("one comparison", |t| t["agree"].as_u64().unwrap_or(0) >= 1)
+        .await;
+    let nice: Vec<i64> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (comm.trim() == "switchyard-shad").then_some(())?;
+            // Fields after the parenthesised command name: nice is the 17th.
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let rest = &stat[stat.rfind(") ")? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
+        .collect();
+    assert_eq!(nice, vec![19], "one shadow thread, at nice 19");
+}

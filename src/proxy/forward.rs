@@ -8,6 +8,8 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::LengthLimitError;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
 
 use super::body::{BoxError, UpstreamBody};
 use crate::error::{is_caused_by, root_cause};
@@ -89,12 +91,22 @@ pub async fn send(
     head: Head,
     body: UpstreamBody,
 ) -> Result<Response<Incoming>, Failure> {
+    send_on(&backend.client, backend, head, body).await
+}
+
+/// [`send`] on a given pool of `backend`'s connections (the live one or the shadow one).
+pub async fn send_on(
+    client: &Client<HttpConnector, UpstreamBody>,
+    backend: &Backend,
+    head: Head,
+    body: UpstreamBody,
+) -> Result<Response<Incoming>, Failure> {
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = upstream_uri(backend, &head.path_and_query);
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = head.headers;
-    match tokio::time::timeout(backend.timeout, backend.client.request(req)).await {
+    match tokio::time::timeout(backend.timeout, client.request(req)).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => {

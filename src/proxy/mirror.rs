@@ -2,11 +2,16 @@
 //! bounded semaphore, and its answer is compared with the live one after the live
 //! response has been sent. Nothing here is awaited by the live path.
 //!
+//! The copies, their answers and the comparisons run on their own thread at the lowest CPU
+//! priority ([`shadow_runtime`]), with connection pools of their own: when the CPU is
+//! short, the live path gets it and mirrors pile up against `max_in_flight`, where they
+//! are dropped and counted, never queued.
+//!
 //! With `shadow.calibrate`, a share of the mirrored requests is also copied to the stable
 //! itself: how often the stable disagrees with its own answer is the noise floor, which the
 //! `shadow_agreement` gate does not blame on the candidate.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,7 +80,7 @@ pub fn spawn(
         .insert(X_SWITCHYARD_SHADOW.clone(), HeaderValue::from_static("1"));
     let snap = snap.clone();
     let shadow_state = shared.shadow.clone();
-    tokio::spawn(async move {
+    let work = async move {
         let to_candidate = async {
             let (latency, result) =
                 send_copy(&candidate, head.clone(), body.clone(), snap.max_body).await;
@@ -146,8 +151,60 @@ pub fn spawn(
                 .window
                 .record_shadow(Instant::now(), outcome.into());
         }
-    });
+    };
+    match shadow_runtime() {
+        Some(rt) => drop(rt.spawn(work)),
+        None => drop(tokio::spawn(work)),
+    }
     Some(tx)
+}
+
+/// The runtime shadow work runs on: one thread, started on first use, at the lowest CPU
+/// priority ([`lower_priority`]), so that on a busy CPU the live path is served first. `None` if the
+/// thread could not be started (then shadow work shares the caller's runtime).
+pub fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static HANDLE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let started = std::thread::Builder::new()
+                .name("switchyard-shadow".into())
+                .spawn(move || {
+                    lower_priority();
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => {
+                            let _ = tx.send(Some(rt.handle().clone()));
+                            rt.block_on(std::future::pending::<()>());
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "switchyard::shadow", "no shadow runtime: {e}");
+                            let _ = tx.send(None);
+                        }
+                    }
+                });
+            match started {
+                Ok(_) => rx.recv().ok().flatten(),
+                Err(e) => {
+                    tracing::warn!(target: "switchyard::shadow", "no shadow thread: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Gives the calling thread the lowest CPU priority of the normal policy (on Linux: nice
+/// 19 for this thread). Not `SCHED_IDLE`: that would starve shadow work on a machine kept
+/// busy by anything else (a model server beside the proxy), and a `shadow_agreement` gate
+/// that never gets its samples would hold the rollout forever; nice 19 still makes progress.
+fn lower_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority};
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
+        tracing::warn!(target: "switchyard::shadow", "could not lower the shadow thread's priority: {e:?}");
+    }
 }
 
 /// Sends one copy and reads its answer (up to `max_body`); returns the time to the answer's head too.
@@ -158,7 +215,13 @@ async fn send_copy(
     max_body: usize,
 ) -> (Duration, Result<Captured, Failure>) {
     let started = Instant::now();
-    let resp = match forward::send(backend, head, UpstreamBody::buffered(body)).await {
+    let sent = forward::send_on(
+        &backend.shadow_client,
+        backend,
+        head,
+        UpstreamBody::buffered(body),
+    );
+    let resp = match sent.await {
         Ok(resp) => resp,
         Err(failure) => return (started.elapsed(), Err(failure)),
     };
