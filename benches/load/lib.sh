@@ -300,7 +300,7 @@ vm_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 # keep-alive connections, POSTs from wrk.lua. Args: URL DURATION STICKY(0|1) OUTFILE.
 start_wrk() {
     local url=$1 duration=$2 sticky=$3 out=$4
-    env WRK_STICKY="$sticky" taskset -c "$LOAD_CPU" \
+    env WRK_STICKY="$sticky" WRK_DELAY_MS="${WRK_DELAY_MS:-0}" taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$CONNECTIONS" -d"$duration" -s "$LOAD_DIR/wrk.lua" "$url" >"$out" &
     WRK_PID=$!
     track "$WRK_PID"

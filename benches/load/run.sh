@@ -39,7 +39,8 @@ WARMUP=2s
 
 # Row ids, in table order, and their labels.
 ROWS=(direct nginx haproxy switchyard-all-to-stable switchyard-canary-sticky
-    switchyard-shadow switchyard-fallback-analysis switchyard-shadow-slow)
+    switchyard-shadow switchyard-fallback-analysis switchyard-shadow-slow
+    nginx-paced switchyard-all-to-stable-paced switchyard-shadow-paced)
 declare -A LABEL=(
     [direct]="direct (no proxy)"
     [nginx]="nginx"
@@ -49,7 +50,16 @@ declare -A LABEL=(
     [switchyard-shadow]="switchyard shadow 100% v2"
     [switchyard-fallback-analysis]="switchyard fallback+analysis"
     [switchyard-shadow-slow]="switchyard shadow, slow candidate (2 s)"
+    [nginx-paced]="nginx, paced"
+    [switchyard-all-to-stable-paced]="switchyard all-to-stable, paced"
+    [switchyard-shadow-paced]="switchyard shadow 100% v2, paced"
 )
+# The paced rows: every connection waits PACE_MS after each answer, so the offered load
+# (about 32 x 1000 / (PACE_MS + latency) req/s) stays below what switchyard can mirror
+# and compare in full on one CPU. Saturated, switchyard serves live traffic first and
+# drops mirrors (the shadow thread has the lowest CPU priority); paced, every request is
+# mirrored and compared, which is the row that measures what shadowing costs.
+PACE_MS=${PACE_MS:-5}
 
 selected() { [[ -z ${ONLY:-} || " $ONLY " == *" $1 "* ]]; }
 
@@ -127,18 +137,20 @@ EOF
 # Measures one row and appends it to RESULTS; for switchyard rows, also records what
 # switchyard did (counters) in NOTES.
 bench_row() {
-    local row=$1 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH sticky=0
+    local row=$1 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH sticky=0 pace=0
     local out=$RUN_DIR/wrk-$row.out
+    local kind=${row%-paced}
+    if [[ $row == *-paced ]]; then pace=$PACE_MS; fi
     PROXY_PIDS=()
     RSS_PID=
     log "row $row"
-    case $row in
+    case $kind in
     direct) url=http://127.0.0.1:$BLUE_PORT$INFER_PATH ;;
     nginx) start_nginx_proxy ;;
     haproxy) start_haproxy ;;
     switchyard-*)
         if [[ $row == switchyard-shadow-slow ]]; then start_slow_backend; fi
-        start_switchyard "$LOAD_DIR/$row.yaml"
+        start_switchyard "$LOAD_DIR/$kind.yaml"
         PROXY_PIDS=("$SY_PID")
         RSS_PID=$SY_PID
         ;;
@@ -147,14 +159,14 @@ bench_row() {
     smoke_check "$url"
 
     # Warm-up: connections, upstream pools and allocator caches settle; not measured.
-    run_wrk "$url" "$WARMUP" "$sticky" "$RUN_DIR/warmup-$row.out"
+    WRK_DELAY_MS=$pace run_wrk "$url" "$WARMUP" "$sticky" "$RUN_DIR/warmup-$row.out"
 
     # The measured run, with the proxy's CPU time sampled right before and right after.
     # Every process's CPU time too, to tell whether anything else ran meanwhile.
     local ticks_before=0 ticks_after=0 foreign
     python3 "$LOAD_DIR/foreign_cpu.py" snapshot "$RUN_DIR/procs-before.json"
     if [[ -n $RSS_PID ]]; then ticks_before=$(cpu_ticks "${PROXY_PIDS[@]}"); fi
-    run_wrk "$url" "$DURATION" "$sticky" "$out"
+    WRK_DELAY_MS=$pace run_wrk "$url" "$DURATION" "$sticky" "$out"
     if [[ -n $RSS_PID ]]; then ticks_after=$(cpu_ticks "${PROXY_PIDS[@]}"); fi
     python3 "$LOAD_DIR/foreign_cpu.py" snapshot "$RUN_DIR/procs-after.json"
     foreign=$(python3 "$LOAD_DIR/foreign_cpu.py" report "$RUN_DIR/procs-before.json" \

@@ -7,6 +7,10 @@
 -- of 10 000 ids. The requests are formatted once in init(), so request() only
 -- returns a prebuilt string and wrk's own CPU cost stays low.
 --
+-- WRK_DELAY_MS=N: each connection waits N ms after each answer before its next request
+-- (an offered rate of about CONNECTIONS x 1000 / (N + latency) per second, below
+-- saturation), for the paced rows.
+--
 -- done() prints one machine-readable line (read by run.sh and soak.sh):
 --   RESULT requests=N duration_us=N errors=N rps=N p50_us=N p99_us=N
 
@@ -29,6 +33,13 @@ if os.getenv("WRK_STICKY") == "1" then
   function request()
     next_user = next_user % pool_size + 1
     return pool[next_user]
+  end
+end
+
+local pause_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pause_ms and pause_ms > 0 then
+  function delay()
+    return pause_ms
   end
 end
 
