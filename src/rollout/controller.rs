@@ -91,6 +91,25 @@ impl Control {
     }
 }
 
+/// The settings read once at start (listeners, admin token, header timeout) that differ
+/// between `old` and `new`, by their config path.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.listen != new.listen {
+        changed.push("listen");
+    }
+    if old.admin.listen != new.admin.listen {
+        changed.push("admin.listen");
+    }
+    if old.admin.token_env != new.admin.token_env {
+        changed.push("admin.token_env");
+    }
+    if old.limits.header_timeout != new.limits.header_timeout {
+        changed.push("limits.header_timeout");
+    }
+    changed
+}
+
 /// How long a promotion is watched when no `analysis.after_promotion` says.
 const DEFAULT_AFTER_PROMOTION: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -257,6 +276,9 @@ impl Controller {
 
     /// Applies a valid config: a new revision starts a new rollout; anything else keeps it.
     fn apply(&mut self, config: Config, now: Instant) {
+        for what in restart_only_changes(&self.config, &config) {
+            tracing::warn!(target: "switchyard::config", "{what} changed in the config file; it takes effect only at the next start (the running value stays)");
+        }
         let plan = Plan::from_config(&config);
         self.backends.sync(&config);
         if config.shadow.max_in_flight != self.config.shadow.max_in_flight {
@@ -539,5 +561,31 @@ impl Controller {
             },
             events: r.events.iter().cloned().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restart_only_changes;
+    use crate::config::parse;
+
+    #[test]
+    fn settings_read_only_at_start_are_named_when_a_reload_changes_them() {
+        let base = "listen: 127.0.0.1:8080\nadmin: { listen: 127.0.0.1:9901 }\nlimits: { header_timeout: 10s }\nbackends: { blue: { url: 'http://127.0.0.1:1' } }\nrollout: { stable: blue }\n";
+        let old = parse(base).unwrap();
+        let same_but_limits =
+            parse(&base.replace("header_timeout: 10s", "header_timeout: 10s, max_body: 1MiB"))
+                .unwrap();
+        assert!(restart_only_changes(&old, &same_but_limits).is_empty());
+        let moved = parse(
+            &base
+                .replace("127.0.0.1:8080", "127.0.0.1:8081")
+                .replace("header_timeout: 10s", "header_timeout: 1m"),
+        )
+        .unwrap();
+        assert_eq!(
+            restart_only_changes(&old, &moved),
+            ["listen", "limits.header_timeout"]
+        );
     }
 }
