@@ -140,7 +140,9 @@ async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropp
         "a comparison finished before the live answers: {tally}"
     );
     assert_eq!(tally["incomparable"], 0, "{tally}");
-    // Only max_in_flight copies were sent; the rest were dropped, not queued.
+    // Only max_in_flight copies were sent (from the shadow thread, so wait for them to
+    // arrive); the other sixteen were dropped when they asked for a place, not queued.
+    h.wait_hits(&h.green, 4).await;
     assert_eq!(h.green.behavior().shadow_hits(), 4);
     // And those four do finish, later, and agree (identical models).
     let tally = h
@@ -225,6 +227,15 @@ async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the
         for _ in 0..N {
             let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
             assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
+        }
+        if calibrated {
+            // The calibration copies finish on their own time: wait for all N.
+            h.wait_status("every self-comparison", |s| {
+                let f = &s["window"]["noise_floor"];
+                f["self_agree"].as_u64().unwrap_or(0) + f["self_disagree"].as_u64().unwrap_or(0)
+                    >= N
+            })
+            .await;
         }
         let gate = agreement_gate(&h, N).await;
         let status = h.status().await;
