@@ -196,16 +196,24 @@ pub fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
         .as_ref()
 }
 
-/// Gives the calling thread the lowest CPU priority of the normal policy (on Linux: nice
-/// 19 for this thread). Not `SCHED_IDLE`: that would starve shadow work on a machine kept
-/// busy by anything else (a model server beside the proxy), and a `shadow_agreement` gate
-/// that never gets its samples would hold the rollout forever; nice 19 still makes progress.
+/// Lowers the calling thread's CPU priority (on Linux, SCHED_OTHER at nice 9: about an
+/// eighth of a CPU against each busy normal thread). Low enough that live requests are
+/// served first on a saturated CPU; not the lowest, and not `SCHED_IDLE`, because on a
+/// machine kept busy by something else (a model server beside the proxy) shadow work
+/// would starve, and a `shadow_agreement` gate without samples holds a rollout forever.
 fn lower_priority() {
-    use thread_priority::{set_current_thread_priority, ThreadPriority};
-    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
-        tracing::warn!(target: "switchyard::shadow", "could not lower the shadow thread's priority: {e:?}");
+    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
+    let low = ThreadPriorityValue::try_from(SHADOW_PRIORITY).map(ThreadPriority::Crossplatform);
+    let set = low
+        .map_err(|e| e.to_string())
+        .and_then(|p| set_current_thread_priority(p).map_err(|e| format!("{e:?}")));
+    if let Err(e) = set {
+        tracing::warn!(target: "switchyard::shadow", "could not lower the shadow thread's priority: {e}");
     }
 }
+
+/// The shadow thread's priority on thread-priority's 0–99 scale (25 is nice 9 on Linux).
+const SHADOW_PRIORITY: u8 = 25;
 
 /// Sends one copy and reads its answer (up to `max_body`); returns the time to the answer's head too.
 async fn send_copy(
