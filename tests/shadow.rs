@@ -308,7 +308,7 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
 /// path is served first (Linux: the thread's nice value is 9).
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shadow_work_runs_on_a_lowest_priority_thread() {
+async fn shadow_work_runs_on_a_low_priority_thread() {
     let h = Harness::start(&shadow("")).await;
     h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
     h.wait_shadow("one comparison", |t| t["agree"].as_u64().unwrap_or(0) >= 1)

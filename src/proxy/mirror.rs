@@ -2,7 +2,7 @@
 //! bounded semaphore, and its answer is compared with the live one after the live
 //! response has been sent. Nothing here is awaited by the live path.
 //!
-//! The copies, their answers and the comparisons run on their own thread at the lowest CPU
+//! The copies, their answers and the comparisons run on their own thread at a low CPU
 //! priority ([`shadow_runtime`]), with connection pools of their own: when the CPU is
 //! short, the live path gets it and mirrors pile up against `max_in_flight`, where they
 //! are dropped and counted, never queued.
@@ -159,7 +159,7 @@ pub fn spawn(
     Some(tx)
 }
 
-/// The runtime shadow work runs on: one thread, started on first use, at the lowest CPU
+/// The runtime shadow work runs on: one thread, started on first use, at a low CPU
 /// priority ([`lower_priority`]), so that on a busy CPU the live path is served first. `None` if the
 /// thread could not be started (then shadow work shares the caller's runtime).
 pub fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
