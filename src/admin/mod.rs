@@ -128,10 +128,15 @@ impl Admin {
 
     /// Live figures of the stable's and the candidate's sliding windows, as the analysis sees them.
     fn window_figures(&self) -> serde_json::Value {
+        use crate::telemetry::window::Summary;
         let snap = self.shared.snapshot.load_full();
         let now = tokio::time::Instant::now();
-        let figures = |b: &crate::snapshot::Backend| {
-            let s = b.window.summary(now, snap.window);
+        let stable = snap.stable.window.summary(now, snap.window);
+        let candidate = snap
+            .candidate
+            .as_deref()
+            .map(|c| (c, c.window.summary(now, snap.window)));
+        let figures = |b: &crate::snapshot::Backend, s: &Summary| {
             let ms = |q: f64| s.quantile(q).map(|d| d.as_secs_f64() * 1e3);
             serde_json::json!({
                 "backend": &*b.name,
@@ -150,27 +155,23 @@ impl Admin {
         };
         // With `shadow.calibrate`, the stable's shadow tally is the stable compared with itself.
         let noise_floor = (snap.calibrate_bp > 0).then(|| {
-            let s = snap.stable.window.summary(now, snap.window);
-            let c = snap
-                .candidate
-                .as_deref()
-                .map(|c| c.window.summary(now, snap.window));
-            let floor = s.shadow_agreement().map(|a| 1.0 - a);
-            let above = match (c.as_ref().and_then(|c| c.shadow_agreement()), floor) {
-                (Some(a), Some(f)) => Some((a + f).min(1.0)),
-                _ => None,
-            };
+            let floor = stable.shadow_agreement().map(|a| 1.0 - a);
+            let above = candidate
+                .as_ref()
+                .and_then(|(_, c)| c.shadow_agreement())
+                .zip(floor)
+                .map(|(a, f)| crate::rollout::analysis::above_floor(a, f));
             serde_json::json!({
-                "self_agree": s.shadow_agree,
-                "self_disagree": s.shadow_disagree,
+                "self_agree": stable.shadow_agree,
+                "self_disagree": stable.shadow_disagree,
                 "disagreement": floor,
                 "candidate_agreement_above_floor": above,
             })
         });
         serde_json::json!({
             "span_s": snap.window.as_secs_f64(),
-            "stable": figures(&snap.stable),
-            "candidate": snap.candidate.as_deref().map(figures),
+            "stable": figures(&snap.stable, &stable),
+            "candidate": candidate.as_ref().map(|(b, s)| figures(b, s)),
             "noise_floor": noise_floor,
         })
     }

@@ -38,27 +38,33 @@ pub struct Reservation {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Takes a place for one copy, or counts it dropped when `max_in_flight` are in flight.
+/// Takes a place for one mirror, or counts it dropped when `max_in_flight` are in flight.
 pub fn reserve(shared: &Shared) -> Option<Reservation> {
-    match shared.shadow.in_flight.load_full().try_acquire_owned() {
-        Ok(permit) => Some(Reservation { _permit: permit }),
-        Err(_) => {
-            metrics::shadow_request("dropped");
-            None
-        }
+    let place = take_place(shared);
+    if place.is_none() {
+        metrics::shadow_request("dropped");
     }
+    place
 }
 
 /// Takes a place for one calibration copy (to the stable itself) from the same
-/// `max_in_flight`; a full semaphore skips calibration for this request.
+/// `max_in_flight`; a full semaphore skips calibration for this request (counted).
 pub fn reserve_calibration(shared: &Shared) -> Option<Reservation> {
-    match shared.shadow.in_flight.load_full().try_acquire_owned() {
-        Ok(permit) => Some(Reservation { _permit: permit }),
-        Err(_) => {
-            metrics::shadow_calibration("dropped");
-            None
-        }
+    let place = take_place(shared);
+    if place.is_none() {
+        metrics::shadow_calibration("dropped");
     }
+    place
+}
+
+fn take_place(shared: &Shared) -> Option<Reservation> {
+    let permit = shared
+        .shadow
+        .in_flight
+        .load_full()
+        .try_acquire_owned()
+        .ok()?;
+    Some(Reservation { _permit: permit })
 }
 
 /// Starts mirroring `head` + `body` to the candidate, and, when `calibration` holds a place,

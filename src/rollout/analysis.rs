@@ -92,6 +92,12 @@ impl Analysis {
     }
 }
 
+/// Shadow agreement with the noise floor credited: the candidate is not blamed for the
+/// share `floor` of requests on which the stable disagrees with itself (at most 100 %).
+pub fn above_floor(agreement: f64, floor: f64) -> f64 {
+    (agreement + floor).min(1.0)
+}
+
 /// What the current step does, as far as the gates care.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Step {
@@ -238,7 +244,7 @@ pub fn evaluate(
             Some(a) if calibrating && self_compared >= min_samples => Some(1.0 - a),
             _ => None,
         };
-        let value = raw.map(|v| floor.map_or(v, |f| (v + f).min(1.0)));
+        let value = raw.map(|v| floor.map_or(v, |f| above_floor(v, f)));
         let (outcome, detail) = if !mirroring {
             (
                 GateOutcome::Skipped,
