@@ -29,6 +29,25 @@ async fn comparisons(h: &Harness, n: usize) -> Vec<Value> {
     }
 }
 
+/// A model server whose model differs from the default one: its scores disagree.
+async fn retrained(name: &str) -> ModelServer {
+    let model = Model {
+        weight: 3.0,
+        bias: 0.5,
+    };
+    ModelServer::start(name, model).await.unwrap()
+}
+
+/// A shadow step gated on 90 % agreement (evaluated every 200 ms over `min_samples`),
+/// comparing as v2, with `shadow_extra` lines (such as `calibrate`) in the shadow block.
+fn agreement_gated(min_samples: u64, shadow_extra: &str) -> String {
+    support::config(
+        "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
+        &format!("  analysis:\n    interval: 200ms\n    window: 1m\n    min_samples: {min_samples}\n    failure_limit: 1000\n    gates:\n      shadow_agreement: {{ min: 0.9 }}"),
+        &format!("shadow:\n  max_in_flight: 1000\n  compare: {{ protocol: v2 }}\n{shadow_extra}"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_copies_reach_the_candidate_and_disagreements_are_listed() {
     let h = Harness::start(&shadow("")).await;
@@ -67,15 +86,7 @@ async fn mirrored_copies_reach_the_candidate_and_disagreements_are_listed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_models_agree_despite_random_ids_and_different_ones_do_not() {
     let blue = ModelServer::start("blue", Model::default()).await.unwrap();
-    let green = ModelServer::start(
-        "green",
-        Model {
-            weight: 3.0,
-            bias: 0.5,
-        },
-    )
-    .await
-    .unwrap();
+    let green = retrained("green").await;
     let h = Harness::start_with(&shadow(""), blue, green).await;
     for _ in 0..5 {
         assert_eq!(
@@ -207,14 +218,6 @@ async fn agreement_gate(h: &Harness, samples: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the_candidate() {
     const N: u64 = 400;
-    let analysis = "  analysis:\n    interval: 200ms\n    window: 1m\n    min_samples: 100\n    failure_limit: 1000\n    gates:\n      shadow_agreement: { min: 0.9 }";
-    let template = |calibrate: &str| {
-        support::config(
-            "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
-            analysis,
-            &format!("shadow:\n  max_in_flight: 1000\n  compare: {{ protocol: v2 }}\n{calibrate}"),
-        )
-    };
     let noisy = || async {
         let m = ModelServer::start("m", Model::default()).await.unwrap();
         m.behavior().set_noise(0.1);
@@ -223,7 +226,12 @@ async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the
 
     for calibrated in [false, true] {
         let calibrate = if calibrated { "  calibrate: 100" } else { "" };
-        let h = Harness::start_with(&template(calibrate), noisy().await, noisy().await).await;
+        let h = Harness::start_with(
+            &agreement_gated(100, calibrate),
+            noisy().await,
+            noisy().await,
+        )
+        .await;
         for _ in 0..N {
             let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
             assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
@@ -272,21 +280,8 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
     const N: u64 = 200;
     let blue = ModelServer::start("blue", Model::default()).await.unwrap();
     blue.behavior().set_noise(0.05);
-    let green = ModelServer::start(
-        "green",
-        Model {
-            weight: 3.0,
-            bias: 0.5,
-        },
-    )
-    .await
-    .unwrap();
-    let template = support::config(
-        "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
-        "  analysis:\n    interval: 200ms\n    window: 1m\n    min_samples: 50\n    failure_limit: 1000\n    gates:\n      shadow_agreement: { min: 0.9 }",
-        "shadow:\n  max_in_flight: 1000\n  calibrate: 100\n  compare: { protocol: v2 }\n",
-    );
-    let h = Harness::start_with(&template, blue, green).await;
+    let green = retrained("green").await;
+    let h = Harness::start_with(&agreement_gated(50, "  calibrate: 100"), blue, green).await;
     for _ in 0..N {
         h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
     }

@@ -87,17 +87,18 @@ pub fn spawn(
     let snap = snap.clone();
     let shadow_state = shared.shadow.clone();
     let work = async move {
+        // Only a calibration copy needs a second head (cloned here, on the shadow thread);
+        // the candidate's copy takes the first.
+        let calibration = calibration.map(|place| (place, head.clone(), body.clone()));
         let to_candidate = async {
-            let (latency, result) =
-                send_copy(&candidate, head.clone(), body.clone(), snap.max_body).await;
+            let (latency, result) = send_copy(&candidate, head, body, snap.max_body).await;
             drop(place);
             account(&candidate, &snap, latency, &result);
             result
         };
         let to_stable = async {
-            let place = calibration?;
-            let (_, result) =
-                send_copy(&snap.stable, head.clone(), body.clone(), snap.max_body).await;
+            let (place, head, body) = calibration?;
+            let (_, result) = send_copy(&snap.stable, head, body, snap.max_body).await;
             drop(place);
             Some(result)
         };
