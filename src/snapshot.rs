@@ -14,15 +14,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::compare;
 use crate::config::{BackendConfig, Config};
-use crate::proxy::body::UpstreamBody;
+use crate::proxy::upstream::Pool;
 use crate::rollout::{Msg, Status};
 use crate::telemetry::metrics::BackendMetrics;
 use crate::telemetry::window::Window;
@@ -93,7 +90,7 @@ impl Snapshot {
     }
 }
 
-/// One model server: its pooled client, its window and its metric handles.
+/// One model server: its connection pools, its window and its metric handles.
 pub struct Backend {
     pub name: Arc<str>,
     /// `x-switchyard-variant` value, built once.
@@ -103,10 +100,13 @@ pub struct Backend {
     /// Path prefix from the URL ("" or "/v1/prefix", no trailing slash).
     pub prefix: Box<str>,
     pub timeout: Duration,
-    pub client: Client<HttpConnector, UpstreamBody>,
+    /// `Host` for requests that come without one.
+    pub host: HeaderValue,
+    /// Connections for live requests, driven by the requests' own tasks.
+    pub pool: Arc<Pool>,
     /// A pool of its own for shadow and calibration copies: their connections are driven
     /// by the low-priority shadow thread, so a live request never waits on one.
-    pub shadow_client: Client<HttpConnector, UpstreamBody>,
+    pub shadow_pool: Arc<Pool>,
     pub window: Arc<Window>,
     pub metrics: BackendMetrics,
     config: BackendConfig,
@@ -120,26 +120,18 @@ impl Backend {
             .path_and_query
             .map(|p| p.path().trim_end_matches('/').to_string())
             .unwrap_or_default();
-        let client = || {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(config.timeout.0));
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(1024)
-                .timer(TokioTimer::new())
-                .build(connector)
-        };
+        let authority = parts.authority.expect("validated URL");
         Backend {
             name: name.into(),
             variant: HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("invalid")),
             scheme: parts.scheme.expect("validated URL"),
-            authority: parts.authority.expect("validated URL"),
+            host: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
+            pool: Pool::new(&authority),
+            shadow_pool: Pool::new(&authority),
+            authority,
             prefix: prefix.into_boxed_str(),
             timeout: config.timeout.0,
-            client: client(),
-            shadow_client: client(),
             window,
             metrics: BackendMetrics::new(name),
             config: config.clone(),

@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
+use super::upstream::PooledBody;
+
 /// Boxed error of a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -143,9 +145,9 @@ pin_project! {
     #[project = ProxyProj]
     pub enum ProxyBody {
         /// The upstream's answer, streamed as it arrives.
-        Upstream { #[pin] inner: Incoming },
+        Upstream { #[pin] inner: PooledBody },
         /// The upstream's answer, streamed and copied for a comparison.
-        Tapped { #[pin] inner: Incoming, tap: Tap },
+        Tapped { #[pin] inner: PooledBody, tap: Tap },
         /// An answer of our own (errors).
         Full { #[pin] inner: Full<Bytes> },
     }

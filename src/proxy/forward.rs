@@ -1,17 +1,17 @@
-//! Forwarding one request to one backend over its pooled client, with its timeout,
+//! Forwarding one request to one backend over its connection pool, with its timeout,
 //! and saying precisely what failed when it does.
 
 use std::fmt;
 
-use http::header::HeaderMap;
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HOST};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::LengthLimitError;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 
 use super::body::{BoxError, UpstreamBody};
+use super::upstream::{Pool, PooledBody, SendError};
 use crate::error::{is_caused_by, root_cause};
 use crate::snapshot::Backend;
 use crate::telemetry::metrics::ErrorKind;
@@ -69,20 +69,15 @@ impl fmt::Display for Failure {
     }
 }
 
-/// The upstream URI: the backend's scheme, authority and prefix, then the request's path and query.
+/// The upstream request target (origin form): the backend's path prefix, then the
+/// request's path and query.
 pub fn upstream_uri(backend: &Backend, pq: &PathAndQuery) -> Uri {
-    let pq = if backend.prefix.is_empty() {
-        pq.clone()
-    } else {
-        let joined = format!("{}{}", backend.prefix, pq.as_str());
-        joined.parse().unwrap_or_else(|_| pq.clone())
-    };
-    Uri::builder()
-        .scheme(backend.scheme.clone())
-        .authority(backend.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .expect("scheme, authority and path are valid")
+    if backend.prefix.is_empty() {
+        return Uri::from(pq.clone());
+    }
+    format!("{}{}", backend.prefix, pq.as_str())
+        .parse()
+        .unwrap_or_else(|_| Uri::from(pq.clone()))
 }
 
 /// Sends `head` + `body` to `backend` and waits for the response head, within the backend's timeout.
@@ -90,30 +85,33 @@ pub async fn send(
     backend: &Backend,
     head: Head,
     body: UpstreamBody,
-) -> Result<Response<Incoming>, Failure> {
-    send_on(&backend.client, backend, head, body).await
+) -> Result<Response<PooledBody>, Failure> {
+    send_on(&backend.pool, backend, head, body).await
 }
 
 /// [`send`] on a given pool of `backend`'s connections (the live one or the shadow one).
 pub async fn send_on(
-    client: &Client<HttpConnector, UpstreamBody>,
+    pool: &Arc<Pool>,
     backend: &Backend,
     head: Head,
     body: UpstreamBody,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<PooledBody>, Failure> {
     let mut req = Request::new(body);
     *req.method_mut() = head.method;
     *req.uri_mut() = upstream_uri(backend, &head.path_and_query);
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = head.headers;
-    match tokio::time::timeout(backend.timeout, client.request(req)).await {
+    if !req.headers().contains_key(HOST) {
+        // An HTTP/1.0 client may leave it out; HTTP/1.1 needs one.
+        req.headers_mut().insert(HOST, backend.host.clone());
+    }
+    match tokio::time::timeout(backend.timeout, pool.send(req)).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => {
+        Ok(Err(SendError::Connect(e))) => Err(Failure::Connect(e)),
+        Ok(Err(SendError::Exchange(e))) => {
             if is_caused_by::<LengthLimitError>(&e) {
                 Err(Failure::BodyTooLarge)
-            } else if e.is_connect() {
-                Err(Failure::Connect(e.into()))
             } else {
                 Err(Failure::Protocol(e.into()))
             }

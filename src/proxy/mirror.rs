@@ -231,7 +231,7 @@ async fn send_copy(
 ) -> (Duration, Result<Captured, Failure>) {
     let started = Instant::now();
     let sent = forward::send_on(
-        &backend.shadow_client,
+        &backend.shadow_pool,
         backend,
         head,
         UpstreamBody::buffered(body),

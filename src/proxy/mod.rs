@@ -8,7 +8,8 @@
 //! 4. **[`body`]**: reject bodies over `limits.max_body` (413); buffer the body only when
 //!    mirroring or fallback needs it, else stream it.
 //! 5. **[`mirror`]**: spawn the shadow copy (never awaited here).
-//! 6. **[`forward`]**: send upstream on the backend's pooled client, within its timeout;
+//! 6. **[`forward`]**: send upstream on a connection from the backend's [`upstream`] pool,
+//!    within its timeout;
 //!    a failed candidate request is retried once on stable when `fallback_to_stable`.
 //! 7. **observe**: the outcome goes to the backend's window, metrics and the fast-rollback tripwire.
 //! 8. **respond**: stream the answer back with `x-switchyard-variant`, teeing it for the
@@ -19,6 +20,7 @@ pub mod forward;
 pub mod headers;
 pub mod mirror;
 pub mod route;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,6 +42,7 @@ use crate::telemetry::metrics::{self, ErrorKind};
 use body::{ProxyBody, Tap, UpstreamBody};
 use forward::{Failure, Head};
 use headers::{X_REQUEST_ID, X_SWITCHYARD_VARIANT};
+use upstream::PooledBody;
 
 /// The proxy service of one client connection.
 #[derive(Clone)]
@@ -215,7 +218,7 @@ fn observe(
     backend: &Backend,
     is_candidate: bool,
     started: Instant,
-    result: &Result<Response<Incoming>, Failure>,
+    result: &Result<Response<PooledBody>, Failure>,
 ) -> bool {
     let now = Instant::now();
     let latency = now - started;
@@ -252,7 +255,7 @@ fn observe(
 
 fn respond(
     backend: &Backend,
-    resp: Response<Incoming>,
+    resp: Response<PooledBody>,
     request_id: HeaderValue,
     live_tap: Option<tokio::sync::oneshot::Sender<body::Captured>>,
     cap: usize,

@@ -1,0 +1,462 @@
+//! Upstream HTTP/1 connections: a pool per backend, each connection driven by the task of
+//! the request that holds it.
+//!
+//! hyper-util's pooled client runs every upstream connection as a task of its own, so a
+//! request crosses tasks twice on its way (into the connection's channel, and back with the
+//! answer) and its body a third time. Here the request's own task polls the
+//! [`Connection`] while it waits for the answer's head ([`Pool::send`]) and while the
+//! answer's body streams to the client ([`PooledBody`]); a connection whose answer has been
+//! read in full goes back to the pool, and the next request takes it from there.
+//!
+//! A pooled connection is not polled while idle, so one the backend closed in the meantime
+//! is noticed when it is taken: it is polled once then, and dropped if it has ended. A
+//! request that never left a reused connection (the backend closed it just then) is sent
+//! again on the next one; a request that did leave is never sent twice.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::{BoxError, UpstreamBody};
+
+/// How long a connection may sit unused in the pool before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// At most this many unused connections are kept per pool.
+pub const MAX_IDLE: usize = 1024;
+
+/// Why an exchange on one connection failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened.
+    Connect(BoxError),
+    /// The exchange broke (including a request body that failed while streaming).
+    Exchange(hyper::Error),
+}
+
+/// One open connection: the half that sends requests and the half that does the I/O.
+struct Conn {
+    sender: SendRequest<UpstreamBody>,
+    io: Connection<TokioIo<TcpStream>, UpstreamBody>,
+}
+
+impl Conn {
+    /// True when the connection is still open and can take a request now.
+    fn poll_usable(&mut self, cx: &mut Context<'_>) -> bool {
+        // Polling reads what arrived while it sat idle: an end of stream ends the future.
+        if Pin::new(&mut self.io).poll(cx).is_ready() {
+            return false;
+        }
+        matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+struct Idle {
+    conn: Box<Conn>,
+    since: Instant,
+}
+
+/// The unused connections to one backend, newest last.
+pub struct Pool {
+    host: Box<str>,
+    port: u16,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool of connections to `authority` (`host:port`, port 80 when absent).
+    pub fn new(authority: &http::uri::Authority) -> Arc<Pool> {
+        let host = authority.host();
+        // `[::1]` in a URL is `::1` to the resolver.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        Arc::new(Pool {
+            host: host.into(),
+            port: authority.port_u16().unwrap_or(80),
+            idle: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Sends `req` (origin-form URI, headers as they go out) on a pooled connection, or a
+    /// new one, and waits for the answer's head. The answer's body holds the connection
+    /// until it has been read in full.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        while let Some(conn) = self.checkout().await {
+            match self.exchange(conn, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(Unsent::Again(r)) => req = *r,
+                Err(Unsent::Failed(e)) => return Err(SendError::Exchange(e)),
+            }
+        }
+        // Boxed: the connect future is large, and a request rarely needs it.
+        let conn = Box::pin(self.connect()).await.map_err(SendError::Connect)?;
+        match self.exchange(conn, req).await {
+            Ok(resp) => Ok(resp),
+            Err(Unsent::Failed(e)) => Err(SendError::Exchange(e)),
+            Err(Unsent::Again(_)) => Err(SendError::Connect(
+                "the connection closed before the request was sent".into(),
+            )),
+        }
+    }
+
+    /// How many unused connections the pool holds.
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // A panic while holding the lock leaves nothing half-done: the deque is still valid.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used connection that is still open, if any.
+    async fn checkout(&self) -> Option<Box<Conn>> {
+        loop {
+            let Idle { mut conn, since } = self.lock().pop_back()?;
+            if since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            if poll_fn(|cx| Poll::Ready(conn.poll_usable(cx))).await {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Returns a connection whose exchange has ended; the oldest ones past the idle
+    /// timeout or over the cap are closed.
+    fn put(&self, conn: Box<Conn>) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        while idle
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
+            || idle.len() >= MAX_IDLE
+        {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { conn, since: now });
+    }
+
+    async fn connect(&self) -> Result<Box<Conn>, BoxError> {
+        let stream = TcpStream::connect((&*self.host, self.port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, io) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Box::new(Conn { sender, io }))
+    }
+
+    /// Sends `req` on `conn`, polling the connection until the answer's head is in.
+    async fn exchange(
+        self: &Arc<Self>,
+        conn: Box<Conn>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, Unsent> {
+        let mut conn = Some(conn);
+        let mut answer = pin!(conn
+            .as_mut()
+            .expect("just set")
+            .sender
+            .try_send_request(req));
+        let result = poll_fn(|cx| {
+            if let Some(c) = conn.as_mut() {
+                if Pin::new(&mut c.io).poll(cx).is_ready() {
+                    // Ended (closed or failed): dropping it settles the pending answer.
+                    conn = None;
+                }
+            }
+            answer.as_mut().poll(cx)
+        })
+        .await;
+        match result {
+            Ok(resp) => {
+                let lease = conn.map(|conn| Lease {
+                    conn,
+                    pool: self.clone(),
+                });
+                let (parts, inner) = resp.into_parts();
+                let mut body = PooledBody { inner, lease };
+                if body.inner.is_end_stream() {
+                    body.release();
+                }
+                Ok(Response::from_parts(parts, body))
+            }
+            Err(mut e) => match e.take_message() {
+                Some(req) => Err(Unsent::Again(Box::new(req))),
+                None => Err(Unsent::Failed(e.into_error())),
+            },
+        }
+    }
+}
+
+enum Unsent {
+    /// The request never left: it can go on another connection.
+    Again(Box<Request<UpstreamBody>>),
+    Failed(hyper::Error),
+}
+
+/// A connection lent to one exchange.
+struct Lease {
+    conn: Box<Conn>,
+    pool: Arc<Pool>,
+}
+
+/// An upstream answer's body. It drives its connection while it streams and gives the
+/// connection back to the pool once read in full; dropped before that, it closes it.
+pub struct PooledBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some(Lease { conn, pool }) = self.lease.take() {
+            pool.put(conn);
+        }
+    }
+
+    /// Polls the connection, so that it reads the next part of the body.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(lease) = self.lease.as_mut() {
+            if Pin::new(&mut lease.conn.io).poll(cx).is_ready() {
+                // Ended: what it read is already in the body's channel.
+                self.lease = None;
+            }
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let mut frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if frame.is_pending() && this.lease.is_some() {
+            // The first poll told the connection the body wants data; now let it read.
+            this.drive(cx);
+            frame = Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        match &frame {
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(None) => this.release(),
+            // A failed body leaves its connection in an unknown state: it is closed.
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("pooled", &self.lease.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::header::{CONNECTION, HOST};
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioTimer;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A backend that counts the connections it accepted. `/close` answers with
+    /// `connection: close`, `/big` with 1 MiB; it closes a connection idle for 5 s.
+    struct Backend {
+        addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+    }
+
+    async fn backend() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let svc = service_fn(|req: Request<Incoming>| async move {
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+                    match req.uri().path() {
+                        "/close" => {
+                            resp.headers_mut()
+                                .insert(CONNECTION, "close".parse().unwrap());
+                        }
+                        "/big" => *resp.body_mut() = Full::new(Bytes::from(vec![b'x'; 1 << 20])),
+                        _ => {}
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(5))
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        Backend { addr, accepted }
+    }
+
+    impl Backend {
+        fn pool(&self) -> Arc<Pool> {
+            Pool::new(&self.addr.to_string().parse().unwrap())
+        }
+
+        fn accepted(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+    }
+
+    fn get(path: &str) -> Request<UpstreamBody> {
+        Request::builder()
+            .uri(path)
+            .header(HOST, "backend")
+            .body(UpstreamBody::buffered(Bytes::new()))
+            .unwrap()
+    }
+
+    async fn fetch(pool: &Arc<Pool>, path: &str) -> Bytes {
+        let resp = pool.send(get(path)).await.expect("an answer");
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn an_answer_read_in_full_gives_its_connection_to_the_next_request() {
+        let b = backend().await;
+        let pool = b.pool();
+        for _ in 0..5 {
+            assert_eq!(fetch(&pool, "/ok").await, "ok");
+        }
+        assert_eq!(b.accepted(), 1);
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_connection_comes_back_with_the_last_frame() {
+        // hyper's server stops polling a body that says it has ended, so the last data
+        // frame must give the connection back, not a final `None` that never comes.
+        let b = backend().await;
+        let pool = b.pool();
+        let mut body = pool.send(get("/ok")).await.unwrap().into_body();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "ok");
+        assert!(body.is_end_stream());
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_each_take_a_connection_and_all_come_back() {
+        let b = backend().await;
+        let pool = b.pool();
+        let answers = futures_util::future::join_all((0..4).map(|_| pool.send(get("/ok")))).await;
+        for a in answers {
+            let body = a.unwrap().into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "ok");
+        }
+        assert_eq!((b.accepted(), pool.idle()), (4, 4));
+        for _ in 0..4 {
+            fetch(&pool, "/ok").await;
+        }
+        assert_eq!(b.accepted(), 4, "the pooled connections were reused");
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_unread_closes_its_connection() {
+        let b = backend().await;
+        let pool = b.pool();
+        let resp = pool.send(get("/big")).await.unwrap();
+        drop(resp);
+        assert_eq!(pool.idle(), 0, "a half-read connection is not reused");
+        assert_eq!(fetch(&pool, "/big").await.len(), 1 << 20);
+        assert_eq!((b.accepted(), pool.idle()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_backend_closes_is_not_reused() {
+        let b = backend().await;
+        let pool = b.pool();
+        assert_eq!(fetch(&pool, "/close").await, "ok");
+        assert_eq!(fetch(&pool, "/ok").await, "ok");
+        assert_eq!(b.accepted(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closed_while_idle_is_noticed_when_taken() {
+        let b = backend().await;
+        let pool = b.pool();
+        fetch(&pool, "/ok").await;
+        // The backend closes the connection after 5 s without a request.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(fetch(&pool, "/ok").await, "ok");
+        assert_eq!(b.accepted(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_idle_past_the_timeout_are_replaced() {
+        let b = backend().await;
+        let pool = b.pool();
+        fetch(&pool, "/ok").await;
+        tokio::time::advance(IDLE_TIMEOUT).await;
+        fetch(&pool, "/ok").await;
+        assert_eq!(b.accepted(), 2);
+        assert_eq!(pool.idle(), 1, "the expired connection was closed");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_backend_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        drop(listener);
+        let err = Pool::new(&authority).send(get("/ok")).await.unwrap_err();
+        assert!(matches!(err, SendError::Connect(_)), "{err:?}");
+    }
+}
