@@ -44,7 +44,7 @@ smoke_check "$url"
 run_wrk "$url" 2s 0 "$RUN_DIR/warmup.out"
 
 # perf samples for as long as wrk runs: started first, stopped (SIGINT) when wrk is done.
-perf record -F 999 -g -p "$SY_PID" -o "$RUN_DIR/perf.data" >"$RUN_DIR/perf.log" 2>&1 &
+perf record -F 999 --call-graph "${CALL_GRAPH:-fp}" -p "$SY_PID" -o "$RUN_DIR/perf.data" >"$RUN_DIR/perf.log" 2>&1 &
 perf_pid=$!
 track "$perf_pid"
 sleep 0.5
@@ -56,7 +56,8 @@ untrack "$perf_pid"
 mkdir -p "$(dirname "$OUT")"
 perf script -i "$RUN_DIR/perf.data" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph \
     --title "switchyard $ROW, $(sed -n 's/^RESULT //p' "$RUN_DIR/wrk.out")" >"$OUT"
-echo "flamegraph: $OUT"
+cp "$RUN_DIR/perf.data" "${OUT%.svg}.perf.data"
+echo "flamegraph: $OUT (perf data: ${OUT%.svg}.perf.data, for perf report -i)"
 echo
 echo "Top of the profile (self time; [k] is the kernel):"
 perf report -i "$RUN_DIR/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |

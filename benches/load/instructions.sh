@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Instructions per request, in user space, for one or more switchyard binaries: a
+# figure that, unlike CPU time on a shared VM, does not move between runs, so it shows
+# a change of a few percent in our own code (the kernel's share is not counted; it is
+# about the same per request for any proxy making the same system calls).
+#
+#   benches/load/instructions.sh BIN [BIN...]
+#   ROW=switchyard-shadow N=20000 benches/load/instructions.sh OLD_BIN NEW_BIN
+#
+# Each binary runs under valgrind (cachegrind, no cache simulation) twice: serving N/5
+# and N requests (ab, 8 keep-alive connections). The difference between the two runs'
+# instruction counts, divided by the difference in requests, is the cost of a request
+# without start-up and shut-down.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(($# >= 1)) || die "usage: $0 BIN [BIN...]"
+ROW=${ROW:-switchyard-all-to-stable}
+N=${N:-20000}
+[[ -f $LOAD_DIR/$ROW.yaml ]] || die "ROW=$ROW: no $LOAD_DIR/$ROW.yaml"
+
+ensure_tools
+for cmd in valgrind ab; do
+    if ! command -v "$cmd" >/dev/null; then
+        log "installing valgrind and ab (apache2-utils)"
+        apt-get install -y valgrind apache2-utils >/dev/null
+    fi
+done
+check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
+raise_nofile 8192
+setup_runtime
+start_backend
+url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
+printf '%s' "$REQUEST_BODY" >"$RUN_DIR/body.json"
+
+# Instructions executed by binary $1 serving $2 requests, start to exit.
+count() {
+    local bin=$1 n=$2 dir=$RUN_DIR/$RANDOM
+    mkdir -p "$dir"
+    (cd "$dir" && exec env RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
+        --cachegrind-out-file=/dev/null "$bin" run -c "$LOAD_DIR/$ROW.yaml") \
+        >"$dir/switchyard.log" 2>&1 &
+    SY_PID=$!
+    track "$SY_PID"
+    wait_for "switchyard under valgrind" "$SY_PID" "$dir/switchyard.log" \
+        http_ok "http://127.0.0.1:$ADMIN_PORT/readyz"
+    ab -q -k -n "$n" -c 8 -p "$RUN_DIR/body.json" -T application/json "$url" >"$dir/ab.log" 2>&1 ||
+        die "ab failed: $(cat "$dir/ab.log")"
+    grep -q '^Failed requests: *0$' "$dir/ab.log" || die "ab saw failures: $(cat "$dir/ab.log")"
+    kill -TERM "$SY_PID"
+    wait "$SY_PID" || true
+    untrack "$SY_PID"
+    sed -n 's/^==[0-9]*== I *refs: *//p' "$dir/switchyard.log" | tr -d ,
+}
+
+echo "| binary | instructions per request (user space, row $ROW) |"
+echo "| --- | ---: |"
+for bin in "$@"; do
+    small=$(count "$bin" $((N / 5)))
+    large=$(count "$bin" "$N")
+    [[ -n $small && -n $large ]] || die "valgrind printed no instruction count for $bin"
+    awk -v a="$small" -v b="$large" -v n=$((N - N / 5)) -v bin="$bin" \
+        'BEGIN {printf "| %s | %.0f |\n", bin, (b - a) / n}'
+done
