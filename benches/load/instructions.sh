@@ -8,9 +8,12 @@
 #   ROW=switchyard-shadow N=20000 benches/load/instructions.sh OLD_BIN NEW_BIN
 #
 # Each binary runs under valgrind (cachegrind, no cache simulation) twice: serving N/5
-# and N requests (ab, 8 keep-alive connections). The difference between the two runs'
+# and N requests (ab, 8 keep-alive connections), on one CPU like run.sh (so the same runtime). The difference between the two runs'
 # instruction counts, divided by the difference in requests, is the cost of a request
 # without start-up and shut-down.
+#
+# CALLGRIND=1 runs the larger one under callgrind instead and keeps its profile in
+# target/callgrind-ROW-K.out, K counting the binaries (read it with `callgrind_annotate --inclusive=yes`).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,8 +41,12 @@ printf '%s' "$REQUEST_BODY" >"$RUN_DIR/body.json"
 count() {
     local bin=$1 n=$2 dir=$RUN_DIR/$RANDOM
     mkdir -p "$dir"
-    (cd "$dir" && exec env RUST_LOG=warn valgrind --tool=cachegrind --cache-sim=no \
-        --cachegrind-out-file=/dev/null "$bin" run -c "$LOAD_DIR/$ROW.yaml") \
+    local tool=(--tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
+    if [[ -n ${CALLGRIND:-} && $n == "$N" ]]; then
+        mkdir -p "$REPO/target"
+        tool=(--tool=callgrind "--callgrind-out-file=$REPO/target/callgrind-$ROW-$((++PROFILES)).out")
+    fi
+    (cd "$dir" && exec env RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind "${tool[@]}" "$bin" run -c "$LOAD_DIR/$ROW.yaml") \
         >"$dir/switchyard.log" 2>&1 &
     SY_PID=$!
     track "$SY_PID"
@@ -51,9 +58,10 @@ count() {
     kill -TERM "$SY_PID"
     wait "$SY_PID" || true
     untrack "$SY_PID"
-    sed -n 's/^==[0-9]*== I *refs: *//p' "$dir/switchyard.log" | tr -d ,
+    sed -n -e 's/^==[0-9]*== I *refs: *//p' -e 's/^==[0-9]*== Collected : *//p' "$dir/switchyard.log" | tr -d ,
 }
 
+PROFILES=0
 echo "| binary | instructions per request (user space, row $ROW) |"
 echo "| --- | ---: |"
 for bin in "$@"; do
