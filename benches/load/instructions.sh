@@ -8,7 +8,7 @@
 #   ROW=switchyard-shadow N=20000 benches/load/instructions.sh OLD_BIN NEW_BIN
 #
 # Each binary runs under valgrind (cachegrind, no cache simulation) twice: serving N/5
-# and N requests (ab, 8 keep-alive connections), on one CPU like run.sh (so the same runtime). The difference between the two runs'
+# and N requests (ab, CONCURRENCY=8 keep-alive connections), on one CPU like run.sh (so the same runtime). The difference between the two runs'
 # instruction counts, divided by the difference in requests, is the cost of a request
 # without start-up and shut-down.
 #
@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 (($# >= 1)) || die "usage: $0 BIN [BIN...]"
 ROW=${ROW:-switchyard-all-to-stable}
 N=${N:-20000}
+CONCURRENCY=${CONCURRENCY:-8}
 [[ -f $LOAD_DIR/$ROW.yaml ]] || die "ROW=$ROW: no $LOAD_DIR/$ROW.yaml"
 
 ensure_tools
@@ -37,6 +38,23 @@ start_backend
 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
 printf '%s' "$REQUEST_BODY" >"$RUN_DIR/body.json"
 
+# A row that mirrors gets an unbounded max_in_flight, and each run waits until every
+# mirror has been answered and compared: under valgrind the low-priority shadow thread
+# falls behind, and dropped mirrors would make the figure depend on timing.
+YAML=$LOAD_DIR/$ROW.yaml
+MIRRORS=0
+if grep -q '^ *max_in_flight:' "$YAML"; then
+    MIRRORS=1
+    sed 's/^\( *max_in_flight:\).*/\1 1000000/' "$YAML" >"$RUN_DIR/$ROW.yaml"
+    YAML=$RUN_DIR/$ROW.yaml
+fi
+
+# The shadow requests switchyard has finished, whatever their outcome.
+mirrored() {
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+        awk '/^switchyard_shadow_requests_total\{/ {s += $2} END {print s + 0}'
+}
+
 # Instructions executed by binary $1 serving $2 requests, start to exit.
 count() {
     local bin=$1 n=$2 dir=$RUN_DIR/$RANDOM
@@ -46,15 +64,25 @@ count() {
         mkdir -p "$REPO/target"
         tool=(--tool=callgrind "--callgrind-out-file=$REPO/target/callgrind-$ROW-$((++PROFILES)).out")
     fi
-    (cd "$dir" && exec env RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind "${tool[@]}" "$bin" run -c "$LOAD_DIR/$ROW.yaml") \
+    (cd "$dir" && exec env RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind "${tool[@]}" "$bin" run -c "$YAML") \
         >"$dir/switchyard.log" 2>&1 &
     SY_PID=$!
     track "$SY_PID"
     wait_for "switchyard under valgrind" "$SY_PID" "$dir/switchyard.log" \
         http_ok "http://127.0.0.1:$ADMIN_PORT/readyz"
-    ab -q -k -n "$n" -c 8 -p "$RUN_DIR/body.json" -T application/json "$url" >"$dir/ab.log" 2>&1 ||
+    ab -q -k -n "$n" -c "$CONCURRENCY" -p "$RUN_DIR/body.json" -T application/json "$url" >"$dir/ab.log" 2>&1 ||
         die "ab failed: $(cat "$dir/ab.log")"
     grep -q '^Failed requests: *0$' "$dir/ab.log" || die "ab saw failures: $(cat "$dir/ab.log")"
+    if ((MIRRORS)); then
+        local i
+        for ((i = 0; i < 1200; i++)); do
+            (($(mirrored) >= n)) && break
+            sleep 0.5
+        done
+    fi
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+        sed -n 's/^switchyard_shadow_requests_total{outcome="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' |
+        paste -sd' ' >"$RUN_DIR/shadow-$n"
     kill -TERM "$SY_PID"
     wait "$SY_PID" || true
     untrack "$SY_PID"
@@ -62,12 +90,12 @@ count() {
 }
 
 PROFILES=0
-echo "| binary | instructions per request (user space, row $ROW) |"
-echo "| --- | ---: |"
+echo "| binary | instructions per request (user space, row $ROW) | mirrors in the larger run |"
+echo "| --- | ---: | --- |"
 for bin in "$@"; do
     small=$(count "$bin" $((N / 5)))
     large=$(count "$bin" "$N")
     [[ -n $small && -n $large ]] || die "valgrind printed no instruction count for $bin"
-    awk -v a="$small" -v b="$large" -v n=$((N - N / 5)) -v bin="$bin" \
-        'BEGIN {printf "| %s | %.0f |\n", bin, (b - a) / n}'
+    awk -v a="$small" -v b="$large" -v n=$((N - N / 5)) -v bin="$bin" -v m="$(cat "$RUN_DIR/shadow-$N")" \
+        'BEGIN {printf "| %s | %.0f | %s |\n", bin, (b - a) / n, (m == "" ? "-" : m)}'
 done

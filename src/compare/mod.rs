@@ -324,8 +324,7 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
         return compare_bytes(live.body, shadow.body, None);
     }
 
-    let lv = json::parse(live.body);
-    let sv = json::parse(shadow.body);
+    let (lv, sv) = parse_pair(declared, live.body, shadow.body);
     let (lv, sv) = match (lv, sv, declared) {
         (Some(l), Some(s), _) => (l, s),
         (l, s, Protocol::Auto) => {
@@ -429,6 +428,28 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
         differences_total: ctx.total,
         differences: ctx.list,
         outputs,
+    }
+}
+
+/// Parses both bodies. A V2 comparison reads only `outputs`, so when the pair is V2 (declared,
+/// or under `auto` both bodies look like it) only that member is built; a pair that is
+/// compared otherwise is parsed whole.
+fn parse_pair(declared: Protocol, live: &[u8], shadow: &[u8]) -> (Option<Value>, Option<Value>) {
+    let outputs_only = |body: &[u8]| {
+        // A cheap look first, so JSON and V1 bodies are not parsed twice.
+        memchr::memmem::find(body, b"\"outputs\"")?;
+        json::parse_outputs(body).filter(|v| v2::looks_like(v, true))
+    };
+    match declared {
+        Protocol::V2 => (
+            json::parse_outputs(live).or_else(|| json::parse(live)),
+            json::parse_outputs(shadow).or_else(|| json::parse(shadow)),
+        ),
+        Protocol::Auto => match (outputs_only(live), outputs_only(shadow)) {
+            (Some(l), Some(s)) => (Some(l), Some(s)),
+            _ => (json::parse(live), json::parse(shadow)),
+        },
+        _ => (json::parse(live), json::parse(shadow)),
     }
 }
 

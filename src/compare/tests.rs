@@ -477,6 +477,39 @@ fn v2_explicit_on_non_v2_json_is_incomparable() {
         .starts_with("shadow body is not a V2"));
 }
 
+#[test]
+fn v2_explicit_reads_only_outputs_and_still_reports_odd_bodies() {
+    // Declared V2 parses only `outputs`; what surrounds them may differ freely.
+    let r = rules(Protocol::V2, &[]);
+    let live = r#"{"model_name":"m","model_version":"1","id":"a","parameters":{"x":[1,{"y":2}]},"outputs":[{"name":"p","shape":[2],"datatype":"FP32","data":[1.0,2.0]}]}"#;
+    let shadow = r#"{"outputs":[{"name":"p","shape":[2],"datatype":"FP32","data":[1.0,2.0]}],"model_name":"m2","id":"b"}"#;
+    let c = cmp_str(&r, live, shadow);
+    assert_eq!(c.outcome, Outcome::Agree, "{c:?}");
+    let off =
+        r#"{"id":"b","outputs":[{"name":"p","shape":[2],"datatype":"FP32","data":[1.0,2.5]}]}"#;
+    let c = cmp_str(&r, live, off);
+    assert_eq!(c.differences[0].path, "/outputs/p/data/1", "{c:?}");
+
+    // NaN tokens, a body that is JSON but not an object, and one that is not JSON.
+    let nan =
+        r#"{"id":"c","outputs":[{"name":"p","shape":[2],"datatype":"FP32","data":[NaN,2.0]}]}"#;
+    assert_eq!(cmp_str(&r, nan, nan).outcome, Outcome::Agree);
+    let c = cmp_str(&r, live, "[1, 2]");
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("shadow body is not a V2"),
+        "{c:?}"
+    );
+    let c = cmp_str(&r, live, "{\"outputs\": [");
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("shadow body is not JSON"),
+        "{c:?}"
+    );
+}
+
 // ---------------------------------------------------------------- tolerance
 
 #[test]
@@ -741,6 +774,10 @@ fn auto_mixed_shapes_are_diffed_as_json() {
         c.reason.as_deref(),
         Some("live looks like v2, shadow like json; compared as json")
     );
+    // Compared as JSON, the whole documents are diffed, not only the V2 outputs.
+    let paths: Vec<&str> = c.differences.iter().map(|d| d.path.as_str()).collect();
+    assert!(paths.contains(&"/model_name"), "{paths:?}");
+    assert!(paths.contains(&"/error"), "{paths:?}");
 }
 
 #[test]

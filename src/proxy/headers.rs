@@ -175,9 +175,15 @@ mod tests {
     fn every_connection_header_is_read_and_its_options_are_not_names() {
         let mut h = HeaderMap::new();
         h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
-        h.append(header::CONNECTION, HeaderValue::from_static("close, X-Second"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Second"),
+        );
         h.insert("x-second", HeaderValue::from_static("1"));
-        h.insert("close", HeaderValue::from_static("a header that happens to be called so"));
+        h.insert(
+            "close",
+            HeaderValue::from_static("a header that happens to be called so"),
+        );
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("close"));
