@@ -8,15 +8,21 @@
 //! answer's body streams to the client ([`PooledBody`]); a connection whose answer has been
 //! read in full goes back to the pool, and the next request takes it from there.
 //!
+//! Each thread keeps its own unused connections (nginx's workers do the same), so taking
+//! and returning one touches no lock and no shared atomic: on the current-thread runtime
+//! (one CPU) and the shadow thread there is one list per pool; a multi-thread runtime has
+//! one per worker, and a connection returns to the list of the thread that finished it.
+//!
 //! A pooled connection is not polled while idle, so one the backend closed in the meantime
 //! is noticed when it is taken: it is polled once then, and dropped if it has ended. A
 //! request that never left a reused connection (the backend closed it just then) is sent
 //! again on the next one; a request that did leave is never sent twice.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,6 +32,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -33,7 +40,7 @@ use super::body::{BoxError, UpstreamBody};
 
 /// How long a connection may sit unused in the pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// At most this many unused connections are kept per pool.
+/// At most this many unused connections are kept per pool and thread.
 pub const MAX_IDLE: usize = 1024;
 
 /// Why an exchange on one connection failed.
@@ -67,11 +74,11 @@ struct Idle {
     since: Instant,
 }
 
-/// The unused connections to one backend, newest last.
+/// The connections to one backend: each thread's unused ones, newest last.
 pub struct Pool {
     host: Box<str>,
     port: u16,
-    idle: Mutex<VecDeque<Idle>>,
+    idle: ThreadLocal<RefCell<VecDeque<Idle>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -95,7 +102,7 @@ impl Pool {
         Arc::new(Pool {
             host: host.into(),
             port: authority.port_u16().unwrap_or(80),
-            idle: Mutex::new(VecDeque::new()),
+            idle: ThreadLocal::new(),
         })
     }
 
@@ -124,20 +131,21 @@ impl Pool {
         }
     }
 
-    /// How many unused connections the pool holds.
+    /// How many unused connections the pool holds for the calling thread.
     pub fn idle(&self) -> usize {
-        self.lock().len()
+        self.local().borrow().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        // A panic while holding the lock leaves nothing half-done: the deque is still valid.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    /// The calling thread's unused connections (never borrowed across an await).
+    fn local(&self) -> &RefCell<VecDeque<Idle>> {
+        self.idle.get_or_default()
     }
 
     /// The most recently used connection that is still open, if any.
     async fn checkout(&self) -> Option<Box<Conn>> {
         loop {
-            let Idle { mut conn, since } = self.lock().pop_back()?;
+            let popped = self.local().borrow_mut().pop_back();
+            let Idle { mut conn, since } = popped?;
             if since.elapsed() >= IDLE_TIMEOUT {
                 continue;
             }
@@ -151,7 +159,7 @@ impl Pool {
     /// timeout or over the cap are closed.
     fn put(&self, conn: Box<Conn>) {
         let now = Instant::now();
-        let mut idle = self.lock();
+        let mut idle = self.local().borrow_mut();
         while idle
             .front()
             .is_some_and(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
