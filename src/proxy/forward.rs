@@ -2,6 +2,7 @@
 //! and saying precisely what failed when it does.
 
 use std::fmt;
+use std::future::Future;
 
 use std::sync::Arc;
 
@@ -81,12 +82,14 @@ pub fn upstream_uri(backend: &Backend, pq: &PathAndQuery) -> Uri {
 }
 
 /// Sends `head` + `body` to `backend` and waits for the response head, within the backend's timeout.
-pub async fn send(
+///
+/// `send_on`'s future itself, not one wrapping it: a wrapper would copy it once more.
+pub fn send(
     backend: &Backend,
     head: Head,
     body: UpstreamBody,
-) -> Result<Response<PooledBody>, Failure> {
-    send_on(&backend.pool, backend, head, body).await
+) -> impl Future<Output = Result<Response<PooledBody>, Failure>> + '_ {
+    send_on(&backend.pool, backend, head, body)
 }
 
 /// [`send`] on a given pool of `backend`'s connections (the live one or the shadow one).
@@ -105,11 +108,11 @@ pub async fn send_on(
         // An HTTP/1.0 client may leave it out; HTTP/1.1 needs one.
         req.headers_mut().insert(HOST, backend.host.clone());
     }
-    match tokio::time::timeout(backend.timeout, pool.send(req)).await {
-        Err(_) => Err(Failure::Timeout),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(SendError::Connect(e))) => Err(Failure::Connect(e)),
-        Ok(Err(SendError::Exchange(e))) => {
+    match pool.send(req, backend.timeout).await {
+        Ok(resp) => Ok(resp),
+        Err(SendError::Timeout) => Err(Failure::Timeout),
+        Err(SendError::Connect(e)) => Err(Failure::Connect(e)),
+        Err(SendError::Exchange(e)) => {
             if is_caused_by::<LengthLimitError>(&e) {
                 Err(Failure::BodyTooLarge)
             } else {

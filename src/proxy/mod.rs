@@ -73,8 +73,10 @@ impl tower::Service<Request<Incoming>> for Proxy {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.serve(req).await) })
+        // `serve` answers every request itself (errors included): never an `Err`. Boxed
+        // directly, not wrapped in another async block, which would copy the whole
+        // request future once more.
+        Box::pin(self.clone().serve(req))
     }
 }
 
@@ -85,7 +87,7 @@ enum Prepared {
 }
 
 impl Proxy {
-    async fn serve(self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn serve(self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         // 1. snapshot
         let snap = self.shared.snapshot.load_full();
@@ -108,12 +110,12 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > snap.max_body as u64) {
-            return error(
+            return Ok(error(
                 &backend,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large",
                 request_id,
-            );
+            ));
         }
         let mirror = if !is_candidate
             && snap.candidate.is_some()
@@ -129,20 +131,20 @@ impl Proxy {
             match Limited::new(body, snap.max_body).collect().await {
                 Ok(c) => Prepared::Buffered(c.to_bytes()),
                 Err(e) if e.is::<LengthLimitError>() => {
-                    return error(
+                    return Ok(error(
                         &backend,
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "request body too large",
                         request_id,
-                    );
+                    ));
                 }
                 Err(_) => {
-                    return error(
+                    return Ok(error(
                         &backend,
                         StatusCode::BAD_REQUEST,
                         "could not read the request body",
                         request_id,
-                    );
+                    ));
                 }
             }
         } else {
@@ -202,13 +204,13 @@ impl Proxy {
         };
 
         // 8. respond
-        match result {
+        Ok(match result {
             Ok(resp) => respond(&backend, resp, request_id, live_tap, snap.max_body),
             Err(failure) => {
                 let status = failure.status();
                 error(&backend, status, &failure.to_string(), request_id)
             }
-        }
+        })
     }
 }
 

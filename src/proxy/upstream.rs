@@ -34,7 +34,7 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::body::{BoxError, UpstreamBody};
 
@@ -50,6 +50,8 @@ pub enum SendError {
     Connect(BoxError),
     /// The exchange broke (including a request body that failed while streaming).
     Exchange(hyper::Error),
+    /// No answer's head within the timeout (connecting included).
+    Timeout,
 }
 
 /// One open connection: the half that sends requests and the half that does the I/O.
@@ -107,24 +109,33 @@ impl Pool {
     }
 
     /// Sends `req` (origin-form URI, headers as they go out) on a pooled connection, or a
-    /// new one, and waits for the answer's head. The answer's body holds the connection
-    /// until it has been read in full.
+    /// new one, and waits for the answer's head, at most `timeout` in all. The answer's
+    /// body holds the connection until it has been read in full.
+    ///
+    /// The timer is polled beside the exchange rather than wrapping this future in
+    /// `tokio::time::timeout`, which would copy the whole future into its own.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
+        timeout: Duration,
     ) -> Result<Response<PooledBody>, SendError> {
+        let deadline = Instant::now() + timeout;
+        let mut timer = pin!(tokio::time::sleep_until(deadline));
         while let Some(conn) = self.checkout().await {
-            match self.exchange(conn, req).await {
+            match self.exchange(conn, req, timer.as_mut()).await {
                 Ok(resp) => return Ok(resp),
                 Err(Unsent::Again(r)) => req = *r,
-                Err(Unsent::Failed(e)) => return Err(SendError::Exchange(e)),
+                Err(Unsent::Failed(e)) => return Err(e),
             }
         }
         // Boxed: the connect future is large, and a request rarely needs it.
-        let conn = Box::pin(self.connect()).await.map_err(SendError::Connect)?;
-        match self.exchange(conn, req).await {
+        let conn = match tokio::time::timeout_at(deadline, Box::pin(self.connect())).await {
+            Err(_) => return Err(SendError::Timeout),
+            Ok(conn) => conn.map_err(SendError::Connect)?,
+        };
+        match self.exchange(conn, req, timer).await {
             Ok(resp) => Ok(resp),
-            Err(Unsent::Failed(e)) => Err(SendError::Exchange(e)),
+            Err(Unsent::Failed(e)) => Err(e),
             Err(Unsent::Again(_)) => Err(SendError::Connect(
                 "the connection closed before the request was sent".into(),
             )),
@@ -179,11 +190,13 @@ impl Pool {
         Ok(Box::new(Conn { sender, io }))
     }
 
-    /// Sends `req` on `conn`, polling the connection until the answer's head is in.
+    /// Sends `req` on `conn`, polling the connection until the answer's head is in or
+    /// `timer` fires.
     async fn exchange(
         self: &Arc<Self>,
         conn: Box<Conn>,
         req: Request<UpstreamBody>,
+        mut timer: Pin<&mut Sleep>,
     ) -> Result<Response<PooledBody>, Unsent> {
         let mut conn = Some(conn);
         let mut answer = pin!(conn
@@ -198,9 +211,16 @@ impl Pool {
                     conn = None;
                 }
             }
-            answer.as_mut().poll(cx)
+            match answer.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+            }
         })
         .await;
+        // Timed out: dropping the connection abandons the exchange.
+        let Some(result) = result else {
+            return Err(Unsent::Failed(SendError::Timeout));
+        };
         match result {
             Ok(resp) => {
                 let lease = conn.map(|conn| Lease {
@@ -216,7 +236,7 @@ impl Pool {
             }
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Unsent::Again(Box::new(req))),
-                None => Err(Unsent::Failed(e.into_error())),
+                None => Err(Unsent::Failed(SendError::Exchange(e.into_error()))),
             },
         }
     }
@@ -225,7 +245,7 @@ impl Pool {
 enum Unsent {
     /// The request never left: it can go on another connection.
     Again(Box<Request<UpstreamBody>>),
-    Failed(hyper::Error),
+    Failed(SendError),
 }
 
 /// A connection lent to one exchange.
@@ -315,7 +335,8 @@ mod tests {
     use super::*;
 
     /// A backend that counts the connections it accepted. `/close` answers with
-    /// `connection: close`, `/big` with 1 MiB; it closes a connection idle for 5 s.
+    /// `connection: close`, `/big` with 1 MiB, `/hang` never; it closes a connection
+    /// idle for 5 s.
     struct Backend {
         addr: SocketAddr,
         accepted: Arc<AtomicUsize>,
@@ -338,6 +359,7 @@ mod tests {
                                 .insert(CONNECTION, "close".parse().unwrap());
                         }
                         "/big" => *resp.body_mut() = Full::new(Bytes::from(vec![b'x'; 1 << 20])),
+                        "/hang" => std::future::pending().await,
                         _ => {}
                     }
                     Ok::<_, std::convert::Infallible>(resp)
@@ -363,6 +385,8 @@ mod tests {
         }
     }
 
+    const WAIT: Duration = Duration::from_secs(30);
+
     fn get(path: &str) -> Request<UpstreamBody> {
         Request::builder()
             .uri(path)
@@ -372,7 +396,7 @@ mod tests {
     }
 
     async fn fetch(pool: &Arc<Pool>, path: &str) -> Bytes {
-        let resp = pool.send(get(path)).await.expect("an answer");
+        let resp = pool.send(get(path), WAIT).await.expect("an answer");
         resp.into_body().collect().await.unwrap().to_bytes()
     }
 
@@ -393,7 +417,7 @@ mod tests {
         // frame must give the connection back, not a final `None` that never comes.
         let b = backend().await;
         let pool = b.pool();
-        let mut body = pool.send(get("/ok")).await.unwrap().into_body();
+        let mut body = pool.send(get("/ok"), WAIT).await.unwrap().into_body();
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "ok");
         assert!(body.is_end_stream());
@@ -404,7 +428,8 @@ mod tests {
     async fn concurrent_requests_each_take_a_connection_and_all_come_back() {
         let b = backend().await;
         let pool = b.pool();
-        let answers = futures_util::future::join_all((0..4).map(|_| pool.send(get("/ok")))).await;
+        let answers =
+            futures_util::future::join_all((0..4).map(|_| pool.send(get("/ok"), WAIT))).await;
         for a in answers {
             let body = a.unwrap().into_body().collect().await.unwrap().to_bytes();
             assert_eq!(body, "ok");
@@ -420,7 +445,7 @@ mod tests {
     async fn an_answer_dropped_unread_closes_its_connection() {
         let b = backend().await;
         let pool = b.pool();
-        let resp = pool.send(get("/big")).await.unwrap();
+        let resp = pool.send(get("/big"), WAIT).await.unwrap();
         drop(resp);
         assert_eq!(pool.idle(), 0, "a half-read connection is not reused");
         assert_eq!(fetch(&pool, "/big").await.len(), 1 << 20);
@@ -459,12 +484,34 @@ mod tests {
         assert_eq!(pool.idle(), 1, "the expired connection was closed");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_within_the_timeout_is_a_timeout_and_the_connection_is_not_kept() {
+        let b = backend().await;
+        let pool = b.pool();
+        fetch(&pool, "/ok").await;
+        let err = pool
+            .send(get("/hang"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Timeout), "{err:?}");
+        assert_eq!(
+            pool.idle(),
+            0,
+            "the abandoned exchange's connection was closed"
+        );
+        assert_eq!(fetch(&pool, "/ok").await, "ok");
+        assert_eq!(b.accepted(), 2);
+    }
+
     #[tokio::test]
     async fn an_unreachable_backend_is_a_connect_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         drop(listener);
-        let err = Pool::new(&authority).send(get("/ok")).await.unwrap_err();
+        let err = Pool::new(&authority)
+            .send(get("/ok"), WAIT)
+            .await
+            .unwrap_err();
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
     }
 }
