@@ -6,6 +6,7 @@
 #
 #   benches/load/instructions.sh BIN [BIN...]
 #   ROW=switchyard-shadow N=20000 benches/load/instructions.sh OLD_BIN NEW_BIN
+#   benches/load/instructions.sh nginx BIN   # "nginx": nginx as the proxy, as in run.sh
 #
 # Each binary runs under valgrind (cachegrind, no cache simulation) twice: serving N/5
 # and N requests (ab, CONCURRENCY=8 keep-alive connections), on one CPU like run.sh (so the same runtime). The difference between the two runs'
@@ -55,21 +56,58 @@ mirrored() {
         awk '/^switchyard_shadow_requests_total\{/ {s += $2} END {print s + 0}'
 }
 
-# Instructions executed by binary $1 serving $2 requests, start to exit.
+# nginx as the reverse proxy of run.sh's nginx row, in one process (no master) so that
+# valgrind sees all of it. Writes its config to $1/nginx.conf.
+nginx_proxy_conf() {
+    local dir=$1
+    {
+        nginx_preamble "$dir" | sed 's/^master_process on;/master_process off;/'
+        echo "http {"
+        nginx_http_common "$dir"
+        cat <<EOF
+    upstream blue {
+        server 127.0.0.1:$BLUE_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        location / {
+            proxy_pass http://blue;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+}
+
+# Instructions executed by binary $1 (or "nginx") serving $2 requests, start to exit.
 count() {
     local bin=$1 n=$2 dir=$RUN_DIR/$RANDOM
     mkdir -p "$dir"
-    local tool=(--tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
-    if [[ -n ${CALLGRIND:-} && $n == "$N" ]]; then
-        mkdir -p "$REPO/target"
-        tool=(--tool=callgrind "--callgrind-out-file=$REPO/target/callgrind-$ROW-$((++PROFILES)).out")
+    if [[ $bin == nginx ]]; then
+        nginx_proxy_conf "$dir"
+        taskset -c "$PROXY_CPU" valgrind --tool=cachegrind --cache-sim=no \
+            --cachegrind-out-file=/dev/null nginx -p "$dir" -c "$dir/nginx.conf" \
+            -e "$dir/error.log" >"$dir/switchyard.log" 2>&1 &
+        SY_PID=$!
+        track "$SY_PID"
+        wait_for "nginx under valgrind" "$SY_PID" "$dir/switchyard.log" port_open "$PROXY_PORT"
+    else
+        local tool=(--tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
+        if [[ -n ${CALLGRIND:-} && $n == "$N" ]]; then
+            mkdir -p "$REPO/target"
+            tool=(--tool=callgrind "--callgrind-out-file=$REPO/target/callgrind-$ROW-$((++PROFILES)).out")
+        fi
+        (cd "$dir" && exec env RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind "${tool[@]}" "$bin" run -c "$YAML") \
+            >"$dir/switchyard.log" 2>&1 &
+        SY_PID=$!
+        track "$SY_PID"
+        wait_for "switchyard under valgrind" "$SY_PID" "$dir/switchyard.log" \
+            http_ok "http://127.0.0.1:$ADMIN_PORT/readyz"
     fi
-    (cd "$dir" && exec env RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind "${tool[@]}" "$bin" run -c "$YAML") \
-        >"$dir/switchyard.log" 2>&1 &
-    SY_PID=$!
-    track "$SY_PID"
-    wait_for "switchyard under valgrind" "$SY_PID" "$dir/switchyard.log" \
-        http_ok "http://127.0.0.1:$ADMIN_PORT/readyz"
     ab -q -k -n "$n" -c "$CONCURRENCY" -p "$RUN_DIR/body.json" -T application/json "$url" >"$dir/ab.log" 2>&1 ||
         die "ab failed: $(cat "$dir/ab.log")"
     grep -q '^Failed requests: *0$' "$dir/ab.log" || die "ab saw failures: $(cat "$dir/ab.log")"
