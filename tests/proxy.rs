@@ -290,3 +290,91 @@ async fn shutdown_finishes_in_flight_requests() {
         "still accepting after shutdown"
     );
 }
+
+/// A backend whose answers are chunked streams fed by the test, counting its connections.
+struct StreamingBackend {
+    url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    chunks: tokio::sync::mpsc::UnboundedReceiver<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+}
+
+async fn streaming_backend() -> StreamingBackend {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use std::sync::atomic::Ordering;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Each answer's chunk sender goes to the test, which writes the body at its pace.
+    let (senders, chunks) = tokio::sync::mpsc::unbounded_channel();
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let senders = senders.clone();
+            let svc = hyper::service::service_fn(move |_req| {
+                let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+                senders.send(tx).unwrap();
+                let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+                    let chunk = rx.recv().await?;
+                    Some((Ok::<_, std::convert::Infallible>(Frame::data(chunk)), rx))
+                });
+                async move {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(frames)))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    StreamingBackend {
+        url,
+        accepted,
+        chunks,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_reach_the_client_chunk_by_chunk_and_the_connection_is_reused() {
+    use http_body_util::BodyExt;
+
+    let mut backend = streaming_backend().await;
+    let h = Harness::start(&canary(0.0, "").replace("{BLUE}", &backend.url)).await;
+    for round in 0..2 {
+        let req = http::Request::get(h.url("/stream"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let (resp, feed) = tokio::join!(h.client.request(req), backend.chunks.recv());
+        let (resp, feed) = (resp.unwrap(), feed.unwrap());
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body();
+
+        // The first chunk reaches the client while the backend still holds the second:
+        // a proxy that buffered the answer would never deliver it.
+        feed.send(bytes::Bytes::from_static(b"first "))
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("the first chunk arrives before the answer ends")
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.into_data().unwrap(), "first ", "round {round}");
+
+        feed.send(bytes::Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        drop(feed); // ends the answer
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "second", "round {round}");
+    }
+    assert_eq!(
+        backend.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second answer came over the pooled connection"
+    );
+}
