@@ -50,7 +50,7 @@ pub enum SendError {
     Connect(BoxError),
     /// The exchange broke (including a request body that failed while streaming).
     Exchange(hyper::Error),
-    /// No answer's head within the timeout (connecting included).
+    /// No answer's head within the timeout.
     Timeout,
 }
 
@@ -128,9 +128,16 @@ impl Pool {
                 Err(Unsent::Failed(e)) => return Err(e),
             }
         }
-        // Boxed: the connect future is large, and a request rarely needs it.
+        // Boxed: the connect future is large, and a request rarely needs it. A backend
+        // that cannot be connected to within the timeout is unreachable (502), not slow.
         let conn = match tokio::time::timeout_at(deadline, Box::pin(self.connect())).await {
-            Err(_) => return Err(SendError::Timeout),
+            Err(_) => {
+                let why = format!(
+                    "no connection within {}",
+                    humantime::format_duration(timeout)
+                );
+                return Err(SendError::Connect(why.into()));
+            }
             Ok(conn) => conn.map_err(SendError::Connect)?,
         };
         match self.exchange(conn, req, timer).await {
@@ -501,6 +508,32 @@ mod tests {
         );
         assert_eq!(fetch(&pool, "/ok").await, "ok");
         assert_eq!(b.accepted(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_takes_no_connection_is_unreachable_after_the_timeout() {
+        // A listener that never accepts, its queue filled: the kernel drops further SYNs.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            let attempt =
+                tokio::time::timeout(Duration::from_millis(100), TcpStream::connect(addr));
+            if let Ok(Ok(s)) = attempt.await {
+                queued.push(s);
+            }
+        }
+        let pool = Pool::new(&addr.to_string().parse().unwrap());
+        let err = pool
+            .send(get("/ok"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        match err {
+            SendError::Connect(e) => assert_eq!(e.to_string(), "no connection within 2s"),
+            other => panic!("expected a connect error, got {other:?}"),
+        }
     }
 
     #[tokio::test]
