@@ -160,7 +160,13 @@ pub fn spawn(
         }
     };
     match shadow_runtime() {
-        Some(rt) => drop(rt.spawn(work)),
+        Some(rt) => drop(rt.spawn(async move {
+            work.await;
+            // Step aside after each mirror: a live request waiting for this CPU runs now,
+            // not at the end of the shadow thread's time slice, which at saturation holds
+            // several mirrors' work.
+            std::thread::yield_now();
+        })),
         None => drop(tokio::spawn(work)),
     }
     Some(tx)
