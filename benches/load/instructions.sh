@@ -56,39 +56,12 @@ mirrored() {
         awk '/^switchyard_shadow_requests_total\{/ {s += $2} END {print s + 0}'
 }
 
-# nginx as the reverse proxy of run.sh's nginx row, in one process (no master) so that
-# valgrind sees all of it. Writes its config to $1/nginx.conf.
-nginx_proxy_conf() {
-    local dir=$1
-    {
-        nginx_preamble "$dir" | sed 's/^master_process on;/master_process off;/'
-        echo "http {"
-        nginx_http_common "$dir"
-        cat <<EOF
-    upstream blue {
-        server 127.0.0.1:$BLUE_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$PROXY_PORT;
-        location / {
-            proxy_pass http://blue;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-    } >"$dir/nginx.conf"
-}
-
 # Instructions executed by binary $1 (or "nginx") serving $2 requests, start to exit.
 count() {
     local bin=$1 n=$2 dir=$RUN_DIR/$RANDOM
     mkdir -p "$dir"
     if [[ $bin == nginx ]]; then
-        nginx_proxy_conf "$dir"
+        nginx_proxy_conf "$dir" off # one process, so valgrind sees all of it
         taskset -c "$PROXY_CPU" valgrind --tool=cachegrind --cache-sim=no \
             --cachegrind-out-file=/dev/null nginx -p "$dir" -c "$dir/nginx.conf" \
             -e "$dir/error.log" >"$dir/switchyard.log" 2>&1 &

@@ -222,6 +222,34 @@ nginx_http_common() {
 EOF
 }
 
+# nginx as the reverse proxy measured against switchyard (1 worker, HTTP/1.1 keep-alive
+# to the backend), written to $1/nginx.conf. $2: master_process on (run.sh) or off (one
+# process, for valgrind in instructions.sh).
+nginx_proxy_conf() {
+    local dir=$1 master=${2:-on}
+    {
+        nginx_preamble "$dir" | sed "s/^master_process on;/master_process $master;/"
+        echo "http {"
+        nginx_http_common "$dir"
+        cat <<EOF
+    upstream blue {
+        server 127.0.0.1:$BLUE_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        location / {
+            proxy_pass http://blue;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    } >"$dir/nginx.conf"
+}
+
 # Starts an nginx with config $2 in directory $1 on CPU $3; sets NGINX_PID (the master).
 start_nginx() {
     local dir=$1 conf=$2 cpu=$3

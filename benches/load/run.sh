@@ -72,27 +72,7 @@ done
 start_nginx_proxy() {
     local dir=$RUN_DIR/nginx-proxy
     mkdir -p "$dir"
-    {
-        nginx_preamble "$dir"
-        echo "http {"
-        nginx_http_common "$dir"
-        cat <<EOF
-    upstream blue {
-        server 127.0.0.1:$BLUE_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$PROXY_PORT;
-        location / {
-            proxy_pass http://blue;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-    } >"$dir/nginx.conf"
+    nginx_proxy_conf "$dir" on
     start_nginx "$dir" "$dir/nginx.conf" "$PROXY_CPU"
     wait_for "nginx proxy" "$NGINX_PID" "$dir/error.log" port_open "$PROXY_PORT"
     # The master listens before it forks its worker.
