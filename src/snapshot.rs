@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
-use http::uri::{Authority, Scheme};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -95,8 +94,6 @@ pub struct Backend {
     pub name: Arc<str>,
     /// `x-switchyard-variant` value, built once.
     pub variant: HeaderValue,
-    pub scheme: Scheme,
-    pub authority: Authority,
     /// Path prefix from the URL ("" or "/v1/prefix", no trailing slash).
     pub prefix: Box<str>,
     pub timeout: Duration,
@@ -124,12 +121,10 @@ impl Backend {
         Backend {
             name: name.into(),
             variant: HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("invalid")),
-            scheme: parts.scheme.expect("validated URL"),
             host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a valid header value"),
             pool: Pool::new(&authority),
             shadow_pool: Pool::new(&authority),
-            authority,
             prefix: prefix.into_boxed_str(),
             timeout: config.timeout.0,
             window,
