@@ -344,7 +344,7 @@ async fn streamed_answers_reach_the_client_chunk_by_chunk_and_the_connection_is_
 
     let mut backend = streaming_backend().await;
     let h = Harness::start(&canary(0.0, "").replace("{BLUE}", &backend.url)).await;
-    for round in 0..2 {
+    for round in 0..6 {
         let req = http::Request::get(h.url("/stream"))
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap();
@@ -372,9 +372,12 @@ async fn streamed_answers_reach_the_client_chunk_by_chunk_and_the_connection_is_
         let rest = body.collect().await.unwrap().to_bytes();
         assert_eq!(rest, "second", "round {round}");
     }
+    // Each answer frees the connection before the client sees its end, so every later
+    // request finds it, whichever worker thread read the answer and whichever takes the
+    // next request.
     assert_eq!(
         backend.accepted.load(std::sync::atomic::Ordering::SeqCst),
         1,
-        "the second answer came over the pooled connection"
+        "every later answer came over the pooled connection"
     );
 }

@@ -8,21 +8,21 @@
 //! answer's body streams to the client ([`PooledBody`]); a connection whose answer has been
 //! read in full goes back to the pool, and the next request takes it from there.
 //!
-//! Each thread keeps its own unused connections (nginx's workers do the same), so taking
-//! and returning one touches no lock and no shared atomic: on the current-thread runtime
-//! (one CPU) and the shadow thread there is one list per pool; a multi-thread runtime has
-//! one per worker, and a connection returns to the list of the thread that finished it.
+//! A pool's unused connections are one list behind a mutex, held only to push or pop (never
+//! across an await, never while a socket closes). Per-thread lists would skip that lock,
+//! but on a multi-thread runtime the answer that frees a connection is often read on
+//! another worker than the one the next request arrives on: connections then pile up on
+//! one thread's list while the other opens a new one for every request.
 //!
 //! A pooled connection is not polled while idle, so one the backend closed in the meantime
 //! is noticed when it is taken: it is polled once then, and dropped if it has ended. A
 //! request that never left a reused connection (the backend closed it just then) is sent
 //! again on the next one; a request that did leave is never sent twice.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,7 +32,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
-use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -40,7 +39,7 @@ use super::body::{BoxError, UpstreamBody};
 
 /// How long a connection may sit unused in the pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// At most this many unused connections are kept per pool and thread.
+/// At most this many unused connections are kept per pool.
 pub const MAX_IDLE: usize = 1024;
 
 /// Why an exchange on one connection failed.
@@ -76,11 +75,11 @@ struct Idle {
     since: Instant,
 }
 
-/// The connections to one backend: each thread's unused ones, newest last.
+/// The connections to one backend: its unused ones, newest last.
 pub struct Pool {
     host: Box<str>,
     port: u16,
-    idle: ThreadLocal<RefCell<VecDeque<Idle>>>,
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -104,7 +103,7 @@ impl Pool {
         Arc::new(Pool {
             host: host.into(),
             port: authority.port_u16().unwrap_or(80),
-            idle: ThreadLocal::new(),
+            idle: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -149,20 +148,21 @@ impl Pool {
         }
     }
 
-    /// How many unused connections the pool holds for the calling thread.
+    /// How many unused connections the pool holds.
     pub fn idle(&self) -> usize {
-        self.local().borrow().len()
+        self.lock().len()
     }
 
-    /// The calling thread's unused connections (never borrowed across an await).
-    fn local(&self) -> &RefCell<VecDeque<Idle>> {
-        self.idle.get_or_default()
+    /// The unused connections. Nothing panics while the lock is held, so a poisoned lock
+    /// still holds a consistent list.
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The most recently used connection that is still open, if any.
     async fn checkout(&self) -> Option<Box<Conn>> {
         loop {
-            let popped = self.local().borrow_mut().pop_back();
+            let popped = self.lock().pop_back();
             let Idle { mut conn, since } = popped?;
             if since.elapsed() >= IDLE_TIMEOUT {
                 continue;
@@ -177,15 +177,19 @@ impl Pool {
     /// timeout or over the cap are closed.
     fn put(&self, conn: Box<Conn>) {
         let now = Instant::now();
-        let mut idle = self.local().borrow_mut();
+        // Closed after the lock is released (allocates only when there is one to close).
+        let mut closing = Vec::new();
+        let mut idle = self.lock();
         while idle
             .front()
             .is_some_and(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
             || idle.len() >= MAX_IDLE
         {
-            idle.pop_front();
+            closing.extend(idle.pop_front());
         }
         idle.push_back(Idle { conn, since: now });
+        drop(idle);
+        drop(closing);
     }
 
     async fn connect(&self) -> Result<Box<Conn>, BoxError> {
