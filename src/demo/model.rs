@@ -59,6 +59,8 @@ pub struct Behavior {
     hits: AtomicU64,
     /// Requests carrying `x-switchyard-shadow`.
     shadow_hits: AtomicU64,
+    /// Connections accepted.
+    connections: AtomicU64,
     /// Share of answers whose scores are jittered (a nondeterministic model), in millionths.
     noise_ppm: AtomicU32,
 }
@@ -81,6 +83,10 @@ impl Behavior {
     }
     pub fn shadow_hits(&self) -> u64 {
         self.shadow_hits.load(Ordering::Relaxed)
+    }
+    /// Connections accepted so far: how well a proxy in front reuses them.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 }
 
@@ -107,6 +113,7 @@ impl ModelServer {
                     _ = stopped.changed() => break,
                 };
                 let _ = stream.set_nodelay(true);
+                state.2.connections.fetch_add(1, Ordering::Relaxed);
                 let state = state.clone();
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
