@@ -124,7 +124,10 @@ pub fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
     hex(prefix, &mut buf[..16]);
     hex(n, &mut buf[16..]);
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    // Owned in place: one allocation, and the copy for the answer is a reference count
+    // (a value copied from a slice allocates again when first cloned).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .expect("hex digits are a valid header value")
 }
 
 fn hex(mut v: u64, out: &mut [u8]) {
