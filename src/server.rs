@@ -25,6 +25,9 @@ use crate::rollout::controller::Controller;
 use crate::rollout::Control;
 use crate::snapshot::Shared;
 
+mod first_bytes;
+use first_bytes::FirstBytes;
+
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN: Duration = Duration::from_secs(10);
 /// How long shutdown waits for admin calls.
@@ -75,6 +78,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
         "data",
         data,
         data_builder(header_timeout),
+        header_timeout,
         DRAIN,
         rx.clone(),
         move |peer| TowerToHyperService::new(Proxy::new(proxy_shared.clone(), Some(peer.ip()))),
@@ -84,6 +88,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
         "admin",
         admin_listener,
         auto::Builder::new(TokioExecutor::new()),
+        header_timeout,
         ADMIN_DRAIN,
         rx.clone(),
         move |_| admin.service(),
@@ -137,10 +142,12 @@ fn data_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
 
 /// Accepts connections until `shutdown`, serving each with the service `make` builds
 /// for its peer; then stops accepting and lets open connections drain for at most `drain`.
+/// A connection whose first bytes do not arrive within `first_bytes` is closed.
 pub(crate) async fn serve_connections<M, S, B>(
     what: &'static str,
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
+    first_bytes: Duration,
     drain: Duration,
     mut shutdown: watch::Receiver<bool>,
     make: M,
@@ -168,7 +175,8 @@ pub(crate) async fn serve_connections<M, S, B>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), make(peer));
+        let io = TokioIo::new(FirstBytes::new(stream, first_bytes));
+        let conn = builder.serve_connection_with_upgrades(io, make(peer));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {

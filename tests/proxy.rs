@@ -250,6 +250,36 @@ async fn slow_clients_are_cut_off_by_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_send_nothing_are_cut_off_by_header_timeout() {
+    let t = canary(0.0, "").replace("state:", "limits: { header_timeout: 200ms }\nstate:");
+    let h = Harness::start(&t).await;
+    // Silent, and stalled inside the HTTP/2 preface: both leave the protocol unknown,
+    // before hyper's own header timer starts.
+    for first in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut s = tokio::net::TcpStream::connect(h.running().data_addr)
+            .await
+            .unwrap();
+        s.write_all(first).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a client that sent {first:?} is still connected after 5 s"
+        );
+    }
+    // Clients that do speak are served as before.
+    assert_eq!(h.infer(None).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_are_served() {
     let h = Harness::start(&canary(0.0, "")).await;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =

@@ -1,0 +1,178 @@
+//! A deadline on a new connection's first bytes.
+//!
+//! hyper's HTTP/1 header read timeout starts once hyper-util's `auto` builder has told
+//! HTTP/1 from HTTP/2, and that takes the first bytes: a client that connects and sends
+//! nothing (or stalls inside the 24-byte HTTP/2 preface) would hold its socket, and a file
+//! descriptor, for ever. [`FirstBytes`] fails such a connection's read when the deadline
+//! passes first. Once the protocol is known (a byte that is not the preface's, or the whole
+//! preface) the deadline is dropped and reads pass straight through: HTTP/1 has hyper's
+//! own timer from then on, and an idle HTTP/2 connection is normal.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// What an HTTP/2 client with prior knowledge sends first.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An I/O stream whose reads fail with [`io::ErrorKind::TimedOut`] when its protocol is
+/// not known within the deadline.
+#[derive(Debug)]
+pub struct FirstBytes<T> {
+    inner: T,
+    /// Running until the protocol is known.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// How many bytes of the preface have been read so far.
+    matched: usize,
+}
+
+impl<T> FirstBytes<T> {
+    /// `inner`, whose first bytes must arrive within `timeout`.
+    pub fn new(inner: T, timeout: Duration) -> Self {
+        FirstBytes {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            matched: 0,
+        }
+    }
+
+    /// Notes bytes read; the protocol is known once they leave or complete the preface.
+    fn observe(&mut self, read: &[u8]) {
+        for &b in read {
+            if PREFACE.get(self.matched) != Some(&b) {
+                self.deadline = None;
+                return;
+            }
+            self.matched += 1;
+        }
+        if self.matched == PREFACE.len() {
+            self.deadline = None;
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Some(deadline) = this.deadline.as_mut() {
+            match read {
+                Poll::Ready(Ok(())) => this.observe(&buf.filled()[before..]),
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    this.deadline = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request began within the header timeout",
+                    )));
+                }
+                _ => {}
+            }
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn pair() -> (FirstBytes<DuplexStream>, DuplexStream) {
+        let (server, client) = duplex(1024);
+        (FirstBytes::new(server, TIMEOUT), client)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_nothing_times_out() {
+        let (mut server, _client) = pair();
+        let mut buf = [0u8; 64];
+        let started = tokio::time::Instant::now();
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_stalled_inside_the_http2_preface_times_out() {
+        let (mut server, mut client) = pair();
+        client.write_all(&PREFACE[..10]).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 10);
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_request_lifts_the_deadline() {
+        let (mut server, mut client) = pair();
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 8);
+        // The rest of the head may take longer: that is hyper's header timeout's business.
+        tokio::time::advance(TIMEOUT * 3).await;
+        client.write_all(b"TP/1.1\r\n").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_whole_http2_preface_lifts_the_deadline() {
+        let (mut server, mut client) = pair();
+        client.write_all(PREFACE).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(server.read(&mut buf).await.unwrap(), PREFACE.len());
+        tokio::time::advance(TIMEOUT * 3).await;
+        client.write_all(b"frames").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_pass_through() {
+        let (mut server, mut client) = pair();
+        server.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+    }
+}
