@@ -98,7 +98,8 @@ pub fn spawn(
         };
         let to_stable = async {
             let (place, head, body) = calibration?;
-            let (_, result) = send_copy(&snap.stable, head, body, snap.max_body).await;
+            // Boxed: inline, this rare second exchange doubled every mirror task's size.
+            let (_, result) = Box::pin(send_copy(&snap.stable, head, body, snap.max_body)).await;
             drop(place);
             Some(result)
         };
@@ -159,6 +160,9 @@ pub fn spawn(
                 .record_shadow(Instant::now(), outcome.into());
         }
     };
+    // Boxed once here: spawning moves a task's future several times (into the task cell,
+    // through its stages), and this one holds two whole upstream exchanges.
+    let work = Box::pin(work);
     match shadow_runtime() {
         Some(rt) => drop(rt.spawn(async move {
             work.await;
