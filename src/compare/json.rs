@@ -16,23 +16,59 @@ pub(crate) fn parse(body: &[u8]) -> Option<Value> {
     }
 }
 
+/// One output tensor of a V2 response: the members a V2 comparison reads, built without
+/// the map and key strings a [`Value`] object costs. A member that is present (even
+/// `null`) is `Some`; others in the object are skipped unbuilt.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct V2Output {
+    pub(crate) name: String,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) datatype: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) shape: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) parameters: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) data: Option<Value>,
+}
+
+impl V2Output {
+    /// The output as the JSON object it was (its members that a comparison reads), for
+    /// reporting an output present on one side only.
+    pub(crate) fn to_value(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("name".to_owned(), Value::String(self.name.clone()));
+        for (k, v) in [
+            ("datatype", &self.datatype),
+            ("shape", &self.shape),
+            ("parameters", &self.parameters),
+            ("data", &self.data),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), v.clone());
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// A member that is present, `null` included (a plain `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 /// Parses only the `outputs` member of a JSON object, the one member a V2 comparison
-/// reads: the others (`model_name`, `model_version`, `id`, `parameters`) are checked as
-/// JSON and skipped without being built, which is about a third of the work on a small
-/// response. `None` when the body is not such an object (not JSON, not an object, `NaN`
-/// tokens, a repeated key): the caller then parses it whole with [`parse`], so such
-/// bodies are reported exactly as before.
-pub(crate) fn parse_outputs(body: &[u8]) -> Option<Value> {
+/// reads, into [`V2Output`]s: the other members (`model_name`, `model_version`, `id`,
+/// `parameters`) are checked as JSON and skipped without being built. `None` when the
+/// body is not such an object (not JSON, not an object, no `outputs` array of objects
+/// with a string `name`, `NaN` tokens, a repeated key): the caller then parses it whole
+/// with [`parse`], so such bodies are reported exactly as before.
+pub(crate) fn parse_outputs(body: &[u8]) -> Option<Vec<V2Output>> {
     #[derive(serde::Deserialize)]
     struct Envelope {
-        outputs: Option<Value>,
+        outputs: Option<Vec<V2Output>>,
     }
-    let Envelope { outputs } = serde_json::from_slice(body).ok()?;
-    let mut doc = serde_json::Map::new();
-    if let Some(o) = outputs {
-        doc.insert("outputs".to_owned(), o);
-    }
-    Some(Value::Object(doc))
+    serde_json::from_slice::<Envelope>(body).ok()?.outputs
 }
 
 /// Rewrites bare `NaN`, `Infinity` and `-Infinity` tokens outside strings as JSON strings; `None` if there are none.

@@ -62,6 +62,7 @@ mod v2;
 
 use report::{Ctx, Shown};
 use serde_json::Value;
+use std::borrow::Cow;
 
 pub use report::MAX_DIFFERENCES;
 
@@ -351,7 +352,7 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
 
     let (protocol, reason) = match declared {
         Protocol::Auto => {
-            let (pl, ps) = (detect(&lv), detect(&sv));
+            let (pl, ps) = (lv.detect(), sv.detect());
             if pl == ps {
                 (pl, None)
             } else {
@@ -364,9 +365,11 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
             }
         }
         p => {
-            let fits = |v: &Value| match p {
-                Protocol::V2 => v2::looks_like(v, false),
-                Protocol::V1 => v1::looks_like(v),
+            let fits = |d: &Doc| match (p, d) {
+                (Protocol::V2, Doc::Outputs(_)) => true,
+                (Protocol::V2, Doc::Whole(v)) => v2::looks_like(v, false),
+                (Protocol::V1, Doc::Whole(v)) => v1::looks_like(v),
+                (Protocol::V1, Doc::Outputs(_)) => false, // not parsed this way for V1
                 _ => true,
             };
             let wanted = match p {
@@ -397,6 +400,12 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
         }
     };
 
+    // What the comparator borrows from, made before the context that holds the borrows.
+    let (outputs, whole) = if protocol == Protocol::V2 {
+        ((lv.outputs(), sv.outputs()), None)
+    } else {
+        ((Vec::new(), Vec::new()), Some((lv.whole(), sv.whole())))
+    };
     let ignore = pointer::compile(&rules.ignore);
     let mut ctx = Ctx::new(
         rules.abs_tolerance,
@@ -408,13 +417,13 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
     let outputs = if root.exact {
         Vec::new() // the whole document is ignored
     } else {
-        match protocol {
-            Protocol::V2 => v2::compare(&mut ctx, &lv, &sv),
-            Protocol::V1 => v1::compare(&mut ctx, &lv, &sv),
-            _ => {
-                json::diff(&mut ctx, &lv, &sv, root.deeper);
+        match (protocol, &whole) {
+            (Protocol::V1, Some((l, s))) => v1::compare(&mut ctx, l, s),
+            (_, Some((l, s))) => {
+                json::diff(&mut ctx, l, s, root.deeper);
                 Vec::new()
             }
+            (_, None) => v2::compare(&mut ctx, &outputs.0, &outputs.1),
         }
     };
     Comparison {
@@ -431,29 +440,7 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
     }
 }
 
-/// Parses both bodies. A V2 comparison reads only `outputs`, so when the pair is V2 (declared,
-/// or under `auto` both bodies look like it) only that member is built; a pair that is
-/// compared otherwise is parsed whole.
-fn parse_pair(declared: Protocol, live: &[u8], shadow: &[u8]) -> (Option<Value>, Option<Value>) {
-    let outputs_only = |body: &[u8]| {
-        // A cheap look first, so JSON and V1 bodies are not parsed twice.
-        memchr::memmem::find(body, b"\"outputs\"")?;
-        json::parse_outputs(body).filter(|v| v2::looks_like(v, true))
-    };
-    match declared {
-        Protocol::V2 => (
-            json::parse_outputs(live).or_else(|| json::parse(live)),
-            json::parse_outputs(shadow).or_else(|| json::parse(shadow)),
-        ),
-        Protocol::Auto => match (outputs_only(live), outputs_only(shadow)) {
-            (Some(l), Some(s)) => (Some(l), Some(s)),
-            _ => (json::parse(live), json::parse(shadow)),
-        },
-        _ => (json::parse(live), json::parse(shadow)),
-    }
-}
-
-/// Resolves `auto` for one parsed body.
+/// Resolves `auto` for one body parsed whole.
 fn detect(v: &Value) -> Protocol {
     if !v.is_object() {
         Protocol::Json
@@ -463,6 +450,68 @@ fn detect(v: &Value) -> Protocol {
         Protocol::V1
     } else {
         Protocol::Json
+    }
+}
+
+/// A parsed body: a V2 response's outputs alone, or the whole document.
+enum Doc {
+    Outputs(Vec<json::V2Output>),
+    Whole(Value),
+}
+
+impl Doc {
+    /// The V2 outputs (of a document that looks like a V2 response).
+    fn outputs(&self) -> Vec<v2::Output<'_>> {
+        match self {
+            Doc::Outputs(outs) => v2::Output::of_parsed(outs),
+            Doc::Whole(v) => v2::Output::of_value(v),
+        }
+    }
+
+    /// The document as JSON; outputs parsed alone stand in an object of their own.
+    fn whole(&self) -> Cow<'_, Value> {
+        match self {
+            Doc::Whole(v) => Cow::Borrowed(v),
+            Doc::Outputs(outs) => {
+                let outs = outs.iter().map(json::V2Output::to_value).collect();
+                Cow::Owned(serde_json::json!({ "outputs": Value::Array(outs) }))
+            }
+        }
+    }
+
+    /// Resolves `auto` for one parsed body.
+    fn detect(&self) -> Protocol {
+        match self {
+            // Parsed alone only when every output has data (see `parse_pair`).
+            Doc::Outputs(_) => Protocol::V2,
+            Doc::Whole(v) => detect(v),
+        }
+    }
+}
+
+/// Parses both bodies. A V2 comparison reads only `outputs`, so when the pair is V2 (declared,
+/// or under `auto` both bodies look like it) only that member is built; a pair that is
+/// compared otherwise is parsed whole.
+fn parse_pair(declared: Protocol, live: &[u8], shadow: &[u8]) -> (Option<Doc>, Option<Doc>) {
+    let outputs = |body: &[u8]| json::parse_outputs(body).map(Doc::Outputs);
+    let whole = |body: &[u8]| json::parse(body).map(Doc::Whole);
+    let outputs_with_data = |body: &[u8]| {
+        // A cheap look first, so JSON and V1 bodies are not parsed twice.
+        memchr::memmem::find(body, b"\"outputs\"")?;
+        json::parse_outputs(body)
+            .filter(|outs| outs.iter().all(|o| o.data.is_some()))
+            .map(Doc::Outputs)
+    };
+    match declared {
+        Protocol::V2 => (
+            outputs(live).or_else(|| whole(live)),
+            outputs(shadow).or_else(|| whole(shadow)),
+        ),
+        Protocol::Auto => match (outputs_with_data(live), outputs_with_data(shadow)) {
+            (Some(l), Some(s)) => (Some(l), Some(s)),
+            _ => (whole(live), whole(shadow)),
+        },
+        _ => (whole(live), whole(shadow)),
     }
 }
 

@@ -1094,3 +1094,47 @@ fn python_non_finite_tokens_outside_strings_only() {
     assert_eq!(c.differences[0].path, "/x");
     assert!(json::parse(b"\x89PNG\r\n").is_none());
 }
+
+// ------------------------------------------------- v2 outputs parsed on their own
+
+#[test]
+fn v2_outputs_parsed_alone_keep_present_nulls_and_show_whole_outputs() {
+    let r = rules(Protocol::V2, &[]);
+    // `"datatype": null` is a member, not an absent one.
+    let live = r#"{"outputs":[{"name":"p","datatype":null,"shape":[1],"data":[1.0]}]}"#;
+    let shadow = r#"{"outputs":[{"name":"p","shape":[1],"data":[1.0]}]}"#;
+    let c = cmp_str(&r, live, shadow);
+    assert_eq!(c.outcome, Outcome::Disagree);
+    assert_eq!(c.differences[0].path, "/outputs/p/datatype");
+    assert_eq!(c.differences[0].live, "null");
+    assert_eq!(c.differences[0].shadow, "(absent)");
+
+    // An output on one side only is shown with its members (keys sorted, as for any
+    // JSON object shown here).
+    let live =
+        r#"{"model_name":"m","outputs":[{"name":"q","datatype":"INT64","shape":[1],"data":[3]}]}"#;
+    let c = cmp_str(&r, live, r#"{"outputs":[]}"#);
+    assert_eq!(c.differences[0].what, "missing in shadow");
+    assert_eq!(
+        c.differences[0].live,
+        r#"{"data":[3],"datatype":"INT64","name":"q","shape":[1]}"#
+    );
+}
+
+#[test]
+fn v2_bodies_that_do_not_parse_alone_are_compared_whole_as_before() {
+    // A repeated member, and an output without a string name: the first is compared
+    // whole (the last `data` wins, as in any JSON parser here), the second is not V2.
+    let repeated = r#"{"outputs":[{"name":"p","data":[9.0],"data":[1.0]}]}"#;
+    let plain = r#"{"outputs":[{"name":"p","data":[1.0]}]}"#;
+    for p in [Protocol::V2, Protocol::Auto] {
+        let c = cmp_str(&rules(p, &[]), repeated, plain);
+        assert_eq!(c.outcome, Outcome::Agree, "{p}");
+        assert_eq!(c.protocol, Protocol::V2, "{p}");
+    }
+    let nameless = r#"{"outputs":[{"name":7,"data":[1.0]}]}"#;
+    let c = cmp_str(&rules(Protocol::V2, &[]), nameless, plain);
+    assert_eq!(c.outcome, Outcome::Incomparable);
+    let c = cmp_str(&rules(Protocol::Auto, &[]), nameless, plain);
+    assert_eq!(c.protocol, Protocol::Json);
+}

@@ -5,12 +5,13 @@
 //! flattened row-major) are compared. Paths in differences name outputs by
 //! name: `/outputs/predict/data/3`.
 
-use super::json;
+use super::json::{self, V2Output};
 use super::pointer::Seg;
 use super::report::{Ctx, Shown};
 use super::tensor::{self, Leaves, Mode, Stats};
 use super::OutputReport;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 type Obj = Map<String, Value>;
 
@@ -24,45 +25,83 @@ pub(crate) fn looks_like(v: &Value, need_data: bool) -> bool {
     })
 }
 
-/// One named output: its name, the output value and the same value as an object.
-type Named<'a> = (&'a str, &'a Value, &'a Obj);
+/// One output as the comparison reads it, borrowed from either form of a parsed body.
+pub(crate) struct Output<'a> {
+    name: &'a str,
+    datatype: Option<&'a Value>,
+    shape: Option<&'a Value>,
+    parameters: Option<&'a Value>,
+    data: Option<&'a Value>,
+    whole: Whole<'a>,
+}
 
-/// The named outputs of a response already checked by [`looks_like`].
-fn outputs(v: &Value) -> Vec<Named<'_>> {
-    let Some(Value::Array(outs)) = v.get("outputs") else {
-        return Vec::new();
-    };
-    outs.iter()
-        .filter_map(|o| {
-            let m = o.as_object()?;
-            Some((m.get("name")?.as_str()?, o, m))
-        })
-        .collect()
+/// Where an [`Output`] came from, to show it whole.
+enum Whole<'a> {
+    Value(&'a Value),
+    Typed(&'a V2Output),
+}
+
+impl<'a> Output<'a> {
+    /// The named outputs of a whole document already checked by [`looks_like`].
+    pub(crate) fn of_value(v: &'a Value) -> Vec<Output<'a>> {
+        let Some(Value::Array(outs)) = v.get("outputs") else {
+            return Vec::new();
+        };
+        outs.iter()
+            .filter_map(|o| {
+                let m: &Obj = o.as_object()?;
+                Some(Output {
+                    name: m.get("name")?.as_str()?,
+                    datatype: m.get("datatype"),
+                    shape: m.get("shape"),
+                    parameters: m.get("parameters"),
+                    data: m.get("data"),
+                    whole: Whole::Value(o),
+                })
+            })
+            .collect()
+    }
+
+    /// The outputs parsed on their own ([`json::parse_outputs`]).
+    pub(crate) fn of_parsed(outs: &'a [V2Output]) -> Vec<Output<'a>> {
+        outs.iter()
+            .map(|o| Output {
+                name: &o.name,
+                datatype: o.datatype.as_ref(),
+                shape: o.shape.as_ref(),
+                parameters: o.parameters.as_ref(),
+                data: o.data.as_ref(),
+                whole: Whole::Typed(o),
+            })
+            .collect()
+    }
+
+    fn whole(&self) -> Cow<'a, Value> {
+        match self.whole {
+            Whole::Value(v) => Cow::Borrowed(v),
+            Whole::Typed(o) => Cow::Owned(o.to_value()),
+        }
+    }
 }
 
 /// Compares the outputs of two V2 responses and reports on each.
 pub(crate) fn compare<'a>(
     ctx: &mut Ctx<'_, 'a>,
-    live: &'a Value,
-    shadow: &'a Value,
+    lo: &[Output<'a>],
+    so: &[Output<'a>],
 ) -> Vec<OutputReport> {
-    let lo = outputs(live);
-    let so = outputs(shadow);
     let mut reports = Vec::with_capacity(lo.len().max(so.len()));
     let Some(check) = ctx.enter(Seg::Key("outputs"), ctx.has_ignores()) else {
         return reports;
     };
 
     // Shadow outputs by name (stable sort keeps duplicates in document order).
-    let mut by_name: Vec<(&str, usize)> = so
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _, _))| (*n, i))
-        .collect();
+    let mut by_name: Vec<(&str, usize)> = so.iter().enumerate().map(|(i, o)| (o.name, i)).collect();
     by_name.sort_by(|a, b| a.0.cmp(b.0));
     let mut used = vec![false; so.len()];
 
-    for (li, &(name, lval, lmap)) in lo.iter().enumerate() {
+    for (li, l) in lo.iter().enumerate() {
+        let name = l.name;
         let start = by_name.partition_point(|(n, _)| *n < name);
         let si = by_name[start..]
             .iter()
@@ -81,23 +120,23 @@ pub(crate) fn compare<'a>(
             continue;
         };
         let report = match si {
-            Some(i) => compare_output(ctx, name, lmap, so[i].2, sub),
-            None => one_sided(ctx, name, lval, lmap, true),
+            Some(i) => compare_output(ctx, l, &so[i], sub),
+            None => one_sided(ctx, l, true),
         };
         reports.push(report);
         ctx.leave();
     }
-    for (si, &(name, sval, smap)) in so.iter().enumerate() {
+    for (si, s) in so.iter().enumerate() {
         if used[si] {
             continue;
         }
         let seg = Seg::Named {
-            name,
+            name: s.name,
             live: None,
             shadow: Some(si),
         };
         if ctx.enter(seg, check).is_some() {
-            reports.push(one_sided(ctx, name, sval, smap, false));
+            reports.push(one_sided(ctx, s, false));
             ctx.leave();
         }
     }
@@ -106,23 +145,16 @@ pub(crate) fn compare<'a>(
 }
 
 /// Reports an output present on one side only (`live_side`: it is the live one).
-fn one_sided(
-    ctx: &mut Ctx<'_, '_>,
-    name: &str,
-    whole: &Value,
-    out: &Obj,
-    live_side: bool,
-) -> OutputReport {
-    let elements = out
-        .get("data")
-        .map_or(0, |d| tensor::flatten(d).leaves.len());
+fn one_sided(ctx: &mut Ctx<'_, '_>, out: &Output<'_>, live_side: bool) -> OutputReport {
+    let elements = out.data.map_or(0, |d| tensor::flatten(d).leaves.len());
+    let whole = out.whole();
     if live_side {
-        ctx.record("missing in shadow", Shown::Val(whole), Shown::Absent);
+        ctx.record("missing in shadow", Shown::Val(&whole), Shown::Absent);
     } else {
-        ctx.record("extra in shadow", Shown::Absent, Shown::Val(whole));
+        ctx.record("extra in shadow", Shown::Absent, Shown::Val(&whole));
     }
     OutputReport {
-        name: name.to_owned(),
+        name: out.name.to_owned(),
         agree: false,
         elements,
         mismatched: elements,
@@ -154,8 +186,8 @@ fn kind(dt: Option<&str>) -> Kind {
 }
 
 /// Reads a declared shape (non-negative integers).
-fn shape(out: &Obj) -> Option<Vec<usize>> {
-    out.get("shape")?
+fn shape(out: &Output<'_>) -> Option<Vec<usize>> {
+    out.shape?
         .as_array()?
         .iter()
         .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
@@ -164,15 +196,14 @@ fn shape(out: &Obj) -> Option<Vec<usize>> {
 
 fn compare_output<'a>(
     ctx: &mut Ctx<'_, 'a>,
-    name: &str,
-    l: &'a Obj,
-    s: &'a Obj,
+    l: &Output<'a>,
+    s: &Output<'a>,
     check: bool,
 ) -> OutputReport {
     let before = ctx.total;
 
-    let ldt = l.get("datatype");
-    let sdt = s.get("datatype");
+    let ldt = l.datatype;
+    let sdt = s.datatype;
     if ctx.enter(Seg::Key("datatype"), check).is_some() {
         if ldt != sdt {
             ctx.record("datatype", shown(ldt), shown(sdt));
@@ -180,16 +211,16 @@ fn compare_output<'a>(
         ctx.leave();
     }
 
-    let shapes_equal = l.get("shape") == s.get("shape");
+    let shapes_equal = l.shape == s.shape;
     if ctx.enter(Seg::Key("shape"), check).is_some() {
         if !shapes_equal {
-            ctx.record("shape", shown(l.get("shape")), shown(s.get("shape")));
+            ctx.record("shape", shown(l.shape), shown(s.shape));
         }
         ctx.leave();
     }
 
     if let Some(sub) = ctx.enter(Seg::Key("parameters"), check) {
-        match (l.get("parameters"), s.get("parameters")) {
+        match (l.parameters, s.parameters) {
             (Some(a), Some(b)) => json::diff(ctx, a, b, sub),
             (Some(a), None) => ctx.record("missing in shadow", Shown::Val(a), Shown::Absent),
             (None, Some(b)) => ctx.record("extra in shadow", Shown::Absent, Shown::Val(b)),
@@ -201,7 +232,7 @@ fn compare_output<'a>(
     let dkind = kind(ldt.and_then(Value::as_str));
     let dims = shape(l);
     let mut report = OutputReport {
-        name: name.to_owned(),
+        name: l.name.to_owned(),
         agree: true,
         elements: 0,
         mismatched: 0,
@@ -212,7 +243,7 @@ fn compare_output<'a>(
     };
 
     if let Some(sub) = ctx.enter(Seg::Key("data"), check) {
-        match (l.get("data"), s.get("data")) {
+        match (l.data, s.data) {
             (Some(a), Some(b)) => {
                 let ta = tensor::flatten(a);
                 let tb = tensor::flatten(b);
