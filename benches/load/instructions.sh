@@ -14,7 +14,14 @@
 # without start-up and shut-down.
 #
 # CALLGRIND=1 runs the larger one under callgrind instead and keeps its profile in
-# target/callgrind-ROW-K.out, K counting the binaries (read it with `callgrind_annotate --inclusive=yes`).
+# target/callgrind-ROW-K.out, K numbering the binaries (read it with `callgrind_annotate --inclusive=yes`).
+#
+# DHAT=1 counts heap allocations per request instead (valgrind's dhat, same two runs),
+# and keeps each run's profile in target/dhat-ROW-K-REQUESTS.json (open it in dhat's viewer,
+# /usr/libexec/valgrind/dh_view.html; sites are "tbk" blocks per program point).
+#
+# valgrind counts each byte a `rep movsb` copies as an instruction, so large memcpys
+# (moving a future of several KB) weigh far more here than on the CPU.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -56,24 +63,25 @@ mirrored() {
         awk '/^switchyard_shadow_requests_total\{/ {s += $2} END {print s + 0}'
 }
 
-# Instructions executed by binary $1 (or "nginx") serving $2 requests, start to exit.
+# Instructions executed (or with DHAT, heap blocks allocated) by binary $1 (or "nginx")
+# serving $2 requests, start to exit; $3 numbers the binary for the profiles kept.
 count() {
-    local bin=$1 n=$2 dir=$RUN_DIR/$RANDOM
-    mkdir -p "$dir"
+    local bin=$1 n=$2 k=$3 dir=$RUN_DIR/$RANDOM
+    mkdir -p "$dir" "$REPO/target"
+    local tool=(--tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
+    if [[ -n ${DHAT:-} ]]; then
+        tool=(--tool=dhat "--dhat-out-file=$REPO/target/dhat-$ROW-$k-$n.json")
+    elif [[ -n ${CALLGRIND:-} && $n == "$N" ]]; then
+        tool=(--tool=callgrind "--callgrind-out-file=$REPO/target/callgrind-$ROW-$k.out")
+    fi
     if [[ $bin == nginx ]]; then
         nginx_proxy_conf "$dir" off # one process, so valgrind sees all of it
-        taskset -c "$PROXY_CPU" valgrind --tool=cachegrind --cache-sim=no \
-            --cachegrind-out-file=/dev/null nginx -p "$dir" -c "$dir/nginx.conf" \
+        taskset -c "$PROXY_CPU" valgrind "${tool[@]}" nginx -p "$dir" -c "$dir/nginx.conf" \
             -e "$dir/error.log" >"$dir/switchyard.log" 2>&1 &
         SY_PID=$!
         track "$SY_PID"
         wait_for "nginx under valgrind" "$SY_PID" "$dir/switchyard.log" port_open "$PROXY_PORT"
     else
-        local tool=(--tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
-        if [[ -n ${CALLGRIND:-} && $n == "$N" ]]; then
-            mkdir -p "$REPO/target"
-            tool=(--tool=callgrind "--callgrind-out-file=$REPO/target/callgrind-$ROW-$((++PROFILES)).out")
-        fi
         (cd "$dir" && exec env RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind "${tool[@]}" "$bin" run -c "$YAML") \
             >"$dir/switchyard.log" 2>&1 &
         SY_PID=$!
@@ -97,16 +105,27 @@ count() {
     kill -TERM "$SY_PID"
     wait "$SY_PID" || true
     untrack "$SY_PID"
-    sed -n -e 's/^==[0-9]*== I *refs: *//p' -e 's/^==[0-9]*== Collected : *//p' "$dir/switchyard.log" | tr -d ,
+    if [[ -n ${DHAT:-} ]]; then
+        sed -n 's/^==[0-9]*== Total: .* in \([0-9,]*\) blocks.*/\1/p' "$dir/switchyard.log" | tr -d ,
+    else
+        sed -n -e 's/^==[0-9]*== I *refs: *//p' -e 's/^==[0-9]*== Collected : *//p' "$dir/switchyard.log" | tr -d ,
+    fi
 }
 
-PROFILES=0
-echo "| binary | instructions per request (user space, row $ROW) | mirrors in the larger run |"
+WHAT="instructions per request (user space, row $ROW)" DIGITS=0
+[[ -z ${DHAT:-} ]] || WHAT="heap allocations per request (row $ROW)" DIGITS=1
+echo "| binary | $WHAT | mirrors in the larger run |"
 echo "| --- | ---: | --- |"
+k=0
 for bin in "$@"; do
-    small=$(count "$bin" $((N / 5)))
-    large=$(count "$bin" "$N")
-    [[ -n $small && -n $large ]] || die "valgrind printed no instruction count for $bin"
-    awk -v a="$small" -v b="$large" -v n=$((N - N / 5)) -v bin="$bin" -v m="$(cat "$RUN_DIR/shadow-$N")" \
-        'BEGIN {printf "| %s | %.0f | %s |\n", bin, (b - a) / n, (m == "" ? "-" : m)}'
+    k=$((k + 1))
+    # Each binary runs from its own directory: a relative path would not resolve there.
+    [[ $bin == nginx ]] || bin=$(readlink -f "$bin")
+    [[ $bin == nginx || -x $bin ]] || die "$bin is not an executable file"
+    small=$(count "$bin" $((N / 5)) "$k")
+    large=$(count "$bin" "$N" "$k")
+    [[ -n $small && -n $large ]] || die "valgrind printed no count for $bin"
+    awk -v a="$small" -v b="$large" -v n=$((N - N / 5)) -v bin="$bin" -v d="$DIGITS" \
+        -v m="$(cat "$RUN_DIR/shadow-$N")" \
+        'BEGIN {printf "| %s | %.*f | %s |\n", bin, d, (b - a) / n, (m == "" ? "-" : m)}'
 done
