@@ -72,6 +72,15 @@ report=$RUN_DIR/soak.md
             # Shows a climb even when SOAK is too short for the verdict to catch it.
             printf "- growth from first to last sample: %+.2f MiB/min\n", (last - first) / 1024 / (t / 60)
         }' "$samples"
+    # The verdict above takes the first minute as warm-up; this shows the second half on
+    # its own, for a warm-up that lasts longer (information, not a second verdict).
+    awk -F'\t' '
+        {t[NR] = $1; v[NR] = $2}
+        END {
+            h = int((NR + 1) / 2)
+            printf "- second half (%d s to %d s): %.1f -> %.1f MiB, %+.2f MiB/min\n",
+                t[h], t[NR], v[h] / 1024, v[NR] / 1024, (v[NR] - v[h]) / 1024 / ((t[NR] - t[h]) / 60)
+        }' "$samples"
     echo "- wrk: $(sed -n 's/^RESULT //p' "$out")"
     echo "- switchyard: $(python3 "$LOAD_DIR/counters.py" "http://127.0.0.1:$ADMIN_PORT")"
     echo "- peak RSS (VmHWM): $(awk -v k="$(vm_kib "$SY_PID" VmHWM)" 'BEGIN {printf "%.1f", k / 1024}') MiB"
