@@ -60,9 +60,11 @@ mod tolerance;
 mod v1;
 mod v2;
 
+use pointer::Pattern;
 use report::{Ctx, Shown};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 pub use report::MAX_DIFFERENCES;
 
@@ -107,9 +109,9 @@ impl std::fmt::Display for Protocol {
 /// Build it with [`Rules::new`], which validates the pointers and
 /// tolerances, or start from [`Rules::default`]. A value built by hand is
 /// accepted too; pointers that do not parse are then skipped (check such a
-/// value with [`Rules::validate`]). Pointers are compiled per comparison,
-/// and redact pointers only when something is reported, which costs a few
-/// small allocations next to parsing the bodies.
+/// value with [`Rules::validate`]). The ignore pointers are compiled on the
+/// first comparison and kept (compiled afresh if `ignore` has changed since);
+/// redact pointers only when something is reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
     /// Protocol to compare under; `Auto` detects it per pair.
@@ -122,6 +124,18 @@ pub struct Rules {
     pub rel_tolerance: f64,
     /// JSON pointers whose values are shown as `"[redacted]"` in differences and [`redact`]ed bodies.
     pub redact: Vec<String>,
+    compiled: Compiled,
+}
+
+/// `ignore` compiled, with the list it was compiled from. A cache, not part of the value:
+/// any two compare equal.
+#[derive(Debug, Clone, Default)]
+struct Compiled(OnceLock<(Vec<String>, Vec<Pattern>)>);
+
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Default absolute tolerance.
@@ -148,9 +162,24 @@ impl Rules {
             abs_tolerance,
             rel_tolerance,
             redact,
+            compiled: Compiled::default(),
         };
         rules.validate()?;
         Ok(rules)
+    }
+
+    /// The ignore pointers, compiled once and shared by every comparison.
+    fn ignore_patterns(&self) -> Cow<'_, [Pattern]> {
+        let (src, compiled) = self
+            .compiled
+            .0
+            .get_or_init(|| (self.ignore.clone(), pointer::compile(&self.ignore)));
+        if *src == self.ignore {
+            Cow::Borrowed(compiled)
+        } else {
+            // Changed by hand since the first comparison.
+            Cow::Owned(pointer::compile(&self.ignore))
+        }
     }
 
     /// Checks the pointers and tolerances, returning every problem joined by `; `.
@@ -183,6 +212,7 @@ impl Default for Rules {
             abs_tolerance: DEFAULT_ABS_TOLERANCE,
             rel_tolerance: DEFAULT_REL_TOLERANCE,
             redact: Vec::new(),
+            compiled: Compiled::default(),
         }
     }
 }
@@ -406,7 +436,7 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
     } else {
         ((Vec::new(), Vec::new()), Some((lv.whole(), sv.whole())))
     };
-    let ignore = pointer::compile(&rules.ignore);
+    let ignore = rules.ignore_patterns();
     let mut ctx = Ctx::new(
         rules.abs_tolerance,
         rules.rel_tolerance,

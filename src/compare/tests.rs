@@ -1138,3 +1138,18 @@ fn v2_bodies_that_do_not_parse_alone_are_compared_whole_as_before() {
     let c = cmp_str(&rules(Protocol::Auto, &[]), nameless, plain);
     assert_eq!(c.protocol, Protocol::Json);
 }
+
+#[test]
+fn ignore_pointers_changed_after_a_comparison_take_effect() {
+    let mut r = rules(Protocol::Json, &["/id"]);
+    let (live, shadow) = (json!({"id": 1, "x": 2}), json!({"id": 9, "x": 3}));
+    assert_eq!(
+        cmp(&r, &live, &shadow).differences_total,
+        1,
+        "only /x differs"
+    );
+    r.ignore.push("/x".into());
+    assert_eq!(cmp(&r, &live, &shadow).outcome, Outcome::Agree);
+    // The compiled list is a cache: equal settings are equal whatever was compared.
+    assert_eq!(r, rules(Protocol::Json, &["/id", "/x"]));
+}
