@@ -22,10 +22,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 for b in "${BINS[@]}"; do [[ -x $b ]] || die "$b is not an executable"; done
 
 ensure_tools
-check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
-raise_nofile 8192
-setup_runtime
-start_backend
+start_with_backend 8192
 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
 hz=$(getconf CLK_TCK)
 

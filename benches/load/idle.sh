@@ -20,14 +20,10 @@ IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 HOLD=${HOLD:-30}
 
 ensure_tools
-check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
 resolve_bin
 # switchyard and the client each need a descriptor per connection, switchyard also
 # one per pooled upstream connection.
-raise_nofile $((IDLE_CONNECTIONS + 4096))
-setup_runtime
-
-start_backend
+start_with_backend $((IDLE_CONNECTIONS + 4096))
 start_switchyard "$LOAD_DIR/switchyard-all-to-stable.yaml"
 smoke_check "http://127.0.0.1:$PROXY_PORT$INFER_PATH"
 

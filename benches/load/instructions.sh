@@ -39,10 +39,7 @@ for cmd in valgrind ab; do
         apt-get install -y valgrind apache2-utils >/dev/null
     fi
 done
-check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
-raise_nofile 8192
-setup_runtime
-start_backend
+start_with_backend 8192
 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
 printf '%s' "$REQUEST_BODY" >"$RUN_DIR/body.json"
 

@@ -258,6 +258,15 @@ start_nginx() {
     track "$NGINX_PID"
 }
 
+# The common start of a benchmark: the standard ports free, the open-files limit raised
+# to at least $1, RUN_DIR made, and the backend nginx serving.
+start_with_backend() {
+    check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
+    raise_nofile "$1"
+    setup_runtime
+    start_backend
+}
+
 # The model server: ONE nginx, 1 worker on CPU 0, answering every request (POST
 # included) with a fixed v2 inference response, on the blue and the green port.
 start_backend() {

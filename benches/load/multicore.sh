@@ -19,11 +19,8 @@ DURATION=${DURATION:-10s}
 PROXY_CPU=0,1
 
 ensure_tools
-check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
 resolve_bin
-raise_nofile 8192
-setup_runtime
-start_backend
+start_with_backend 8192
 start_switchyard "$LOAD_DIR/$ROW.yaml"
 
 # Established connections from switchyard to the backend ports.

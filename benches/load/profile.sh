@@ -32,12 +32,8 @@ if ! command -v inferno-flamegraph >/dev/null; then
     log "installing inferno (cargo install inferno)"
     cargo install --quiet inferno
 fi
-check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
 resolve_bin
-raise_nofile 8192
-setup_runtime
-
-start_backend
+start_with_backend 8192
 start_switchyard "$LOAD_DIR/$ROW.yaml"
 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
 smoke_check "$url"

@@ -25,12 +25,8 @@ soak_s=$((BASH_REMATCH[1] * seconds_per[${BASH_REMATCH[2]:-s}]))
 ((soak_s >= INTERVAL)) || die "SOAK=$SOAK is shorter than the ${INTERVAL}s sampling interval"
 
 ensure_tools
-check_ports_free "$PROXY_PORT" "$BLUE_PORT" "$GREEN_PORT" "$ADMIN_PORT"
 resolve_bin
-raise_nofile 8192
-setup_runtime
-
-start_backend
+start_with_backend 8192
 yaml=$LOAD_DIR/switchyard-shadow.yaml
 start_switchyard "$yaml"
 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
