@@ -19,9 +19,17 @@ pub fn root_cause<'a>(mut e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'sta
 
 /// Whether any error in the chain of `e` is a `T` (linkerd's `is_caused_by`).
 pub fn is_caused_by<T: Error + 'static>(e: &(dyn Error + 'static)) -> bool {
+    is_caused_by_where::<T>(e, |_| true)
+}
+
+/// Whether any error in the chain of `e` is a `T` for which `pred` holds.
+pub fn is_caused_by_where<T: Error + 'static>(
+    e: &(dyn Error + 'static),
+    pred: impl Fn(&T) -> bool,
+) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<T>() {
+        if err.downcast_ref::<T>().is_some_and(&pred) {
             return true;
         }
         cur = err.source();

@@ -19,11 +19,13 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::config::{self, Config};
+use crate::error::is_caused_by_where;
 use crate::proxy::body::BoxError;
 use crate::proxy::Proxy;
 use crate::rollout::controller::Controller;
 use crate::rollout::Control;
 use crate::snapshot::Shared;
+use crate::telemetry::metrics;
 
 mod first_bytes;
 use first_bytes::FirstBytes;
@@ -178,10 +180,14 @@ pub(crate) async fn serve_connections<M, S, B>(
         let io = TokioIo::new(FirstBytes::new(stream, first_bytes));
         let conn = builder.serve_connection_with_upgrades(io, make(peer));
         let conn = graceful.watch(conn.into_owned());
+        metrics::connection_opened(what);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = conn.await;
+            if let Err(e) = &result {
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
+            let cut_off = result.as_ref().is_err_and(|e| timed_out(&**e));
+            metrics::connection_closed(what, cut_off);
         });
     }
     drop(listener);
@@ -189,6 +195,13 @@ pub(crate) async fn serve_connections<M, S, B>(
         _ = graceful.shutdown() => tracing::info!(what, "all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(what, "drain timed out after {drain:?}; closing the rest"),
     }
+}
+
+/// Whether a connection ended because no request head came in time: hyper's header
+/// timeout, or [`FirstBytes`]'s deadline.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    is_caused_by_where::<hyper::Error>(e, hyper::Error::is_timeout)
+        || is_caused_by_where::<std::io::Error>(e, |e| e.kind() == std::io::ErrorKind::TimedOut)
 }
 
 /// Watches the config file's directory (so rename-saves and symlink swaps are seen) and

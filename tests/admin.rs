@@ -113,6 +113,8 @@ async fn health_readiness_and_metrics_are_served() {
         // The recorder is process-wide and other tests run beside this one: names, not values.
         "switchyard_rollout_weight ",
         "switchyard_rollout_phase{phase=\"progressing\"}",
+        "switchyard_connections_open{listener=\"data\"}",
+        "switchyard_connections_total{listener=\"admin\"}",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }

@@ -259,6 +259,8 @@ async fn clients_that_send_nothing_are_cut_off_by_header_timeout() {
     let t = canary(0.0, "").replace("state:", "limits: { header_timeout: 200ms }\nstate:");
     let h = Harness::start(&t).await;
     let addr = h.running().data_addr;
+    let cut_off = r#"switchyard_connections_cut_off_total{listener="data"}"#;
+    let before = h.metric(cut_off).await;
     // Silent, and stalled inside the HTTP/2 preface: both leave the protocol unknown,
     // before hyper's own header timer starts.
     for first in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
@@ -267,6 +269,8 @@ async fn clients_that_send_nothing_are_cut_off_by_header_timeout() {
             "a client that sent {first:?} is still connected after 5 s"
         );
     }
+    // An SRE sees them: both counted as cut off.
+    h.wait_metric(cut_off, before + 2.0).await;
     // Clients that do speak are served as before.
     assert_eq!(h.infer(None).await.status, StatusCode::OK);
 }

@@ -27,6 +27,9 @@ pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 pub const ANALYSIS_GATE_VALUE: &str = "switchyard_analysis_gate_value";
 pub const ANALYSIS_GATE_THRESHOLD: &str = "switchyard_analysis_gate_threshold";
 pub const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_total";
+pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
+pub const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
+pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -129,6 +132,33 @@ fn describe() {
         ANALYSIS_EVALUATIONS_TOTAL,
         "Analysis evaluations by verdict."
     );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Client connections open, by listener (data, admin)."
+    );
+    describe_counter!(
+        CONNECTIONS_TOTAL,
+        "Client connections accepted, by listener (data, admin)."
+    );
+    describe_counter!(
+        CONNECTIONS_CUT_OFF_TOTAL,
+        "Client connections closed for not sending a request head within limits.header_timeout (silent, slow, or idle that long between requests), by listener."
+    );
+}
+
+/// Counts a client connection accepted on `listener` (`data`, `admin`).
+pub fn connection_opened(listener: &'static str) {
+    counter!(CONNECTIONS_TOTAL, "listener" => listener).increment(1);
+    gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(1.0);
+}
+
+/// Counts a client connection on `listener` closed; `cut_off` when it was closed for
+/// not sending a request head in time.
+pub fn connection_closed(listener: &'static str, cut_off: bool) {
+    gauge!(CONNECTIONS_OPEN, "listener" => listener).decrement(1.0);
+    if cut_off {
+        counter!(CONNECTIONS_CUT_OFF_TOTAL, "listener" => listener).increment(1);
+    }
 }
 
 /// Why an upstream call failed, as the `kind` label says it.

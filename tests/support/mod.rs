@@ -198,6 +198,32 @@ impl Harness {
         s["window"]["candidate"]["shadow"].clone()
     }
 
+    /// The value of one series on `/metrics` (`name{labels}` exactly as rendered), 0 when
+    /// absent. The recorder is process-wide: other tests running beside add to it too.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let m = self.admin(Method::GET, "/metrics", None, "").await;
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (bounded) until `series` on `/metrics` reaches `at_least`.
+    pub async fn wait_metric(&self, series: &str, at_least: f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.metric(series).await;
+            if v >= at_least {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed at {v}, below {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (bounded) until `n` requests have reached `server`.
     pub async fn wait_hits(&self, server: &ModelServer, n: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
