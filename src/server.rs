@@ -25,10 +25,10 @@ use crate::proxy::Proxy;
 use crate::rollout::controller::Controller;
 use crate::rollout::Control;
 use crate::snapshot::Shared;
-use crate::telemetry::metrics;
+use crate::telemetry::metrics::ConnectionMetrics;
 
 mod first_bytes;
-use first_bytes::FirstBytes;
+use first_bytes::{is_no_request, FirstBytes};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -163,6 +163,7 @@ pub(crate) async fn serve_connections<M, S, B>(
     B::Error: Into<BoxError>,
 {
     let graceful = GracefulShutdown::new();
+    let counts = Arc::new(ConnectionMetrics::new(what));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -180,14 +181,14 @@ pub(crate) async fn serve_connections<M, S, B>(
         let io = TokioIo::new(FirstBytes::new(stream, first_bytes));
         let conn = builder.serve_connection_with_upgrades(io, make(peer));
         let conn = graceful.watch(conn.into_owned());
-        metrics::connection_opened(what);
+        counts.opened();
+        let counts = counts.clone();
         tokio::spawn(async move {
             let result = conn.await;
             if let Err(e) = &result {
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
-            let cut_off = result.as_ref().is_err_and(|e| timed_out(&**e));
-            metrics::connection_closed(what, cut_off);
+            counts.closed(result.as_ref().is_err_and(|e| cut_off(&**e)));
         });
     }
     drop(listener);
@@ -198,10 +199,10 @@ pub(crate) async fn serve_connections<M, S, B>(
 }
 
 /// Whether a connection ended because no request head came in time: hyper's header
-/// timeout, or [`FirstBytes`]'s deadline.
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+/// timeout (the only timeout hyper's server reports), or [`FirstBytes`]'s deadline.
+fn cut_off(e: &(dyn std::error::Error + 'static)) -> bool {
     is_caused_by_where::<hyper::Error>(e, hyper::Error::is_timeout)
-        || is_caused_by_where::<std::io::Error>(e, |e| e.kind() == std::io::ErrorKind::TimedOut)
+        || is_caused_by_where::<std::io::Error>(e, is_no_request)
 }
 
 /// Watches the config file's directory (so rename-saves and symlink swaps are seen) and

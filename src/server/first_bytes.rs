@@ -17,6 +17,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// The error a [`FirstBytes`] read fails with (inside an [`io::ErrorKind::TimedOut`]).
+#[derive(Debug)]
+pub struct NoRequest;
+
+impl std::fmt::Display for NoRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no request began within the header timeout")
+    }
+}
+
+impl std::error::Error for NoRequest {}
+
+/// Whether `e` is a [`FirstBytes`] deadline, not another timeout (a kernel `ETIMEDOUT`
+/// from a peer that vanished is a `TimedOut` too).
+pub fn is_no_request(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NoRequest>())
+}
+
 /// What an HTTP/2 client with prior knowledge sends first.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -70,10 +88,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
                 Poll::Ready(Ok(())) => this.observe(&buf.filled()[before..]),
                 Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
                     this.deadline = None;
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no request began within the header timeout",
-                    )));
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, NoRequest)));
                 }
                 _ => {}
             }
@@ -131,6 +146,8 @@ mod tests {
         let started = tokio::time::Instant::now();
         let err = server.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(is_no_request(&err));
+        assert!(!is_no_request(&io::Error::from(io::ErrorKind::TimedOut)));
         assert_eq!(started.elapsed(), TIMEOUT);
     }
 

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
@@ -146,18 +146,40 @@ fn describe() {
     );
 }
 
-/// Counts a client connection accepted on `listener` (`data`, `admin`).
-pub fn connection_opened(listener: &'static str) {
-    counter!(CONNECTIONS_TOTAL, "listener" => listener).increment(1);
-    gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(1.0);
+/// Metric handles of one listener's client connections, resolved once so accepting and
+/// closing a connection only increments.
+#[derive(Debug)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    total: Counter,
+    cut_off: Counter,
 }
 
-/// Counts a client connection on `listener` closed; `cut_off` when it was closed for
-/// not sending a request head in time.
-pub fn connection_closed(listener: &'static str, cut_off: bool) {
-    gauge!(CONNECTIONS_OPEN, "listener" => listener).decrement(1.0);
-    if cut_off {
-        counter!(CONNECTIONS_CUT_OFF_TOTAL, "listener" => listener).increment(1);
+impl ConnectionMetrics {
+    /// The handles for `listener` (`data`, `admin`).
+    pub fn new(listener: &'static str) -> Self {
+        // Handles bind to the recorder present when they are made: make sure it is ours.
+        install();
+        ConnectionMetrics {
+            open: gauge!(CONNECTIONS_OPEN, "listener" => listener),
+            total: counter!(CONNECTIONS_TOTAL, "listener" => listener),
+            cut_off: counter!(CONNECTIONS_CUT_OFF_TOTAL, "listener" => listener),
+        }
+    }
+
+    /// Counts a connection accepted.
+    pub fn opened(&self) {
+        self.total.increment(1);
+        self.open.increment(1.0);
+    }
+
+    /// Counts a connection closed; `cut_off` when it was closed for not sending a
+    /// request head in time.
+    pub fn closed(&self, cut_off: bool) {
+        self.open.decrement(1.0);
+        if cut_off {
+            self.cut_off.increment(1);
+        }
     }
 }
 
