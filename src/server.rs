@@ -11,11 +11,11 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::{self, Config};
@@ -28,7 +28,8 @@ use crate::snapshot::Shared;
 use crate::telemetry::metrics::ConnectionMetrics;
 
 mod first_bytes;
-use first_bytes::{is_no_request, FirstBytes};
+mod http1;
+use first_bytes::{is_no_request, FirstBytes, PREFACE};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -68,6 +69,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let data_addr = data.local_addr().expect("bound");
     let admin_addr = admin_listener.local_addr().expect("bound");
     let header_timeout = config.limits.header_timeout.0;
+    let idle_timeout = config.limits.idle_timeout.0;
     let token = config.admin.token();
     let initial = config.clone();
 
@@ -79,8 +81,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "data",
         data,
-        data_builder(header_timeout),
-        header_timeout,
+        Serving::new(header_timeout, idle_timeout),
         DRAIN,
         rx.clone(),
         move |peer| TowerToHyperService::new(Proxy::new(proxy_shared.clone(), Some(peer.ip()))),
@@ -89,8 +90,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "admin",
         admin_listener,
-        auto::Builder::new(TokioExecutor::new()),
-        header_timeout,
+        Serving::new(header_timeout, idle_timeout),
         ADMIN_DRAIN,
         rx.clone(),
         move |_| admin.service(),
@@ -127,43 +127,60 @@ impl Running {
     }
 }
 
-/// The data plane's connection settings: h1 with the header timeout, and h2c.
-fn data_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    builder
+/// How a listener serves its connections.
+pub(crate) struct Serving {
+    /// HTTP/1, which nearly every client speaks: parked while idle.
+    h1: http1::Settings,
+    /// HTTP/2 with prior knowledge (h2c), and connections whose first bytes could still
+    /// be either protocol: hyper-util tells them apart.
+    auto: auto::Builder<TokioExecutor>,
+    /// A new connection's first bytes must arrive within this.
+    first_bytes: Duration,
 }
 
-/// Accepts connections until `shutdown`, serving each with the service `make` builds
-/// for its peer; then stops accepting and lets open connections drain for at most `drain`.
-/// A connection whose first bytes do not arrive within `first_bytes` is closed.
+impl Serving {
+    /// Request heads must arrive within `header_timeout` (a new connection's first bytes
+    /// too); keep-alive connections idle for `idle_timeout` are closed.
+    pub(crate) fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Serving {
+            h1: http1::Settings::new(header_timeout, idle_timeout),
+            auto,
+            first_bytes: header_timeout,
+        }
+    }
+}
+
+/// Accepts connections until `shutdown`, serving each with the service `make` builds for
+/// its peer; then stops accepting and lets open connections drain for at most `drain`.
 pub(crate) async fn serve_connections<M, S, B>(
     what: &'static str,
     listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
-    first_bytes: Duration,
+    serving: Serving,
     drain: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     make: M,
 ) where
     M: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Unpin + Send + 'static,
+    S::Future: Unpin + Send + 'static,
     S::Error: Into<BoxError>,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let graceful = GracefulShutdown::new();
+    let serving = Arc::new(serving);
     let counts = Arc::new(ConnectionMetrics::new(what));
+    // Each connection's task holds a sender: `recv` ends once all of them have finished.
+    let (live, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let mut stop = shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -175,34 +192,115 @@ pub(crate) async fn serve_connections<M, S, B>(
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = http1::stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(FirstBytes::new(stream, first_bytes));
-        let conn = builder.serve_connection_with_upgrades(io, make(peer));
-        let conn = graceful.watch(conn.into_owned());
         counts.opened();
-        let counts = counts.clone();
+        let service = make(peer);
+        let (serving, counts, shutdown, live) = (
+            serving.clone(),
+            counts.clone(),
+            shutdown.clone(),
+            live.clone(),
+        );
         tokio::spawn(async move {
-            let result = conn.await;
-            if let Err(e) = &result {
+            let ended = connection(stream, service, &serving, shutdown, &counts).await;
+            if let Ended::Failed(e) = &ended {
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
-            counts.closed(result.as_ref().is_err_and(|e| cut_off(&**e)));
+            counts.closed(ended.cut_off());
+            drop(live);
         });
     }
     drop(listener);
+    drop(live);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!(what, "all connections drained"),
+        _ = all_done.recv() => tracing::info!(what, "all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(what, "drain timed out after {drain:?}; closing the rest"),
     }
 }
 
-/// Whether a connection ended because no request head came in time: hyper's header
-/// timeout (the only timeout hyper's server reports), or [`FirstBytes`]'s deadline.
-fn cut_off(e: &(dyn std::error::Error + 'static)) -> bool {
-    is_caused_by_where::<hyper::Error>(e, hyper::Error::is_timeout)
-        || is_caused_by_where::<std::io::Error>(e, is_no_request)
+/// How a client connection ended.
+enum Ended {
+    /// Closed by the client, at shutdown, or for idling `idle_timeout`.
+    Closed,
+    /// No byte came within the first-bytes deadline.
+    Silent,
+    Failed(BoxError),
+}
+
+/// Serves one client connection: HTTP/1 through [`http1::serve`], anything that starts
+/// like HTTP/2's preface through hyper-util's `auto` builder.
+async fn connection<S, B>(
+    stream: TcpStream,
+    service: S,
+    serving: &Serving,
+    mut shutdown: watch::Receiver<bool>,
+    counts: &ConnectionMetrics,
+) -> Ended
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Unpin + Send + 'static,
+    S::Future: Unpin + Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let deadline = Instant::now() + serving.first_bytes;
+    let mut first = [0u8; PREFACE.len()];
+    let n = tokio::select! {
+        biased;
+        _ = http1::stopped(&mut shutdown) => return Ended::Closed,
+        peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => match peeked {
+            Err(_) => return Ended::Silent,
+            Ok(Err(e)) => return Ended::Failed(e.into()),
+            Ok(Ok(0)) => return Ended::Closed,
+            Ok(Ok(n)) => n,
+        },
+    };
+    if !PREFACE.starts_with(&first[..n]) {
+        let served =
+            http1::serve(stream, service, &serving.h1, shutdown, |p| counts.parked(p)).await;
+        tracing::trace!(sessions = served.sessions, "HTTP/1 connection ended");
+        return match served.ended {
+            http1::Ended::Closed | http1::Ended::Idle => Ended::Closed,
+            http1::Ended::Failed(e) => Ended::Failed(e.into()),
+        };
+    }
+    // HTTP/2, or too few bytes yet to tell: `FirstBytes` bounds the rest of the preface.
+    let io = TokioIo::new(FirstBytes::new(
+        stream,
+        deadline.saturating_duration_since(Instant::now()),
+    ));
+    // Boxed: a parked HTTP/1 connection's task would otherwise be sized for this.
+    let mut conn = Box::pin(serving.auto.serve_connection_with_upgrades(io, service));
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = http1::stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    match result {
+        Ok(()) => Ended::Closed,
+        Err(e) => Ended::Failed(e),
+    }
+}
+
+impl Ended {
+    /// Whether the connection was closed because no request head came in time: no first
+    /// byte, hyper's header timeout (the only timeout hyper's server reports), or
+    /// [`FirstBytes`]'s deadline inside the HTTP/2 preface.
+    fn cut_off(&self) -> bool {
+        match self {
+            Ended::Closed => false,
+            Ended::Silent => true,
+            Ended::Failed(e) => {
+                is_caused_by_where::<hyper::Error>(&**e, hyper::Error::is_timeout)
+                    || is_caused_by_where::<std::io::Error>(&**e, is_no_request)
+            }
+        }
+    }
 }
 
 /// Watches the config file's directory (so rename-saves and symlink swaps are seen) and

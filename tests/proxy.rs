@@ -276,6 +276,50 @@ async fn clients_that_send_nothing_are_cut_off_by_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_parked_then_closed_after_idle_timeout() {
+    // header_timeout 400ms: parked after 100-200 ms quiet.
+    let t = canary(0.0, "").replace(
+        "state:",
+        "limits: { header_timeout: 400ms, idle_timeout: 1500ms }\nstate:",
+    );
+    let h = Harness::start(&t).await;
+    let mut s = tokio::net::TcpStream::connect(h.running().data_addr)
+        .await
+        .unwrap();
+    let request = b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut buf = vec![0u8; 4096];
+    let mut answer = async |s: &mut tokio::net::TcpStream| {
+        s.write_all(request).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = answer(&mut s).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+    // An SRE sees it parked (other tests' idle connections may add to the gauge).
+    h.wait_metric(r#"switchyard_connections_idle{listener="data"}"#, 1.0)
+        .await;
+    // Still the same keep-alive connection: the next request is served on it.
+    let second = answer(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(!second.contains("connection: close"), "{second}");
+    // Then, idle past idle_timeout, it is closed.
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut [0u8; 64]))
+        .await
+        .expect("still open 10 s after an idle_timeout of 1.5 s");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "closed after {:?}, before idle_timeout",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_are_served() {
     let h = Harness::start(&canary(0.0, "")).await;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =

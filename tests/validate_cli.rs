@@ -139,7 +139,7 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
             "  stable: blue\n",
             "  stable: blue\n  sticky: { header: x-user-id, cookie: sid }\n",
         )
-        + "shadow:\n  calibrate: 0\n";
+        + "shadow:\n  calibrate: 0\nlimits:\n  idle_timeout: 0s\n";
     let tmp = tempfile::tempdir().unwrap();
     let file = write(tmp.path(), "broken.yaml", &text);
     let out = validate(&file);
@@ -162,7 +162,13 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
     problem_line(&output, "rollout.sticky", line_of(&text, "sticky:"));
     let calibrate = problem_line(&output, "shadow.calibrate", line_of(&text, "calibrate: 0"));
     assert!(calibrate.contains("above 0"), "{calibrate}");
-    assert!(output.contains("4 problems"), "{output}");
+    let idle = problem_line(
+        &output,
+        "limits.idle_timeout",
+        line_of(&text, "idle_timeout"),
+    );
+    assert!(idle.contains("more than 0"), "{idle}");
+    assert!(output.contains("5 problems"), "{output}");
 }
 
 #[test]

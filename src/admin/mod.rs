@@ -1,6 +1,8 @@
 //! The admin API: status, controls, health, metrics and the dashboard.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -24,6 +26,10 @@ pub struct Admin {
     token: Option<Arc<str>>,
 }
 
+/// An admin answer in the making, boxed: connections are served by futures that must be
+/// `Unpin`.
+pub type Answer = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
 impl Admin {
     pub fn new(shared: Arc<Shared>, control: Control, token: Option<String>) -> Self {
         Admin {
@@ -40,13 +46,13 @@ impl Admin {
         Request<Incoming>,
         Response = Response<Full<Bytes>>,
         Error = Infallible,
-        Future = impl std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+        Future = Answer,
     > + Send
            + 'static {
         let admin = self.clone();
         hyper::service::service_fn(move |req| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            Box::pin(async move { Ok::<_, Infallible>(admin.handle(req).await) }) as Answer
         })
     }
 

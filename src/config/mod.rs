@@ -95,6 +95,9 @@ pub struct Limits {
     /// A client that has not sent its request head within this long is cut off.
     #[serde(default = "default_header_timeout")]
     pub header_timeout: Dur,
+    /// A keep-alive client connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
 }
 
 impl Default for Limits {
@@ -102,6 +105,7 @@ impl Default for Limits {
         Self {
             max_body: default_max_body(),
             header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -112,6 +116,13 @@ fn default_max_body() -> ByteSize {
 
 fn default_header_timeout() -> Dur {
     Dur::from_secs(10)
+}
+
+/// As nginx's `keepalive_timeout`: longer than the 60 s idle timeout of common load
+/// balancers in front, so they are the side that closes an idle connection, never
+/// switchyard in the middle of their next request.
+fn default_idle_timeout() -> Dur {
+    Dur::from_secs(75)
 }
 
 /// One model server.

@@ -80,6 +80,12 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
             "must be more than 0".into(),
         );
     }
+    if config.limits.idle_timeout.0.is_zero() {
+        bad(
+            FieldPath::new(&["limits", "idle_timeout"]),
+            "must be more than 0".into(),
+        );
+    }
 
     if config.backends.is_empty() {
         bad(

@@ -91,7 +91,7 @@ impl Control {
     }
 }
 
-/// The settings read once at start (listeners, admin token, header timeout) that differ
+/// The settings read once at start (listeners, admin token, client timeouts) that differ
 /// between `old` and `new`, by their config path.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -106,6 +106,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.limits.header_timeout != new.limits.header_timeout {
         changed.push("limits.header_timeout");
+    }
+    if old.limits.idle_timeout != new.limits.idle_timeout {
+        changed.push("limits.idle_timeout");
     }
     changed
 }
@@ -577,15 +580,14 @@ mod tests {
             parse(&base.replace("header_timeout: 10s", "header_timeout: 10s, max_body: 1MiB"))
                 .unwrap();
         assert!(restart_only_changes(&old, &same_but_limits).is_empty());
-        let moved = parse(
-            &base
-                .replace("127.0.0.1:8080", "127.0.0.1:8081")
-                .replace("header_timeout: 10s", "header_timeout: 1m"),
-        )
+        let moved = parse(&base.replace("127.0.0.1:8080", "127.0.0.1:8081").replace(
+            "header_timeout: 10s",
+            "header_timeout: 1m, idle_timeout: 2m",
+        ))
         .unwrap();
         assert_eq!(
             restart_only_changes(&old, &moved),
-            ["listen", "limits.header_timeout"]
+            ["listen", "limits.header_timeout", "limits.idle_timeout"]
         );
     }
 }

@@ -1,8 +1,9 @@
-//! A deadline on a new connection's first bytes.
+//! A deadline on an HTTP/2 connection's preface.
 //!
-//! hyper's HTTP/1 header read timeout starts once hyper-util's `auto` builder has told
-//! HTTP/1 from HTTP/2, and that takes the first bytes: a client that connects and sends
-//! nothing (or stalls inside the 24-byte HTTP/2 preface) would hold its socket, and a file
+//! A new connection's first bytes are awaited with a deadline of `limits.header_timeout`
+//! (in `server.rs`). Those that start like the HTTP/2 preface go to hyper-util's `auto`
+//! builder, which reads the whole preface before choosing HTTP/2, and has no timer of its
+//! own: a client stalled inside the 24-byte preface would hold its socket, and a file
 //! descriptor, for ever. [`FirstBytes`] fails such a connection's read when the deadline
 //! passes first. Once the protocol is known (a byte that is not the preface's, or the whole
 //! preface) the deadline is dropped and reads pass straight through: HTTP/1 has hyper's
@@ -36,7 +37,7 @@ pub fn is_no_request(e: &io::Error) -> bool {
 }
 
 /// What an HTTP/2 client with prior knowledge sends first.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// An I/O stream whose reads fail with [`io::ErrorKind::TimedOut`] when its protocol is
 /// not known within the deadline.

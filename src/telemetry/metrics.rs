@@ -30,6 +30,7 @@ pub const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_to
 pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
 pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
+pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -142,7 +143,11 @@ fn describe() {
     );
     describe_counter!(
         CONNECTIONS_CUT_OFF_TOTAL,
-        "Client connections closed for not sending a request head within limits.header_timeout (silent, slow, or idle that long between requests), by listener."
+        "Client connections closed for not sending a request head within limits.header_timeout (silent or slow), by listener."
+    );
+    describe_gauge!(
+        CONNECTIONS_IDLE,
+        "HTTP/1 client connections idle between requests, holding only their socket (hyper's buffers released), by listener."
     );
 }
 
@@ -153,6 +158,7 @@ pub struct ConnectionMetrics {
     open: Gauge,
     total: Counter,
     cut_off: Counter,
+    idle: Gauge,
 }
 
 impl ConnectionMetrics {
@@ -164,6 +170,7 @@ impl ConnectionMetrics {
             open: gauge!(CONNECTIONS_OPEN, "listener" => listener),
             total: counter!(CONNECTIONS_TOTAL, "listener" => listener),
             cut_off: counter!(CONNECTIONS_CUT_OFF_TOTAL, "listener" => listener),
+            idle: gauge!(CONNECTIONS_IDLE, "listener" => listener),
         }
     }
 
@@ -171,6 +178,11 @@ impl ConnectionMetrics {
     pub fn opened(&self) {
         self.total.increment(1);
         self.open.increment(1.0);
+    }
+
+    /// Counts a connection parked idle (`true`) or woken by its next request (`false`).
+    pub fn parked(&self, parked: bool) {
+        self.idle.increment(if parked { 1.0 } else { -1.0 });
     }
 
     /// Counts a connection closed; `cut_off` when it was closed for not sending a

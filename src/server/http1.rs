@@ -1,0 +1,618 @@
+//! HTTP/1 keep-alive connections that hold only their socket while idle.
+//!
+//! hyper keeps an HTTP/1 connection's read and write buffers (8 KiB each) for as long as
+//! the connection is open, busy or idle: 10 000 idle keep-alive clients would hold about
+//! 190 MiB. [`serve`] runs hyper's connection while requests come. Once the connection
+//! has been quiet for [`Settings::park_after`] (no request begun, none in flight), it
+//! asks hyper to finish: `graceful_shutdown` on an idle connection ends it at once,
+//! writing nothing. It takes the socket back (`into_parts`, without shutting the socket)
+//! and waits on the socket alone, **parked**. The next request's first bytes start a
+//! fresh hyper connection on the same socket. The client sees one ordinary keep-alive
+//! connection.
+//!
+//! Bytes hyper had read but not used yet (the start of the next request head) come back
+//! from `into_parts` and are replayed to the next hyper connection first, so nothing is
+//! lost. A session is parked only after it has begun at least one request, so hyper's
+//! header timeout, which restarts with each session, still bounds a slow head: a client
+//! cannot reset it by stalling.
+//!
+//! A parked connection is closed once it has been idle for [`Settings::idle_timeout`]
+//! (give or take `park_after`), when the client closes it, or at shutdown.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::Service;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::proxy::body::BoxError;
+
+/// How long a connection stays quiet before it is parked (at most; see
+/// [`Settings::new`]). Short, so that a burst of new clients that then idle does not
+/// hold their buffers long; long enough that a client pausing between requests rarely
+/// pays the few microseconds of a new hyper connection.
+pub const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// How HTTP/1 connections are served.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// hyper's HTTP/1 settings, header timeout included.
+    pub builder: http1::Builder,
+    /// Quiet this long → parked (checked every `park_after`, so it takes up to twice that).
+    pub park_after: Duration,
+    /// A parked connection idle this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Settings {
+    /// Heads must arrive within `header_timeout`; keep-alive connections idle longer than
+    /// `idle_timeout` are closed.
+    pub fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true);
+        Settings {
+            builder,
+            // hyper's header timer also runs on an idle connection until it is parked:
+            // park well before it could fire.
+            park_after: PARK_AFTER.min(header_timeout / 4),
+            idle_timeout,
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The client closed it, asked for it to close, or it was closed at shutdown.
+    Closed,
+    /// Parked and idle for `idle_timeout`.
+    Idle,
+    /// hyper or the socket failed (a header timeout included).
+    Failed(hyper::Error),
+}
+
+/// What [`serve`] reports when the connection is gone.
+#[derive(Debug)]
+pub struct Served {
+    pub ended: Ended,
+    /// hyper connections made on the socket: 1, plus one per wake-up from parking or
+    /// replay of a head begun before it.
+    pub sessions: u32,
+}
+
+/// What the connection's service and socket report to [`serve`]'s timer.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Requests begun on the connection (wrapping).
+    requests: AtomicU32,
+    /// Requests whose response hyper has not finished with (its body not dropped yet).
+    in_flight: AtomicU32,
+}
+
+/// Serves HTTP/1 on `stream` with `service` until the client leaves, the connection idles
+/// past `idle_timeout`, or `shutdown` turns true (in-flight requests finish first).
+/// `stream` must have bytes to read (the caller waited for the first ones).
+pub async fn serve<T, S, B>(
+    stream: T,
+    service: S,
+    settings: &Settings,
+    mut shutdown: watch::Receiver<bool>,
+    parked: impl Fn(bool),
+) -> Served
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: Service<Request<Incoming>, Response = Response<B>> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    let activity = Arc::new(Activity::default());
+    let mut service = Tracked {
+        inner: service,
+        activity: activity.clone(),
+    };
+    let mut socket = Socket {
+        stream,
+        replay: Bytes::new(),
+    };
+    // Seen only when shutdown is signalled; checked on each wake-up without a lock.
+    let probe = shutdown.clone();
+    let mut tick = pin!(tokio::time::sleep(settings.park_after));
+    let mut sessions = 0;
+    let ended = loop {
+        sessions += 1;
+        // One hyper connection: runs until the client leaves, or it is parked or drained.
+        let mut conn = Box::new(
+            settings
+                .builder
+                .serve_connection(TokioIo::new(socket), service),
+        );
+        let begun = activity.requests.load(Relaxed);
+        let mut seen = begun;
+        let mut quiet_since = Instant::now();
+        tick.as_mut().reset(quiet_since + settings.park_after);
+        let mut parking = false;
+        let mut draining = false;
+        let result = {
+            let mut stop = pin!(stopped(&mut shutdown));
+            let mut stop_polled = false;
+            poll_fn(|cx| loop {
+                if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
+                    return Poll::Ready(r);
+                }
+                // The shutdown future takes a lock to register: poll it once, then only
+                // when the signal has been sent.
+                if !draining && (!stop_polled || probe.has_changed().unwrap_or(true)) && {
+                    stop_polled = true;
+                    stop.as_mut().poll(cx).is_ready()
+                } {
+                    draining = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    continue;
+                }
+                if parking || draining || tick.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let now = Instant::now();
+                let requests = activity.requests.load(Relaxed);
+                if requests != seen || activity.in_flight.load(Relaxed) > 0 {
+                    seen = requests;
+                    quiet_since = now;
+                } else if seen != begun {
+                    // Quiet since the last tick, and served a request: hyper is between
+                    // requests. It finishes at once, writing nothing.
+                    parking = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    continue;
+                }
+                tick.as_mut().reset(now + settings.park_after);
+            })
+            .await
+        };
+        if let Err(e) = result {
+            break Ended::Failed(e);
+        }
+        if draining || !parking {
+            // Drained, or hyper ended on its own: the client closed the connection or
+            // asked for it to be closed.
+            break Ended::Closed;
+        }
+        let parts = conn.into_parts();
+        service = parts.service;
+        socket = parts.io.into_inner();
+        socket.keep_unread(parts.read_buf);
+        if !socket.replay.is_empty() {
+            // A request head had begun: serve it now.
+            continue;
+        }
+        parked(true);
+        tick.as_mut().reset(quiet_since + settings.idle_timeout);
+        // Some(true): a request is coming; Some(false): idle too long; None: closed. One
+        // byte is read, and kept for hyper: a bigger buffer would be held by every parked
+        // connection.
+        let mut first = [0u8; 1];
+        let woke = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => None,
+            read = socket.stream.read(&mut first) => matches!(read, Ok(1)).then_some(true),
+            _ = &mut tick => Some(false),
+        };
+        parked(false);
+        match woke {
+            Some(true) => {
+                socket.replay = Bytes::copy_from_slice(&first);
+                continue;
+            }
+            Some(false) => break Ended::Idle,
+            None => break Ended::Closed,
+        }
+    };
+    Served { ended, sessions }
+}
+
+/// Returns once `shutdown` is (or has been) signalled, or its sender is gone.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A client socket, with the bytes an earlier hyper connection read but did not use.
+#[derive(Debug)]
+struct Socket<T> {
+    stream: T,
+    replay: Bytes,
+}
+
+impl<T> Socket<T> {
+    /// Keeps `unread` to be read first.
+    fn keep_unread(&mut self, unread: Bytes) {
+        self.replay = match (self.replay.is_empty(), unread.is_empty()) {
+            (_, true) => std::mem::take(&mut self.replay),
+            (true, false) => unread,
+            (false, false) => {
+                let mut both = BytesMut::with_capacity(unread.len() + self.replay.len());
+                both.extend_from_slice(&unread);
+                both.extend_from_slice(&self.replay);
+                both.freeze()
+            }
+        };
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.replay.is_empty() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let n = this.replay.len().min(buf.remaining());
+        buf.put_slice(&this.replay[..n]);
+        this.replay.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Socket<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The connection's service, counting requests begun and in flight.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> Service<Request<Incoming>> for Tracked<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.activity.requests.fetch_add(1, Relaxed);
+        self.activity.in_flight.fetch_add(1, Relaxed);
+        TrackedFuture {
+            inner: self.inner.call(req),
+            in_flight: Some(InFlight(self.activity.clone())),
+        }
+    }
+}
+
+/// One request in flight, until dropped.
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future; its answer's body carries the in-flight mark on.
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.inner.poll(cx));
+        let in_flight = this.in_flight.take();
+        Poll::Ready(answer.map(|r| {
+            r.map(|body| TrackedBody {
+                body,
+                _in_flight: in_flight,
+            })
+        }))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body; hyper drops it once it has taken the last frame.
+    struct TrackedBody<B> {
+        #[pin]
+        body: B,
+        _in_flight: Option<InFlight>,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::sync::atomic::AtomicI32;
+
+    use http_body_util::Full;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(8);
+    const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    type Answer = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+    /// Answers with the request's path, after `delay`.
+    fn paths(
+        delay: Duration,
+    ) -> impl Service<
+        Request<Incoming>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = Answer,
+    > + Unpin {
+        hyper::service::service_fn(move |req: Request<Incoming>| -> Answer {
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Response::new(Full::new(Bytes::from(
+                    req.uri().path().to_owned(),
+                ))))
+            })
+        })
+    }
+
+    struct Client {
+        stream: DuplexStream,
+        /// Parked right now: +1 when parked, -1 when woken.
+        parked: Arc<AtomicI32>,
+        stop: watch::Sender<bool>,
+        served: tokio::task::JoinHandle<Served>,
+    }
+
+    async fn connect(delay: Duration) -> Client {
+        let (stream, server) = duplex(64 * 1024);
+        let parked = Arc::new(AtomicI32::new(0));
+        let (stop, shutdown) = watch::channel(false);
+        let gauge = parked.clone();
+        let served = tokio::spawn(async move {
+            let settings = Settings::new(HEADER_TIMEOUT, IDLE_TIMEOUT);
+            serve(server, paths(delay), &settings, shutdown, move |p| {
+                gauge.fetch_add(if p { 1 } else { -1 }, Relaxed);
+            })
+            .await
+        });
+        Client {
+            stream,
+            parked,
+            stop,
+            served,
+        }
+    }
+
+    impl Client {
+        async fn send(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).await.unwrap();
+        }
+
+        /// Reads one answer (hyper's are small and have a content-length); returns its
+        /// head and body.
+        async fn answer(&mut self) -> (String, String) {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = self.stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.parse().unwrap());
+                    if body.len() >= len {
+                        return (head.to_owned(), body.to_owned());
+                    }
+                }
+            }
+        }
+
+        async fn get(&mut self, path: &str) -> (String, String) {
+            self.send(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+                .await;
+            self.answer().await
+        }
+
+        fn parked(&self) -> i32 {
+            self.parked.load(Relaxed)
+        }
+
+        /// Closes the client's side; what `serve` returned.
+        async fn close(self) -> Served {
+            drop(self.stream);
+            self.served.await.unwrap()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_parked_and_serves_its_next_request() {
+        let mut c = connect(Duration::ZERO).await;
+        let (head, body) = c.get("/a").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(!head.contains("close"), "keep-alive kept: {head}");
+        assert_eq!(body, "/a");
+        assert_eq!(c.parked(), 0);
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        assert_eq!(c.parked(), 1, "quiet for 3 ticks, not parked");
+        let (head, body) = c.get("/b").await;
+        assert!(!head.contains("close"), "{head}");
+        assert_eq!(body, "/b");
+        assert_eq!(c.parked(), 0);
+        let served = c.close().await;
+        assert!(matches!(served.ended, Ended::Closed), "{served:?}");
+        assert_eq!(served.sessions, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_head_begun_before_parking_is_replayed() {
+        let mut c = connect(Duration::ZERO).await;
+        assert_eq!(c.get("/a").await.1, "/a");
+        // The next head starts, then pauses while the connection is parked.
+        c.send(b"GET /second-request HT").await;
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        // Taken down and replayed to a new hyper connection, which must not be taken down
+        // before its head is complete: it would answer `connection: close`.
+        c.send(b"TP/1.1\r\n").await;
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        c.send(b"host: x\r\n\r\n").await;
+        let (head, body) = c.answer().await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(!head.contains("close"), "{head}");
+        assert_eq!(body, "/second-request");
+        let served = c.close().await;
+        // The head's start was read by the first hyper connection and served by the second.
+        assert_eq!(served.sessions, 2, "{served:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_head_is_still_cut_off_by_the_header_timeout() {
+        let mut c = connect(Duration::ZERO).await;
+        assert_eq!(c.get("/a").await.1, "/a");
+        // One byte per tick: each pause would park the connection and restart hyper's
+        // header timer, if a session could be parked before its first request began.
+        let started = Instant::now();
+        for b in b"GET /slowly-slowly-slowly-slowly HTTP/1.1\r\n"
+            .iter()
+            .cycle()
+            .take(200)
+        {
+            if c.stream.write_all(&[*b]).await.is_err() || c.served.is_finished() {
+                break;
+            }
+            tokio::time::sleep(PARK_AFTER * 2).await;
+        }
+        let served = c.served.await.unwrap();
+        assert!(
+            matches!(&served.ended, Ended::Failed(e) if e.is_timeout()),
+            "{served:?}"
+        );
+        assert!(
+            started.elapsed() < HEADER_TIMEOUT + PARK_AFTER * 5,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_not_parked() {
+        let mut c = connect(PARK_AFTER * 10).await;
+        let (head, body) = c.get("/slow").await;
+        assert!(!head.contains("close"), "{head}");
+        assert_eq!(body, "/slow");
+        let served = c.close().await;
+        assert_eq!(served.sessions, 1, "{served:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_connection_is_closed_after_the_idle_timeout() {
+        let mut c = connect(Duration::ZERO).await;
+        assert_eq!(c.get("/a").await.1, "/a");
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(IDLE_TIMEOUT * 2, c.stream.read(&mut buf)).await;
+        assert_eq!(read.expect("still open").unwrap(), 0, "closed");
+        let waited = started.elapsed();
+        assert!(
+            waited >= IDLE_TIMEOUT - PARK_AFTER * 2 && waited <= IDLE_TIMEOUT + PARK_AFTER * 2,
+            "{waited:?}"
+        );
+        let served = c.served.await.unwrap();
+        assert!(matches!(served.ended, Ended::Idle), "{served:?}");
+        assert_eq!(c.parked.load(Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_a_parked_connection_and_lets_an_answer_finish() {
+        let mut c = connect(Duration::ZERO).await;
+        assert_eq!(c.get("/a").await.1, "/a");
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        assert_eq!(c.parked(), 1);
+        c.stop.send(true).unwrap();
+        let served = c.served.await.unwrap();
+        assert!(matches!(served.ended, Ended::Closed), "{served:?}");
+
+        // In flight: the answer still comes, then the connection closes.
+        let mut c = connect(PARK_AFTER * 4).await;
+        c.send(b"GET /last HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        tokio::time::sleep(PARK_AFTER).await;
+        c.stop.send(true).unwrap();
+        let (head, body) = c.answer().await;
+        assert!(head.contains("connection: close"), "{head}");
+        assert_eq!(body, "/last");
+        let mut buf = [0u8; 16];
+        assert_eq!(c.stream.read(&mut buf).await.unwrap(), 0);
+    }
+}
