@@ -3,22 +3,26 @@
 //! response has been sent. Nothing here is awaited by the live path.
 //!
 //! The copies, their answers and the comparisons run on their own thread at a low CPU
-//! priority ([`shadow_runtime`]), with connection pools of their own: when the CPU is
-//! short, the live path gets it and mirrors pile up against `max_in_flight`, where they
-//! are dropped and counted, never queued.
+//! priority ([`shadow_runtime`]), with connection pools of their own, and start once no
+//! live request is in flight (or after 10 ms, see [`Deferred`]): when the CPU is short, the
+//! live path gets it and mirrors pile up against `max_in_flight`, beyond which they are
+//! dropped and counted.
 //!
 //! With `shadow.calibrate`, a share of the mirrored requests is also copied to the stable
 //! itself: how often the stable disagrees with its own answer is the noise floor, which the
 //! `shadow_agreement` gate does not blame on the candidate.
 
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use super::body::{Captured, UpstreamBody};
@@ -164,16 +168,124 @@ pub fn spawn(
     // through its stages), and this one holds two whole upstream exchanges.
     let work = Box::pin(work);
     match shadow_runtime() {
-        Some(rt) => drop(rt.spawn(async move {
-            work.await;
-            // Step aside after each mirror: a live request waiting for this CPU runs now,
-            // not at the end of the shadow thread's time slice, which at saturation holds
-            // several mirrors' work.
-            std::thread::yield_now();
-        })),
+        Some(_) => DEFERRED.submit(work),
         None => drop(tokio::spawn(work)),
     }
     Some(tx)
+}
+
+/// A mirror's whole work, boxed once.
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The longest a batch of mirrors waits for the live side to go quiet.
+const MAX_DEFER: Duration = Duration::from_millis(10);
+
+/// At most this many mirrors run at once on the shadow thread; the rest of a batch waits
+/// (still holding its `max_in_flight` place). Without it, a large `max_in_flight` and a
+/// backlog let one batch open hundreds of candidate connections at the same moment.
+const MAX_RUNNING: usize = 512;
+
+/// Mirrors waiting for the shadow thread, which starts them once no live request is in
+/// flight (or after [`MAX_DEFER`], so that a saturated proxy still compares).
+///
+/// Handing each mirror to the shadow thread as it comes woke that thread once for the
+/// mirror and again for its live answer: two futex calls on the live thread per request,
+/// and on a busy CPU the shadow thread's work cut in between live requests. Queued here,
+/// the thread is woken once per batch, and by the time it starts a mirror the live answer
+/// is usually complete, so delivering it wakes no one.
+struct Deferred {
+    jobs: Mutex<Vec<Job>>,
+    /// A batch has begun (the queue was empty).
+    arrived: Notify,
+    /// The last live request in flight has finished while the shadow thread waited.
+    quiet: Notify,
+    /// Live requests in flight while mirroring is on ([`LiveRequest`]).
+    live: AtomicUsize,
+    /// The shadow thread waits for `quiet`.
+    waiting: AtomicBool,
+}
+
+static DEFERRED: Deferred = Deferred::new();
+
+impl Deferred {
+    const fn new() -> Self {
+        Deferred {
+            jobs: Mutex::new(Vec::new()),
+            arrived: Notify::const_new(),
+            quiet: Notify::const_new(),
+            live: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
+        }
+    }
+
+    fn live_started(&self) {
+        self.live.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn live_finished(&self) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 && self.waiting.load(Ordering::SeqCst) {
+            self.quiet.notify_one();
+        }
+    }
+
+    fn submit(&self, job: Job) {
+        let first = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.push(job);
+            jobs.len() == 1
+        };
+        if first {
+            self.arrived.notify_one();
+        }
+    }
+
+    /// The shadow thread's loop: waits for a batch, then for the live side to be quiet,
+    /// then starts the batch's mirrors.
+    async fn run(&'static self) {
+        let running = Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING));
+        loop {
+            self.arrived.notified().await;
+            if self.live.load(Ordering::SeqCst) > 0 {
+                self.waiting.store(true, Ordering::SeqCst);
+                // Checked again after announcing the wait: a live request finishing in
+                // between saw `waiting` false and notified no one.
+                if self.live.load(Ordering::SeqCst) > 0 {
+                    let _ = tokio::time::timeout(MAX_DEFER, self.quiet.notified()).await;
+                }
+                self.waiting.store(false, Ordering::SeqCst);
+            }
+            let jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()));
+            for job in jobs {
+                let Ok(slot) = running.clone().acquire_owned().await else {
+                    return; // never closed
+                };
+                drop(tokio::spawn(async move {
+                    job.await;
+                    drop(slot);
+                    // Step aside after each mirror: a live request waiting for this CPU
+                    // runs now, not at the end of the shadow thread's time slice, which at
+                    // saturation holds several mirrors' work.
+                    std::thread::yield_now();
+                }));
+            }
+        }
+    }
+}
+
+/// Marks one live request in flight while mirroring is on, until dropped.
+pub struct LiveRequest(());
+
+impl LiveRequest {
+    pub fn start() -> Self {
+        DEFERRED.live_started();
+        LiveRequest(())
+    }
+}
+
+impl Drop for LiveRequest {
+    fn drop(&mut self) {
+        DEFERRED.live_finished();
+    }
 }
 
 /// The runtime shadow work runs on: one thread, started on first use, at a low CPU
@@ -194,7 +306,7 @@ pub fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
                     {
                         Ok(rt) => {
                             let _ = tx.send(Some(rt.handle().clone()));
-                            rt.block_on(std::future::pending::<()>());
+                            rt.block_on(DEFERRED.run());
                         }
                         Err(e) => {
                             tracing::warn!(target: "switchyard::shadow", "no shadow runtime: {e}");
@@ -339,5 +451,81 @@ impl From<Outcome> for ShadowOutcome {
             Outcome::Disagree => ShadowOutcome::Disagree,
             Outcome::Incomparable => ShadowOutcome::Incomparable,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// A deferred queue of its own, its loop running; jobs count into the returned counter.
+    fn queue() -> (&'static Deferred, Arc<AtomicU32>) {
+        let d: &'static Deferred = Box::leak(Box::new(Deferred::new()));
+        tokio::spawn(d.run());
+        (d, Arc::new(AtomicU32::new(0)))
+    }
+
+    fn job(done: &Arc<AtomicU32>) -> Job {
+        let done = done.clone();
+        Box::pin(async move {
+            done.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    /// Lets the loop and its jobs run without time passing.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn mirrors_start_once_no_live_request_is_in_flight() {
+        let (d, done) = queue();
+        d.live_started();
+        d.live_started();
+        d.submit(job(&done));
+        d.submit(job(&done));
+        settle().await;
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            0,
+            "started beside live requests"
+        );
+        d.live_finished();
+        settle().await;
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            0,
+            "one live request still in flight"
+        );
+        d.live_finished();
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+        // Quiet already: the next one starts at once.
+        d.submit(job(&done));
+        settle().await;
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proxy_never_quiet_still_starts_its_mirrors_after_max_defer() {
+        let (d, done) = queue();
+        d.live_started();
+        let submitted = Instant::now();
+        d.submit(job(&done));
+        while done.load(Ordering::SeqCst) == 0 {
+            assert!(
+                submitted.elapsed() < Duration::from_secs(1),
+                "never started"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let waited = submitted.elapsed();
+        assert!(
+            waited >= MAX_DEFER && waited <= MAX_DEFER + Duration::from_millis(2),
+            "{waited:?}"
+        );
     }
 }

@@ -91,6 +91,8 @@ impl Proxy {
         let started = Instant::now();
         // 1. snapshot
         let snap = self.shared.snapshot.load_full();
+        // While mirroring, the shadow thread waits for live requests to finish.
+        let _live = (snap.mirror_bp > 0).then(mirror::LiveRequest::start);
         let (mut parts, body) = req.into_parts();
 
         // 2. headers
