@@ -68,8 +68,11 @@ impl Settings {
         Settings {
             builder,
             // hyper's header timer also runs on an idle connection until it is parked:
-            // park well before it could fire.
-            park_after: PARK_AFTER.min(header_timeout / 4),
+            // park well before it could fire (but do not tick more often than every
+            // 10 ms for a header timeout too short to matter).
+            park_after: PARK_AFTER
+                .min(header_timeout / 4)
+                .max(Duration::from_millis(10)),
             idle_timeout,
         }
     }
