@@ -22,7 +22,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -50,7 +50,7 @@ pub const PARK_AFTER: Duration = Duration::from_millis(250);
 pub struct Settings {
     /// hyper's HTTP/1 settings, header timeout included.
     pub builder: http1::Builder,
-    /// Quiet this long → parked (checked every `park_after`, so it takes up to twice that).
+    /// Quiet this long after a response → parked.
     pub park_after: Duration,
     /// A parked connection idle this long is closed.
     pub idle_timeout: Duration,
@@ -99,12 +99,32 @@ pub struct Served {
 }
 
 /// What the connection's service and socket report to [`serve`]'s timer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Activity {
+    /// What `last_done` counts from.
+    epoch: Instant,
     /// Requests begun on the connection (wrapping).
     requests: AtomicU32,
     /// Requests whose response hyper has not finished with (its body not dropped yet).
     in_flight: AtomicU32,
+    /// When the last response was finished, in nanoseconds since `epoch`.
+    last_done: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            requests: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            last_done: AtomicU64::new(0),
+        }
+    }
+
+    /// When the last response was finished.
+    fn done_at(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.last_done.load(Relaxed))
+    }
 }
 
 /// Serves HTTP/1 on `stream` with `service` until the client leaves, the connection idles
@@ -118,14 +138,14 @@ pub async fn serve<T, S, B>(
     parked: impl Fn(bool),
 ) -> Served
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Peek,
     S: Service<Request<Incoming>, Response = Response<B>> + Unpin,
     S::Future: Unpin,
     S::Error: Into<BoxError>,
     B: Body + 'static,
     B::Error: Into<BoxError>,
 {
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new());
     let mut service = Tracked {
         inner: service,
         activity: activity.clone(),
@@ -147,9 +167,7 @@ where
                 .serve_connection(TokioIo::new(socket), service),
         );
         let begun = activity.requests.load(Relaxed);
-        let mut seen = begun;
-        let mut quiet_since = Instant::now();
-        tick.as_mut().reset(quiet_since + settings.park_after);
+        tick.as_mut().reset(Instant::now() + settings.park_after);
         let mut parking = false;
         let mut draining = false;
         let result = {
@@ -173,18 +191,21 @@ where
                     return Poll::Pending;
                 }
                 let now = Instant::now();
-                let requests = activity.requests.load(Relaxed);
-                if requests != seen || activity.in_flight.load(Relaxed) > 0 {
-                    seen = requests;
-                    quiet_since = now;
-                } else if seen != begun {
-                    // Quiet since the last tick, and served a request: hyper is between
-                    // requests. It finishes at once, writing nothing.
+                let next = if activity.in_flight.load(Relaxed) > 0
+                    || activity.requests.load(Relaxed) == begun
+                {
+                    // Busy, or no request begun on this hyper connection yet.
+                    now + settings.park_after
+                } else if now >= activity.done_at() + settings.park_after {
+                    // Served, and quiet since: hyper is between requests. It finishes at
+                    // once, writing nothing.
                     parking = true;
                     Pin::new(&mut *conn).graceful_shutdown();
                     continue;
-                }
-                tick.as_mut().reset(now + settings.park_after);
+                } else {
+                    activity.done_at() + settings.park_after
+                };
+                tick.as_mut().reset(next);
             })
             .await
         };
@@ -205,28 +226,37 @@ where
             continue;
         }
         parked(true);
-        tick.as_mut().reset(quiet_since + settings.idle_timeout);
-        // Some(true): a request is coming; Some(false): idle too long; None: closed. One
-        // byte is read, and kept for hyper: a bigger buffer would be held by every parked
-        // connection.
-        let mut first = [0u8; 1];
+        tick.as_mut()
+            .reset(activity.done_at() + settings.idle_timeout);
+        // Some(true): a request is coming; Some(false): idle too long; None: closed. The
+        // bytes are peeked, not read: hyper reads them whole into its own buffer.
         let woke = tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => None,
-            read = socket.stream.read(&mut first) => matches!(read, Ok(1)).then_some(true),
+            ready = socket.stream.wait_for_bytes() => matches!(ready, Ok(true)).then_some(true),
             _ = &mut tick => Some(false),
         };
         parked(false);
         match woke {
-            Some(true) => {
-                socket.replay = Bytes::copy_from_slice(&first);
-                continue;
-            }
+            Some(true) => continue,
             Some(false) => break Ended::Idle,
             None => break Ended::Closed,
         }
     };
     Served { ended, sessions }
+}
+
+/// A client stream whose next bytes can be awaited without taking them.
+pub trait Peek: AsyncRead + AsyncWrite + Unpin {
+    /// Waits until there are bytes to read (`true`) or the peer has closed (`false`).
+    fn wait_for_bytes(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
+}
+
+impl Peek for tokio::net::TcpStream {
+    async fn wait_for_bytes(&mut self) -> io::Result<bool> {
+        let mut byte = [0u8; 1];
+        Ok(self.peek(&mut byte).await? > 0)
+    }
 }
 
 /// Returns once `shutdown` is (or has been) signalled, or its sender is gone.
@@ -334,7 +364,11 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        let a = &self.0;
+        let since = a.epoch.elapsed().as_nanos();
+        a.last_done
+            .store(u64::try_from(since).unwrap_or(u64::MAX), Relaxed);
+        a.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
@@ -404,6 +438,59 @@ mod tests {
     use http_body_util::Full;
     use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+    /// The server's end of an in-memory connection; a byte taken to see that more are
+    /// coming is held and read first.
+    struct Pipe {
+        inner: DuplexStream,
+        held: Option<u8>,
+    }
+
+    impl Peek for Pipe {
+        async fn wait_for_bytes(&mut self) -> io::Result<bool> {
+            if self.held.is_none() {
+                let mut byte = [0u8; 1];
+                if self.inner.read(&mut byte).await? == 0 {
+                    return Ok(false);
+                }
+                self.held = Some(byte[0]);
+            }
+            Ok(true)
+        }
+    }
+
+    impl AsyncRead for Pipe {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            if let Some(b) = this.held.take() {
+                buf.put_slice(&[b]);
+                return Poll::Ready(Ok(()));
+            }
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Pipe {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
     const HEADER_TIMEOUT: Duration = Duration::from_secs(8);
     const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -443,6 +530,10 @@ mod tests {
         let gauge = parked.clone();
         let served = tokio::spawn(async move {
             let settings = Settings::new(HEADER_TIMEOUT, IDLE_TIMEOUT);
+            let server = Pipe {
+                inner: server,
+                held: None,
+            };
             serve(server, paths(delay), &settings, shutdown, move |p| {
                 gauge.fetch_add(if p { 1 } else { -1 }, Relaxed);
             })
@@ -508,8 +599,11 @@ mod tests {
         assert!(!head.contains("close"), "keep-alive kept: {head}");
         assert_eq!(body, "/a");
         assert_eq!(c.parked(), 0);
-        tokio::time::sleep(PARK_AFTER * 3).await;
-        assert_eq!(c.parked(), 1, "quiet for 3 ticks, not parked");
+        // Parked once quiet for PARK_AFTER since the answer, not before.
+        tokio::time::sleep(PARK_AFTER - Duration::from_millis(10)).await;
+        assert_eq!(c.parked(), 0, "parked early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(c.parked(), 1, "quiet for PARK_AFTER, not parked");
         let (head, body) = c.get("/b").await;
         assert!(!head.contains("close"), "{head}");
         assert_eq!(body, "/b");
