@@ -3,7 +3,8 @@
 //! hyper keeps an HTTP/1 connection's read and write buffers (8 KiB each) for as long as
 //! the connection is open, busy or idle: 10 000 idle keep-alive clients would hold about
 //! 190 MiB. [`serve`] runs hyper's connection while requests come. Once the connection
-//! has been quiet for [`Settings::park_after`] (no request begun, none in flight), it
+//! has been quiet for [`Settings::park_after`] since its last response (no request begun
+//! or in flight since), it
 //! asks hyper to finish: `graceful_shutdown` on an idle connection ends it at once,
 //! writing nothing. It takes the socket back (`into_parts`, without shutting the socket)
 //! and waits on the socket alone, **parked**. The next request's first bytes start a
@@ -16,8 +17,8 @@
 //! header timeout, which restarts with each session, still bounds a slow head: a client
 //! cannot reset it by stalling.
 //!
-//! A parked connection is closed once it has been idle for [`Settings::idle_timeout`]
-//! (give or take `park_after`), when the client closes it, or at shutdown.
+//! A parked connection is closed [`Settings::idle_timeout`] after its last response (or
+//! when parked, if `park_after` is the longer), when the client closes it, or at shutdown.
 
 use std::future::{poll_fn, Future};
 use std::io;
