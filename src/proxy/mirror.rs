@@ -4,7 +4,7 @@
 //!
 //! The copies, their answers and the comparisons run on their own thread at a low CPU
 //! priority ([`shadow_runtime`]), with connection pools of their own, and start once no
-//! live request is in flight (or after 10 ms, see [`Deferred`]): when the CPU is short, the
+//! live request is in flight (or after 10 ms, see `Deferred`): when the CPU is short, the
 //! live path gets it and mirrors pile up against `max_in_flight`, beyond which they are
 //! dropped and counted.
 //!
