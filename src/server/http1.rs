@@ -595,8 +595,11 @@ mod tests {
     async fn a_trickled_head_is_still_cut_off_by_the_header_timeout() {
         let mut c = connect(Duration::ZERO).await;
         assert_eq!(c.get("/a").await.1, "/a");
-        // One byte per tick: each pause would park the connection and restart hyper's
-        // header timer, if a session could be parked before its first request began.
+        // One byte per half second, after a served request: the quiet pauses must not
+        // let parking restart hyper's header timer for ever (a slowloris). The first pause
+        // does park the connection (the head's start is replayed); the new hyper
+        // connection has begun no request, so it is not parked again and its header timer
+        // runs out.
         let started = Instant::now();
         for b in b"GET /slowly-slowly-slowly-slowly HTTP/1.1\r\n"
             .iter()
@@ -613,6 +616,8 @@ mod tests {
             matches!(&served.ended, Ended::Failed(e) if e.is_timeout()),
             "{served:?}"
         );
+        // Parked once, with the head's start, and never again.
+        assert_eq!(served.sessions, 2, "{served:?}");
         assert!(
             started.elapsed() < HEADER_TIMEOUT + PARK_AFTER * 5,
             "{:?}",
