@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use switchyard::config;
 use switchyard::proxy::route;
-use switchyard::snapshot::{self, Backends, Routing};
+use switchyard::snapshot::{self, Backends, Builder, Routing};
 
 fn snapshot(weight: f64) -> snapshot::Snapshot {
     let cfg = config::parse(
@@ -28,9 +28,7 @@ state: { path: null }
     .expect("valid config");
     let mut backends = Backends::default();
     backends.sync(&cfg);
-    snapshot::build(
-        &cfg,
-        &backends,
+    Builder::new(&cfg, &backends, None).build(
         1,
         Routing {
             weight,

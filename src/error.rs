@@ -9,6 +9,9 @@
 
 use std::error::Error;
 
+/// A boxed error that can cross tasks: what bodies, connections and services fail with.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
 /// The innermost cause of an error: the one that says what really happened.
 pub fn root_cause<'a>(mut e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
     while let Some(s) = e.source() {

@@ -14,5 +14,7 @@ pub mod error;
 pub mod proxy;
 pub mod rollout;
 pub mod server;
+pub mod shadow;
 pub mod snapshot;
 pub mod telemetry;
+pub mod upstream;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use switchyard::config::{self, Config, Problem, Problems};
 use switchyard::rollout::analysis::{GateOutcome, GateResult, Verdict};
 use switchyard::rollout::controller::Controller;
+use switchyard::rollout::controller::Published;
 use switchyard::rollout::{Action, Control, ControlError, NotAllowed, Status};
-use switchyard::snapshot::{Shared, Snapshot};
+use switchyard::snapshot::Snapshot;
 use switchyard::telemetry::window::ShadowOutcome;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,7 +41,7 @@ fn cfg_with(rollout: &str, extra: &str) -> Config {
 /// A running controller.
 struct Harness {
     control: Control,
-    shared: Arc<Shared>,
+    published: Published,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     /// When the controller was built: the rollout's time zero.
@@ -49,12 +50,13 @@ struct Harness {
 
 fn start(config: Config) -> Harness {
     let t0 = Instant::now();
-    let (controller, control, shared) = Controller::new(config, None);
+    let (controller, control) = Controller::new(config, None);
+    let published = controller.published();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(controller.run(stop_rx));
     Harness {
         control,
-        shared,
+        published,
         stop,
         task,
         t0,
@@ -63,11 +65,11 @@ fn start(config: Config) -> Harness {
 
 impl Harness {
     fn status(&self) -> Arc<Status> {
-        self.shared.status.load_full()
+        self.published.status.load_full()
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.snapshot.load_full()
+        self.published.snapshot.load_full()
     }
 
     /// Sleeps (on the paused clock) until `secs` after the rollout started.
@@ -1190,7 +1192,7 @@ async fn reload_applies_a_new_mirror_bound() {
         steps,
         "state: { path: null }\nshadow: { max_in_flight: 4 }",
     ));
-    assert_eq!(h.shared.shadow.in_flight.load().available_permits(), 4);
+    assert_eq!(h.snapshot().shadow_slots.available_permits(), 4);
     h.control
         .reload(Ok(cfg_with(
             steps,
@@ -1198,7 +1200,7 @@ async fn reload_applies_a_new_mirror_bound() {
         )))
         .await
         .unwrap();
-    assert_eq!(h.shared.shadow.in_flight.load().available_permits(), 16);
+    assert_eq!(h.snapshot().shadow_slots.available_permits(), 16);
     h.stop().await;
 }
 

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,17 +13,31 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::rollout::controller::Published;
 use crate::rollout::{Action, Control, ControlError};
-use crate::snapshot::Shared;
+use crate::shadow::{Diffs, DIFFS_KEPT};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// The admin API's state.
 #[derive(Clone)]
 pub struct Admin {
-    shared: Arc<Shared>,
+    sources: Arc<Sources>,
     control: Control,
     token: Option<Arc<str>>,
+}
+
+/// What the admin API shows: the controller's snapshot and status, readiness, the
+/// metrics and the recent shadow disagreements.
+pub struct Sources {
+    pub published: Published,
+    /// True once a valid config is loaded and the data plane listens.
+    pub ready: Arc<AtomicBool>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    pub diffs: Arc<Diffs>,
 }
 
 /// An admin answer in the making, boxed: connections are served by futures that must be
@@ -31,9 +45,9 @@ pub struct Admin {
 pub type Answer = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 impl Admin {
-    pub fn new(shared: Arc<Shared>, control: Control, token: Option<String>) -> Self {
+    pub fn new(sources: Sources, control: Control, token: Option<String>) -> Self {
         Admin {
-            shared,
+            sources: Arc::new(sources),
             control,
             token: token.map(Into::into),
         }
@@ -64,14 +78,14 @@ impl Admin {
             (&Method::GET, "/") => html(DASHBOARD),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => {
-                if self.shared.ready.load(Ordering::Acquire) {
+                if self.sources.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 }
             }
             (&Method::GET, "/metrics") => {
-                let mut r = text(StatusCode::OK, self.shared.metrics.render());
+                let mut r = text(StatusCode::OK, self.sources.metrics.render());
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -79,7 +93,7 @@ impl Admin {
                 r
             }
             (&Method::GET, "/api/v1/status") => {
-                let status = self.shared.status.load_full();
+                let status = self.sources.published.status.load_full();
                 let mut v = serde_json::to_value(&*status).unwrap_or_default();
                 v["window"] = self.window_figures();
                 json(StatusCode::OK, &v)
@@ -88,8 +102,8 @@ impl Admin {
                 let limit = query_param(req.uri().query(), "limit")
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(20)
-                    .min(crate::snapshot::DIFFS_KEPT);
-                let diffs = self.shared.shadow.recent_diffs(limit);
+                    .min(DIFFS_KEPT);
+                let diffs = self.sources.diffs.recent(limit);
                 json(StatusCode::OK, &serde_json::json!({ "diffs": diffs }))
             }
             (&Method::POST, p) if p.starts_with("/api/v1/") => {
@@ -135,7 +149,7 @@ impl Admin {
     /// Live figures of the stable's and the candidate's sliding windows, as the analysis sees them.
     fn window_figures(&self) -> serde_json::Value {
         use crate::telemetry::window::Summary;
-        let snap = self.shared.snapshot.load_full();
+        let snap = self.sources.published.snapshot.load_full();
         let now = tokio::time::Instant::now();
         let stable = snap.stable.window.summary(now, snap.window);
         let candidate = snap

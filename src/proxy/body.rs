@@ -1,211 +1,77 @@
-//! Request and response bodies: streamed through, buffered only when mirroring or
-//! fallback needs them, and teed into a capped buffer when a comparison needs the answer.
+//! The body phase: a request body over `limits.max_body` is refused (413); the body is
+//! buffered only when mirroring or fallback needs the bytes again, else it streams.
 
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-
-use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Full, Limited};
+use bytes::Bytes;
+use http::header::{HeaderMap, CONTENT_LENGTH};
+use http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
 
-use super::upstream::PooledBody;
+use crate::upstream::UpstreamBody;
 
-/// Boxed error of a body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-pin_project! {
-    /// The body sent upstream: the client's stream (under the size limit), or a buffered copy.
-    #[project = UpstreamProj]
-    pub enum UpstreamBody {
-        Stream { #[pin] inner: Limited<Incoming> },
-        Buffered { #[pin] inner: Full<Bytes> },
-    }
+/// The request body as the forward phase will send it.
+pub enum Prepared {
+    Stream(Incoming),
+    Buffered(Bytes),
 }
 
-impl UpstreamBody {
-    pub fn stream(body: Incoming, limit: usize) -> Self {
-        UpstreamBody::Stream {
-            inner: Limited::new(body, limit),
-        }
-    }
-
-    pub fn buffered(bytes: Bytes) -> Self {
-        UpstreamBody::Buffered {
-            inner: Full::new(bytes),
-        }
-    }
+/// Why a request body is refused before anything is sent upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Declared or found over `limits.max_body` (413).
+    TooLarge,
+    /// The body could not be read to its end (400).
+    Unreadable,
 }
 
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project() {
-            UpstreamProj::Stream { inner } => inner.poll_frame(cx),
-            UpstreamProj::Buffered { inner } => inner.poll_frame(cx).map_err(|e| match e {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
+impl Refused {
+    /// The status the client gets.
+    pub fn status(self) -> StatusCode {
         match self {
-            UpstreamBody::Stream { inner } => inner.is_end_stream(),
-            UpstreamBody::Buffered { inner } => inner.is_end_stream(),
+            Refused::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refused::Unreadable => StatusCode::BAD_REQUEST,
         }
     }
 
-    fn size_hint(&self) -> SizeHint {
+    /// The message of the JSON error.
+    pub fn message(self) -> &'static str {
         match self {
-            UpstreamBody::Stream { inner } => inner.size_hint(),
-            UpstreamBody::Buffered { inner } => inner.size_hint(),
+            Refused::TooLarge => "request body too large",
+            Refused::Unreadable => "could not read the request body",
         }
     }
 }
 
-/// The live answer as captured for a comparison.
-#[derive(Debug)]
-pub struct Captured {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    /// The body exceeded the cap, or the client went away before its end.
-    pub truncated: bool,
-}
-
-/// Copies a response body into a capped buffer as it streams past.
-pub struct Tap {
-    status: u16,
-    content_type: Option<String>,
-    buf: BytesMut,
-    cap: usize,
-    truncated: bool,
-    tx: Option<oneshot::Sender<Captured>>,
-}
-
-impl Tap {
-    pub fn new(
-        status: u16,
-        content_type: Option<String>,
-        cap: usize,
-        tx: oneshot::Sender<Captured>,
-    ) -> Self {
-        Tap {
-            status,
-            content_type,
-            buf: BytesMut::new(),
-            cap,
-            truncated: false,
-            tx: Some(tx),
-        }
-    }
-
-    fn data(&mut self, chunk: &Bytes) {
-        if self.truncated {
-            return;
-        }
-        if self.buf.len() + chunk.len() > self.cap {
-            self.truncated = true;
-            self.buf = BytesMut::new();
-        } else {
-            self.buf.extend_from_slice(chunk);
-        }
-    }
-
-    /// Delivers the capture of a body that ended before anything was polled.
-    pub fn finish_complete(&mut self) {
-        self.finish(true);
-    }
-
-    fn finish(&mut self, complete: bool) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Captured {
-                status: self.status,
-                content_type: self.content_type.take(),
-                body: std::mem::take(&mut self.buf).freeze(),
-                truncated: self.truncated || !complete,
-            });
-        }
+/// Refuses a body whose `Content-Length` already says it is over `max_body`.
+pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), Refused> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max_body as u64 => Err(Refused::TooLarge),
+        _ => Ok(()),
     }
 }
 
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.finish(false);
+/// Reads the body into memory (up to `max_body`) when `buffer`, else leaves it to stream.
+pub async fn prepare(body: Incoming, max_body: usize, buffer: bool) -> Result<Prepared, Refused> {
+    if !buffer {
+        return Ok(Prepared::Stream(body));
+    }
+    match Limited::new(body, max_body).collect().await {
+        Ok(c) => Ok(Prepared::Buffered(c.to_bytes())),
+        Err(e) if e.is::<LengthLimitError>() => Err(Refused::TooLarge),
+        Err(_) => Err(Refused::Unreadable),
     }
 }
 
-pin_project! {
-    /// The body sent to the client.
-    #[project = ProxyProj]
-    pub enum ProxyBody {
-        /// The upstream's answer, streamed as it arrives.
-        Upstream { #[pin] inner: PooledBody },
-        /// The upstream's answer, streamed and copied for a comparison.
-        Tapped { #[pin] inner: PooledBody, tap: Tap },
-        /// An answer of our own (errors).
-        Full { #[pin] inner: Full<Bytes> },
-    }
-}
-
-impl ProxyBody {
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        ProxyBody::Full {
-            inner: Full::new(bytes.into()),
-        }
-    }
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project() {
-            ProxyProj::Upstream { inner } => inner.poll_frame(cx).map_err(Into::into),
-            ProxyProj::Full { inner } => inner.poll_frame(cx).map_err(|e| match e {}),
-            ProxyProj::Tapped { mut inner, tap } => {
-                let frame = ready!(inner.as_mut().poll_frame(cx));
-                match &frame {
-                    Some(Ok(f)) => {
-                        if let Some(d) = f.data_ref() {
-                            tap.data(d);
-                        }
-                        // hyper stops polling once a body says it has ended, so the
-                        // capture is delivered here rather than on a final `None`.
-                        if inner.is_end_stream() {
-                            tap.finish(true);
-                        }
-                    }
-                    Some(Err(_)) => tap.finish(false),
-                    None => tap.finish(true),
-                }
-                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
+impl Prepared {
+    /// The body to send upstream: the stream under the size limit, or the buffered bytes.
+    pub fn into_upstream(self, max_body: usize) -> UpstreamBody {
         match self {
-            ProxyBody::Upstream { inner } => inner.is_end_stream(),
-            ProxyBody::Tapped { inner, .. } => inner.is_end_stream(),
-            ProxyBody::Full { inner } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream { inner } => inner.size_hint(),
-            ProxyBody::Tapped { inner, .. } => inner.size_hint(),
-            ProxyBody::Full { inner } => inner.size_hint(),
+            Prepared::Stream(b) => UpstreamBody::stream(b, max_body),
+            Prepared::Buffered(b) => UpstreamBody::buffered(b),
         }
     }
 }

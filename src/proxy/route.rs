@@ -56,6 +56,16 @@ pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> &'s Arc<Backend> {
     }
 }
 
+/// Whether a request routed to `backend` is mirrored to the candidate: only stable-served
+/// requests are, while a candidate is configured, a share `mirror_bp` of them.
+#[inline]
+pub fn mirrors(snap: &Snapshot, backend: &Arc<Backend>) -> bool {
+    snap.candidate.is_some()
+        && Arc::ptr_eq(backend, &snap.stable)
+        && !snap.is_candidate(backend)
+        && mirrored(snap.mirror_bp)
+}
+
 /// Whether this stable-served request is mirrored (a draw against `mirror_bp`).
 #[inline]
 pub fn mirrored(bp: u32) -> bool {

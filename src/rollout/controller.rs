@@ -1,25 +1,24 @@
 //! The controller: the one task that owns the rollout and writes the snapshot.
 //!
-//! Config reloads, admin commands, fast-fail trips and analysis ticks all arrive here
-//! as [`Msg`]s (or timer deadlines). After each change the controller builds the next
-//! [`Snapshot`](crate::snapshot::Snapshot), publishes it with one `store`, publishes the
-//! status, and persists the rollout state.
+//! Config reloads and admin commands arrive here as [`Msg`]s, fast-fail trips as
+//! [`Trip`]s from the data plane's tripwire, analysis ticks as timer deadlines. After each
+//! change the controller builds the next [`Snapshot`], publishes it with one `store`,
+//! publishes the status, and persists the rollout state.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
-use super::state::{self, Persisted};
+use super::persist::{self, Persisted};
 use super::status::{AnalysisStatus, ConfigStatus, Status};
 use super::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems};
-use crate::snapshot::{self, Backends, Routing, ShadowState, Shared, Tripwire, DEFAULT_ROUTE};
-use crate::telemetry::metrics;
+use crate::snapshot::{Backends, Builder, Routing, Snapshot, DEFAULT_ROUTE};
+use crate::telemetry::{metrics, Trip, Tripwire};
 
 /// An operator's control.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +41,14 @@ pub enum Msg {
         result: Result<Box<Config>, Problems>,
         reply: Option<oneshot::Sender<Result<u64, Problems>>>,
     },
-    /// The data plane saw `failures` consecutive candidate failures in rollout `rollout`.
-    Trip { rollout: u64, failures: u32 },
+}
+
+/// Where the controller publishes: the routing snapshot the data plane reads, and the
+/// status the admin API shows. The controller is the only writer of both.
+#[derive(Clone)]
+pub struct Published {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub status: Arc<ArcSwap<Status>>,
 }
 
 /// Why a control did not happen.
@@ -116,8 +121,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 /// How long a promotion is watched when no `analysis.after_promotion` says.
 const DEFAULT_AFTER_PROMOTION: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Capacity of the controller's queue; senders on the request path only `try_send`.
+/// Capacity of the controller's queue of controls and reloads.
 const QUEUE: usize = 1024;
+
+/// Capacity of the trips queue; tripwires on the request path only `try_send`, and one
+/// trip per rollout is all that counts.
+const TRIPS: usize = 16;
 
 /// The rollout controller.
 pub struct Controller {
@@ -131,72 +140,58 @@ pub struct Controller {
     tripwire: Option<Arc<Tripwire>>,
     next_eval: Option<Instant>,
     backends: Backends,
-    shared: Arc<Shared>,
-    tx: mpsc::Sender<Msg>,
+    /// What the current config fixes in every snapshot.
+    builder: Builder,
+    published: Published,
     rx: mpsc::Receiver<Msg>,
+    /// Given to each tripwire; read by [`Controller::run`].
+    trip_tx: mpsc::Sender<Trip>,
+    trips: mpsc::Receiver<Trip>,
 }
 
 impl Controller {
     /// Builds the controller from a validated config, restoring the persisted state of
-    /// the same revision, and publishes the first snapshot.
-    pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control, Arc<Shared>) {
+    /// the same revision, and publishes the first snapshot and status.
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (trip_tx, trips) = mpsc::channel(TRIPS);
         let now = Instant::now();
         let mut backends = Backends::default();
         backends.sync(&config);
-        let plan = Plan::from_config(&config);
-        let mut rollout = Rollout::new(plan, now);
-        if let Some(path) = &config.state.path {
-            if let Some(saved) = state::load(path) {
-                if saved.restore_into(DEFAULT_ROUTE, &mut rollout, now) {
-                    let msg = format!(
-                        "restored from {}: {} at step {}",
-                        path.display(),
-                        rollout.phase.as_str(),
-                        rollout.step
-                    );
-                    rollout.event("restored", msg);
-                } else {
-                    let msg = format!(
-                        "state in {} is for another revision; starting at step 0",
-                        path.display()
-                    );
-                    rollout.event("restored", msg);
-                }
-            }
-        }
+        let builder = Builder::new(&config, &backends, None);
+        let mut rollout = Rollout::new(Plan::from_config(&config), now);
+        restore(&config, &mut rollout, now);
         let generation = 1;
-        let shadow = Arc::new(ShadowState::new(config.shadow.max_in_flight));
-        let routing = Routing {
-            weight: rollout.weight(),
-            mirror: rollout.mirror(),
-            tripwire: None,
-        };
-        let first = snapshot::build(&config, &backends, generation, routing);
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(first),
-            status: ArcSwap::from_pointee(Status::empty()),
-            ready: AtomicBool::new(false),
-            metrics: metrics::install(),
-            shadow,
-        });
+        let rollout_id = 1;
+        let tripwire = arm(&config, &rollout, now, None, rollout_id, &trip_tx);
+        let first = builder.build(generation, routing(&rollout, &tripwire));
         let mut c = Controller {
             config,
             config_path,
             generation,
             last_error: None,
             rollout,
-            rollout_id: 1,
-            tripwire: None,
+            rollout_id,
+            tripwire,
             next_eval: None,
             backends,
-            shared: shared.clone(),
-            tx: tx.clone(),
+            builder,
+            published: Published {
+                snapshot: Arc::new(ArcSwap::from_pointee(first)),
+                status: Arc::new(ArcSwap::from_pointee(Status::empty())),
+            },
             rx,
+            trip_tx,
+            trips,
         };
         c.schedule_eval(now);
-        c.publish(true);
-        (c, Control { tx }, shared)
+        c.report(now, true);
+        (c, Control { tx })
+    }
+
+    /// Where this controller publishes its snapshots and status.
+    pub fn published(&self) -> Published {
+        self.published.clone()
     }
 
     /// Runs until `shutdown` flips to true (or every sender is gone).
@@ -208,6 +203,7 @@ impl Controller {
                     Some(msg) => self.handle(msg),
                     None => break,
                 },
+                Some(trip) = self.trips.recv() => self.trip(trip),
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.tick(Instant::now());
                 }
@@ -221,7 +217,7 @@ impl Controller {
         match msg {
             Msg::Control { action, reply } => {
                 let result = self.control(action, now);
-                let answer = result.map(|()| self.shared.status.load_full());
+                let answer = result.map(|()| self.published.status.load_full());
                 let _ = reply.send(answer.map_err(ControlError::from));
             }
             Msg::Reload { result, reply } => {
@@ -242,17 +238,20 @@ impl Controller {
                     let _ = reply.send(answer);
                 }
             }
-            Msg::Trip { rollout, failures } => {
-                if rollout == self.rollout_id {
-                    let reason = format!(
-                        "{failures} consecutive candidate failures (fast_rollback.consecutive_errors)"
-                    );
-                    if self.rollout.rollback(reason, Trigger::Fast).is_ok() {
-                        metrics::rollback(Trigger::Fast.as_str());
-                        self.publish(true);
-                    }
-                }
-            }
+        }
+    }
+
+    /// A tripwire saw too many consecutive candidate failures: roll back at once, unless
+    /// the trip belongs to a rollout that has since been replaced.
+    fn trip(&mut self, Trip { rollout, failures }: Trip) {
+        if rollout != self.rollout_id {
+            return;
+        }
+        let reason =
+            format!("{failures} consecutive candidate failures (fast_rollback.consecutive_errors)");
+        if self.rollout.rollback(reason, Trigger::Fast).is_ok() {
+            metrics::rollback(Trigger::Fast.as_str());
+            self.publish(true);
         }
     }
 
@@ -284,13 +283,7 @@ impl Controller {
         }
         let plan = Plan::from_config(&config);
         self.backends.sync(&config);
-        if config.shadow.max_in_flight != self.config.shadow.max_in_flight {
-            // Mirrors in flight keep their permits of the old semaphore and release them there.
-            self.shared
-                .shadow
-                .in_flight
-                .store(Arc::new(Semaphore::new(config.shadow.max_in_flight)));
-        }
+        self.builder = Builder::new(&config, &self.backends, Some(&self.builder));
         self.generation += 1;
         self.last_error = None;
         metrics::config_reload("applied");
@@ -303,8 +296,8 @@ impl Controller {
             let msg = format!(
                 "config generation {} changed the rollout (revision {} → {}): a new rollout starts at step 0",
                 self.generation,
-                state::revision_hex(old),
-                state::revision_hex(self.rollout.plan.revision)
+                persist::revision_hex(old),
+                persist::revision_hex(self.rollout.plan.revision)
             );
             self.rollout.event("reload", msg);
             self.rollout_id += 1;
@@ -344,26 +337,12 @@ impl Controller {
         }
     }
 
-    /// How long after promotion the candidate stays watched (analysis and fast rollback).
     fn after_promotion(&self) -> std::time::Duration {
-        self.config
-            .rollout
-            .analysis
-            .as_ref()
-            .map_or(DEFAULT_AFTER_PROMOTION, |a| a.after_promotion.0)
+        after_promotion(&self.config)
     }
 
-    /// Whether a failing candidate is still rolled back: before promotion, and for
-    /// `after_promotion` after it (then the promotion stands and the old stable may go).
     fn protecting(&self, now: Instant) -> bool {
-        match self.rollout.phase {
-            Phase::Progressing | Phase::Paused => true,
-            Phase::Promoted => self
-                .rollout
-                .promoted_at
-                .is_some_and(|p| since(now, p) < self.after_promotion()),
-            Phase::Idle | Phase::RolledBack => false,
-        }
+        protecting(&self.config, &self.rollout, now)
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -479,34 +458,28 @@ impl Controller {
         false
     }
 
-    /// Builds and stores the next snapshot and status; persists the state when asked.
+    /// Builds and stores the next snapshot, then the status; persists the state when asked.
     fn publish(&mut self, persist: bool) {
         let now = Instant::now();
+        self.tripwire = arm(
+            &self.config,
+            &self.rollout,
+            now,
+            self.tripwire.as_ref(),
+            self.rollout_id,
+            &self.trip_tx,
+        );
+        let next = self
+            .builder
+            .build(self.generation, routing(&self.rollout, &self.tripwire));
+        self.published.snapshot.store(Arc::new(next));
+        self.report(now, persist);
+    }
+
+    /// Publishes the status and the rollout metrics; persists the state when asked.
+    fn report(&self, now: Instant, persist: bool) {
         let r = &self.rollout;
-        let armed = self.protecting(now);
-        self.tripwire = match (&self.config.rollout.fast_rollback, armed) {
-            (Some(f), true) => match &self.tripwire {
-                Some(t)
-                    if t.rollout() == self.rollout_id && t.threshold() == f.consecutive_errors =>
-                {
-                    Some(t.clone())
-                }
-                _ => Some(Arc::new(Tripwire::new(
-                    f.consecutive_errors,
-                    self.rollout_id,
-                    self.tx.clone(),
-                ))),
-            },
-            _ => None,
-        };
-        let routing = Routing {
-            weight: r.weight(),
-            mirror: r.mirror(),
-            tripwire: self.tripwire.clone(),
-        };
-        let next = snapshot::build(&self.config, &self.backends, self.generation, routing);
-        self.shared.snapshot.store(Arc::new(next));
-        self.shared.status.store(Arc::new(self.status(now)));
+        self.published.status.store(Arc::new(self.status(now)));
         metrics::rollout(
             r.phase.as_str(),
             &Phase::ALL,
@@ -517,8 +490,8 @@ impl Controller {
         );
         if persist {
             if let Some(path) = &self.config.state.path {
-                let p = Persisted::of(DEFAULT_ROUTE, &self.rollout, now);
-                if let Err(e) = state::save(path, &p) {
+                let p = Persisted::of(DEFAULT_ROUTE, r, now);
+                if let Err(e) = persist::save(path, &p) {
                     tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state");
                 }
             }
@@ -550,7 +523,7 @@ impl Controller {
             reason: r.reason.clone(),
             hold_remaining_s,
             manual_hold: in_step && hold == Some(Hold::Manual),
-            revision: state::revision_hex(r.plan.revision),
+            revision: persist::revision_hex(r.plan.revision),
             config: ConfigStatus {
                 generation: self.generation,
                 last_error: self.last_error.clone(),
@@ -564,6 +537,88 @@ impl Controller {
             },
             events: r.events.iter().cloned().collect(),
         }
+    }
+}
+
+/// Restores the persisted state of `config`'s state file into `rollout` when it is of the
+/// same revision, and says in an event what became of it.
+fn restore(config: &Config, rollout: &mut Rollout, now: Instant) {
+    let Some(path) = &config.state.path else {
+        return;
+    };
+    let Some(saved) = persist::load(path) else {
+        return;
+    };
+    let msg = if saved.restore_into(DEFAULT_ROUTE, rollout, now) {
+        format!(
+            "restored from {}: {} at step {}",
+            path.display(),
+            rollout.phase.as_str(),
+            rollout.step
+        )
+    } else {
+        format!(
+            "state in {} is for another revision; starting at step 0",
+            path.display()
+        )
+    };
+    rollout.event("restored", msg);
+}
+
+/// The fast-rollback tripwire for the rollout as it is now: `None` when off or no longer
+/// protecting; the `current` one while it still fits (same rollout, same threshold), so its
+/// count of consecutive failures goes on.
+fn arm(
+    config: &Config,
+    rollout: &Rollout,
+    now: Instant,
+    current: Option<&Arc<Tripwire>>,
+    rollout_id: u64,
+    trips: &mpsc::Sender<Trip>,
+) -> Option<Arc<Tripwire>> {
+    let f = config.rollout.fast_rollback.as_ref()?;
+    if !protecting(config, rollout, now) {
+        return None;
+    }
+    match current {
+        Some(t) if t.rollout() == rollout_id && t.threshold() == f.consecutive_errors => {
+            Some(t.clone())
+        }
+        _ => Some(Arc::new(Tripwire::new(
+            f.consecutive_errors,
+            rollout_id,
+            trips.clone(),
+        ))),
+    }
+}
+
+/// What the rollout decides of the next snapshot.
+fn routing(rollout: &Rollout, tripwire: &Option<Arc<Tripwire>>) -> Routing {
+    Routing {
+        weight: rollout.weight(),
+        mirror: rollout.mirror(),
+        tripwire: tripwire.clone(),
+    }
+}
+
+/// How long after promotion the candidate stays watched (analysis and fast rollback).
+fn after_promotion(config: &Config) -> std::time::Duration {
+    config
+        .rollout
+        .analysis
+        .as_ref()
+        .map_or(DEFAULT_AFTER_PROMOTION, |a| a.after_promotion.0)
+}
+
+/// Whether a failing candidate is still rolled back: before promotion, and for
+/// `after_promotion` after it (then the promotion stands and the old stable may go).
+fn protecting(config: &Config, rollout: &Rollout, now: Instant) -> bool {
+    match rollout.phase {
+        Phase::Progressing | Phase::Paused => true,
+        Phase::Promoted => rollout
+            .promoted_at
+            .is_some_and(|p| since(now, p) < after_promotion(config)),
+        Phase::Idle | Phase::RolledBack => false,
     }
 }
 

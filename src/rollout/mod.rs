@@ -10,18 +10,17 @@
 //! ```
 //!
 //! [`Rollout`] is the pure state machine (no I/O, time passed in); the
-//! [`controller`] task drives it, publishes snapshots and persists it.
+//! [`controller`] task drives it, publishes snapshots and persists it ([`persist`]).
 
 pub mod analysis;
 pub mod controller;
-pub mod state;
+pub mod persist;
 pub mod status;
 
 pub use controller::{Action, Control, ControlError, Msg};
 pub use status::Status;
 
 use std::collections::VecDeque;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
@@ -420,10 +419,7 @@ impl Rollout {
     }
 }
 
-/// Wall-clock now as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
+pub use crate::telemetry::now_rfc3339;
 
 /// Time since `earlier`, zero when the clock went backwards.
 pub(crate) fn since(now: Instant, earlier: Instant) -> Duration {

@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::proxy::body::BoxError;
+use crate::error::BoxError;
 
 /// How long a connection stays quiet before it is parked (at most; see
 /// [`Settings::new`]). Short, so that a burst of new clients that then idle does not

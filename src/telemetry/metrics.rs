@@ -4,7 +4,7 @@
 //! once and returns the handle `/metrics` renders from. Hot-path metrics are resolved to
 //! handles once per backend ([`BackendMetrics`]) so recording a request never builds labels.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -277,8 +277,28 @@ pub fn shadow_comparison(result: &'static str) {
 /// Counts one output tensor of a compared pair (v2 outputs, v1 predictions) by `agree`/`disagree`.
 pub fn shadow_output(output: &str, agree: bool) {
     let result = if agree { "agree" } else { "disagree" };
-    counter!(SHADOW_OUTPUT_COMPARISONS_TOTAL, "output" => output.to_owned(), "result" => result)
+    counter!(SHADOW_OUTPUT_COMPARISONS_TOTAL, "output" => output_label(output), "result" => result)
         .increment(1);
+}
+
+/// How many distinct output names get their own metric label; later ones are `other`,
+/// so a model with odd output names cannot grow the metrics without bound.
+pub const OUTPUT_LABELS: usize = 32;
+
+/// The `output` label for output `name`: itself while fewer than [`OUTPUT_LABELS`] names
+/// have been seen, else `other`.
+fn output_label(name: &str) -> Arc<str> {
+    static SEEN: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(n) = seen.iter().find(|n| &***n == name) {
+        return n.clone();
+    }
+    if seen.len() >= OUTPUT_LABELS {
+        return Arc::from("other");
+    }
+    let n: Arc<str> = Arc::from(name);
+    seen.push(n.clone());
+    n
 }
 
 /// Counts one noise-floor comparison (the stable against itself) by result, or `dropped`.

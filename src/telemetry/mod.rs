@@ -1,4 +1,70 @@
-//! What the proxy measures: per-backend sliding windows for the analysis, and Prometheus metrics.
+//! What the proxy measures: per-backend sliding windows for the analysis, the
+//! fast-rollback tripwire, and Prometheus metrics.
+//!
+//! The live path and the shadow side record an exchange's outcome through one function,
+//! [`record`], so a mirrored answer counts for the candidate exactly as a live one does.
 
 pub mod metrics;
+pub mod tripwire;
 pub mod window;
+
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use metrics::{BackendMetrics, ErrorKind};
+pub use tripwire::{Trip, Tripwire};
+use window::Window;
+
+/// What one exchange with a backend came to, as far as the backend is to blame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The backend answered with this status (5xx counts as a failure).
+    Answered(u16),
+    /// The exchange failed for this reason.
+    Failed(ErrorKind),
+}
+
+/// Records one outcome of a backend at `now`: its latency and error metrics, its window, and the
+/// rollout's tripwire when the backend is the candidate. Returns whether the outcome
+/// counts as a failure of the backend.
+///
+/// Failures that are the client's (a body over the limit) are not outcomes of the
+/// backend: callers do not record them.
+pub fn record(
+    window: &Window,
+    metrics: &BackendMetrics,
+    tripwire: Option<&Tripwire>,
+    now: Instant,
+    latency: Duration,
+    outcome: Outcome,
+) -> bool {
+    let failed = match outcome {
+        Outcome::Answered(status) => {
+            metrics.latency(latency);
+            let failed = status >= 500;
+            if failed {
+                metrics.error(ErrorKind::Status);
+            }
+            failed
+        }
+        Outcome::Failed(kind) => {
+            metrics.error(kind);
+            true
+        }
+    };
+    window.record(now, latency, failed);
+    if let Some(t) = tripwire {
+        if failed {
+            t.failure();
+        } else {
+            t.success();
+        }
+    }
+    failed
+}
+
+/// Wall-clock now as RFC 3339 (UTC, milliseconds), for events and records.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}

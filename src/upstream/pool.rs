@@ -1,4 +1,4 @@
-//! Upstream HTTP/1 connections: a pool per backend, each connection driven by the task of
+//! Pooled HTTP/1 connections: a pool per backend, each connection driven by the task of
 //! the request that holds it.
 //!
 //! hyper-util's pooled client runs every upstream connection as a task of its own, so a
@@ -35,7 +35,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::body::{BoxError, UpstreamBody};
+use super::body::UpstreamBody;
+use crate::error::BoxError;
 
 /// How long a connection may sit unused in the pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);

@@ -1,9 +1,10 @@
 //! Starting and stopping switchyard: listeners, accept loops, the controller, the config
-//! watcher, and graceful shutdown.
+//! watcher, and graceful shutdown. This is where the parts are composed: the controller
+//! publishes, the data plane and the admin API read what it publishes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +18,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::admin;
 use crate::config::{self, Config};
-use crate::error::is_caused_by_where;
-use crate::proxy::body::BoxError;
-use crate::proxy::Proxy;
+use crate::error::{is_caused_by_where, BoxError};
+use crate::proxy::{DataPlane, Proxy};
 use crate::rollout::controller::Controller;
-use crate::rollout::Control;
-use crate::snapshot::Shared;
-use crate::telemetry::metrics::ConnectionMetrics;
+use crate::rollout::{Control, Status};
+use crate::shadow::Diffs;
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::{self, ConnectionMetrics};
 
 /// Implements `AsyncWrite` for a wrapper by passing every call to one of its fields:
 /// `forward_write!([T: AsyncWrite + Unpin] Wrapper<T> => field);`.
@@ -78,6 +82,20 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 /// How long shutdown waits for admin calls.
 const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
+/// What the parts of a running switchyard share, as the server composed them.
+pub struct Shared {
+    /// The routing snapshot in force (the controller stores, the data plane loads).
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The rollout status as last published by the controller.
+    pub status: Arc<ArcSwap<Status>>,
+    /// True once a valid config is loaded and the data plane listens.
+    pub ready: Arc<AtomicBool>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The recent shadow disagreements.
+    pub diffs: Arc<Diffs>,
+}
+
 /// A running switchyard.
 pub struct Running {
     /// Where the data plane listens (the real port when the config said 0).
@@ -115,20 +133,38 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let token = config.admin.token();
     let initial = config.clone();
 
-    let (controller, control, shared) = Controller::new(config, config_path.clone());
+    let metrics = metrics::install();
+    let (controller, control) = Controller::new(config, config_path.clone());
+    let published = controller.published();
+    let shared = Arc::new(Shared {
+        snapshot: published.snapshot.clone(),
+        status: published.status.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+        metrics: metrics.clone(),
+        diffs: Arc::new(Diffs::default()),
+    });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(controller.run(rx.clone())));
-    let proxy_shared = shared.clone();
+    let plane = Arc::new(DataPlane {
+        snapshot: shared.snapshot.clone(),
+        diffs: shared.diffs.clone(),
+    });
     tasks.push(tokio::spawn(serve_connections(
         "data",
         data,
         Serving::new(header_timeout, idle_timeout),
         DRAIN,
         rx.clone(),
-        move |peer| TowerToHyperService::new(Proxy::new(proxy_shared.clone(), Some(peer.ip()))),
+        move |peer| TowerToHyperService::new(Proxy::new(plane.clone(), Some(peer.ip()))),
     )));
-    let admin = admin::Admin::new(shared.clone(), control.clone(), token);
+    let sources = admin::Sources {
+        published,
+        ready: shared.ready.clone(),
+        metrics,
+        diffs: shared.diffs.clone(),
+    };
+    let admin = admin::Admin::new(sources, control.clone(), token);
     tasks.push(tokio::spawn(serve_connections(
         "admin",
         admin_listener,

@@ -1,0 +1,27 @@
+//! The shadow side: mirrors of live requests, sent to the candidate and compared with
+//! the live answer off the request path.
+//!
+//! In the order a mirror lives:
+//!
+//! 1. **[`admission`]**: a place among `shadow.max_in_flight`, or dropped and counted;
+//!    the live path asks before it buffers anything.
+//! 2. **[`tap`]**: the live answer is copied (capped) as it streams to the client.
+//! 3. **[`mirror`]**: the job: the copy to the candidate (and, with `shadow.calibrate`,
+//!    to the stable itself), the comparison, and its tally.
+//! 4. **[`runtime`]**: where jobs run: one low-priority thread, fed in batches once the
+//!    live side is quiet.
+//! 5. **[`diffs`]**: the recent disagreements, redacted, for the admin API.
+//!
+//! Nothing here is awaited by the live path.
+
+pub mod admission;
+pub mod diffs;
+pub mod mirror;
+pub mod runtime;
+pub mod tap;
+
+pub use admission::{reserve, reserve_calibration, Reservation};
+pub use diffs::{Diffs, DIFFS_KEPT};
+pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
+pub use runtime::{shadow_runtime, LiveRequest};
+pub use tap::{Captured, Tap};

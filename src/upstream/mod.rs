@@ -1,0 +1,189 @@
+//! Talking to backends: pooled HTTP/1 connections, one request sent within a timeout,
+//! and a precise account of what failed when it does.
+//!
+//! The live path and the shadow side both send through here; each [`Upstream`] keeps
+//! one pool per [`Lane`], so a live request never waits on a connection that the
+//! low-priority shadow thread drives.
+
+pub mod body;
+pub mod pool;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderValue, HOST};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::LengthLimitError;
+
+pub use body::UpstreamBody;
+pub use pool::{Pool, PooledBody, SendError};
+
+use crate::error::{is_caused_by, root_cause, BoxError};
+use crate::telemetry::metrics::ErrorKind;
+use crate::telemetry::Outcome;
+
+/// Where one backend is and how long it may take: the target of every request sent to it.
+pub struct Upstream {
+    /// Path prefix from the URL ("" or "/v1/prefix", no trailing slash).
+    prefix: Box<str>,
+    /// `Host` for requests that come without one.
+    host: HeaderValue,
+    timeout: Duration,
+    /// Connections for live requests, driven by the requests' own tasks.
+    live: Arc<Pool>,
+    /// Connections for shadow and calibration copies, driven by the shadow thread.
+    shadow: Arc<Pool>,
+}
+
+/// Which of a backend's pools a request goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Live,
+    Shadow,
+}
+
+/// The parts of a request sent upstream, kept so it can be sent again (fallback, mirror).
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub method: Method,
+    pub path_and_query: PathAndQuery,
+    pub headers: HeaderMap,
+}
+
+/// Why a forward failed, and whose fault it was.
+#[derive(Debug)]
+pub enum Failure {
+    /// The upstream could not be reached (502).
+    Connect(BoxError),
+    /// The upstream did not answer within its timeout (504).
+    Timeout,
+    /// The upstream broke the exchange (502).
+    Protocol(BoxError),
+    /// The client's body went over `limits.max_body` while streaming (413).
+    BodyTooLarge,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// The upstream at `url` (validated: `http://host[:port][/prefix]`), answering within `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Upstream {
+        let uri: Uri = url.parse().expect("validated URL");
+        let parts = uri.into_parts();
+        let prefix = parts
+            .path_and_query
+            .map(|p| p.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        let authority: Authority = parts.authority.expect("validated URL");
+        Upstream {
+            prefix: prefix.into_boxed_str(),
+            host: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
+            timeout,
+            live: Pool::new(&authority),
+            shadow: Pool::new(&authority),
+        }
+    }
+
+    /// The pool of one lane.
+    pub fn pool(&self, lane: Lane) -> &Arc<Pool> {
+        match lane {
+            Lane::Live => &self.live,
+            Lane::Shadow => &self.shadow,
+        }
+    }
+
+    /// The upstream request target (origin form): the path prefix, then the request's
+    /// path and query.
+    pub fn uri(&self, pq: &PathAndQuery) -> Uri {
+        if self.prefix.is_empty() {
+            return Uri::from(pq.clone());
+        }
+        format!("{}{}", self.prefix, pq.as_str())
+            .parse()
+            .unwrap_or_else(|_| Uri::from(pq.clone()))
+    }
+
+    /// Sends `head` + `body` through `lane` and waits for the answer's head, within the
+    /// timeout. The answer's body holds its connection until read in full.
+    pub async fn send(
+        &self,
+        lane: Lane,
+        head: Head,
+        body: UpstreamBody,
+    ) -> Result<Response<PooledBody>, Failure> {
+        let mut req = Request::new(body);
+        *req.method_mut() = head.method;
+        *req.uri_mut() = self.uri(&head.path_and_query);
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = head.headers;
+        if !req.headers().contains_key(HOST) {
+            // An HTTP/1.0 client may leave it out; HTTP/1.1 needs one.
+            req.headers_mut().insert(HOST, self.host.clone());
+        }
+        match self.pool(lane).send(req, self.timeout).await {
+            Ok(resp) => Ok(resp),
+            Err(SendError::Timeout) => Err(Failure::Timeout),
+            Err(SendError::Connect(e)) => Err(Failure::Connect(e)),
+            Err(SendError::Exchange(e)) => {
+                if is_caused_by::<LengthLimitError>(&e) {
+                    Err(Failure::BodyTooLarge)
+                } else {
+                    Err(Failure::Protocol(e.into()))
+                }
+            }
+        }
+    }
+
+    /// [`Upstream::send`] on the live lane: that future itself, not one wrapping it (a
+    /// wrapper would copy it once more on the request path).
+    pub fn send_live(
+        &self,
+        head: Head,
+        body: UpstreamBody,
+    ) -> impl Future<Output = Result<Response<PooledBody>, Failure>> + '_ {
+        self.send(Lane::Live, head, body)
+    }
+}
+
+// === impl Failure ===
+
+impl Failure {
+    /// The status the client gets.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Failure::Connect(_) | Failure::Protocol(_) => http::StatusCode::BAD_GATEWAY,
+            Failure::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Failure::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The `kind` label, or `None` when the client is at fault.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Failure::Connect(_) => Some(ErrorKind::Connect),
+            Failure::Timeout => Some(ErrorKind::Timeout),
+            Failure::Protocol(_) => Some(ErrorKind::Protocol),
+            Failure::BodyTooLarge => None,
+        }
+    }
+
+    /// What this failure says about the backend, or `None` when the client is at fault.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.kind().map(Outcome::Failed)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "upstream unreachable: {}", root_cause(e.as_ref())),
+            Failure::Timeout => f.write_str("upstream timed out"),
+            Failure::Protocol(e) => write!(f, "upstream failed: {}", root_cause(e.as_ref())),
+            Failure::BodyTooLarge => f.write_str("request body too large"),
+        }
+    }
+}
