@@ -29,12 +29,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::shadow::{self, Diffs, Mirror};
+use crate::shadow::{self, Captured, Diffs, Mirror, Reservation};
 use crate::snapshot::Snapshot;
 use crate::upstream::Head;
 use body::Prepared;
@@ -104,8 +106,7 @@ impl Proxy {
 
         // 4. body
         if let Err(refused) = body::check_declared(&parts.headers, snap.max_body) {
-            let (status, message) = (refused.status(), refused.message());
-            return Ok(respond::error(&backend, status, message, request_id));
+            return Ok(respond::refused(&backend, refused, request_id));
         }
         let mirror = if route::mirrors(&snap, &backend) {
             shadow::reserve(&snap)
@@ -116,10 +117,7 @@ impl Proxy {
         let buffer = mirror.is_some() || fallback;
         let prepared = match body::prepare(body, snap.max_body, buffer).await {
             Ok(p) => p,
-            Err(refused) => {
-                let (status, message) = (refused.status(), refused.message());
-                return Ok(respond::error(&backend, status, message, request_id));
-            }
+            Err(refused) => return Ok(respond::refused(&backend, refused, request_id)),
         };
         let head = Head {
             method: parts.method,
@@ -133,18 +131,9 @@ impl Proxy {
 
         // 5. mirror (+ calibration copy to the stable itself)
         let tap = match (&prepared, mirror) {
-            (Prepared::Buffered(bytes), Some(place)) => Mirror {
-                place,
-                calibration: route::mirrored(snap.calibrate_bp)
-                    .then(|| shadow::reserve_calibration(&snap))
-                    .flatten(),
-                snapshot: snap.clone(),
-                head: head.clone(),
-                body: bytes.clone(),
-                request_id: request_id.clone(),
-                diffs: self.plane.diffs.clone(),
+            (Prepared::Buffered(bytes), Some(place)) => {
+                self.mirror(place, &snap, &head, bytes, &request_id)
             }
-            .spawn(),
             _ => None,
         };
 
@@ -168,5 +157,29 @@ impl Proxy {
             tap,
             snap.max_body,
         ))
+    }
+
+    /// Hands a copy of the request to the shadow side (with a calibration copy to the
+    /// stable itself, for a share of them); returns where the live answer is to be teed.
+    fn mirror(
+        &self,
+        place: Reservation,
+        snap: &Arc<Snapshot>,
+        head: &Head,
+        body: &Bytes,
+        request_id: &HeaderValue,
+    ) -> Option<oneshot::Sender<Captured>> {
+        Mirror {
+            place,
+            calibration: route::mirrored(snap.calibrate_bp)
+                .then(|| shadow::reserve_calibration(snap))
+                .flatten(),
+            snapshot: snap.clone(),
+            head: head.clone(),
+            body: body.clone(),
+            request_id: request_id.clone(),
+            diffs: self.plane.diffs.clone(),
+        }
+        .spawn()
     }
 }

@@ -13,6 +13,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
+use super::body::Refused;
 use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_VARIANT};
 use crate::error::BoxError;
 use crate::shadow::{Captured, Tap};
@@ -65,6 +66,11 @@ fn upstream_answer(
         None => ProxyBody::Upstream { inner: body },
     };
     Response::from_parts(parts, body)
+}
+
+/// The answer to a request whose body was refused before it went anywhere.
+pub fn refused(backend: &Backend, why: Refused, request_id: HeaderValue) -> Response<ProxyBody> {
+    error(backend, why.status(), why.message(), request_id)
 }
 
 /// An answer of our own: a short JSON error naming the backend.
