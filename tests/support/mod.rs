@@ -1,6 +1,8 @@
 //! Test support: in-process model servers, a running switchyard on a config file, and a client.
 #![allow(dead_code)]
 
+pub mod config;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
