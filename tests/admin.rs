@@ -3,11 +3,12 @@
 mod support;
 
 use http::{Method, StatusCode};
-use support::{canary, ramp, Harness};
+use support::config::TestConfig;
+use support::{has_event, ProxyHarness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_rollback_takes_effect_for_the_very_next_request() {
-    let h = Harness::start(&canary(100.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(100.0)).await;
     assert_eq!(h.get("/echo", &[]).await.variant(), "green");
     let a = h
         .admin(
@@ -41,8 +42,10 @@ async fn manual_rollback_takes_effect_for_the_very_next_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutating_calls_need_the_token_when_one_is_set() {
     std::env::set_var("SWITCHYARD_TEST_TOKEN_AUTH", "s3cret");
-    let t = canary(10.0, "").replace("SWITCHYARD_TEST_NO_TOKEN", "SWITCHYARD_TEST_TOKEN_AUTH");
-    let h = Harness::start(&t).await;
+    let h = ProxyHarness::start(
+        &TestConfig::canary(10.0).admin_token_env("SWITCHYARD_TEST_TOKEN_AUTH"),
+    )
+    .await;
     let none = h.admin(Method::POST, "/api/v1/pause", None, "").await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     let wrong = h
@@ -70,8 +73,7 @@ async fn mutating_calls_need_the_token_when_one_is_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_state_survives_a_restart() {
-    let template = ramp("");
-    let mut h = Harness::start(&template).await;
+    let mut h = ProxyHarness::start(&TestConfig::ramp()).await;
     h.admin(Method::POST, "/api/v1/promote", None, "").await;
     h.admin(Method::POST, "/api/v1/pause", None, r#"{"reason":"lunch"}"#)
         .await;
@@ -82,16 +84,12 @@ async fn rollout_state_survives_a_restart() {
     assert_eq!(s["step"], 1);
     assert_eq!(s["weight"], 50.0);
     assert_eq!(s["reason"], "lunch");
-    assert!(s["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["kind"] == "restored"));
+    assert!(has_event(&s, "restored", ""), "{:#}", s["events"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_are_served() {
-    let h = Harness::start(&canary(50.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(50.0)).await;
     for _ in 0..20 {
         h.get("/echo", &[]).await;
     }
@@ -105,8 +103,7 @@ async fn health_readiness_and_metrics_are_served() {
     );
     let page = h.admin(Method::GET, "/", None, "").await;
     assert!(String::from_utf8_lossy(&page.body).contains("<title>switchyard</title>"));
-    let m = h.admin(Method::GET, "/metrics", None, "").await;
-    let text = String::from_utf8_lossy(&m.body);
+    let text = h.metrics_text().await;
     for name in [
         "switchyard_requests_total{backend=\"blue\",code=\"200\"}",
         "switchyard_request_duration_seconds_bucket{backend=\"blue\"",
@@ -124,8 +121,8 @@ async fn health_readiness_and_metrics_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_drives_the_admin_api() {
-    let h = Harness::start(&canary(10.0, "")).await;
-    let admin = format!("http://{}", h.running().admin_addr);
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let admin = format!("http://{}", h.admin_addr());
     let bin = env!("CARGO_BIN_EXE_switchyard");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(bin)

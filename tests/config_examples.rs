@@ -4,28 +4,30 @@
 //! this file; a file with no specific facts below still has to load and pass the
 //! general checks.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::time::Duration;
 
+use support::config::examples;
 use switchyard::config::{load_file, Config, Hold, Strategy};
-
-/// The `*.yaml` files of the `config/` directory, sorted by name.
-fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
 
 fn load(name: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("config")
         .join(name);
     load_file(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()))
+}
+
+/// Example `name`, a rollout of a candidate with `strategy`.
+fn rollout_example(name: &str, strategy: Strategy) -> Config {
+    let c = load(name);
+    assert_eq!(c.rollout.strategy, strategy, "{name}");
+    assert!(
+        c.rollout.candidate.is_some(),
+        "{name} rolls out no candidate"
+    );
+    c
 }
 
 fn weights(config: &Config) -> Vec<f64> {
@@ -126,10 +128,8 @@ fn default_config_is_a_full_canary_of_green() {
 
 #[test]
 fn canary_ramps_5_25_50_manual_100() {
-    let c = load("canary.yaml");
+    let c = rollout_example("canary.yaml", Strategy::Canary);
     let r = &c.rollout;
-    assert_eq!(r.strategy, Strategy::Canary);
-    assert!(r.candidate.is_some());
     assert_eq!(weights(&c), [5.0, 25.0, 50.0, 100.0]);
     assert_eq!(r.steps[2].hold, Some(Hold::Manual));
     assert!(
@@ -147,11 +147,9 @@ fn canary_ramps_5_25_50_manual_100() {
 
 #[test]
 fn blue_green_switches_at_once() {
-    let c = load("blue-green.yaml");
+    let c = rollout_example("blue-green.yaml", Strategy::BlueGreen);
     let r = &c.rollout;
-    assert_eq!(r.strategy, Strategy::BlueGreen);
     assert!(r.steps.is_empty());
-    assert!(r.candidate.is_some());
     let bg = r.blue_green.as_ref().expect("rollout.blue_green");
     assert!(bg.auto_promote_after.is_some());
     assert!(
@@ -169,9 +167,8 @@ fn blue_green_switches_at_once() {
 
 #[test]
 fn shadow_first_compares_before_a_short_canary() {
-    let c = load("shadow-first.yaml");
+    let c = rollout_example("shadow-first.yaml", Strategy::Canary);
     let r = &c.rollout;
-    assert_eq!(r.strategy, Strategy::Canary);
     let shadow = &r.steps[0];
     assert_eq!((shadow.weight, shadow.mirror), (0.0, Some(100.0)));
     let Some(Hold::For(long)) = shadow.hold else {

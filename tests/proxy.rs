@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::{canary, ramp, Harness};
+use support::config::TestConfig;
+use support::ProxyHarness;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_follows_the_weight_within_tolerance() {
-    let h = Harness::start(&canary(25.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(25.0)).await;
     let n = 4000;
     let mut green = 0;
     let mut tasks = tokio::task::JoinSet::new();
@@ -40,9 +41,7 @@ async fn split_follows_the_weight_within_tolerance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_users_keep_their_variant_and_ramps_only_move_users_to_the_candidate() {
-    let extra = "  sticky: { header: x-user-id }";
-    let template = ramp(extra);
-    let h = Harness::start(&template).await;
+    let h = ProxyHarness::start(&TestConfig::ramp().sticky_header("x-user-id")).await;
     let users: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
     let mut at_10 = HashSet::new();
     for u in &users {
@@ -80,7 +79,7 @@ async fn sticky_users_keep_their_variant_and_ramps_only_move_users_to_the_candid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_cookie_keeps_users_and_missing_key_falls_back_to_random() {
-    let h = Harness::start(&canary(50.0, "  sticky: { cookie: uid }")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(50.0).sticky_cookie("uid")).await;
     for i in 0..50 {
         let cookie = format!("theme=dark; uid=u{i}");
         let a = h.get("/echo", &[("cookie", &cookie)]).await;
@@ -99,7 +98,7 @@ async fn sticky_cookie_keeps_users_and_missing_key_falls_back_to_random() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn override_header_forces_a_backend() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     for _ in 0..20 {
         assert_eq!(
             h.get("/echo", &[("x-switchyard-route", "green")])
@@ -116,7 +115,7 @@ async fn override_header_forces_a_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_path_query_body_and_headers_pass_through() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     let a = h
         .send(
             Method::PUT,
@@ -156,7 +155,7 @@ async fn method_path_query_body_and_headers_pass_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_backend_is_502_naming_it() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     h.blue.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Point blue at a port nobody listens on.
@@ -164,8 +163,7 @@ async fn unreachable_backend_is_502_naming_it() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let t = canary(0.0, "").replace("{BLUE}", &format!("http://{closed}"));
-    h.write_config(&t);
+    h.write_config(&TestConfig::canary(0.0).backend_url("blue", &format!("http://{closed}")));
     h.wait_status("reload", |s| s["config"]["generation"] == 2)
         .await;
     let a = h.get("/echo", &[]).await;
@@ -180,11 +178,7 @@ async fn unreachable_backend_is_502_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_backend_is_504() {
-    let t = canary(0.0, "").replace(
-        "blue: { url: \"{BLUE}\", timeout: 10s }",
-        "blue: { url: \"{BLUE}\", timeout: 100ms }",
-    );
-    let h = Harness::start(&t).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0).backend_timeout("blue", "100ms")).await;
     h.blue.behavior().set_delay(Duration::from_millis(600));
     let a = h.get("/echo", &[]).await;
     assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT);
@@ -195,8 +189,7 @@ async fn slow_backend_is_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_are_413_streamed_or_not() {
-    let t = canary(0.0, "").replace("state:", "limits: { max_body: 1KiB }\nstate:");
-    let h = Harness::start(&t).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0).max_body("1KiB")).await;
     let big = "x".repeat(2048);
     let a = h.send(Method::POST, "/echo", &[], &big).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -205,9 +198,7 @@ async fn bodies_over_the_limit_are_413_streamed_or_not() {
     assert_eq!(ok.status, StatusCode::OK);
 
     // Chunked, no content-length: caught while streaming.
-    let mut s = tokio::net::TcpStream::connect(h.running().data_addr)
-        .await
-        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(h.data_addr()).await.unwrap();
     let mut req = b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..4 {
         req.extend_from_slice(b"200\r\n");
@@ -223,6 +214,11 @@ async fn bodies_over_the_limit_are_413_streamed_or_not() {
         .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+/// A client has 200 ms to send its request head.
+fn impatient() -> TestConfig {
+    TestConfig::canary(0.0).header_timeout("200ms")
 }
 
 /// Connects, sends `first` and stops; true when the server closes the connection (after
@@ -245,9 +241,8 @@ async fn server_hangs_up_after(addr: std::net::SocketAddr, first: &[u8]) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_by_header_timeout() {
-    let t = canary(0.0, "").replace("state:", "limits: { header_timeout: 200ms }\nstate:");
-    let h = Harness::start(&t).await;
-    let addr = h.running().data_addr;
+    let h = ProxyHarness::start(&impatient()).await;
+    let addr = h.data_addr();
     assert!(
         server_hangs_up_after(addr, b"GET /echo HTTP/1.1\r\nhost: x\r\n").await,
         "slow client still connected after 5 s"
@@ -256,9 +251,8 @@ async fn slow_clients_are_cut_off_by_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_nothing_are_cut_off_by_header_timeout() {
-    let t = canary(0.0, "").replace("state:", "limits: { header_timeout: 200ms }\nstate:");
-    let h = Harness::start(&t).await;
-    let addr = h.running().data_addr;
+    let h = ProxyHarness::start(&impatient()).await;
+    let addr = h.data_addr();
     let cut_off = r#"switchyard_connections_cut_off_total{listener="data"}"#;
     let before = h.metric(cut_off).await;
     // Silent, and stalled inside the HTTP/2 preface: both leave the protocol unknown,
@@ -278,14 +272,13 @@ async fn clients_that_send_nothing_are_cut_off_by_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_parked_then_closed_after_idle_timeout() {
     // header_timeout 400ms: parked after 100-200 ms quiet.
-    let t = canary(0.0, "").replace(
-        "state:",
-        "limits: { header_timeout: 400ms, idle_timeout: 1500ms }\nstate:",
-    );
-    let h = Harness::start(&t).await;
-    let mut s = tokio::net::TcpStream::connect(h.running().data_addr)
-        .await
-        .unwrap();
+    let h = ProxyHarness::start(
+        &TestConfig::canary(0.0)
+            .header_timeout("400ms")
+            .idle_timeout("1500ms"),
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(h.data_addr()).await.unwrap();
     let request = b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n";
     let mut buf = vec![0u8; 4096];
     let mut answer = async |s: &mut tokio::net::TcpStream| {
@@ -322,7 +315,7 @@ async fn idle_keep_alive_connections_are_parked_then_closed_after_idle_timeout()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_are_served() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)
@@ -342,7 +335,7 @@ async fn h2c_clients_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests() {
-    let mut h = Harness::start(&canary(0.0, "")).await;
+    let mut h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     h.blue.behavior().set_delay(Duration::from_millis(300));
     let client = h.client.clone();
     let url = h.url("/echo");
@@ -352,7 +345,7 @@ async fn shutdown_finishes_in_flight_requests() {
         );
     h.wait_hits(&h.blue, 1).await;
     // The request is in flight (the model sleeps 300 ms): now shut down.
-    let addr = h.running().data_addr;
+    let addr = h.data_addr();
     h.shutdown().await;
     let a = inflight.await.unwrap();
     assert_eq!(a.status, StatusCode::OK, "the in-flight request was cut");
@@ -414,7 +407,7 @@ async fn streamed_answers_reach_the_client_chunk_by_chunk_and_the_connection_is_
     use http_body_util::BodyExt;
 
     let mut backend = streaming_backend().await;
-    let h = Harness::start(&canary(0.0, "").replace("{BLUE}", &backend.url)).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0).backend_url("blue", &backend.url)).await;
     for round in 0..6 {
         let req = http::Request::get(h.url("/stream"))
             .body(http_body_util::Full::new(bytes::Bytes::new()))
@@ -455,7 +448,7 @@ async fn streamed_answers_reach_the_client_chunk_by_chunk_and_the_connection_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_on_worker_threads_share_the_backend_connections() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     let clients = 8;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::{canary, ramp, Harness};
+use support::config::{line_of, step, TestConfig};
+use support::{has_event, ProxyHarness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_concurrent_load_fail_no_request() {
-    let h = Harness::start(&canary(10.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -34,11 +35,7 @@ async fn reloads_under_concurrent_load_fail_no_request() {
     // Ten reloads: weights and limits change (same revision for limits, new rollout for weights).
     for i in 0..10u32 {
         let weight = [10.0, 30.0][i as usize % 2];
-        let t = canary(weight, "").replace(
-            "state:",
-            &format!("limits: {{ max_body: {}KiB }}\nstate:", 64 + i),
-        );
-        h.write_config(&t);
+        h.write_config(&TestConfig::canary(weight).max_body(&format!("{}KiB", 64 + i)));
         h.wait_status("reload applied", |s| {
             s["config"]["generation"] == 2 + i as u64
         })
@@ -64,31 +61,31 @@ async fn reloads_under_concurrent_load_fail_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
-    let h = Harness::start(&canary(100.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(100.0)).await;
     assert_eq!(h.get("/echo", &[]).await.variant(), "green");
-    let broken = canary(100.0, "").replace("    - { weight: 100 }", "    - { weight: 150 }");
+    let broken = TestConfig::new().steps([step(100.0).manual(), step(150.0)]);
     h.write_config(&broken);
+    let line = line_of(&h.render(&broken), "weight: 150");
     let s = h
         .wait_status("rejection", |s| s["config"]["last_error"].is_string())
         .await;
     let err = s["config"]["last_error"].as_str().unwrap();
     assert!(err.contains("rollout.steps[1].weight"), "{err}");
-    assert!(err.contains("line 13"), "{err}");
+    assert!(err.contains(&format!("line {line}")), "{err}");
     assert_eq!(s["config"]["generation"], 1);
     // Traffic goes on, on the old routing.
     for _ in 0..20 {
         let a = h.get("/echo", &[]).await;
         assert_eq!((a.status, a.variant()), (StatusCode::OK, "green"));
     }
-    let metrics = h.admin(Method::GET, "/metrics", None, "").await;
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = h.metrics_text().await;
     assert!(
         text.contains("switchyard_config_reloads_total{result=\"rejected\"}"),
         "{text}"
     );
 
     // Fixing the file clears the error.
-    h.write_config(&canary(100.0, ""));
+    h.write_config(&TestConfig::canary(100.0));
     let s = h
         .wait_status("recovery", |s| s["config"]["last_error"].is_null())
         .await;
@@ -97,10 +94,10 @@ async fn an_invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saves_by_rename_are_seen() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     // Editors and ConfigMap updates write a new file and rename it over the old one.
     let tmp = h.dir.path().join(".switchyard.yaml.swp");
-    std::fs::write(&tmp, h.render(&canary(100.0, ""))).unwrap();
+    std::fs::write(&tmp, h.render(&TestConfig::canary(100.0))).unwrap();
     std::fs::rename(&tmp, &h.config_path).unwrap();
     h.wait_status("reload by rename", |s| s["weight"] == 100.0)
         .await;
@@ -109,11 +106,10 @@ async fn saves_by_rename_are_seen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_changes_only_limits_keeps_the_rollout_where_it_is() {
-    let template = ramp("");
-    let h = Harness::start(&template).await;
+    let h = ProxyHarness::start(&TestConfig::ramp()).await;
     let a = h.admin(Method::POST, "/api/v1/promote", None, "").await;
     assert_eq!(a.json()["step"], 1);
-    h.write_config(&template.replace("state:", "limits: { max_body: 1MiB }\nstate:"));
+    h.write_config(&TestConfig::ramp().max_body("1MiB"));
     let s = h
         .wait_status("reload", |s| s["config"]["generation"] == 2)
         .await;
@@ -122,21 +118,21 @@ async fn a_reload_that_changes_only_limits_keeps_the_rollout_where_it_is() {
         (Some("progressing"), Some(1))
     );
     // Changing the steps is a new revision: a new rollout from step 0.
-    h.write_config(&template.replace("weight: 50", "weight: 40"));
+    h.write_config(&TestConfig::new().steps([
+        step(10.0).manual(),
+        step(40.0).manual(),
+        step(100.0),
+    ]));
     let s = h
         .wait_status("new rollout", |s| s["config"]["generation"] == 3)
         .await;
     assert_eq!(s["step"], 0);
-    assert!(s["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["kind"] == "reload"));
+    assert!(has_event(&s, "reload", ""), "{:#}", s["events"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_requests_finish_on_the_snapshot_they_started_with() {
-    let h = Harness::start(&canary(0.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(0.0)).await;
     h.blue.behavior().set_delay(Duration::from_millis(400));
     let (client, url) = (h.client.clone(), h.url("/echo"));
     let slow =
@@ -145,7 +141,7 @@ async fn in_flight_requests_finish_on_the_snapshot_they_started_with() {
         );
     h.wait_hits(&h.blue, 1).await;
     // The request is in flight on the old snapshot (the model sleeps 400 ms): now reload.
-    h.write_config(&canary(100.0, ""));
+    h.write_config(&TestConfig::canary(100.0));
     h.wait_status("reload", |s| s["weight"] == 100.0).await;
     let a = slow.await.unwrap();
     assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));

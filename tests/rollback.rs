@@ -6,15 +6,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
-use support::{canary, Harness};
-
-const INFER: &str =
-    r#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[0.1,0.2,0.3]}]}"#;
+use support::config::TestConfig;
+use support::{has_event, ProxyHarness, INFER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_that_starts_failing_is_rolled_back_and_no_user_sees_it() {
-    let extra = "  fast_rollback: { consecutive_errors: 5 }\n  fallback_to_stable: true";
-    let h = Harness::start(&canary(50.0, extra)).await;
+    let h = ProxyHarness::start(
+        &TestConfig::canary(50.0)
+            .fast_rollback(5)
+            .fallback_to_stable(),
+    )
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok_blue, ok_green) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut workers = tokio::task::JoinSet::new();
@@ -67,15 +69,8 @@ async fn a_candidate_that_starts_failing_is_rolled_back_and_no_user_sees_it() {
         reason.contains("consecutive candidate failures"),
         "{reason}"
     );
-    let events = s["events"].as_array().unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|e| e["kind"] == "rollback" && e["message"].as_str().unwrap().contains("(fast)")),
-        "{events:?}"
-    );
-    let m = h.admin(Method::GET, "/metrics", None, "").await;
-    let text = String::from_utf8_lossy(&m.body);
+    assert!(has_event(&s, "rollback", "(fast)"), "{:#}", s["events"]);
+    let text = h.metrics_text().await;
     assert!(
         text.contains("switchyard_rollbacks_total{trigger=\"fast\"}"),
         "{text}"
@@ -88,7 +83,7 @@ async fn a_candidate_that_starts_failing_is_rolled_back_and_no_user_sees_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_serves_from_stable_and_still_counts_against_the_candidate() {
-    let h = Harness::start(&canary(100.0, "  fallback_to_stable: true")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(100.0).fallback_to_stable()).await;
     h.green.behavior().set_error_rate(1.0);
     for _ in 0..20 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
@@ -112,8 +107,7 @@ async fn fallback_serves_from_stable_and_still_counts_against_the_candidate() {
         (Some(20), Some(20)),
         "{w}"
     );
-    let m = h.admin(Method::GET, "/metrics", None, "").await;
-    let text = String::from_utf8_lossy(&m.body);
+    let text = h.metrics_text().await;
     assert!(
         text.contains("switchyard_upstream_errors_total{backend=\"green\",kind=\"status\"}"),
         "{text}"
@@ -124,7 +118,7 @@ async fn fallback_serves_from_stable_and_still_counts_against_the_candidate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_fallback_the_candidate_failure_reaches_the_client_and_names_it() {
-    let h = Harness::start(&canary(100.0, "")).await;
+    let h = ProxyHarness::start(&TestConfig::canary(100.0)).await;
     h.green.behavior().set_error_rate(1.0);
     let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
     assert_eq!(

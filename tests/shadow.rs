@@ -7,26 +7,33 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
-use support::{shadow, Harness};
+use support::config::{Analysis, TestConfig};
+use support::{eventually, ProxyHarness};
 use switchyard::demo::model::{Model, ModelServer};
 
 const INFER: &str =
     r#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[0.1,0.2,0.3,-1,-2,-3]}]}"#;
 
-async fn comparisons(h: &Harness, n: usize) -> Vec<Value> {
-    // The comparison finishes after the live answer: wait for it (bounded).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let d = h
-            .admin(Method::GET, "/api/v1/shadow/diffs?limit=100", None, "")
-            .await
-            .json();
-        let diffs = d["diffs"].as_array().unwrap().clone();
-        if diffs.len() >= n || tokio::time::Instant::now() > deadline {
-            return diffs;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The listed disagreements, once there are at least `n` (a comparison finishes after the
+/// live answer: this waits for it, bounded).
+async fn comparisons(h: &ProxyHarness, n: usize) -> Vec<Value> {
+    eventually(
+        &format!("{n} listed diffs"),
+        Duration::from_millis(20),
+        || async {
+            let d = h
+                .admin(Method::GET, "/api/v1/shadow/diffs?limit=100", None, "")
+                .await
+                .json();
+            let diffs = d["diffs"].as_array().unwrap().clone();
+            if diffs.len() >= n {
+                Ok(diffs)
+            } else {
+                Err(format!("listed: {diffs:#?}"))
+            }
+        },
+    )
+    .await
 }
 
 /// A model server whose model differs from the default one: its scores disagree.
@@ -39,18 +46,18 @@ async fn retrained(name: &str) -> ModelServer {
 }
 
 /// A shadow step gated on 90 % agreement (evaluated every 200 ms over `min_samples`),
-/// comparing as v2, with `shadow_extra` lines (such as `calibrate`) in the shadow block.
-fn agreement_gated(min_samples: u64, shadow_extra: &str) -> String {
-    support::config(
-        "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
-        &format!("  analysis:\n    interval: 200ms\n    window: 1m\n    min_samples: {min_samples}\n    failure_limit: 1000\n    gates:\n      shadow_agreement: {{ min: 0.9 }}"),
-        &format!("shadow:\n  max_in_flight: 1000\n  compare: {{ protocol: v2 }}\n{shadow_extra}"),
-    )
+/// comparing as v2.
+fn agreement_gated(min_samples: u64) -> TestConfig {
+    TestConfig::shadow()
+        .analysis(Analysis::new("200ms", "1m", min_samples, 1000))
+        .gate_shadow_agreement(0.9)
+        .max_in_flight(1000)
+        .compare_protocol("v2")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_copies_reach_the_candidate_and_disagreements_are_listed() {
-    let h = Harness::start(&shadow("")).await;
+    let h = ProxyHarness::start(&TestConfig::shadow()).await;
     let a = h
         .send(
             Method::POST,
@@ -87,7 +94,7 @@ async fn mirrored_copies_reach_the_candidate_and_disagreements_are_listed() {
 async fn identical_models_agree_despite_random_ids_and_different_ones_do_not() {
     let blue = ModelServer::start("blue", Model::default()).await.unwrap();
     let green = retrained("green").await;
-    let h = Harness::start_with(&shadow(""), blue, green).await;
+    let h = ProxyHarness::start_with(&TestConfig::shadow(), blue, green).await;
     for _ in 0..5 {
         assert_eq!(
             h.send(Method::POST, "/v2/models/m/infer", &[], INFER)
@@ -122,7 +129,7 @@ async fn identical_models_agree_despite_random_ids_and_different_ones_do_not() {
     assert!(probs["max_abs_diff"].as_f64().unwrap() > 0.01);
 
     // Same model: the random `id` in each answer does not make them disagree.
-    let same = Harness::start(&shadow("")).await;
+    let same = ProxyHarness::start(&TestConfig::shadow()).await;
     for _ in 0..5 {
         same.send(Method::POST, "/v2/models/m/infer", &[], INFER)
             .await;
@@ -137,7 +144,7 @@ async fn identical_models_agree_despite_random_ids_and_different_ones_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropped() {
-    let h = Harness::start(&shadow("  max_in_flight: 4")).await;
+    let h = ProxyHarness::start(&TestConfig::shadow().max_in_flight(4)).await;
     h.green.behavior().set_delay(Duration::from_secs(3));
     for _ in 0..20 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
@@ -162,8 +169,7 @@ async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropp
         })
         .await;
     assert_eq!(tally["agree"], 4, "{tally}");
-    let m = h.admin(Method::GET, "/metrics", None, "").await;
-    let text = String::from_utf8_lossy(&m.body);
+    let text = h.metrics_text().await;
     assert!(
         text.contains("switchyard_shadow_requests_total{outcome=\"dropped\"}"),
         "{text}"
@@ -172,7 +178,7 @@ async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_or_unreachable_shadow_is_incomparable_and_invisible_to_users() {
-    let h = Harness::start(&shadow("")).await;
+    let h = ProxyHarness::start(&TestConfig::shadow()).await;
     h.green.behavior().set_error_rate(1.0);
     for _ in 0..10 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
@@ -196,7 +202,7 @@ async fn a_failing_or_unreachable_shadow_is_incomparable_and_invisible_to_users(
 }
 
 /// The gate's figures for `shadow_agreement` once an evaluation has seen `samples` candidate samples.
-async fn agreement_gate(h: &Harness, samples: u64) -> Value {
+async fn agreement_gate(h: &ProxyHarness, samples: u64) -> Value {
     let s = h
         .wait_status("an evaluation over every sample", |s| {
             s["analysis"]["last"]["samples"].as_u64().unwrap_or(0) >= samples
@@ -225,13 +231,11 @@ async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the
     };
 
     for calibrated in [false, true] {
-        let calibrate = if calibrated { "  calibrate: 100" } else { "" };
-        let h = Harness::start_with(
-            &agreement_gated(100, calibrate),
-            noisy().await,
-            noisy().await,
-        )
-        .await;
+        let mut config = agreement_gated(100);
+        if calibrated {
+            config = config.calibrate(100.0);
+        }
+        let h = ProxyHarness::start_with(&config, noisy().await, noisy().await).await;
         for _ in 0..N {
             let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
             assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
@@ -281,15 +285,14 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
     let blue = ModelServer::start("blue", Model::default()).await.unwrap();
     blue.behavior().set_noise(0.05);
     let green = retrained("green").await;
-    let h = Harness::start_with(&agreement_gated(50, "  calibrate: 100"), blue, green).await;
+    let h = ProxyHarness::start_with(&agreement_gated(50).calibrate(100.0), blue, green).await;
     for _ in 0..N {
         h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
     }
     let gate = agreement_gate(&h, N).await;
     assert_eq!(gate["outcome"], "fail", "{gate:#}");
     assert!(gate["value"].as_f64().unwrap() < 0.5, "{gate:#}");
-    let metrics = h.admin(Method::GET, "/metrics", None, "").await;
-    let metrics = String::from_utf8_lossy(&metrics.body);
+    let metrics = h.metrics_text().await;
     for name in [
         "switchyard_shadow_calibration_total{result=\"agree\"}",
         "switchyard_shadow_output_comparisons_total{output=\"probabilities\",result=\"disagree\"}",
@@ -304,7 +307,7 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_work_runs_on_a_low_priority_thread() {
-    let h = Harness::start(&shadow("")).await;
+    let h = ProxyHarness::start(&TestConfig::shadow()).await;
     h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
     h.wait_shadow("one comparison", |t| t["agree"].as_u64().unwrap_or(0) >= 1)
         .await;

@@ -1,7 +1,11 @@
 //! `switchyard validate` as a user runs it: the real binary on real files.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use support::config::{examples, line_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -32,16 +36,16 @@ fn printed(out: &Output) -> String {
     )
 }
 
-/// The 1-based line of the only line of `text` that contains `needle`.
-fn line_of(text: &str, needle: &str) -> usize {
-    let hits: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.contains(needle))
-        .map(|(i, _)| i + 1)
-        .collect();
-    assert_eq!(hits.len(), 1, "`{needle}` should be on exactly one line");
-    hits[0]
+/// Asserts that `output` reports `path` at the line of `text` that contains `on_line`, in
+/// a report that says each of `says`.
+fn assert_reported(output: &str, text: &str, path: &str, on_line: &str, says: &[&str]) {
+    let report = problem_line(output, path, line_of(text, on_line));
+    for s in says {
+        assert!(
+            report.contains(s),
+            "`{path}` report does not say `{s}`: {report}"
+        );
+    }
 }
 
 /// The printed line that reports `path`, which must also name `line N`.
@@ -57,10 +61,27 @@ fn problem_line<'a>(output: &'a str, path: &str, line: usize) -> &'a str {
     report
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
+/// Validates `text`, written to a file called `name`.
+fn validate_text(name: &str, text: &str) -> Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    validate(&path)
+}
+
+/// Asserts that a validation passed: `ok` and exit code 0; `what` names the file.
+fn assert_ok(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "ok\n", "{what}:\n{}", printed(out));
+    assert_eq!(out.status.code(), Some(0), "{what}");
+}
+
+/// Asserts that a validation failed: exit code 1 and no `ok`; everything it printed.
+fn assert_rejected(out: &Output) -> String {
+    let output = printed(out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    output
 }
 
 const VALID: &str = "\
@@ -81,53 +102,30 @@ rollout:
 
 #[test]
 fn every_example_is_ok() {
-    let dir = manifest_dir().join("config");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
-        seen += 1;
-        let out = validate(&path);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "ok\n",
-            "{}:\n{}",
-            path.display(),
-            printed(&out)
-        );
-        assert_eq!(out.status.code(), Some(0), "{}", path.display());
+    let files = examples();
+    assert!(files.len() >= 5, "only {} examples: {files:?}", files.len());
+    for path in files {
+        assert_ok(&validate(&path), &path.display().to_string());
     }
-    assert!(seen >= 5, "only {seen} examples in {}", dir.display());
 }
 
 #[test]
 fn long_flag_and_default_path() {
     // `--config` works as well as `-c`.
     let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "valid.yaml", VALID);
+    let file = tmp.path().join("valid.yaml");
+    std::fs::write(&file, VALID).unwrap();
     let out = switchyard(
         manifest_dir(),
         &["validate", "--config", file.to_str().unwrap()],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok\n",
-        "{}",
-        printed(&out)
-    );
-    assert_eq!(out.status.code(), Some(0));
+    assert_ok(&out, "--config valid.yaml");
 
     // Without a flag it reads config/switchyard.yaml, like `run`.
-    let out = switchyard(manifest_dir(), &["validate"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok\n",
-        "{}",
-        printed(&out)
+    assert_ok(
+        &switchyard(manifest_dir(), &["validate"]),
+        "config/switchyard.yaml",
     );
-    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
@@ -140,58 +138,39 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
             "  stable: blue\n  sticky: { header: x-user-id, cookie: sid }\n",
         )
         + "shadow:\n  calibrate: 0\nlimits:\n  idle_timeout: 0s\n";
-    let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "broken.yaml", &text);
-    let out = validate(&file);
-    let output = printed(&out);
-    assert_eq!(out.status.code(), Some(1), "{output}");
-    assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let output = assert_rejected(&validate_text("broken.yaml", &text));
 
-    let weight = problem_line(
-        &output,
-        "rollout.steps[1].weight",
-        line_of(&text, "weight: 150"),
-    );
-    assert!(weight.contains("150"), "{weight}");
-    let candidate = problem_line(
-        &output,
-        "rollout.candidate",
-        line_of(&text, "candidate: purple"),
-    );
-    assert!(candidate.contains("purple"), "{candidate}");
-    problem_line(&output, "rollout.sticky", line_of(&text, "sticky:"));
-    let calibrate = problem_line(&output, "shadow.calibrate", line_of(&text, "calibrate: 0"));
-    assert!(calibrate.contains("above 0"), "{calibrate}");
-    let idle = problem_line(
-        &output,
-        "limits.idle_timeout",
-        line_of(&text, "idle_timeout"),
-    );
-    assert!(idle.contains("more than 0"), "{idle}");
+    // (the problem's path, the text on its line, what its report says)
+    let expected = [
+        ("rollout.steps[1].weight", "weight: 150", &["150"][..]),
+        ("rollout.candidate", "candidate: purple", &["purple"]),
+        ("rollout.sticky", "sticky:", &[]),
+        ("shadow.calibrate", "calibrate: 0", &["above 0"]),
+        ("limits.idle_timeout", "idle_timeout", &["more than 0"]),
+    ];
+    for (path, on_line, says) in expected {
+        assert_reported(&output, &text, path, on_line, says);
+    }
     assert!(output.contains("5 problems"), "{output}");
 }
 
 #[test]
 fn an_unknown_key_is_reported_with_its_line() {
     let text = VALID.replace("  steps:", "  stpes:");
-    let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "typo.yaml", &text);
-    let out = validate(&file);
-    let output = printed(&out);
-    assert_eq!(out.status.code(), Some(1), "{output}");
-    let report = problem_line(&output, "rollout", line_of(&text, "stpes:"));
-    assert!(report.contains("stpes"), "{report}");
-    assert!(report.contains("unknown field"), "{report}");
+    let output = assert_rejected(&validate_text("typo.yaml", &text));
+    assert_reported(
+        &output,
+        &text,
+        "rollout",
+        "stpes:",
+        &["stpes", "unknown field"],
+    );
 }
 
 #[test]
 fn a_bad_value_is_reported_with_its_line() {
     let text = VALID.replace("hold: 1m", "hold: one minute");
-    let tmp = tempfile::tempdir().unwrap();
-    let file = write(tmp.path(), "bad-duration.yaml", &text);
-    let out = validate(&file);
-    let output = printed(&out);
-    assert_eq!(out.status.code(), Some(1), "{output}");
+    let output = assert_rejected(&validate_text("bad-duration.yaml", &text));
     assert!(output.contains("one minute"), "{output}");
     assert!(
         output.contains(&format!("line {}", line_of(&text, "one minute"))),
@@ -202,10 +181,6 @@ fn a_bad_value_is_reported_with_its_line() {
 #[test]
 fn a_missing_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("nowhere.yaml");
-    let out = validate(&file);
-    let output = printed(&out);
-    assert_eq!(out.status.code(), Some(1), "{output}");
+    let output = assert_rejected(&validate(&tmp.path().join("nowhere.yaml")));
     assert!(output.contains("nowhere.yaml"), "{output}");
-    assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }

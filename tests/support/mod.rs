@@ -1,6 +1,11 @@
-//! Test support: in-process model servers, a running switchyard on a config file, and a client.
+//! Test support: in-process model servers, a running switchyard on a config file
+//! ([`ProxyHarness`]), a client, and the test configs ([`config::TestConfig`]).
 #![allow(dead_code)]
 
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +20,8 @@ use tempfile::TempDir;
 
 use switchyard::demo::model::{Model, ModelServer};
 use switchyard::server::{self, Running};
+
+use config::TestConfig;
 
 /// One answer as a test looks at it.
 #[derive(Debug)]
@@ -37,57 +44,63 @@ impl Answer {
     }
 }
 
-/// A running switchyard in front of two model servers, `blue` and `green`.
-pub struct Harness {
+/// A V2 inference request body: one FP32 row of three features.
+pub const INFER: &str =
+    r#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[0.1,0.2,0.3]}]}"#;
+
+/// A running switchyard, on a config file it watches, in front of two model servers,
+/// `blue` and `green`.
+pub struct ProxyHarness {
     pub blue: ModelServer,
     pub green: ModelServer,
-    pub running: Option<Running>,
+    running: Option<Running>,
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub client: Client<HttpConnector, Full<Bytes>>,
-    template: String,
 }
 
-impl Harness {
-    /// Starts the model servers and switchyard on `template`, a config in which
-    /// `{BLUE}`, `{GREEN}` and `{STATE}` are replaced by the servers' URLs and a state path.
-    pub async fn start(template: &str) -> Harness {
+impl ProxyHarness {
+    /// Starts two default model servers and switchyard on `config`.
+    pub async fn start(config: &TestConfig) -> ProxyHarness {
         let blue = ModelServer::start("blue", Model::default()).await.unwrap();
         let green = ModelServer::start("green", Model::default()).await.unwrap();
-        Self::start_with(template, blue, green).await
+        Self::start_with(config, blue, green).await
     }
 
-    pub async fn start_with(template: &str, blue: ModelServer, green: ModelServer) -> Harness {
+    /// Starts switchyard on `config` in front of the given model servers.
+    pub async fn start_with(
+        config: &TestConfig,
+        blue: ModelServer,
+        green: ModelServer,
+    ) -> ProxyHarness {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("switchyard.yaml");
-        let mut h = Harness {
+        let mut h = ProxyHarness {
             blue,
             green,
             running: None,
             dir,
             config_path,
             client: client(),
-            template: template.to_string(),
         };
-        h.write_config(template);
+        h.write_config(config);
         h.boot().await;
         h
     }
 
-    /// Fills the template's placeholders.
-    pub fn render(&self, template: &str) -> String {
-        template
-            .replace("{BLUE}", &self.blue.url())
-            .replace("{GREEN}", &self.green.url())
-            .replace(
-                "{STATE}",
-                &self.dir.path().join("state.json").display().to_string(),
-            )
+    /// The text of `config` as this harness writes it: backends not set otherwise point
+    /// at its model servers, the rollout state goes to its directory.
+    pub fn render(&self, config: &TestConfig) -> String {
+        config
+            .clone()
+            .or_backends(&self.blue.url(), &self.green.url())
+            .or_state_path(&self.dir.path().join("state.json"))
+            .render()
     }
 
-    /// Writes a config file (rendered) where switchyard watches it.
-    pub fn write_config(&self, template: &str) {
-        std::fs::write(&self.config_path, self.render(template)).unwrap();
+    /// Writes `config` where switchyard watches it.
+    pub fn write_config(&self, config: &TestConfig) {
+        std::fs::write(&self.config_path, self.render(config)).unwrap();
     }
 
     /// Starts switchyard on the current config file.
@@ -100,16 +113,33 @@ impl Harness {
         );
     }
 
-    pub fn running(&self) -> &Running {
+    /// Stops switchyard gracefully, letting requests in flight finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    fn running(&self) -> &Running {
         self.running.as_ref().expect("running")
     }
 
+    /// Where the data plane listens.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.running().data_addr
+    }
+
+    /// Where the admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running().admin_addr
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.running().data_addr, path)
+        format!("http://{}{}", self.data_addr(), path)
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.running().admin_addr, path)
+        format!("http://{}{}", self.admin_addr(), path)
     }
 
     /// Sends a request through the proxy.
@@ -134,15 +164,13 @@ impl Harness {
         self.send(Method::GET, path, headers, "").await
     }
 
-    /// A V2 inference request as user `user` (no sticky header when `None`).
+    /// A V2 inference request ([`INFER`]) as user `user` (no sticky header when `None`).
     pub async fn infer(&self, user: Option<&str>) -> Answer {
-        let body =
-            r#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[0.1,0.2,0.3]}]}"#;
         let mut headers = vec![("content-type", "application/json")];
         if let Some(u) = user {
             headers.push(("x-user-id", u));
         }
-        self.send(Method::POST, "/v2/models/m/infer", &headers, body)
+        self.send(Method::POST, "/v2/models/m/infer", &headers, INFER)
             .await
     }
 
@@ -177,17 +205,15 @@ impl Harness {
 
     /// Waits (bounded) until the status satisfies `f`; panics with the last status otherwise.
     pub async fn wait_status(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(what, Duration::from_millis(20), || async {
             let s = self.status().await;
             if f(&s) {
-                return s;
+                Ok(s)
+            } else {
+                Err(format!("status: {s:#}"))
             }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; status: {s:#}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Waits (bounded) until the candidate's shadow tally in the status window satisfies `f`.
@@ -198,11 +224,18 @@ impl Harness {
         s["window"]["candidate"]["shadow"].clone()
     }
 
-    /// The value of one series on `/metrics` (`name{labels}` exactly as rendered), 0 when
-    /// absent. The recorder is process-wide: other tests running beside add to it too.
-    pub async fn metric(&self, series: &str) -> f64 {
+    /// The text of `/metrics`. The recorder is process-wide: other tests running beside
+    /// add to it too.
+    pub async fn metrics_text(&self) -> String {
         let m = self.admin(Method::GET, "/metrics", None, "").await;
-        String::from_utf8_lossy(&m.body)
+        String::from_utf8_lossy(&m.body).into_owned()
+    }
+
+    /// The value of one series on `/metrics` (`name{labels}` exactly as rendered), 0 when
+    /// absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics_text()
+            .await
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
@@ -210,36 +243,55 @@ impl Harness {
 
     /// Waits (bounded) until `series` on `/metrics` reaches `at_least`.
     pub async fn wait_metric(&self, series: &str, at_least: f64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(series, Duration::from_millis(20), || async {
             let v = self.metric(series).await;
             if v >= at_least {
-                return;
+                Ok(())
+            } else {
+                Err(format!("stayed at {v}, below {at_least}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{series} stayed at {v}, below {at_least}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Waits (bounded) until `n` requests have reached `server`.
     pub async fn wait_hits(&self, server: &ModelServer, n: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while server.behavior().hits() < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} never got {n} requests",
-                server.name
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let what = format!("{n} requests to {}", server.name);
+        eventually(&what, Duration::from_millis(5), || async {
+            let hits = server.behavior().hits();
+            if hits >= n {
+                Ok(())
+            } else {
+                Err(format!("{hits} so far"))
+            }
+        })
+        .await
     }
+}
 
-    pub async fn shutdown(&mut self) {
-        if let Some(r) = self.running.take() {
-            r.shutdown().await;
+/// Whether the status JSON `status` lists an event of `kind` whose message contains `says`.
+pub fn has_event(status: &Value, kind: &str, says: &str) -> bool {
+    let events = status["events"].as_array().expect("a status lists events");
+    events
+        .iter()
+        .any(|e| e["kind"] == kind && e["message"].as_str().is_some_and(|m| m.contains(says)))
+}
+
+/// Calls `probe` every `every` until it answers `Ok`, for at most 10 s; panics with
+/// `what` and the last `Err` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match probe().await {
+            Ok(done) => return done,
+            Err(last) if tokio::time::Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; {last}")
+            }
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
 }
@@ -273,55 +325,4 @@ pub async fn send(
         headers: parts.headers,
         body,
     }
-}
-
-/// A test config: blue stable, green candidate, the given `steps` (YAML list items),
-/// `rollout_extra` appended to the rollout block and `extra` at the top level.
-/// `{BLUE}`, `{GREEN}` and `{STATE}` are filled in by [`Harness::render`].
-pub fn config(steps: &str, rollout_extra: &str, extra: &str) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:0
-admin: {{ listen: 127.0.0.1:0, token_env: SWITCHYARD_TEST_NO_TOKEN }}
-backends:
-  blue: {{ url: "{{BLUE}}", timeout: 10s }}
-  green: {{ url: "{{GREEN}}", timeout: 10s }}
-rollout:
-  stable: blue
-  candidate: green
-  override_header: x-switchyard-route
-  steps:
-{steps}
-{rollout_extra}
-{extra}
-state: {{ path: "{{STATE}}" }}
-"#
-    )
-}
-
-/// A canary with a manual first step at `weight`, then 100 %, so tests control promotion.
-pub fn canary(weight: f64, rollout_extra: &str) -> String {
-    config(
-        &format!("    - {{ weight: {weight}, hold: manual }}\n    - {{ weight: 100 }}"),
-        rollout_extra,
-        "",
-    )
-}
-
-/// A manual ramp 10 % → 50 % → 100 %.
-pub fn ramp(rollout_extra: &str) -> String {
-    config(
-        "    - { weight: 10, hold: manual }\n    - { weight: 50, hold: manual }\n    - { weight: 100 }",
-        rollout_extra,
-        "",
-    )
-}
-
-/// A shadow step (weight 0, every request mirrored), comparing with `protocol: auto`.
-pub fn shadow(shadow_extra: &str) -> String {
-    config(
-        "    - { weight: 0, mirror: 100, hold: manual }\n    - { weight: 100 }",
-        "",
-        &format!("shadow:\n  compare: {{ protocol: auto }}\n{shadow_extra}"),
-    )
 }
