@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub tripwire: Option<Arc<Tripwire>>,
     /// The span the analysis looks at (`analysis.window`, 1m without analysis).
     pub window: Duration,
+    /// How long after its head a request body may take to arrive (`limits.body_timeout`).
+    pub body_timeout: Duration,
     /// Places for mirrors in flight (`shadow.max_in_flight`). Kept across publishes and
     /// replaced when the bound changes: mirrors in flight release their place in the old one.
     pub shadow_slots: Arc<Semaphore>,
@@ -178,6 +180,7 @@ pub struct Builder {
     override_header: Option<HeaderName>,
     fallback_to_stable: bool,
     max_body: usize,
+    body_timeout: Duration,
     compare: Arc<compare::Rules>,
     window: Duration,
     max_in_flight: usize,
@@ -212,6 +215,7 @@ impl Builder {
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             fallback_to_stable: r.fallback_to_stable,
             max_body: config.limits.max_body.as_usize(),
+            body_timeout: config.limits.body_timeout.0,
             compare: Arc::new(compare_rules(config)),
             window: r
                 .analysis
@@ -237,6 +241,7 @@ impl Builder {
             override_header: self.override_header.clone(),
             fallback_to_stable: self.fallback_to_stable,
             max_body: self.max_body,
+            body_timeout: self.body_timeout,
             compare: self.compare.clone(),
             tripwire: routing.tripwire,
             window: self.window,

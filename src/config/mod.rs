@@ -98,6 +98,10 @@ pub struct Limits {
     /// A keep-alive client connection with no request for this long is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Dur,
+    /// A request body not fully received this long after its head gets 408, and counts
+    /// as the client's fault, never the backend's.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Dur,
 }
 
 impl Default for Limits {
@@ -106,12 +110,17 @@ impl Default for Limits {
             max_body: default_max_body(),
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
+            body_timeout: default_body_timeout(),
         }
     }
 }
 
 fn default_max_body() -> ByteSize {
     ByteSize(4 << 20)
+}
+
+fn default_body_timeout() -> Dur {
+    Dur::from_secs(30)
 }
 
 fn default_header_timeout() -> Dur {

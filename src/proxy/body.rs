@@ -6,7 +6,9 @@ use http::header::{HeaderMap, CONTENT_LENGTH};
 use http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
+use crate::telemetry::metrics::ClientFault;
 use crate::upstream::UpstreamBody;
 
 /// The request body as the forward phase will send it.
@@ -22,6 +24,8 @@ pub enum Refused {
     TooLarge,
     /// The body could not be read to its end (400).
     Unreadable,
+    /// The body was not complete by `limits.body_timeout` (408).
+    Late,
 }
 
 impl Refused {
@@ -30,6 +34,16 @@ impl Refused {
         match self {
             Refused::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refused::Unreadable => StatusCode::BAD_REQUEST,
+            Refused::Late => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The client's fault, as counted.
+    pub fn fault(self) -> ClientFault {
+        match self {
+            Refused::TooLarge => ClientFault::BodyTooLarge,
+            Refused::Unreadable => ClientFault::BodyAborted,
+            Refused::Late => ClientFault::BodyTimeout,
         }
     }
 
@@ -38,6 +52,7 @@ impl Refused {
         match self {
             Refused::TooLarge => "request body too large",
             Refused::Unreadable => "could not read the request body",
+            Refused::Late => "the request body did not arrive in time",
         }
     }
 }
@@ -54,23 +69,32 @@ pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), Refuse
     }
 }
 
-/// Reads the body into memory (up to `max_body`) when `buffer`, else leaves it to stream.
-pub async fn prepare(body: Incoming, max_body: usize, buffer: bool) -> Result<Prepared, Refused> {
+/// Reads the body into memory (up to `max_body`, by `deadline`) when `buffer`, else
+/// leaves it to stream.
+pub async fn prepare(
+    body: Incoming,
+    max_body: usize,
+    deadline: Instant,
+    buffer: bool,
+) -> Result<Prepared, Refused> {
     if !buffer {
         return Ok(Prepared::Stream(body));
     }
-    match Limited::new(body, max_body).collect().await {
-        Ok(c) => Ok(Prepared::Buffered(c.to_bytes())),
-        Err(e) if e.is::<LengthLimitError>() => Err(Refused::TooLarge),
-        Err(_) => Err(Refused::Unreadable),
+    let collected = tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect());
+    match collected.await {
+        Ok(Ok(c)) => Ok(Prepared::Buffered(c.to_bytes())),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Refused::TooLarge),
+        Ok(Err(_)) => Err(Refused::Unreadable),
+        Err(_) => Err(Refused::Late),
     }
 }
 
 impl Prepared {
-    /// The body to send upstream: the stream under the size limit, or the buffered bytes.
-    pub fn into_upstream(self, max_body: usize) -> UpstreamBody {
+    /// The body to send upstream: the stream under the size limit and its deadline, or
+    /// the buffered bytes.
+    pub fn into_upstream(self, max_body: usize, deadline: Instant) -> UpstreamBody {
         match self {
-            Prepared::Stream(b) => UpstreamBody::stream(b, max_body),
+            Prepared::Stream(b) => UpstreamBody::stream(b, max_body, deadline),
             Prepared::Buffered(b) => UpstreamBody::buffered(b),
         }
     }

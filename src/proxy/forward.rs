@@ -8,31 +8,51 @@ use http::Response;
 use tokio::time::Instant;
 
 use super::body::Prepared;
+use super::respond::Source;
 use crate::snapshot::{Backend, Snapshot};
 use crate::telemetry::{self, metrics, Outcome};
 use crate::upstream::{Failure, Head, PooledBody, UpstreamBody};
 
-/// What the forward phase came to: the backend whose answer (or failure) the client gets.
-pub type Forwarded = (Arc<Backend>, Result<Response<PooledBody>, Failure>);
+/// What the forward phase came to: whose answer (or failure) the client gets, and it.
+pub struct Forwarded {
+    pub source: Source,
+    pub result: Result<Response<PooledBody>, Failure>,
+}
 
-/// Sends the request to `backend` and records the outcome; on a candidate's failure with
-/// `fallback`, sends the buffered request again to the stable, whose answer then counts.
-pub async fn forward(
-    snap: &Snapshot,
-    backend: Arc<Backend>,
-    is_candidate: bool,
-    head: Head,
-    body: Prepared,
-    fallback: bool,
-    started: Instant,
-) -> Forwarded {
+/// A request ready to go upstream: where, what, and by when.
+pub struct Outbound {
+    pub backend: Arc<Backend>,
+    /// `backend` is the candidate.
+    pub is_candidate: bool,
+    pub head: Head,
+    pub body: Prepared,
+    /// A failure of the candidate is sent again to the stable (the body is buffered).
+    pub fallback: bool,
+    /// When the request arrived: latency counts from here.
+    pub started: Instant,
+    /// By when the client's body must have arrived.
+    pub deadline: Instant,
+}
+
+/// Sends the request to its backend and records the outcome; on a candidate's failure
+/// with `fallback`, sends the buffered request again to the stable, whose answer then counts.
+pub async fn forward(snap: &Snapshot, out: Outbound) -> Forwarded {
+    let Outbound {
+        backend,
+        is_candidate,
+        head,
+        body,
+        fallback,
+        started,
+        deadline,
+    } = out;
     let retry = match &body {
         Prepared::Buffered(b) if fallback => Some((head.clone(), b.clone())),
         _ => None,
     };
     let result = backend
         .upstream
-        .send_live(head, body.into_upstream(snap.max_body))
+        .send_live(head, body.into_upstream(snap.max_body, deadline))
         .await;
     let failed = observe(snap, &backend, is_candidate, started, &result);
     match retry {
@@ -45,9 +65,21 @@ pub async fn forward(
                 .send_live(head, UpstreamBody::buffered(bytes))
                 .await;
             observe(snap, &stable, false, again, &result);
-            (stable, result)
+            Forwarded {
+                source: Source {
+                    backend: stable,
+                    tripwire: None,
+                },
+                result,
+            }
         }
-        _ => (backend, result),
+        _ => Forwarded {
+            source: Source {
+                tripwire: is_candidate.then(|| snap.tripwire.clone()).flatten(),
+                backend,
+            },
+            result,
+        },
     }
 }
 

@@ -1,5 +1,10 @@
 //! Header hygiene: hop-by-hop headers dropped, `x-forwarded-for` appended, `x-request-id`
-//! kept or generated, `x-switchyard-variant` set.
+//! kept or generated, `x-switchyard-variant` set, and the headers only switchyard may set
+//! dropped from what clients send.
+//!
+//! Order matters: a request's hop-by-hop headers go first, so that a client's
+//! `Connection: x-request-id` can remove only the client's own id, never the one
+//! switchyard adds after.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +15,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_SWITCHYARD_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant");
+
+/// Headers that only switchyard may set on what it forwards or answers: a client's are
+/// dropped, so no client can pass for a mirror or name a variant or route to a backend.
+pub static PRIVATE: [HeaderName; 3] = [
+    HeaderName::from_static("x-switchyard-shadow"),
+    HeaderName::from_static("x-switchyard-variant"),
+    HeaderName::from_static("x-switchyard-route"),
+];
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -24,8 +37,24 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// What the pass over a message's header names found, beyond what it removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Found(u16);
+
+impl Found {
+    /// The message carries a header only switchyard may set ([`PRIVATE`]).
+    pub fn private(self) -> bool {
+        self.0 & PRIVATE_BITS != 0
+    }
+}
+
+/// Bits of [`PRIVATE`] names in a [`Found`], after the hop-by-hop ones.
+const PRIVATE_BITS: u16 = 0b111 << HOP_BY_HOP.len();
+
+/// Removes hop-by-hop headers, including those the `Connection` header names; says
+/// whether headers only switchyard may set are there (they are left for the routing
+/// decision, which may read one, and removed by [`strip_private`]).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Found {
     // One pass over the names notes which hop-by-hop headers are there; most messages
     // carry none or only `Connection: keep-alive`, and only those present are removed
     // (each removal is a hashed lookup).
@@ -35,8 +64,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             present |= 1 << i;
         }
     }
+    let found = Found(present & PRIVATE_BITS);
+    let present = present & !PRIVATE_BITS;
     if present == 0 {
-        return;
+        return found;
     }
     if present & 1 != 0 {
         // Names listed in `Connection` go too. `close` and `keep-alive` are options, not
@@ -59,10 +90,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(h);
         }
     }
+    found
 }
 
-/// The place of `name` in [`HOP_BY_HOP`]; a string match (a length switch, then one
-/// compare) is cheaper than comparing with each name in turn.
+/// Removes the headers only switchyard may set from a client's request.
+pub fn strip_private(headers: &mut HeaderMap) {
+    for h in &PRIVATE {
+        headers.remove(h);
+    }
+}
+
+/// Whether a request carries more than one `Host` (a request smuggling vector: the
+/// backend and switchyard could read different hosts). Repeated names are rare, so the
+/// common case is one comparison.
+pub fn duplicate_host(headers: &HeaderMap) -> bool {
+    headers.len() != headers.keys_len() && headers.get_all(header::HOST).iter().nth(1).is_some()
+}
+
+/// The place of `name` in [`HOP_BY_HOP`], then [`PRIVATE`]; a string match (a length
+/// switch, then one compare) is cheaper than comparing with each name in turn.
 fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     Some(match name.as_str() {
         "connection" => 0,
@@ -74,6 +120,9 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
         "trailer" => 6,
         "transfer-encoding" => 7,
         "upgrade" => 8,
+        "x-switchyard-shadow" => 9,
+        "x-switchyard-variant" => 10,
+        "x-switchyard-route" => 11,
         _ => return None,
     })
 }

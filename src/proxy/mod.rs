@@ -3,8 +3,10 @@
 //! The phases, in order, each in its own module; [`Proxy::serve`] reads as this list:
 //!
 //! 1. **snapshot**: load the routing [`Snapshot`] once; the whole request uses it.
-//! 2. **[`headers`]**: keep or make `x-request-id`, drop hop-by-hop headers, append `x-forwarded-for`.
-//! 3. **[`route`]**: override header > sticky hash > random split; whether to mirror.
+//! 2. **[`headers`]**: drop hop-by-hop headers, then keep or make `x-request-id` and append
+//!    `x-forwarded-for`; refuse `CONNECT` (405) and a repeated `Host` (400).
+//! 3. **[`route`]**: override header > sticky hash > random split; whether to mirror. Then
+//!    the headers only switchyard may set are dropped from what the client sent.
 //! 4. **[`body`]**: reject bodies over `limits.max_body` (413); buffer the body only when
 //!    mirroring or fallback needs it, else stream it.
 //! 5. **mirror**: hand the shadow copy to the [`shadow`](crate::shadow) side (never awaited here).
@@ -38,6 +40,7 @@ use tokio::time::Instant;
 
 use crate::shadow::{self, Captured, Diffs, Mirror, Reservation};
 use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::ClientFault;
 use crate::upstream::Head;
 use body::Prepared;
 pub use respond::ProxyBody;
@@ -86,6 +89,53 @@ impl tower::Service<Request<Incoming>> for Proxy {
     }
 }
 
+/// The request as it goes upstream: method, path and query (origin form), headers.
+fn upstream_head(parts: http::request::Parts) -> Head {
+    Head {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        headers: parts.headers,
+    }
+}
+
+/// A request refused before routing: nothing of it goes anywhere.
+enum Refusal {
+    /// `CONNECT` would make switchyard a tunnel (405).
+    Connect,
+    /// Two `Host`s: switchyard and the backend could read different ones (400).
+    DuplicateHost,
+}
+
+/// Whether a request must be refused before routing.
+fn refuse(parts: &http::request::Parts) -> Option<Refusal> {
+    if parts.method == http::Method::CONNECT {
+        return Some(Refusal::Connect);
+    }
+    headers::duplicate_host(&parts.headers).then_some(Refusal::DuplicateHost)
+}
+
+impl Refusal {
+    fn answer(self, request_id: HeaderValue) -> Response<ProxyBody> {
+        let (status, fault, message) = match self {
+            Refusal::Connect => (
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                ClientFault::Method,
+                "CONNECT is not forwarded",
+            ),
+            Refusal::DuplicateHost => (
+                http::StatusCode::BAD_REQUEST,
+                ClientFault::DuplicateHost,
+                "more than one Host header",
+            ),
+        };
+        respond::client_error(status, fault, message, request_id)
+    }
+}
+
 impl Proxy {
     async fn serve(self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
@@ -96,13 +146,19 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
 
         // 2. headers
+        let found = headers::strip_hop_by_hop(&mut parts.headers);
         let request_id = headers::request_id(&mut parts.headers);
-        headers::strip_hop_by_hop(&mut parts.headers);
         headers::append_forwarded_for(&mut parts.headers, self.peer.as_ref());
+        if let Some(refused) = refuse(&parts) {
+            return Ok(refused.answer(request_id));
+        }
 
         // 3. route
         let backend = route::pick(&snap, &parts.headers).clone();
         let is_candidate = snap.is_candidate(&backend);
+        if found.private() {
+            headers::strip_private(&mut parts.headers);
+        }
 
         // 4. body
         if let Err(refused) = body::check_declared(&parts.headers, snap.max_body) {
@@ -115,19 +171,12 @@ impl Proxy {
         };
         let fallback = is_candidate && snap.fallback_to_stable;
         let buffer = mirror.is_some() || fallback;
-        let prepared = match body::prepare(body, snap.max_body, buffer).await {
+        let deadline = started + snap.body_timeout;
+        let prepared = match body::prepare(body, snap.max_body, deadline, buffer).await {
             Ok(p) => p,
             Err(refused) => return Ok(respond::refused(&backend, refused, request_id)),
         };
-        let head = Head {
-            method: parts.method,
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            headers: parts.headers,
-        };
+        let head = upstream_head(parts);
 
         // 5. mirror (+ calibration copy to the stable itself)
         let tap = match (&prepared, mirror) {
@@ -138,21 +187,21 @@ impl Proxy {
         };
 
         // 6. forward (+ fallback), 7. observe
-        let (backend, result) = forward::forward(
-            &snap,
+        let out = forward::Outbound {
             backend,
             is_candidate,
             head,
-            prepared,
+            body: prepared,
             fallback,
             started,
-        )
-        .await;
+            deadline,
+        };
+        let forwarded = forward::forward(&snap, out).await;
 
         // 8. respond
         Ok(respond::respond(
-            &backend,
-            result,
+            forwarded.source,
+            forwarded.result,
             request_id,
             tap,
             snap.max_body,

@@ -1,8 +1,12 @@
 //! The respond phase: the upstream's answer streams back to the client with
 //! `x-switchyard-variant` and `x-request-id`, teed for the comparison when mirrored; or an
 //! answer of our own (a short JSON error naming the backend).
+//!
+//! An answer the backend cuts off mid-body counts as its error (`kind="truncated"`), after
+//! its head already counted: the body keeps its backend for that.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -12,35 +16,52 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::body::Refused;
 use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_VARIANT};
 use crate::error::BoxError;
 use crate::shadow::{Captured, Tap};
 use crate::snapshot::Backend;
+use crate::telemetry::metrics::{self, ClientFault};
+use crate::telemetry::{self, Tripwire};
 use crate::upstream::{Failure, PooledBody};
+
+/// Whose answer a body is, so that its end can still count: the backend, and the
+/// tripwire when the backend is the candidate.
+pub struct Source {
+    pub backend: Arc<Backend>,
+    pub tripwire: Option<Arc<Tripwire>>,
+}
 
 /// The answer to the client: the upstream's (teed into `tap` when mirrored), or an error of ours.
 pub fn respond(
-    backend: &Backend,
+    source: Source,
     result: Result<Response<PooledBody>, Failure>,
     request_id: HeaderValue,
     tap: Option<oneshot::Sender<Captured>>,
     cap: usize,
 ) -> Response<ProxyBody> {
     match result {
-        Ok(resp) => upstream_answer(backend, resp, request_id, tap, cap),
-        Err(failure) => error(backend, failure.status(), &failure.to_string(), request_id),
+        Ok(resp) => upstream_answer(source, resp, request_id, tap, cap),
+        Err(failure) => {
+            if let Some(fault) = failure.client_fault() {
+                metrics::client_error(fault);
+            }
+            let message = failure.to_string();
+            error(&source.backend, failure.status(), &message, request_id)
+        }
     }
 }
 
 fn upstream_answer(
-    backend: &Backend,
+    source: Source,
     resp: Response<PooledBody>,
     request_id: HeaderValue,
     tap: Option<oneshot::Sender<Captured>>,
     cap: usize,
 ) -> Response<ProxyBody> {
+    let backend = &*source.backend;
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     parts
@@ -58,19 +79,48 @@ fn upstream_answer(
             let mut tap = Tap::new(parts.status.as_u16(), content_type, cap, tx);
             if body.is_end_stream() {
                 tap.finish_complete();
-                ProxyBody::Upstream { inner: body }
+                ProxyBody::Upstream {
+                    inner: body,
+                    source,
+                }
             } else {
-                ProxyBody::Tapped { inner: body, tap }
+                ProxyBody::Tapped {
+                    inner: body,
+                    tap,
+                    source,
+                }
             }
         }
-        None => ProxyBody::Upstream { inner: body },
+        None => ProxyBody::Upstream {
+            inner: body,
+            source,
+        },
     };
     Response::from_parts(parts, body)
 }
 
 /// The answer to a request whose body was refused before it went anywhere.
 pub fn refused(backend: &Backend, why: Refused, request_id: HeaderValue) -> Response<ProxyBody> {
+    metrics::client_error(why.fault());
     error(backend, why.status(), why.message(), request_id)
+}
+
+/// The answer to a request refused before routing (no backend involved): counted as the
+/// client's `fault`.
+pub fn client_error(
+    status: StatusCode,
+    fault: ClientFault,
+    message: &str,
+    request_id: HeaderValue,
+) -> Response<ProxyBody> {
+    metrics::client_error(fault);
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(X_REQUEST_ID.clone(), request_id);
+    resp
 }
 
 /// An answer of our own: a short JSON error naming the backend.
@@ -96,9 +146,9 @@ pin_project! {
     #[project = ProxyProj]
     pub enum ProxyBody {
         /// The upstream's answer, streamed as it arrives.
-        Upstream { #[pin] inner: PooledBody },
+        Upstream { #[pin] inner: PooledBody, source: Source },
         /// The upstream's answer, streamed and copied for a comparison.
-        Tapped { #[pin] inner: PooledBody, tap: Tap },
+        Tapped { #[pin] inner: PooledBody, tap: Tap, source: Source },
         /// An answer of our own (errors).
         Full { #[pin] inner: Full<Bytes> },
     }
@@ -121,9 +171,19 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ProxyProj::Upstream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            ProxyProj::Upstream { inner, source } => {
+                let frame = ready!(inner.poll_frame(cx));
+                if let Some(Err(_)) = &frame {
+                    source.cut_off();
+                }
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
             ProxyProj::Full { inner } => inner.poll_frame(cx).map_err(|e| match e {}),
-            ProxyProj::Tapped { mut inner, tap } => {
+            ProxyProj::Tapped {
+                mut inner,
+                tap,
+                source,
+            } => {
                 let frame = ready!(inner.as_mut().poll_frame(cx));
                 match &frame {
                     Some(Ok(f)) => {
@@ -136,7 +196,10 @@ impl Body for ProxyBody {
                             tap.finish(true);
                         }
                     }
-                    Some(Err(_)) => tap.finish(false),
+                    Some(Err(_)) => {
+                        tap.finish(false);
+                        source.cut_off();
+                    }
                     None => tap.finish(true),
                 }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
@@ -146,7 +209,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { inner } => inner.is_end_stream(),
+            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
             ProxyBody::Tapped { inner, .. } => inner.is_end_stream(),
             ProxyBody::Full { inner } => inner.is_end_stream(),
         }
@@ -154,9 +217,25 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { inner } => inner.size_hint(),
+            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
             ProxyBody::Tapped { inner, .. } => inner.size_hint(),
             ProxyBody::Full { inner } => inner.size_hint(),
         }
+    }
+}
+
+// === impl Source ===
+
+impl Source {
+    /// The backend broke off its answer mid-body.
+    fn cut_off(&self) {
+        let b = &self.backend;
+        tracing::debug!(backend = &*b.name, "upstream cut its answer off mid-body");
+        telemetry::record_truncated(
+            &b.window,
+            &b.metrics,
+            self.tripwire.as_deref(),
+            Instant::now(),
+        );
     }
 }

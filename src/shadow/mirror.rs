@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -133,7 +133,10 @@ async fn send_copy(
         .map(str::to_owned);
     let (body, truncated) = match Limited::new(resp.into_body(), max_body).collect().await {
         Ok(c) => (c.to_bytes(), false),
-        Err(_) => (Bytes::new(), true),
+        // Too large to compare: not the backend's fault.
+        Err(e) if e.is::<LengthLimitError>() => (Bytes::new(), true),
+        // Cut off by the backend: its error.
+        Err(e) => return (latency, Err(Failure::Truncated(e))),
     };
     (
         latency,

@@ -31,6 +31,7 @@ pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
 pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
 pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
+pub const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -88,7 +89,7 @@ fn describe() {
     );
     describe_counter!(
         UPSTREAM_ERRORS_TOTAL,
-        "Upstream failures by backend and kind (connect, timeout, protocol, status)."
+        "Upstream failures by backend and kind (connect, timeout, protocol, status, truncated)."
     );
     describe_counter!(
         FALLBACKS_TOTAL,
@@ -114,6 +115,18 @@ fn describe() {
     describe_counter!(
         SHADOW_COMPARISONS_TOTAL,
         "Shadow comparisons by result (agree, disagree, incomparable)."
+    );
+    describe_counter!(
+        SHADOW_OUTPUT_COMPARISONS_TOTAL,
+        "Compared output tensors by output name (the first 32 names, then other) and result (agree, disagree)."
+    );
+    describe_counter!(
+        SHADOW_CALIBRATION_TOTAL,
+        "Noise-floor comparisons of the stable against itself, by result (agree, disagree, incomparable, dropped)."
+    );
+    describe_counter!(
+        CLIENT_ERRORS_TOTAL,
+        "Requests refused or cut short by the client's fault, by reason; never counted against a backend."
     );
     describe_counter!(
         ROLLBACKS_TOTAL,
@@ -203,6 +216,8 @@ pub enum ErrorKind {
     Protocol,
     /// The upstream answered 5xx.
     Status,
+    /// The upstream cut its answer off mid-body.
+    Truncated,
 }
 
 impl ErrorKind {
@@ -212,6 +227,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Status => "status",
+            ErrorKind::Truncated => "truncated",
         }
     }
 }
@@ -223,7 +239,7 @@ pub struct BackendMetrics {
     duration: Histogram,
     /// `requests_total{code}` by status code 100..=599, created on first use.
     codes: Box<[OnceLock<Counter>]>,
-    errors: [Counter; 4],
+    errors: [Counter; 5],
 }
 
 impl BackendMetrics {
@@ -241,6 +257,7 @@ impl BackendMetrics {
                 labels(ErrorKind::Timeout),
                 labels(ErrorKind::Protocol),
                 labels(ErrorKind::Status),
+                labels(ErrorKind::Truncated),
             ],
         }
     }
@@ -304,6 +321,38 @@ fn output_label(name: &str) -> Arc<str> {
 /// Counts one noise-floor comparison (the stable against itself) by result, or `dropped`.
 pub fn shadow_calibration(result: &'static str) {
     counter!(SHADOW_CALIBRATION_TOTAL, "result" => result).increment(1);
+}
+
+/// Why a request was the client's fault, as the `reason` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The body is over `limits.max_body` (413).
+    BodyTooLarge,
+    /// The body broke off or was malformed (400).
+    BodyAborted,
+    /// The body was not fully received within `limits.body_timeout` (408).
+    BodyTimeout,
+    /// A method switchyard never forwards (`CONNECT`, 405).
+    Method,
+    /// More than one `Host` (400).
+    DuplicateHost,
+}
+
+impl ClientFault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientFault::BodyTooLarge => "body_too_large",
+            ClientFault::BodyAborted => "body_aborted",
+            ClientFault::BodyTimeout => "body_timeout",
+            ClientFault::Method => "method",
+            ClientFault::DuplicateHost => "duplicate_host",
+        }
+    }
+}
+
+/// Counts one request that failed by the client's fault.
+pub fn client_error(fault: ClientFault) {
+    counter!(CLIENT_ERRORS_TOTAL, "reason" => fault.as_str()).increment(1);
 }
 
 pub fn fallback(from: &str) {

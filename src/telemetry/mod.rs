@@ -64,6 +64,21 @@ pub fn record(
     failed
 }
 
+/// Records that a backend cut off an answer whose head was already recorded: an error of
+/// kind `truncated` in its metrics and window, and a failure for the tripwire.
+pub fn record_truncated(
+    window: &Window,
+    metrics: &BackendMetrics,
+    tripwire: Option<&Tripwire>,
+    now: Instant,
+) {
+    metrics.error(ErrorKind::Truncated);
+    window.record_error(now);
+    if let Some(t) = tripwire {
+        t.failure();
+    }
+}
+
 /// Wall-clock now as RFC 3339 (UTC, milliseconds), for events and records.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()

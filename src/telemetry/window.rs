@@ -168,6 +168,14 @@ impl Window {
         }
     }
 
+    /// Counts one more error for a request already recorded (its answer was cut off
+    /// mid-body after its head counted): an error, not one more request.
+    pub fn record_error(&self, now: Instant) {
+        if let Some(slot) = self.slot_for(now) {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records the outcome of one shadow comparison, the input of the `shadow_agreement` gate.
     ///
     /// This does not count a request: mirrored answers that should count for

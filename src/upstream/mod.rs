@@ -10,6 +10,7 @@ pub mod pool;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,11 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::LengthLimitError;
 
-pub use body::UpstreamBody;
+pub use body::{ClientBodyError, UpstreamBody};
 pub use pool::{Pool, PooledBody, SendError};
 
-use crate::error::{is_caused_by, root_cause, BoxError};
-use crate::telemetry::metrics::ErrorKind;
+use crate::error::{is_caused_by, is_caused_by_where, root_cause, BoxError};
+use crate::telemetry::metrics::{ClientFault, ErrorKind};
 use crate::telemetry::Outcome;
 
 /// Where one backend is and how long it may take: the target of every request sent to it.
@@ -62,8 +63,15 @@ pub enum Failure {
     Timeout,
     /// The upstream broke the exchange (502).
     Protocol(BoxError),
+    /// The upstream cut its answer off mid-body (502 when the head has not gone out yet).
+    Truncated(BoxError),
     /// The client's body went over `limits.max_body` while streaming (413).
     BodyTooLarge,
+    /// The client's body broke off or was malformed while streaming (400).
+    ClientAborted,
+    /// The client's body was not complete in time: by `limits.body_timeout`, or when the
+    /// backend's timeout ran out while it still waited for the body (408).
+    ClientTimeout,
 }
 
 // === impl Upstream ===
@@ -113,8 +121,9 @@ impl Upstream {
         &self,
         lane: Lane,
         head: Head,
-        body: UpstreamBody,
+        mut body: UpstreamBody,
     ) -> Result<Response<PooledBody>, Failure> {
+        let client_done = body.take_progress();
         let mut req = Request::new(body);
         *req.method_mut() = head.method;
         *req.uri_mut() = self.uri(&head.path_and_query);
@@ -126,15 +135,16 @@ impl Upstream {
         }
         match self.pool(lane).send(req, self.timeout).await {
             Ok(resp) => Ok(resp),
-            Err(SendError::Timeout) => Err(Failure::Timeout),
-            Err(SendError::Connect(e)) => Err(Failure::Connect(e)),
-            Err(SendError::Exchange(e)) => {
-                if is_caused_by::<LengthLimitError>(&e) {
-                    Err(Failure::BodyTooLarge)
+            Err(SendError::Timeout) => {
+                // Still waiting for the client's body: no backend answers before it has one.
+                if client_done.is_some_and(|d| !d.load(Ordering::Acquire)) {
+                    Err(Failure::ClientTimeout)
                 } else {
-                    Err(Failure::Protocol(e.into()))
+                    Err(Failure::Timeout)
                 }
             }
+            Err(SendError::Connect(e)) => Err(Failure::Connect(e)),
+            Err(SendError::Exchange(e)) => Err(classify(e)),
         }
     }
 
@@ -149,15 +159,33 @@ impl Upstream {
     }
 }
 
+/// Whose fault a broken exchange was: the client's body (too large, broken off, late),
+/// or the backend's.
+fn classify(e: hyper::Error) -> Failure {
+    if is_caused_by::<LengthLimitError>(&e) {
+        Failure::BodyTooLarge
+    } else if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::Timeout)) {
+        Failure::ClientTimeout
+    } else if is_caused_by::<ClientBodyError>(&e) {
+        Failure::ClientAborted
+    } else {
+        Failure::Protocol(e.into())
+    }
+}
+
 // === impl Failure ===
 
 impl Failure {
     /// The status the client gets.
     pub fn status(&self) -> http::StatusCode {
         match self {
-            Failure::Connect(_) | Failure::Protocol(_) => http::StatusCode::BAD_GATEWAY,
+            Failure::Connect(_) | Failure::Protocol(_) | Failure::Truncated(_) => {
+                http::StatusCode::BAD_GATEWAY
+            }
             Failure::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
             Failure::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::ClientAborted => http::StatusCode::BAD_REQUEST,
+            Failure::ClientTimeout => http::StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -167,7 +195,21 @@ impl Failure {
             Failure::Connect(_) => Some(ErrorKind::Connect),
             Failure::Timeout => Some(ErrorKind::Timeout),
             Failure::Protocol(_) => Some(ErrorKind::Protocol),
-            Failure::BodyTooLarge => None,
+            Failure::Truncated(_) => Some(ErrorKind::Truncated),
+            Failure::BodyTooLarge | Failure::ClientAborted | Failure::ClientTimeout => None,
+        }
+    }
+
+    /// The client's fault this failure was, if it was the client's.
+    pub fn client_fault(&self) -> Option<ClientFault> {
+        match self {
+            Failure::BodyTooLarge => Some(ClientFault::BodyTooLarge),
+            Failure::ClientAborted => Some(ClientFault::BodyAborted),
+            Failure::ClientTimeout => Some(ClientFault::BodyTimeout),
+            Failure::Connect(_)
+            | Failure::Timeout
+            | Failure::Protocol(_)
+            | Failure::Truncated(_) => None,
         }
     }
 
@@ -183,7 +225,12 @@ impl fmt::Display for Failure {
             Failure::Connect(e) => write!(f, "upstream unreachable: {}", root_cause(e.as_ref())),
             Failure::Timeout => f.write_str("upstream timed out"),
             Failure::Protocol(e) => write!(f, "upstream failed: {}", root_cause(e.as_ref())),
+            Failure::Truncated(e) => {
+                write!(f, "upstream cut its answer off: {}", root_cause(e.as_ref()))
+            }
             Failure::BodyTooLarge => f.write_str("request body too large"),
+            Failure::ClientAborted => f.write_str("the request body broke off"),
+            Failure::ClientTimeout => f.write_str("the request body did not arrive in time"),
         }
     }
 }
