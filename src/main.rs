@@ -5,11 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use http::Method;
-use serde_json::json;
 
-use switchyard::admin::api;
-use switchyard::cli::{render_status, AdminClient, CliError};
+use switchyard::admin::client::{render_status, AdminClient, ClientError};
 use switchyard::rollout::Action;
 use switchyard::{config, demo, server};
 
@@ -175,30 +172,22 @@ async fn play_demo(keep: bool) -> ExitCode {
 
 /// `switchyard status`: the rollout for a person, or the admin API's JSON.
 async fn status(admin: AdminArgs, json: bool) -> ExitCode {
-    let answer = admin.client().call(Method::GET, api::STATUS, None).await;
-    print(answer.map(|s| {
-        if json {
-            serde_json::to_string_pretty(&s).unwrap_or_default()
-        } else {
-            render_status(&s)
-        }
-    }))
+    let client = admin.client();
+    if json {
+        print(client.status_json().await)
+    } else {
+        print(client.status().await.map(|s| render_status(&s)))
+    }
 }
 
 /// A control command: asks for `action` and shows the status after it.
 async fn control(admin: AdminArgs, action: Action) -> ExitCode {
-    let body = match &action {
-        Action::Promote { full } => Some(json!({ "full": full })),
-        Action::Pause { reason } | Action::Rollback { reason } => Some(json!({ "reason": reason })),
-        Action::Resume | Action::Retry => None,
-    };
-    let path = api::control_path(&action);
-    let answer = admin.client().call(Method::POST, path, body).await;
+    let answer = admin.client().control(&action).await;
     print(answer.map(|s| render_status(&s)))
 }
 
 /// Prints an admin call's answer, or why it failed.
-fn print(answer: Result<String, CliError>) -> ExitCode {
+fn print(answer: Result<String, ClientError>) -> ExitCode {
     match answer {
         Ok(text) => {
             println!("{}", text.trim_end());

@@ -1,6 +1,8 @@
 //! The admin API: status, controls, health, metrics and the dashboard.
 
 pub mod api;
+pub mod client;
+pub mod window;
 
 use std::convert::Infallible;
 use std::future::Future;
