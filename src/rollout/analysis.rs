@@ -605,141 +605,80 @@ mod tests {
         disagree: 0,
     };
 
-    /// One evaluation of one configured gate, and what it must give.
-    struct Case {
-        name: &'static str,
-        gates: GatesConfig,
-        min_samples: u64,
-        scope: Scope,
-        candidate: Traffic,
-        stable: Traffic,
-        gate: Gate,
-        outcome: GateOutcome,
-        /// The figure, within the latency histogram's 2 %.
-        value: Option<f64>,
-        /// A part of the detail that only this outcome gives.
-        detail: &'static str,
-        verdict: Verdict,
-    }
+    /// A case's inputs: its name, the one gate configured, `min_samples`, the step's
+    /// scope, and what the candidate's and the stable's windows saw.
+    struct Given(&'static str, GatesConfig, u64, Scope, Traffic, Traffic);
 
-    /// A case's inputs; [`Case::gives`] adds what it must give.
-    fn case(
-        name: &'static str,
-        gates: GatesConfig,
-        min_samples: u64,
-        scope: Scope,
-        candidate: Traffic,
-        stable: Traffic,
-    ) -> Case {
-        Case {
-            name,
-            gates,
-            min_samples,
-            scope,
-            candidate,
-            stable,
-            gate: Gate::ErrorRate,
-            outcome: GateOutcome::Pass,
-            value: None,
-            detail: "",
-            verdict: Verdict::Pass,
-        }
-    }
-
-    impl Case {
-        fn gives(
-            self,
-            gate: Gate,
-            outcome: GateOutcome,
-            value: Option<f64>,
-            detail: &'static str,
-            verdict: Verdict,
-        ) -> Case {
-            Case {
-                gate,
-                outcome,
-                value,
-                detail,
-                verdict,
-                ..self
-            }
-        }
-    }
+    /// What the case must give: the gate, its outcome, its figure (within the latency
+    /// histogram's 2 %), a part of the detail that only this outcome gives, and the verdict.
+    struct Then(Gate, GateOutcome, Option<f64>, &'static str, Verdict);
 
     /// Every gate's pass, fail, inconclusive and (where it can be) skipped.
     #[rustfmt::skip]
-    fn cases() -> Vec<Case> {
+    fn cases() -> Vec<(Given, Then)> {
         use Gate::{ErrorRate, LatencyP99, LatencyP99Ratio, ShadowAgreement};
         use GateOutcome::{Fail, Inconclusive, Pass, Skipped};
         let none = Traffic::default();
         vec![
-            case("errors under max", max_errors(0.05), 100, SPLIT, served(200, 2, 5), STABLE)
-                .gives(ErrorRate, Pass, Some(0.01), "error rate 1.00% ≤ max 5.00% (2 of 200)", Verdict::Pass),
-            case("errors over max", max_errors(0.05), 100, SPLIT, served(200, 20, 5), STABLE)
-                .gives(ErrorRate, Fail, Some(0.1), "error rate 10.00% > max 5.00% (20 of 200)", Verdict::Fail),
-            case("errors below min_samples", max_errors(0.05), 100, SPLIT, served(99, 99, 5), STABLE)
-                .gives(ErrorRate, Inconclusive, Some(1.0), "99 samples in the window, 100 needed", Verdict::Inconclusive),
-            case("errors with no request at all", max_errors(0.05), 0, SPLIT, none, STABLE)
-                .gives(ErrorRate, Inconclusive, None, "0 samples in the window, 0 needed", Verdict::Inconclusive),
-            case("p99 under max", max_p99(10), 100, SPLIT, served(200, 0, 5), STABLE)
-                .gives(LatencyP99, Pass, Some(0.005), "≤ max 10.0ms", Verdict::Pass),
-            case("p99 over max", max_p99(10), 100, SPLIT, served(200, 0, 20), STABLE)
-                .gives(LatencyP99, Fail, Some(0.02), "> max 10.0ms", Verdict::Fail),
-            case("p99 below min_samples", max_p99(10), 100, SPLIT, served(10, 0, 20), STABLE)
-                .gives(LatencyP99, Inconclusive, Some(0.02), "10 samples in the window, 100 needed", Verdict::Inconclusive),
-            case("ratio under max", max_ratio(1.5), 100, SPLIT, served(200, 0, 6), STABLE)
-                .gives(LatencyP99Ratio, Pass, Some(1.2), "≤ max 1.5×", Verdict::Pass),
-            case("ratio over max", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), STABLE)
-                .gives(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail),
-            case("ratio below min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), STABLE)
-                .gives(LatencyP99Ratio, Inconclusive, None, "10 samples in the window, 100 needed", Verdict::Inconclusive),
-            case("min_samples counts the candidate's only", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), served(10, 0, 5))
-                .gives(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail),
-            case("ratio skipped when the stable served nothing", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), none)
-                .gives(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Pass),
-            case("a skipped ratio still holds on min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), none)
-                .gives(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Inconclusive),
-            case("ratio skipped after promotion", max_ratio(1.5), 100, PROMOTED, served(200, 0, 10), STABLE)
-                .gives(LatencyP99Ratio, Skipped, None, "not applied after promotion", Verdict::Pass),
-            case("agreement over min", min_agreement(0.9), 100, MIRRORING, mirrored(190, 10), STABLE)
-                .gives(ShadowAgreement, Pass, Some(0.95), "95.00% ≥ min 90.00% (190 of 200 compared)", Verdict::Pass),
-            case("agreement under min", min_agreement(0.9), 100, MIRRORING, mirrored(170, 30), STABLE)
-                .gives(ShadowAgreement, Fail, Some(0.85), "85.00% < min 90.00% (170 of 200 compared)", Verdict::Fail),
-            case("agreement below min_samples compared", min_agreement(0.9), 100, MIRRORING, mirrored(99, 0), STABLE)
-                .gives(ShadowAgreement, Inconclusive, Some(1.0), "99 compared shadow answers in the window, 100 needed", Verdict::Inconclusive),
-            case("agreement skipped when nothing is mirrored", min_agreement(0.9), 100, SPLIT, mirrored(170, 30), STABLE)
-                .gives(ShadowAgreement, Skipped, Some(0.85), "this step mirrors nothing", Verdict::Pass),
-            case("a measured noise floor is credited", min_agreement(0.9), 100, CALIBRATING, mirrored(170, 30), self_compared(180, 20))
-                .gives(ShadowAgreement, Pass, Some(0.95), "+ noise floor 10.00% (the stable disagreed with itself in 20 of 200)", Verdict::Pass),
-            case("an unmeasured noise floor is not", min_agreement(0.9), 100, CALIBRATING, mirrored(170, 30), self_compared(45, 5))
-                .gives(ShadowAgreement, Fail, Some(0.85), "noise floor not measured yet (50 of 100 self-comparisons)", Verdict::Fail),
-            case("no noise floor without calibration", min_agreement(0.9), 100, MIRRORING, mirrored(170, 30), self_compared(180, 20))
-                .gives(ShadowAgreement, Fail, Some(0.85), "< min 90.00% (170 of 200 compared)", Verdict::Fail),
-            case("the credit stops at 100 %", min_agreement(0.9), 100, CALIBRATING, mirrored(200, 0), self_compared(180, 20))
-                .gives(ShadowAgreement, Pass, Some(1.0), "100.00% ≥ min 90.00%", Verdict::Pass),
+            (Given("errors under max", max_errors(0.05), 100, SPLIT, served(200, 2, 5), STABLE),
+             Then(ErrorRate, Pass, Some(0.01), "error rate 1.00% ≤ max 5.00% (2 of 200)", Verdict::Pass)),
+            (Given("errors over max", max_errors(0.05), 100, SPLIT, served(200, 20, 5), STABLE),
+             Then(ErrorRate, Fail, Some(0.1), "error rate 10.00% > max 5.00% (20 of 200)", Verdict::Fail)),
+            (Given("errors below min_samples", max_errors(0.05), 100, SPLIT, served(99, 99, 5), STABLE),
+             Then(ErrorRate, Inconclusive, Some(1.0), "99 samples in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("errors with no request at all", max_errors(0.05), 0, SPLIT, none, STABLE),
+             Then(ErrorRate, Inconclusive, None, "0 samples in the window, 0 needed", Verdict::Inconclusive)),
+            (Given("p99 under max", max_p99(10), 100, SPLIT, served(200, 0, 5), STABLE),
+             Then(LatencyP99, Pass, Some(0.005), "≤ max 10.0ms", Verdict::Pass)),
+            (Given("p99 over max", max_p99(10), 100, SPLIT, served(200, 0, 20), STABLE),
+             Then(LatencyP99, Fail, Some(0.02), "> max 10.0ms", Verdict::Fail)),
+            (Given("p99 below min_samples", max_p99(10), 100, SPLIT, served(10, 0, 20), STABLE),
+             Then(LatencyP99, Inconclusive, Some(0.02), "10 samples in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("ratio under max", max_ratio(1.5), 100, SPLIT, served(200, 0, 6), STABLE),
+             Then(LatencyP99Ratio, Pass, Some(1.2), "≤ max 1.5×", Verdict::Pass)),
+            (Given("ratio over max", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail)),
+            (Given("ratio below min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Inconclusive, None, "10 samples in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("min_samples counts the candidate's only", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), served(10, 0, 5)),
+             Then(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail)),
+            (Given("ratio skipped when the stable served nothing", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), none),
+             Then(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Pass)),
+            (Given("a skipped ratio still holds on min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), none),
+             Then(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Inconclusive)),
+            (Given("ratio skipped after promotion", max_ratio(1.5), 100, PROMOTED, served(200, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Skipped, None, "not applied after promotion", Verdict::Pass)),
+            (Given("agreement over min", min_agreement(0.9), 100, MIRRORING, mirrored(190, 10), STABLE),
+             Then(ShadowAgreement, Pass, Some(0.95), "95.00% ≥ min 90.00% (190 of 200 compared)", Verdict::Pass)),
+            (Given("agreement under min", min_agreement(0.9), 100, MIRRORING, mirrored(170, 30), STABLE),
+             Then(ShadowAgreement, Fail, Some(0.85), "85.00% < min 90.00% (170 of 200 compared)", Verdict::Fail)),
+            (Given("agreement below min_samples compared", min_agreement(0.9), 100, MIRRORING, mirrored(99, 0), STABLE),
+             Then(ShadowAgreement, Inconclusive, Some(1.0), "99 compared shadow answers in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("agreement skipped when nothing is mirrored", min_agreement(0.9), 100, SPLIT, mirrored(170, 30), STABLE),
+             Then(ShadowAgreement, Skipped, Some(0.85), "this step mirrors nothing", Verdict::Pass)),
+            (Given("a measured noise floor is credited", min_agreement(0.9), 100, CALIBRATING, mirrored(170, 30), self_compared(180, 20)),
+             Then(ShadowAgreement, Pass, Some(0.95), "+ noise floor 10.00% (the stable disagreed with itself in 20 of 200)", Verdict::Pass)),
+            (Given("an unmeasured noise floor is not", min_agreement(0.9), 100, CALIBRATING, mirrored(170, 30), self_compared(45, 5)),
+             Then(ShadowAgreement, Fail, Some(0.85), "noise floor not measured yet (50 of 100 self-comparisons)", Verdict::Fail)),
+            (Given("no noise floor without calibration", min_agreement(0.9), 100, MIRRORING, mirrored(170, 30), self_compared(180, 20)),
+             Then(ShadowAgreement, Fail, Some(0.85), "< min 90.00% (170 of 200 compared)", Verdict::Fail)),
+            (Given("the credit stops at 100 %", min_agreement(0.9), 100, CALIBRATING, mirrored(200, 0), self_compared(180, 20)),
+             Then(ShadowAgreement, Pass, Some(1.0), "100.00% ≥ min 90.00%", Verdict::Pass)),
         ]
     }
 
     #[test]
     fn every_gate_gives_its_outcome_and_figure() {
-        for c in cases() {
-            let (candidate, stable) = (c.candidate.summary(), c.stable.summary());
-            let a = evaluate(&c.gates, c.min_samples, &candidate, &stable, c.scope);
+        for (given, then) in cases() {
+            let Given(name, gates, min_samples, scope, candidate, stable) = given;
+            let Then(gate, outcome, value, detail, verdict) = then;
+            let (candidate, stable) = (candidate.summary(), stable.summary());
+            let a = evaluate(&gates, min_samples, &candidate, &stable, scope);
             let [g] = a.gates.as_slice() else {
-                panic!(
-                    "{}: one gate configured, {} evaluated",
-                    c.name,
-                    a.gates.len()
-                );
+                panic!("{name}: one gate configured, {} evaluated", a.gates.len());
             };
-            let name = c.name;
-            assert_eq!(
-                (g.gate, g.outcome),
-                (c.gate, c.outcome),
-                "{name}: {}",
-                g.detail
-            );
-            match (g.value, c.value) {
+            assert_eq!((g.gate, g.outcome), (gate, outcome), "{name}: {}", g.detail);
+            match (g.value, value) {
                 (Some(got), Some(want)) => {
                     assert!(
                         (got - want).abs() <= want * 0.02,
@@ -748,9 +687,9 @@ mod tests {
                 }
                 (got, want) => assert_eq!(got, want, "{name}"),
             }
-            assert!(g.detail.contains(c.detail), "{name}: {}", g.detail);
-            assert_eq!(g.bound, c.gate.bound(), "{name}");
-            assert_eq!(a.verdict, c.verdict, "{name}: {}", g.detail);
+            assert!(g.detail.contains(detail), "{name}: {}", g.detail);
+            assert_eq!(g.bound, gate.bound(), "{name}");
+            assert_eq!(a.verdict, verdict, "{name}: {}", g.detail);
         }
     }
 
