@@ -49,7 +49,7 @@ pub struct StatusReport {
 impl AdminClient {
     /// The rollout status with the live window figures.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        self.read(Method::GET, api::STATUS, None).await
+        self.call(Method::GET, api::STATUS, None).await
     }
 
     /// The status JSON exactly as the admin API sent it, for `status --json`.
@@ -68,22 +68,13 @@ impl AdminClient {
             }
             Action::Resume | Action::Retry => None,
         };
-        self.read(Method::POST, api::control_path(action), body)
+        self.call(Method::POST, api::control_path(action), body)
             .await
     }
 
-    /// Calls `method path` with an optional JSON body and returns the JSON answer.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, ClientError> {
-        self.read(method, path, body).await
-    }
-
-    /// Calls `method path` and reads the JSON answer as a `T`.
-    async fn read<T: DeserializeOwned>(
+    /// Calls `method path` with an optional JSON body and reads the JSON answer as a `T`
+    /// (a [`Value`] takes any).
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
