@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod demo;

@@ -1,14 +1,13 @@
 //! The `switchyard` command line.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use http::Method;
-use serde_json::json;
 
-use switchyard::cli::{render_status, AdminClient};
+use switchyard::admin::client::{render_status, AdminClient, ClientError};
+use switchyard::rollout::Action;
 use switchyard::{config, demo, server};
 
 #[derive(Parser)]
@@ -107,6 +106,17 @@ impl AdminArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match runtime() {
+        Ok(runtime) => runtime.block_on(dispatch(cli.command)),
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime every command runs on, sized for the CPUs this process may use.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // One CPU (a pinned process, a container limited to one core): a current-thread
     // runtime, without the work-stealing machinery that has nothing to steal from.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
@@ -115,104 +125,72 @@ fn main() -> ExitCode {
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    let runtime = match builder.enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("switchyard: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Run { config } => run(config).await,
-            Command::Validate { config } => match config::load_file(&config) {
-                Ok(_) => {
-                    println!("ok");
-                    ExitCode::SUCCESS
-                }
-                Err(problems) => {
-                    println!(
-                        "{}: {} problem{}",
-                        config.display(),
-                        problems.0.len(),
-                        if problems.0.len() == 1 { "" } else { "s" }
-                    );
-                    for p in &problems.0 {
-                        println!("  {p}");
-                    }
-                    ExitCode::FAILURE
-                }
-            },
-            Command::Demo { keep } => {
-                init_tracing("warn");
-                match demo::run(demo::Options { keep }).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("switchyard demo: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            Command::Status { admin, json } => {
-                control(admin, Method::GET, "/api/v1/status", None, |s| {
-                    if json {
-                        serde_json::to_string_pretty(s).unwrap_or_default()
-                    } else {
-                        render_status(s)
-                    }
-                })
-                .await
-            }
-            Command::Promote { admin, full } => {
-                control(
-                    admin,
-                    Method::POST,
-                    "/api/v1/promote",
-                    Some(json!({ "full": full })),
-                    render_status,
-                )
-                .await
-            }
-            Command::Pause { admin, reason } => {
-                control(
-                    admin,
-                    Method::POST,
-                    "/api/v1/pause",
-                    Some(json!({ "reason": reason })),
-                    render_status,
-                )
-                .await
-            }
-            Command::Resume { admin } => {
-                control(admin, Method::POST, "/api/v1/resume", None, render_status).await
-            }
-            Command::Rollback { admin, reason } => {
-                control(
-                    admin,
-                    Method::POST,
-                    "/api/v1/rollback",
-                    Some(json!({ "reason": reason })),
-                    render_status,
-                )
-                .await
-            }
-            Command::Retry { admin } => {
-                control(admin, Method::POST, "/api/v1/retry", None, render_status).await
-            }
-        }
-    })
+    builder.enable_all().build()
 }
 
-async fn control(
-    admin: AdminArgs,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-    show: impl Fn(&serde_json::Value) -> String,
-) -> ExitCode {
-    match admin.client().call(method, path, body).await {
-        Ok(v) => {
-            println!("{}", show(&v).trim_end());
+/// Runs one command to its exit code.
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Run { config } => run(config).await,
+        Command::Validate { config } => validate(&config),
+        Command::Demo { keep } => play_demo(keep).await,
+        Command::Status { admin, json } => status(admin, json).await,
+        Command::Promote { admin, full } => control(admin, Action::Promote { full }).await,
+        Command::Pause { admin, reason } => control(admin, Action::Pause { reason }).await,
+        Command::Resume { admin } => control(admin, Action::Resume).await,
+        Command::Rollback { admin, reason } => control(admin, Action::Rollback { reason }).await,
+        Command::Retry { admin } => control(admin, Action::Retry).await,
+    }
+}
+
+/// `switchyard validate`: `ok`, or every problem with its field and line.
+fn validate(path: &Path) -> ExitCode {
+    let Err(problems) = config::load_file(path) else {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    };
+    let n = problems.0.len();
+    let plural = if n == 1 { "" } else { "s" };
+    println!("{}: {n} problem{plural}", path.display());
+    for p in &problems.0 {
+        println!("  {p}");
+    }
+    ExitCode::FAILURE
+}
+
+/// `switchyard demo`: a whole rollout with built-in model servers and traffic.
+async fn play_demo(keep: bool) -> ExitCode {
+    init_tracing("warn");
+    match demo::run(demo::Options { keep }).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `switchyard status`: the rollout for a person, or the admin API's JSON.
+async fn status(admin: AdminArgs, json: bool) -> ExitCode {
+    let client = admin.client();
+    if json {
+        print(client.status_json().await)
+    } else {
+        print(client.status().await.map(|s| render_status(&s)))
+    }
+}
+
+/// A control command: asks for `action` and shows the status after it.
+async fn control(admin: AdminArgs, action: Action) -> ExitCode {
+    let answer = admin.client().control(&action).await;
+    print(answer.map(|s| render_status(&s)))
+}
+
+/// Prints an admin call's answer, or why it failed.
+fn print(answer: Result<String, ClientError>) -> ExitCode {
+    match answer {
+        Ok(text) => {
+            println!("{}", text.trim_end());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,5 +1,9 @@
 //! The admin API: status, controls, health, metrics and the dashboard.
 
+pub mod api;
+pub mod client;
+pub mod window;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -75,16 +79,16 @@ impl Admin {
         let path = req.uri().path().trim_end_matches('/');
         let path = if path.is_empty() { "/" } else { path };
         match (req.method(), path) {
-            (&Method::GET, "/") => html(DASHBOARD),
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => {
+            (&Method::GET, api::DASHBOARD) => html(DASHBOARD),
+            (&Method::GET, api::HEALTHZ) => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, api::READYZ) => {
                 if self.sources.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 }
             }
-            (&Method::GET, "/metrics") => {
+            (&Method::GET, api::METRICS) => {
                 let mut r = text(StatusCode::OK, self.sources.metrics.render());
                 r.headers_mut().insert(
                     CONTENT_TYPE,
@@ -92,13 +96,13 @@ impl Admin {
                 );
                 r
             }
-            (&Method::GET, "/api/v1/status") => {
+            (&Method::GET, api::STATUS) => {
                 let status = self.sources.published.status.load_full();
                 let mut v = serde_json::to_value(&*status).unwrap_or_default();
                 v["window"] = self.window_figures();
                 json(StatusCode::OK, &v)
             }
-            (&Method::GET, "/api/v1/shadow/diffs") => {
+            (&Method::GET, api::SHADOW_DIFFS) => {
                 let limit = query_param(req.uri().query(), "limit")
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(20)
@@ -106,14 +110,10 @@ impl Admin {
                 let diffs = self.sources.diffs.recent(limit);
                 json(StatusCode::OK, &serde_json::json!({ "diffs": diffs }))
             }
-            (&Method::POST, p) if p.starts_with("/api/v1/") => {
-                let name = p["/api/v1/".len()..].to_string();
-                if !matches!(
-                    name.as_str(),
-                    "promote" | "pause" | "resume" | "rollback" | "retry"
-                ) {
+            (&Method::POST, p) if p.starts_with(api::V1) => {
+                let Some(control) = api::CONTROLS.into_iter().find(|c| *c == p) else {
                     return error(StatusCode::NOT_FOUND, "no such endpoint");
-                }
+                };
                 if let Err(resp) = self.authorize(&req) {
                     return resp;
                 }
@@ -121,7 +121,7 @@ impl Admin {
                     Ok(b) => b.to_bytes(),
                     Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
                 };
-                let action = match parse_action(&name, &body) {
+                let action = match parse_action(control, &body) {
                     Ok(a) => a,
                     Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
                 };
@@ -135,12 +135,12 @@ impl Admin {
             }
             (
                 _,
-                "/"
-                | "/healthz"
-                | "/readyz"
-                | "/metrics"
-                | "/api/v1/status"
-                | "/api/v1/shadow/diffs",
+                api::DASHBOARD
+                | api::HEALTHZ
+                | api::READYZ
+                | api::METRICS
+                | api::STATUS
+                | api::SHADOW_DIFFS,
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
@@ -229,7 +229,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_action(name: &str, body: &[u8]) -> Result<Action, String> {
+/// The action a control's `path` (one of [`api::CONTROLS`]) and JSON body ask for.
+fn parse_action(path: &str, body: &[u8]) -> Result<Action, String> {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -243,11 +244,11 @@ fn parse_action(name: &str, body: &[u8]) -> Result<Action, String> {
     } else {
         serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?
     };
-    Ok(match name {
-        "promote" => Action::Promote { full: b.full },
-        "pause" => Action::Pause { reason: b.reason },
-        "resume" => Action::Resume,
-        "rollback" => Action::Rollback { reason: b.reason },
+    Ok(match path {
+        api::PROMOTE => Action::Promote { full: b.full },
+        api::PAUSE => Action::Pause { reason: b.reason },
+        api::RESUME => Action::Resume,
+        api::ROLLBACK => Action::Rollback { reason: b.reason },
         _ => Action::Retry,
     })
 }

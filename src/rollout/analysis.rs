@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use switchyard::config::{ErrorRateGate, GatesConfig};
-//! use switchyard::rollout::analysis::{evaluate, Step, Verdict};
+//! use switchyard::rollout::analysis::{evaluate, Gate, Scope, Verdict};
 //! use switchyard::telemetry::window::Window;
 //! use tokio::time::{Duration, Instant};
 //!
@@ -12,17 +12,19 @@
 //! for i in 0..100 { w.record(now, Duration::from_millis(5), i % 10 == 0); }
 //! let gates = GatesConfig { error_rate: Some(ErrorRateGate { max: 0.05 }), ..Default::default() };
 //! let stable = w.summary(now, Duration::from_secs(60));
-//! let a = evaluate(&gates, 50, &stable, &stable, Step::default());
+//! let a = evaluate(&gates, 50, &stable, &stable, Scope::default());
 //! assert_eq!(a.verdict, Verdict::Fail); // 10 % errors > 5 %
+//! assert_eq!(a.gates[0].gate, Gate::ErrorRate);
 //! ```
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::time::Duration;
 
 use crate::config::GatesConfig;
 use crate::telemetry::window::Summary;
 
 /// The outcome of one evaluation as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -32,6 +34,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict as the status JSON and the metrics spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
@@ -39,10 +42,22 @@ impl Verdict {
             Verdict::Inconclusive => "inconclusive",
         }
     }
+
+    /// The verdict on `gates`: any failure fails; too few candidate samples (`!enough`) or
+    /// any inconclusive gate holds; skipped gates neither hold nor fail.
+    fn of(gates: &[GateResult], enough: bool) -> Verdict {
+        if gates.iter().any(|g| g.outcome == GateOutcome::Fail) {
+            Verdict::Fail
+        } else if !enough || gates.iter().any(|g| g.outcome == GateOutcome::Inconclusive) {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Pass
+        }
+    }
 }
 
 /// The outcome of one gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GateOutcome {
     Pass,
@@ -52,23 +67,133 @@ pub enum GateOutcome {
     Skipped,
 }
 
+impl GateOutcome {
+    /// The outcome as the status JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateOutcome::Pass => "pass",
+            GateOutcome::Fail => "fail",
+            GateOutcome::Inconclusive => "inconclusive",
+            GateOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// The name of a gate, as `rollout.analysis.gates`, the status JSON and the metrics'
+/// `gate` label spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The candidate's share of errors, at most `error_rate.max`.
+    ErrorRate,
+    /// The candidate's p99 latency, at most `latency_p99.max`.
+    LatencyP99,
+    /// The candidate's p99 over the stable's, at most `latency_p99.max_ratio`.
+    LatencyP99Ratio,
+    /// The share of mirrored requests the candidate answered like the stable, at least
+    /// `shadow_agreement.min`.
+    ShadowAgreement,
+}
+
+impl Gate {
+    /// Every gate, in the order an evaluation lists them.
+    pub const ALL: [Gate; 4] = [
+        Gate::ErrorRate,
+        Gate::LatencyP99,
+        Gate::LatencyP99Ratio,
+        Gate::ShadowAgreement,
+    ];
+
+    /// The gate's name as the config, the status JSON and the metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::ErrorRate => "error_rate",
+            Gate::LatencyP99 => "latency_p99",
+            Gate::LatencyP99Ratio => "latency_p99_ratio",
+            Gate::ShadowAgreement => "shadow_agreement",
+        }
+    }
+
+    /// Which side of its threshold passes.
+    pub fn bound(self) -> Bound {
+        match self {
+            Gate::ShadowAgreement => Bound::Min,
+            Gate::ErrorRate | Gate::LatencyP99 | Gate::LatencyP99Ratio => Bound::Max,
+        }
+    }
+}
+
+/// Which side of a gate's threshold passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    /// The figure passes at or below the threshold.
+    Max,
+    /// The figure passes at or above the threshold.
+    Min,
+}
+
+impl Bound {
+    /// The bound as the status JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Max => "max",
+            Bound::Min => "min",
+        }
+    }
+}
+
+/// Lets a name be compared with its spelling (`result.gate == "error_rate"`), as callers
+/// that hold a name from a config, a URL or a test do.
+macro_rules! eq_spelling {
+    ($($name:ty),*) => {$(
+        impl PartialEq<str> for $name {
+            fn eq(&self, spelling: &str) -> bool {
+                self.as_str() == spelling
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, spelling: &&str) -> bool {
+                self.as_str() == *spelling
+            }
+        }
+    )*};
+}
+
+eq_spelling!(Gate, Bound);
+
 /// One gate's figure, threshold and outcome.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
-    /// `error_rate`, `latency_p99`, `latency_p99_ratio` or `shadow_agreement`.
-    pub gate: &'static str,
+    pub gate: Gate,
     /// The measured figure (ratio, or seconds for latency), when there was one.
     pub value: Option<f64>,
     pub threshold: f64,
-    /// `max` or `min`: which side of the threshold passes.
-    pub bound: &'static str,
+    /// Which side of the threshold passes.
+    pub bound: Bound,
     pub outcome: GateOutcome,
     /// A sentence for people.
     pub detail: String,
 }
 
+impl GateResult {
+    /// A result of `gate`, whose bound is the gate's own.
+    fn new(gate: Gate, value: Option<f64>, threshold: f64, judged: Judged) -> GateResult {
+        let (outcome, detail) = judged;
+        GateResult {
+            gate,
+            value,
+            threshold,
+            bound: gate.bound(),
+            outcome,
+            detail,
+        }
+    }
+}
+
 /// One evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// RFC 3339.
     pub at: String,
@@ -98,9 +223,10 @@ pub fn above_floor(agreement: f64, floor: f64) -> f64 {
     (agreement + floor).min(1.0)
 }
 
-/// What the current step does, as far as the gates care.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Step {
+/// What the current step does, as far as the gates care: which gates apply to it and
+/// what the stable's window holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
     /// The step mirrors traffic (else `shadow_agreement` is skipped).
     pub mirroring: bool,
     /// `shadow.calibrate` is on: the stable's window holds its comparisons with itself,
@@ -116,210 +242,205 @@ pub fn evaluate(
     min_samples: u64,
     candidate: &Summary,
     stable: &Summary,
-    step: Step,
+    scope: Scope,
 ) -> Analysis {
-    let Step {
-        mirroring,
-        calibrating,
-        absolute_only,
-    } = step;
-    let enough = candidate.requests >= min_samples;
-    let few = |what: &str, n: u64| format!("{n} {what} in the window, {min_samples} needed");
-    let mut out = Vec::new();
-
+    let e = Evidence {
+        candidate,
+        stable,
+        min_samples,
+        scope,
+    };
+    let mut results = Vec::new();
     if let Some(g) = &gates.error_rate {
-        let value = candidate.error_rate();
-        let (outcome, detail) = match value {
-            Some(v) if enough => {
-                let ok = v <= g.max;
-                (
-                    pass_fail(ok),
-                    format!(
-                        "error rate {:.2}% {} max {:.2}% ({} of {})",
-                        v * 100.0,
-                        if ok { "≤" } else { ">" },
-                        g.max * 100.0,
-                        candidate.errors,
-                        candidate.requests
-                    ),
-                )
-            }
-            _ => (
-                GateOutcome::Inconclusive,
-                few("samples", candidate.requests),
-            ),
-        };
-        out.push(GateResult {
-            gate: "error_rate",
-            value,
-            threshold: g.max,
-            bound: "max",
-            outcome,
-            detail,
-        });
+        results.push(error_rate(g.max, &e));
     }
-
     if let Some(g) = &gates.latency_p99 {
-        let p99 = candidate.quantile(0.99).map(|d| d.as_secs_f64());
         if let Some(max) = g.max {
-            let max_s = max.0.as_secs_f64();
-            let (outcome, detail) = match p99 {
-                Some(v) if enough => {
-                    let ok = v <= max_s;
-                    (
-                        pass_fail(ok),
-                        format!(
-                            "p99 {} {} max {}",
-                            ms(v),
-                            if ok { "≤" } else { ">" },
-                            ms(max_s)
-                        ),
-                    )
-                }
-                _ => (
-                    GateOutcome::Inconclusive,
-                    few("samples", candidate.requests),
-                ),
-            };
-            out.push(GateResult {
-                gate: "latency_p99",
-                value: p99,
-                threshold: max_s,
-                bound: "max",
-                outcome,
-                detail,
-            });
+            results.push(latency_p99(max.0, &e));
         }
         if let Some(ratio) = g.max_ratio {
-            let stable_p99 = stable.quantile(0.99).map(|d| d.as_secs_f64());
-            let (value, outcome, detail) = match (p99, stable_p99) {
-                _ if absolute_only => (
-                    None,
-                    GateOutcome::Skipped,
-                    "relative gate not applied after promotion".to_string(),
-                ),
-                (_, None) => (
-                    None,
-                    GateOutcome::Skipped,
-                    "the stable served nothing in the window".to_string(),
-                ),
-                (Some(c), Some(s)) if enough => {
-                    let r = if s > 0.0 { c / s } else { 1.0 };
-                    let ok = r <= ratio;
-                    (
-                        Some(r),
-                        pass_fail(ok),
-                        format!(
-                            "p99 {} is {r:.2}× stable's {} ({} max {ratio}×)",
-                            ms(c),
-                            ms(s),
-                            if ok { "≤" } else { ">" }
-                        ),
-                    )
-                }
-                _ => (
-                    None,
-                    GateOutcome::Inconclusive,
-                    few("samples", candidate.requests),
-                ),
-            };
-            out.push(GateResult {
-                gate: "latency_p99_ratio",
-                value,
-                threshold: ratio,
-                bound: "max",
-                outcome,
-                detail,
-            });
+            results.push(latency_p99_ratio(ratio, &e));
         }
     }
-
     if let Some(g) = &gates.shadow_agreement {
-        let compared = candidate.shadow_agree + candidate.shadow_disagree;
-        let raw = candidate.shadow_agreement();
-        // The noise floor: how often the stable disagrees with itself. Only a measured
-        // floor (min_samples self-comparisons) is credited; until then the raw figure counts.
-        let self_compared = stable.shadow_agree + stable.shadow_disagree;
-        let floor = match stable.shadow_agreement() {
-            Some(a) if calibrating && self_compared >= min_samples => Some(1.0 - a),
-            _ => None,
-        };
-        let value = raw.map(|v| floor.map_or(v, |f| above_floor(v, f)));
-        let (outcome, detail) = if !mirroring {
-            (
-                GateOutcome::Skipped,
-                "this step mirrors nothing".to_string(),
-            )
-        } else {
-            match (value, raw) {
-                (Some(v), Some(r)) if compared >= min_samples => {
-                    let ok = v >= g.min;
-                    let how = match floor {
-                        Some(f) => format!(
-                            "{:.2}% agreed ({} of {} compared) + noise floor {:.2}% (the stable disagreed with itself in {} of {})",
-                            r * 100.0,
-                            candidate.shadow_agree,
-                            compared,
-                            f * 100.0,
-                            stable.shadow_disagree,
-                            self_compared
-                        ),
-                        None if calibrating => format!(
-                            "{:.2}% agreed ({} of {} compared); noise floor not measured yet ({} of {} self-comparisons), not credited",
-                            r * 100.0,
-                            candidate.shadow_agree,
-                            compared,
-                            self_compared,
-                            min_samples
-                        ),
-                        None => format!(
-                            "{} of {} compared",
-                            candidate.shadow_agree, compared
-                        ),
-                    };
-                    (
-                        pass_fail(ok),
-                        format!(
-                            "shadow agreement {:.2}% {} min {:.2}% ({how})",
-                            v * 100.0,
-                            if ok { "≥" } else { "<" },
-                            g.min * 100.0,
-                        ),
-                    )
-                }
-                _ => (
-                    GateOutcome::Inconclusive,
-                    few("compared shadow answers", compared),
-                ),
-            }
-        };
-        out.push(GateResult {
-            gate: "shadow_agreement",
-            value,
-            threshold: g.min,
-            bound: "min",
-            outcome,
-            detail,
-        });
+        results.push(shadow_agreement(g.min, &e));
     }
-
-    let verdict = if out.iter().any(|g| g.outcome == GateOutcome::Fail) {
-        Verdict::Fail
-    } else if !enough || out.iter().any(|g| g.outcome == GateOutcome::Inconclusive) {
-        Verdict::Inconclusive
-    } else {
-        Verdict::Pass
-    };
     Analysis {
         at: super::now_rfc3339(),
-        verdict,
-        gates: out,
+        verdict: Verdict::of(&results, e.enough()),
+        gates: results,
         samples: candidate.requests,
         stable_samples: stable.requests,
         min_samples,
     }
 }
 
+/// A gate's outcome and the sentence that explains it.
+type Judged = (GateOutcome, String);
+
+/// What every gate reads: both windows, how many samples make a figure, and the scope.
+struct Evidence<'a> {
+    candidate: &'a Summary,
+    stable: &'a Summary,
+    min_samples: u64,
+    scope: Scope,
+}
+
+impl Evidence<'_> {
+    /// True when the candidate served `min_samples` requests in the window.
+    fn enough(&self) -> bool {
+        self.candidate.requests >= self.min_samples
+    }
+
+    /// Inconclusive: only `n` of `what` in the window.
+    fn too_few(&self, what: &str, n: u64) -> Judged {
+        let needed = self.min_samples;
+        let detail = format!("{n} {what} in the window, {needed} needed");
+        (GateOutcome::Inconclusive, detail)
+    }
+
+    /// Inconclusive: too few candidate samples.
+    fn too_few_samples(&self) -> Judged {
+        self.too_few("samples", self.candidate.requests)
+    }
+}
+
+/// [`Gate::ErrorRate`]: the candidate's share of errors, at most `max`.
+fn error_rate(max: f64, e: &Evidence) -> GateResult {
+    let c = e.candidate;
+    let value = c.error_rate();
+    let judged = match value {
+        Some(v) if e.enough() => {
+            let ok = v <= max;
+            let (errors, requests) = (c.errors, c.requests);
+            let detail = format!(
+                "error rate {} {} max {} ({errors} of {requests})",
+                pct(v),
+                at_most(ok),
+                pct(max),
+            );
+            (pass_fail(ok), detail)
+        }
+        _ => e.too_few_samples(),
+    };
+    GateResult::new(Gate::ErrorRate, value, max, judged)
+}
+
+/// [`Gate::LatencyP99`]: the candidate's p99, at most `max`.
+fn latency_p99(max: Duration, e: &Evidence) -> GateResult {
+    let max_s = max.as_secs_f64();
+    let p99 = p99_seconds(e.candidate);
+    let judged = match p99 {
+        Some(v) if e.enough() => {
+            let ok = v <= max_s;
+            let detail = format!("p99 {} {} max {}", ms(v), at_most(ok), ms(max_s));
+            (pass_fail(ok), detail)
+        }
+        _ => e.too_few_samples(),
+    };
+    GateResult::new(Gate::LatencyP99, p99, max_s, judged)
+}
+
+/// [`Gate::LatencyP99Ratio`]: the candidate's p99 over the stable's, at most `max`.
+/// Skipped after promotion and when the stable served nothing in the window.
+fn latency_p99_ratio(max: f64, e: &Evidence) -> GateResult {
+    let skipped = |why: &str| {
+        let judged = (GateOutcome::Skipped, why.to_string());
+        GateResult::new(Gate::LatencyP99Ratio, None, max, judged)
+    };
+    if e.scope.absolute_only {
+        return skipped("relative gate not applied after promotion");
+    }
+    let Some(s) = p99_seconds(e.stable) else {
+        return skipped("the stable served nothing in the window");
+    };
+    let (ratio, judged) = match p99_seconds(e.candidate) {
+        Some(c) if e.enough() => {
+            let r = if s > 0.0 { c / s } else { 1.0 };
+            let ok = r <= max;
+            let detail = format!(
+                "p99 {} is {r:.2}× stable's {} ({} max {max}×)",
+                ms(c),
+                ms(s),
+                at_most(ok)
+            );
+            (Some(r), (pass_fail(ok), detail))
+        }
+        _ => (None, e.too_few_samples()),
+    };
+    GateResult::new(Gate::LatencyP99Ratio, ratio, max, judged)
+}
+
+/// [`Gate::ShadowAgreement`]: the share of compared shadow answers that agreed (with the
+/// noise floor credited once measured), at least `min`. Skipped when the step mirrors
+/// nothing; needs `min_samples` compared answers.
+fn shadow_agreement(min: f64, e: &Evidence) -> GateResult {
+    let compared = compared_answers(e.candidate);
+    let raw = e.candidate.shadow_agreement();
+    let floor = noise_floor(e);
+    let value = raw.map(|v| floor.map_or(v, |f| above_floor(v, f)));
+    let judged = match (value, raw) {
+        _ if !e.scope.mirroring => (
+            GateOutcome::Skipped,
+            "this step mirrors nothing".to_string(),
+        ),
+        (Some(v), Some(r)) if compared >= e.min_samples => {
+            let ok = v >= min;
+            let detail = format!(
+                "shadow agreement {} {} min {} ({})",
+                pct(v),
+                at_least(ok),
+                pct(min),
+                agreement_figures(r, floor, e)
+            );
+            (pass_fail(ok), detail)
+        }
+        _ => e.too_few("compared shadow answers", compared),
+    };
+    GateResult::new(Gate::ShadowAgreement, value, min, judged)
+}
+
+/// The noise floor: how often the stable disagrees with itself. Only a measured floor
+/// (`min_samples` self-comparisons while calibrating) is credited.
+fn noise_floor(e: &Evidence) -> Option<f64> {
+    match e.stable.shadow_agreement() {
+        Some(a) if e.scope.calibrating && compared_answers(e.stable) >= e.min_samples => {
+            Some(1.0 - a)
+        }
+        _ => None,
+    }
+}
+
+/// How the agreement figure `raw` was counted and what was credited, for the detail.
+fn agreement_figures(raw: f64, floor: Option<f64>, e: &Evidence) -> String {
+    let (agreed, compared) = (e.candidate.shadow_agree, compared_answers(e.candidate));
+    let (self_disagreed, self_compared) = (e.stable.shadow_disagree, compared_answers(e.stable));
+    match floor {
+        Some(f) => format!(
+            "{} agreed ({agreed} of {compared} compared) + noise floor {} (the stable disagreed with itself in {self_disagreed} of {self_compared})",
+            pct(raw),
+            pct(f),
+        ),
+        None if e.scope.calibrating => format!(
+            "{} agreed ({agreed} of {compared} compared); noise floor not measured yet ({self_compared} of {} self-comparisons), not credited",
+            pct(raw),
+            e.min_samples
+        ),
+        None => format!("{agreed} of {compared} compared"),
+    }
+}
+
+/// Shadow answers compared (agreed or not) in a window.
+fn compared_answers(s: &Summary) -> u64 {
+    s.shadow_agree + s.shadow_disagree
+}
+
+/// The window's p99 latency in seconds, when it served anything.
+fn p99_seconds(s: &Summary) -> Option<f64> {
+    s.quantile(0.99).map(|d| d.as_secs_f64())
+}
+
+/// Pass when the figure is on the passing side of its threshold.
 fn pass_fail(ok: bool) -> GateOutcome {
     if ok {
         GateOutcome::Pass
@@ -328,6 +449,30 @@ fn pass_fail(ok: bool) -> GateOutcome {
     }
 }
 
+/// The comparison a `max` gate's detail shows.
+fn at_most(ok: bool) -> &'static str {
+    if ok {
+        "≤"
+    } else {
+        ">"
+    }
+}
+
+/// The comparison a `min` gate's detail shows.
+fn at_least(ok: bool) -> &'static str {
+    if ok {
+        "≥"
+    } else {
+        "<"
+    }
+}
+
+/// A share as a percentage with two decimals.
+fn pct(share: f64) -> String {
+    format!("{:.2}%", share * 100.0)
+}
+
+/// Seconds as milliseconds with one decimal.
 fn ms(seconds: f64) -> String {
     format!("{:.1}ms", seconds * 1000.0)
 }
@@ -335,62 +480,235 @@ fn ms(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AgreementGate;
+    use crate::config::{AgreementGate, Dur, ErrorRateGate, LatencyGate};
     use crate::telemetry::window::{ShadowOutcome, Window};
-    use tokio::time::{Duration, Instant};
+    use tokio::time::Instant;
 
-    /// A summary with `requests` samples and the given shadow tally.
-    fn summary(now: Instant, requests: u64, agree: u64, disagree: u64) -> Summary {
-        let w = Window::new(Duration::from_secs(1), 61);
-        for _ in 0..requests {
-            w.record(now, Duration::from_millis(5), false);
-        }
-        for _ in 0..agree {
-            w.record_shadow(now, ShadowOutcome::Agree);
-        }
-        for _ in 0..disagree {
-            w.record_shadow(now, ShadowOutcome::Disagree);
-        }
-        w.summary(now, Duration::from_secs(60))
+    /// What a window saw, as a case describes it.
+    #[derive(Clone, Copy, Default)]
+    struct Traffic {
+        requests: u64,
+        errors: u64,
+        latency_ms: u64,
+        agree: u64,
+        disagree: u64,
     }
 
-    fn agreement(candidate: &Summary, stable: &Summary, calibrating: bool) -> GateResult {
-        let gates = GatesConfig {
-            shadow_agreement: Some(AgreementGate { min: 0.9 }),
-            ..Default::default()
-        };
-        let step = Step {
-            mirroring: true,
-            calibrating,
-            absolute_only: false,
-        };
-        evaluate(&gates, 100, candidate, stable, step).gates[0].clone()
+    impl Traffic {
+        fn summary(self) -> Summary {
+            let now = Instant::now();
+            let w = Window::new(Duration::from_secs(1), 61);
+            for i in 0..self.requests {
+                w.record(now, Duration::from_millis(self.latency_ms), i < self.errors);
+            }
+            for _ in 0..self.agree {
+                w.record_shadow(now, ShadowOutcome::Agree);
+            }
+            for _ in 0..self.disagree {
+                w.record_shadow(now, ShadowOutcome::Disagree);
+            }
+            w.summary(now, Duration::from_secs(60))
+        }
+    }
+
+    /// `n` requests at `ms` each, `errors` of them failed.
+    fn served(n: u64, errors: u64, ms: u64) -> Traffic {
+        Traffic {
+            requests: n,
+            errors,
+            latency_ms: ms,
+            ..Traffic::default()
+        }
+    }
+
+    /// 200 requests and a shadow tally of `agree` against `disagree`.
+    fn mirrored(agree: u64, disagree: u64) -> Traffic {
+        Traffic {
+            agree,
+            disagree,
+            ..served(200, 0, 5)
+        }
+    }
+
+    /// Shadow comparisons only, as the stable's window holds them while calibrating.
+    fn self_compared(agree: u64, disagree: u64) -> Traffic {
+        Traffic {
+            agree,
+            disagree,
+            ..Traffic::default()
+        }
+    }
+
+    fn max_errors(max: f64) -> GatesConfig {
+        GatesConfig {
+            error_rate: Some(ErrorRateGate { max }),
+            ..GatesConfig::default()
+        }
+    }
+
+    fn max_p99(ms: u64) -> GatesConfig {
+        let max = Some(Dur(Duration::from_millis(ms)));
+        GatesConfig {
+            latency_p99: Some(LatencyGate {
+                max,
+                max_ratio: None,
+            }),
+            ..GatesConfig::default()
+        }
+    }
+
+    fn max_ratio(ratio: f64) -> GatesConfig {
+        GatesConfig {
+            latency_p99: Some(LatencyGate {
+                max: None,
+                max_ratio: Some(ratio),
+            }),
+            ..GatesConfig::default()
+        }
+    }
+
+    fn min_agreement(min: f64) -> GatesConfig {
+        GatesConfig {
+            shadow_agreement: Some(AgreementGate { min }),
+            ..GatesConfig::default()
+        }
+    }
+
+    /// A step that only splits traffic.
+    const SPLIT: Scope = Scope {
+        mirroring: false,
+        calibrating: false,
+        absolute_only: false,
+    };
+    /// A step that mirrors to the candidate.
+    const MIRRORING: Scope = Scope {
+        mirroring: true,
+        ..SPLIT
+    };
+    /// A step that mirrors, with the stable compared with itself.
+    const CALIBRATING: Scope = Scope {
+        calibrating: true,
+        ..MIRRORING
+    };
+    /// After promotion.
+    const PROMOTED: Scope = Scope {
+        absolute_only: true,
+        ..SPLIT
+    };
+
+    /// The stable's window when a case says nothing else: plenty of quick answers.
+    const STABLE: Traffic = Traffic {
+        requests: 200,
+        errors: 0,
+        latency_ms: 5,
+        agree: 0,
+        disagree: 0,
+    };
+
+    /// A case's inputs: its name, the one gate configured, `min_samples`, the step's
+    /// scope, and what the candidate's and the stable's windows saw.
+    struct Given(&'static str, GatesConfig, u64, Scope, Traffic, Traffic);
+
+    /// What the case must give: the gate, its outcome, its figure (within the latency
+    /// histogram's 2 %), a part of the detail that only this outcome gives, and the verdict.
+    struct Then(Gate, GateOutcome, Option<f64>, &'static str, Verdict);
+
+    /// Every gate's pass, fail, inconclusive and (where it can be) skipped.
+    #[rustfmt::skip]
+    fn cases() -> Vec<(Given, Then)> {
+        use Gate::{ErrorRate, LatencyP99, LatencyP99Ratio, ShadowAgreement};
+        use GateOutcome::{Fail, Inconclusive, Pass, Skipped};
+        let none = Traffic::default();
+        vec![
+            (Given("errors under max", max_errors(0.05), 100, SPLIT, served(200, 2, 5), STABLE),
+             Then(ErrorRate, Pass, Some(0.01), "error rate 1.00% ≤ max 5.00% (2 of 200)", Verdict::Pass)),
+            (Given("errors over max", max_errors(0.05), 100, SPLIT, served(200, 20, 5), STABLE),
+             Then(ErrorRate, Fail, Some(0.1), "error rate 10.00% > max 5.00% (20 of 200)", Verdict::Fail)),
+            (Given("errors below min_samples", max_errors(0.05), 100, SPLIT, served(99, 99, 5), STABLE),
+             Then(ErrorRate, Inconclusive, Some(1.0), "99 samples in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("errors with no request at all", max_errors(0.05), 0, SPLIT, none, STABLE),
+             Then(ErrorRate, Inconclusive, None, "0 samples in the window, 0 needed", Verdict::Inconclusive)),
+            (Given("p99 under max", max_p99(10), 100, SPLIT, served(200, 0, 5), STABLE),
+             Then(LatencyP99, Pass, Some(0.005), "≤ max 10.0ms", Verdict::Pass)),
+            (Given("p99 over max", max_p99(10), 100, SPLIT, served(200, 0, 20), STABLE),
+             Then(LatencyP99, Fail, Some(0.02), "> max 10.0ms", Verdict::Fail)),
+            (Given("p99 below min_samples", max_p99(10), 100, SPLIT, served(10, 0, 20), STABLE),
+             Then(LatencyP99, Inconclusive, Some(0.02), "10 samples in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("ratio under max", max_ratio(1.5), 100, SPLIT, served(200, 0, 6), STABLE),
+             Then(LatencyP99Ratio, Pass, Some(1.2), "≤ max 1.5×", Verdict::Pass)),
+            (Given("ratio over max", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail)),
+            (Given("ratio below min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Inconclusive, None, "10 samples in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("min_samples counts the candidate's only", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), served(10, 0, 5)),
+             Then(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail)),
+            (Given("ratio skipped when the stable served nothing", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), none),
+             Then(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Pass)),
+            (Given("a skipped ratio still holds on min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), none),
+             Then(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Inconclusive)),
+            (Given("ratio skipped after promotion", max_ratio(1.5), 100, PROMOTED, served(200, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Skipped, None, "not applied after promotion", Verdict::Pass)),
+            (Given("agreement over min", min_agreement(0.9), 100, MIRRORING, mirrored(190, 10), STABLE),
+             Then(ShadowAgreement, Pass, Some(0.95), "95.00% ≥ min 90.00% (190 of 200 compared)", Verdict::Pass)),
+            (Given("agreement under min", min_agreement(0.9), 100, MIRRORING, mirrored(170, 30), STABLE),
+             Then(ShadowAgreement, Fail, Some(0.85), "85.00% < min 90.00% (170 of 200 compared)", Verdict::Fail)),
+            (Given("agreement below min_samples compared", min_agreement(0.9), 100, MIRRORING, mirrored(99, 0), STABLE),
+             Then(ShadowAgreement, Inconclusive, Some(1.0), "99 compared shadow answers in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("agreement skipped when nothing is mirrored", min_agreement(0.9), 100, SPLIT, mirrored(170, 30), STABLE),
+             Then(ShadowAgreement, Skipped, Some(0.85), "this step mirrors nothing", Verdict::Pass)),
+            (Given("a measured noise floor is credited", min_agreement(0.9), 100, CALIBRATING, mirrored(170, 30), self_compared(180, 20)),
+             Then(ShadowAgreement, Pass, Some(0.95), "+ noise floor 10.00% (the stable disagreed with itself in 20 of 200)", Verdict::Pass)),
+            (Given("an unmeasured noise floor is not", min_agreement(0.9), 100, CALIBRATING, mirrored(170, 30), self_compared(45, 5)),
+             Then(ShadowAgreement, Fail, Some(0.85), "noise floor not measured yet (50 of 100 self-comparisons)", Verdict::Fail)),
+            (Given("no noise floor without calibration", min_agreement(0.9), 100, MIRRORING, mirrored(170, 30), self_compared(180, 20)),
+             Then(ShadowAgreement, Fail, Some(0.85), "< min 90.00% (170 of 200 compared)", Verdict::Fail)),
+            (Given("the credit stops at 100 %", min_agreement(0.9), 100, CALIBRATING, mirrored(200, 0), self_compared(180, 20)),
+             Then(ShadowAgreement, Pass, Some(1.0), "100.00% ≥ min 90.00%", Verdict::Pass)),
+        ]
     }
 
     #[test]
-    fn the_noise_floor_is_credited_only_once_measured() {
-        let now = Instant::now();
-        // The candidate agrees on 85 %; the stable disagrees with itself on 10 %.
-        let candidate = summary(now, 200, 170, 30);
-        let measured = summary(now, 0, 180, 20);
-        let g = agreement(&candidate, &measured, true);
-        assert_eq!(g.outcome, GateOutcome::Pass, "{}", g.detail);
-        assert!((g.value.unwrap() - 0.95).abs() < 1e-9, "{:?}", g.value);
+    fn every_gate_gives_its_outcome_and_figure() {
+        for (given, then) in cases() {
+            let Given(name, gates, min_samples, scope, candidate, stable) = given;
+            let Then(gate, outcome, value, detail, verdict) = then;
+            let (candidate, stable) = (candidate.summary(), stable.summary());
+            let a = evaluate(&gates, min_samples, &candidate, &stable, scope);
+            let [g] = a.gates.as_slice() else {
+                panic!("{name}: one gate configured, {} evaluated", a.gates.len());
+            };
+            assert_eq!((g.gate, g.outcome), (gate, outcome), "{name}: {}", g.detail);
+            match (g.value, value) {
+                (Some(got), Some(want)) => {
+                    assert!(
+                        (got - want).abs() <= want * 0.02,
+                        "{name}: {got} for {want}"
+                    )
+                }
+                (got, want) => assert_eq!(got, want, "{name}"),
+            }
+            assert!(g.detail.contains(detail), "{name}: {}", g.detail);
+            assert_eq!(g.bound, gate.bound(), "{name}");
+            assert_eq!(a.verdict, verdict, "{name}: {}", g.detail);
+        }
+    }
 
-        // Too few self-comparisons: the raw figure counts, and the detail says why.
-        let unmeasured = summary(now, 0, 45, 5);
-        let g = agreement(&candidate, &unmeasured, true);
-        assert_eq!(g.outcome, GateOutcome::Fail, "{}", g.detail);
-        assert!((g.value.unwrap() - 0.85).abs() < 1e-9);
-        assert!(g.detail.contains("not measured yet"), "{}", g.detail);
-
-        // Calibration off: a stable tally is not a noise floor.
-        let g = agreement(&candidate, &measured, false);
-        assert_eq!(g.outcome, GateOutcome::Fail, "{}", g.detail);
-
-        // The credit never lifts agreement above 100 %.
-        let perfect = summary(now, 200, 200, 0);
-        let g = agreement(&perfect, &measured, true);
-        assert_eq!(g.value, Some(1.0));
+    #[test]
+    fn gates_are_named_as_the_config_spells_them() {
+        let spelled = [
+            (Gate::ErrorRate, "error_rate", "max"),
+            (Gate::LatencyP99, "latency_p99", "max"),
+            (Gate::LatencyP99Ratio, "latency_p99_ratio", "max"),
+            (Gate::ShadowAgreement, "shadow_agreement", "min"),
+        ];
+        assert_eq!(spelled.map(|(g, ..)| g), Gate::ALL);
+        for (gate, name, bound) in spelled {
+            assert_eq!(gate.as_str(), name);
+            assert_eq!(serde_json::to_value(gate).unwrap(), name);
+            assert_eq!(serde_json::from_value::<Gate>(name.into()).unwrap(), gate);
+            assert!(gate == name && gate == *name);
+            assert_eq!(serde_json::to_value(gate.bound()).unwrap(), bound);
+            assert_eq!(gate.bound(), bound);
+        }
     }
 }

@@ -425,14 +425,14 @@ impl Controller {
             a.min_samples,
             &c,
             &s,
-            analysis::Step {
+            analysis::Scope {
                 mirroring: self.rollout.mirror() > 0.0,
                 calibrating: self.config.shadow.calibrate.is_some(),
                 absolute_only: self.rollout.phase == Phase::Promoted,
             },
         );
         for g in &result.gates {
-            metrics::gate(g.gate, g.value, g.threshold);
+            metrics::gate(g.gate.as_str(), g.value, g.threshold);
         }
         metrics::evaluation(result.verdict.as_str());
         let verdict = result.verdict;

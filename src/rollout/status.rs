@@ -1,12 +1,12 @@
 //! The rollout status as `/api/v1/status` and `switchyard status` show it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::analysis::Analysis;
 use super::Event;
 
 /// A published view of the rollout; the controller replaces it after every change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// `idle`, `progressing`, `paused`, `promoted` or `rolled_back`.
     pub phase: String,
@@ -29,14 +29,16 @@ pub struct Status {
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// The config file as the controller last read it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConfigStatus {
     pub generation: u64,
     pub last_error: Option<String>,
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// The analysis as the rollout last ran it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AnalysisStatus {
     /// Whether an `analysis` block is configured.
     pub enabled: bool,

@@ -1,0 +1,53 @@
+//! The admin API's paths: one list, read by the admin router that serves them and by the
+//! client that calls them, so the two cannot drift apart.
+//!
+//! ```
+//! use switchyard::admin::api;
+//! use switchyard::rollout::Action;
+//!
+//! assert_eq!(api::STATUS, "/api/v1/status");
+//! assert_eq!(api::control_path(&Action::Promote { full: true }), api::PROMOTE);
+//! assert!(api::CONTROLS.iter().all(|p| p.starts_with(api::V1)));
+//! ```
+
+use crate::rollout::Action;
+
+/// The dashboard (HTML).
+pub const DASHBOARD: &str = "/";
+/// 200 while the process is up.
+pub const HEALTHZ: &str = "/healthz";
+/// 200 once a valid config is loaded and the data plane listens.
+pub const READYZ: &str = "/readyz";
+/// Prometheus text format.
+pub const METRICS: &str = "/metrics";
+
+/// The prefix every path of the versioned API starts with.
+pub const V1: &str = "/api/v1/";
+/// The rollout status (JSON).
+pub const STATUS: &str = "/api/v1/status";
+/// The most recent shadow disagreements; takes `?limit=N`.
+pub const SHADOW_DIFFS: &str = "/api/v1/shadow/diffs";
+
+/// Passes the current gate or hold; body `{"full": bool}`.
+pub const PROMOTE: &str = "/api/v1/promote";
+/// Freezes the rollout; body `{"reason": "..."}`.
+pub const PAUSE: &str = "/api/v1/pause";
+/// Unfreezes the rollout.
+pub const RESUME: &str = "/api/v1/resume";
+/// All traffic to stable; body `{"reason": "..."}`.
+pub const ROLLBACK: &str = "/api/v1/rollback";
+/// The same rollout again from step 0.
+pub const RETRY: &str = "/api/v1/retry";
+/// Every control's path (each a POST).
+pub const CONTROLS: [&str; 5] = [PROMOTE, PAUSE, RESUME, ROLLBACK, RETRY];
+
+/// The path that carries `action`.
+pub fn control_path(action: &Action) -> &'static str {
+    match action {
+        Action::Promote { .. } => PROMOTE,
+        Action::Pause { .. } => PAUSE,
+        Action::Resume => RESUME,
+        Action::Rollback { .. } => ROLLBACK,
+        Action::Retry => RETRY,
+    }
+}
