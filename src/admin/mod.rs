@@ -2,16 +2,18 @@
 
 pub mod api;
 pub mod client;
+pub mod guard;
 pub mod window;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -57,9 +59,10 @@ impl Admin {
         }
     }
 
-    /// The admin API as a hyper service.
+    /// The admin API as a hyper service for one connection from `peer`.
     pub fn service(
         &self,
+        peer: IpAddr,
     ) -> impl hyper::service::Service<
         Request<Incoming>,
         Response = Response<Full<Bytes>>,
@@ -70,12 +73,12 @@ impl Admin {
         let admin = self.clone();
         hyper::service::service_fn(move |req| {
             let admin = admin.clone();
-            Box::pin(async move { Ok::<_, Infallible>(admin.handle(req).await) }) as Answer
+            Box::pin(async move { Ok::<_, Infallible>(admin.handle(req, peer).await) }) as Answer
         })
     }
 
     /// Answers one admin request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
         let path = req.uri().path().trim_end_matches('/');
         let path = if path.is_empty() { "/" } else { path };
         match (req.method(), path) {
@@ -114,8 +117,14 @@ impl Admin {
                 let Some(control) = api::CONTROLS.into_iter().find(|c| *c == p) else {
                     return error(StatusCode::NOT_FOUND, "no such endpoint");
                 };
-                if let Err(resp) = self.authorize(&req) {
-                    return resp;
+                let token = self.token.as_deref();
+                if let Err(refusal) = guard::check(token, peer, req.headers()) {
+                    let mut r = error(refusal.status(), refusal.message());
+                    if refusal == guard::Refusal::MissingToken {
+                        r.headers_mut()
+                            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                    }
+                    return r;
                 }
                 let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
                     Ok(b) => b.to_bytes(),
@@ -195,41 +204,8 @@ impl Admin {
             "noise_floor": noise_floor,
         })
     }
-
-    /// Mutating calls need the bearer token when one is configured.
-    #[allow(clippy::result_large_err)]
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
-        let Some(token) = &self.token else {
-            // No token: the config only allows that on a loopback admin.
-            return Ok(());
-        };
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            None => {
-                let mut r = error(StatusCode::UNAUTHORIZED, "missing bearer token");
-                r.headers_mut()
-                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-                Err(r)
-            }
-            Some(t) if constant_time_eq(t.trim().as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong bearer token")),
-        }
-    }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The action a control's `path` (one of [`api::CONTROLS`]) and JSON body ask for.
 fn parse_action(path: &str, body: &[u8]) -> Result<Action, String> {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]

@@ -171,7 +171,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
         Serving::new(header_timeout, idle_timeout),
         ADMIN_DRAIN,
         rx.clone(),
-        move |_| admin.service(),
+        move |peer| admin.service(peer.ip()),
     )));
     if let Some(path) = config_path {
         tasks.push(watch_config(path, initial, control.clone(), rx.clone())?);

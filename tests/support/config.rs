@@ -54,11 +54,16 @@ struct Limits {
     header_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_timeout: Option<String>,
 }
 
 impl Limits {
     fn is_empty(&self) -> bool {
-        self.max_body.is_none() && self.header_timeout.is_none() && self.idle_timeout.is_none()
+        self.max_body.is_none()
+            && self.header_timeout.is_none()
+            && self.idle_timeout.is_none()
+            && self.body_timeout.is_none()
     }
 }
 
@@ -422,6 +427,11 @@ impl TestConfig {
 
     pub fn idle_timeout(mut self, duration: &str) -> TestConfig {
         self.limits.idle_timeout = Some(duration.to_string());
+        self
+    }
+
+    pub fn body_timeout(mut self, duration: &str) -> TestConfig {
+        self.limits.body_timeout = Some(duration.to_string());
         self
     }
 

@@ -187,6 +187,10 @@ impl ProxyHarness {
         if let Some(a) = &auth {
             headers.push(("authorization", a.as_str()));
         }
+        if !body.is_empty() {
+            // As the CLI does: the admin API takes JSON bodies only.
+            headers.push(("content-type", "application/json"));
+        }
         send(
             &self.client,
             method,
