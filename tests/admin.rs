@@ -163,3 +163,97 @@ async fn the_cli_drives_the_admin_api() {
     assert_eq!(v["phase"], "rolled_back");
     assert_eq!(h2.get("/echo", &[]).await.variant(), "blue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_cannot_drive_a_token_less_admin_while_the_cli_can() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let url = h.admin_url("/api/v1/rollback");
+    let json = ("content-type", "application/json");
+    let own_host = format!("{}", h.admin_addr());
+    // What the page tries, the headers it manages to send, its body, what it gets.
+    type Attempt<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, StatusCode);
+    let attempts: [Attempt; 5] = [
+        (
+            "a page's fetch (foreign Origin)",
+            vec![json, ("origin", "http://evil.example")],
+            "{}",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a DNS-rebound name",
+            vec![json, ("host", "evil.example:9901")],
+            "{}",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "fetch metadata says cross-site",
+            vec![json, ("sec-fetch-site", "cross-site")],
+            "{}",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "an HTML form",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            "reason=x",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "a text/plain beacon",
+            vec![("content-type", "text/plain")],
+            "{}",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ];
+    for (what, headers, body, refused) in attempts {
+        let a = support::send(&h.client, Method::POST, &url, &headers, body.into()).await;
+        assert_eq!(
+            a.status,
+            refused,
+            "{what}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(
+            h.status().await["phase"],
+            "progressing",
+            "{what} moved the rollout"
+        );
+    }
+    // The dashboard's own page, same origin, may.
+    let origin = format!("http://{own_host}");
+    let dashboard = [
+        json,
+        ("origin", origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let a = support::send(
+        &h.client,
+        Method::POST,
+        &h.admin_url("/api/v1/pause"),
+        &dashboard,
+        "{}".into(),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let admin = format!("http://{}", h.admin_addr());
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(bin)
+            .args(["rollback", "--reason", "by the operator", "--admin", &admin])
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h.status().await["phase"], "rolled_back");
+}
