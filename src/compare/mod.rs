@@ -96,6 +96,14 @@ impl Protocol {
             Protocol::Bytes => "bytes",
         }
     }
+
+    /// What a body must be to be compared under this declared protocol, as a reason says it.
+    fn wanted(self) -> &'static str {
+        match self {
+            Protocol::V2 => "a V2 inference response (an `outputs` array of named tensors)",
+            _ => "a V1 response (`predictions` or `outputs`)",
+        }
+    }
 }
 
 impl std::fmt::Display for Protocol {
@@ -326,110 +334,120 @@ pub struct OutputReport {
 /// Compares a live response with its shadow copy under `rules`.
 pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Comparison {
     let declared = rules.protocol;
-    match (live.truncated, shadow.truncated) {
-        (true, true) => return Comparison::incomparable(declared, "body truncated (both)".into()),
-        (true, false) => return Comparison::incomparable(declared, "body truncated (live)".into()),
-        (false, true) => {
-            return Comparison::incomparable(declared, "body truncated (shadow)".into())
-        }
-        (false, false) => {}
+    if let Some(reason) = rejected(live, shadow) {
+        return Comparison::incomparable(declared, reason);
     }
-    if live.status != shadow.status {
-        return Comparison::incomparable(
-            declared,
-            format!("status mismatch {} vs {}", live.status, shadow.status),
-        );
-    }
-    let status_note = if (200..300).contains(&live.status) {
-        String::new()
-    } else {
-        format!(" (status {})", live.status)
-    };
-
-    if declared == Protocol::Bytes {
-        return compare_bytes(live.body, shadow.body, None);
-    }
-    if declared == Protocol::Auto
-        && (is_binary(live.content_type) || is_binary(shadow.content_type))
+    if declared == Protocol::Bytes
+        || declared == Protocol::Auto
+            && (is_binary(live.content_type) || is_binary(shadow.content_type))
     {
         return compare_bytes(live.body, shadow.body, None);
     }
+    let (lv, sv) = match parse_pair(declared, live.body, shadow.body) {
+        (Some(l), Some(s)) => (l, s),
+        (l, s) => return unparsed(declared, live, shadow, (l.is_some(), s.is_some())),
+    };
+    let (protocol, reason) = match declared {
+        Protocol::Auto => detect_pair(&lv, &sv),
+        p => {
+            if let Some(who) = failing((lv.fits(p), sv.fits(p))) {
+                let note = StatusNote(live.status);
+                return Comparison::incomparable(p, format!("{who} {}{note}", p.wanted()));
+            }
+            (p, None)
+        }
+    };
+    compare_parsed(rules, protocol, reason, &lv, &sv)
+}
 
-    let (lv, sv) = parse_pair(declared, live.body, shadow.body);
-    let (lv, sv) = match (lv, sv, declared) {
-        (Some(l), Some(s), _) => (l, s),
-        (l, s, Protocol::Auto) => {
-            let reason = match (l.is_some(), s.is_some()) {
-                (true, false) => {
-                    Some("shadow body is not JSON, live body is; compared as bytes".to_owned())
-                }
-                (false, true) => {
-                    Some("live body is not JSON, shadow body is; compared as bytes".to_owned())
-                }
+/// Why a pair cannot be judged whatever its bodies say: one cut at the capture cap, or
+/// different statuses.
+fn rejected(live: &Response<'_>, shadow: &Response<'_>) -> Option<String> {
+    match (live.truncated, shadow.truncated) {
+        (true, true) => Some("body truncated (both)".into()),
+        (true, false) => Some("body truncated (live)".into()),
+        (false, true) => Some("body truncated (shadow)".into()),
+        (false, false) if live.status != shadow.status => Some(format!(
+            "status mismatch {} vs {}",
+            live.status, shadow.status
+        )),
+        (false, false) => None,
+    }
+}
+
+/// The status an incomparable pair's reason mentions: nothing for 2xx, ` (status 503)` otherwise.
+#[derive(Clone, Copy)]
+struct StatusNote(u16);
+
+impl std::fmt::Display for StatusNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if (200..300).contains(&self.0) {
+            Ok(())
+        } else {
+            write!(f, " (status {})", self.0)
+        }
+    }
+}
+
+/// Says which side of a pair fails a check (`live body is not`, `shadow body is not` or
+/// `neither body is`), given whether each passes; `None` when both do.
+fn failing(passed: (bool, bool)) -> Option<&'static str> {
+    match passed {
+        (true, true) => None,
+        (false, true) => Some("live body is not"),
+        (true, false) => Some("shadow body is not"),
+        (false, false) => Some("neither body is"),
+    }
+}
+
+/// Judges a pair whose bodies are not both JSON (`json`: whether each is): `auto` compares
+/// them as bytes, a declared protocol finds them incomparable.
+fn unparsed(
+    declared: Protocol,
+    live: &Response<'_>,
+    shadow: &Response<'_>,
+    json: (bool, bool),
+) -> Comparison {
+    match failing(json) {
+        Some(who) if declared != Protocol::Auto => {
+            let note = StatusNote(live.status);
+            Comparison::incomparable(declared, format!("{who} JSON{note}"))
+        }
+        _ => {
+            let reason = match json {
+                (true, false) => Some("shadow body is not JSON, live body is; compared as bytes"),
+                (false, true) => Some("live body is not JSON, shadow body is; compared as bytes"),
                 _ => None,
             };
-            return compare_bytes(live.body, shadow.body, reason);
+            compare_bytes(live.body, shadow.body, reason.map(str::to_owned))
         }
-        (l, s, p) => {
-            let side = match (l.is_some(), s.is_some()) {
-                (false, false) => "neither body is JSON",
-                (false, true) => "live body is not JSON",
-                _ => "shadow body is not JSON",
-            };
-            return Comparison::incomparable(p, format!("{side}{status_note}"));
-        }
-    };
+    }
+}
 
-    let (protocol, reason) = match declared {
-        Protocol::Auto => {
-            let (pl, ps) = (lv.detect(), sv.detect());
-            if pl == ps {
-                (pl, None)
-            } else {
-                (
-                    Protocol::Json,
-                    Some(format!(
-                        "live looks like {pl}, shadow like {ps}; compared as json"
-                    )),
-                )
-            }
-        }
-        p => {
-            let fits = |d: &Doc| match (p, d) {
-                (Protocol::V2, Doc::Outputs(_)) => true,
-                (Protocol::V2, Doc::Whole(v)) => v2::looks_like(v, false),
-                (Protocol::V1, Doc::Whole(v)) => v1::looks_like(v),
-                (Protocol::V1, Doc::Outputs(_)) => false, // not parsed this way for V1
-                _ => true,
-            };
-            let wanted = match p {
-                Protocol::V2 => "a V2 inference response (an `outputs` array of named tensors)",
-                _ => "a V1 response (`predictions` or `outputs`)",
-            };
-            match (fits(&lv), fits(&sv)) {
-                (true, true) => (p, None),
-                (false, true) => {
-                    return Comparison::incomparable(
-                        p,
-                        format!("live body is not {wanted}{status_note}"),
-                    )
-                }
-                (true, false) => {
-                    return Comparison::incomparable(
-                        p,
-                        format!("shadow body is not {wanted}{status_note}"),
-                    )
-                }
-                (false, false) => {
-                    return Comparison::incomparable(
-                        p,
-                        format!("neither body is {wanted}{status_note}"),
-                    )
-                }
-            }
-        }
-    };
+/// Resolves `auto` for a parsed pair: what both look like, or `json` (with a note saying
+/// why) when they look like different protocols.
+fn detect_pair(lv: &Doc, sv: &Doc) -> (Protocol, Option<String>) {
+    let (pl, ps) = (lv.detect(), sv.detect());
+    if pl == ps {
+        (pl, None)
+    } else {
+        (
+            Protocol::Json,
+            Some(format!(
+                "live looks like {pl}, shadow like {ps}; compared as json"
+            )),
+        )
+    }
+}
 
+/// Compares a parsed pair under its resolved `protocol` and gives the verdict.
+fn compare_parsed(
+    rules: &Rules,
+    protocol: Protocol,
+    reason: Option<String>,
+    lv: &Doc,
+    sv: &Doc,
+) -> Comparison {
     // What the comparator borrows from, made before the context that holds the borrows.
     let (outputs, whole) = if protocol == Protocol::V2 {
         ((lv.outputs(), sv.outputs()), None)
@@ -506,6 +524,17 @@ impl Doc {
                 let outs = outs.iter().map(json::V2Output::to_value).collect();
                 Cow::Owned(serde_json::json!({ "outputs": Value::Array(outs) }))
             }
+        }
+    }
+
+    /// Tells whether the body is what the declared `protocol` compares.
+    fn fits(&self, protocol: Protocol) -> bool {
+        match (protocol, self) {
+            (Protocol::V2, Doc::Outputs(_)) => true,
+            (Protocol::V2, Doc::Whole(v)) => v2::looks_like(v, false),
+            (Protocol::V1, Doc::Whole(v)) => v1::looks_like(v),
+            (Protocol::V1, Doc::Outputs(_)) => false, // not parsed this way for V1
+            _ => true,
         }
     }
 

@@ -154,14 +154,9 @@ fn one_sided(ctx: &mut Ctx<'_, '_>, out: &Output<'_>, live_side: bool) -> Output
         ctx.record("extra in shadow", Shown::Absent, Shown::Val(&whole));
     }
     OutputReport {
-        name: out.name.to_owned(),
-        agree: false,
         elements,
         mismatched: elements,
-        max_abs_diff: None,
-        top1_agree: None,
-        top1_agreement: None,
-        label_agreement: None,
+        ..empty_report(out.name)
     }
 }
 
@@ -194,6 +189,8 @@ fn shape(out: &Output<'_>) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// Compares one output present on both sides: its `datatype`, `shape` and `parameters`,
+/// then its data.
 fn compare_output<'a>(
     ctx: &mut Ctx<'_, 'a>,
     l: &Output<'a>,
@@ -202,11 +199,9 @@ fn compare_output<'a>(
 ) -> OutputReport {
     let before = ctx.total;
 
-    let ldt = l.datatype;
-    let sdt = s.datatype;
     if ctx.enter(Seg::Key("datatype"), check).is_some() {
-        if ldt != sdt {
-            ctx.record("datatype", shown(ldt), shown(sdt));
+        if l.datatype != s.datatype {
+            ctx.record("datatype", shown(l.datatype), shown(s.datatype));
         }
         ctx.leave();
     }
@@ -222,80 +217,103 @@ fn compare_output<'a>(
     if let Some(sub) = ctx.enter(Seg::Key("parameters"), check) {
         match (l.parameters, s.parameters) {
             (Some(a), Some(b)) => json::diff(ctx, a, b, sub),
-            (Some(a), None) => ctx.record("missing in shadow", Shown::Val(a), Shown::Absent),
-            (None, Some(b)) => ctx.record("extra in shadow", Shown::Absent, Shown::Val(b)),
-            (None, None) => {}
+            (a, b) => {
+                one_side(ctx, a, b);
+            }
         }
         ctx.leave();
     }
 
-    let dkind = kind(ldt.and_then(Value::as_str));
-    let dims = shape(l);
-    let mut report = OutputReport {
-        name: l.name.to_owned(),
-        agree: true,
+    let mut report = empty_report(l.name);
+    if let Some(sub) = ctx.enter(Seg::Key("data"), check) {
+        compare_data(ctx, l, s, sub, shapes_equal, &mut report);
+        ctx.leave();
+    }
+    report.agree = ctx.total == before;
+    report
+}
+
+/// Compares two outputs' `data` element by element (`check`: ignore rules apply inside)
+/// and fills the report's counts and statistics.
+fn compare_data<'a>(
+    ctx: &mut Ctx<'_, 'a>,
+    l: &Output<'a>,
+    s: &Output<'a>,
+    check: bool,
+    shapes_equal: bool,
+    report: &mut OutputReport,
+) {
+    let (Some(a), Some(b)) = (l.data, s.data) else {
+        if let Some(data) = one_side(ctx, l.data, s.data) {
+            report.elements = tensor::flatten(data).leaves.len();
+            report.mismatched = report.elements;
+        }
+        return;
+    };
+    let dkind = kind(l.datatype.and_then(Value::as_str));
+    let ta = tensor::flatten(a);
+    let tb = tensor::flatten(b);
+    let mask = check.then(|| tensor::ignore_mask(ctx, a, ta.leaves.len()));
+    let exact = matches!(dkind, Kind::Int | Kind::Bool | Kind::Bytes);
+    let mode = if l.datatype == s.datatype && exact {
+        Mode::Exact
+    } else {
+        Mode::Tolerant
+    };
+    let path_dims: &[usize] = if ta.regular { &ta.dims } else { &[] };
+    let stats = tensor::compare_leaves(
+        ctx,
+        &ta.leaves,
+        &tb.leaves,
+        mode,
+        path_dims,
+        mask.as_deref(),
+    );
+    if ta.leaves.len() != tb.leaves.len() {
+        ctx.record(
+            "length",
+            Shown::Len(ta.leaves.len()),
+            Shown::Len(tb.leaves.len()),
+        );
+    }
+    fill(
+        report,
+        &stats,
+        dkind,
+        shape(l).as_deref(),
+        shapes_equal,
+        &ta.leaves,
+        &tb.leaves,
+    );
+}
+
+/// Records a member that only one side has (`live` or `shadow`) and returns it; `None`
+/// when neither has it.
+fn one_side<'v>(
+    ctx: &mut Ctx<'_, '_>,
+    live: Option<&'v Value>,
+    shadow: Option<&'v Value>,
+) -> Option<&'v Value> {
+    match (live, shadow) {
+        (Some(a), None) => ctx.record("missing in shadow", Shown::Val(a), Shown::Absent),
+        (None, Some(b)) => ctx.record("extra in shadow", Shown::Absent, Shown::Val(b)),
+        _ => return None,
+    }
+    live.or(shadow)
+}
+
+/// A report on output `name` with nothing counted yet (`agree` is set once it is).
+fn empty_report(name: &str) -> OutputReport {
+    OutputReport {
+        name: name.to_owned(),
+        agree: false,
         elements: 0,
         mismatched: 0,
         max_abs_diff: None,
         top1_agree: None,
         top1_agreement: None,
         label_agreement: None,
-    };
-
-    if let Some(sub) = ctx.enter(Seg::Key("data"), check) {
-        match (l.data, s.data) {
-            (Some(a), Some(b)) => {
-                let ta = tensor::flatten(a);
-                let tb = tensor::flatten(b);
-                let mask = sub.then(|| tensor::ignore_mask(ctx, a, ta.leaves.len()));
-                let mode = if ldt == sdt && matches!(dkind, Kind::Int | Kind::Bool | Kind::Bytes) {
-                    Mode::Exact
-                } else {
-                    Mode::Tolerant
-                };
-                let path_dims: &[usize] = if ta.regular { &ta.dims } else { &[] };
-                let stats = tensor::compare_leaves(
-                    ctx,
-                    &ta.leaves,
-                    &tb.leaves,
-                    mode,
-                    path_dims,
-                    mask.as_deref(),
-                );
-                if ta.leaves.len() != tb.leaves.len() {
-                    ctx.record(
-                        "length",
-                        Shown::Len(ta.leaves.len()),
-                        Shown::Len(tb.leaves.len()),
-                    );
-                }
-                fill(
-                    &mut report,
-                    &stats,
-                    dkind,
-                    dims.as_deref(),
-                    shapes_equal,
-                    &ta.leaves,
-                    &tb.leaves,
-                );
-            }
-            (Some(a), None) => {
-                report.elements = tensor::flatten(a).leaves.len();
-                report.mismatched = report.elements;
-                ctx.record("missing in shadow", Shown::Val(a), Shown::Absent);
-            }
-            (None, Some(b)) => {
-                report.elements = tensor::flatten(b).leaves.len();
-                report.mismatched = report.elements;
-                ctx.record("extra in shadow", Shown::Absent, Shown::Val(b));
-            }
-            (None, None) => {}
-        }
-        ctx.leave();
     }
-
-    report.agree = ctx.total == before;
-    report
 }
 
 /// Fills the statistics of an output report from an element-wise comparison.

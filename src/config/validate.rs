@@ -5,7 +5,10 @@ use std::fmt;
 use http::header::HeaderName;
 use http::Uri;
 
-use super::{Config, Hold, Strategy};
+use super::{
+    AnalysisConfig, CompareConfig, Config, GatesConfig, Hold, Limits, RolloutConfig, ShadowConfig,
+    StickyConfig, Strategy,
+};
 
 /// One segment of a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,17 +53,36 @@ impl fmt::Display for FieldPath {
 
 /// Collects every problem of `config`.
 pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
-    let mut out = Vec::new();
-    let mut bad = |path: FieldPath, msg: String| out.push((path, msg));
+    let mut found = Found::default();
+    admin(config, &mut found);
+    limits(&config.limits, &mut found);
+    backends(config, &mut found);
+    rollout(config, &mut found);
+    shadow(&config.shadow, &mut found);
+    found.0
+}
 
+/// The problems found so far, in the order they are reported.
+#[derive(Default)]
+struct Found(Vec<(FieldPath, String)>);
+
+impl Found {
+    /// Records that the value at `path` is wrong, and why.
+    fn bad(&mut self, path: FieldPath, msg: impl Into<String>) {
+        self.0.push((path, msg.into()));
+    }
+}
+
+/// Checks the admin API's address against the data plane's, and its token.
+fn admin(config: &Config, found: &mut Found) {
     if config.listen == config.admin.listen && config.listen.port() != 0 {
-        bad(
+        found.bad(
             FieldPath::new(&["admin", "listen"]),
             format!("must differ from `listen` ({})", config.listen),
         );
     }
     if !config.admin.listen.ip().is_loopback() && config.admin.token().is_none() {
-        bad(
+        found.bad(
             FieldPath::new(&["admin", "listen"]),
             format!(
                 "the admin API listens on {} (not loopback) but no token is set in ${}; set the token or listen on 127.0.0.1",
@@ -68,230 +90,261 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
             ),
         );
     }
-    if config.limits.max_body.0 == 0 {
-        bad(
-            FieldPath::new(&["limits", "max_body"]),
-            "must be more than 0".into(),
-        );
-    }
-    if config.limits.header_timeout.0.is_zero() {
-        bad(
-            FieldPath::new(&["limits", "header_timeout"]),
-            "must be more than 0".into(),
-        );
-    }
-    if config.limits.idle_timeout.0.is_zero() {
-        bad(
-            FieldPath::new(&["limits", "idle_timeout"]),
-            "must be more than 0".into(),
-        );
-    }
+}
 
+/// Checks that the request limits are not zero.
+fn limits(limits: &Limits, found: &mut Found) {
+    for (field, zero) in [
+        ("max_body", limits.max_body.0 == 0),
+        ("header_timeout", limits.header_timeout.0.is_zero()),
+        ("idle_timeout", limits.idle_timeout.0.is_zero()),
+    ] {
+        if zero {
+            found.bad(FieldPath::new(&["limits", field]), "must be more than 0");
+        }
+    }
+}
+
+/// Checks that there is a backend, and each one's URL and timeout.
+fn backends(config: &Config, found: &mut Found) {
     if config.backends.is_empty() {
-        bad(
+        found.bad(
             FieldPath::new(&["backends"]),
-            "at least one backend is needed".into(),
+            "at least one backend is needed",
         );
     }
     for (name, b) in &config.backends {
         let path = FieldPath::new(&["backends", name]);
         if let Err(msg) = check_backend_url(&b.url) {
-            bad(path.clone().key("url"), msg);
+            found.bad(path.clone().key("url"), msg);
         }
         if b.timeout.0.is_zero() {
-            bad(path.key("timeout"), "must be more than 0".into());
+            found.bad(path.key("timeout"), "must be more than 0");
         }
     }
+}
 
+/// Checks the rollout: its backends, routing headers, strategy, analysis and fast rollback.
+fn rollout(config: &Config, found: &mut Found) {
     let r = &config.rollout;
     let rollout = FieldPath::new(&["rollout"]);
+    variants(config, &rollout, found);
+    if let Some(s) = &r.sticky {
+        sticky(s, rollout.clone().key("sticky"), found);
+    }
+    if let Some(h) = &r.override_header {
+        if let Err(msg) = check_header(h) {
+            found.bad(rollout.clone().key("override_header"), msg);
+        }
+    }
+    strategy(r, &rollout, found);
+    if let Some(a) = &r.analysis {
+        analysis(a, rollout.clone().key("analysis"), found);
+    }
+    if let Some(f) = &r.fast_rollback {
+        if f.consecutive_errors == 0 {
+            found.bad(
+                rollout.key("fast_rollback").key("consecutive_errors"),
+                "must be at least 1",
+            );
+        }
+    }
+}
+
+/// Checks that the stable and the candidate are known backends, and two different ones.
+fn variants(config: &Config, rollout: &FieldPath, found: &mut Found) {
+    let r = &config.rollout;
     if !config.backends.contains_key(&r.stable) {
-        bad(
+        found.bad(
             rollout.clone().key("stable"),
             unknown_backend(config, &r.stable),
         );
     }
     if let Some(c) = &r.candidate {
         if !config.backends.contains_key(c) {
-            bad(rollout.clone().key("candidate"), unknown_backend(config, c));
+            found.bad(rollout.clone().key("candidate"), unknown_backend(config, c));
         } else if *c == r.stable {
-            bad(
+            found.bad(
                 rollout.clone().key("candidate"),
                 format!("must differ from `stable` (both are `{c}`)"),
             );
         }
     }
-    if let Some(s) = &r.sticky {
-        let p = rollout.clone().key("sticky");
-        match (&s.header, &s.cookie) {
-            (Some(h), None) => {
-                if let Err(msg) = check_header(h) {
-                    bad(p.key("header"), msg);
-                }
-            }
-            (None, Some(c)) if c.is_empty() => bad(p.key("cookie"), "must not be empty".into()),
-            (None, Some(_)) => {}
-            _ => bad(p, "set exactly one of `header` or `cookie`".into()),
-        }
-    }
-    if let Some(h) = &r.override_header {
-        if let Err(msg) = check_header(h) {
-            bad(rollout.clone().key("override_header"), msg);
-        }
-    }
+}
 
+/// Checks that stickiness reads exactly one valid header or cookie.
+fn sticky(s: &StickyConfig, p: FieldPath, found: &mut Found) {
+    match (&s.header, &s.cookie) {
+        (Some(h), None) => {
+            if let Err(msg) = check_header(h) {
+                found.bad(p.key("header"), msg);
+            }
+        }
+        (None, Some(c)) if c.is_empty() => found.bad(p.key("cookie"), "must not be empty"),
+        (None, Some(_)) => {}
+        _ => found.bad(p, "set exactly one of `header` or `cookie`"),
+    }
+}
+
+/// Checks that only the chosen strategy's settings are set: a canary's steps, or
+/// `blue_green` for a blue-green rollout.
+fn strategy(r: &RolloutConfig, rollout: &FieldPath, found: &mut Found) {
     match r.strategy {
         Strategy::Canary => {
-            if r.candidate.is_some() && r.steps.is_empty() {
-                bad(
-                    rollout.clone().key("steps"),
-                    "a canary rollout needs at least one step (e.g. `- { weight: 100 }`)".into(),
-                );
-            }
-            let mut last_weight = 0.0;
-            for (i, step) in r.steps.iter().enumerate() {
-                let p = rollout.clone().key("steps").index(i);
-                if !(0.0..=100.0).contains(&step.weight) {
-                    bad(
-                        p.clone().key("weight"),
-                        format!("must be between 0 and 100, got {}", step.weight),
-                    );
-                } else if step.weight < last_weight {
-                    bad(
-                        p.clone().key("weight"),
-                        format!(
-                            "must not go down ({} after {last_weight}): sticky users would flip back to stable",
-                            step.weight
-                        ),
-                    );
-                } else {
-                    last_weight = step.weight;
-                }
-                if let Some(m) = step.mirror {
-                    if !(0.0..=100.0).contains(&m) {
-                        bad(
-                            p.clone().key("mirror"),
-                            format!("must be between 0 and 100, got {m}"),
-                        );
-                    }
-                }
-                if let Some(Hold::For(d)) = step.hold {
-                    if d.0 > std::time::Duration::from_secs(30 * 24 * 3600) {
-                        bad(p.key("hold"), "must be at most 30 days".into());
-                    }
-                }
-            }
+            steps(r, rollout, found);
             if r.blue_green.is_some() {
-                bad(
+                found.bad(
                     rollout.clone().key("blue_green"),
-                    "only used with `strategy: blue-green`".into(),
+                    "only used with `strategy: blue-green`",
                 );
             }
         }
         Strategy::BlueGreen => {
             if !r.steps.is_empty() {
-                bad(
+                found.bad(
                     rollout.clone().key("steps"),
-                    "steps are not used with `strategy: blue-green` (promotion moves 100 % at once); remove them".into(),
+                    "steps are not used with `strategy: blue-green` (promotion moves 100 % at once); remove them",
                 );
             }
         }
     }
+}
 
-    if let Some(a) = &r.analysis {
-        let p = rollout.clone().key("analysis");
-        if a.interval.0.is_zero() {
-            bad(p.clone().key("interval"), "must be more than 0".into());
+/// Checks a canary's steps: at least one when there is a candidate, each one in range,
+/// weights never going down.
+fn steps(r: &RolloutConfig, rollout: &FieldPath, found: &mut Found) {
+    if r.candidate.is_some() && r.steps.is_empty() {
+        found.bad(
+            rollout.clone().key("steps"),
+            "a canary rollout needs at least one step (e.g. `- { weight: 100 }`)",
+        );
+    }
+    let mut last_weight = 0.0;
+    for (i, step) in r.steps.iter().enumerate() {
+        let p = rollout.clone().key("steps").index(i);
+        if !(0.0..=100.0).contains(&step.weight) {
+            found.bad(
+                p.clone().key("weight"),
+                format!("must be between 0 and 100, got {}", step.weight),
+            );
+        } else if step.weight < last_weight {
+            found.bad(
+                p.clone().key("weight"),
+                format!(
+                    "must not go down ({} after {last_weight}): sticky users would flip back to stable",
+                    step.weight
+                ),
+            );
+        } else {
+            last_weight = step.weight;
         }
-        if a.window.0 < a.interval.0 {
-            bad(
-                p.clone().key("window"),
-                format!("must be at least the interval ({})", a.interval),
+        if let Some(m) = step.mirror {
+            if !(0.0..=100.0).contains(&m) {
+                found.bad(
+                    p.clone().key("mirror"),
+                    format!("must be between 0 and 100, got {m}"),
+                );
+            }
+        }
+        if let Some(Hold::For(d)) = step.hold {
+            if d.0 > std::time::Duration::from_secs(30 * 24 * 3600) {
+                found.bad(p.key("hold"), "must be at most 30 days");
+            }
+        }
+    }
+}
+
+/// Checks the analysis' timing and failure limit, then its gates.
+fn analysis(a: &AnalysisConfig, p: FieldPath, found: &mut Found) {
+    if a.interval.0.is_zero() {
+        found.bad(p.clone().key("interval"), "must be more than 0");
+    }
+    if a.window.0 < a.interval.0 {
+        found.bad(
+            p.clone().key("window"),
+            format!("must be at least the interval ({})", a.interval),
+        );
+    }
+    if a.window.0 > std::time::Duration::from_secs(3600) {
+        found.bad(p.clone().key("window"), "must be at most 1h");
+    }
+    if a.failure_limit == 0 {
+        found.bad(p.clone().key("failure_limit"), "must be at least 1");
+    }
+    gates(&a.gates, p.key("gates"), found);
+}
+
+/// Checks each gate's threshold: ratios between 0 and 1, latencies above 0.
+fn gates(gates: &GatesConfig, g: FieldPath, found: &mut Found) {
+    if let Some(e) = &gates.error_rate {
+        if !(0.0..=1.0).contains(&e.max) {
+            found.bad(
+                g.clone().key("error_rate").key("max"),
+                format!("is a ratio between 0 and 1, got {}", e.max),
             );
         }
-        if a.window.0 > std::time::Duration::from_secs(3600) {
-            bad(p.clone().key("window"), "must be at most 1h".into());
+    }
+    if let Some(l) = &gates.latency_p99 {
+        let lp = g.clone().key("latency_p99");
+        if l.max.is_some_and(|m| m.0.is_zero()) {
+            found.bad(lp.clone().key("max"), "must be more than 0");
         }
-        if a.failure_limit == 0 {
-            bad(p.clone().key("failure_limit"), "must be at least 1".into());
+        if l.max.is_none() && l.max_ratio.is_none() {
+            found.bad(lp.clone(), "set `max`, `max_ratio` or both");
         }
-        let g = p.key("gates");
-        if let Some(e) = &a.gates.error_rate {
-            if !(0.0..=1.0).contains(&e.max) {
-                bad(
-                    g.clone().key("error_rate").key("max"),
-                    format!("is a ratio between 0 and 1, got {}", e.max),
-                );
-            }
-        }
-        if let Some(l) = &a.gates.latency_p99 {
-            let lp = g.clone().key("latency_p99");
-            if l.max.is_some_and(|m| m.0.is_zero()) {
-                bad(lp.clone().key("max"), "must be more than 0".into());
-            }
-            if l.max.is_none() && l.max_ratio.is_none() {
-                bad(lp.clone(), "set `max`, `max_ratio` or both".into());
-            }
-            if let Some(ratio) = l.max_ratio {
-                if !(ratio.is_finite() && ratio > 0.0) {
-                    bad(
-                        lp.key("max_ratio"),
-                        format!("must be more than 0, got {ratio}"),
-                    );
-                }
-            }
-        }
-        if let Some(s) = &a.gates.shadow_agreement {
-            if !(0.0..=1.0).contains(&s.min) {
-                bad(
-                    g.key("shadow_agreement").key("min"),
-                    format!("is a ratio between 0 and 1, got {}", s.min),
+        if let Some(ratio) = l.max_ratio {
+            if !(ratio.is_finite() && ratio > 0.0) {
+                found.bad(
+                    lp.key("max_ratio"),
+                    format!("must be more than 0, got {ratio}"),
                 );
             }
         }
     }
-    if let Some(f) = &r.fast_rollback {
-        if f.consecutive_errors == 0 {
-            bad(
-                rollout
-                    .clone()
-                    .key("fast_rollback")
-                    .key("consecutive_errors"),
-                "must be at least 1".into(),
+    if let Some(s) = &gates.shadow_agreement {
+        if !(0.0..=1.0).contains(&s.min) {
+            found.bad(
+                g.key("shadow_agreement").key("min"),
+                format!("is a ratio between 0 and 1, got {}", s.min),
             );
         }
     }
+}
 
-    let s = &config.shadow;
+/// Checks the shadow's percentages and queue, then its comparison rules.
+fn shadow(s: &ShadowConfig, found: &mut Found) {
     let sp = FieldPath::new(&["shadow"]);
     if !(0.0..=100.0).contains(&s.mirror) {
-        bad(
+        found.bad(
             sp.clone().key("mirror"),
             format!("must be between 0 and 100, got {}", s.mirror),
         );
     }
     if let Some(c) = s.calibrate {
         if !(c > 0.0 && c <= 100.0) {
-            bad(
+            found.bad(
                 sp.clone().key("calibrate"),
                 format!("must be above 0 and at most 100 (% of mirrored requests), got {c}"),
             );
         }
     }
     if s.max_in_flight == 0 {
-        bad(sp.clone().key("max_in_flight"), "must be at least 1".into());
+        found.bad(sp.clone().key("max_in_flight"), "must be at least 1");
     }
-    let cp = sp.key("compare");
-    for (field, list) in [("ignore", &s.compare.ignore), ("redact", &s.compare.redact)] {
+    shadow_compare(&s.compare, sp.key("compare"), found);
+}
+
+/// Checks the comparison's JSON pointers and tolerances.
+fn shadow_compare(c: &CompareConfig, cp: FieldPath, found: &mut Found) {
+    for (field, list) in [("ignore", &c.ignore), ("redact", &c.redact)] {
         for (i, ptr) in list.iter().enumerate() {
             if ptr.is_empty() && field == "ignore" {
-                bad(
+                found.bad(
                     cp.clone().key(field).index(i),
-                    "an empty pointer means the whole response: every comparison would agree"
-                        .into(),
+                    "an empty pointer means the whole response: every comparison would agree",
                 );
             } else if !ptr.is_empty() && !ptr.starts_with('/') {
-                bad(
+                found.bad(
                     cp.clone().key(field).index(i),
                     format!("`{ptr}` is not a JSON pointer (they start with `/`)"),
                 );
@@ -299,17 +352,16 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
         }
     }
     for (field, v) in [
-        ("abs_tolerance", s.compare.abs_tolerance),
-        ("rel_tolerance", s.compare.rel_tolerance),
+        ("abs_tolerance", c.abs_tolerance),
+        ("rel_tolerance", c.rel_tolerance),
     ] {
         if !(v.is_finite() && v >= 0.0) {
-            bad(
+            found.bad(
                 cp.clone().key(field),
                 format!("must be a number ≥ 0, got {v}"),
             );
         }
     }
-    out
 }
 
 fn unknown_backend(config: &Config, name: &str) -> String {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config;
@@ -80,71 +81,128 @@ struct Traffic {
 /// Runs the demo; returns when the rollout story is told (or on Ctrl-C with `keep`).
 pub async fn run(opts: Options) -> Result<(), String> {
     let started = Instant::now();
-    let blue = ModelServer::start("blue", Model::default())
+    let stage = Stage::set_up().await?;
+    let running = server::start(stage.config("green-bad")?, None)
         .await
         .map_err(|e| e.to_string())?;
-    let bad = ModelServer::start(
-        "green-bad",
-        Model {
-            weight: 0.8,
-            bias: -0.1,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let good = ModelServer::start(
-        "green",
-        Model {
-            weight: 0.81,
-            bias: -0.1,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let listen = free_or_any("127.0.0.1:8080").await;
-    let admin = free_or_any("127.0.0.1:9901").await;
-    let render = |candidate: &str| {
-        TEMPLATE
-            .replace("{LISTEN}", &listen)
-            .replace("{ADMIN}", &admin)
-            .replace("{BLUE}", &blue.url())
-            .replace("{BAD}", &bad.url())
-            .replace("{GOOD}", &good.url())
-            .replace("{CANDIDATE}", candidate)
-    };
-    let cfg = config::parse(&render("green-bad")).map_err(|p| format!("demo config: {p}"))?;
-    let running = server::start(cfg, None).await.map_err(|e| e.to_string())?;
-    println!("switchyard demo");
-    println!("  proxy      http://{}", running.data_addr);
-    println!("  dashboard  http://{}/", running.admin_addr);
-    println!(
-        "  models     blue {}  green-bad {}  green {}",
-        blue.url(),
-        bad.url(),
-        good.url()
-    );
-    println!();
+    stage.introduce(&running);
 
     let traffic = Arc::new(Traffic::default());
-    let stop_traffic = tokio::sync::watch::channel(false);
-    for worker in 0..4 {
-        tokio::spawn(generate(
-            worker,
-            running.data_addr,
-            traffic.clone(),
-            stop_traffic.1.clone(),
-        ));
+    let stop_traffic = start_traffic(running.data_addr, &traffic);
+    let mut printer = Timeline::new(started);
+    act_one(&mut printer, &running, &traffic, &stage.bad).await?;
+    let phase = act_two(&mut printer, &running, &traffic, &stage).await?;
+    let _ = stop_traffic.send(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    summarize(started, &traffic);
+
+    if phase != "promoted" {
+        running.shutdown().await;
+        return Err(format!("act 2 ended in phase {phase}, expected promoted"));
+    }
+    if opts.keep {
+        println!("--keep: still serving; Ctrl-C to stop.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+/// The demo's model servers and the addresses the proxy takes.
+struct Stage {
+    blue: ModelServer,
+    bad: ModelServer,
+    good: ModelServer,
+    listen: String,
+    admin: String,
+}
+
+impl Stage {
+    /// Starts the three model servers and picks the proxy's addresses.
+    async fn set_up() -> Result<Stage, String> {
+        let start = |name: &'static str, model: Model| async move {
+            ModelServer::start(name, model)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let blue = start("blue", Model::default()).await?;
+        let bad = start(
+            "green-bad",
+            Model {
+                weight: 0.8,
+                bias: -0.1,
+            },
+        )
+        .await?;
+        let good = start(
+            "green",
+            Model {
+                weight: 0.81,
+                bias: -0.1,
+            },
+        )
+        .await?;
+        Ok(Stage {
+            blue,
+            bad,
+            good,
+            listen: free_or_any("127.0.0.1:8080").await,
+            admin: free_or_any("127.0.0.1:9901").await,
+        })
     }
 
-    let mut printer = Timeline::new(started);
-    // Act 1: green-bad is healthy in shadow, then starts failing once it takes users.
+    /// The demo's config, with `candidate` as the rollout's candidate.
+    fn config(&self, candidate: &str) -> Result<config::Config, String> {
+        let text = TEMPLATE
+            .replace("{LISTEN}", &self.listen)
+            .replace("{ADMIN}", &self.admin)
+            .replace("{BLUE}", &self.blue.url())
+            .replace("{BAD}", &self.bad.url())
+            .replace("{GOOD}", &self.good.url())
+            .replace("{CANDIDATE}", candidate);
+        config::parse(&text).map_err(|p| format!("demo config: {p}"))
+    }
+
+    /// Prints where the proxy, its dashboard and the models listen.
+    fn introduce(&self, running: &Running) {
+        println!("switchyard demo");
+        println!("  proxy      http://{}", running.data_addr);
+        println!("  dashboard  http://{}/", running.admin_addr);
+        println!(
+            "  models     blue {}  green-bad {}  green {}",
+            self.blue.url(),
+            self.bad.url(),
+            self.good.url()
+        );
+        println!();
+    }
+}
+
+/// Starts four traffic workers against the proxy at `addr`; they stop when the returned
+/// sender sends `true`.
+fn start_traffic(addr: std::net::SocketAddr, traffic: &Arc<Traffic>) -> watch::Sender<bool> {
+    let (stop, stopped) = watch::channel(false);
+    for worker in 0..4 {
+        tokio::spawn(generate(worker, addr, traffic.clone(), stopped.clone()));
+    }
+    stop
+}
+
+/// Act 1: green-bad is healthy in shadow, then starts failing once it takes users; the
+/// rollout must end rolled back.
+async fn act_one(
+    printer: &mut Timeline,
+    running: &Running,
+    traffic: &Traffic,
+    bad: &ModelServer,
+) -> Result<(), String> {
     println!("Act 1: candidate green-bad (it will start failing under canary traffic)");
     let bad_behavior = bad.behavior().clone();
     let mut broke = false;
     let phase = printer
         .follow(
-            &running,
-            &traffic,
+            running,
+            traffic,
             Duration::from_secs(40),
             |s| {
                 if !broke && s.weight >= 10.0 {
@@ -164,28 +222,37 @@ pub async fn run(opts: Options) -> Result<(), String> {
             "act 1 ended in phase {phase}, expected rolled_back"
         ));
     }
+    Ok(())
+}
 
-    // Act 2: a good candidate, applied as a config reload.
+/// Act 2: a good candidate, applied as a config reload and walked to promotion; returns
+/// the phase the rollout ended in.
+async fn act_two(
+    printer: &mut Timeline,
+    running: &Running,
+    traffic: &Traffic,
+    stage: &Stage,
+) -> Result<String, String> {
     println!();
     println!("Act 2: candidate green (a retrained model that agrees with blue)");
-    let cfg = config::parse(&render("green")).map_err(|p| format!("demo config: {p}"))?;
     running
         .control
-        .reload(Ok(cfg))
+        .reload(Ok(stage.config("green")?))
         .await
         .map_err(|p| p.to_string())?;
-    let phase = printer
+    Ok(printer
         .follow(
-            &running,
-            &traffic,
+            running,
+            traffic,
             Duration::from_secs(40),
             |_| None,
             |s| s.phase == "promoted" && s.events.last().is_some_and(|e| e.kind == "analysis"),
         )
-        .await;
-    let _ = stop_traffic.0.send(true);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+        .await)
+}
 
+/// Prints how long the story took and what the users saw.
+fn summarize(started: Instant, traffic: &Traffic) {
     println!();
     println!(
         "Done in {:.0}s: {} requests, {} answered by blue, {} by a green, {} failed for the user.",
@@ -195,16 +262,6 @@ pub async fn run(opts: Options) -> Result<(), String> {
         traffic.green.load(Ordering::Relaxed),
         traffic.failed.load(Ordering::Relaxed),
     );
-    if phase != "promoted" {
-        running.shutdown().await;
-        return Err(format!("act 2 ended in phase {phase}, expected promoted"));
-    }
-    if opts.keep {
-        println!("--keep: still serving; Ctrl-C to stop.");
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    running.shutdown().await;
-    Ok(())
 }
 
 /// `addr` when it is free, else any loopback port.
@@ -223,7 +280,7 @@ async fn generate(
     worker: u64,
     addr: std::net::SocketAddr,
     traffic: Arc<Traffic>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url = format!("http://{addr}/v2/models/demo/infer");

@@ -32,11 +32,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
-use hyper::service::Service;
+use hyper::service::{HttpService, Service};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::BoxError;
 
@@ -126,6 +126,30 @@ impl Activity {
     fn done_at(&self) -> Instant {
         self.epoch + Duration::from_nanos(self.last_done.load(Relaxed))
     }
+
+    /// Tells whether a session that started when `begun` requests had begun has been quiet
+    /// for `park_after`, or else when to look again.
+    fn quiet(&self, begun: u32, park_after: Duration) -> Quiet {
+        let now = Instant::now();
+        if self.in_flight.load(Relaxed) > 0 || self.requests.load(Relaxed) == begun {
+            // Busy, or no request begun on this hyper connection yet.
+            Quiet::Until(now + park_after)
+        } else if now >= self.done_at() + park_after {
+            // Served, and quiet since.
+            Quiet::Enough
+        } else {
+            Quiet::Until(self.done_at() + park_after)
+        }
+    }
+}
+
+/// Whether a session has been quiet long enough to park.
+#[derive(Debug, PartialEq, Eq)]
+enum Quiet {
+    /// Quiet for `park_after` since its last response: park it.
+    Enough,
+    /// Not yet: look again then.
+    Until(Instant),
 }
 
 /// Serves HTTP/1 on `stream` with `service` until the client leaves, the connection idles
@@ -135,7 +159,7 @@ pub async fn serve<T, S, B>(
     stream: T,
     service: S,
     settings: &Settings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     parked: impl Fn(bool),
 ) -> Served
 where
@@ -155,24 +179,83 @@ where
         stream,
         replay: Bytes::new(),
     };
-    // Seen only when shutdown is signalled; checked on each wake-up without a lock.
-    let probe = shutdown.clone();
-    let mut tick = pin!(tokio::time::sleep(settings.park_after));
+    let mut keepalive = Keepalive {
+        settings,
+        activity,
+        // Seen only when shutdown is signalled; checked on each wake-up without a lock.
+        probe: shutdown.clone(),
+        shutdown,
+        tick: pin!(tokio::time::sleep(settings.park_after)),
+    };
     let mut sessions = 0;
     let ended = loop {
         sessions += 1;
-        // One hyper connection: runs until the client leaves, or it is parked or drained.
+        (service, socket) = match keepalive.session(socket, service).await {
+            Session::Parked(service, socket) => (service, socket),
+            Session::Over(ended) => break ended,
+        };
+        if !socket.replay.is_empty() {
+            // A request head had begun: serve it now.
+            continue;
+        }
+        parked(true);
+        let ended = keepalive.park(&mut socket.stream).await;
+        parked(false);
+        if let Some(ended) = ended {
+            break ended;
+        }
+        // Woken by the next request's first bytes: a fresh session serves it.
+    };
+    Served { ended, sessions }
+}
+
+/// What the sessions and parked spells of one keep-alive connection share.
+struct Keepalive<'a> {
+    settings: &'a Settings,
+    activity: Arc<Activity>,
+    shutdown: watch::Receiver<bool>,
+    /// A copy of `shutdown` whose change is never marked seen.
+    probe: watch::Receiver<bool>,
+    /// When to look at the activity again (serving), or to give up waiting (parked).
+    tick: Pin<&'a mut Sleep>,
+}
+
+/// How a session ended.
+enum Session<H, T> {
+    /// Quiet long enough: hyper gave the service and the socket back, with the bytes it
+    /// had read but not used.
+    Parked(H, Socket<T>),
+    /// The connection is over.
+    Over(Ended),
+}
+
+impl Keepalive<'_> {
+    /// Runs one hyper connection on `socket` until the client leaves, shutdown drains it,
+    /// or it is quiet long enough to park.
+    async fn session<T, H>(&mut self, socket: Socket<T>, service: H) -> Session<H, T>
+    where
+        T: Peek,
+        H: HttpService<Incoming, ResBody: 'static, Future: Unpin> + Unpin,
+        H::Error: Into<BoxError>,
+        <H::ResBody as Body>::Error: Into<BoxError>,
+    {
+        let settings = self.settings;
+        let activity = &*self.activity;
+        let probe = &self.probe;
         let mut conn = Box::new(
             settings
                 .builder
                 .serve_connection(TokioIo::new(socket), service),
         );
         let begun = activity.requests.load(Relaxed);
-        tick.as_mut().reset(Instant::now() + settings.park_after);
+        self.tick
+            .as_mut()
+            .reset(Instant::now() + settings.park_after);
         let mut parking = false;
         let mut draining = false;
         let result = {
-            let mut stop = pin!(stopped(&mut shutdown));
+            let tick = &mut self.tick;
+            let mut stop = pin!(stopped(&mut self.shutdown));
             let mut stop_polled = false;
             poll_fn(|cx| loop {
                 if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
@@ -191,60 +274,49 @@ where
                 if parking || draining || tick.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let now = Instant::now();
-                let next = if activity.in_flight.load(Relaxed) > 0
-                    || activity.requests.load(Relaxed) == begun
-                {
-                    // Busy, or no request begun on this hyper connection yet.
-                    now + settings.park_after
-                } else if now >= activity.done_at() + settings.park_after {
-                    // Served, and quiet since: hyper is between requests. It finishes at
-                    // once, writing nothing.
-                    parking = true;
-                    Pin::new(&mut *conn).graceful_shutdown();
-                    continue;
-                } else {
-                    activity.done_at() + settings.park_after
-                };
-                tick.as_mut().reset(next);
+                match activity.quiet(begun, settings.park_after) {
+                    Quiet::Until(next) => tick.as_mut().reset(next),
+                    Quiet::Enough => {
+                        // hyper is between requests: it finishes at once, writing nothing.
+                        parking = true;
+                        Pin::new(&mut *conn).graceful_shutdown();
+                        continue;
+                    }
+                }
             })
             .await
         };
         if let Err(e) = result {
-            break Ended::Failed(e);
+            return Session::Over(Ended::Failed(e));
         }
         if draining || !parking {
             // Drained, or hyper ended on its own: the client closed the connection or
             // asked for it to be closed.
-            break Ended::Closed;
+            return Session::Over(Ended::Closed);
         }
         let parts = conn.into_parts();
-        service = parts.service;
-        socket = parts.io.into_inner();
+        let mut socket = parts.io.into_inner();
         socket.keep_unread(parts.read_buf);
-        if !socket.replay.is_empty() {
-            // A request head had begun: serve it now.
-            continue;
-        }
-        parked(true);
-        tick.as_mut()
-            .reset(activity.done_at() + settings.idle_timeout);
-        // Some(true): a request is coming; Some(false): idle too long; None: closed. The
-        // bytes are peeked, not read: hyper reads them whole into its own buffer.
-        let woke = tokio::select! {
+        Session::Parked(parts.service, socket)
+    }
+
+    /// Waits, parked, on the client's socket alone: `None` when a request is coming,
+    /// otherwise how the connection ended (idle too long, closed, or shutdown).
+    async fn park(&mut self, stream: &mut impl Peek) -> Option<Ended> {
+        self.tick
+            .as_mut()
+            .reset(self.activity.done_at() + self.settings.idle_timeout);
+        // The bytes are peeked, not read: hyper reads them whole into its own buffer.
+        tokio::select! {
             biased;
-            _ = stopped(&mut shutdown) => None,
-            ready = socket.stream.wait_for_bytes() => matches!(ready, Ok(true)).then_some(true),
-            _ = &mut tick => Some(false),
-        };
-        parked(false);
-        match woke {
-            Some(true) => continue,
-            Some(false) => break Ended::Idle,
-            None => break Ended::Closed,
+            _ = stopped(&mut self.shutdown) => Some(Ended::Closed),
+            ready = stream.wait_for_bytes() => match ready {
+                Ok(true) => None,
+                Ok(false) | Err(_) => Some(Ended::Closed),
+            },
+            _ = &mut self.tick => Some(Ended::Idle),
         }
-    };
-    Served { ended, sessions }
+    }
 }
 
 /// A client stream whose next bytes can be awaited without taking them.
@@ -546,6 +618,29 @@ mod tests {
             drop(self.stream);
             self.served.await.unwrap()
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_is_quiet_park_after_its_last_answer_with_none_in_flight() {
+        let a = Arc::new(Activity::new());
+        let later = || Quiet::Until(Instant::now() + PARK_AFTER);
+        assert_eq!(a.quiet(0, PARK_AFTER), later(), "no request begun yet");
+        a.requests.fetch_add(1, Relaxed);
+        a.in_flight.fetch_add(1, Relaxed);
+        let answering = InFlight(a.clone());
+        tokio::time::advance(PARK_AFTER * 2).await;
+        assert_eq!(a.quiet(0, PARK_AFTER), later(), "in flight");
+        drop(answering);
+        let answered = Instant::now();
+        tokio::time::advance(PARK_AFTER / 2).await;
+        assert_eq!(a.quiet(0, PARK_AFTER), Quiet::Until(answered + PARK_AFTER));
+        tokio::time::advance(PARK_AFTER / 2).await;
+        assert_eq!(a.quiet(0, PARK_AFTER), Quiet::Enough);
+        assert_eq!(
+            a.quiet(1, PARK_AFTER),
+            later(),
+            "none begun by this session"
+        );
     }
 
     #[tokio::test(start_paused = true)]
