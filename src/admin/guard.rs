@@ -163,109 +163,111 @@ mod tests {
         Result<(), Refusal>,
     );
 
+    /// Who calls, as what, and whether it passes, without a token.
+    const CASES: &[Case] = &[
+        (
+            "the CLI",
+            LOOPBACK,
+            &[
+                ("host", "127.0.0.1:9901"),
+                ("content-type", "application/json"),
+            ],
+            Ok(()),
+        ),
+        (
+            "curl, no body",
+            LOOPBACK,
+            &[("host", "localhost:9901")],
+            Ok(()),
+        ),
+        ("IPv6 loopback", LOOPBACK, &[("host", "[::1]:9901")], Ok(())),
+        (
+            "the dashboard",
+            LOOPBACK,
+            &[
+                ("host", "127.0.0.1:9901"),
+                ("origin", "http://127.0.0.1:9901"),
+                ("sec-fetch-site", "same-origin"),
+                ("content-type", "application/json"),
+            ],
+            Ok(()),
+        ),
+        (
+            "remote peer",
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            &[("host", "127.0.0.1:9901")],
+            Err(Refusal::NotLoopback),
+        ),
+        (
+            "rebound name",
+            LOOPBACK,
+            &[("host", "attacker.example:9901")],
+            Err(Refusal::ForeignHost),
+        ),
+        ("no host", LOOPBACK, &[], Err(Refusal::ForeignHost)),
+        (
+            "foreign origin",
+            LOOPBACK,
+            &[
+                ("host", "127.0.0.1:9901"),
+                ("origin", "http://evil.example"),
+            ],
+            Err(Refusal::CrossSite),
+        ),
+        (
+            "other local port",
+            LOOPBACK,
+            &[
+                ("host", "127.0.0.1:9901"),
+                ("origin", "http://127.0.0.1:3000"),
+            ],
+            Err(Refusal::CrossSite),
+        ),
+        (
+            "null origin",
+            LOOPBACK,
+            &[("host", "127.0.0.1:9901"), ("origin", "null")],
+            Err(Refusal::CrossSite),
+        ),
+        (
+            "fetch metadata",
+            LOOPBACK,
+            &[("host", "127.0.0.1:9901"), ("sec-fetch-site", "cross-site")],
+            Err(Refusal::CrossSite),
+        ),
+        (
+            "same-site page",
+            LOOPBACK,
+            &[("host", "127.0.0.1:9901"), ("sec-fetch-site", "same-site")],
+            Err(Refusal::CrossSite),
+        ),
+        (
+            "HTML form",
+            LOOPBACK,
+            &[
+                ("host", "127.0.0.1:9901"),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("content-length", "5"),
+            ],
+            Err(Refusal::NotJson),
+        ),
+        (
+            "text/plain fetch",
+            LOOPBACK,
+            &[("host", "127.0.0.1:9901"), ("content-type", "text/plain")],
+            Err(Refusal::NotJson),
+        ),
+        (
+            "body without a type",
+            LOOPBACK,
+            &[("host", "127.0.0.1:9901"), ("content-length", "2")],
+            Err(Refusal::NotJson),
+        ),
+    ];
+
     #[test]
     fn without_a_token_only_local_same_origin_calls_pass() {
-        let cases: &[Case] = &[
-            (
-                "the CLI",
-                LOOPBACK,
-                &[
-                    ("host", "127.0.0.1:9901"),
-                    ("content-type", "application/json"),
-                ],
-                Ok(()),
-            ),
-            (
-                "curl, no body",
-                LOOPBACK,
-                &[("host", "localhost:9901")],
-                Ok(()),
-            ),
-            ("IPv6 loopback", LOOPBACK, &[("host", "[::1]:9901")], Ok(())),
-            (
-                "the dashboard",
-                LOOPBACK,
-                &[
-                    ("host", "127.0.0.1:9901"),
-                    ("origin", "http://127.0.0.1:9901"),
-                    ("sec-fetch-site", "same-origin"),
-                    ("content-type", "application/json"),
-                ],
-                Ok(()),
-            ),
-            (
-                "remote peer",
-                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-                &[("host", "127.0.0.1:9901")],
-                Err(Refusal::NotLoopback),
-            ),
-            (
-                "rebound name",
-                LOOPBACK,
-                &[("host", "attacker.example:9901")],
-                Err(Refusal::ForeignHost),
-            ),
-            ("no host", LOOPBACK, &[], Err(Refusal::ForeignHost)),
-            (
-                "foreign origin",
-                LOOPBACK,
-                &[
-                    ("host", "127.0.0.1:9901"),
-                    ("origin", "http://evil.example"),
-                ],
-                Err(Refusal::CrossSite),
-            ),
-            (
-                "other local port",
-                LOOPBACK,
-                &[
-                    ("host", "127.0.0.1:9901"),
-                    ("origin", "http://127.0.0.1:3000"),
-                ],
-                Err(Refusal::CrossSite),
-            ),
-            (
-                "null origin",
-                LOOPBACK,
-                &[("host", "127.0.0.1:9901"), ("origin", "null")],
-                Err(Refusal::CrossSite),
-            ),
-            (
-                "fetch metadata",
-                LOOPBACK,
-                &[("host", "127.0.0.1:9901"), ("sec-fetch-site", "cross-site")],
-                Err(Refusal::CrossSite),
-            ),
-            (
-                "same-site page",
-                LOOPBACK,
-                &[("host", "127.0.0.1:9901"), ("sec-fetch-site", "same-site")],
-                Err(Refusal::CrossSite),
-            ),
-            (
-                "HTML form",
-                LOOPBACK,
-                &[
-                    ("host", "127.0.0.1:9901"),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                    ("content-length", "5"),
-                ],
-                Err(Refusal::NotJson),
-            ),
-            (
-                "text/plain fetch",
-                LOOPBACK,
-                &[("host", "127.0.0.1:9901"), ("content-type", "text/plain")],
-                Err(Refusal::NotJson),
-            ),
-            (
-                "body without a type",
-                LOOPBACK,
-                &[("host", "127.0.0.1:9901"), ("content-length", "2")],
-                Err(Refusal::NotJson),
-            ),
-        ];
-        for (name, peer, h, want) in cases {
+        for (name, peer, h, want) in CASES {
             assert_eq!(check(None, *peer, &headers(h)), *want, "{name}");
         }
     }

@@ -509,7 +509,11 @@ rollout:
     fn refused(text: &str) -> String {
         let started = std::time::Instant::now();
         let err = parse(text).expect_err("over a limit");
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(err.0.len(), 1, "{err}");
         err.0[0].message.clone()
     }
@@ -521,7 +525,10 @@ rollout:
         let aliases = vec!["*a"; 2000].join(", ");
         let text = format!("{BASE}shadow:\n  compare:\n    ignore: [&a \"{big}\", {aliases}]\n");
         let message = refused(&text);
-        assert!(message.contains("aliases expanded") && message.contains("4 MiB"), "{message}");
+        assert!(
+            message.contains("aliases expanded") && message.contains("4 MiB"),
+            "{message}"
+        );
     }
 
     #[test]

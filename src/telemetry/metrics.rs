@@ -6,7 +6,10 @@
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
@@ -76,8 +79,16 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Gives every metric its help text (and unit), once.
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_requests();
+    describe_rollout();
+    describe_shadow();
+    describe_connections();
+}
+
+/// Help texts of requests, upstream errors, fallbacks and client faults.
+fn describe_requests() {
     describe_counter!(
         REQUESTS_TOTAL,
         "Proxied requests by the backend that answered and the status code."
@@ -95,6 +106,14 @@ fn describe() {
         FALLBACKS_TOTAL,
         "Failed candidate requests retried on the stable backend."
     );
+    describe_counter!(
+        CLIENT_ERRORS_TOTAL,
+        "Requests refused or cut short by the client's fault, by reason; never counted against a backend."
+    );
+}
+
+/// Help texts of the rollout, its analysis and config reloads.
+fn describe_rollout() {
     describe_gauge!(
         ROLLOUT_WEIGHT,
         "Percent of user traffic served by the candidate."
@@ -107,26 +126,6 @@ fn describe() {
     describe_gauge!(
         ROLLOUT_PHASE,
         "1 for the current rollout phase, 0 for the others."
-    );
-    describe_counter!(
-        SHADOW_REQUESTS_TOTAL,
-        "Mirrored requests by outcome (compared, dropped, error)."
-    );
-    describe_counter!(
-        SHADOW_COMPARISONS_TOTAL,
-        "Shadow comparisons by result (agree, disagree, incomparable)."
-    );
-    describe_counter!(
-        SHADOW_OUTPUT_COMPARISONS_TOTAL,
-        "Compared output tensors by output name (the first 32 names, then other) and result (agree, disagree)."
-    );
-    describe_counter!(
-        SHADOW_CALIBRATION_TOTAL,
-        "Noise-floor comparisons of the stable against itself, by result (agree, disagree, incomparable, dropped)."
-    );
-    describe_counter!(
-        CLIENT_ERRORS_TOTAL,
-        "Requests refused or cut short by the client's fault, by reason; never counted against a backend."
     );
     describe_counter!(
         ROLLBACKS_TOTAL,
@@ -146,6 +145,30 @@ fn describe() {
         ANALYSIS_EVALUATIONS_TOTAL,
         "Analysis evaluations by verdict."
     );
+}
+
+/// Help texts of mirrors and comparisons.
+fn describe_shadow() {
+    describe_counter!(
+        SHADOW_REQUESTS_TOTAL,
+        "Mirrored requests by outcome (compared, dropped, error)."
+    );
+    describe_counter!(
+        SHADOW_COMPARISONS_TOTAL,
+        "Shadow comparisons by result (agree, disagree, incomparable)."
+    );
+    describe_counter!(
+        SHADOW_OUTPUT_COMPARISONS_TOTAL,
+        "Compared output tensors by output name (the first 32 names, then other) and result (agree, disagree)."
+    );
+    describe_counter!(
+        SHADOW_CALIBRATION_TOTAL,
+        "Noise-floor comparisons of the stable against itself, by result (agree, disagree, incomparable, dropped)."
+    );
+}
+
+/// Help texts of client connections.
+fn describe_connections() {
     describe_gauge!(
         CONNECTIONS_OPEN,
         "Client connections open, by listener (data, admin)."
