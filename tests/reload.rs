@@ -147,3 +147,134 @@ async fn in_flight_requests_finish_on_the_snapshot_they_started_with() {
     assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
     assert_eq!(h.get("/echo", &[]).await.variant(), "green");
 }
+
+/// A free port on loopback (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The peak resident memory of process `pid`, in MiB (Linux).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib / 1024.0
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_reloads_are_refused_while_requests_keep_answering() {
+    let blue = switchyard::demo::model::ModelServer::start(
+        "blue",
+        switchyard::demo::model::Model::default(),
+    )
+    .await
+    .unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let base = format!(
+        "listen: 127.0.0.1:{port}\nadmin: {{ listen: '127.0.0.1:{admin_port}' }}\n\
+         backends: {{ blue: {{ url: '{}' }} }}\nrollout: {{ stable: blue }}\nstate: {{ path: null }}\n",
+        blue.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, &base).unwrap();
+    let child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "error")
+            .spawn()
+            .unwrap(),
+    );
+    let client = support::client();
+    let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
+    let status_url = format!("http://127.0.0.1:{admin_port}/api/v1/status");
+    support::eventually("switchyard to serve", Duration::from_millis(50), || async {
+        let ready = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get(status_url.parse().unwrap()),
+        )
+        .await;
+        match ready {
+            Ok(Ok(r)) if r.status() == StatusCode::OK => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let timed = || async {
+        let started = std::time::Instant::now();
+        let a = support::send(&client, Method::POST, &url, &[], support::INFER.into()).await;
+        assert_eq!(a.status, StatusCode::OK);
+        started.elapsed()
+    };
+    let mut normal = Vec::new();
+    for _ in 0..50 {
+        normal.push(timed().await);
+    }
+
+    // 900 KiB aliased 2 000 times (1.8 GB expanded), then 100 000-deep nesting.
+    let bomb = format!(
+        "{base}shadow:\n  compare:\n    ignore: [&a \"{}\", {}]\n",
+        "x".repeat(900 << 10),
+        vec!["*a"; 2000].join(", ")
+    );
+    let deep = format!(
+        "{base}extra: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let hostile = [(bomb, "aliases expanded"), (deep, "deeper than")];
+    let mut during = Vec::new();
+    for (generation, (text, refused)) in hostile.into_iter().enumerate() {
+        std::fs::write(&path, text).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            during.push(timed().await);
+            let s = support::send(&client, Method::GET, &status_url, &[], String::new()).await;
+            let last_error = s.json()["config"]["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if last_error.contains(refused) {
+                assert_eq!(s.json()["config"]["generation"], 1, "nothing was applied");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reload {generation} not refused: {last_error:?}"
+            );
+        }
+    }
+    normal.sort();
+    during.sort();
+    let p = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    let rss = peak_rss_mib(child.0.id());
+    println!(
+        "requests: normal p50 {:?} max {:?}; during hostile reloads ({}) p50 {:?} max {:?}; peak RSS {rss:.1} MiB",
+        p(&normal, 0.5),
+        p(&normal, 1.0),
+        during.len(),
+        p(&during, 0.5),
+        p(&during, 1.0),
+    );
+    // Loose: a stalled data plane takes seconds, a busy machine some milliseconds.
+    assert!(p(&during, 1.0) < Duration::from_millis(500), "{during:?}");
+    assert!(rss < 100.0, "peak RSS {rss:.1} MiB, the bound is 100 MiB");
+}

@@ -389,33 +389,7 @@ fn watch_config(
     control: Control,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, StartError> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let watched = path.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let ours = ev.paths.iter().any(|p| {
-                p == &watched || p.file_name() == file_name.as_deref() || p.ends_with("..data")
-            });
-            if ours && !ev.kind.is_access() {
-                let _ = tx.try_send(());
-            }
-        }
-    })
-    .map_err(|source| StartError::Watch {
-        path: path.clone(),
-        source,
-    })?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| StartError::Watch { path: dir, source })?;
-
+    let (watcher, mut rx) = file_watcher(&path)?;
     Ok(tokio::spawn(async move {
         let _watcher = watcher;
         #[cfg(unix)]
@@ -441,7 +415,7 @@ fn watch_config(
             // Editors write in several steps: let them settle before reading.
             tokio::time::sleep(Duration::from_millis(100)).await;
             while rx.try_recv().is_ok() {}
-            let result = config::load_file(&path);
+            let result = read_off_runtime(&path).await;
             // Saves that change nothing (touch, a second event for one save) are not reloads.
             if !forced && last == result {
                 continue;
@@ -457,4 +431,51 @@ fn watch_config(
             }
         }
     }))
+}
+
+/// A watcher on the directory of `path`, and where it says that the file may have changed.
+fn file_watcher(
+    path: &Path,
+) -> Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>), StartError> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let watched = path.to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let ours = ev.paths.iter().any(|p| {
+                p == &watched || p.file_name() == file_name.as_deref() || p.ends_with("..data")
+            });
+            if ours && !ev.kind.is_access() {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .map_err(|source| StartError::Watch {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| StartError::Watch { path: dir, source })?;
+    Ok((watcher, rx))
+}
+
+/// Reads and parses the config on a blocking thread: however large or slow the file,
+/// the runtime that serves requests goes on.
+async fn read_off_runtime(path: &Path) -> Result<Config, config::Problems> {
+    let read = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || config::load_file(&read)).await {
+        Ok(result) => result,
+        Err(e) => Err(config::Problems(vec![config::Problem {
+            path: String::new(),
+            line: None,
+            message: format!("loading the config failed: {e}"),
+        }])),
+    }
 }
