@@ -38,8 +38,16 @@ struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// The V2 answer a [`Recorder`] gives unless told otherwise.
+const V2_ANSWER: &str = r#"{"outputs":[{"name":"y","shape":[1],"datatype":"FP32","data":[1.0]}]}"#;
+
 impl Recorder {
     async fn start() -> Recorder {
+        Recorder::answering(V2_ANSWER, "application/json").await
+    }
+
+    /// A recorder that answers every request with `answer` of `content_type`.
+    async fn answering(answer: &'static str, content_type: &'static str) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -64,11 +72,10 @@ impl Recorder {
                             headers: parts.headers,
                             body,
                         });
-                        let answer = r#"{"outputs":[{"name":"y","shape":[1],"datatype":"FP32","data":[1.0]}]}"#;
                         let mut resp =
                             Response::new(Full::new(Bytes::from_static(answer.as_bytes())));
                         resp.headers_mut()
-                            .insert("content-type", "application/json".parse().unwrap());
+                            .insert("content-type", content_type.parse().unwrap());
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
@@ -373,4 +380,50 @@ async fn connect_repeated_host_and_ambiguous_framing_are_refused() {
     assert!(
         !seen[0].headers.contains_key("content-length") || seen[0].headers["content-length"] == "2"
     );
+}
+
+// === redaction ===
+
+#[tokio::test]
+async fn a_shadow_answer_that_is_not_json_leaks_no_redacted_value() {
+    let blue = Recorder::answering(
+        r#"{"token":"s3cr3t-live","outputs":[{"name":"y","shape":[1],"datatype":"FP32","data":[1.0]}]}"#,
+        "application/json",
+    )
+    .await;
+    // The candidate breaks its format and echoes the secret in plain text.
+    let green = Recorder::answering("error: token=s3cr3t-shadow not valid", "text/plain").await;
+    let config = TestConfig::shadow()
+        .compare_redact(&["/token"])
+        .backend_url("blue", &blue.url())
+        .backend_url("green", &green.url());
+    let h = ProxyHarness::start(&config).await;
+    for _ in 0..3 {
+        assert_eq!(h.infer(None).await.status, 200);
+    }
+    let diffs = support::eventually(
+        "a disagreement listed",
+        Duration::from_millis(20),
+        || async {
+            let d = h
+                .admin(http::Method::GET, "/api/v1/shadow/diffs", None, "")
+                .await
+                .json();
+            match d["diffs"].as_array() {
+                Some(a) if !a.is_empty() => Ok(d),
+                _ => Err(d.to_string()),
+            }
+        },
+    )
+    .await;
+    let shown = diffs.to_string();
+    assert!(!shown.contains("s3cr3t"), "a secret leaked: {shown}");
+    let d = &diffs["diffs"][0];
+    assert_eq!(d["live"]["body"]["token"], "[redacted]", "{d}");
+    assert_eq!(
+        d["shadow"]["body"], "(36 bytes, not JSON: not shown)",
+        "{d}"
+    );
+    let where_ = d["differences"][0]["live"].as_str().unwrap_or("");
+    assert!(where_.contains("first difference at byte 0"), "{d}");
 }

@@ -624,38 +624,35 @@ fn compare_bytes(live: &[u8], shadow: &[u8], reason: Option<String>) -> Comparis
     }
 }
 
-/// Largest non-JSON body excerpt returned by [`redact`].
-const MAX_TEXT: usize = 4096;
+/// The most of one body a report shows: a few KiB a side, never a whole answer.
+pub const MAX_EXCERPT: usize = 4096;
 
-/// Prepares a body for reporting: JSON with the redact pointers' values replaced by `"[redacted]"`.
+/// Prepares a body for reporting: JSON with the redact pointers' values replaced by
+/// `"[redacted]"`, whole when its text fits in [`MAX_EXCERPT`] bytes, else that text cut
+/// there (on a character boundary) as a string.
 ///
-/// A body that is not JSON becomes a string (lossy UTF-8, cut to 4 KiB on a
-/// character boundary). The whole-document pointer `""` redacts everything.
+/// A body that is not JSON is shown by its size only: redaction cannot reach inside it,
+/// so none of its bytes are. The whole-document pointer `""` redacts everything.
 pub fn redact(rules: &Rules, body: &[u8]) -> Value {
-    match json::parse(body) {
-        Some(mut v) => {
-            for p in pointer::compile(&rules.redact) {
-                pointer::redact_in(&mut v, &p.segs);
-            }
-            v
-        }
-        None => {
-            let mut cut = &body[..body.len().min(MAX_TEXT)];
-            if let Err(e) = std::str::from_utf8(cut) {
-                if e.error_len().is_none() {
-                    // A multi-byte character cut at the end: drop its first bytes.
-                    cut = &cut[..e.valid_up_to()];
-                }
-            }
-            let mut s = String::from_utf8_lossy(cut).into_owned();
-            let mut n = s.len().min(MAX_TEXT);
-            while !s.is_char_boundary(n) {
-                n -= 1;
-            }
-            s.truncate(n);
-            Value::String(s)
-        }
+    let Some(mut v) = json::parse(body) else {
+        return Value::String(format!("({} bytes, not JSON: not shown)", body.len()));
+    };
+    for p in pointer::compile(&rules.redact) {
+        pointer::redact_in(&mut v, &p.segs);
     }
+    let text = v.to_string();
+    if text.len() <= MAX_EXCERPT {
+        return v;
+    }
+    let mut n = MAX_EXCERPT;
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    Value::String(format!(
+        "{}… (cut: {} bytes of JSON in all)",
+        &text[..n],
+        text.len()
+    ))
 }
 
 #[cfg(test)]

@@ -863,10 +863,12 @@ fn non_json_bodies() {
     assert_eq!(c.differences[0].what, "bytes");
     assert_eq!(c.differences[0].path, "");
     assert!(
-        c.differences[0].live.contains("from byte 6"),
+        c.differences[0].live.contains("first difference at byte 6"),
         "{:?}",
         c.differences[0]
     );
+    let shown = format!("{:?}", c.differences[0]);
+    assert!(!shown.contains("cat") && !shown.contains("dog"), "{shown}");
 
     // One side JSON, the other not: compared as bytes, with a note.
     let c = cmp_str(&r, r#"{"a":1}"#, "oops");
@@ -937,14 +939,25 @@ fn redact_bodies() {
     assert_eq!(v["items"][1]["secret"], "[redacted]");
     assert_eq!(v["items"][0]["k"], 1);
 
-    // Not JSON: lossy text cut to 4 KiB.
-    let v = redact(&r, b"plain \xff text");
-    assert_eq!(v, json!("plain \u{FFFD} text"));
-    let big = "é".repeat(3000); // 6000 bytes
+    // Not JSON: its size only, none of its bytes.
+    let v = redact(&r, b"plain \xff secret text");
+    assert_eq!(v, json!("(19 bytes, not JSON: not shown)"));
+
+    // Large JSON: a bounded excerpt of the redacted text, cut on a character boundary.
+    // Keys are written in order: the secret comes first, then what is cut.
+    let big = json!({"notes": "é".repeat(3000), "user": {"email": "a@b.c"}}).to_string();
     let v = redact(&r, big.as_bytes());
-    let s = v.as_str().unwrap();
-    assert!(s.len() <= 4096 && s.len() >= 4094);
-    assert!(s.chars().all(|c| c == 'é'));
+    let s = v.as_str().expect("an excerpt");
+    assert!(s.len() <= MAX_EXCERPT + 64, "{}", s.len());
+    assert!(
+        s.starts_with("{\"notes\":\"éé") && !s.contains("a@b.c"),
+        "{s}"
+    );
+    let whole = json!({"notes": "é".repeat(3000), "user": {"email": "[redacted]"}}).to_string();
+    assert!(
+        s.ends_with(&format!("(cut: {} bytes of JSON in all)", whole.len())),
+        "{s}"
+    );
 }
 
 #[test]

@@ -235,6 +235,8 @@ struct Shadow {
 #[derive(Debug, Clone, Serialize)]
 struct Compare {
     protocol: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    redact: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -409,7 +411,21 @@ impl TestConfig {
 
     /// `auto`, `v2`, `v1`, `json` or `bytes`.
     pub fn compare_protocol(mut self, protocol: &'static str) -> TestConfig {
-        self.shadow_block().compare = Some(Compare { protocol });
+        let compare = self.shadow_block().compare.get_or_insert(Compare {
+            protocol,
+            redact: Vec::new(),
+        });
+        compare.protocol = protocol;
+        self
+    }
+
+    /// Pointers whose values never show in diffs (`shadow.compare.redact`).
+    pub fn compare_redact(mut self, pointers: &[&'static str]) -> TestConfig {
+        let compare = self.shadow_block().compare.get_or_insert(Compare {
+            protocol: "auto",
+            redact: Vec::new(),
+        });
+        compare.redact = pointers.to_vec();
         self
     }
 
