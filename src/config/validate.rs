@@ -98,6 +98,7 @@ fn limits(limits: &Limits, found: &mut Found) {
         ("max_body", limits.max_body.0 == 0),
         ("header_timeout", limits.header_timeout.0.is_zero()),
         ("idle_timeout", limits.idle_timeout.0.is_zero()),
+        ("body_timeout", limits.body_timeout.0.is_zero()),
     ] {
         if zero {
             found.bad(FieldPath::new(&["limits", field]), "must be more than 0");
