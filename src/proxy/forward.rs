@@ -1,11 +1,16 @@
 //! The forward and observe phases: the request goes to its backend within the backend's
 //! timeout, the outcome is recorded, and a failed candidate request is sent once more to
 //! the stable when `fallback_to_stable` is on.
+//!
+//! The request's own send is awaited in `Proxy::serve` itself, not in a function of this
+//! module: a nested future would be built, then copied whole into the request's future.
 
 use std::sync::Arc;
 
 use http::Response;
 use tokio::time::Instant;
+
+use bytes::Bytes;
 
 use super::body::Prepared;
 use super::respond::Source;
@@ -13,78 +18,51 @@ use crate::snapshot::{Backend, Snapshot};
 use crate::telemetry::{self, metrics, Outcome};
 use crate::upstream::{Failure, Head, PooledBody, UpstreamBody};
 
-/// What the forward phase came to: whose answer (or failure) the client gets, and it.
-pub struct Forwarded {
-    pub source: Source,
-    pub result: Result<Response<PooledBody>, Failure>,
+/// What is kept of a request to send it again to the stable (fallback).
+pub struct Retry {
+    head: Head,
+    body: Bytes,
 }
 
-/// A request ready to go upstream: where, what, and by when.
-pub struct Outbound {
-    pub backend: Arc<Backend>,
-    /// `backend` is the candidate.
-    pub is_candidate: bool,
-    pub head: Head,
-    pub body: Prepared,
-    /// A failure of the candidate is sent again to the stable (the body is buffered).
-    pub fallback: bool,
-    /// When the request arrived: latency counts from here.
-    pub started: Instant,
-    /// By when the client's body must have arrived.
-    pub deadline: Instant,
-}
-
-/// Sends the request to its backend and records the outcome; on a candidate's failure
-/// with `fallback`, sends the buffered request again to the stable, whose answer then counts.
-pub async fn forward(snap: &Snapshot, out: Outbound) -> Forwarded {
-    let Outbound {
-        backend,
-        is_candidate,
-        head,
-        body,
-        fallback,
-        started,
-        deadline,
-    } = out;
-    let retry = match &body {
-        Prepared::Buffered(b) if fallback => Some((head.clone(), b.clone())),
+/// A copy of the request for a fallback, when `fallback` is on and the body is buffered.
+pub fn retry_copy(body: &Prepared, head: &Head, fallback: bool) -> Option<Retry> {
+    match body {
+        Prepared::Buffered(b) if fallback => Some(Retry {
+            head: head.clone(),
+            body: b.clone(),
+        }),
         _ => None,
-    };
-    let result = backend
-        .upstream
-        .send_live(head, body.into_upstream(snap.max_body, deadline))
-        .await;
-    let failed = observe(snap, &backend, is_candidate, started, &result);
-    match retry {
-        Some((head, bytes)) if failed => {
-            metrics::fallback(&backend.name);
-            let stable = snap.stable.clone();
-            let again = Instant::now();
-            let result = stable
-                .upstream
-                .send_live(head, UpstreamBody::buffered(bytes))
-                .await;
-            observe(snap, &stable, false, again, &result);
-            Forwarded {
-                source: Source {
-                    backend: stable,
-                    tripwire: None,
-                },
-                result,
-            }
-        }
-        _ => Forwarded {
-            source: Source {
-                tripwire: is_candidate.then(|| snap.tripwire.clone()).flatten(),
-                backend,
-            },
-            result,
-        },
     }
 }
 
+/// Whose answer the client gets: `backend`'s, and the tripwire when it is the candidate.
+pub fn source(snap: &Snapshot, backend: Arc<Backend>, is_candidate: bool) -> Source {
+    Source {
+        tripwire: is_candidate.then(|| snap.tripwire.clone()).flatten(),
+        backend,
+    }
+}
+
+/// The candidate `failed` failed: counts the fallback, sends the copy to the stable and
+/// records its outcome; the stable's answer is the one the client gets.
+pub async fn fall_back(
+    snap: &Snapshot,
+    failed: &Backend,
+    retry: Retry,
+) -> (Source, Result<Response<PooledBody>, Failure>) {
+    metrics::fallback(&failed.name);
+    let stable = snap.stable.clone();
+    let again = Instant::now();
+    let result = stable
+        .upstream
+        .send_live(retry.head, UpstreamBody::buffered(retry.body))
+        .await;
+    observe(snap, &stable, false, again, &result);
+    (source(snap, stable, false), result)
+}
+
 /// Records one upstream outcome; true when it counts as a failure of `backend`.
-fn observe(
+pub fn observe(
     snap: &Snapshot,
     backend: &Backend,
     is_candidate: bool,

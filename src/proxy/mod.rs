@@ -186,22 +186,20 @@ impl Proxy {
             _ => None,
         };
 
-        // 6. forward (+ fallback), 7. observe
-        let out = forward::Outbound {
-            backend,
-            is_candidate,
-            head,
-            body: prepared,
-            fallback,
-            started,
-            deadline,
+        // 6. forward, 7. observe (+ fallback)
+        let retry = forward::retry_copy(&prepared, &head, fallback);
+        let body = prepared.into_upstream(snap.max_body, deadline);
+        let result = backend.upstream.send_live(head, body).await;
+        let failed = forward::observe(&snap, &backend, is_candidate, started, &result);
+        let (source, result) = match retry {
+            Some(retry) if failed => forward::fall_back(&snap, &backend, retry).await,
+            _ => (forward::source(&snap, backend, is_candidate), result),
         };
-        let forwarded = forward::forward(&snap, out).await;
 
         // 8. respond
         Ok(respond::respond(
-            forwarded.source,
-            forwarded.result,
+            source,
+            result,
             request_id,
             tap,
             snap.max_body,
