@@ -188,7 +188,8 @@ impl Proxy {
 
         // 6. forward, 7. observe (+ fallback)
         let retry = forward::retry_copy(&prepared, &head, fallback);
-        let body = prepared.into_upstream(snap.max_body, deadline);
+        let due = backend.upstream.body_due(started, deadline);
+        let body = prepared.into_upstream(snap.max_body, due);
         let result = backend.upstream.send_live(head, body).await;
         let failed = forward::observe(&snap, &backend, is_candidate, started, &result);
         let (source, result) = match retry {

@@ -7,13 +7,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -26,22 +24,26 @@ pub enum ClientBodyError {
     /// The client's connection broke off or sent a malformed body.
     #[error("the request body broke off: {0}")]
     Aborted(hyper::Error),
-    /// The body was not complete by `limits.body_timeout` after the request head.
-    #[error("the request body did not arrive within limits.body_timeout")]
+    /// The body was not complete by its deadline: `limits.body_timeout` after the request
+    /// head, or just before the backend's own timeout (no backend answers before it has
+    /// the body, so waiting for the client is not the backend's fault).
+    #[error("the request body did not arrive in time")]
     Timeout,
+    /// The body went over `limits.max_body`.
+    #[error("the request body is larger than limits.max_body")]
+    TooLarge,
 }
 
 pin_project! {
-    /// The client's body as it streams through: its errors marked as the client's, cut
-    /// off at its deadline, and its completion noted for the exchange's timeout.
+    /// The client's body as it streams through: at most `remaining` more bytes, complete
+    /// by `deadline`, its failures marked as the client's.
     pub struct ClientBody {
         #[pin]
         inner: Incoming,
+        remaining: usize,
         deadline: Instant,
         // Made on the first wait only: a body that arrives with its head sets no timer.
         timer: Option<Pin<Box<Sleep>>>,
-        // Set once the body has been read to its end.
-        done: Arc<AtomicBool>,
     }
 }
 
@@ -53,15 +55,18 @@ impl Body for ClientBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        let mut this = self.project();
-        match this.inner.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Aborted(e)))),
-            Poll::Ready(frame) => {
-                if frame.is_none() || this.inner.is_end_stream() {
-                    this.done.store(true, Ordering::Release);
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                if len > *this.remaining {
+                    return Poll::Ready(Some(Err(ClientBodyError::TooLarge)));
                 }
-                Poll::Ready(frame.map(|f| f.map_err(ClientBodyError::Aborted)))
+                *this.remaining -= len;
+                Poll::Ready(Some(Ok(frame)))
             }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Aborted(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let deadline = *this.deadline;
                 let timer = this
@@ -88,7 +93,7 @@ pin_project! {
     /// The body sent upstream: the client's stream (under the size limit), or a buffered copy.
     #[project = UpstreamProj]
     pub enum UpstreamBody {
-        Stream { #[pin] inner: Limited<ClientBody>, done: Option<Arc<AtomicBool>> },
+        Stream { #[pin] inner: ClientBody },
         Buffered { #[pin] inner: Full<Bytes> },
     }
 }
@@ -96,25 +101,13 @@ pin_project! {
 impl UpstreamBody {
     /// The client's body, streamed: at most `limit` bytes, complete by `deadline`.
     pub fn stream(body: Incoming, limit: usize, deadline: Instant) -> Self {
-        let done = Arc::new(AtomicBool::new(body.is_end_stream()));
-        let body = ClientBody {
-            done: done.clone(),
-            inner: body,
-            deadline,
-            timer: None,
-        };
         UpstreamBody::Stream {
-            inner: Limited::new(body, limit),
-            done: Some(done),
-        }
-    }
-
-    /// For a streamed body, a flag set once the client's body has been read to its end
-    /// (taken once): an exchange that times out before then was waiting on the client.
-    pub fn take_progress(&mut self) -> Option<Arc<AtomicBool>> {
-        match self {
-            UpstreamBody::Stream { done, .. } => done.take(),
-            UpstreamBody::Buffered { .. } => None,
+            inner: ClientBody {
+                inner: body,
+                remaining: limit,
+                deadline,
+                timer: None,
+            },
         }
     }
 
@@ -134,21 +127,21 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            UpstreamProj::Stream { inner, .. } => inner.poll_frame(cx),
+            UpstreamProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
             UpstreamProj::Buffered { inner } => inner.poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Stream { inner, .. } => inner.is_end_stream(),
+            UpstreamBody::Stream { inner } => inner.is_end_stream(),
             UpstreamBody::Buffered { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Stream { inner, .. } => inner.size_hint(),
+            UpstreamBody::Stream { inner } => inner.size_hint(),
             UpstreamBody::Buffered { inner } => inner.size_hint(),
         }
     }

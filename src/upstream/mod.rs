@@ -10,14 +10,14 @@ pub mod pool;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
-use http_body_util::LengthLimitError;
 
 pub use body::{ClientBodyError, UpstreamBody};
 pub use pool::{Pool, PooledBody, SendError};
@@ -25,6 +25,11 @@ pub use pool::{Pool, PooledBody, SendError};
 use crate::error::{is_caused_by, is_caused_by_where, root_cause, BoxError};
 use crate::telemetry::metrics::{ClientFault, ErrorKind};
 use crate::telemetry::Outcome;
+
+/// How long before a backend's timeout a client's body must be complete: the body's
+/// deadline and the exchange's must not fire together, so that which one was waited for
+/// decides whose fault it was.
+const BODY_MARGIN: Duration = Duration::from_millis(1);
 
 /// Where one backend is and how long it may take: the target of every request sent to it.
 pub struct Upstream {
@@ -96,6 +101,14 @@ impl Upstream {
         }
     }
 
+    /// The deadline of a client's body streamed here by a request that arrived at
+    /// `started`: its `body_due`, or just before this upstream's timeout if that is
+    /// sooner. A body still arriving then makes the exchange the client's failure, not
+    /// the backend's (no backend answers before it has the body).
+    pub fn body_due(&self, started: Instant, body_due: Instant) -> Instant {
+        body_due.min(started + self.timeout.saturating_sub(BODY_MARGIN))
+    }
+
     /// The pool of one lane.
     pub fn pool(&self, lane: Lane) -> &Arc<Pool> {
         match lane {
@@ -121,9 +134,8 @@ impl Upstream {
         &self,
         lane: Lane,
         head: Head,
-        mut body: UpstreamBody,
+        body: UpstreamBody,
     ) -> Result<Response<PooledBody>, Failure> {
-        let client_done = body.take_progress();
         let mut req = Request::new(body);
         *req.method_mut() = head.method;
         *req.uri_mut() = self.uri(&head.path_and_query);
@@ -135,14 +147,7 @@ impl Upstream {
         }
         match self.pool(lane).send(req, self.timeout).await {
             Ok(resp) => Ok(resp),
-            Err(SendError::Timeout) => {
-                // Still waiting for the client's body: no backend answers before it has one.
-                if client_done.is_some_and(|d| !d.load(Ordering::Acquire)) {
-                    Err(Failure::ClientTimeout)
-                } else {
-                    Err(Failure::Timeout)
-                }
-            }
+            Err(SendError::Timeout) => Err(Failure::Timeout),
             Err(SendError::Connect(e)) => Err(Failure::Connect(e)),
             Err(SendError::Exchange(e)) => Err(classify(e)),
         }
@@ -162,7 +167,7 @@ impl Upstream {
 /// Whose fault a broken exchange was: the client's body (too large, broken off, late),
 /// or the backend's.
 fn classify(e: hyper::Error) -> Failure {
-    if is_caused_by::<LengthLimitError>(&e) {
+    if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::TooLarge)) {
         Failure::BodyTooLarge
     } else if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::Timeout)) {
         Failure::ClientTimeout
