@@ -154,6 +154,66 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
     assert!(output.contains("5 problems"), "{output}");
 }
 
+const ROUTES: &str = "\
+backends:
+  iris-v1: { url: 'http://127.0.0.1:18001' }
+  iris-v2: { url: 'http://127.0.0.1:18002' }
+  fraud-v6: { url: 'http://127.0.0.1:18011' }
+routes:
+  - name: iris
+    match: { model: iris }
+    rollout:
+      stable: iris-v1
+      candidate: iris-v2
+      steps: [{ weight: 100 }]
+  - name: fraud
+    match:
+      path_prefix: /v2/models/fraud/
+      header: { x-tenant: acme }
+    rollout: { stable: fraud-v6 }
+  - name: rest
+    rollout: { stable: iris-v1 }
+";
+
+#[test]
+fn a_routes_problem_names_the_route_its_field_and_line() {
+    assert_ok(&validate_text("routes.yaml", ROUTES), "routes.yaml");
+
+    let text = ROUTES
+        .replace("candidate: iris-v2", "candidate: iris-v3")
+        .replace("path_prefix: /v2", "path_prefix: v2")
+        .replace("name: rest", "name: Rest")
+        .replace("    match: { model: iris }\n", "")
+        + "rollout: { stable: iris-v1 }\n";
+    let output = assert_rejected(&validate_text("routes.yaml", &text));
+
+    // (the problem's path, the text on its line, what its report says)
+    let expected = [
+        (
+            "routes[0].rollout.candidate",
+            "iris-v3",
+            &["iris-v3", "not a backend"][..],
+        ),
+        ("routes[0].match", "name: iris", &["only the last route"]),
+        (
+            "routes[1].match.path_prefix",
+            "path_prefix",
+            &["start with `/`"],
+        ),
+        ("routes[2].name", "Rest", &["not a route name"]),
+        // `routes` itself: the trailing space tells it from its entries.
+        (
+            "routes ",
+            "routes:",
+            &["`rollout:`", "`routes:`", "never both"],
+        ),
+    ];
+    for (path, on_line, says) in expected {
+        assert_reported(&output, &text, path, on_line, says);
+    }
+    assert!(output.contains("5 problems"), "{output}");
+}
+
 #[test]
 fn an_unknown_key_is_reported_with_its_line() {
     let text = VALID.replace("  steps:", "  stpes:");
