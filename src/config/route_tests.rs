@@ -225,6 +225,28 @@ fn each_route_rule_names_the_route_the_field_and_its_line() {
 }
 
 #[test]
+fn a_host_without_a_port_covers_every_port_of_it() {
+    let with_hosts = |first: &str, last: &str| {
+        let text = edit(
+            ROUTES,
+            "{ model: iris }",
+            &format!("{{ model: iris, host: '{first}' }}"),
+        );
+        let rest = format!("  - name: rest\n    match: {{ model: iris, host: '{last}' }}\n");
+        edit(&text, "  - name: rest\n", &rest)
+    };
+    let covered = with_hosts("A.example", "a.example:8080");
+    problem_at(
+        &covered,
+        "routes[2].match",
+        "a.example:8080",
+        "routes[0] (`iris`)",
+    );
+    parse(&with_hosts("a.example:8080", "a.example")).expect("the broader host last");
+    parse(&with_hosts("a.example:8080", "a.example:9090")).expect("another port");
+}
+
+#[test]
 fn the_file_routes_one_way_or_the_other() {
     let both = format!("{ROUTES}rollout: {{ stable: iris-v1 }}\n");
     let p = problem_at(

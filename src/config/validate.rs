@@ -260,13 +260,25 @@ fn takes_all_of(earlier: &Match, later: &Match) -> bool {
         && implied(&earlier.path_prefix, &later.path_prefix, |e, l| {
             l.starts_with(e.as_str())
         })
-        && implied(&earlier.host, &later.host, |e, l| e.eq_ignore_ascii_case(l))
+        && implied(&earlier.host, &later.host, |e, l| host_covers(e, l))
         && earlier.header.iter().all(|(name, value)| {
             later
                 .header
                 .iter()
                 .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
         })
+}
+
+/// True when every request for host `later` is for host `earlier`: the same host, and
+/// the same port or none in `earlier` (a host without a port takes any port).
+fn host_covers(earlier: &str, later: &str) -> bool {
+    match (Authority::try_from(earlier), Authority::try_from(later)) {
+        (Ok(e), Ok(l)) => {
+            e.host().eq_ignore_ascii_case(l.host())
+                && (e.port_u16().is_none() || e.port_u16() == l.port_u16())
+        }
+        _ => earlier.eq_ignore_ascii_case(later),
+    }
 }
 
 /// Checks a rollout (top-level or a route's, at `rollout`): its backends, routing
