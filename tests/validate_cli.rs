@@ -154,32 +154,10 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
     assert!(output.contains("5 problems"), "{output}");
 }
 
-const ROUTES: &str = "\
-backends:
-  iris-v1: { url: 'http://127.0.0.1:18001' }
-  iris-v2: { url: 'http://127.0.0.1:18002' }
-  fraud-v6: { url: 'http://127.0.0.1:18011' }
-routes:
-  - name: iris
-    match: { model: iris }
-    rollout:
-      stable: iris-v1
-      candidate: iris-v2
-      steps: [{ weight: 100 }]
-  - name: fraud
-    match:
-      path_prefix: /v2/models/fraud/
-      header: { x-tenant: acme }
-    rollout: { stable: fraud-v6 }
-  - name: rest
-    rollout: { stable: iris-v1 }
-";
-
 #[test]
 fn a_routes_problem_names_the_route_its_field_and_line() {
-    assert_ok(&validate_text("routes.yaml", ROUTES), "routes.yaml");
-
-    let text = ROUTES
+    let example = std::fs::read_to_string(manifest_dir().join("config/multi-model.yaml")).unwrap();
+    let text = example
         .replace("candidate: iris-v2", "candidate: iris-v3")
         .replace("path_prefix: /v2", "path_prefix: v2")
         .replace("name: rest", "name: Rest")
@@ -200,16 +178,16 @@ fn a_routes_problem_names_the_route_its_field_and_line() {
             "path_prefix",
             &["start with `/`"],
         ),
-        ("routes[2].name", "Rest", &["not a route name"]),
-        // `routes` itself: the trailing space tells it from its entries.
-        (
-            "routes ",
-            "routes:",
-            &["`rollout:`", "`routes:`", "never both"],
-        ),
+        ("routes[3].name", "Rest", &["not a route name"]),
     ];
     for (path, on_line, says) in expected {
         assert_reported(&output, &text, path, on_line, says);
+    }
+    // `routes` itself (the trailing space tells it from its entries), at its key.
+    let routes_key = 1 + text.lines().position(|l| l.starts_with("routes:")).unwrap();
+    let both = problem_line(&output, "routes ", routes_key);
+    for says in ["`rollout:`", "`routes:`", "never both"] {
+        assert!(both.contains(says), "{both}");
     }
     assert!(output.contains("5 problems"), "{output}");
 }

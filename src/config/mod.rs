@@ -169,22 +169,19 @@ pub struct RouteConfig {
 /// With none given ([`Match::is_catch_all`]) it takes every request; a file may express
 /// that only by leaving `match` out on its last route.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Match {
     /// The model an inference request names: in its path (KServe/MLServer V2
     /// `/v2/models/NAME/...`, TF-Serving V1 `/v1/models/NAME...`), or, for OpenAI-style
     /// POSTs to `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`, in the
     /// body's top-level `"model"`.
-    #[serde(default)]
     pub model: Option<String>,
-    /// The request path starts with this (it starts with `/`).
-    #[serde(default)]
+    /// The request path (without its query) starts with this text; it starts with `/`.
     pub path_prefix: Option<String>,
-    /// Each header is present with exactly this value.
-    #[serde(default)]
+    /// Each header is present with exactly this value (names are case-insensitive).
     pub header: BTreeMap<String, String>,
-    /// The request's host (`Host`, or `:authority` in HTTP/2).
-    #[serde(default)]
+    /// The request's host (`Host`, or `:authority` in HTTP/2), case-insensitive; without
+    /// a port it takes any port.
     pub host: Option<String>,
 }
 
