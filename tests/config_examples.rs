@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::config::examples;
-use switchyard::config::{load_file, Config, Hold, Strategy};
+use switchyard::config::{load_file, Config, Hold, Route, Strategy, DEFAULT_ROUTE};
 
 fn load(name: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,21 +72,41 @@ fn every_example_is_a_sound_starting_point() {
             config.admin.listen
         );
 
-        let r = &config.rollout;
-        assert!(config.backends.contains_key(&r.stable), "{name}");
-        if let Some(candidate) = &r.candidate {
-            assert!(config.backends.contains_key(candidate), "{name}");
-            assert_ne!(candidate, &r.stable, "{name}");
+        for route in config.routes() {
+            let r = &route.rollout;
+            let name = format!("{name}, route {}", route.name);
+            assert!(config.backends.contains_key(&r.stable), "{name}");
+            if let Some(candidate) = &r.candidate {
+                assert!(config.backends.contains_key(candidate), "{name}");
+                assert_ne!(candidate, &r.stable, "{name}");
+            }
+            if r.strategy == Strategy::Canary && r.candidate.is_some() {
+                // A ramp that ends anywhere else would promote a candidate that
+                // never served everyone.
+                assert_eq!(
+                    r.steps.last().map(|s| s.weight),
+                    Some(100.0),
+                    "{name}: a canary example should end at weight 100"
+                );
+            }
         }
-        if r.strategy == Strategy::Canary && r.candidate.is_some() {
-            // A ramp that ends anywhere else would promote a candidate that
-            // never served everyone.
-            assert_eq!(
-                weights(&config).last().copied(),
-                Some(100.0),
-                "{name}: a canary example should end at weight 100"
-            );
+    }
+}
+
+#[test]
+fn every_single_rollout_example_is_one_route_named_default() {
+    for path in examples() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.lines().any(|l| l.starts_with("rollout:")) {
+            continue;
         }
+        let config = load_file(&path).unwrap();
+        let routes = config.routes();
+        assert_eq!(routes.len(), 1, "{}", path.display());
+        assert_eq!(routes[0].name, DEFAULT_ROUTE);
+        assert!(routes[0].when.is_catch_all());
+        assert_eq!(routes[0].rollout, config.rollout);
+        assert_eq!(routes[0].shadow, config.shadow);
     }
 }
 
@@ -199,4 +219,63 @@ fn no_rollout_has_only_a_stable() {
     assert!(c.rollout.candidate.is_none());
     assert!(c.rollout.steps.is_empty());
     assert!(c.rollout.analysis.is_none());
+}
+
+/// Route `name` of `routes`.
+fn route<'r>(routes: &'r [Route], name: &str) -> &'r Route {
+    routes
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no route `{name}`"))
+}
+
+#[test]
+fn multi_model_rolls_out_each_model_on_its_own() {
+    let c = load("multi-model.yaml");
+    let routes = c.routes();
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["iris", "fraud-acme", "chat", "rest"]);
+    assert_eq!(c.rollout, routes[0].rollout, "the single-rollout view");
+
+    // A V2 model by its name, in a canary that starts in shadow.
+    let iris = route(&routes, "iris");
+    assert_eq!(iris.when.model.as_deref(), Some("iris"));
+    assert_eq!(iris.rollout.candidate.as_deref(), Some("iris-v2"));
+    assert_eq!(iris.rollout.steps[0].mirror, Some(100.0));
+    assert_eq!(
+        iris.shadow.compare.protocol,
+        switchyard::compare::Protocol::V2
+    );
+
+    // A V2 model by path prefix and tenant header, blue-green on mirrored traffic.
+    let fraud = route(&routes, "fraud-acme");
+    assert_eq!(fraud.when.model, None);
+    let prefix = fraud.when.path_prefix.as_deref().expect("path_prefix");
+    assert!(prefix.starts_with("/v2/models/fraud"), "{prefix}");
+    assert_eq!(fraud.when.header.len(), 1);
+    assert_eq!(fraud.rollout.strategy, Strategy::BlueGreen);
+    assert_eq!(fraud.shadow.mirror, 100.0);
+
+    // An OpenAI-style chat model by the body's "model", with the top-level shadow.
+    let chat = route(&routes, "chat");
+    assert_eq!(chat.when.model.as_deref(), Some("llama-3-8b"));
+    assert_eq!(chat.rollout.strategy, Strategy::Canary);
+    assert_eq!(chat.shadow, c.shadow);
+    let gates = &chat.rollout.analysis.as_ref().expect("analysis").gates;
+    assert!(gates.shadow_agreement.is_none(), "sampled answers differ");
+
+    // The last takes the rest, with no rollout.
+    let rest = routes.last().unwrap();
+    assert!(rest.when.is_catch_all());
+    assert!(rest.rollout.candidate.is_none());
+    assert!(routes[..routes.len() - 1]
+        .iter()
+        .all(|r| !r.when.is_catch_all()));
+
+    // Each model rolls out its own pair of backends.
+    let candidates: Vec<_> = routes
+        .iter()
+        .filter_map(|r| r.rollout.candidate.as_deref())
+        .collect();
+    assert_eq!(candidates, ["iris-v2", "fraud-v7", "chat-b"]);
 }

@@ -155,6 +155,44 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
 }
 
 #[test]
+fn a_routes_problem_names_the_route_its_field_and_line() {
+    let example = std::fs::read_to_string(manifest_dir().join("config/multi-model.yaml")).unwrap();
+    let text = example
+        .replace("candidate: iris-v2", "candidate: iris-v3")
+        .replace("path_prefix: /v2", "path_prefix: v2")
+        .replace("name: rest", "name: Rest")
+        .replace("    match: { model: iris }\n", "")
+        + "rollout: { stable: iris-v1 }\n";
+    let output = assert_rejected(&validate_text("routes.yaml", &text));
+
+    // (the problem's path, the text on its line, what its report says)
+    let expected = [
+        (
+            "routes[0].rollout.candidate",
+            "iris-v3",
+            &["iris-v3", "not a backend"][..],
+        ),
+        ("routes[0].match", "name: iris", &["only the last route"]),
+        (
+            "routes[1].match.path_prefix",
+            "path_prefix",
+            &["start with `/`"],
+        ),
+        ("routes[3].name", "Rest", &["not a route name"]),
+    ];
+    for (path, on_line, says) in expected {
+        assert_reported(&output, &text, path, on_line, says);
+    }
+    // `routes` itself (the trailing space tells it from its entries), at its key.
+    let routes_key = 1 + text.lines().position(|l| l.starts_with("routes:")).unwrap();
+    let both = problem_line(&output, "routes ", routes_key);
+    for says in ["`rollout:`", "`routes:`", "never both"] {
+        assert!(both.contains(says), "{both}");
+    }
+    assert!(output.contains("5 problems"), "{output}");
+}
+
+#[test]
 fn an_unknown_key_is_reported_with_its_line() {
     let text = VALID.replace("  steps:", "  stpes:");
     let output = assert_rejected(&validate_text("typo.yaml", &text));

@@ -381,8 +381,14 @@ impl<'de> Visitor<'de> for Probe<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.here()?;
         let (first, rest) = self.segs.split_first().expect("not empty");
-        while let Some(key) = map.next_key::<KeyText>()? {
-            if matches!(first, Seg::Key(k) if *k == key.0) {
+        let key = Key {
+            wanted: first,
+            last: rest.is_empty(),
+        };
+        // Ends with FOUND on the last segment's key, so the line is the key's own even
+        // when its value is a block that starts on the next line.
+        while let Some(wanted) = map.next_key_seed(key)? {
+            if wanted {
                 return map.next_value_seed(Probe { segs: rest });
             }
             map.next_value::<IgnoredAny>()?;
@@ -406,31 +412,47 @@ impl<'de> Visitor<'de> for Probe<'_> {
     }
 }
 
-/// A mapping key of any scalar type, as text.
-struct KeyText(String);
+/// Reads a mapping key of any scalar type and tells whether it is the `wanted` one; the
+/// wanted key of the `last` segment fails with FOUND, at the key.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    wanted: &'a Seg,
+    last: bool,
+}
 
-impl<'de> de::Deserialize<'de> for KeyText {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = KeyText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a scalar key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
+impl Key<'_> {
+    fn is<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        let wanted = matches!(self.wanted, Seg::Key(k) if k == key);
+        if wanted && self.last {
+            return Err(E::custom(FOUND));
         }
-        d.deserialize_any(V)
+        Ok(wanted)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Visitor<'_> for Key<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scalar key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        self.is(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+        self.is(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+        self.is(&v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+        self.is(&v.to_string())
     }
 }
 
@@ -465,6 +487,21 @@ rollout:
             .expect("weight problem");
         assert_eq!(p.line, Some(12), "{err}");
         assert!(p.message.contains("between 0 and 100"), "{}", p.message);
+    }
+
+    #[test]
+    fn a_key_whose_value_is_a_block_is_located_at_the_key() {
+        let text = BASE.replace(
+            "  candidate: green",
+            "  candidate: green\n  strategy: blue-green",
+        );
+        let err = parse(&text).unwrap_err();
+        let p = err
+            .0
+            .iter()
+            .find(|p| p.path == "rollout.steps")
+            .expect("steps");
+        assert_eq!(p.line, Some(11), "`  steps:`, not its first item: {err}");
     }
 
     #[test]

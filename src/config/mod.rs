@@ -10,6 +10,8 @@
 //! ```
 
 mod load;
+#[cfg(test)]
+mod route_tests;
 mod units;
 mod validate;
 
@@ -25,23 +27,180 @@ use serde::Deserialize;
 use crate::compare::Protocol;
 
 /// The whole configuration file.
+///
+/// Routing is written one of two ways: a top-level `rollout:` (one route, named
+/// [`DEFAULT_ROUTE`], that takes every request) or a `routes:` list, never both.
+/// [`Config::routes`] reads either as the same ordered list of [`Route`]s.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ConfigFile")]
 pub struct Config {
     /// Address of the data plane.
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    #[serde(default)]
     pub admin: AdminConfig,
-    #[serde(default)]
     pub limits: Limits,
     /// Model servers by name.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// The top-level `rollout:`. For a `routes:` config, a copy of the first route's
+    /// rollout, so the layers that know a single rollout keep working until they read
+    /// [`Config::routes`]; it is not the other routes' truth.
     pub rollout: RolloutConfig,
-    #[serde(default)]
+    /// The top-level `shadow:`, which every route without its own `shadow` takes.
     pub shadow: ShadowConfig,
-    #[serde(default)]
     pub state: StateConfig,
+    /// Which routing keys the file has, as written: validation reads it.
+    pub(crate) written: Written,
+}
+
+/// What the file says about routing, as written, before [`Config::routes`] normalizes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Written {
+    /// The file has a top-level `rollout:`.
+    pub(crate) rollout: bool,
+    /// The file's `routes:`, when it has the key.
+    pub(crate) routes: Option<Vec<RouteConfig>>,
+}
+
+/// The document as serde reads it; [`Config`] is built from it.
+#[derive(Deserialize)]
+#[serde(rename = "Config", deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    admin: AdminConfig,
+    #[serde(default)]
+    limits: Limits,
+    backends: BTreeMap<String, BackendConfig>,
+    #[serde(default)]
+    rollout: Option<RolloutConfig>,
+    #[serde(default)]
+    routes: Option<Vec<RouteConfig>>,
+    #[serde(default)]
+    shadow: ShadowConfig,
+    #[serde(default)]
+    state: StateConfig,
+}
+
+impl From<ConfigFile> for Config {
+    fn from(file: ConfigFile) -> Self {
+        let first_route = || Some(file.routes.as_ref()?.first()?.rollout.clone());
+        // Neither key (or an empty list): validation refuses the file, so this
+        // stand-in never reaches a running proxy.
+        let rollout = file
+            .rollout
+            .clone()
+            .or_else(first_route)
+            .unwrap_or_else(RolloutConfig::unset);
+        Config {
+            listen: file.listen,
+            admin: file.admin,
+            limits: file.limits,
+            backends: file.backends,
+            rollout,
+            shadow: file.shadow,
+            state: file.state,
+            written: Written {
+                rollout: file.rollout.is_some(),
+                routes: file.routes,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// The routes, in the order they are tried: the first whose [`Match`] holds takes
+    /// the request.
+    ///
+    /// A top-level `rollout:` is one route named [`DEFAULT_ROUTE`] that matches every
+    /// request and takes the top-level `shadow`; a route of `routes:` without its own
+    /// `shadow` takes the top-level one too.
+    ///
+    /// ```
+    /// let config = switchyard::config::parse(
+    ///     "backends: { blue: { url: 'http://127.0.0.1:18001' } }\nrollout: { stable: blue }\n",
+    /// ).unwrap();
+    /// let routes = config.routes();
+    /// assert_eq!(routes.len(), 1);
+    /// assert_eq!(routes[0].name, switchyard::config::DEFAULT_ROUTE);
+    /// assert!(routes[0].when.is_catch_all());
+    /// ```
+    pub fn routes(&self) -> Vec<Route> {
+        let listed = self.written.routes.as_deref().unwrap_or_default();
+        if self.written.rollout || listed.is_empty() {
+            return vec![Route {
+                name: DEFAULT_ROUTE.to_string(),
+                when: Match::default(),
+                rollout: self.rollout.clone(),
+                shadow: self.shadow.clone(),
+            }];
+        }
+        listed
+            .iter()
+            .map(|r| Route {
+                name: r.name.clone(),
+                when: r.when.clone().unwrap_or_default(),
+                rollout: r.rollout.clone(),
+                shadow: r.shadow.clone().unwrap_or_else(|| self.shadow.clone()),
+            })
+            .collect()
+    }
+}
+
+/// The name of the one route of a config with a top-level `rollout:`.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// One entry of `routes:`, as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique, `[a-z0-9-]+`: it keys the route's state, metrics and admin paths.
+    pub name: String,
+    /// The YAML `match`; absent takes every request (only the last route may omit it).
+    #[serde(default, rename = "match")]
+    pub when: Option<Match>,
+    pub rollout: RolloutConfig,
+    /// Replaces the top-level `shadow` as a whole for this route.
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// The conditions under which a route takes a request: every condition given must hold.
+///
+/// With none given ([`Match::is_catch_all`]) it takes every request; a file may express
+/// that only by leaving `match` out on its last route.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Match {
+    /// The model an inference request names: in its path (KServe/MLServer V2
+    /// `/v2/models/NAME/...`, TF-Serving V1 `/v1/models/NAME...`), or, for OpenAI-style
+    /// POSTs to `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`, in the
+    /// body's top-level `"model"`.
+    pub model: Option<String>,
+    /// The request path (without its query) starts with this text; it starts with `/`.
+    pub path_prefix: Option<String>,
+    /// Each header is present with exactly this value (names are case-insensitive).
+    pub header: BTreeMap<String, String>,
+    /// The request's host (`Host`, or `:authority` in HTTP/2), case-insensitive; without
+    /// a port it takes any port.
+    pub host: Option<String>,
+}
+
+impl Match {
+    /// True when no condition is given: the route takes every request.
+    pub fn is_catch_all(&self) -> bool {
+        *self == Match::default()
+    }
+}
+
+/// A route as every layer after the config sees it, whichever way the file wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Which requests it takes; [`Match::is_catch_all`] for a route without `match`.
+    pub when: Match,
+    pub rollout: RolloutConfig,
+    /// The route's own `shadow`, or else the top-level one.
+    pub shadow: ShadowConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -172,6 +331,24 @@ pub struct RolloutConfig {
     pub fallback_to_stable: bool,
     #[serde(default)]
     pub blue_green: Option<BlueGreenConfig>,
+}
+
+impl RolloutConfig {
+    /// The stand-in of a file with no rollout at all, which validation refuses.
+    fn unset() -> Self {
+        RolloutConfig {
+            stable: String::new(),
+            candidate: None,
+            strategy: Strategy::default(),
+            sticky: None,
+            override_header: None,
+            steps: Vec::new(),
+            analysis: None,
+            fast_rollback: None,
+            fallback_to_stable: false,
+            blue_green: None,
+        }
+    }
 }
 
 /// The rollout strategy.

@@ -2,12 +2,13 @@
 
 use std::fmt;
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
 use super::{
-    AnalysisConfig, CompareConfig, Config, GatesConfig, Hold, Limits, RolloutConfig, ShadowConfig,
-    StickyConfig, Strategy,
+    AnalysisConfig, CompareConfig, Config, GatesConfig, Hold, Limits, Match, RolloutConfig,
+    RouteConfig, ShadowConfig, StickyConfig, Strategy,
 };
 
 /// One segment of a field path.
@@ -57,8 +58,8 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
     admin(config, &mut found);
     limits(&config.limits, &mut found);
     backends(config, &mut found);
-    rollout(config, &mut found);
-    shadow(&config.shadow, &mut found);
+    routing(config, &mut found);
+    shadow(&config.shadow, FieldPath::new(&["shadow"]), &mut found);
     found.0
 }
 
@@ -125,11 +126,165 @@ fn backends(config: &Config, found: &mut Found) {
     }
 }
 
-/// Checks the rollout: its backends, routing headers, strategy, analysis and fast rollback.
-fn rollout(config: &Config, found: &mut Found) {
-    let r = &config.rollout;
-    let rollout = FieldPath::new(&["rollout"]);
-    variants(config, &rollout, found);
+/// Checks that the file routes one way, `rollout:` or `routes:`, then that rollout or
+/// each route.
+fn routing(config: &Config, found: &mut Found) {
+    let written = &config.written;
+    match (written.rollout, &written.routes) {
+        (false, None) => found.bad(
+            FieldPath::default(),
+            "missing field `rollout`: a config needs a top-level `rollout:` (one route for every request) or a `routes:` list",
+        ),
+        (true, Some(_)) => found.bad(
+            FieldPath::new(&["routes"]),
+            "`rollout:` and `routes:` are both set; a config has one or the other, never both: move the top-level rollout into a route",
+        ),
+        _ => {}
+    }
+    if written.rollout {
+        rollout(config, &config.rollout, FieldPath::new(&["rollout"]), found);
+    }
+    if let Some(list) = &written.routes {
+        routes(config, list, found);
+    }
+}
+
+/// Checks the `routes:` list: at least one route, each one's name and `match`, and its
+/// rollout and shadow as the top-level ones are checked.
+fn routes(config: &Config, list: &[RouteConfig], found: &mut Found) {
+    if list.is_empty() {
+        found.bad(FieldPath::new(&["routes"]), "at least one route is needed");
+    }
+    for (i, route) in list.iter().enumerate() {
+        let p = FieldPath::new(&["routes"]).index(i);
+        route_name(list, i, p.clone().key("name"), found);
+        match &route.when {
+            None if i + 1 < list.len() => found.bad(
+                p.clone().key("match"),
+                "missing: only the last route may leave out `match` (without it a route takes every request, and the routes after it would never be reached)",
+            ),
+            None => {}
+            Some(m) => route_match(list, i, m, p.clone().key("match"), found),
+        }
+        rollout(config, &route.rollout, p.clone().key("rollout"), found);
+        if let Some(s) = &route.shadow {
+            shadow(s, p.key("shadow"), found);
+        }
+    }
+}
+
+/// Checks that route `i`'s name is well-formed and not taken by an earlier route.
+fn route_name(list: &[RouteConfig], i: usize, p: FieldPath, found: &mut Found) {
+    let name = &list[i].name;
+    let well_formed = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !well_formed {
+        found.bad(
+            p,
+            format!("`{name}` is not a route name: use lowercase letters, digits and `-`"),
+        );
+    } else if let Some(j) = list[..i].iter().position(|r| r.name == *name) {
+        found.bad(
+            p,
+            format!("`{name}` is already the name of routes[{j}]; route names are unique"),
+        );
+    }
+}
+
+/// Checks route `i`'s conditions: at least one, each well-formed, and not all implied by
+/// an earlier route's (which would take every request this one could).
+fn route_match(list: &[RouteConfig], i: usize, m: &Match, p: FieldPath, found: &mut Found) {
+    if m.is_catch_all() {
+        found.bad(
+            p,
+            "has no condition: give `model`, `path_prefix`, `header` or `host`, or leave `match` out on the last route to take every request",
+        );
+        return;
+    }
+    if m.model
+        .as_ref()
+        .is_some_and(|model| model.trim().is_empty())
+    {
+        found.bad(p.clone().key("model"), "must not be empty");
+    }
+    if let Some(prefix) = &m.path_prefix {
+        if let Err(msg) = check_path_prefix(prefix) {
+            found.bad(p.clone().key("path_prefix"), msg);
+        }
+    }
+    for (name, value) in &m.header {
+        let check = check_header(name).and_then(|()| {
+            HeaderValue::from_str(value)
+                .map(|_| ())
+                .map_err(|_| format!("`{value}` is not a valid header value"))
+        });
+        if let Err(msg) = check {
+            found.bad(p.clone().key("header").key(name), msg);
+        }
+    }
+    if let Some(host) = &m.host {
+        if let Err(msg) = check_host(host) {
+            found.bad(p.clone().key("host"), msg);
+        }
+    }
+    // An earlier empty `match` is reported on its own.
+    let earlier = list[..i].iter().enumerate().find(|(_, r)| {
+        r.when
+            .as_ref()
+            .is_some_and(|e| !e.is_catch_all() && takes_all_of(e, m))
+    });
+    if let Some((j, r)) = earlier {
+        found.bad(
+            p,
+            format!(
+                "routes[{j}] (`{}`) takes every request these conditions match, so this route would never be reached: put the narrower route first",
+                r.name
+            ),
+        );
+    }
+}
+
+/// True when every request that `later` matches is also matched by `earlier`: each of
+/// `earlier`'s conditions is one of `later`'s, or (a path prefix) implied by it.
+fn takes_all_of(earlier: &Match, later: &Match) -> bool {
+    fn implied<T>(e: &Option<T>, l: &Option<T>, by: impl Fn(&T, &T) -> bool) -> bool {
+        match (e, l) {
+            (None, _) => true,
+            (Some(e), Some(l)) => by(e, l),
+            (Some(_), None) => false,
+        }
+    }
+    implied(&earlier.model, &later.model, |e, l| e == l)
+        && implied(&earlier.path_prefix, &later.path_prefix, |e, l| {
+            l.starts_with(e.as_str())
+        })
+        && implied(&earlier.host, &later.host, |e, l| host_covers(e, l))
+        && earlier.header.iter().all(|(name, value)| {
+            later
+                .header
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
+        })
+}
+
+/// True when every request for host `later` is for host `earlier`: the same host, and
+/// the same port or none in `earlier` (a host without a port takes any port).
+fn host_covers(earlier: &str, later: &str) -> bool {
+    match (Authority::try_from(earlier), Authority::try_from(later)) {
+        (Ok(e), Ok(l)) => {
+            e.host().eq_ignore_ascii_case(l.host())
+                && (e.port_u16().is_none() || e.port_u16() == l.port_u16())
+        }
+        _ => earlier.eq_ignore_ascii_case(later),
+    }
+}
+
+/// Checks a rollout (top-level or a route's, at `rollout`): its backends, routing
+/// headers, strategy, analysis and fast rollback.
+fn rollout(config: &Config, r: &RolloutConfig, rollout: FieldPath, found: &mut Found) {
+    variants(config, r, &rollout, found);
     if let Some(s) = &r.sticky {
         sticky(s, rollout.clone().key("sticky"), found);
     }
@@ -153,8 +308,7 @@ fn rollout(config: &Config, found: &mut Found) {
 }
 
 /// Checks that the stable and the candidate are known backends, and two different ones.
-fn variants(config: &Config, rollout: &FieldPath, found: &mut Found) {
-    let r = &config.rollout;
+fn variants(config: &Config, r: &RolloutConfig, rollout: &FieldPath, found: &mut Found) {
     if !config.backends.contains_key(&r.stable) {
         found.bad(
             rollout.clone().key("stable"),
@@ -312,9 +466,9 @@ fn gates(gates: &GatesConfig, g: FieldPath, found: &mut Found) {
     }
 }
 
-/// Checks the shadow's percentages and queue, then its comparison rules.
-fn shadow(s: &ShadowConfig, found: &mut Found) {
-    let sp = FieldPath::new(&["shadow"]);
+/// Checks a shadow block (top-level or a route's, at `sp`): its percentages and queue,
+/// then its comparison rules.
+fn shadow(s: &ShadowConfig, sp: FieldPath, found: &mut Found) {
     if !(0.0..=100.0).contains(&s.mirror) {
         found.bad(
             sp.clone().key("mirror"),
@@ -374,6 +528,29 @@ fn check_header(name: &str) -> Result<(), String> {
     HeaderName::from_bytes(name.as_bytes())
         .map(|_| ())
         .map_err(|_| format!("`{name}` is not a valid header name"))
+}
+
+fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("`{prefix}` must start with `/`"));
+    }
+    let is_path = !prefix.contains(['?', '#']) && PathAndQuery::try_from(prefix).is_ok();
+    if !is_path {
+        return Err(format!("`{prefix}` is not a URL path"));
+    }
+    Ok(())
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    let is_host = !host.is_empty()
+        && !host.contains('@')
+        && Authority::try_from(host).is_ok_and(|a| !a.host().is_empty());
+    if !is_host {
+        return Err(format!(
+            "`{host}` is not a host (such as `models.example.com` or `models.example.com:8080`)"
+        ));
+    }
+    Ok(())
 }
 
 fn check_backend_url(url: &str) -> Result<(), String> {
