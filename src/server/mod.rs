@@ -115,6 +115,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve this config: {0}")]
+    Unserved(String),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -124,6 +126,9 @@ pub enum StartError {
 
 /// Starts the proxy, the admin API and the controller; watches `config_path` for changes when given.
 pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Running, StartError> {
+    if let Some(why) = config.unserved() {
+        return Err(StartError::Unserved(why));
+    }
     let data = bind(config.listen).await?;
     let admin_listener = bind(config.admin.listen).await?;
     let data_addr = data.local_addr().expect("bound");
@@ -471,7 +476,15 @@ fn file_watcher(
 async fn read_off_runtime(path: &Path) -> Result<Config, config::Problems> {
     let read = path.to_path_buf();
     match tokio::task::spawn_blocking(move || config::load_file(&read)).await {
-        Ok(result) => result,
+        Ok(Ok(config)) => match config.unserved() {
+            Some(why) => Err(config::Problems(vec![config::Problem {
+                path: "routes".into(),
+                line: None,
+                message: why,
+            }])),
+            None => Ok(config),
+        },
+        Ok(Err(problems)) => Err(problems),
         Err(e) => Err(config::Problems(vec![config::Problem {
             path: String::new(),
             line: None,

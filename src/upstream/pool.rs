@@ -35,7 +35,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::body::UpstreamBody;
+use super::body::{ClientBodyError, UpstreamBody};
+use crate::error::is_caused_by;
 use crate::error::BoxError;
 
 /// How long a connection may sit unused in the pool before it is closed.
@@ -211,6 +212,9 @@ impl Pool {
         mut timer: Pin<&mut Sleep>,
     ) -> Result<Response<PooledBody>, Unsent> {
         let mut conn = Some(conn);
+        // Why the connection ended, when it ended first: the answer may then only say
+        // that it was dropped, and this says whose fault it was (a client's body failing).
+        let mut ended: Option<hyper::Error> = None;
         let mut answer = pin!(conn
             .as_mut()
             .expect("just set")
@@ -218,8 +222,9 @@ impl Pool {
             .try_send_request(req));
         let result = poll_fn(|cx| {
             if let Some(c) = conn.as_mut() {
-                if Pin::new(&mut c.io).poll(cx).is_ready() {
+                if let Poll::Ready(r) = Pin::new(&mut c.io).poll(cx) {
                     // Ended (closed or failed): dropping it settles the pending answer.
+                    ended = r.err();
                     conn = None;
                 }
             }
@@ -248,7 +253,13 @@ impl Pool {
             }
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Unsent::Again(Box::new(req))),
-                None => Err(Unsent::Failed(SendError::Exchange(e.into_error()))),
+                None => {
+                    let e = match ended {
+                        Some(cause) if is_caused_by::<ClientBodyError>(&cause) => cause,
+                        _ => e.into_error(),
+                    };
+                    Err(Unsent::Failed(SendError::Exchange(e)))
+                }
             },
         }
     }
