@@ -66,9 +66,37 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 pub(crate) fn parse_outputs(body: &[u8]) -> Option<Vec<V2Output>> {
     #[derive(serde::Deserialize)]
     struct Envelope {
-        outputs: Option<Vec<V2Output>>,
+        outputs: Option<Vec<Object<V2Output>>>,
     }
-    serde_json::from_slice::<Envelope>(body).ok()?.outputs
+    let outputs = serde_json::from_slice::<Object<Envelope>>(body)
+        .ok()?
+        .0
+        .outputs?;
+    Some(outputs.into_iter().map(|o| o.0).collect())
+}
+
+/// A `T` read from a JSON object only: a derived struct also reads an array of its
+/// members in declaration order (`["y", "FP32"]` as an output named `y`), which a body
+/// never means, and which pointers into it would not address.
+struct Object<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 /// Rewrites bare `NaN`, `Infinity` and `-Infinity` tokens outside strings as JSON strings; `None` if there are none.
