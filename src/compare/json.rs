@@ -176,7 +176,7 @@ pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check:
         (Value::Array(x), Value::Array(y)) => {
             if check {
                 for (i, (va, vb)) in x.iter().zip(y).enumerate() {
-                    if let Some(sub) = ctx.enter(Seg::Index(i), true) {
+                    if let Some(sub) = ctx.enter(elem(i, va, vb), true) {
                         diff(ctx, va, vb, sub);
                         ctx.leave();
                     }
@@ -187,7 +187,7 @@ pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check:
                     if !scalar_differs(ctx, va, vb) {
                         continue;
                     }
-                    ctx.path.push(Seg::Index(i));
+                    ctx.path.push(elem(i, va, vb));
                     diff(ctx, va, vb, false);
                     ctx.leave();
                 }
@@ -217,6 +217,16 @@ pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check:
                 ctx.record("type", Shown::Val(a), Shown::Val(b));
             }
         }
+    }
+}
+
+/// The path segment of array element `i`, known by index and by the elements' `name`.
+fn elem<'a>(i: usize, a: &'a Value, b: &'a Value) -> Seg<'a> {
+    let name = |v: &'a Value| v.get("name").and_then(Value::as_str);
+    Seg::Elem {
+        index: i,
+        live: name(a),
+        shadow: name(b),
     }
 }
 
