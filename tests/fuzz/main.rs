@@ -12,6 +12,7 @@
 //! saved in `tests/fuzz/proptest-regressions/`, which is committed: those seeds are
 //! replayed first on every run. Each crash found also has a named regression test.
 
+mod compare;
 mod config;
 mod headers;
 
