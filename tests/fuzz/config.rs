@@ -481,7 +481,12 @@ fn check(text: &str) -> Result<(), TestCaseError> {
         }
         Err(problems) => {
             prop_assert!(!problems.0.is_empty(), "refused without a problem");
-            let lines = text.lines().count() + 1;
+            // YAML also breaks lines at \r, U+0085, U+2028 and U+2029; an error at the
+            // end of the document may sit on the line after the last.
+            let lines = text
+                .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+                .count()
+                + 1;
             for p in &problems.0 {
                 let _ = p.to_string();
                 if let Some(l) = p.line {
