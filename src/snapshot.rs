@@ -195,7 +195,8 @@ impl Builder {
         let max_in_flight = config.shadow.max_in_flight;
         let shadow_slots = match previous {
             Some(p) if p.max_in_flight == max_in_flight => p.shadow_slots.clone(),
-            _ => Arc::new(Semaphore::new(max_in_flight)),
+            // More than a semaphore can count is as good as no bound (and would panic).
+            _ => Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS))),
         };
         Builder {
             backends: backends.all(),

@@ -66,9 +66,37 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 pub(crate) fn parse_outputs(body: &[u8]) -> Option<Vec<V2Output>> {
     #[derive(serde::Deserialize)]
     struct Envelope {
-        outputs: Option<Vec<V2Output>>,
+        outputs: Option<Vec<Object<V2Output>>>,
     }
-    serde_json::from_slice::<Envelope>(body).ok()?.outputs
+    let outputs = serde_json::from_slice::<Object<Envelope>>(body)
+        .ok()?
+        .0
+        .outputs?;
+    Some(outputs.into_iter().map(|o| o.0).collect())
+}
+
+/// A `T` read from a JSON object only: a derived struct also reads an array of its
+/// members in declaration order (`["y", "FP32"]` as an output named `y`), which a body
+/// never means, and which pointers into it would not address.
+struct Object<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 /// Rewrites bare `NaN`, `Infinity` and `-Infinity` tokens outside strings as JSON strings; `None` if there are none.
@@ -148,7 +176,7 @@ pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check:
         (Value::Array(x), Value::Array(y)) => {
             if check {
                 for (i, (va, vb)) in x.iter().zip(y).enumerate() {
-                    if let Some(sub) = ctx.enter(Seg::Index(i), true) {
+                    if let Some(sub) = ctx.enter(elem(i, va, vb), true) {
                         diff(ctx, va, vb, sub);
                         ctx.leave();
                     }
@@ -159,7 +187,7 @@ pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check:
                     if !scalar_differs(ctx, va, vb) {
                         continue;
                     }
-                    ctx.path.push(Seg::Index(i));
+                    ctx.path.push(elem(i, va, vb));
                     diff(ctx, va, vb, false);
                     ctx.leave();
                 }
@@ -189,6 +217,16 @@ pub(crate) fn diff<'a>(ctx: &mut Ctx<'_, 'a>, a: &'a Value, b: &'a Value, check:
                 ctx.record("type", Shown::Val(a), Shown::Val(b));
             }
         }
+    }
+}
+
+/// The path segment of array element `i`, known by index and by the elements' `name`.
+fn elem<'a>(i: usize, a: &'a Value, b: &'a Value) -> Seg<'a> {
+    let name = |v: &'a Value| v.get("name").and_then(Value::as_str);
+    Seg::Elem {
+        index: i,
+        live: name(a),
+        shadow: name(b),
     }
 }
 

@@ -99,6 +99,13 @@ pub(crate) enum Seg<'a> {
     Key(&'a str),
     /// An array element.
     Index(usize),
+    /// An array element of a structural diff, with the `name` member of the live and the
+    /// shadow element when they have one (a pointer segment may name it, as for V2 outputs).
+    Elem {
+        index: usize,
+        live: Option<&'a str>,
+        shadow: Option<&'a str>,
+    },
     /// A V2 output, known by name and by its position in the live and/or shadow `outputs` array.
     Named {
         name: &'a str,
@@ -114,6 +121,14 @@ impl PSeg {
             (PSeg::Any, _) => true,
             (PSeg::Lit { key, .. }, Seg::Key(k)) => key == k,
             (PSeg::Lit { index, .. }, Seg::Index(i)) => *index == Some(*i),
+            (
+                PSeg::Lit { key, index },
+                Seg::Elem {
+                    index: i,
+                    live,
+                    shadow,
+                },
+            ) => *index == Some(*i) || *live == Some(key.as_str()) || *shadow == Some(key.as_str()),
             (PSeg::Lit { key, index }, Seg::Named { name, live, shadow }) => {
                 key == name || (index.is_some() && (*index == *live || *index == *shadow))
             }
@@ -173,7 +188,7 @@ pub(crate) fn render(path: &[Seg<'_>]) -> String {
         out.push('/');
         match seg {
             Seg::Key(k) | Seg::Named { name: k, .. } => escape_into(&mut out, k),
-            Seg::Index(i) => {
+            Seg::Index(i) | Seg::Elem { index: i, .. } => {
                 let _ = write!(out, "{i}");
             }
         }

@@ -24,6 +24,8 @@ pub(crate) enum Shown<'v> {
         body: &'v [u8],
         at: usize,
     },
+    /// A value hidden by a redact rule.
+    Redacted,
 }
 
 /// State shared by the comparators while they walk one live/shadow pair.
@@ -112,10 +114,15 @@ impl<'r, 'a> Ctx<'r, 'a> {
     }
 
     /// Records a difference at tensor element `flat` (row-major), rendered as nested indexes when `dims` has more than one dimension.
+    ///
+    /// Unless `located` (both tensors regular with the same shape), the rendered path
+    /// need not be where either value sits, so a redact rule cannot be matched against
+    /// it: then both values are hidden whenever a redact rule reaches inside the tensor.
     pub(crate) fn record_elem(
         &mut self,
         flat: usize,
         dims: &[usize],
+        located: bool,
         what: &str,
         live: Shown<'_>,
         shadow: Shown<'_>,
@@ -124,6 +131,11 @@ impl<'r, 'a> Ctx<'r, 'a> {
             self.total += 1;
             return;
         }
+        let (live, shadow) = if !located && self.redacts_below() {
+            (Shown::Redacted, Shown::Redacted)
+        } else {
+            (live, shadow)
+        };
         let depth = self.path.len();
         if dims.len() > 1 && dims.iter().all(|&d| d > 0) {
             let at = self.path.len();
@@ -156,8 +168,20 @@ impl<'r, 'a> Ctx<'r, 'a> {
                 out
             }
             Shown::Bytes { body, at } => show_bytes(body, at),
+            Shown::Redacted => pointer::REDACTED.to_owned(),
             Shown::Val(v) => self.show_value(v),
         }
+    }
+
+    /// Tells whether a redact rule selects something strictly below the current path.
+    fn redacts_below(&self) -> bool {
+        let d = self.path.len();
+        let redact = self
+            .redact
+            .get_or_init(|| pointer::compile(self.redact_src));
+        redact
+            .iter()
+            .any(|p| p.segs.len() > d && pointer::prefix_match(&p.segs[..d], &self.path))
     }
 
     /// Renders a value at the current path, honouring the redact rules.

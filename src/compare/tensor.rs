@@ -140,20 +140,23 @@ pub(crate) struct Stats {
 /// Compares two tensors element by element, recording differences at `<current path>/<index>`.
 ///
 /// `dims` (the implied shape) turns flat indexes back into nested ones for
-/// the reported paths; `skip` marks elements left out by ignore rules.
+/// the reported paths; `located` says that path is where the element sits on both
+/// sides (see [`Ctx::record_elem`]); `skip` marks elements left out by ignore rules.
 pub(crate) fn compare_leaves(
     ctx: &mut Ctx<'_, '_>,
     a: &Leaves<'_>,
     b: &Leaves<'_>,
     mode: Mode,
     dims: &[usize],
+    located: bool,
     skip: Option<&[bool]>,
 ) -> Stats {
+    let at = (dims, located);
     match (a, b) {
-        (Leaves::Flat(x), Leaves::Flat(y)) => run(ctx, x, y, mode, dims, skip),
-        (Leaves::Flat(x), Leaves::Nested(y)) => run(ctx, x, y, mode, dims, skip),
-        (Leaves::Nested(x), Leaves::Flat(y)) => run(ctx, x, y, mode, dims, skip),
-        (Leaves::Nested(x), Leaves::Nested(y)) => run(ctx, x, y, mode, dims, skip),
+        (Leaves::Flat(x), Leaves::Flat(y)) => run(ctx, x, y, mode, at, skip),
+        (Leaves::Flat(x), Leaves::Nested(y)) => run(ctx, x, y, mode, at, skip),
+        (Leaves::Nested(x), Leaves::Flat(y)) => run(ctx, x, y, mode, at, skip),
+        (Leaves::Nested(x), Leaves::Nested(y)) => run(ctx, x, y, mode, at, skip),
     }
 }
 
@@ -162,7 +165,7 @@ fn run<A: Borrow<Value>, B: Borrow<Value>>(
     x: &[A],
     y: &[B],
     mode: Mode,
-    dims: &[usize],
+    (dims, located): (&[usize], bool),
     skip: Option<&[bool]>,
 ) -> Stats {
     let n = x.len().min(y.len());
@@ -207,7 +210,7 @@ fn run<A: Borrow<Value>, B: Borrow<Value>>(
         };
         if !same {
             mismatched += 1;
-            ctx.record_elem(i, dims, "value", Shown::Val(p), Shown::Val(q));
+            ctx.record_elem(i, dims, located, "value", Shown::Val(p), Shown::Val(q));
         }
     }
     let elements = x.len().max(y.len());

@@ -169,6 +169,7 @@ fn compare_tensor<'a>(
         &tb.leaves,
         Mode::Tolerant,
         &ta.dims,
+        shapes_equal,
         mask.as_deref(),
     );
     report.elements = stats.elements;

@@ -267,6 +267,7 @@ fn compare_data<'a>(
         &tb.leaves,
         mode,
         path_dims,
+        ta.regular && tb.regular && ta.dims == tb.dims,
         mask.as_deref(),
     );
     if ta.leaves.len() != tb.leaves.len() {

@@ -30,11 +30,18 @@ impl fmt::Display for Dur {
     }
 }
 
+/// The longest duration a config may write: beyond any sensible setting, and far from
+/// overflowing an instant (the data plane adds timeouts to the current one).
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Parses a duration the way the config writes it.
 pub(crate) fn parse_duration(s: &str) -> Result<Dur, String> {
-    humantime::parse_duration(s.trim())
-        .map(Dur)
-        .map_err(|e| format!("`{s}` is not a duration like 500ms, 10s, 2m or 1h: {e}"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 500ms, 10s, 2m or 1h: {e}"))?;
+    if d > MAX_DURATION {
+        return Err(format!("`{s}` is longer than 100 years"));
+    }
+    Ok(Dur(d))
 }
 
 /// Deserializes a string through `parse`, failing inside the visitor so the YAML parser

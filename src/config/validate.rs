@@ -503,6 +503,13 @@ fn shadow_compare(c: &CompareConfig, cp: FieldPath, found: &mut Found) {
                     cp.clone().key(field).index(i),
                     format!("`{ptr}` is not a JSON pointer (they start with `/`)"),
                 );
+            } else if ptr.split('~').skip(1).any(|r| !r.starts_with(['0', '1'])) {
+                found.bad(
+                    cp.clone().key(field).index(i),
+                    format!(
+                        "`{ptr}` is not a JSON pointer (`~` is written `~0`, `/` in a key `~1`)"
+                    ),
+                );
             }
         }
     }

@@ -70,16 +70,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Found {
         return found;
     }
     if present & 1 != 0 {
-        // Names listed in `Connection` go too. `close` and `keep-alive` are options, not
+        // Names listed in `Connection` go too (read byte-wise: a non-ASCII byte elsewhere
+        // in the list does not hide them). `close` and `keep-alive` are options, not
         // names, and the common case collects nothing (an empty Vec does not allocate).
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for n in named {
             headers.remove(n);
