@@ -157,52 +157,9 @@ impl Admin {
 
     /// Live figures of the stable's and the candidate's sliding windows, as the analysis sees them.
     fn window_figures(&self) -> serde_json::Value {
-        use crate::telemetry::window::Summary;
         let snap = self.sources.published.snapshot.load_full();
-        let now = tokio::time::Instant::now();
-        let stable = snap.stable.window.summary(now, snap.window);
-        let candidate = snap
-            .candidate
-            .as_deref()
-            .map(|c| (c, c.window.summary(now, snap.window)));
-        let figures = |b: &crate::snapshot::Backend, s: &Summary| {
-            let ms = |q: f64| s.quantile(q).map(|d| d.as_secs_f64() * 1e3);
-            serde_json::json!({
-                "backend": &*b.name,
-                "requests": s.requests,
-                "errors": s.errors,
-                "error_rate": s.error_rate(),
-                "p50_ms": ms(0.5),
-                "p99_ms": ms(0.99),
-                "shadow": {
-                    "agree": s.shadow_agree,
-                    "disagree": s.shadow_disagree,
-                    "incomparable": s.shadow_incomparable,
-                    "agreement": s.shadow_agreement(),
-                },
-            })
-        };
-        // With `shadow.calibrate`, the stable's shadow tally is the stable compared with itself.
-        let noise_floor = (snap.calibrate_bp > 0).then(|| {
-            let floor = stable.shadow_agreement().map(|a| 1.0 - a);
-            let above = candidate
-                .as_ref()
-                .and_then(|(_, c)| c.shadow_agreement())
-                .zip(floor)
-                .map(|(a, f)| crate::rollout::analysis::above_floor(a, f));
-            serde_json::json!({
-                "self_agree": stable.shadow_agree,
-                "self_disagree": stable.shadow_disagree,
-                "disagreement": floor,
-                "candidate_agreement_above_floor": above,
-            })
-        });
-        serde_json::json!({
-            "span_s": snap.window.as_secs_f64(),
-            "stable": figures(&snap.stable, &stable),
-            "candidate": candidate.as_ref().map(|(b, s)| figures(b, s)),
-            "noise_floor": noise_floor,
-        })
+        let figures = window::WindowFigures::of(&snap, tokio::time::Instant::now());
+        serde_json::to_value(figures).unwrap_or_default()
     }
 }
 

@@ -2,6 +2,11 @@
 //! analysis sees of the stable and the candidate right now.
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::rollout::analysis::above_floor;
+use crate::snapshot::{Backend, Snapshot};
+use crate::telemetry::window::Summary;
 
 /// The stable's and the candidate's sliding windows, over the analysis window's span.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,4 +59,57 @@ pub struct NoiseFloor {
     /// The share of self-comparisons that disagreed.
     pub disagreement: Option<f64>,
     pub candidate_agreement_above_floor: Option<f64>,
+}
+
+// === built from the live windows ===
+
+impl WindowFigures {
+    /// The figures of `snap`'s stable and candidate at `now`, over the analysis window.
+    pub fn of(snap: &Snapshot, now: Instant) -> WindowFigures {
+        let stable = snap.stable.window.summary(now, snap.window);
+        let candidate = snap
+            .candidate
+            .as_deref()
+            .map(|c| (c, c.window.summary(now, snap.window)));
+        // With `shadow.calibrate`, the stable's shadow tally is the stable compared with itself.
+        let noise_floor = (snap.calibrate_bp > 0).then(|| {
+            let floor = stable.shadow_agreement().map(|a| 1.0 - a);
+            NoiseFloor {
+                self_agree: stable.shadow_agree,
+                self_disagree: stable.shadow_disagree,
+                disagreement: floor,
+                candidate_agreement_above_floor: candidate
+                    .as_ref()
+                    .and_then(|(_, c)| c.shadow_agreement())
+                    .zip(floor)
+                    .map(|(a, f)| above_floor(a, f)),
+            }
+        });
+        WindowFigures {
+            span_s: snap.window.as_secs_f64(),
+            stable: Some(BackendFigures::of(&snap.stable, &stable)),
+            candidate: candidate.map(|(b, s)| BackendFigures::of(b, &s)),
+            noise_floor,
+        }
+    }
+}
+
+impl BackendFigures {
+    fn of(backend: &Backend, s: &Summary) -> BackendFigures {
+        let ms = |q: f64| s.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+        BackendFigures {
+            backend: backend.name.to_string(),
+            requests: s.requests,
+            errors: s.errors,
+            error_rate: s.error_rate(),
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            shadow: ShadowTally {
+                agree: s.shadow_agree,
+                disagree: s.shadow_disagree,
+                incomparable: s.shadow_incomparable,
+                agreement: s.shadow_agreement(),
+            },
+        }
+    }
 }
