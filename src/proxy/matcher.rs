@@ -1,0 +1,1587 @@
+//! The route decision: which of the configured routes takes a request.
+//!
+//! Routes are tried in order and the first whose conditions all hold takes the request;
+//! a route without conditions takes everything and may only be last. The decision is
+//! made from the request head, except for OpenAI-style requests when some route has a
+//! `model` condition: their model is in the JSON body, so [`Matcher::pick`] says
+//! [`Pick::NeedsBody`] and the caller, once it holds the body, asks
+//! [`Matcher::pick_with_body`].
+//!
+//! ```
+//! use http::{HeaderMap, Method, Uri};
+//! use switchyard::proxy::matcher::{MatchRule, Matcher, Pick};
+//!
+//! let matcher = Matcher::new(vec![
+//!     ("iris".into(), Some(MatchRule { model: Some("iris".into()), ..Default::default() })),
+//!     ("rest".into(), None),
+//! ])
+//! .unwrap();
+//! let uri = Uri::from_static("/v2/models/iris/versions/2/infer");
+//! assert_eq!(matcher.pick(&Method::POST, &uri, &HeaderMap::new()), Pick::Route(0));
+//! let chat = Uri::from_static("/v1/chat/completions");
+//! assert_eq!(matcher.pick(&Method::POST, &chat, &HeaderMap::new()), Pick::NeedsBody);
+//! let body = br#"{"messages": [], "model": "iris"}"#;
+//! assert_eq!(matcher.pick_with_body(&Method::POST, &chat, &HeaderMap::new(), body), Pick::Route(0));
+//! ```
+//!
+//! How each condition reads a request:
+//!
+//! - `model`: the `NAME` of a KServe/MLServer V2 path `/v2/models/NAME[/...]`, of a
+//!   TF-Serving V1 path `/v1/models/NAME[/...][:VERB]` (the name stops at the first `/`
+//!   or `:`, as in TF-Serving's own grammar), or the top-level `"model"` string of the JSON
+//!   body of a `POST` to `/v1/chat/completions`, `/v1/completions` or `/v1/embeddings`
+//!   (those exact paths). A name in a path is percent-decoded after the path is split at
+//!   its `/`s, so `my%20model` is `my model` and `a%2Fb` is `a/b` (clients such as
+//!   Triton's quote model names); a malformed escape or a name that is not UTF-8 names no
+//!   model. Names are compared exactly (case-sensitive).
+//! - `path_prefix`: segment by segment, as Kubernetes' `Prefix` path type: `/fraud` and
+//!   `/fraud/` both take `/fraud`, `/fraud/` and `/fraud/score`, never `/fraudulent`. The
+//!   path is compared as sent (neither decoded nor normalised), which is also what the
+//!   backend receives; the query string plays no part.
+//! - `header`: each named header's first value is exactly the given value (the name is
+//!   case-insensitive, the value is not), as the rest of switchyard reads headers.
+//! - `host`: the request's authority (the URI's, as HTTP/2 and absolute-form requests
+//!   carry it, else the `Host` header), case-insensitive; its port counts only when the
+//!   condition gives one.
+//!
+//! Deciding from the head allocates nothing (but for a percent-encoded model name, which
+//! is decoded into a string of its own): paths, names and values are compared as slices
+//! of the request, the header names are made once when the matcher is built, and routes
+//! with a `model` condition are found in a table by the request's model. A body's model
+//! is borrowed from the body unless it holds escapes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::{HeaderMap, Method, Uri};
+
+/// The conditions of one route, as configured: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchRule {
+    /// The model the request is for (from its path, or an OpenAI-style body).
+    pub model: Option<String>,
+    /// The path's leading segments, e.g. `/fraud/`.
+    pub path_prefix: Option<String>,
+    /// Headers (name, value) the request must carry, each with exactly that value.
+    pub header: Vec<(String, String)>,
+    /// The host the request is addressed to, with or without a port.
+    pub host: Option<String>,
+}
+
+/// What the route decision came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The route at this index (in the order given to [`Matcher::new`]) takes the request.
+    Route(usize),
+    /// The route depends on the `model` in the request's JSON body: read the body, then
+    /// ask [`Matcher::pick_with_body`].
+    NeedsBody,
+    /// No route takes the request (the caller answers 404).
+    NoRoute,
+}
+
+/// The routes of a configuration, in order, ready to decide where each request goes.
+#[derive(Debug)]
+pub struct Matcher {
+    routes: Box<[Route]>,
+    /// Routes without a `model` condition, in order.
+    unkeyed: Box<[usize]>,
+    /// Routes with a `model` condition, in order.
+    keyed: Box<[usize]>,
+    /// Routes with a `model` condition by that model, each list in order.
+    by_model: HashMap<Box<str>, Box<[usize]>>,
+    /// The header names conditions read, each once; a condition refers to one by index.
+    header_names: Box<[HeaderName]>,
+}
+
+/// One route: its name and its conditions other than `model` (which [`Matcher`] keys).
+#[derive(Debug)]
+struct Route {
+    name: Box<str>,
+    path_prefix: Option<Box<str>>,
+    /// (index into [`Matcher::header_names`], the value it must have)
+    header: Box<[(usize, HeaderValue)]>,
+    host: Option<HostRule>,
+}
+
+/// A `host` condition: the name (compared without case) and, when given, the port.
+#[derive(Debug)]
+struct HostRule {
+    name: Box<str>,
+    port: Option<u16>,
+}
+
+/// Where a request names its model, as far as its head tells.
+enum Model<'r> {
+    /// In its path (decoded when it was percent-encoded).
+    Named(Cow<'r, str>),
+    /// In its JSON body, not read yet.
+    InBody,
+    /// Nowhere.
+    Unnamed,
+}
+
+/// The paths of OpenAI-style requests whose JSON body names the model.
+const OPENAI_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+
+// === impl Matcher ===
+
+impl Matcher {
+    /// Builds the matcher for routes given in order as (name, conditions); `None` is a
+    /// route that takes every request, allowed only last.
+    pub fn new(rules: Vec<(String, Option<MatchRule>)>) -> Result<Matcher, String> {
+        if rules.is_empty() {
+            return Err("no routes".into());
+        }
+        let last = rules.len() - 1;
+        let mut header_names = Vec::new();
+        let mut by_model: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let (mut unkeyed, mut keyed) = (Vec::new(), Vec::new());
+        let mut routes = Vec::with_capacity(rules.len());
+        for (i, (name, rule)) in rules.into_iter().enumerate() {
+            let route = Route::new(name, rule.as_ref(), &mut header_names)?;
+            if rule.is_none() && i != last {
+                return Err(format!(
+                    "route `{}` has no `match`, so it takes every request: only the last route may omit it",
+                    route.name
+                ));
+            }
+            match rule.and_then(|r| r.model) {
+                Some(model) => {
+                    by_model.entry(model.into()).or_default().push(i);
+                    keyed.push(i);
+                }
+                None => unkeyed.push(i),
+            }
+            routes.push(route);
+        }
+        Ok(Matcher {
+            routes: routes.into(),
+            unkeyed: unkeyed.into(),
+            keyed: keyed.into(),
+            by_model: by_model.into_iter().map(|(m, r)| (m, r.into())).collect(),
+            header_names: header_names.into(),
+        })
+    }
+
+    /// Decides the route from the request head: a route, [`Pick::NeedsBody`] (only for an
+    /// OpenAI-style `POST` whose route depends on its body's model), or no route.
+    pub fn pick(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Pick {
+        let model = self.model(method, uri);
+        self.first(model, &mut Facts::new(uri, headers))
+    }
+
+    /// Decides the route with the request's body at hand: as [`Matcher::pick`], except
+    /// that an OpenAI-style request's model is read from `body` (never
+    /// [`Pick::NeedsBody`]). A body that is not a JSON object with a string `"model"` at
+    /// its top level names no model.
+    pub fn pick_with_body(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Pick {
+        let model = match self.model(method, uri) {
+            Model::InBody => body_model(body).map_or(Model::Unnamed, Model::Named),
+            model => model,
+        };
+        self.first(model, &mut Facts::new(uri, headers))
+    }
+
+    /// The name of the route at `index`.
+    pub fn name(&self, index: usize) -> &str {
+        &self.routes[index].name
+    }
+
+    /// How many routes there are.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Where the request names its model; not looked for when no route asks.
+    fn model<'r>(&self, method: &Method, uri: &'r Uri) -> Model<'r> {
+        if self.keyed.is_empty() {
+            return Model::Unnamed;
+        }
+        let path = uri.path();
+        if let Some(name) = path_model(path) {
+            return decode(name).map_or(Model::Unnamed, Model::Named);
+        }
+        if method == Method::POST && OPENAI_PATHS.contains(&path) {
+            return Model::InBody;
+        }
+        Model::Unnamed
+    }
+
+    /// The first route that takes the request, its `model` being `model`.
+    fn first(&self, model: Model<'_>, facts: &mut Facts<'_>) -> Pick {
+        let keyed: &[usize] = match &model {
+            Model::Named(name) => self.by_model.get(&**name).map_or(&[], |r| r),
+            Model::InBody => &self.keyed,
+            Model::Unnamed => &[],
+        };
+        let mut holds = |i: &usize| self.routes[*i].holds(&self.header_names, facts);
+        // The keyed list is short (the routes of one model); the first of it that holds
+        // bounds the scan of the others.
+        let keyed = keyed.iter().copied().find(&mut holds);
+        let before = keyed.unwrap_or(usize::MAX);
+        let unkeyed = self
+            .unkeyed
+            .iter()
+            .copied()
+            .take_while(|i| *i < before)
+            .find(holds);
+        match (unkeyed, keyed, model) {
+            (Some(i), ..) => Pick::Route(i),
+            (None, Some(_), Model::InBody) => Pick::NeedsBody,
+            (None, Some(i), _) => Pick::Route(i),
+            (None, None, _) => Pick::NoRoute,
+        }
+    }
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Checks a route's conditions, interning its header names into `header_names`.
+    fn new(
+        name: String,
+        rule: Option<&MatchRule>,
+        header_names: &mut Vec<HeaderName>,
+    ) -> Result<Route, String> {
+        let mut route = Route {
+            name: name.into(),
+            path_prefix: None,
+            header: Box::new([]),
+            host: None,
+        };
+        let Some(rule) = rule else {
+            return Ok(route);
+        };
+        let fail = |what: String| format!("route `{}`: {what}", route.name);
+        if rule == &MatchRule::default() {
+            return Err(fail(
+                "`match` gives no condition (omit `match` for a route that takes everything)"
+                    .into(),
+            ));
+        }
+        if rule.model.as_deref() == Some("") {
+            return Err(fail("`model` is empty".into()));
+        }
+        let path_prefix = rule.path_prefix.as_deref().map(path_prefix).transpose();
+        let header = header_rules(&rule.header, header_names);
+        let host = rule.host.as_deref().map(HostRule::new).transpose();
+        route.path_prefix = path_prefix.map_err(fail)?;
+        route.header = header.map_err(fail)?;
+        route.host = host.map_err(fail)?;
+        Ok(route)
+    }
+
+    /// Whether the route's head conditions (all but `model`) hold for the request.
+    fn holds(&self, header_names: &[HeaderName], facts: &mut Facts<'_>) -> bool {
+        if let Some(prefix) = &self.path_prefix {
+            if !under(facts.uri.path(), prefix) {
+                return false;
+            }
+        }
+        for (name, value) in &self.header {
+            if facts.header(header_names, *name) != Some(value) {
+                return false;
+            }
+        }
+        match &self.host {
+            Some(rule) => facts
+                .host()
+                .is_some_and(|(name, port)| rule.takes(name, port)),
+            None => true,
+        }
+    }
+}
+
+/// A `path_prefix` as compared: it starts with `/`, its trailing `/` dropped.
+fn path_prefix(prefix: &str) -> Result<Box<str>, String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("`path_prefix` {prefix:?} does not start with `/`"));
+    }
+    if prefix.contains(|c: char| c == '?' || c == '#' || c.is_whitespace()) {
+        return Err(format!(
+            "`path_prefix` {prefix:?} holds a `?`, `#` or white space"
+        ));
+    }
+    Ok(prefix.trim_end_matches('/').into())
+}
+
+/// Whether `path` is `prefix` (without its trailing `/`) or lies below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The `header` conditions, each name interned into `names` (lowercase, once).
+fn header_rules(
+    header: &[(String, String)],
+    names: &mut Vec<HeaderName>,
+) -> Result<Box<[(usize, HeaderValue)]>, String> {
+    let mut rules: Vec<(usize, HeaderValue)> = Vec::with_capacity(header.len());
+    for (name, value) in header {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`header` name {name:?} is not a header name"))?;
+        let value = HeaderValue::from_str(value)
+            .ok()
+            .filter(|v| v.as_bytes().trim_ascii().len() == v.len())
+            .ok_or_else(|| {
+                format!("`header` {name}: {value:?} is not a header value a request can carry")
+            })?;
+        let index = match names.iter().position(|n| n == name) {
+            Some(index) => index,
+            None => {
+                names.push(name.clone());
+                names.len() - 1
+            }
+        };
+        if rules.iter().any(|(i, _)| *i == index) {
+            return Err(format!("`header` {name} is given twice"));
+        }
+        rules.push((index, value));
+    }
+    Ok(rules.into())
+}
+
+// === impl HostRule ===
+
+impl HostRule {
+    /// Reads a `host` condition: a host name or address, then optionally `:PORT`.
+    fn new(host: &str) -> Result<HostRule, String> {
+        let refuse = || format!("`host` {host:?} is not a host, with or without a port");
+        if host.contains(['@', '/', '*']) || host.parse::<http::uri::Authority>().is_err() {
+            return Err(refuse());
+        }
+        match split_authority(host) {
+            Some((name, port)) if !name.is_empty() => Ok(HostRule {
+                name: name.into(),
+                port,
+            }),
+            _ => Err(refuse()),
+        }
+    }
+
+    /// Whether a request addressed to `name` (and `port`, when it gave one) is meant.
+    fn takes(&self, name: &str, port: Option<u16>) -> bool {
+        self.name.eq_ignore_ascii_case(name) && self.port.is_none_or(|p| port == Some(p))
+    }
+}
+
+/// The request's authority split into host and port, without allocating: `None` when
+/// the value is not one.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    match authority.rfind(':') {
+        // A `:` inside brackets belongs to an IPv6 address.
+        Some(i) if !authority[i..].contains(']') => {
+            let (host, port) = (&authority[..i], &authority[i + 1..]);
+            let port = if port.is_empty() {
+                None
+            } else {
+                Some(port.parse().ok()?)
+            };
+            Some((host, port))
+        }
+        _ => Some((authority, None)),
+    }
+}
+
+// === the request's facts ===
+
+/// How many distinct header names a request remembers having looked up; conditions on
+/// names past these look theirs up each time.
+const REMEMBERED: usize = 8;
+
+/// What the conditions read of one request, each looked up at most once.
+struct Facts<'r> {
+    uri: &'r Uri,
+    headers: &'r HeaderMap,
+    host: Option<Option<(&'r str, Option<u16>)>>,
+    values: [Option<Option<&'r HeaderValue>>; REMEMBERED],
+}
+
+impl<'r> Facts<'r> {
+    fn new(uri: &'r Uri, headers: &'r HeaderMap) -> Self {
+        Facts {
+            uri,
+            headers,
+            host: None,
+            values: [None; REMEMBERED],
+        }
+    }
+
+    /// The first value of the header `names[index]`.
+    fn header(&mut self, names: &[HeaderName], index: usize) -> Option<&'r HeaderValue> {
+        let headers = self.headers;
+        match self.values.get_mut(index) {
+            Some(seen) => *seen.get_or_insert_with(|| headers.get(&names[index])),
+            None => headers.get(&names[index]),
+        }
+    }
+
+    /// The host (and port, if given) the request is addressed to.
+    fn host(&mut self) -> Option<(&'r str, Option<u16>)> {
+        let (uri, headers) = (self.uri, self.headers);
+        *self.host.get_or_insert_with(|| match uri.authority() {
+            Some(a) => Some((a.host(), a.port_u16())),
+            None => split_authority(headers.get(HOST)?.to_str().ok()?),
+        })
+    }
+}
+
+// === the model of a request ===
+
+/// The (still encoded) model name in a V2 or V1 inference path, if it is one.
+fn path_model(path: &str) -> Option<&str> {
+    let name = if let Some(rest) = path.strip_prefix("/v2/models/") {
+        rest.split('/').next()
+    } else if let Some(rest) = path.strip_prefix("/v1/models/") {
+        rest.split(['/', ':']).next()
+    } else {
+        None
+    }?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// A path segment percent-decoded: borrowed when it has no `%`, `None` when an escape is
+/// malformed or the result is not UTF-8.
+fn decode(segment: &str) -> Option<Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
+    let mut bytes = Vec::with_capacity(segment.len());
+    let mut rest = segment.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = tail.get(..2)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok().map(Cow::Owned)
+}
+
+/// The top-level `"model"` string of a JSON object body; borrowed from `body` unless it
+/// holds escapes. Anything else (not JSON, not an object, no `"model"`, a `"model"`
+/// that is not a string, or given twice) is `None`.
+fn body_model(body: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Openai<'a> {
+        #[serde(borrow)]
+        model: Cow<'a, str>,
+    }
+    serde_json::from_slice::<Openai<'_>>(body)
+        .ok()
+        .map(|o| o.model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route's conditions, the short way: `("header", "x-tenant: acme")` and the like.
+    fn rule(conditions: &[(&str, &str)]) -> Option<MatchRule> {
+        let mut rule = MatchRule::default();
+        for (condition, given) in conditions {
+            let given = given.to_string();
+            match *condition {
+                "model" => rule.model = Some(given),
+                "path_prefix" => rule.path_prefix = Some(given),
+                "host" => rule.host = Some(given),
+                "header" => {
+                    let (name, value) = given.split_once(": ").expect("NAME: VALUE");
+                    rule.header.push((name.into(), value.into()));
+                }
+                _ => panic!("no condition {condition}"),
+            }
+        }
+        Some(rule)
+    }
+
+    /// Routes in order, as (name, conditions).
+    type Table<'a> = Vec<(&'a str, Option<MatchRule>)>;
+
+    fn routes(routes: &[(&str, Option<MatchRule>)]) -> Vec<(String, Option<MatchRule>)> {
+        routes
+            .iter()
+            .map(|(n, r)| (n.to_string(), r.clone()))
+            .collect()
+    }
+
+    fn matcher(table: &[(&str, Option<MatchRule>)]) -> Matcher {
+        Matcher::new(routes(table)).expect("valid routes")
+    }
+
+    /// A request head from its request line (`POST /v2/models/iris/infer`) and headers.
+    fn head(request: &str, headers: &[(&str, &str)]) -> (Method, Uri, HeaderMap) {
+        let (method, target) = request.split_once(' ').expect("METHOD TARGET");
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            map.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        (method.parse().unwrap(), target.parse().unwrap(), map)
+    }
+
+    /// A decision as a table writes it: the route's name, `NEEDS BODY` or `NO ROUTE`.
+    fn shown(matcher: &Matcher, pick: Pick) -> &str {
+        match pick {
+            Pick::Route(i) => matcher.name(i),
+            Pick::NeedsBody => "NEEDS BODY",
+            Pick::NoRoute => "NO ROUTE",
+        }
+    }
+
+    /// (case, request line, headers, expected decision)
+    type HeadCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
+    /// Decides every case from its head and names each that went elsewhere; a case
+    /// decided from its head is decided the same with a body at hand.
+    fn check(matcher: &Matcher, cases: &[HeadCase<'_>]) {
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(case, request, headers, want)| {
+                let (method, uri, map) = head(request, headers);
+                let pick = matcher.pick(&method, &uri, &map);
+                let got = shown(matcher, pick);
+                if got != *want {
+                    return Some(format!(
+                        "{case}: `{request}` {headers:?} went to {got}, expected {want}"
+                    ));
+                }
+                let with_body = matcher.pick_with_body(&method, &uri, &map, b"{}");
+                (pick != Pick::NeedsBody && with_body != pick)
+                    .then(|| format!("{case}: with a body went to {}", shown(matcher, with_body)))
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases:\n{}",
+            wrong.len(),
+            cases.len(),
+            wrong.join("\n")
+        );
+    }
+
+    /// (case, body, expected decision), for `request`'s body.
+    fn check_bodies(matcher: &Matcher, request: &str, cases: &[(&str, &str, &str)]) {
+        let (method, uri, map) = head(request, &[]);
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(case, body, want)| {
+                let pick = matcher.pick_with_body(&method, &uri, &map, body.as_bytes());
+                let got = shown(matcher, pick);
+                (got != *want).then(|| format!("{case}: {body} went to {got}, expected {want}"))
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases:\n{}",
+            wrong.len(),
+            cases.len(),
+            wrong.join("\n")
+        );
+    }
+
+    fn models() -> Matcher {
+        matcher(&[
+            ("iris", rule(&[("model", "iris")])),
+            ("llama", rule(&[("model", "llama-3-8b")])),
+            ("hf", rule(&[("model", "meta-llama/Llama-3")])),
+            ("spaced", rule(&[("model", "my model")])),
+            ("quoted", rule(&[("model", "a\"b")])),
+        ])
+    }
+
+    #[test]
+    fn v2_paths_name_their_model() {
+        check(
+            &models(),
+            &[
+                ("v2 infer", "POST /v2/models/iris/infer", &[], "iris"),
+                (
+                    "v2 versioned infer",
+                    "POST /v2/models/iris/versions/2/infer",
+                    &[],
+                    "iris",
+                ),
+                ("v2 ready", "GET /v2/models/iris/ready", &[], "iris"),
+                (
+                    "v2 versioned ready",
+                    "GET /v2/models/iris/versions/2/ready",
+                    &[],
+                    "iris",
+                ),
+                ("v2 metadata", "GET /v2/models/iris", &[], "iris"),
+                ("v2 trailing slash", "GET /v2/models/iris/", &[], "iris"),
+                (
+                    "v2 query string",
+                    "POST /v2/models/iris/infer?trace=1",
+                    &[],
+                    "iris",
+                ),
+                (
+                    "v2 absolute form",
+                    "POST http://models.example/v2/models/iris/infer",
+                    &[],
+                    "iris",
+                ),
+                (
+                    "v2 other model",
+                    "POST /v2/models/setosa/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "v2 name's prefix",
+                    "POST /v2/models/ir/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "v2 name extended",
+                    "POST /v2/models/iris2/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "v2 other case",
+                    "POST /v2/models/IRIS/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                ("v2 empty name", "POST /v2/models//infer", &[], "NO ROUTE"),
+                ("v2 model list", "GET /v2/models", &[], "NO ROUTE"),
+                ("v2 models slash", "GET /v2/models/", &[], "NO ROUTE"),
+                ("v2 server ready", "GET /v2/health/ready", &[], "NO ROUTE"),
+                (
+                    "v2 mounted elsewhere",
+                    "POST /api/v2/models/iris/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "v3 is no version",
+                    "POST /v3/models/iris/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn v1_paths_name_their_model() {
+        check(
+            &models(),
+            &[
+                ("v1 predict", "POST /v1/models/iris:predict", &[], "iris"),
+                ("v1 classify", "POST /v1/models/iris:classify", &[], "iris"),
+                (
+                    "v1 versioned predict",
+                    "POST /v1/models/iris/versions/3:predict",
+                    &[],
+                    "iris",
+                ),
+                (
+                    "v1 labelled predict",
+                    "POST /v1/models/iris/labels/stable:predict",
+                    &[],
+                    "iris",
+                ),
+                ("v1 status", "GET /v1/models/iris", &[], "iris"),
+                (
+                    "v1 versioned status",
+                    "GET /v1/models/iris/versions/3",
+                    &[],
+                    "iris",
+                ),
+                ("v1 metadata", "GET /v1/models/iris/metadata", &[], "iris"),
+                (
+                    "v1 versioned metadata",
+                    "GET /v1/models/iris/versions/3/metadata",
+                    &[],
+                    "iris",
+                ),
+                ("v1 trailing slash", "GET /v1/models/iris/", &[], "iris"),
+                (
+                    "v1 query string",
+                    "POST /v1/models/iris:predict?x=1",
+                    &[],
+                    "iris",
+                ),
+                (
+                    "v1 other model",
+                    "POST /v1/models/setosa:predict",
+                    &[],
+                    "NO ROUTE",
+                ),
+                ("v1 empty name", "POST /v1/models/:predict", &[], "NO ROUTE"),
+                ("v1 model list", "GET /v1/models", &[], "NO ROUTE"),
+                (
+                    "v1 name extended",
+                    "POST /v1/models/iris2:predict",
+                    &[],
+                    "NO ROUTE",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn path_names_are_percent_decoded_after_the_split() {
+        check(
+            &models(),
+            &[
+                (
+                    "encoded letter",
+                    "POST /v2/models/ir%69s/infer",
+                    &[],
+                    "iris",
+                ),
+                (
+                    "encoded space",
+                    "POST /v2/models/my%20model/infer",
+                    &[],
+                    "spaced",
+                ),
+                (
+                    "encoded slash",
+                    "POST /v2/models/meta-llama%2FLlama-3/infer",
+                    &[],
+                    "hf",
+                ),
+                (
+                    "lowercase escape",
+                    "POST /v2/models/meta-llama%2fLlama-3/infer",
+                    &[],
+                    "hf",
+                ),
+                (
+                    "encoded quote",
+                    "POST /v2/models/a%22b/infer",
+                    &[],
+                    "quoted",
+                ),
+                ("v1 encoded", "POST /v1/models/ir%69s:predict", &[], "iris"),
+                (
+                    "raw slash splits",
+                    "POST /v2/models/meta-llama/Llama-3/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "escape cut short",
+                    "POST /v2/models/iris%6/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "escape at the end",
+                    "POST /v2/models/iris%/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "escape not hex",
+                    "POST /v2/models/iris%zz/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "escape with a sign",
+                    "POST /v2/models/iris%+1/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+                (
+                    "decodes to no UTF-8",
+                    "POST /v2/models/%ff/infer",
+                    &[],
+                    "NO ROUTE",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn openai_requests_need_their_body_and_nothing_else_does() {
+        check(
+            &models(),
+            &[
+                (
+                    "chat completions",
+                    "POST /v1/chat/completions",
+                    &[],
+                    "NEEDS BODY",
+                ),
+                ("completions", "POST /v1/completions", &[], "NEEDS BODY"),
+                ("embeddings", "POST /v1/embeddings", &[], "NEEDS BODY"),
+                (
+                    "query string",
+                    "POST /v1/chat/completions?stream=true",
+                    &[],
+                    "NEEDS BODY",
+                ),
+                ("GET", "GET /v1/chat/completions", &[], "NO ROUTE"),
+                ("PUT", "PUT /v1/completions", &[], "NO ROUTE"),
+                (
+                    "trailing slash",
+                    "POST /v1/chat/completions/",
+                    &[],
+                    "NO ROUTE",
+                ),
+                ("below", "POST /v1/chat/completions/x", &[], "NO ROUTE"),
+                ("other OpenAI path", "POST /v1/responses", &[], "NO ROUTE"),
+                (
+                    "mounted elsewhere",
+                    "POST /openai/v1/chat/completions",
+                    &[],
+                    "NO ROUTE",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn openai_bodies_name_their_model_at_the_top_level_only() {
+        let m = models();
+        check_bodies(
+            &m,
+            "POST /v1/chat/completions",
+            &[
+                (
+                    "model first",
+                    r#"{"model": "llama-3-8b", "messages": []}"#,
+                    "llama",
+                ),
+                (
+                    "model last",
+                    r#"{"messages": [{"role": "user", "content": "hi"}], "model": "llama-3-8b"}"#,
+                    "llama",
+                ),
+                (
+                    "white space",
+                    " \n{ \"model\" :\t\"llama-3-8b\" } \n",
+                    "llama",
+                ),
+                ("slash in name", r#"{"model": "meta-llama/Llama-3"}"#, "hf"),
+                ("escaped slash", r#"{"model": "meta-llama\/Llama-3"}"#, "hf"),
+                ("escaped quote", r#"{"model": "a\"b"}"#, "quoted"),
+                ("unicode escape", r#"{"model": "llama-3-8\u0062"}"#, "llama"),
+                ("escaped key", r#"{"mod\u0065l": "llama-3-8b"}"#, "llama"),
+                (
+                    "nested model before",
+                    r#"{"x": {"model": "iris"}, "model": "llama-3-8b"}"#,
+                    "llama",
+                ),
+                (
+                    "model inside a string",
+                    r#"{"prompt": "\"model\": \"iris\"", "model": "llama-3-8b"}"#,
+                    "llama",
+                ),
+                ("other model", r#"{"model": "gpt-4"}"#, "NO ROUTE"),
+                (
+                    "model in other case",
+                    r#"{"model": "LLAMA-3-8B"}"#,
+                    "NO ROUTE",
+                ),
+                ("no model", r#"{"messages": []}"#, "NO ROUTE"),
+                (
+                    "model only nested",
+                    r#"{"messages": [{"model": "llama-3-8b"}]}"#,
+                    "NO ROUTE",
+                ),
+                (
+                    "model only in an object",
+                    r#"{"options": {"model": "llama-3-8b"}}"#,
+                    "NO ROUTE",
+                ),
+                ("model a number", r#"{"model": 3}"#, "NO ROUTE"),
+                ("model null", r#"{"model": null}"#, "NO ROUTE"),
+                ("model an array", r#"{"model": ["llama-3-8b"]}"#, "NO ROUTE"),
+                (
+                    "model an object",
+                    r#"{"model": {"name": "llama-3-8b"}}"#,
+                    "NO ROUTE",
+                ),
+                ("model empty", r#"{"model": ""}"#, "NO ROUTE"),
+                (
+                    "model twice",
+                    r#"{"model": "llama-3-8b", "model": "iris"}"#,
+                    "NO ROUTE",
+                ),
+                (
+                    "top level an array",
+                    r#"[{"model": "llama-3-8b"}]"#,
+                    "NO ROUTE",
+                ),
+                ("top level a string", r#""llama-3-8b""#, "NO ROUTE"),
+                ("empty body", "", "NO ROUTE"),
+                ("cut short", r#"{"model": "llama-3-8b""#, "NO ROUTE"),
+                ("cut in the name", r#"{"model": "llama-3"#, "NO ROUTE"),
+                (
+                    "trailing garbage",
+                    r#"{"model": "llama-3-8b"} x"#,
+                    "NO ROUTE",
+                ),
+                ("trailing comma", r#"{"model": "llama-3-8b",}"#, "NO ROUTE"),
+                ("bad escape", r#"{"model": "llama\q"}"#, "NO ROUTE"),
+                ("lone surrogate", r#"{"model": "\ud800"}"#, "NO ROUTE"),
+                ("not JSON", "model=llama-3-8b", "NO ROUTE"),
+            ],
+        );
+        check_bodies(
+            &m,
+            "POST /v1/embeddings",
+            &[(
+                "embeddings",
+                r#"{"input": "hi", "model": "llama-3-8b"}"#,
+                "llama",
+            )],
+        );
+        check_bodies(
+            &m,
+            "POST /v2/models/iris/infer",
+            &[(
+                "a V2 path is not read from its body",
+                r#"{"model": "llama-3-8b"}"#,
+                "iris",
+            )],
+        );
+    }
+
+    #[test]
+    fn an_openai_model_that_is_not_utf8_names_no_model() {
+        let m = models();
+        let (method, uri, headers) = head("POST /v1/completions", &[]);
+        let body = b"{\"model\": \"llama-3-8b\xff\"}";
+        assert_eq!(
+            m.pick_with_body(&method, &uri, &headers, body),
+            Pick::NoRoute
+        );
+        // Strings the model does not depend on are skipped unchecked: the backend, which
+        // reads the whole body, is the one to refuse it.
+        let elsewhere = b"{\"x\": \"\xc3\", \"model\": \"llama-3-8b\"}";
+        let pick = m.pick_with_body(&method, &uri, &headers, elsewhere);
+        assert_eq!(pick, Pick::Route(1));
+    }
+
+    #[test]
+    fn a_huge_openai_body_is_read_to_its_model() {
+        let mut body = String::from(r#"{"input": ["#);
+        for i in 0..1_000_000 {
+            body.push_str(&format!("{}.5, ", i % 1000));
+        }
+        body.push_str(r#"0], "nested": {"model": "iris"}, "model": "llama-3-8b"}"#);
+        assert!(body.len() > 6_000_000);
+        let (method, uri, headers) = head("POST /v1/embeddings", &[]);
+        let m = models();
+        assert_eq!(
+            m.pick_with_body(&method, &uri, &headers, body.as_bytes()),
+            Pick::Route(1)
+        );
+    }
+
+    #[test]
+    fn a_deeply_nested_openai_body_never_overflows() {
+        let depth = 100_000;
+        let body = format!(
+            r#"{{"x": {}{}, "model": "llama-3-8b"}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let (method, uri, headers) = head("POST /v1/completions", &[]);
+        let pick = models().pick_with_body(&method, &uri, &headers, body.as_bytes());
+        // Values other than the model are skipped in a loop, not by recursion: any depth
+        // costs no stack, and the top-level model is still found.
+        assert_eq!(pick, Pick::Route(1));
+    }
+
+    fn conditions() -> Matcher {
+        matcher(&[
+            (
+                "fraud-acme",
+                rule(&[("path_prefix", "/fraud/"), ("header", "x-tenant: acme")]),
+            ),
+            ("fraud", rule(&[("path_prefix", "/fraud")])),
+            ("globex", rule(&[("header", "X-Tenant: globex")])),
+            ("both", rule(&[("header", "x-a: 1"), ("header", "x-b: 2")])),
+            ("models-host", rule(&[("host", "Models.Example.com")])),
+            ("api-8443", rule(&[("host", "api.example.com:8443")])),
+            ("v6", rule(&[("host", "[::1]:9000")])),
+            (
+                "tenant-on-host",
+                rule(&[
+                    ("host", "tenants.example.com"),
+                    ("path_prefix", "/t"),
+                    ("header", "x-tenant: initech"),
+                ]),
+            ),
+        ])
+    }
+
+    #[test]
+    fn path_prefixes_match_whole_segments() {
+        check(
+            &conditions(),
+            &[
+                ("below the prefix", "POST /fraud/score", &[], "fraud"),
+                ("the prefix itself", "POST /fraud", &[], "fraud"),
+                ("the prefix with its slash", "POST /fraud/", &[], "fraud"),
+                ("deep below", "POST /fraud/a/b/c", &[], "fraud"),
+                ("query string", "POST /fraud?x=/y", &[], "fraud"),
+                (
+                    "absolute form",
+                    "POST http://h.example/fraud/score",
+                    &[],
+                    "fraud",
+                ),
+                ("longer segment", "POST /fraudulent", &[], "NO ROUTE"),
+                ("other case", "POST /Fraud/score", &[], "NO ROUTE"),
+                ("encoded", "POST /fr%61ud/score", &[], "NO ROUTE"),
+                ("not at the start", "POST /x/fraud/score", &[], "NO ROUTE"),
+                ("root", "GET /", &[], "NO ROUTE"),
+            ],
+        );
+        let root = matcher(&[("root", rule(&[("path_prefix", "/")])), ("rest", None)]);
+        check(
+            &root,
+            &[
+                ("`/` takes every path", "GET /anything/at/all", &[], "root"),
+                ("`/` takes the root", "GET /", &[], "root"),
+                ("`/` does not take `*`", "OPTIONS *", &[], "rest"),
+            ],
+        );
+    }
+
+    #[test]
+    fn headers_match_exact_values_under_any_case_of_name() {
+        check(
+            &conditions(),
+            &[
+                (
+                    "prefix and header",
+                    "POST /fraud/score",
+                    &[("x-tenant", "acme")],
+                    "fraud-acme",
+                ),
+                (
+                    "header name in capitals",
+                    "POST /fraud/score",
+                    &[("X-TENANT", "acme")],
+                    "fraud-acme",
+                ),
+                (
+                    "header, other value",
+                    "POST /fraud/score",
+                    &[("x-tenant", "initech")],
+                    "fraud",
+                ),
+                (
+                    "header value in capitals",
+                    "POST /fraud/score",
+                    &[("x-tenant", "ACME")],
+                    "fraud",
+                ),
+                (
+                    "header value extended",
+                    "POST /fraud/score",
+                    &[("x-tenant", "acme, globex")],
+                    "fraud",
+                ),
+                (
+                    "header without prefix",
+                    "POST /other",
+                    &[("x-tenant", "acme")],
+                    "NO ROUTE",
+                ),
+                (
+                    "name given in capitals",
+                    "GET /",
+                    &[("x-tenant", "globex")],
+                    "globex",
+                ),
+                (
+                    "the first value counts",
+                    "GET /",
+                    &[("x-tenant", "globex"), ("x-tenant", "acme")],
+                    "globex",
+                ),
+                (
+                    "a later value does not",
+                    "GET /",
+                    &[("x-tenant", "acme"), ("x-tenant", "globex")],
+                    "NO ROUTE",
+                ),
+                ("empty value", "GET /", &[("x-tenant", "")], "NO ROUTE"),
+                (
+                    "both headers",
+                    "GET /",
+                    &[("x-a", "1"), ("x-b", "2")],
+                    "both",
+                ),
+                ("one of two headers", "GET /", &[("x-a", "1")], "NO ROUTE"),
+                (
+                    "two headers, one wrong",
+                    "GET /",
+                    &[("x-a", "1"), ("x-b", "3")],
+                    "NO ROUTE",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn hosts_match_without_case_and_ports_when_given() {
+        check(
+            &conditions(),
+            &[
+                (
+                    "host header",
+                    "GET /",
+                    &[("host", "models.example.com")],
+                    "models-host",
+                ),
+                (
+                    "host in capitals",
+                    "GET /",
+                    &[("host", "MODELS.EXAMPLE.COM")],
+                    "models-host",
+                ),
+                (
+                    "any port",
+                    "GET /",
+                    &[("host", "models.example.com:8080")],
+                    "models-host",
+                ),
+                (
+                    "empty port",
+                    "GET /",
+                    &[("host", "models.example.com:")],
+                    "models-host",
+                ),
+                (
+                    "uri authority",
+                    "GET http://models.example.com/x",
+                    &[],
+                    "models-host",
+                ),
+                (
+                    "uri authority over Host",
+                    "GET http://other.example.com/x",
+                    &[("host", "models.example.com")],
+                    "NO ROUTE",
+                ),
+                (
+                    "other host",
+                    "GET /",
+                    &[("host", "other.example.com")],
+                    "NO ROUTE",
+                ),
+                (
+                    "a subdomain",
+                    "GET /",
+                    &[("host", "eu.models.example.com")],
+                    "NO ROUTE",
+                ),
+                (
+                    "host's prefix",
+                    "GET /",
+                    &[("host", "models.example")],
+                    "NO ROUTE",
+                ),
+                ("no host", "GET /", &[], "NO ROUTE"),
+                (
+                    "port not a number",
+                    "GET /",
+                    &[("host", "models.example.com:http")],
+                    "NO ROUTE",
+                ),
+                (
+                    "the given port",
+                    "GET /",
+                    &[("host", "api.example.com:8443")],
+                    "api-8443",
+                ),
+                (
+                    "the given port, uri",
+                    "GET https://api.example.com:8443/x",
+                    &[],
+                    "api-8443",
+                ),
+                (
+                    "no port",
+                    "GET /",
+                    &[("host", "api.example.com")],
+                    "NO ROUTE",
+                ),
+                (
+                    "other port",
+                    "GET /",
+                    &[("host", "api.example.com:443")],
+                    "NO ROUTE",
+                ),
+                ("ipv6 with port", "GET /", &[("host", "[::1]:9000")], "v6"),
+                ("ipv6 uri", "GET http://[::1]:9000/x", &[], "v6"),
+                (
+                    "ipv6 other port",
+                    "GET /",
+                    &[("host", "[::1]:9001")],
+                    "NO ROUTE",
+                ),
+                (
+                    "ipv6 without port",
+                    "GET /",
+                    &[("host", "[::1]")],
+                    "NO ROUTE",
+                ),
+                (
+                    "all three",
+                    "GET /t/x",
+                    &[("host", "tenants.example.com"), ("x-tenant", "initech")],
+                    "tenant-on-host",
+                ),
+                (
+                    "three, path wrong",
+                    "GET /u/x",
+                    &[("host", "tenants.example.com"), ("x-tenant", "initech")],
+                    "NO ROUTE",
+                ),
+                (
+                    "three, host wrong",
+                    "GET /t/x",
+                    &[("host", "example.com"), ("x-tenant", "initech")],
+                    "NO ROUTE",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_first_route_that_matches_wins() {
+        let m = matcher(&[
+            ("v2-prefix", rule(&[("path_prefix", "/v2")])),
+            (
+                "iris-acme",
+                rule(&[("model", "iris"), ("header", "x-tenant: acme")]),
+            ),
+            ("iris", rule(&[("model", "iris")])),
+            (
+                "iris-never",
+                rule(&[("model", "iris"), ("host", "example.com")]),
+            ),
+            ("acme", rule(&[("header", "x-tenant: acme")])),
+            ("rest", None),
+        ]);
+        check(
+            &m,
+            &[
+                (
+                    "earlier prefix over later model",
+                    "POST /v2/models/iris/infer",
+                    &[("x-tenant", "acme")],
+                    "v2-prefix",
+                ),
+                (
+                    "model with header",
+                    "POST /v1/models/iris:predict",
+                    &[("x-tenant", "acme")],
+                    "iris-acme",
+                ),
+                (
+                    "model without header",
+                    "POST /v1/models/iris:predict",
+                    &[],
+                    "iris",
+                ),
+                (
+                    "a later route of the same model",
+                    "POST /v1/models/iris:predict",
+                    &[("host", "example.com")],
+                    "iris",
+                ),
+                (
+                    "other model, header",
+                    "POST /v1/models/setosa:predict",
+                    &[("x-tenant", "acme")],
+                    "acme",
+                ),
+                ("header only", "GET /x", &[("x-tenant", "acme")], "acme"),
+                ("catch-all", "GET /x", &[], "rest"),
+                ("catch-all takes `*`", "OPTIONS *", &[], "rest"),
+                (
+                    "catch-all, other model",
+                    "POST /v1/models/setosa:predict",
+                    &[],
+                    "rest",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_body_is_needed_only_when_a_model_route_may_take_the_request() {
+        let m = matcher(&[
+            ("canary", rule(&[("header", "x-canary: 1")])),
+            (
+                "llama-acme",
+                rule(&[("model", "llama-3-8b"), ("header", "x-tenant: acme")]),
+            ),
+            ("v1", rule(&[("path_prefix", "/v1/completions")])),
+            ("llama", rule(&[("model", "llama-3-8b")])),
+            ("rest", None),
+        ]);
+        check(
+            &m,
+            &[
+                (
+                    "an earlier route takes it",
+                    "POST /v1/chat/completions",
+                    &[("x-canary", "1")],
+                    "canary",
+                ),
+                (
+                    "a model route may",
+                    "POST /v1/chat/completions",
+                    &[("x-tenant", "acme")],
+                    "NEEDS BODY",
+                ),
+                (
+                    "an earlier prefix takes it",
+                    "POST /v1/completions",
+                    &[],
+                    "v1",
+                ),
+                (
+                    "a later model route may",
+                    "POST /v1/embeddings",
+                    &[],
+                    "NEEDS BODY",
+                ),
+            ],
+        );
+        check_bodies(
+            &m,
+            "POST /v1/embeddings",
+            &[
+                ("the model's route", r#"{"model": "llama-3-8b"}"#, "llama"),
+                ("another model", r#"{"model": "gpt-4"}"#, "rest"),
+                ("no model", "{}", "rest"),
+            ],
+        );
+        let only_head = matcher(&[("v1", rule(&[("path_prefix", "/v1")])), ("rest", None)]);
+        check(
+            &only_head,
+            &[
+                (
+                    "no model routes, chat",
+                    "POST /v1/chat/completions",
+                    &[],
+                    "v1",
+                ),
+                (
+                    "no model routes, V2 path",
+                    "POST /v2/models/iris/infer",
+                    &[],
+                    "rest",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_lone_catch_all_takes_everything() {
+        let m = matcher(&[("default", None)]);
+        check(
+            &m,
+            &[
+                ("a path", "GET /x", &[], "default"),
+                ("a model", "POST /v2/models/iris/infer", &[], "default"),
+                (
+                    "an OpenAI request",
+                    "POST /v1/chat/completions",
+                    &[],
+                    "default",
+                ),
+                ("`*`", "OPTIONS *", &[], "default"),
+            ],
+        );
+        assert_eq!((m.len(), m.is_empty(), m.name(0)), (1, false, "default"));
+    }
+
+    #[test]
+    fn more_header_names_than_remembered_are_looked_up_each_time() {
+        let table: Vec<(String, Option<MatchRule>)> = (0..REMEMBERED + 4)
+            .map(|i| {
+                (
+                    format!("r{i}"),
+                    rule(&[("header", &format!("x-h{i}: {i}"))]),
+                )
+            })
+            .collect();
+        let m = Matcher::new(table).unwrap();
+        for i in 0..REMEMBERED + 4 {
+            let (name, value) = (format!("x-h{i}"), i.to_string());
+            let (method, uri, headers) = head("GET /", &[(&name, &value)]);
+            assert_eq!(
+                m.pick(&method, &uri, &headers),
+                Pick::Route(i),
+                "header {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_routes_are_refused_by_name() {
+        let cases: &[(&str, Table<'_>, &str)] = &[
+            ("no routes", vec![], "no routes"),
+            (
+                "catch-all first",
+                vec![("all", None), ("iris", rule(&[("model", "iris")]))],
+                "route `all` has no `match`",
+            ),
+            (
+                "two catch-alls",
+                vec![("a", None), ("b", None)],
+                "route `a` has no `match`",
+            ),
+            (
+                "empty match",
+                vec![("e", Some(MatchRule::default()))],
+                "route `e`: `match` gives no condition",
+            ),
+            (
+                "empty model",
+                vec![("m", rule(&[("model", "")]))],
+                "route `m`: `model` is empty",
+            ),
+            (
+                "relative prefix",
+                vec![("p", rule(&[("path_prefix", "fraud/")]))],
+                "does not start with `/`",
+            ),
+            (
+                "prefix with query",
+                vec![("p", rule(&[("path_prefix", "/a?b")]))],
+                "holds a `?`",
+            ),
+            (
+                "prefix with space",
+                vec![("p", rule(&[("path_prefix", "/a b")]))],
+                "white space",
+            ),
+            (
+                "bad header name",
+                vec![("h", rule(&[("header", "x tenant: a")]))],
+                "not a header name",
+            ),
+            (
+                "header value with newline",
+                vec![("h", rule(&[("header", "x-t: a\nb")]))],
+                "not a header value",
+            ),
+            (
+                "header value padded",
+                vec![("h", rule(&[("header", "x-t:  a")]))],
+                "not a header value",
+            ),
+            (
+                "header twice",
+                vec![("h", rule(&[("header", "x-t: a"), ("header", "X-T: b")]))],
+                "x-t is given twice",
+            ),
+            (
+                "host with path",
+                vec![("h", rule(&[("host", "example.com/x")]))],
+                "`host` \"example.com/x\"",
+            ),
+            (
+                "host with user",
+                vec![("h", rule(&[("host", "u@example.com")]))],
+                "is not a host",
+            ),
+            (
+                "host wildcard",
+                vec![("h", rule(&[("host", "*.example.com")]))],
+                "is not a host",
+            ),
+            (
+                "host empty",
+                vec![("h", rule(&[("host", "")]))],
+                "is not a host",
+            ),
+            (
+                "host bad port",
+                vec![("h", rule(&[("host", "example.com:99999")]))],
+                "is not a host",
+            ),
+            (
+                "host with scheme",
+                vec![("h", rule(&[("host", "http://example.com")]))],
+                "is not a host",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(case, table, want)| match Matcher::new(routes(table)) {
+                Ok(_) => Some(format!("{case}: accepted")),
+                Err(e) if !e.contains(want) => Some(format!("{case}: {e:?} does not say {want:?}")),
+                Err(_) => None,
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn good_routes_are_accepted() {
+        for (case, table) in [
+            (
+                "a catch-all last",
+                vec![("iris", rule(&[("model", "iris")])), ("rest", None)],
+            ),
+            ("root prefix", vec![("root", rule(&[("path_prefix", "/")]))]),
+            (
+                "one model on two routes",
+                vec![
+                    ("a", rule(&[("model", "iris"), ("header", "x-t: a")])),
+                    ("b", rule(&[("model", "iris")])),
+                ],
+            ),
+            (
+                "a header name on two routes",
+                vec![
+                    ("a", rule(&[("header", "x-t: a")])),
+                    ("b", rule(&[("header", "X-T: b")])),
+                ],
+            ),
+            (
+                "host with port",
+                vec![("h", rule(&[("host", "example.com:8080")]))],
+            ),
+            ("ipv6 host", vec![("h", rule(&[("host", "[::1]")]))]),
+            (
+                "model with slash and space",
+                vec![("m", rule(&[("model", "org/my model")]))],
+            ),
+        ] {
+            if let Err(e) = Matcher::new(routes(&table)) {
+                panic!("{case}: {e}");
+            }
+        }
+    }
+}
