@@ -46,12 +46,16 @@
 //!
 //! Deciding from the head allocates nothing (but for a percent-encoded model name, which
 //! is decoded into a string of its own): paths, names and values are compared as slices
-//! of the request, the header names are made once when the matcher is built, and routes
-//! with a `model` condition are found in a table by the request's model. A body's model
-//! is borrowed from the body unless it holds escapes.
+//! of the request, and the header names are made once when the matcher is built. Nor
+//! does it grow with the number of routes: each route is filed under one key (its model,
+//! a header's value or its prefix's first segment), so a decision looks up the request's
+//! few keys and checks only the routes filed under them and those without one. A body's
+//! model is borrowed from the body unless it holds escapes.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::{HeaderMap, Method, Uri};
@@ -85,20 +89,17 @@ pub enum Pick {
 #[derive(Debug)]
 pub struct Matcher {
     routes: Box<[Route]>,
-    /// Routes without a `model` condition, in order.
-    unkeyed: Box<[usize]>,
-    /// Routes with a `model` condition, in order.
-    keyed: Box<[usize]>,
-    /// Routes with a `model` condition by that model, each list in order.
-    by_model: HashMap<Box<str>, Box<[usize]>>,
+    index: Index,
     /// The header names conditions read, each once; a condition refers to one by index.
     header_names: Box<[HeaderName]>,
 }
 
-/// One route: its name and its conditions other than `model` (which [`Matcher`] keys).
+/// One route: its name and conditions.
 #[derive(Debug)]
 struct Route {
     name: Box<str>,
+    model: Option<Box<str>>,
+    /// Without its trailing `/`.
     path_prefix: Option<Box<str>>,
     /// (index into [`Matcher::header_names`], the value it must have)
     header: Box<[(usize, HeaderValue)]>,
@@ -110,6 +111,50 @@ struct Route {
 struct HostRule {
     name: Box<str>,
     port: Option<u16>,
+}
+
+/// Route indices, in order, under a key a request may have.
+type Table<K> = HashMap<K, Vec<usize>, BuildHasherDefault<KeyHasher>>;
+
+/// Hashes the index's keys with xxh3, as sticky keys are hashed. The keys are configured
+/// names and a lookup never adds one, so no request can make a table degrade: the std
+/// hasher's per-process seed would cost time and buy nothing here.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    /// The end mark of a `str` and the length of a `[u8]` (one key per hash: a cheap mix
+    /// is enough, rather than another pass of xxh3).
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_usize(n.into());
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Each route filed once, under the first key it has: its model, else its first header
+/// condition, else the first segment of its path prefix, else none. The routes a request
+/// may match are those under its keys and those without one; so a decision looks up a
+/// few keys and checks a few routes, however many there are.
+#[derive(Debug, Default)]
+struct Index {
+    by_model: Table<Box<str>>,
+    /// Every route with a `model` condition: those a body not read yet may name.
+    with_model: Vec<usize>,
+    /// Per header name (an index into [`Matcher::header_names`]), by value.
+    by_header: Vec<(usize, Table<Box<[u8]>>)>,
+    by_segment: Table<Box<str>>,
+    unkeyed: Vec<usize>,
 }
 
 /// Where a request names its model, as far as its head tells.
@@ -136,31 +181,18 @@ impl Matcher {
         }
         let last = rules.len() - 1;
         let mut header_names = Vec::new();
-        let mut by_model: HashMap<Box<str>, Vec<usize>> = HashMap::new();
-        let (mut unkeyed, mut keyed) = (Vec::new(), Vec::new());
         let mut routes = Vec::with_capacity(rules.len());
         for (i, (name, rule)) in rules.into_iter().enumerate() {
-            let route = Route::new(name, rule.as_ref(), &mut header_names)?;
             if rule.is_none() && i != last {
                 return Err(format!(
-                    "route `{}` has no `match`, so it takes every request: only the last route may omit it",
-                    route.name
+                    "route `{name}` has no `match`, so it takes every request: only the last route may omit it"
                 ));
             }
-            match rule.and_then(|r| r.model) {
-                Some(model) => {
-                    by_model.entry(model.into()).or_default().push(i);
-                    keyed.push(i);
-                }
-                None => unkeyed.push(i),
-            }
-            routes.push(route);
+            routes.push(Route::new(name, rule, &mut header_names)?);
         }
         Ok(Matcher {
+            index: Index::new(&routes),
             routes: routes.into(),
-            unkeyed: unkeyed.into(),
-            keyed: keyed.into(),
-            by_model: by_model.into_iter().map(|(m, r)| (m, r.into())).collect(),
             header_names: header_names.into(),
         })
     }
@@ -169,7 +201,7 @@ impl Matcher {
     /// OpenAI-style `POST` whose route depends on its body's model), or no route.
     pub fn pick(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Pick {
         let model = self.model(method, uri);
-        self.first(model, &mut Facts::new(uri, headers))
+        self.first(model, &Facts::new(uri, headers))
     }
 
     /// Decides the route with the request's body at hand: as [`Matcher::pick`], except
@@ -187,7 +219,7 @@ impl Matcher {
             Model::InBody => body_model(body).map_or(Model::Unnamed, Model::Named),
             model => model,
         };
-        self.first(model, &mut Facts::new(uri, headers))
+        self.first(model, &Facts::new(uri, headers))
     }
 
     /// The name of the route at `index`.
@@ -207,7 +239,7 @@ impl Matcher {
 
     /// Where the request names its model; not looked for when no route asks.
     fn model<'r>(&self, method: &Method, uri: &'r Uri) -> Model<'r> {
-        if self.keyed.is_empty() {
+        if self.index.with_model.is_empty() {
             return Model::Unnamed;
         }
         let path = uri.path();
@@ -221,30 +253,82 @@ impl Matcher {
     }
 
     /// The first route that takes the request, its `model` being `model`.
-    fn first(&self, model: Model<'_>, facts: &mut Facts<'_>) -> Pick {
-        let keyed: &[usize] = match &model {
-            Model::Named(name) => self.by_model.get(&**name).map_or(&[], |r| r),
-            Model::InBody => &self.keyed,
+    fn first(&self, model: Model<'_>, facts: &Facts<'_>) -> Pick {
+        let index = &self.index;
+        let by_model = match &model {
+            Model::Named(name) => index.by_model.get(&**name).map_or(&[][..], Vec::as_slice),
+            Model::InBody => &index.with_model,
             Model::Unnamed => &[],
         };
-        let mut holds = |i: &usize| self.routes[*i].holds(&self.header_names, facts);
-        // The keyed list is short (the routes of one model); the first of it that holds
-        // bounds the scan of the others.
-        let keyed = keyed.iter().copied().find(&mut holds);
-        let before = keyed.unwrap_or(usize::MAX);
-        let unkeyed = self
-            .unkeyed
+        let by_header = index.by_header.iter().filter_map(|(name, by_value)| {
+            by_value.get(facts.header(&self.header_names, *name)?.as_bytes())
+        });
+        let by_segment = (!index.by_segment.is_empty())
+            .then(|| index.by_segment.get(first_segment(facts.path)?))
+            .flatten();
+        let lists = by_header.chain(by_segment).map(Vec::as_slice);
+        // (the first route so far, whether it is one a body not read yet may name)
+        let mut first = self
+            .first_of(by_model, usize::MAX, facts)
+            .map(|i| (i, true));
+        for routes in lists.chain([&index.unkeyed[..]]) {
+            let before = first.map_or(usize::MAX, |(i, _)| i);
+            if let Some(i) = self.first_of(routes, before, facts) {
+                first = Some((i, false));
+            }
+        }
+        match first {
+            Some((_, true)) if matches!(model, Model::InBody) => Pick::NeedsBody,
+            Some((i, _)) => Pick::Route(i),
+            None => Pick::NoRoute,
+        }
+    }
+
+    /// The first of `routes` (in order) that comes before `before` and holds.
+    fn first_of(&self, routes: &[usize], before: usize, facts: &Facts<'_>) -> Option<usize> {
+        let holds = |i: &usize| self.routes[*i].holds(&self.header_names, facts);
+        routes
             .iter()
             .copied()
             .take_while(|i| *i < before)
-            .find(holds);
-        match (unkeyed, keyed, model) {
-            (Some(i), ..) => Pick::Route(i),
-            (None, Some(_), Model::InBody) => Pick::NeedsBody,
-            (None, Some(i), _) => Pick::Route(i),
-            (None, None, _) => Pick::NoRoute,
-        }
+            .find(holds)
     }
+}
+
+// === impl Index ===
+
+impl Index {
+    fn new(routes: &[Route]) -> Index {
+        let mut index = Index::default();
+        for (i, route) in routes.iter().enumerate() {
+            if let Some(model) = &route.model {
+                index.by_model.entry(model.clone()).or_default().push(i);
+                index.with_model.push(i);
+            } else if let Some((name, value)) = route.header.first() {
+                let by_header = &mut index.by_header;
+                let at = by_header.iter().position(|(n, _)| n == name);
+                let at = at.unwrap_or_else(|| {
+                    by_header.push((*name, Table::default()));
+                    by_header.len() - 1
+                });
+                let by_value = &mut by_header[at].1;
+                by_value.entry(value.as_bytes().into()).or_default().push(i);
+            } else if let Some(segment) = route.path_prefix.as_deref().and_then(first_segment) {
+                index.by_segment.entry(segment.into()).or_default().push(i);
+            } else {
+                index.unkeyed.push(i);
+            }
+        }
+        index
+    }
+}
+
+/// The first segment of a path (`fraud` of `/fraud/score`), if it starts with `/`. Every
+/// path under a prefix has the prefix's first segment, when the prefix has one.
+fn first_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 // === impl Route ===
@@ -253,11 +337,12 @@ impl Route {
     /// Checks a route's conditions, interning its header names into `header_names`.
     fn new(
         name: String,
-        rule: Option<&MatchRule>,
+        rule: Option<MatchRule>,
         header_names: &mut Vec<HeaderName>,
     ) -> Result<Route, String> {
         let mut route = Route {
             name: name.into(),
+            model: None,
             path_prefix: None,
             header: Box::new([]),
             host: None,
@@ -266,7 +351,7 @@ impl Route {
             return Ok(route);
         };
         let fail = |what: String| format!("route `{}`: {what}", route.name);
-        if rule == &MatchRule::default() {
+        if rule == MatchRule::default() {
             return Err(fail(
                 "`match` gives no condition (omit `match` for a route that takes everything)"
                     .into(),
@@ -275,6 +360,7 @@ impl Route {
         if rule.model.as_deref() == Some("") {
             return Err(fail("`model` is empty".into()));
         }
+        route.model = rule.model.map(Into::into);
         let path_prefix = rule.path_prefix.as_deref().map(path_prefix).transpose();
         let header = header_rules(&rule.header, header_names);
         let host = rule.host.as_deref().map(HostRule::new).transpose();
@@ -285,9 +371,9 @@ impl Route {
     }
 
     /// Whether the route's head conditions (all but `model`) hold for the request.
-    fn holds(&self, header_names: &[HeaderName], facts: &mut Facts<'_>) -> bool {
+    fn holds(&self, header_names: &[HeaderName], facts: &Facts<'_>) -> bool {
         if let Some(prefix) = &self.path_prefix {
-            if !under(facts.uri.path(), prefix) {
+            if !under(facts.path, prefix) {
                 return false;
             }
         }
@@ -380,7 +466,7 @@ impl HostRule {
 
 /// The request's authority split into host and port, without allocating: `None` when
 /// the value is not one.
-fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+fn split_authority(authority: &str) -> Option<HostPort<'_>> {
     match authority.rfind(':') {
         // A `:` inside brackets belongs to an IPv6 address.
         Some(i) if !authority[i..].contains(']') => {
@@ -398,6 +484,9 @@ fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
 
 // === the request's facts ===
 
+/// A host and, when given, its port.
+type HostPort<'r> = (&'r str, Option<u16>);
+
 /// How many distinct header names a request remembers having looked up; conditions on
 /// names past these look theirs up each time.
 const REMEMBERED: usize = 8;
@@ -405,38 +494,48 @@ const REMEMBERED: usize = 8;
 /// What the conditions read of one request, each looked up at most once.
 struct Facts<'r> {
     uri: &'r Uri,
+    path: &'r str,
     headers: &'r HeaderMap,
-    host: Option<Option<(&'r str, Option<u16>)>>,
-    values: [Option<Option<&'r HeaderValue>>; REMEMBERED],
+    host: Cell<Option<Option<HostPort<'r>>>>,
+    values: [Cell<Option<Option<&'r HeaderValue>>>; REMEMBERED],
 }
 
 impl<'r> Facts<'r> {
     fn new(uri: &'r Uri, headers: &'r HeaderMap) -> Self {
         Facts {
             uri,
+            path: uri.path(),
             headers,
-            host: None,
-            values: [None; REMEMBERED],
+            host: Cell::default(),
+            values: Default::default(),
         }
     }
 
     /// The first value of the header `names[index]`.
-    fn header(&mut self, names: &[HeaderName], index: usize) -> Option<&'r HeaderValue> {
-        let headers = self.headers;
-        match self.values.get_mut(index) {
-            Some(seen) => *seen.get_or_insert_with(|| headers.get(&names[index])),
-            None => headers.get(&names[index]),
+    fn header(&self, names: &[HeaderName], index: usize) -> Option<&'r HeaderValue> {
+        let look_up = || self.headers.get(&names[index]);
+        match self.values.get(index) {
+            Some(seen) => remembered(seen, look_up),
+            None => look_up(),
         }
     }
 
     /// The host (and port, if given) the request is addressed to.
-    fn host(&mut self) -> Option<(&'r str, Option<u16>)> {
-        let (uri, headers) = (self.uri, self.headers);
-        *self.host.get_or_insert_with(|| match uri.authority() {
+    fn host(&self) -> Option<HostPort<'r>> {
+        remembered(&self.host, || match self.uri.authority() {
             Some(a) => Some((a.host(), a.port_u16())),
-            None => split_authority(headers.get(HOST)?.to_str().ok()?),
+            None => split_authority(self.headers.get(HOST)?.to_str().ok()?),
         })
     }
+}
+
+/// What `seen` remembers, or else `look_up`'s answer, remembered.
+fn remembered<T: Copy>(seen: &Cell<Option<T>>, look_up: impl FnOnce() -> T) -> T {
+    seen.get().unwrap_or_else(|| {
+        let found = look_up();
+        seen.set(Some(found));
+        found
+    })
 }
 
 // === the model of a request ===
@@ -491,6 +590,9 @@ fn body_model(body: &[u8]) -> Option<Cow<'_, str>> {
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
     use super::*;
 
     /// A route's conditions, the short way: `("header", "x-tenant: acme")` and the like.
@@ -1443,6 +1545,108 @@ mod tests {
                 Pick::Route(i),
                 "header {name}"
             );
+        }
+    }
+
+    /// The decision made the slow way, without the index: every route in order, its
+    /// model compared directly.
+    fn in_order(m: &Matcher, model: &Model<'_>, facts: &Facts<'_>) -> Pick {
+        for (i, route) in m.routes.iter().enumerate() {
+            if !route.holds(&m.header_names, facts) {
+                continue;
+            }
+            match (route.model.as_deref(), model) {
+                (None, _) => return Pick::Route(i),
+                (Some(_), Model::InBody) => return Pick::NeedsBody,
+                (Some(want), Model::Named(name)) if want == name => return Pick::Route(i),
+                _ => {}
+            }
+        }
+        Pick::NoRoute
+    }
+
+    /// A random route table over a small vocabulary, so that requests often match.
+    fn random_table(rng: &mut StdRng) -> Vec<(String, Option<MatchRule>)> {
+        let pick = |rng: &mut StdRng, from: &[&'static str]| from[rng.random_range(0..from.len())];
+        let n = rng.random_range(1..12);
+        let mut table = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut rule = MatchRule::default();
+            if rng.random_bool(0.4) {
+                rule.model = Some(pick(rng, &["iris", "fraud", "llama"]).into());
+            }
+            if rng.random_bool(0.4) {
+                rule.path_prefix =
+                    Some(pick(rng, &["/", "/a", "/a/b/", "/b", "/v2", "/v1/chat"]).into());
+            }
+            for name in ["x-t", "X-U"] {
+                if rng.random_bool(0.3) {
+                    rule.header
+                        .push((name.into(), pick(rng, &["1", "2"]).into()));
+                }
+            }
+            if rng.random_bool(0.2) {
+                rule.host = Some(pick(rng, &["h1", "h2:80"]).into());
+            }
+            let catch_all = i == n - 1 && rng.random_bool(0.5);
+            if rule == MatchRule::default() && !catch_all {
+                rule.path_prefix = Some("/a".into());
+            }
+            table.push((format!("r{i}"), (!catch_all).then_some(rule)));
+        }
+        table
+    }
+
+    #[test]
+    fn the_index_decides_as_trying_every_route_in_order_would() {
+        let targets = [
+            "POST /v2/models/iris/infer",
+            "GET /v2/models/llama",
+            "POST /v1/models/fraud:predict",
+            "POST /v1/chat/completions",
+            "POST /v1/embeddings",
+            "POST /a/b/c",
+            "GET /a",
+            "GET /b/x",
+            "GET /",
+        ];
+        let bodies = [r#"{"model": "iris"}"#, r#"{"model": "llama"}"#, "{}"];
+        let mut rng = StdRng::seed_from_u64(2024);
+        for round in 0..2_000 {
+            let table = random_table(&mut rng);
+            let m = Matcher::new(table.clone()).expect("valid random table");
+            for _ in 0..20 {
+                let mut headers = Vec::new();
+                for (name, values) in [
+                    ("x-t", ["1", "2"]),
+                    ("x-u", ["1", "2"]),
+                    ("host", ["h1", "h2:80"]),
+                ] {
+                    if rng.random_bool(0.6) {
+                        headers.push((name, values[rng.random_range(0..2)]));
+                    }
+                }
+                let target = targets[rng.random_range(0..targets.len())];
+                let body = bodies[rng.random_range(0..bodies.len())];
+                let (method, uri, map) = head(target, &headers);
+                let facts = Facts::new(&uri, &map);
+                let model = m.model(&method, &uri);
+                let by_body = match m.model(&method, &uri) {
+                    Model::InBody => {
+                        body_model(body.as_bytes()).map_or(Model::Unnamed, Model::Named)
+                    }
+                    model => model,
+                };
+                let want = (in_order(&m, &model, &facts), in_order(&m, &by_body, &facts));
+                let got = (
+                    m.pick(&method, &uri, &map),
+                    m.pick_with_body(&method, &uri, &map, body.as_bytes()),
+                );
+                assert_eq!(
+                    got, want,
+                    "round {round}: {target} {headers:?} {body}\n{table:#?}"
+                );
+            }
         }
     }
 
