@@ -560,12 +560,13 @@ fn decode(segment: &str) -> Option<Cow<'_, str>> {
     }
     let mut bytes = Vec::with_capacity(segment.len());
     let mut rest = segment.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
     while let Some((&b, tail)) = rest.split_first() {
-        if b == b'%' {
-            let hex = tail.get(..2)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+        if let (b'%', [hi, lo, ..]) = (b, tail) {
+            bytes.push((hex(*hi)? << 4 | hex(*lo)?) as u8);
             rest = &tail[2..];
+        } else if b == b'%' {
+            return None;
         } else {
             bytes.push(b);
             rest = tail;
@@ -758,10 +759,28 @@ mod tests {
             ("escape cut short", "POST /v2/models/iris%6/infer", "NO ROUTE"),
             ("escape at the end", "POST /v2/models/iris%/infer", "NO ROUTE"),
             ("escape not hex", "POST /v2/models/iris%zz/infer", "NO ROUTE"),
-            ("escape with a sign", "POST /v2/models/iris%+1/infer", "NO ROUTE"),
             ("decodes to no UTF-8", "POST /v2/models/%ff/infer", "NO ROUTE"),
         ];
         check(&models(), &cases);
+    }
+
+    #[test]
+    fn escapes_are_two_hex_digits() {
+        #[rustfmt::skip]
+        let cases = [
+            ("plain", "iris", Some("iris")),
+            ("upper and lower case", "%4a%4A", Some("JJ")),
+            ("two bytes of UTF-8", "%C3%A9t%C3%A9", Some("été")),
+            ("an escaped %", "%2541", Some("%41")),
+            ("a sign", "a%+f", None),
+            ("one digit", "a%f", None),
+            ("a lone %", "%", None),
+            ("not hex", "%g0", None),
+            ("half a character", "%C3", None),
+        ];
+        for (case, segment, want) in cases {
+            assert_eq!(decode(segment).as_deref(), want, "{case}");
+        }
     }
 
     #[test]
@@ -1076,6 +1095,12 @@ mod tests {
                 "header x-h{i}"
             );
         }
+    }
+
+    #[test]
+    fn a_matcher_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Matcher>();
     }
 
     /// The decision made the slow way, without the index: every route in order, its
