@@ -306,11 +306,7 @@ impl Index {
                 index.with_model.push(i);
             } else if let Some((name, value)) = route.header.first() {
                 let by_header = &mut index.by_header;
-                let at = by_header.iter().position(|(n, _)| n == name);
-                let at = at.unwrap_or_else(|| {
-                    by_header.push((*name, Table::default()));
-                    by_header.len() - 1
-                });
+                let at = place_of(by_header, |(n, _)| n == name, || (*name, Table::default()));
                 let by_value = &mut by_header[at].1;
                 by_value.entry(value.as_bytes().into()).or_default().push(i);
             } else if let Some(segment) = route.path_prefix.as_deref().and_then(first_segment) {
@@ -321,6 +317,14 @@ impl Index {
         }
         index
     }
+}
+
+/// The place in `items` of the first that `is`, `new()` pushed there when none is.
+fn place_of<T>(items: &mut Vec<T>, is: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> usize {
+    items.iter().position(is).unwrap_or_else(|| {
+        items.push(new());
+        items.len() - 1
+    })
 }
 
 /// The first segment of a path (`fraud` of `/fraud/score`), if it starts with `/`. Every
@@ -425,13 +429,7 @@ fn header_rules(
             .ok_or_else(|| {
                 format!("`header` {name}: {value:?} is not a header value a request can carry")
             })?;
-        let index = match names.iter().position(|n| n == name) {
-            Some(index) => index,
-            None => {
-                names.push(name.clone());
-                names.len() - 1
-            }
-        };
+        let index = place_of(names, |n| *n == name, || name.clone());
         if rules.iter().any(|(i, _)| *i == index) {
             return Err(format!("`header` {name} is given twice"));
         }
