@@ -83,65 +83,65 @@ impl Head {
     }
 }
 
-/// A way to key routes, with the requests that the last of `n` routes and none take.
-struct Kind {
-    name: &'static str,
-    rule: fn(usize) -> MatchRule,
-    request: fn(&str) -> Head,
+/// A way to key routes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Model,
+    PathPrefix,
+    Header,
 }
 
-const KINDS: [Kind; 3] = [
-    Kind {
-        name: "model",
-        rule: |i| MatchRule {
-            model: Some(format!("model-{i}")),
-            ..MatchRule::default()
-        },
-        request: |key| Head::new(Method::POST, &format!("/v2/models/model-{key}/infer"), None),
-    },
-    Kind {
-        name: "path_prefix",
-        rule: |i| MatchRule {
-            path_prefix: Some(format!("/p{i}/")),
-            ..MatchRule::default()
-        },
-        request: |key| Head::new(Method::POST, &format!("/p{key}/predict"), None),
-    },
-    Kind {
-        name: "header",
-        rule: |i| MatchRule {
-            header: vec![("x-tenant".into(), format!("tenant-{i}"))],
-            ..MatchRule::default()
-        },
-        request: |key| {
-            Head::new(
-                Method::POST,
-                "/predict",
-                Some(("x-tenant", &format!("tenant-{key}"))),
-            )
-        },
-    },
-];
+const KINDS: [Kind; 3] = [Kind::Model, Kind::PathPrefix, Kind::Header];
 
 impl Kind {
-    fn matcher(&self, n: usize) -> Matcher {
-        Matcher::new(
-            (0..n)
-                .map(|i| (format!("r{i}"), Some((self.rule)(i))))
-                .collect(),
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Model => "model",
+            Kind::PathPrefix => "path_prefix",
+            Kind::Header => "header",
+        }
+    }
+
+    /// The conditions of the route for `key`.
+    fn rule(self, key: usize) -> MatchRule {
+        let mut rule = MatchRule::default();
+        match self {
+            Kind::Model => rule.model = Some(format!("model-{key}")),
+            Kind::PathPrefix => rule.path_prefix = Some(format!("/p{key}/")),
+            Kind::Header => rule.header = vec![("x-tenant".into(), format!("tenant-{key}"))],
+        }
+        rule
+    }
+
+    /// A request for the route of `key`, if there is one.
+    fn request(self, key: &str) -> Head {
+        let (target, tenant) = match self {
+            Kind::Model => (format!("/v2/models/model-{key}/infer"), None),
+            Kind::PathPrefix => (format!("/p{key}/predict"), None),
+            Kind::Header => ("/predict".into(), Some(format!("tenant-{key}"))),
+        };
+        Head::new(
+            Method::POST,
+            &target,
+            tenant.as_deref().map(|t| ("x-tenant", t)),
         )
-        .unwrap()
+    }
+
+    /// `n` routes keyed this way.
+    fn matcher(self, n: usize) -> Matcher {
+        let routes = (0..n).map(|i| (format!("r{i}"), Some(self.rule(i))));
+        Matcher::new(routes.collect()).unwrap()
     }
 
     /// (case, request, what it must come to) for `n` routes.
-    fn requests(&self, n: usize) -> [(&'static str, Head, Pick); 2] {
+    fn requests(self, n: usize) -> [(&'static str, Head, Pick); 2] {
         [
             (
                 "last",
-                (self.request)(&(n - 1).to_string()),
+                self.request(&(n - 1).to_string()),
                 Pick::Route(n - 1),
             ),
-            ("none", (self.request)("none"), Pick::NoRoute),
+            ("none", self.request("none"), Pick::NoRoute),
         ]
     }
 }
@@ -166,29 +166,26 @@ fn allocations(times: u64, mut f: impl FnMut()) -> u64 {
 /// Checks that no decision from the head allocates, for every kind, size and request.
 fn allocation_check() {
     const PICKS: u64 = 10_000;
-    for kind in &KINDS {
+    for kind in KINDS {
         for n in SIZES {
             let matcher = kind.matcher(n);
             for (case, head, want) in kind.requests(n) {
-                assert_eq!(head.pick(&matcher), want, "{} {n} {case}", kind.name);
+                assert_eq!(head.pick(&matcher), want, "{} {n} {case}", kind.name());
                 let made = allocations(PICKS, || {
                     black_box(head.pick(black_box(&matcher)));
                 });
-                assert_eq!(
-                    made, 0,
-                    "{} routes by {}, {case}: allocations",
-                    n, kind.name
-                );
+                let kind = kind.name();
+                assert_eq!(made, 0, "{n} routes by {kind}, {case}: allocations");
             }
         }
     }
-    let (default, head) = (catch_all(), (KINDS[0].request)("0"));
+    let (default, head) = (catch_all(), Kind::Model.request("0"));
     let made = allocations(PICKS, || {
         black_box(head.pick(black_box(&default)));
     });
     assert_eq!(made, 0, "a lone catch-all: allocations");
     let (matcher, chat) = (
-        KINDS[0].matcher(100),
+        Kind::Model.matcher(100),
         Head::new(Method::POST, "/v1/chat/completions", None),
     );
     let body = chat_body("model-99");
@@ -208,8 +205,8 @@ fn allocation_check() {
 }
 
 fn bench(c: &mut Criterion) {
-    for kind in &KINDS {
-        let mut g = c.benchmark_group(format!("pick/{}", kind.name));
+    for kind in KINDS {
+        let mut g = c.benchmark_group(format!("pick/{}", kind.name()));
         for n in SIZES {
             let matcher = kind.matcher(n);
             for (case, head, _) in kind.requests(n) {
@@ -221,7 +218,7 @@ fn bench(c: &mut Criterion) {
         g.finish();
     }
     // A config with a top-level `rollout:` is one route that takes everything.
-    let (default, head) = (catch_all(), (KINDS[0].request)("0"));
+    let (default, head) = (catch_all(), Kind::Model.request("0"));
     c.bench_function("pick/catch-all alone", |b| {
         b.iter(|| black_box(head.pick(black_box(&default))))
     });
@@ -237,7 +234,7 @@ fn bench_body(c: &mut Criterion) {
     let mut g = c.benchmark_group("pick_with_body/model");
     let chat = Head::new(Method::POST, "/v1/chat/completions", None);
     for n in SIZES {
-        let matcher = KINDS[0].matcher(n);
+        let matcher = Kind::Model.matcher(n);
         for (case, body, want) in [
             (
                 "last",
