@@ -20,6 +20,7 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod matcher;
 pub mod respond;
 pub mod route;
 
