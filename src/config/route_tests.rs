@@ -319,3 +319,23 @@ fn every_route_problem_is_reported_at_once() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn a_path_prefix_covers_whole_segments_as_the_matcher_does() {
+    use super::validate::prefix_covers;
+    let cases = [
+        ("/fraud", "/fraud/x", true),
+        ("/fraud/", "/fraud", true),
+        ("/fraud", "/fraud/", true),
+        ("/", "/anything", true),
+        ("/fraud", "/fraudulent", false),
+        ("/fraud/x", "/fraud", false),
+    ];
+    for (earlier, later, covers) in cases {
+        assert_eq!(
+            prefix_covers(earlier, later),
+            covers,
+            "{earlier} over {later}"
+        );
+    }
+}

@@ -258,7 +258,7 @@ fn takes_all_of(earlier: &Match, later: &Match) -> bool {
     }
     implied(&earlier.model, &later.model, |e, l| e == l)
         && implied(&earlier.path_prefix, &later.path_prefix, |e, l| {
-            l.starts_with(e.as_str())
+            prefix_covers(e, l)
         })
         && implied(&earlier.host, &later.host, |e, l| host_covers(e, l))
         && earlier.header.iter().all(|(name, value)| {
@@ -267,6 +267,14 @@ fn takes_all_of(earlier: &Match, later: &Match) -> bool {
                 .iter()
                 .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
         })
+}
+
+/// True when every path under prefix `later` is under prefix `earlier`. Prefixes match
+/// whole segments (as the data plane's matcher does: `/fraud` takes `/fraud` and
+/// `/fraud/x`, not `/fraudulent`), and a trailing `/` changes nothing.
+pub(super) fn prefix_covers(earlier: &str, later: &str) -> bool {
+    let (e, l) = (earlier.trim_end_matches('/'), later.trim_end_matches('/'));
+    e.is_empty() || l == e || l.strip_prefix(e).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// True when every request for host `later` is for host `earlier`: the same host, and
