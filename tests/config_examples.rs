@@ -279,3 +279,16 @@ fn multi_model_rolls_out_each_model_on_its_own() {
         .collect();
     assert_eq!(candidates, ["iris-v2", "fraud-v7", "chat-b"]);
 }
+
+/// Whatever validates is what the data plane's matcher takes: every example's routes
+/// build one.
+#[test]
+fn every_examples_routes_build_the_request_matcher() {
+    for path in examples() {
+        let config = load(path.file_name().unwrap().to_str().unwrap());
+        let routes = config.routes();
+        let matcher = switchyard::proxy::matcher::Matcher::from_routes(&routes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(matcher.len(), routes.len(), "{}", path.display());
+    }
+}

@@ -214,11 +214,25 @@ fn route_match(list: &[RouteConfig], i: usize, m: &Match, p: FieldPath, found: &
             found.bad(p.clone().key("path_prefix"), msg);
         }
     }
-    for (name, value) in &m.header {
+    for (i, (name, value)) in m.header.iter().enumerate() {
         let check = check_header(name).and_then(|()| {
+            let twice = m
+                .header
+                .keys()
+                .take(i)
+                .any(|n| n.eq_ignore_ascii_case(name));
+            if twice {
+                return Err(format!(
+                    "`{name}` is given twice (header names are case-insensitive)"
+                ));
+            }
             HeaderValue::from_str(value)
+                .ok()
+                .filter(|_| value.trim() == value)
                 .map(|_| ())
-                .map_err(|_| format!("`{value}` is not a valid header value"))
+                .ok_or_else(|| {
+                    format!("`{value}` is not a valid header value (or starts or ends with white space)")
+                })
         });
         if let Err(msg) = check {
             found.bad(p.clone().key("header").key(name), msg);
@@ -558,7 +572,7 @@ fn check_path_prefix(prefix: &str) -> Result<(), String> {
 
 fn check_host(host: &str) -> Result<(), String> {
     let is_host = !host.is_empty()
-        && !host.contains('@')
+        && !host.contains(['@', '/', '*'])
         && Authority::try_from(host).is_ok_and(|a| !a.host().is_empty());
     if !is_host {
         return Err(format!(

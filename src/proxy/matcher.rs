@@ -73,6 +73,21 @@ pub struct MatchRule {
     pub host: Option<String>,
 }
 
+impl From<&crate::config::Match> for MatchRule {
+    fn from(m: &crate::config::Match) -> MatchRule {
+        MatchRule {
+            model: m.model.clone(),
+            path_prefix: m.path_prefix.clone(),
+            header: m
+                .header
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            host: m.host.clone(),
+        }
+    }
+}
+
 /// What the route decision came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
@@ -173,6 +188,18 @@ const OPENAI_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1
 // === impl Matcher ===
 
 impl Matcher {
+    /// The matcher of a validated config's routes (a catch-all route has no rule).
+    pub fn from_routes(routes: &[crate::config::Route]) -> Result<Matcher, String> {
+        let rules = routes
+            .iter()
+            .map(|r| {
+                let rule = (!r.when.is_catch_all()).then(|| MatchRule::from(&r.when));
+                (r.name.clone(), rule)
+            })
+            .collect();
+        Matcher::new(rules)
+    }
+
     /// Builds the matcher for routes given in order as (name, conditions); `None` is a
     /// route that takes every request, allowed only last.
     pub fn new(rules: Vec<(String, Option<MatchRule>)>) -> Result<Matcher, String> {
