@@ -86,7 +86,7 @@ fn upstream_answer(
             } else {
                 ProxyBody::Tapped {
                     inner: body,
-                    tap,
+                    tap: Box::new(tap),
                     source,
                 }
             }
@@ -148,7 +148,9 @@ pin_project! {
         /// The upstream's answer, streamed as it arrives.
         Upstream { #[pin] inner: PooledBody, source: Source },
         /// The upstream's answer, streamed and copied for a comparison.
-        Tapped { #[pin] inner: PooledBody, tap: Tap, source: Source },
+        // Boxed: only mirrored answers carry a tap, and every answer's body is moved
+        // several times on its way through hyper, at the size of the largest variant.
+        Tapped { #[pin] inner: PooledBody, tap: Box<Tap>, source: Source },
         /// An answer of our own (errors).
         Full { #[pin] inner: Full<Bytes> },
     }

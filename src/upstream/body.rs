@@ -41,10 +41,16 @@ pin_project! {
         #[pin]
         inner: Incoming,
         remaining: usize,
-        deadline: Instant,
-        // Made on the first wait only: a body that arrives with its head sets no timer.
-        timer: Option<Pin<Box<Sleep>>>,
+        due: Due,
     }
+}
+
+/// When a client's body must be complete: a deadline, and once the body has had to wait,
+/// the timer set for it (made on the first wait only: a body that arrives with its head
+/// sets no timer). One field, so the body stays small: hyper moves it several times.
+enum Due {
+    By(Instant),
+    Waiting(Pin<Box<Sleep>>),
 }
 
 impl Body for ClientBody {
@@ -68,10 +74,12 @@ impl Body for ClientBody {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Aborted(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let deadline = *this.deadline;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if let Due::By(deadline) = *this.due {
+                    *this.due = Due::Waiting(Box::pin(tokio::time::sleep_until(deadline)));
+                }
+                let Due::Waiting(timer) = this.due else {
+                    unreachable!("set just above")
+                };
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Timeout))),
                     Poll::Pending => Poll::Pending,
@@ -105,8 +113,7 @@ impl UpstreamBody {
             inner: ClientBody {
                 inner: body,
                 remaining: limit,
-                deadline,
-                timer: None,
+                due: Due::By(deadline),
             },
         }
     }
