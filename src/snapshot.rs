@@ -23,8 +23,8 @@ use crate::telemetry::window::Window;
 use crate::telemetry::Tripwire;
 use crate::upstream::Upstream;
 
-/// The name of the one route today; state and windows are keyed by it so several routes can follow.
-pub const DEFAULT_ROUTE: &str = "default";
+/// The route of a config with a top-level `rollout:`; state and windows are keyed by it.
+pub use crate::config::DEFAULT_ROUTE;
 
 /// One routing configuration, immutable once published.
 pub struct Snapshot {

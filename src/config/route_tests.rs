@@ -102,11 +102,6 @@ fn the_single_rollout_of_a_routes_config_is_its_first_route() {
 }
 
 #[test]
-fn the_default_route_is_the_snapshots() {
-    assert_eq!(DEFAULT_ROUTE, crate::snapshot::DEFAULT_ROUTE);
-}
-
-#[test]
 fn a_match_takes_everything_only_with_no_condition() {
     assert!(Match::default().is_catch_all());
     let header = Match {
