@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_LENGTH};
-use http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -17,54 +16,14 @@ pub enum Prepared {
     Buffered(Bytes),
 }
 
-/// Why a request body is refused before anything is sent upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Declared or found over `limits.max_body` (413).
-    TooLarge,
-    /// The body could not be read to its end (400).
-    Unreadable,
-    /// The body was not complete by `limits.body_timeout` (408).
-    Late,
-}
-
-impl Refused {
-    /// The status the client gets.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Refused::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Refused::Unreadable => StatusCode::BAD_REQUEST,
-            Refused::Late => StatusCode::REQUEST_TIMEOUT,
-        }
-    }
-
-    /// The client's fault, as counted.
-    pub fn fault(self) -> ClientFault {
-        match self {
-            Refused::TooLarge => ClientFault::BodyTooLarge,
-            Refused::Unreadable => ClientFault::BodyAborted,
-            Refused::Late => ClientFault::BodyTimeout,
-        }
-    }
-
-    /// The message of the JSON error.
-    pub fn message(self) -> &'static str {
-        match self {
-            Refused::TooLarge => "request body too large",
-            Refused::Unreadable => "could not read the request body",
-            Refused::Late => "the request body did not arrive in time",
-        }
-    }
-}
-
 /// Refuses a body whose `Content-Length` already says it is over `max_body`.
-pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), Refused> {
+pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), ClientFault> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(n) if n > max_body as u64 => Err(Refused::TooLarge),
+        Some(n) if n > max_body as u64 => Err(ClientFault::BodyTooLarge),
         _ => Ok(()),
     }
 }
@@ -76,16 +35,16 @@ pub async fn prepare(
     max_body: usize,
     deadline: Instant,
     buffer: bool,
-) -> Result<Prepared, Refused> {
+) -> Result<Prepared, ClientFault> {
     if !buffer {
         return Ok(Prepared::Stream(body));
     }
     let collected = tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect());
     match collected.await {
         Ok(Ok(c)) => Ok(Prepared::Buffered(c.to_bytes())),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Refused::TooLarge),
-        Ok(Err(_)) => Err(Refused::Unreadable),
-        Err(_) => Err(Refused::Late),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ClientFault::BodyTooLarge),
+        Ok(Err(_)) => Err(ClientFault::BodyAborted),
+        Err(_) => Err(ClientFault::BodyTimeout),
     }
 }
 

@@ -103,38 +103,14 @@ fn upstream_head(parts: http::request::Parts) -> Head {
     }
 }
 
-/// A request refused before routing: nothing of it goes anywhere.
-enum Refusal {
-    /// `CONNECT` would make switchyard a tunnel (405).
-    Connect,
-    /// Two `Host`s: switchyard and the backend could read different ones (400).
-    DuplicateHost,
-}
-
-/// Whether a request must be refused before routing.
-fn refuse(parts: &http::request::Parts) -> Option<Refusal> {
+/// Whether a request is refused before routing, and by which of its faults: `CONNECT`
+/// would make switchyard a tunnel; two `Host`s could be read differently by switchyard
+/// and the backend.
+fn refuse(parts: &http::request::Parts) -> Option<ClientFault> {
     if parts.method == http::Method::CONNECT {
-        return Some(Refusal::Connect);
+        return Some(ClientFault::Method);
     }
-    headers::duplicate_host(&parts.headers).then_some(Refusal::DuplicateHost)
-}
-
-impl Refusal {
-    fn answer(self, request_id: HeaderValue) -> Response<ProxyBody> {
-        let (status, fault, message) = match self {
-            Refusal::Connect => (
-                http::StatusCode::METHOD_NOT_ALLOWED,
-                ClientFault::Method,
-                "CONNECT is not forwarded",
-            ),
-            Refusal::DuplicateHost => (
-                http::StatusCode::BAD_REQUEST,
-                ClientFault::DuplicateHost,
-                "more than one Host header",
-            ),
-        };
-        respond::client_error(status, fault, message, request_id)
-    }
+    headers::duplicate_host(&parts.headers).then_some(ClientFault::DuplicateHost)
 }
 
 impl Proxy {
@@ -150,8 +126,8 @@ impl Proxy {
         let found = headers::strip_hop_by_hop(&mut parts.headers);
         let request_id = headers::request_id(&mut parts.headers);
         headers::append_forwarded_for(&mut parts.headers, self.peer.as_ref());
-        if let Some(refused) = refuse(&parts) {
-            return Ok(refused.answer(request_id));
+        if let Some(fault) = refuse(&parts) {
+            return Ok(respond::refused(None, fault, request_id));
         }
 
         // 3. route
@@ -162,8 +138,8 @@ impl Proxy {
         }
 
         // 4. body
-        if let Err(refused) = body::check_declared(&parts.headers, snap.max_body) {
-            return Ok(respond::refused(&backend, refused, request_id));
+        if let Err(fault) = body::check_declared(&parts.headers, snap.max_body) {
+            return Ok(respond::refused(Some(&backend), fault, request_id));
         }
         let mirror = if route::mirrors(&snap, &backend) {
             shadow::reserve(&snap)
@@ -175,7 +151,7 @@ impl Proxy {
         let deadline = started + snap.body_timeout;
         let prepared = match body::prepare(body, snap.max_body, deadline, buffer).await {
             Ok(p) => p,
-            Err(refused) => return Ok(respond::refused(&backend, refused, request_id)),
+            Err(fault) => return Ok(respond::refused(Some(&backend), fault, request_id)),
         };
         let head = upstream_head(parts);
 

@@ -18,7 +18,6 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::body::Refused;
 use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_VARIANT};
 use crate::error::BoxError;
 use crate::shadow::{Captured, Tap};
@@ -44,13 +43,15 @@ pub fn respond(
 ) -> Response<ProxyBody> {
     match result {
         Ok(resp) => upstream_answer(source, resp, request_id, tap, cap),
-        Err(failure) => {
-            if let Some(fault) = failure.client_fault() {
-                metrics::client_error(fault);
-            }
-            let message = failure.to_string();
-            error(&source.backend, failure.status(), &message, request_id)
-        }
+        Err(failure) => match failure.client_fault() {
+            Some(fault) => refused(Some(&source.backend), fault, request_id),
+            None => error(
+                &source.backend,
+                failure.status(),
+                &failure.to_string(),
+                request_id,
+            ),
+        },
     }
 }
 
@@ -99,28 +100,26 @@ fn upstream_answer(
     Response::from_parts(parts, body)
 }
 
-/// The answer to a request whose body was refused before it went anywhere.
-pub fn refused(backend: &Backend, why: Refused, request_id: HeaderValue) -> Response<ProxyBody> {
-    metrics::client_error(why.fault());
-    error(backend, why.status(), why.message(), request_id)
-}
-
-/// The answer to a request refused before routing (no backend involved): counted as the
-/// client's `fault`.
-pub fn client_error(
-    status: StatusCode,
+/// The answer to a request refused by the client's own `fault` (counted as such), before
+/// anything of it went upstream or while its body streamed; `backend` is where it was
+/// routed, when it got that far.
+pub fn refused(
+    backend: Option<&Backend>,
     fault: ClientFault,
-    message: &str,
     request_id: HeaderValue,
 ) -> Response<ProxyBody> {
     metrics::client_error(fault);
-    let body = serde_json::json!({ "error": message }).to_string();
-    let mut resp = Response::new(ProxyBody::full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(X_REQUEST_ID.clone(), request_id);
-    resp
+    let (status, message) = match fault {
+        ClientFault::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        ClientFault::BodyAborted => (StatusCode::BAD_REQUEST, "could not read the request body"),
+        ClientFault::BodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ),
+        ClientFault::Method => (StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not forwarded"),
+        ClientFault::DuplicateHost => (StatusCode::BAD_REQUEST, "more than one Host header"),
+    };
+    answer(backend, status, message, request_id)
 }
 
 /// An answer of our own: a short JSON error naming the backend.
@@ -130,13 +129,30 @@ pub fn error(
     message: &str,
     request_id: HeaderValue,
 ) -> Response<ProxyBody> {
-    backend.metrics.response(status.as_u16());
-    let body = serde_json::json!({ "error": message, "backend": &*backend.name }).to_string();
-    let mut resp = Response::new(ProxyBody::full(body));
+    answer(Some(backend), status, message, request_id)
+}
+
+/// A short JSON error, naming the backend (and counted for it) when there is one.
+fn answer(
+    backend: Option<&Backend>,
+    status: StatusCode,
+    message: &str,
+    request_id: HeaderValue,
+) -> Response<ProxyBody> {
+    let body = match backend {
+        Some(b) => {
+            b.metrics.response(status.as_u16());
+            serde_json::json!({ "error": message, "backend": &*b.name })
+        }
+        None => serde_json::json!({ "error": message }),
+    };
+    let mut resp = Response::new(ProxyBody::full(body.to_string()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(X_SWITCHYARD_VARIANT.clone(), backend.variant.clone());
+    if let Some(b) = backend {
+        h.insert(X_SWITCHYARD_VARIANT.clone(), b.variant.clone());
+    }
     h.insert(X_REQUEST_ID.clone(), request_id);
     resp
 }
