@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -29,18 +29,14 @@ pub enum ClientBodyError {
     /// the body, so waiting for the client is not the backend's fault).
     #[error("the request body did not arrive in time")]
     Timeout,
-    /// The body went over `limits.max_body`.
-    #[error("the request body is larger than limits.max_body")]
-    TooLarge,
 }
 
 pin_project! {
-    /// The client's body as it streams through: at most `remaining` more bytes, complete
-    /// by `deadline`, its failures marked as the client's.
+    /// The client's body as it streams through: complete by its deadline, its failures
+    /// marked as the client's. (The size limit is `http_body_util::Limited`'s, around it.)
     pub struct ClientBody {
         #[pin]
         inner: Incoming,
-        remaining: usize,
         due: Due,
     }
 }
@@ -63,16 +59,7 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let len = frame.data_ref().map_or(0, Bytes::len);
-                if len > *this.remaining {
-                    return Poll::Ready(Some(Err(ClientBodyError::TooLarge)));
-                }
-                *this.remaining -= len;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Aborted(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(ClientBodyError::Aborted))),
             Poll::Pending => {
                 if let Due::By(deadline) = *this.due {
                     *this.due = Due::Waiting(Box::pin(tokio::time::sleep_until(deadline)));
@@ -101,7 +88,7 @@ pin_project! {
     /// The body sent upstream: the client's stream (under the size limit), or a buffered copy.
     #[project = UpstreamProj]
     pub enum UpstreamBody {
-        Stream { #[pin] inner: ClientBody },
+        Stream { #[pin] inner: Limited<ClientBody> },
         Buffered { #[pin] inner: Full<Bytes> },
     }
 }
@@ -110,11 +97,13 @@ impl UpstreamBody {
     /// The client's body, streamed: at most `limit` bytes, complete by `deadline`.
     pub fn stream(body: Incoming, limit: usize, deadline: Instant) -> Self {
         UpstreamBody::Stream {
-            inner: ClientBody {
-                inner: body,
-                remaining: limit,
-                due: Due::By(deadline),
-            },
+            inner: Limited::new(
+                ClientBody {
+                    inner: body,
+                    due: Due::By(deadline),
+                },
+                limit,
+            ),
         }
     }
 
@@ -134,7 +123,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            UpstreamProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            UpstreamProj::Stream { inner } => inner.poll_frame(cx),
             UpstreamProj::Buffered { inner } => inner.poll_frame(cx).map_err(|e| match e {}),
         }
     }

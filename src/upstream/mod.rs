@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::LengthLimitError;
 use tokio::time::Instant;
 
 use http::header::{HeaderMap, HeaderValue, HOST};
@@ -167,7 +168,7 @@ impl Upstream {
 /// Whose fault a broken exchange was: the client's body (too large, broken off, late),
 /// or the backend's.
 fn classify(e: hyper::Error) -> Failure {
-    if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::TooLarge)) {
+    if is_caused_by::<LengthLimitError>(&e) {
         Failure::BodyTooLarge
     } else if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::Timeout)) {
         Failure::ClientTimeout
