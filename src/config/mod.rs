@@ -124,19 +124,6 @@ impl Config {
     /// assert_eq!(routes[0].name, switchyard::config::DEFAULT_ROUTE);
     /// assert!(routes[0].when.is_catch_all());
     /// ```
-    /// Why the running proxy cannot serve this (valid) config yet: routing requests by
-    /// route is not in the data plane yet, so a config with more than one route would
-    /// send everything through the first. Refused at start and on reload instead.
-    pub fn unserved(&self) -> Option<String> {
-        let n = self.written.routes.as_deref().map_or(0, <[_]>::len);
-        (n > 1).then(|| {
-            format!(
-                "{n} routes are configured; this version validates routes but serves one \
-                 (a top-level rollout, or a single entry under routes)"
-            )
-        })
-    }
-
     pub fn routes(&self) -> Vec<Route> {
         let listed = self.written.routes.as_deref().unwrap_or_default();
         if self.written.rollout || listed.is_empty() {
@@ -156,6 +143,19 @@ impl Config {
                 shadow: r.shadow.clone().unwrap_or_else(|| self.shadow.clone()),
             })
             .collect()
+    }
+
+    /// Why the running proxy cannot serve this (valid) config yet: routing requests by
+    /// route is not in the data plane yet, so a config with more than one route would
+    /// send everything through the first. Refused at start and on reload instead.
+    pub fn unserved(&self) -> Option<String> {
+        let n = self.written.routes.as_deref().map_or(0, <[_]>::len);
+        (n > 1).then(|| {
+            format!(
+                "{n} routes are configured; this version validates routes but serves one \
+                 (a top-level rollout, or a single entry under routes)"
+            )
+        })
     }
 }
 

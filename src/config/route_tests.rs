@@ -190,6 +190,9 @@ fn each_route_rule_names_the_route_the_field_and_its_line() {
         ("x-tenant: acme", "x-tenant: \"ac\\nme\"", "routes[1].match.header.x-tenant", "ac\\nme", "not a valid header value"),
         ("{ model: iris }", "{ model: iris, host: 'http://x/' }", "routes[0].match.host", "host:", "not a host"),
         ("{ model: iris }", "{ model: iris, host: 'a@b' }", "routes[0].match.host", "host:", "not a host"),
+        ("{ model: iris }", "{ model: iris, host: 'a.example:99999' }", "routes[0].match.host", "host:", "not a host"),
+        ("{ model: iris }", "{ model: iris, host: 'a.example:abc' }", "routes[0].match.host", "host:", "not a host"),
+        ("{ model: iris }", "{ model: iris, host: 'a.example:' }", "routes[0].match.host", "host:", "not a host"),
         ("{ model: iris }", "{ model: iris, host: '*.example' }", "routes[0].match.host", "host:", "not a host"),
         ("x-tenant: acme", "x-tenant: ' acme'", "routes[1].match.header.x-tenant", "' acme'", "not a valid header value"),
         ("x-tenant: acme", "x-tenant: acme, X-Tenant: b", "routes[1].match.header.x-tenant", "X-Tenant", "given twice"),
@@ -319,7 +322,7 @@ fn every_route_problem_is_reported_at_once() {
 }
 
 #[test]
-fn a_path_prefix_covers_whole_segments_as_the_matcher_does() {
+fn a_path_prefix_covers_whole_segments() {
     use super::validate::prefix_covers;
     let cases = [
         ("/fraud", "/fraud/x", true),

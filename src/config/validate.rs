@@ -299,7 +299,8 @@ fn host_covers(earlier: &str, later: &str) -> bool {
             e.host().eq_ignore_ascii_case(l.host())
                 && (e.port_u16().is_none() || e.port_u16() == l.port_u16())
         }
-        _ => earlier.eq_ignore_ascii_case(later),
+        // Both are validated hosts by now.
+        _ => false,
     }
 }
 
@@ -573,13 +574,24 @@ fn check_path_prefix(prefix: &str) -> Result<(), String> {
 fn check_host(host: &str) -> Result<(), String> {
     let is_host = !host.is_empty()
         && !host.contains(['@', '/', '*'])
-        && Authority::try_from(host).is_ok_and(|a| !a.host().is_empty());
+        && Authority::try_from(host).is_ok_and(|a| !a.host().is_empty())
+        && port_is_valid(host);
     if !is_host {
         return Err(format!(
             "`{host}` is not a host (such as `models.example.com` or `models.example.com:8080`)"
         ));
     }
     Ok(())
+}
+
+/// Whether the text after a host's `:` (outside IPv6 brackets), if any, is a port number:
+/// `Authority` takes any text there, and the request matcher refuses what is not one.
+fn port_is_valid(host: &str) -> bool {
+    let after_brackets = host.rfind(']').map_or(host, |i| &host[i..]);
+    match after_brackets.rfind(':') {
+        Some(i) => after_brackets[i + 1..].parse::<u16>().is_ok(),
+        None => true,
+    }
 }
 
 fn check_backend_url(url: &str) -> Result<(), String> {
