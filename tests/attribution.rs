@@ -35,6 +35,17 @@ fn guarded(candidate_url: &str) -> TestConfig {
         .backend_url("green", candidate_url)
 }
 
+/// Waits for the analysis to evaluate once more from now: with `failure_limit: 1`, that
+/// evaluation would roll back on a single error counted against the candidate.
+async fn after_the_next_evaluation(h: &ProxyHarness) {
+    let last = h.status().await["analysis"]["last"]["at"].clone();
+    h.wait_status("the next evaluation", |s| {
+        let at = &s["analysis"]["last"]["at"];
+        !at.is_null() && *at != last
+    })
+    .await;
+}
+
 /// Asserts that nothing was counted against the candidate and the rollout did not move.
 async fn assert_candidate_unharmed(h: &ProxyHarness, what: &str) {
     let s = h.status().await;
@@ -68,8 +79,7 @@ async fn aborted_uploads_at_the_candidate_count_against_nobody() {
         before + 5.0,
     )
     .await;
-    // Past an evaluation, which would roll back on a single counted error.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    after_the_next_evaluation(&h).await;
     assert_eq!(green.complete(), 0, "no whole request reached the backend");
     assert_candidate_unharmed(&h, "aborted uploads").await;
 }
@@ -84,7 +94,7 @@ async fn malformed_uploads_at_the_candidate_get_400_and_count_against_nobody() {
         let answer = exchange(h.data_addr(), req.as_bytes(), Duration::from_secs(5)).await;
         assert_eq!(status_of(&answer), 400, "{answer}");
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    after_the_next_evaluation(&h).await;
     assert_eq!(green.complete(), 0, "no whole request reached the backend");
     assert_candidate_unharmed(&h, "malformed uploads").await;
 }
@@ -108,7 +118,7 @@ async fn trickled_uploads_get_408_and_count_against_nobody() {
             let answer = exchange(h.data_addr(), &bytes, Duration::from_secs(5)).await;
             assert_eq!(status_of(&answer), 408, "{name}: {answer}");
         }
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        after_the_next_evaluation(&h).await;
         assert_candidate_unharmed(&h, name).await;
     }
     assert_eq!(green.complete(), 0, "no whole request reached the backend");

@@ -117,6 +117,7 @@ async fn a_reload_that_changes_only_limits_keeps_the_rollout_where_it_is() {
         (s["phase"].as_str(), s["step"].as_u64()),
         (Some("progressing"), Some(1))
     );
+    assert!(!has_event(&s, "reload", ""), "{:#}", s["events"]);
     // Changing the steps is a new revision: a new rollout from step 0.
     h.write_config(&TestConfig::new().steps([
         step(10.0).manual(),
@@ -127,7 +128,11 @@ async fn a_reload_that_changes_only_limits_keeps_the_rollout_where_it_is() {
         .wait_status("new rollout", |s| s["config"]["generation"] == 3)
         .await;
     assert_eq!(s["step"], 0);
-    assert!(has_event(&s, "reload", ""), "{:#}", s["events"]);
+    assert!(
+        has_event(&s, "reload", "a new rollout starts at step 0"),
+        "{:#}",
+        s["events"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

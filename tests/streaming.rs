@@ -77,14 +77,17 @@ async fn arrivals(h: &ProxyHarness) -> Vec<Instant> {
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut seen = Vec::new();
+    let mut received = Vec::new();
     while let Some(frame) = tokio::time::timeout(Duration::from_secs(10), body.frame())
         .await
         .expect("the stream goes on")
     {
-        let data = frame.unwrap().into_data().unwrap();
-        // An event may come split or joined with the next; count the ones completed.
-        let events = data.windows(2).filter(|w| w == b"\n\n").count();
-        seen.extend(std::iter::repeat_n(Instant::now(), events));
+        received.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        // An event may come split over frames or joined with the next: count the
+        // events completed so far, and note when each completed.
+        let complete = received.windows(2).filter(|w| w == b"\n\n").count();
+        let now = Instant::now();
+        seen.resize(complete, now);
     }
     seen
 }
