@@ -107,6 +107,15 @@ impl From<ConfigFile> for Config {
     }
 }
 
+/// Whether `path` is under the path prefix `prefix`, by whole segments: `prefix` itself
+/// (its trailing `/` dropped) or below it, so `/fraud` takes `/fraud/x`, not
+/// `/fraudulent`. What `match.path_prefix` means, for validation and the data plane alike.
+pub fn path_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl Config {
     /// The routes, in the order they are tried: the first whose [`Match`] holds takes
     /// the request.

@@ -287,8 +287,7 @@ fn takes_all_of(earlier: &Match, later: &Match) -> bool {
 /// whole segments (as the data plane's matcher does: `/fraud` takes `/fraud` and
 /// `/fraud/x`, not `/fraudulent`), and a trailing `/` changes nothing.
 pub(super) fn prefix_covers(earlier: &str, later: &str) -> bool {
-    let (e, l) = (earlier.trim_end_matches('/'), later.trim_end_matches('/'));
-    e.is_empty() || l == e || l.strip_prefix(e).is_some_and(|rest| rest.starts_with('/'))
+    super::path_under(later.trim_end_matches('/'), earlier)
 }
 
 /// True when every request for host `later` is for host `earlier`: the same host, and

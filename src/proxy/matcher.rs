@@ -404,7 +404,7 @@ impl Route {
     /// Whether the route's head conditions (all but `model`) hold for the request.
     fn holds(&self, header_names: &[HeaderName], facts: &Facts<'_>) -> bool {
         if let Some(prefix) = &self.path_prefix {
-            if !under(facts.path, prefix) {
+            if !crate::config::path_under(facts.path, prefix) {
                 return false;
             }
         }
@@ -433,12 +433,6 @@ fn path_prefix(prefix: &str) -> Result<Box<str>, String> {
         ));
     }
     Ok(prefix.trim_end_matches('/').into())
-}
-
-/// Whether `path` is `prefix` (without its trailing `/`) or lies below it.
-fn under(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The `header` conditions, each name interned into `names` (lowercase, once).
