@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
-use switchyard::proxy::matcher::{MatchRule, Matcher, Pick};
+use switchyard::snapshot::matcher::{MatchRule, Matcher, Pick};
 
 /// The system allocator, counting the allocations made through it.
 struct Counting;

@@ -10,7 +10,7 @@ use switchyard::config;
 use switchyard::proxy::route;
 use switchyard::snapshot::{self, Backends, Builder, Routing};
 
-fn snapshot(weight: f64) -> snapshot::Snapshot {
+fn snapshot(weight: f64) -> std::sync::Arc<snapshot::Route> {
     let cfg = config::parse(
         r#"
 backends:
@@ -28,14 +28,15 @@ state: { path: null }
     .expect("valid config");
     let mut backends = Backends::default();
     backends.sync(&cfg);
-    Builder::new(&cfg, &backends, None).build(
+    let snap = Builder::new(&cfg, &backends, None).build(
         1,
-        Routing {
+        [Routing {
             weight,
             mirror: 0.0,
             tripwire: None,
-        },
-    )
+        }],
+    );
+    snap.routes[0].clone()
 }
 
 fn bench(c: &mut Criterion) {

@@ -87,7 +87,7 @@ state: {{ path: null }}
         let onset = Instant::now();
         green.behavior().set_error_rate(1.0);
         loop {
-            if running.shared.snapshot.load().weight_bp == 0 {
+            if running.shared.snapshot.load().routes[0].weight_bp == 0 {
                 break;
             }
             if onset.elapsed() > Duration::from_secs(10) {

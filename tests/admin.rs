@@ -105,11 +105,11 @@ async fn health_readiness_and_metrics_are_served() {
     assert!(String::from_utf8_lossy(&page.body).contains("<title>switchyard</title>"));
     let text = h.metrics_text().await;
     for name in [
-        "switchyard_requests_total{backend=\"blue\",code=\"200\"}",
-        "switchyard_request_duration_seconds_bucket{backend=\"blue\"",
+        "switchyard_requests_total{backend=\"blue\",code=\"200\",route=\"default\"}",
+        "switchyard_request_duration_seconds_bucket{backend=\"blue\",route=\"default\"",
         // The recorder is process-wide and other tests run beside this one: names, not values.
-        "switchyard_rollout_weight ",
-        "switchyard_rollout_phase{phase=\"progressing\"}",
+        "switchyard_rollout_weight{route=\"default\"} ",
+        "switchyard_rollout_phase{phase=\"progressing\",route=\"default\"}",
         "switchyard_connections_open{listener=\"data\"}",
         "switchyard_connections_total{listener=\"admin\"}",
     ] {

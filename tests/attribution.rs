@@ -55,7 +55,7 @@ async fn assert_candidate_unharmed(h: &ProxyHarness, what: &str) {
     assert_eq!(errors, &Value::from(0), "{what}: {}", s["window"]);
     for kind in ["connect", "timeout", "protocol", "status", "truncated"] {
         let series =
-            format!("switchyard_upstream_errors_total{{backend=\"green\",kind=\"{kind}\"}}");
+            format!("switchyard_upstream_errors_total{{backend=\"green\",kind=\"{kind}\",route=\"default\"}}");
         assert_eq!(h.metric(&series).await, 0.0, "{what}: {series}");
     }
 }

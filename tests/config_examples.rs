@@ -285,7 +285,7 @@ fn multi_model_rolls_out_each_model_on_its_own() {
 /// validation or built into a matcher.
 #[test]
 fn what_validates_the_request_matcher_takes() {
-    use switchyard::proxy::matcher::Matcher;
+    use switchyard::snapshot::matcher::Matcher;
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/multi-model.yaml"),
     )

@@ -283,31 +283,3 @@ async fn hostile_reloads_are_refused_while_requests_keep_answering() {
     assert!(p(&during, 1.0) < Duration::from_millis(500), "{during:?}");
     assert!(rss < 100.0, "peak RSS {rss:.1} MiB, the bound is 100 MiB");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_config_with_several_routes_is_not_served_until_routing_is() {
-    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
-    let routes = format!(
-        "listen: 127.0.0.1:0\nadmin: {{ listen: 127.0.0.1:0 }}\n\
-         backends: {{ blue: {{ url: '{}' }}, green: {{ url: '{}' }} }}\n\
-         routes:\n\
-         \x20 - {{ name: a, match: {{ path_prefix: /a }}, rollout: {{ stable: blue, candidate: green, steps: [{{ weight: 100 }}] }} }}\n\
-         \x20 - {{ name: b, rollout: {{ stable: blue }} }}\n\
-         state: {{ path: null }}\n",
-        h.blue.url(),
-        h.green.url()
-    );
-    std::fs::write(&h.config_path, &routes).unwrap();
-    let s = h
-        .wait_status("the routes reload refused", |s| {
-            s["config"]["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("2 routes are configured"))
-        })
-        .await;
-    assert_eq!(s["config"]["generation"], 1, "nothing applied: {s}");
-    assert_eq!(h.get("/echo", &[]).await.status, StatusCode::OK);
-    // `validate` accepts it: the refusal is about serving, not about the file.
-    let cfg = switchyard::config::load_file(&h.config_path).expect("a valid routes config");
-    assert!(cfg.unserved().is_some());
-}

@@ -72,11 +72,11 @@ async fn a_candidate_that_starts_failing_is_rolled_back_and_no_user_sees_it() {
     assert!(has_event(&s, "rollback", "(fast)"), "{:#}", s["events"]);
     let text = h.metrics_text().await;
     assert!(
-        text.contains("switchyard_rollbacks_total{trigger=\"fast\"}"),
+        text.contains("switchyard_rollbacks_total{trigger=\"fast\",route=\"default\"}"),
         "{text}"
     );
     assert!(
-        text.contains("switchyard_fallbacks_total{backend=\"green\"}"),
+        text.contains("switchyard_fallbacks_total{backend=\"green\",route=\"default\"}"),
         "{text}"
     );
 }
@@ -109,7 +109,9 @@ async fn fallback_serves_from_stable_and_still_counts_against_the_candidate() {
     );
     let text = h.metrics_text().await;
     assert!(
-        text.contains("switchyard_upstream_errors_total{backend=\"green\",kind=\"status\"}"),
+        text.contains(
+            "switchyard_upstream_errors_total{backend=\"green\",kind=\"status\",route=\"default\"}"
+        ),
         "{text}"
     );
     // Without fast_rollback nothing rolled back: the analysis would decide.

@@ -31,7 +31,8 @@ async fn an_answer_cut_off_mid_body_is_the_backends_error() {
     // stay clean for the attribution tests beside this one).
     let config = TestConfig::canary(0.0).backend_url("blue", &format!("http://{addr}"));
     let h = ProxyHarness::start(&config).await;
-    let series = "switchyard_upstream_errors_total{backend=\"blue\",kind=\"truncated\"}";
+    let series =
+        "switchyard_upstream_errors_total{backend=\"blue\",kind=\"truncated\",route=\"default\"}";
     let before = h.metric(series).await;
     let answer = exchange(
         h.data_addr(),

@@ -171,7 +171,7 @@ async fn a_slow_shadow_never_delays_the_live_answer_and_excess_mirrors_are_dropp
     assert_eq!(tally["agree"], 4, "{tally}");
     let text = h.metrics_text().await;
     assert!(
-        text.contains("switchyard_shadow_requests_total{outcome=\"dropped\"}"),
+        text.contains("switchyard_shadow_requests_total{outcome=\"dropped\",route=\"default\"}"),
         "{text}"
     );
 }
@@ -294,8 +294,8 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
     assert!(gate["value"].as_f64().unwrap() < 0.5, "{gate:#}");
     let metrics = h.metrics_text().await;
     for name in [
-        "switchyard_shadow_calibration_total{result=\"agree\"}",
-        "switchyard_shadow_output_comparisons_total{output=\"probabilities\",result=\"disagree\"}",
+        "switchyard_shadow_calibration_total{result=\"agree\",route=\"default\"}",
+        "switchyard_shadow_output_comparisons_total{output=\"probabilities\",result=\"disagree\",route=\"default\"}",
         "switchyard_shadow_output_comparisons_total{output=\"label\",result=",
     ] {
         assert!(metrics.contains(name), "{name} missing");

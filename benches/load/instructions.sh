@@ -97,7 +97,7 @@ count() {
         done
     fi
     curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
-        sed -n 's/^switchyard_shadow_requests_total{outcome="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' |
+        sed -n 's/^switchyard_shadow_requests_total{outcome="\([a-z]*\)"[^}]*} \([0-9]*\)$/\1=\2/p' |
         paste -sd' ' >"$RUN_DIR/shadow-$n"
     kill -TERM "$SY_PID"
     wait "$SY_PID" || true

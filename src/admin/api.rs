@@ -25,6 +25,8 @@ pub const METRICS: &str = "/metrics";
 pub const V1: &str = "/api/v1/";
 /// The rollout status (JSON).
 pub const STATUS: &str = "/api/v1/status";
+/// Every route's status: `{"routes": [STATUS, ...]}`.
+pub const ROUTES: &str = "/api/v1/routes";
 /// The most recent shadow disagreements; takes `?limit=N`.
 pub const SHADOW_DIFFS: &str = "/api/v1/shadow/diffs";
 
@@ -40,6 +42,25 @@ pub const ROLLBACK: &str = "/api/v1/rollback";
 pub const RETRY: &str = "/api/v1/retry";
 /// Every control's path (each a POST).
 pub const CONTROLS: [&str; 5] = [PROMOTE, PAUSE, RESUME, ROLLBACK, RETRY];
+
+/// The route and the unscoped path a path addresses: `/api/v1/routes/NAME/TAIL` is
+/// route `NAME` and `/api/v1/TAIL`; any other path is itself, for no route in particular.
+///
+/// ```
+/// use switchyard::admin::api;
+/// assert_eq!(api::scoped("/api/v1/routes/iris/shadow/diffs"), (Some("iris"), "/api/v1/shadow/diffs".into()));
+/// assert_eq!(api::scoped("/api/v1/status"), (None, "/api/v1/status".into()));
+/// ```
+pub fn scoped(path: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    let scoped = path
+        .strip_prefix(ROUTES)
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.split_once('/'));
+    match scoped {
+        Some((name, tail)) if !name.is_empty() => (Some(name), format!("{V1}{tail}").into()),
+        _ => (None, path.into()),
+    }
+}
 
 /// The path that carries `action`.
 pub fn control_path(action: &Action) -> &'static str {

@@ -1,4 +1,8 @@
 //! The admin API: status, controls, health, metrics and the dashboard.
+//!
+//! Every route's status and controls are under `/api/v1/routes/NAME/`; the unscoped paths
+//! (`/api/v1/status`, `/api/v1/promote`, ...) address the route named `default` or the
+//! only route, and answer 400 naming the routes otherwise.
 
 pub mod api;
 pub mod client;
@@ -22,8 +26,8 @@ use serde::Deserialize;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::rollout::controller::Published;
-use crate::rollout::{Action, Control, ControlError};
-use crate::shadow::{Diffs, DIFFS_KEPT};
+use crate::rollout::{Action, Control, ControlError, Status};
+use crate::telemetry::diffs::DIFFS_KEPT;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -35,15 +39,14 @@ pub struct Admin {
     token: Option<Arc<str>>,
 }
 
-/// What the admin API shows: the controller's snapshot and status, readiness, the
-/// metrics and the recent shadow disagreements.
+/// What the admin API shows: the controller's snapshot (with each route's recent shadow
+/// disagreements) and statuses, readiness, and the metrics.
 pub struct Sources {
     pub published: Published,
     /// True once a valid config is loaded and the data plane listens.
     pub ready: Arc<AtomicBool>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    pub diffs: Arc<Diffs>,
 }
 
 /// An admin answer in the making, boxed: connections are served by futures that must be
@@ -79,19 +82,22 @@ impl Admin {
 
     /// Answers one admin request.
     pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
-        let path = req.uri().path().trim_end_matches('/');
+        let uri = req.uri().clone();
+        let path = uri.path().trim_end_matches('/');
         let path = if path.is_empty() { "/" } else { path };
-        match (req.method(), path) {
-            (&Method::GET, api::DASHBOARD) => html(DASHBOARD),
-            (&Method::GET, api::HEALTHZ) => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, api::READYZ) => {
+        let (route, path) = api::scoped(path);
+        let path = &*path;
+        match (req.method(), route, path) {
+            (&Method::GET, None, api::DASHBOARD) => html(DASHBOARD),
+            (&Method::GET, None, api::HEALTHZ) => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, None, api::READYZ) => {
                 if self.sources.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 }
             }
-            (&Method::GET, api::METRICS) => {
+            (&Method::GET, None, api::METRICS) => {
                 let mut r = text(StatusCode::OK, self.sources.metrics.render());
                 r.headers_mut().insert(
                     CONTENT_TYPE,
@@ -99,68 +105,125 @@ impl Admin {
                 );
                 r
             }
-            (&Method::GET, api::STATUS) => {
-                let status = self.sources.published.status.load_full();
-                let mut v = serde_json::to_value(&*status).unwrap_or_default();
-                v["window"] = self.window_figures();
-                json(StatusCode::OK, &v)
+            (&Method::GET, None, api::ROUTES) => {
+                let statuses = self.sources.published.status.load_full();
+                let routes: Vec<_> = statuses.routes.iter().map(|s| self.shown(s)).collect();
+                json(StatusCode::OK, &serde_json::json!({ "routes": routes }))
             }
-            (&Method::GET, api::SHADOW_DIFFS) => {
-                let limit = query_param(req.uri().query(), "limit")
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(20)
-                    .min(DIFFS_KEPT);
-                let diffs = self.sources.diffs.recent(limit);
-                json(StatusCode::OK, &serde_json::json!({ "diffs": diffs }))
+            (&Method::GET, _, api::STATUS) => match self.addressed(route) {
+                Ok(status) => json(StatusCode::OK, &self.shown(&status)),
+                Err(e) => control_error(&e),
+            },
+            (&Method::GET, _, api::SHADOW_DIFFS) => match self.addressed(route) {
+                Ok(status) => self.diffs(&status.route, uri.query()),
+                Err(e) => control_error(&e),
+            },
+            (&Method::POST, _, p) if api::CONTROLS.contains(&p) => {
+                self.control(req, peer, route, p).await
             }
-            (&Method::POST, p) if p.starts_with(api::V1) => {
-                let Some(control) = api::CONTROLS.into_iter().find(|c| *c == p) else {
-                    return error(StatusCode::NOT_FOUND, "no such endpoint");
-                };
-                let token = self.token.as_deref();
-                if let Err(refusal) = guard::check(token, peer, req.headers()) {
-                    let mut r = error(refusal.status(), refusal.message());
-                    if refusal == guard::Refusal::MissingToken {
-                        r.headers_mut()
-                            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-                    }
-                    return r;
-                }
-                let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
-                };
-                let action = match parse_action(control, &body) {
-                    Ok(a) => a,
-                    Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
-                };
-                match self.control.send(action).await {
-                    Ok(status) => json(StatusCode::OK, &*status),
-                    Err(e @ ControlError::NotAllowed(_)) => {
-                        error(StatusCode::CONFLICT, &e.to_string())
-                    }
-                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-                }
+            (_, _, api::STATUS | api::SHADOW_DIFFS) | (_, None, api::ROUTES) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
-            (
-                _,
-                api::DASHBOARD
-                | api::HEALTHZ
-                | api::READYZ
-                | api::METRICS
-                | api::STATUS
-                | api::SHADOW_DIFFS,
-            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            (_, None, api::DASHBOARD | api::HEALTHZ | api::READYZ | api::METRICS) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            (_, _, p) if api::CONTROLS.contains(&p) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
     }
 
-    /// Live figures of the stable's and the candidate's sliding windows, as the analysis sees them.
-    fn window_figures(&self) -> serde_json::Value {
-        let snap = self.sources.published.snapshot.load_full();
-        let figures = window::WindowFigures::of(&snap, tokio::time::Instant::now());
-        serde_json::to_value(figures).unwrap_or_default()
+    /// The status of the route a path addresses (by name, or the unscoped route), or why
+    /// there is none: an unknown name, or several routes and none named `default`.
+    fn addressed(&self, route: Option<&str>) -> Result<Arc<Status>, ControlError> {
+        let statuses = self.sources.published.status.load_full();
+        let found = match route {
+            Some(name) => statuses.route(name),
+            None => statuses.unscoped(),
+        };
+        found.cloned().ok_or_else(|| {
+            let routes = statuses.names();
+            match route {
+                Some(name) => ControlError::UnknownRoute {
+                    name: name.to_string(),
+                    routes,
+                },
+                None => ControlError::RouteNeeded { routes },
+            }
+        })
     }
+
+    /// A route's status as the API shows it: with its live window figures.
+    fn shown(&self, status: &Status) -> serde_json::Value {
+        let mut v = serde_json::to_value(status).unwrap_or_default();
+        let snap = self.sources.published.snapshot.load_full();
+        if let Some(route) = snap.route(&status.route) {
+            let figures = window::WindowFigures::of(route, tokio::time::Instant::now());
+            v["window"] = serde_json::to_value(figures).unwrap_or_default();
+        }
+        v
+    }
+
+    /// The most recent disagreements of `route`; `?limit=N` (20 by default).
+    fn diffs(&self, route: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+        let limit = query_param(query, "limit")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(20)
+            .min(DIFFS_KEPT);
+        let snap = self.sources.published.snapshot.load_full();
+        let diffs = snap
+            .route(route)
+            .map(|r| r.diffs.recent(limit))
+            .unwrap_or_default();
+        json(StatusCode::OK, &serde_json::json!({ "diffs": diffs }))
+    }
+
+    /// A control (`path` is its unscoped path) for `route`, once the caller may send it.
+    async fn control(
+        &self,
+        req: Request<Incoming>,
+        peer: IpAddr,
+        route: Option<&str>,
+        path: &str,
+    ) -> Response<Full<Bytes>> {
+        let token = self.token.as_deref();
+        if let Err(refusal) = guard::check(token, peer, req.headers()) {
+            let mut r = error(refusal.status(), refusal.message());
+            if refusal == guard::Refusal::MissingToken {
+                r.headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            }
+            return r;
+        }
+        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+        };
+        let action = match parse_action(path, &body) {
+            Ok(a) => a,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        };
+        match self.control.send_to(route, action).await {
+            Ok(status) => json(StatusCode::OK, &*status),
+            Err(e) => control_error(&e),
+        }
+    }
+}
+
+/// The answer to a control that did not happen.
+fn control_error(e: &ControlError) -> Response<Full<Bytes>> {
+    let status = match e {
+        ControlError::NotAllowed(_) => StatusCode::CONFLICT,
+        ControlError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+        ControlError::RouteNeeded { .. } => StatusCode::BAD_REQUEST,
+        ControlError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut body = serde_json::json!({ "error": e.to_string() });
+    if let ControlError::UnknownRoute { routes, .. } | ControlError::RouteNeeded { routes } = e {
+        body["routes"] = serde_json::json!(routes);
+    }
+    json(status, &body)
 }
 
 fn parse_action(path: &str, body: &[u8]) -> Result<Action, String> {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::rollout::analysis::above_floor;
-use crate::snapshot::{Backend, Snapshot};
+use crate::snapshot::{Backend, Route};
 use crate::telemetry::window::Summary;
 
 /// The stable's and the candidate's sliding windows, over the analysis window's span.
@@ -64,8 +64,8 @@ pub struct NoiseFloor {
 // === built from the live windows ===
 
 impl WindowFigures {
-    /// The figures of `snap`'s stable and candidate at `now`, over the analysis window.
-    pub fn of(snap: &Snapshot, now: Instant) -> WindowFigures {
+    /// The figures of a route's stable and candidate at `now`, over its analysis window.
+    pub fn of(snap: &Route, now: Instant) -> WindowFigures {
         let stable = snap.stable.window.summary(now, snap.window);
         let candidate = snap
             .candidate

@@ -153,19 +153,6 @@ impl Config {
             })
             .collect()
     }
-
-    /// Why the running proxy cannot serve this (valid) config yet: routing requests by
-    /// route is not in the data plane yet, so a config with more than one route would
-    /// send everything through the first. Refused at start and on reload instead.
-    pub fn unserved(&self) -> Option<String> {
-        let n = self.written.routes.as_deref().map_or(0, <[_]>::len);
-        (n > 1).then(|| {
-            format!(
-                "{n} routes are configured; this version validates routes but serves one \
-                 (a top-level rollout, or a single entry under routes)"
-            )
-        })
-    }
 }
 
 /// The name of the one route of a config with a top-level `rollout:`.

@@ -361,7 +361,10 @@ impl Timeline {
         let until = Instant::now() + limit;
         let mut last_line = Instant::now();
         loop {
-            let s = running.shared.status.load_full();
+            let statuses = running.shared.status.load_full();
+            let Some(s) = statuses.unscoped() else {
+                return "the demo's config has one route".into();
+            };
             if s.events.len() < self.seen {
                 self.seen = 0;
             }
@@ -369,7 +372,7 @@ impl Timeline {
                 println!("  {:>5.1}s  {:<9} {}", self.t(), e.kind, e.message);
             }
             self.seen = s.events.len();
-            if let Some(what) = poke(&s) {
+            if let Some(what) = poke(s) {
                 println!("  {:>5.1}s  {:<9} {}", self.t(), "chaos", what);
             }
             if last_line.elapsed() >= Duration::from_secs(2) {
@@ -397,7 +400,7 @@ impl Timeline {
                 self.counted = (b, g);
                 last_line = Instant::now();
             }
-            if done(&s) || Instant::now() >= until {
+            if done(s) || Instant::now() >= until {
                 return s.phase.clone();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -28,17 +28,18 @@ pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), Client
     }
 }
 
-/// Reads the body into memory (up to `max_body`, by `deadline`) when `buffer`, else
-/// leaves it to stream.
+/// Reads the body into memory (up to `max_body`, by `deadline`) when `buffer` and it is
+/// not read already, else leaves it as it is.
 pub async fn prepare(
-    body: Incoming,
+    body: Prepared,
     max_body: usize,
     deadline: Instant,
     buffer: bool,
 ) -> Result<Prepared, ClientFault> {
-    if !buffer {
-        return Ok(Prepared::Stream(body));
-    }
+    let body = match body {
+        Prepared::Stream(body) if buffer => body,
+        body => return Ok(body),
+    };
     let collected = tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect());
     match collected.await {
         Ok(Ok(c)) => Ok(Prepared::Buffered(c.to_bytes())),

@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use super::body::Prepared;
 use super::respond::Source;
-use crate::snapshot::{Backend, Snapshot};
-use crate::telemetry::{self, metrics, Outcome};
+use crate::snapshot::{Backend, Route};
+use crate::telemetry::{self, Outcome};
 use crate::upstream::{Failure, Head, PooledBody, UpstreamBody};
 
 /// What is kept of a request to send it again to the stable (fallback).
@@ -36,7 +36,7 @@ pub fn retry_copy(body: &Prepared, head: &Head, fallback: bool) -> Option<Retry>
 }
 
 /// Whose answer the client gets: `backend`'s, and the tripwire when it is the candidate.
-pub fn source(snap: &Snapshot, backend: Arc<Backend>, is_candidate: bool) -> Source {
+pub fn source(snap: &Route, backend: Arc<Backend>, is_candidate: bool) -> Source {
     Source {
         tripwire: is_candidate.then(|| snap.tripwire.clone()).flatten(),
         backend,
@@ -46,11 +46,11 @@ pub fn source(snap: &Snapshot, backend: Arc<Backend>, is_candidate: bool) -> Sou
 /// The candidate `failed` failed: counts the fallback, sends the copy to the stable and
 /// records its outcome; the stable's answer is the one the client gets.
 pub async fn fall_back(
-    snap: &Snapshot,
+    snap: &Route,
     failed: &Backend,
     retry: Retry,
 ) -> (Source, Result<Response<PooledBody>, Failure>) {
-    metrics::fallback(&failed.name);
+    failed.metrics.fallback();
     let stable = snap.stable.clone();
     let again = Instant::now();
     let result = stable
@@ -63,7 +63,7 @@ pub async fn fall_back(
 
 /// Records one upstream outcome; true when it counts as a failure of `backend`.
 pub fn observe(
-    snap: &Snapshot,
+    snap: &Route,
     backend: &Backend,
     is_candidate: bool,
     started: Instant,

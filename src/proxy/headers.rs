@@ -15,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_SWITCHYARD_VARIANT: HeaderName = HeaderName::from_static("x-switchyard-variant");
+pub static X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
 
 /// Headers that only switchyard may set on what it forwards or answers: a client's are
 /// dropped, so no client can pass for a mirror or name a variant or route to a backend.

@@ -5,8 +5,11 @@
 //! 1. **snapshot**: load the routing [`Snapshot`] once; the whole request uses it.
 //! 2. **[`headers`]**: drop hop-by-hop headers, then keep or make `x-request-id` and append
 //!    `x-forwarded-for`; refuse `CONNECT` (405) and a repeated `Host` (400).
-//! 3. **[`route`]**: override header > sticky hash > random split; whether to mirror. Then
-//!    the headers only switchyard may set are dropped from what the client sent.
+//! 3. **[`route`]**: the route that takes the request (its
+//!    [`Matcher`](crate::snapshot::matcher::Matcher); 404 when none does; an OpenAI-style
+//!    request's body is read first for its `model`), then the route's backend: override
+//!    header > sticky hash > random split; whether to mirror. Then the headers only
+//!    switchyard may set are dropped from what the client sent.
 //! 4. **[`body`]**: reject bodies over `limits.max_body` (413); buffer the body only when
 //!    mirroring or fallback needs it, else stream it.
 //! 5. **mirror**: hand the shadow copy to the [`shadow`](crate::shadow) side (never awaited here).
@@ -14,13 +17,12 @@
 //!    a failed candidate request is retried once on stable when `fallback_to_stable`.
 //! 7. **observe** (in [`forward`]): the outcome goes to the backend's window, metrics and
 //!    the fast-rollback tripwire.
-//! 8. **[`respond`]**: stream the answer back with `x-switchyard-variant`, teeing it for the
-//!    comparison when mirrored.
+//! 8. **[`respond`]**: stream the answer back with `x-switchyard-variant` and
+//!    `x-switchyard-route`, teeing it for the comparison when mirrored.
 
 pub mod body;
 pub mod forward;
 pub mod headers;
-pub mod matcher;
 pub mod respond;
 pub mod route;
 
@@ -39,19 +41,18 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::shadow::{self, Captured, Diffs, Mirror, Reservation};
-use crate::snapshot::Snapshot;
+use crate::shadow::{self, Captured, Mirror, Reservation};
+use crate::snapshot::matcher::Pick;
+use crate::snapshot::{Route, Snapshot};
 use crate::telemetry::metrics::ClientFault;
 use crate::upstream::Head;
 use body::Prepared;
 pub use respond::ProxyBody;
 
-/// What the data plane reads: the published snapshot, and where disagreements go.
+/// What the data plane reads: the published snapshot.
 pub struct DataPlane {
     /// The routing snapshot in force, stored by the controller.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// The recent shadow disagreements.
-    pub diffs: Arc<Diffs>,
 }
 
 /// The proxy service of one client connection.
@@ -118,8 +119,7 @@ impl Proxy {
         let started = Instant::now();
         // 1. snapshot
         let snap = self.plane.snapshot.load_full();
-        // While mirroring, the shadow thread waits for live requests to finish.
-        let _live = (snap.mirror_bp > 0).then(shadow::LiveRequest::start);
+        let deadline = started + snap.body_timeout;
         let (mut parts, body) = req.into_parts();
 
         // 2. headers
@@ -130,9 +130,27 @@ impl Proxy {
             return Ok(respond::refused(None, fault, request_id));
         }
 
-        // 3. route
-        let backend = route::pick(&snap, &parts.headers).clone();
-        let is_candidate = snap.is_candidate(&backend);
+        // 3. route: which route takes the request, then which of its backends
+        let (index, body) = match snap.matcher.pick(&parts.method, &parts.uri, &parts.headers) {
+            Pick::Route(i) => (i, Prepared::Stream(body)),
+            Pick::NoRoute => {
+                return Ok(respond::no_route(
+                    &parts.method,
+                    parts.uri.path(),
+                    request_id,
+                ));
+            }
+            // Boxed: only OpenAI-style requests read their body to find their route.
+            Pick::NeedsBody => match Box::pin(by_body(&snap, &parts, body, deadline)).await {
+                Ok(picked) => picked,
+                Err(fault) => return Ok(fault.answer(&parts, request_id)),
+            },
+        };
+        let route = &snap.routes[index];
+        // While mirroring, the shadow thread waits for live requests to finish.
+        let _live = (route.mirror_bp > 0).then(shadow::LiveRequest::start);
+        let backend = route::pick(route, &parts.headers).clone();
+        let is_candidate = route.is_candidate(&backend);
         if found.private() {
             headers::strip_private(&mut parts.headers);
         }
@@ -141,14 +159,13 @@ impl Proxy {
         if let Err(fault) = body::check_declared(&parts.headers, snap.max_body) {
             return Ok(respond::refused(Some(&backend), fault, request_id));
         }
-        let mirror = if route::mirrors(&snap, &backend) {
-            shadow::reserve(&snap)
+        let place = if route::mirrors(route, &backend) {
+            shadow::reserve(route)
         } else {
             None
         };
-        let fallback = is_candidate && snap.fallback_to_stable;
-        let buffer = mirror.is_some() || fallback;
-        let deadline = started + snap.body_timeout;
+        let fallback = is_candidate && route.fallback_to_stable;
+        let buffer = place.is_some() || fallback;
         let prepared = match body::prepare(body, snap.max_body, deadline, buffer).await {
             Ok(p) => p,
             Err(fault) => return Ok(respond::refused(Some(&backend), fault, request_id)),
@@ -156,9 +173,9 @@ impl Proxy {
         let head = upstream_head(parts);
 
         // 5. mirror (+ calibration copy to the stable itself)
-        let tap = match (&prepared, mirror) {
+        let tap = match (&prepared, place) {
             (Prepared::Buffered(bytes), Some(place)) => {
-                self.mirror(place, &snap, &head, bytes, &request_id)
+                mirror(place, route, &head, bytes, &request_id)
             }
             _ => None,
         };
@@ -168,10 +185,10 @@ impl Proxy {
         let due = backend.upstream.body_due(started, deadline);
         let body = prepared.into_upstream(snap.max_body, due);
         let result = backend.upstream.send_live(head, body).await;
-        let failed = forward::observe(&snap, &backend, is_candidate, started, &result);
+        let failed = forward::observe(route, &backend, is_candidate, started, &result);
         let (source, result) = match retry {
-            Some(retry) if failed => forward::fall_back(&snap, &backend, retry).await,
-            _ => (forward::source(&snap, backend, is_candidate), result),
+            Some(retry) if failed => forward::fall_back(route, &backend, retry).await,
+            _ => (forward::source(route, backend, is_candidate), result),
         };
 
         // 8. respond
@@ -183,28 +200,67 @@ impl Proxy {
             snap.max_body,
         ))
     }
+}
 
-    /// Hands a copy of the request to the shadow side (with a calibration copy to the
-    /// stable itself, for a share of them); returns where the live answer is to be teed.
-    fn mirror(
-        &self,
-        place: Reservation,
-        snap: &Arc<Snapshot>,
-        head: &Head,
-        body: &Bytes,
-        request_id: &HeaderValue,
-    ) -> Option<oneshot::Sender<Captured>> {
-        Mirror {
-            place,
-            calibration: route::mirrored(snap.calibrate_bp)
-                .then(|| shadow::reserve_calibration(snap))
-                .flatten(),
-            snapshot: snap.clone(),
-            head: head.clone(),
-            body: body.clone(),
-            request_id: request_id.clone(),
-            diffs: self.plane.diffs.clone(),
+/// Why a request whose route depends on its body found none.
+enum Unrouted {
+    /// Its body could not be read (too large, aborted, too slow).
+    Client(ClientFault),
+    /// Its body names a model no route takes.
+    NoRoute,
+}
+
+impl Unrouted {
+    fn answer(self, parts: &http::request::Parts, request_id: HeaderValue) -> Response<ProxyBody> {
+        match self {
+            Unrouted::Client(fault) => respond::refused(None, fault, request_id),
+            Unrouted::NoRoute => respond::no_route(&parts.method, parts.uri.path(), request_id),
         }
-        .spawn()
     }
+}
+
+/// The route of an OpenAI-style request, from the `model` of its body: the body is read
+/// (up to `limits.max_body`, by the body deadline) and forwarded as read, byte for byte.
+async fn by_body(
+    snap: &Snapshot,
+    parts: &http::request::Parts,
+    body: Incoming,
+    deadline: Instant,
+) -> Result<(usize, Prepared), Unrouted> {
+    body::check_declared(&parts.headers, snap.max_body).map_err(Unrouted::Client)?;
+    let read = body::prepare(Prepared::Stream(body), snap.max_body, deadline, true)
+        .await
+        .map_err(Unrouted::Client)?;
+    let Prepared::Buffered(bytes) = &read else {
+        unreachable!("prepare buffers when asked")
+    };
+    match snap
+        .matcher
+        .pick_with_body(&parts.method, &parts.uri, &parts.headers, bytes)
+    {
+        Pick::Route(i) => Ok((i, read)),
+        Pick::NoRoute | Pick::NeedsBody => Err(Unrouted::NoRoute),
+    }
+}
+
+/// Hands a copy of the request to the shadow side (with a calibration copy to the stable
+/// itself, for a share of them); returns where the live answer is to be teed.
+fn mirror(
+    place: Reservation,
+    route: &Arc<Route>,
+    head: &Head,
+    body: &Bytes,
+    request_id: &HeaderValue,
+) -> Option<oneshot::Sender<Captured>> {
+    Mirror {
+        place,
+        calibration: route::mirrored(route.calibrate_bp)
+            .then(|| shadow::reserve_calibration(route))
+            .flatten(),
+        route: route.clone(),
+        head: head.clone(),
+        body: body.clone(),
+        request_id: request_id.clone(),
+    }
+    .spawn()
 }

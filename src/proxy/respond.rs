@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_VARIANT};
+use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_ROUTE, X_SWITCHYARD_VARIANT};
 use crate::error::BoxError;
 use crate::shadow::{Captured, Tap};
 use crate::snapshot::Backend;
@@ -68,6 +68,9 @@ fn upstream_answer(
     parts
         .headers
         .insert(X_SWITCHYARD_VARIANT.clone(), backend.variant.clone());
+    parts
+        .headers
+        .insert(X_SWITCHYARD_ROUTE.clone(), backend.route.clone());
     parts.headers.insert(X_REQUEST_ID.clone(), request_id);
     backend.metrics.response(parts.status.as_u16());
     let body = match tap {
@@ -118,8 +121,17 @@ pub fn refused(
         ),
         ClientFault::Method => (StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not forwarded"),
         ClientFault::DuplicateHost => (StatusCode::BAD_REQUEST, "more than one Host header"),
+        ClientFault::NoRoute => (StatusCode::NOT_FOUND, "no route for this request"),
     };
     answer(backend, status, message, request_id)
+}
+
+/// The answer to a request no route takes: 404, naming the method and path (never the
+/// query, which may carry what a log must not), counted as the client's.
+pub fn no_route(method: &http::Method, path: &str, request_id: HeaderValue) -> Response<ProxyBody> {
+    metrics::client_error(ClientFault::NoRoute);
+    let message = format!("no route for {method} {path}");
+    answer(None, StatusCode::NOT_FOUND, &message, request_id)
 }
 
 /// An answer of our own: a short JSON error naming the backend.
@@ -152,6 +164,7 @@ fn answer(
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(b) = backend {
         h.insert(X_SWITCHYARD_VARIANT.clone(), b.variant.clone());
+        h.insert(X_SWITCHYARD_ROUTE.clone(), b.route.clone());
     }
     h.insert(X_REQUEST_ID.clone(), request_id);
     resp

@@ -1,4 +1,4 @@
-//! The routing decision: override header > sticky hash > random split.
+//! The backend decision within a route: override header > sticky hash > random split.
 //!
 //! Sticky keys hash (xxh3, seeded per candidate) to one of 10 000 buckets; a request is
 //! the candidate's when its bucket is below the weight in basis points. Raising the
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::headers::cookie;
-use crate::snapshot::{Backend, Snapshot, Sticky};
+use crate::snapshot::{Backend, Route, Sticky};
 
 /// The bucket (0..10 000) of a sticky key.
 #[inline]
@@ -24,9 +24,10 @@ pub fn bucket(key: &[u8], seed: u64) -> u32 {
     (xxhash_rust::xxh3::xxh3_64_with_seed(key, seed) % 10_000) as u32
 }
 
-/// Picks the backend for a request.
+/// Picks the backend of `snap` (a route) for a request. The override header names one of
+/// the route's own backends; a name it does not serve is ignored.
 #[inline]
-pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> &'s Arc<Backend> {
+pub fn pick<'s>(snap: &'s Route, headers: &HeaderMap) -> &'s Arc<Backend> {
     if let Some(h) = &snap.override_header {
         if let Some(b) = headers.get(h).and_then(|v| snap.backend(v.as_bytes())) {
             return b;
@@ -59,7 +60,7 @@ pub fn pick<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> &'s Arc<Backend> {
 /// Whether a request routed to `backend` is mirrored to the candidate: only stable-served
 /// requests are, while a candidate is configured, a share `mirror_bp` of them.
 #[inline]
-pub fn mirrors(snap: &Snapshot, backend: &Arc<Backend>) -> bool {
+pub fn mirrors(snap: &Route, backend: &Arc<Backend>) -> bool {
     snap.candidate.is_some()
         && Arc::ptr_eq(backend, &snap.stable)
         && !snap.is_candidate(backend)

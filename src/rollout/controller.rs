@@ -1,10 +1,13 @@
-//! The controller: the one task that owns the rollout and writes the snapshot.
+//! The controller: the one task that owns every route's rollout and writes the snapshot.
 //!
 //! Config reloads and admin commands arrive here as [`Msg`]s, fast-fail trips as
-//! [`Trip`]s from the data plane's tripwire, analysis ticks as timer deadlines. After each
-//! change the controller builds the next [`Snapshot`], publishes it with one `store`,
-//! publishes the status, and persists the rollout state.
+//! [`Trip`]s from the data plane's tripwires, analysis ticks as timer deadlines. Each
+//! route has its own rollout ([`RouteRollout`]): its state, analysis, tripwire and events;
+//! a control, a trip or a tick moves one route and leaves the others where they are.
+//! After each change the controller builds the next [`Snapshot`] (every route's routing),
+//! publishes it with one `store`, publishes the statuses, and persists every route's state.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,11 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
-use super::persist::{self, Persisted};
-use super::status::{AnalysisStatus, ConfigStatus, Status};
+use super::persist::{self, Persisted, StateFile};
+use super::status::{self, AnalysisStatus, ConfigStatus, Status, Statuses};
 use super::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
-use crate::config::{Config, Hold, Problems};
-use crate::snapshot::{Backends, Builder, Routing, Snapshot, DEFAULT_ROUTE};
+use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
+use crate::snapshot::{Backends, Builder, Routing, Snapshot};
 use crate::telemetry::{metrics, Trip, Tripwire};
 
 /// An operator's control.
@@ -33,6 +36,9 @@ pub enum Action {
 /// A message to the controller.
 pub enum Msg {
     Control {
+        /// The route's name; `None` addresses the route the unscoped paths do
+        /// ([`status::unscoped`]).
+        route: Option<String>,
         action: Action,
         reply: oneshot::Sender<Result<Arc<Status>, ControlError>>,
     },
@@ -44,11 +50,11 @@ pub enum Msg {
 }
 
 /// Where the controller publishes: the routing snapshot the data plane reads, and the
-/// status the admin API shows. The controller is the only writer of both.
+/// routes' statuses the admin API shows. The controller is the only writer of both.
 #[derive(Clone)]
 pub struct Published {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub status: Arc<ArcSwap<Status>>,
+    pub status: Arc<ArcSwap<Statuses>>,
 }
 
 /// Why a control did not happen.
@@ -56,6 +62,10 @@ pub struct Published {
 pub enum ControlError {
     #[error(transparent)]
     NotAllowed(#[from] NotAllowed),
+    #[error("no route named {name} (routes: {})", .routes.join(", "))]
+    UnknownRoute { name: String, routes: Vec<String> },
+    #[error("several routes are configured ({}): name one, /api/v1/routes/NAME/...", .routes.join(", "))]
+    RouteNeeded { routes: Vec<String> },
     #[error("the controller has stopped")]
     Stopped,
 }
@@ -67,11 +77,27 @@ pub struct Control {
 }
 
 impl Control {
-    /// Applies `action` and answers with the new status.
+    /// Applies `action` to the route the unscoped paths address (`default`, or the only
+    /// route) and answers with its new status.
     pub async fn send(&self, action: Action) -> Result<Arc<Status>, ControlError> {
+        self.send_to(None, action).await
+    }
+
+    /// Applies `action` to the route named `route` (`None`: as [`Control::send`]) and
+    /// answers with its new status.
+    pub async fn send_to(
+        &self,
+        route: Option<&str>,
+        action: Action,
+    ) -> Result<Arc<Status>, ControlError> {
         let (reply, rx) = oneshot::channel();
+        let route = route.map(str::to_owned);
         self.tx
-            .send(Msg::Control { action, reply })
+            .send(Msg::Control {
+                route,
+                action,
+                reply,
+            })
             .await
             .map_err(|_| ControlError::Stopped)?;
         rx.await.map_err(|_| ControlError::Stopped)?
@@ -134,11 +160,10 @@ pub struct Controller {
     config_path: Option<PathBuf>,
     generation: u64,
     last_error: Option<String>,
-    rollout: Rollout,
-    /// Changes with every new rollout and every retry, so a stale trip is ignored.
-    rollout_id: u64,
-    tripwire: Option<Arc<Tripwire>>,
-    next_eval: Option<Instant>,
+    /// Every route's rollout, in route order.
+    routes: Vec<RouteRollout>,
+    /// The last rollout id given out: ids are unique across routes.
+    last_id: u64,
     backends: Backends,
     /// What the current config fixes in every snapshot.
     builder: Builder,
@@ -149,9 +174,19 @@ pub struct Controller {
     trips: mpsc::Receiver<Trip>,
 }
 
+/// One route's rollout as the controller drives it.
+struct RouteRollout {
+    route: Route,
+    rollout: Rollout,
+    /// Changes with every new rollout and every retry, so a stale trip is ignored.
+    id: u64,
+    tripwire: Option<Arc<Tripwire>>,
+    next_eval: Option<Instant>,
+}
+
 impl Controller {
-    /// Builds the controller from a validated config, restoring the persisted state of
-    /// the same revision, and publishes the first snapshot and status.
+    /// Builds the controller from a validated config, restoring each route's persisted
+    /// state of the same revision, and publishes the first snapshot and statuses.
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (trip_tx, trips) = mpsc::channel(TRIPS);
@@ -159,37 +194,47 @@ impl Controller {
         let mut backends = Backends::default();
         backends.sync(&config);
         let builder = Builder::new(&config, &backends, None);
-        let mut rollout = Rollout::new(Plan::from_config(&config), now);
-        restore(&config, &mut rollout, now);
+        let saved = config.state.path.as_deref().and_then(persist::load);
+        let mut last_id = 0;
+        let mut routes = config
+            .routes()
+            .into_iter()
+            .map(|route| {
+                last_id += 1;
+                let mut r = RouteRollout::new(route, &config, last_id, now);
+                if let (Some(saved), Some(path)) = (&saved, &config.state.path) {
+                    r.restore(saved, path, now);
+                }
+                r
+            })
+            .collect::<Vec<_>>();
+        for r in &mut routes {
+            r.arm(now, &trip_tx);
+        }
         let generation = 1;
-        let rollout_id = 1;
-        let tripwire = arm(&config, &rollout, now, None, rollout_id, &trip_tx);
-        let first = builder.build(generation, routing(&rollout, &tripwire));
-        let mut c = Controller {
+        let first = builder.build(generation, routes.iter().map(RouteRollout::routing));
+        let c = Controller {
             config,
             config_path,
             generation,
             last_error: None,
-            rollout,
-            rollout_id,
-            tripwire,
-            next_eval: None,
+            routes,
+            last_id,
             backends,
             builder,
             published: Published {
                 snapshot: Arc::new(ArcSwap::from_pointee(first)),
-                status: Arc::new(ArcSwap::from_pointee(Status::empty())),
+                status: Arc::new(ArcSwap::from_pointee(Statuses::default())),
             },
             rx,
             trip_tx,
             trips,
         };
-        c.schedule_eval(now);
         c.report(now, true);
         (c, Control { tx })
     }
 
-    /// Where this controller publishes its snapshots and status.
+    /// Where this controller publishes its snapshots and statuses.
     pub fn published(&self) -> Published {
         self.published.clone()
     }
@@ -215,10 +260,12 @@ impl Controller {
     fn handle(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::Control { action, reply } => {
-                let result = self.control(action, now);
-                let answer = result.map(|()| self.published.status.load_full());
-                let _ = reply.send(answer.map_err(ControlError::from));
+            Msg::Control {
+                route,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.control(route.as_deref(), action, now));
             }
             Msg::Reload { result, reply } => {
                 let answer = match result {
@@ -241,21 +288,233 @@ impl Controller {
         }
     }
 
-    /// A tripwire saw too many consecutive candidate failures: roll back at once, unless
-    /// the trip belongs to a rollout that has since been replaced.
+    /// A tripwire saw too many consecutive candidate failures: roll its route back at
+    /// once, unless the trip belongs to a rollout that has since been replaced.
     fn trip(&mut self, Trip { rollout, failures }: Trip) {
-        if rollout != self.rollout_id {
+        let Some(r) = self.routes.iter_mut().find(|r| r.id == rollout) else {
             return;
-        }
+        };
         let reason =
             format!("{failures} consecutive candidate failures (fast_rollback.consecutive_errors)");
-        if self.rollout.rollback(reason, Trigger::Fast).is_ok() {
-            metrics::rollback(Trigger::Fast.as_str());
+        if r.rollout.rollback(reason, Trigger::Fast).is_ok() {
+            metrics::rollback(&r.route.name, Trigger::Fast.as_str());
             self.publish(true);
         }
     }
 
-    fn control(&mut self, action: Action, now: Instant) -> Result<(), NotAllowed> {
+    /// The index of the route a control addresses.
+    fn addressed(&self, route: Option<&str>) -> Result<usize, ControlError> {
+        let names: Vec<&str> = self.routes.iter().map(|r| r.route.name.as_str()).collect();
+        let found = match route {
+            Some(name) => names.iter().position(|n| *n == name),
+            None => status::unscoped(&names),
+        };
+        let routes = || names.iter().map(|n| n.to_string()).collect();
+        found.ok_or_else(|| match route {
+            Some(name) => ControlError::UnknownRoute {
+                name: name.to_string(),
+                routes: routes(),
+            },
+            None => ControlError::RouteNeeded { routes: routes() },
+        })
+    }
+
+    fn control(
+        &mut self,
+        route: Option<&str>,
+        action: Action,
+        now: Instant,
+    ) -> Result<Arc<Status>, ControlError> {
+        let i = self.addressed(route)?;
+        let retry = action == Action::Retry;
+        let id = self.last_id + 1;
+        self.routes[i].control(action, id, now)?;
+        if retry {
+            self.last_id = id;
+        }
+        self.publish(true);
+        Ok(self.published.status.load().routes[i].clone())
+    }
+
+    /// Applies a valid config: a route whose revision changed starts a new rollout; the
+    /// others go on where they are; an added route starts, a removed one goes.
+    fn apply(&mut self, config: Config, now: Instant) {
+        for what in restart_only_changes(&self.config, &config) {
+            tracing::warn!(target: "switchyard::config", "{what} changed in the config file; it takes effect only at the next start (the running value stays)");
+        }
+        self.backends.sync(&config);
+        self.builder = Builder::new(&config, &self.backends, Some(&self.builder));
+        self.generation += 1;
+        self.last_error = None;
+        metrics::config_reload("applied");
+        let mut before: HashMap<String, RouteRollout> = self
+            .routes
+            .drain(..)
+            .map(|r| (r.route.name.clone(), r))
+            .collect();
+        let mut routes = Vec::new();
+        for route in config.routes() {
+            let plan = Plan::of(&route, &config);
+            let r = match before.remove(&route.name) {
+                Some(mut r) if plan.revision == r.rollout.plan.revision => {
+                    r.route = route;
+                    if r.next_eval.is_none() {
+                        r.schedule_eval(now);
+                    }
+                    r
+                }
+                Some(mut r) => {
+                    self.last_id += 1;
+                    r.restart(route, plan, self.generation, self.last_id, now);
+                    r
+                }
+                None => {
+                    self.last_id += 1;
+                    let mut r = RouteRollout::new(route, &config, self.last_id, now);
+                    let msg = format!("config generation {} added this route", self.generation);
+                    r.rollout.event("reload", msg);
+                    r
+                }
+            };
+            routes.push(r);
+        }
+        for name in before.keys() {
+            tracing::info!(target: "switchyard::config", route = %name, "route removed by config generation {}", self.generation);
+        }
+        tracing::info!(target: "switchyard::config", generation = self.generation, "config applied");
+        self.routes = routes;
+        self.config = config;
+        self.publish(true);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.routes
+            .iter()
+            .filter_map(|r| r.next_deadline(now))
+            .min()
+    }
+
+    /// Runs what is due at `now` on every route: evaluations, steps whose hold has ended.
+    pub fn tick(&mut self, now: Instant) {
+        let mut changed = false;
+        for r in &mut self.routes {
+            changed |= r.tick(now, &self.backends);
+        }
+        self.publish(changed);
+    }
+
+    /// Builds and stores the next snapshot, then the statuses; persists the state when asked.
+    fn publish(&mut self, persist: bool) {
+        let now = Instant::now();
+        for r in &mut self.routes {
+            r.arm(now, &self.trip_tx);
+        }
+        let routing = self.routes.iter().map(RouteRollout::routing);
+        let next = self.builder.build(self.generation, routing);
+        self.published.snapshot.store(Arc::new(next));
+        self.report(now, persist);
+    }
+
+    /// Publishes the statuses and the rollout metrics; persists the state when asked.
+    fn report(&self, now: Instant, persist: bool) {
+        let config = ConfigStatus {
+            generation: self.generation,
+            last_error: self.last_error.clone(),
+            path: self.config_path.as_ref().map(|p| p.display().to_string()),
+        };
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| Arc::new(r.status(now, config.clone())))
+            .collect();
+        self.published.status.store(Arc::new(Statuses { routes }));
+        metrics::generation(self.generation);
+        for r in &self.routes {
+            r.gauges();
+        }
+        if persist {
+            if let Some(path) = &self.config.state.path {
+                let file = StateFile {
+                    routes: self
+                        .routes
+                        .iter()
+                        .map(|r| Persisted::of(&r.route.name, &r.rollout, now))
+                        .collect(),
+                };
+                if let Err(e) = persist::save(path, &file) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state");
+                }
+            }
+        }
+    }
+}
+
+// === impl RouteRollout ===
+
+impl RouteRollout {
+    /// A new rollout of `route` at step 0 (idle without a candidate).
+    fn new(route: Route, config: &Config, id: u64, now: Instant) -> RouteRollout {
+        let rollout = Rollout::new(Plan::of(&route, config), now);
+        let mut r = RouteRollout {
+            route,
+            rollout,
+            id,
+            tripwire: None,
+            next_eval: None,
+        };
+        r.schedule_eval(now);
+        r
+    }
+
+    /// Restores this route's entry of the state file when it is of the same revision, and
+    /// says in an event what became of it.
+    fn restore(&mut self, saved: &StateFile, path: &std::path::Path, now: Instant) {
+        let name = &self.route.name;
+        let Some(entry) = saved.routes.iter().find(|p| p.route == *name) else {
+            return;
+        };
+        let rollout = &mut self.rollout;
+        let msg = if entry.restore_into(name, rollout, now) {
+            format!(
+                "restored from {}: {} at step {}",
+                path.display(),
+                rollout.phase.as_str(),
+                rollout.step
+            )
+        } else {
+            format!(
+                "state in {} is for another revision; starting at step 0",
+                path.display()
+            )
+        };
+        rollout.event("restored", msg);
+    }
+
+    /// A reload changed this route's revision: a new rollout at step 0, its events kept.
+    fn restart(&mut self, route: Route, plan: Plan, generation: u64, id: u64, now: Instant) {
+        let old = self.rollout.plan.revision;
+        let mut events = std::mem::take(&mut self.rollout.events);
+        self.rollout = Rollout::new(plan, now);
+        events.extend(self.rollout.events.drain(..));
+        self.rollout.events = events;
+        let msg = format!(
+            "config generation {generation} changed the rollout (revision {} → {}): a new rollout starts at step 0",
+            persist::revision_hex(old),
+            persist::revision_hex(self.rollout.plan.revision)
+        );
+        self.rollout.event("reload", msg);
+        self.route = route;
+        self.id = id;
+        self.schedule_eval(now);
+    }
+
+    fn rollout_config(&self) -> &RolloutConfig {
+        &self.route.rollout
+    }
+
+    /// Applies an operator's control; `retry_id` is the id a retry gives the new rollout.
+    fn control(&mut self, action: Action, retry_id: u64, now: Instant) -> Result<(), NotAllowed> {
         let r = &mut self.rollout;
         match action {
             Action::Promote { full } => r.promote(full, now)?,
@@ -264,59 +523,20 @@ impl Controller {
             Action::Rollback { reason } => {
                 let reason = reason.unwrap_or_else(|| "manual rollback".to_string());
                 r.rollback(reason, Trigger::Manual)?;
-                metrics::rollback(Trigger::Manual.as_str());
+                metrics::rollback(&self.route.name, Trigger::Manual.as_str());
             }
             Action::Retry => {
                 r.retry(now)?;
-                self.rollout_id += 1;
+                self.id = retry_id;
                 self.schedule_eval(now);
             }
         }
-        self.publish(true);
         Ok(())
-    }
-
-    /// Applies a valid config: a new revision starts a new rollout; anything else keeps it.
-    fn apply(&mut self, config: Config, now: Instant) {
-        for what in restart_only_changes(&self.config, &config) {
-            tracing::warn!(target: "switchyard::config", "{what} changed in the config file; it takes effect only at the next start (the running value stays)");
-        }
-        let plan = Plan::from_config(&config);
-        self.backends.sync(&config);
-        self.builder = Builder::new(&config, &self.backends, Some(&self.builder));
-        self.generation += 1;
-        self.last_error = None;
-        metrics::config_reload("applied");
-        if plan.revision != self.rollout.plan.revision {
-            let old = self.rollout.plan.revision;
-            let mut events = std::mem::take(&mut self.rollout.events);
-            self.rollout = Rollout::new(plan, now);
-            events.extend(self.rollout.events.drain(..));
-            self.rollout.events = events;
-            let msg = format!(
-                "config generation {} changed the rollout (revision {} → {}): a new rollout starts at step 0",
-                self.generation,
-                persist::revision_hex(old),
-                persist::revision_hex(self.rollout.plan.revision)
-            );
-            self.rollout.event("reload", msg);
-            self.rollout_id += 1;
-            self.config = config;
-            self.schedule_eval(now);
-        } else {
-            tracing::info!(target: "switchyard::config", generation = self.generation, "config applied; the rollout goes on where it is");
-            self.config = config;
-            if self.next_eval.is_none() {
-                self.schedule_eval(now);
-            }
-        }
-        self.publish(true);
     }
 
     fn schedule_eval(&mut self, now: Instant) {
         self.next_eval = self
-            .config
-            .rollout
+            .rollout_config()
             .analysis
             .as_ref()
             .map(|a| now + a.interval.0);
@@ -324,62 +544,48 @@ impl Controller {
 
     /// Whether analysis runs in the current phase.
     fn analysing(&self, now: Instant) -> bool {
-        let Some(a) = &self.config.rollout.analysis else {
-            return false;
-        };
-        match self.rollout.phase {
-            Phase::Progressing | Phase::Paused => true,
-            Phase::Promoted => self
-                .rollout
-                .promoted_at
-                .is_some_and(|p| since(now, p) < a.after_promotion.0),
-            Phase::Idle | Phase::RolledBack => false,
-        }
-    }
-
-    fn after_promotion(&self) -> std::time::Duration {
-        after_promotion(&self.config)
+        self.rollout_config().analysis.is_some() && self.protecting(now)
     }
 
     fn protecting(&self, now: Instant) -> bool {
-        protecting(&self.config, &self.rollout, now)
+        protecting(self.rollout_config(), &self.rollout, now)
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let now = Instant::now();
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let eval = self.next_eval.filter(|_| self.analysing(now));
         if self.rollout.phase == Phase::Promoted && self.tripwire.is_some() {
             // Wake when the post-promotion watch ends, to disarm the tripwire.
-            let end = self.rollout.promoted_at.map(|p| p + self.after_promotion());
-            let eval = self.next_eval.filter(|_| self.analysing(now));
-            return match (eval, end) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let end = self
+                .rollout
+                .promoted_at
+                .map(|p| p + after_promotion(self.rollout_config()));
+            return earliest(eval, end);
         }
-        let eval = self.next_eval.filter(|_| self.analysing(now));
         // A hold that has ended while the step still waits for a passing evaluation is
         // not a deadline (it would wake the task in a busy loop): the next evaluation is.
-        let waits_for_pass = self.config.rollout.analysis.is_some()
+        let waits_for_pass = self.rollout_config().analysis.is_some()
             && self.rollout.step_verdict != Some(Verdict::Pass);
         let hold = self
             .rollout
             .hold_deadline()
             .filter(|&h| h > now || !waits_for_pass);
-        match (eval, hold) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(eval, hold)
     }
 
-    /// Runs what is due at `now`: an evaluation, a step whose hold has ended.
-    pub fn tick(&mut self, now: Instant) {
+    /// Runs what is due at `now`: an evaluation, a step whose hold has ended; true when
+    /// something changed.
+    fn tick(&mut self, now: Instant, backends: &Backends) -> bool {
         let mut changed = false;
         if self.analysing(now) && self.next_eval.is_some_and(|t| t <= now) {
-            changed |= self.evaluate(now);
+            changed |= self.evaluate(now, backends);
             self.schedule_eval(now);
         }
         if self.rollout.phase == Phase::Progressing && self.rollout.hold_elapsed(now) {
-            let analysed = self.config.rollout.analysis.is_some();
+            let analysed = self.rollout_config().analysis.is_some();
             if !analysed {
                 self.rollout.advance(now, "hold elapsed");
                 changed = true;
@@ -399,21 +605,19 @@ impl Controller {
             );
             changed = true;
         }
-        self.publish(changed);
+        changed
     }
 
-    /// One evaluation of the gates; true when it rolled the rollout back.
-    fn evaluate(&mut self, now: Instant) -> bool {
-        let Some(a) = self.config.rollout.analysis.clone() else {
+    /// One evaluation of the gates on this route's windows; true when it rolled back.
+    fn evaluate(&mut self, now: Instant, backends: &Backends) -> bool {
+        let Some(a) = self.rollout_config().analysis.clone() else {
             return false;
         };
+        let name = self.route.name.as_str();
+        let plan = &self.rollout.plan;
         let (Some(candidate), Some(stable)) = (
-            self.rollout
-                .plan
-                .candidate
-                .as_ref()
-                .and_then(|c| self.backends.get(c)),
-            self.backends.get(&self.rollout.plan.stable),
+            plan.candidate.as_ref().and_then(|c| backends.get(name, c)),
+            backends.get(name, &plan.stable),
         ) else {
             return false;
         };
@@ -427,78 +631,80 @@ impl Controller {
             &s,
             analysis::Scope {
                 mirroring: self.rollout.mirror() > 0.0,
-                calibrating: self.config.shadow.calibrate.is_some(),
+                calibrating: self.route.shadow.calibrate.is_some(),
                 absolute_only: self.rollout.phase == Phase::Promoted,
             },
         );
         for g in &result.gates {
-            metrics::gate(g.gate.as_str(), g.value, g.threshold);
+            metrics::gate(name, g.gate.as_str(), g.value, g.threshold);
         }
-        metrics::evaluation(result.verdict.as_str());
+        metrics::evaluation(name, result.verdict.as_str());
+        let r = &mut self.rollout;
         let verdict = result.verdict;
         match verdict {
-            Verdict::Fail => self.rollout.failures += 1,
-            Verdict::Pass => self.rollout.failures = 0,
+            Verdict::Fail => r.failures += 1,
+            Verdict::Pass => r.failures = 0,
             Verdict::Inconclusive => {}
         }
         let failing = result.failing();
-        self.rollout.step_verdict = Some(verdict);
-        self.rollout.last_analysis = Some(result);
-        if verdict == Verdict::Fail && self.rollout.failures >= a.failure_limit {
+        r.step_verdict = Some(verdict);
+        r.last_analysis = Some(result);
+        if verdict == Verdict::Fail && r.failures >= a.failure_limit {
             let reason = format!(
                 "analysis failed {} time{} in a row: {failing}",
-                self.rollout.failures,
-                if self.rollout.failures == 1 { "" } else { "s" }
+                r.failures,
+                if r.failures == 1 { "" } else { "s" }
             );
-            if self.rollout.rollback(reason, Trigger::Auto).is_ok() {
-                metrics::rollback(Trigger::Auto.as_str());
+            if r.rollback(reason, Trigger::Auto).is_ok() {
+                metrics::rollback(name, Trigger::Auto.as_str());
                 return true;
             }
         }
         false
     }
 
-    /// Builds and stores the next snapshot, then the status; persists the state when asked.
-    fn publish(&mut self, persist: bool) {
-        let now = Instant::now();
-        self.tripwire = arm(
-            &self.config,
-            &self.rollout,
-            now,
-            self.tripwire.as_ref(),
-            self.rollout_id,
-            &self.trip_tx,
-        );
-        let next = self
-            .builder
-            .build(self.generation, routing(&self.rollout, &self.tripwire));
-        self.published.snapshot.store(Arc::new(next));
-        self.report(now, persist);
+    /// Arms (or keeps, or disarms) the fast-rollback tripwire for the rollout as it is now:
+    /// none when off or no longer protecting; the current one while it still fits (same
+    /// rollout, same threshold), so its count of consecutive failures goes on.
+    fn arm(&mut self, now: Instant, trips: &mpsc::Sender<Trip>) {
+        let threshold = self
+            .rollout_config()
+            .fast_rollback
+            .as_ref()
+            .map(|f| f.consecutive_errors);
+        let current = self.tripwire.take();
+        self.tripwire = match threshold {
+            Some(n) if self.protecting(now) => match current {
+                Some(t) if t.rollout() == self.id && t.threshold() == n => Some(t),
+                _ => Some(Arc::new(Tripwire::new(n, self.id, trips.clone()))),
+            },
+            _ => None,
+        };
     }
 
-    /// Publishes the status and the rollout metrics; persists the state when asked.
-    fn report(&self, now: Instant, persist: bool) {
-        let r = &self.rollout;
-        self.published.status.store(Arc::new(self.status(now)));
-        metrics::rollout(
-            r.phase.as_str(),
-            &Phase::ALL,
-            r.step,
-            r.weight(),
-            r.mirror(),
-            self.generation,
-        );
-        if persist {
-            if let Some(path) = &self.config.state.path {
-                let p = Persisted::of(DEFAULT_ROUTE, r, now);
-                if let Err(e) = persist::save(path, &p) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state");
-                }
-            }
+    /// What this rollout decides of the next snapshot.
+    fn routing(&self) -> Routing {
+        Routing {
+            weight: self.rollout.weight(),
+            mirror: self.rollout.mirror(),
+            tripwire: self.tripwire.clone(),
         }
     }
 
-    fn status(&self, now: Instant) -> Status {
+    /// Publishes this route's rollout gauges.
+    fn gauges(&self) {
+        let r = &self.rollout;
+        metrics::rollout(metrics::RolloutGauges {
+            route: &self.route.name,
+            phase: r.phase.as_str(),
+            all_phases: &Phase::ALL,
+            step: r.step,
+            weight: r.weight(),
+            mirror: r.mirror(),
+        });
+    }
+
+    fn status(&self, now: Instant, config: ConfigStatus) -> Status {
         let r = &self.rollout;
         let hold = r.current().and_then(|s| s.hold);
         let in_step = matches!(r.phase, Phase::Progressing | Phase::Paused);
@@ -509,11 +715,11 @@ impl Controller {
             }
             _ => None,
         };
-        let analysis = self.config.rollout.analysis.as_ref();
+        let analysis = self.rollout_config().analysis.as_ref();
         Status {
             phase: r.phase.as_str().into(),
             strategy: r.plan.strategy.as_str().into(),
-            route: DEFAULT_ROUTE.into(),
+            route: self.route.name.clone(),
             stable: r.plan.stable.clone(),
             candidate: r.plan.candidate.clone(),
             step: r.step,
@@ -524,11 +730,7 @@ impl Controller {
             hold_remaining_s,
             manual_hold: in_step && hold == Some(Hold::Manual),
             revision: persist::revision_hex(r.plan.revision),
-            config: ConfigStatus {
-                generation: self.generation,
-                last_error: self.last_error.clone(),
-                path: self.config_path.as_ref().map(|p| p.display().to_string()),
-            },
+            config,
             analysis: AnalysisStatus {
                 enabled: analysis.is_some(),
                 last: r.last_analysis.clone(),
@@ -540,79 +742,16 @@ impl Controller {
     }
 }
 
-/// Restores the persisted state of `config`'s state file into `rollout` when it is of the
-/// same revision, and says in an event what became of it.
-fn restore(config: &Config, rollout: &mut Rollout, now: Instant) {
-    let Some(path) = &config.state.path else {
-        return;
-    };
-    let Some(saved) = persist::load(path) else {
-        return;
-    };
-    let msg = if saved.restore_into(DEFAULT_ROUTE, rollout, now) {
-        format!(
-            "restored from {}: {} at step {}",
-            path.display(),
-            rollout.phase.as_str(),
-            rollout.step
-        )
-    } else {
-        format!(
-            "state in {} is for another revision; starting at step 0",
-            path.display()
-        )
-    };
-    rollout.event("restored", msg);
-}
-
-/// The fast-rollback tripwire for the rollout as it is now: `None` when off or no longer
-/// protecting; the `current` one while it still fits (same rollout, same threshold), so its
-/// count of consecutive failures goes on.
-fn arm(
-    config: &Config,
-    rollout: &Rollout,
-    now: Instant,
-    current: Option<&Arc<Tripwire>>,
-    rollout_id: u64,
-    trips: &mpsc::Sender<Trip>,
-) -> Option<Arc<Tripwire>> {
-    let f = config.rollout.fast_rollback.as_ref()?;
-    if !protecting(config, rollout, now) {
-        return None;
-    }
-    match current {
-        Some(t) if t.rollout() == rollout_id && t.threshold() == f.consecutive_errors => {
-            Some(t.clone())
-        }
-        _ => Some(Arc::new(Tripwire::new(
-            f.consecutive_errors,
-            rollout_id,
-            trips.clone(),
-        ))),
-    }
-}
-
-/// What the rollout decides of the next snapshot.
-fn routing(rollout: &Rollout, tripwire: &Option<Arc<Tripwire>>) -> Routing {
-    Routing {
-        weight: rollout.weight(),
-        mirror: rollout.mirror(),
-        tripwire: tripwire.clone(),
-    }
-}
-
 /// How long after promotion the candidate stays watched (analysis and fast rollback).
-fn after_promotion(config: &Config) -> std::time::Duration {
-    config
-        .rollout
-        .analysis
+fn after_promotion(r: &RolloutConfig) -> std::time::Duration {
+    r.analysis
         .as_ref()
         .map_or(DEFAULT_AFTER_PROMOTION, |a| a.after_promotion.0)
 }
 
 /// Whether a failing candidate is still rolled back: before promotion, and for
 /// `after_promotion` after it (then the promotion stands and the old stable may go).
-fn protecting(config: &Config, rollout: &Rollout, now: Instant) -> bool {
+fn protecting(config: &RolloutConfig, rollout: &Rollout, now: Instant) -> bool {
     match rollout.phase {
         Phase::Progressing | Phase::Paused => true,
         Phase::Promoted => rollout

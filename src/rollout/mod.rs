@@ -18,14 +18,14 @@ pub mod persist;
 pub mod status;
 
 pub use controller::{Action, Control, ControlError, Msg};
-pub use status::Status;
+pub use status::{Status, Statuses};
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::{Duration, Instant};
 
-use crate::config::{Config, Hold, Strategy};
+use crate::config::{Config, Hold, Route, Strategy};
 use analysis::Analysis;
 
 /// The phase of a rollout.
@@ -74,16 +74,16 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan a config describes.
-    pub fn from_config(config: &Config) -> Plan {
-        let r = &config.rollout;
+    /// The plan of one `route` of `config` (whose backends give the candidate's URL).
+    pub fn of(route: &Route, config: &Config) -> Plan {
+        let r = &route.rollout;
         let steps = match r.strategy {
             Strategy::Canary => r
                 .steps
                 .iter()
                 .map(|s| Step {
                     weight: s.weight,
-                    mirror: s.mirror.unwrap_or(config.shadow.mirror),
+                    mirror: s.mirror.unwrap_or(route.shadow.mirror),
                     hold: s.hold,
                 })
                 .collect(),
@@ -91,7 +91,7 @@ impl Plan {
             // passing is the atomic switch to 100 %.
             Strategy::BlueGreen => vec![Step {
                 weight: 0.0,
-                mirror: config.shadow.mirror,
+                mirror: route.shadow.mirror,
                 hold: Some(
                     r.blue_green
                         .as_ref()

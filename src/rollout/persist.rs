@@ -1,6 +1,8 @@
 //! The persisted rollout state: survives restarts, consulted only for the same revision.
 //!
-//! Written atomically (write a temporary file, fsync, rename) after every transition.
+//! One file holds every route's state, each consulted only for its own route and
+//! revision. Written atomically (write a temporary file, fsync, rename) after every
+//! transition.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,7 +13,22 @@ use tokio::time::Instant;
 
 use super::{Event, Phase, Rollout};
 
-/// What is written to `state.path`.
+/// What is written to `state.path`: every route's state, in route order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    pub routes: Vec<Persisted>,
+}
+
+/// A state file as read: the one-route form written before routes, a single [`Persisted`]
+/// object, is read too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Routes(StateFile),
+    One(Persisted),
+}
+
+/// One route's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Persisted {
     pub route: String,
@@ -98,7 +115,7 @@ impl Persisted {
 }
 
 /// Reads the state file; a missing or unreadable file is `None` (and logged when unreadable).
-pub fn load(path: &Path) -> Option<Persisted> {
+pub fn load(path: &Path) -> Option<StateFile> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -108,7 +125,8 @@ pub fn load(path: &Path) -> Option<Persisted> {
         }
     };
     match serde_json::from_slice(&bytes) {
-        Ok(p) => Some(p),
+        Ok(Stored::Routes(file)) => Some(file),
+        Ok(Stored::One(p)) => Some(StateFile { routes: vec![p] }),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "rollout state is corrupt; starting fresh");
             None
@@ -117,7 +135,7 @@ pub fn load(path: &Path) -> Option<Persisted> {
 }
 
 /// Writes the state atomically: a reader sees the old file or the new one, never half of one.
-pub fn save(path: &Path, state: &Persisted) -> std::io::Result<()> {
+pub fn save(path: &Path, state: &StateFile) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

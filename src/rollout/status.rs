@@ -1,5 +1,7 @@
 //! The rollout status as `/api/v1/status` and `switchyard status` show it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::analysis::Analysis;
@@ -70,4 +72,45 @@ impl Status {
             events: Vec::new(),
         }
     }
+}
+
+/// Every route's status, in route order, as the controller last published it.
+#[derive(Debug, Clone, Default)]
+pub struct Statuses {
+    pub routes: Vec<Arc<Status>>,
+}
+
+impl Statuses {
+    /// The status of the route named `name`.
+    pub fn route(&self, name: &str) -> Option<&Arc<Status>> {
+        self.routes.iter().find(|s| s.route == name)
+    }
+
+    /// The status of the route the unscoped paths address ([`unscoped`]).
+    pub fn unscoped(&self) -> Option<&Arc<Status>> {
+        let names: Vec<&str> = self.routes.iter().map(|s| s.route.as_str()).collect();
+        unscoped(&names).map(|i| &self.routes[i])
+    }
+
+    /// The route names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.routes.iter().map(|s| s.route.clone()).collect()
+    }
+}
+
+/// Which of the routes `names` (in order) a control or status without a route addresses:
+/// the route named `default`, else the only route; `None` when there are several and none
+/// is `default`.
+///
+/// ```
+/// use switchyard::rollout::status::unscoped;
+/// assert_eq!(unscoped(&["iris", "default"]), Some(1));
+/// assert_eq!(unscoped(&["iris"]), Some(0));
+/// assert_eq!(unscoped(&["iris", "chat"]), None);
+/// ```
+pub fn unscoped(names: &[&str]) -> Option<usize> {
+    names
+        .iter()
+        .position(|n| *n == crate::config::DEFAULT_ROUTE)
+        .or((names.len() == 1).then_some(0))
 }

@@ -26,8 +26,7 @@ use crate::config::{self, Config};
 use crate::error::{is_caused_by_where, BoxError};
 use crate::proxy::{DataPlane, Proxy};
 use crate::rollout::controller::Controller;
-use crate::rollout::{Control, Status};
-use crate::shadow::Diffs;
+use crate::rollout::{Control, Statuses};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::{self, ConnectionMetrics};
 
@@ -86,14 +85,12 @@ const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 pub struct Shared {
     /// The routing snapshot in force (the controller stores, the data plane loads).
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// The rollout status as last published by the controller.
-    pub status: Arc<ArcSwap<Status>>,
+    /// Every route's rollout status as last published by the controller.
+    pub status: Arc<ArcSwap<Statuses>>,
     /// True once a valid config is loaded and the data plane listens.
     pub ready: Arc<AtomicBool>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// The recent shadow disagreements.
-    pub diffs: Arc<Diffs>,
 }
 
 /// A running switchyard.
@@ -115,8 +112,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot serve this config: {0}")]
-    Unserved(String),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -126,9 +121,6 @@ pub enum StartError {
 
 /// Starts the proxy, the admin API and the controller; watches `config_path` for changes when given.
 pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Running, StartError> {
-    if let Some(why) = config.unserved() {
-        return Err(StartError::Unserved(why));
-    }
     let data = bind(config.listen).await?;
     let admin_listener = bind(config.admin.listen).await?;
     let data_addr = data.local_addr().expect("bound");
@@ -146,14 +138,12 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
         status: published.status.clone(),
         ready: Arc::new(AtomicBool::new(false)),
         metrics: metrics.clone(),
-        diffs: Arc::new(Diffs::default()),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(controller.run(rx.clone())));
     let plane = Arc::new(DataPlane {
         snapshot: shared.snapshot.clone(),
-        diffs: shared.diffs.clone(),
     });
     tasks.push(tokio::spawn(serve_connections(
         "data",
@@ -167,7 +157,6 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
         published,
         ready: shared.ready.clone(),
         metrics,
-        diffs: shared.diffs.clone(),
     };
     let admin = admin::Admin::new(sources, control.clone(), token);
     tasks.push(tokio::spawn(serve_connections(
@@ -476,15 +465,7 @@ fn file_watcher(
 async fn read_off_runtime(path: &Path) -> Result<Config, config::Problems> {
     let read = path.to_path_buf();
     match tokio::task::spawn_blocking(move || config::load_file(&read)).await {
-        Ok(Ok(config)) => match config.unserved() {
-            Some(why) => Err(config::Problems(vec![config::Problem {
-                path: "routes".into(),
-                line: None,
-                message: why,
-            }])),
-            None => Ok(config),
-        },
-        Ok(Err(problems)) => Err(problems),
+        Ok(result) => result,
         Err(e) => Err(config::Problems(vec![config::Problem {
             path: String::new(),
             line: None,

@@ -16,11 +16,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::admission::Reservation;
-use super::diffs::Diffs;
 use super::runtime;
 use super::tap::Captured;
 use crate::compare::{self, Comparison, Outcome};
-use crate::snapshot::{Backend, Snapshot};
+use crate::snapshot::{Backend, Route};
 use crate::telemetry::window::ShadowOutcome;
 use crate::telemetry::{self, metrics};
 use crate::upstream::{Failure, Head, Lane, UpstreamBody};
@@ -37,14 +36,12 @@ pub struct Mirror {
     pub place: Reservation,
     /// A place for a calibration copy to the stable itself, when this request is calibrated.
     pub calibration: Option<Reservation>,
-    /// The snapshot the live request was routed with.
-    pub snapshot: Arc<Snapshot>,
+    /// The route (of the snapshot) the live request was routed with.
+    pub route: Arc<Route>,
     /// The request as it went upstream.
     pub head: Head,
     pub body: Bytes,
     pub request_id: HeaderValue,
-    /// Where a disagreement is kept.
-    pub diffs: Arc<Diffs>,
 }
 
 /// What the job sent: an answer read in full (up to `max_body`), or why there is none.
@@ -54,7 +51,7 @@ impl Mirror {
     /// Starts the job on the shadow runtime; returns where the live answer is to be
     /// delivered, or `None` when the snapshot has no candidate.
     pub fn spawn(self) -> Option<oneshot::Sender<Captured>> {
-        let candidate = self.snapshot.candidate.clone()?;
+        let candidate = self.route.candidate.clone()?;
         let (tx, live) = oneshot::channel::<Captured>();
         // Boxed once here: spawning moves a task's future several times (into the task
         // cell, through its stages), and this one holds two whole upstream exchanges.
@@ -67,11 +64,10 @@ impl Mirror {
         let Mirror {
             place,
             calibration,
-            snapshot: snap,
+            route: snap,
             mut head,
             body,
             request_id,
-            diffs,
         } = self;
         head.headers
             .insert(X_SWITCHYARD_SHADOW.clone(), HeaderValue::from_static("1"));
@@ -97,10 +93,17 @@ impl Mirror {
             .ok()
             .and_then(Result::ok);
         let comparison = judge(&snap, live.as_ref(), &shadow);
-        tally(&candidate, live.as_ref(), &shadow, comparison.as_ref());
+        tally(
+            &snap,
+            &candidate,
+            live.as_ref(),
+            &shadow,
+            comparison.as_ref(),
+        );
         if let (Some(c), Some(live), Ok(shadow)) = (&comparison, &live, &shadow) {
             if c.outcome == Outcome::Disagree {
-                diffs.push(diff_record(&snap, &request_id, c, live, shadow));
+                snap.diffs
+                    .push(diff_record(&snap, &request_id, c, live, shadow));
             }
         }
         if let Some(again) = again {
@@ -150,7 +153,7 @@ async fn send_copy(
 }
 
 /// A mirrored answer counts as a candidate sample: its window, metrics and the tripwire.
-fn account(candidate: &Backend, snap: &Snapshot, latency: Duration, result: &Copy) {
+fn account(candidate: &Backend, snap: &Route, latency: Duration, result: &Copy) {
     let outcome = match result {
         Ok(c) => telemetry::Outcome::Answered(c.status),
         Err(failure) => match failure.outcome() {
@@ -170,36 +173,40 @@ fn account(candidate: &Backend, snap: &Snapshot, latency: Duration, result: &Cop
 
 /// Counts the mirror's outcome and its comparison, in the metrics and the candidate's window.
 fn tally(
+    snap: &Route,
     candidate: &Backend,
     live: Option<&Captured>,
     shadow: &Copy,
     comparison: Option<&Comparison>,
 ) {
-    metrics::shadow_request(match (live, shadow) {
-        (Some(_), Ok(_)) => "compared",
-        (_, Err(_)) => "error",
-        // The shadow answered but the live answer never completed (its client went
-        // away, or the live request failed): nothing to compare, and not the shadow's fault.
-        (None, Ok(_)) => "abandoned",
-    });
+    metrics::shadow_request(
+        &snap.name,
+        match (live, shadow) {
+            (Some(_), Ok(_)) => "compared",
+            (_, Err(_)) => "error",
+            // The shadow answered but the live answer never completed (its client went
+            // away, or the live request failed): nothing to compare, and not the shadow's fault.
+            (None, Ok(_)) => "abandoned",
+        },
+    );
     if let Err(failure) = shadow {
         tracing::debug!(target: "switchyard::shadow", error = %failure, "shadow request failed");
     }
     let outcome = comparison.map_or(Outcome::Incomparable, |c| c.outcome);
-    metrics::shadow_comparison(outcome.as_str());
+    metrics::shadow_comparison(&snap.name, outcome.as_str());
     candidate
         .window
         .record_shadow(Instant::now(), outcome.into());
     for o in comparison.iter().flat_map(|c| &c.outputs) {
-        metrics::shadow_output(&o.name, o.agree);
+        metrics::shadow_output(&snap.name, &o.name, o.agree);
     }
 }
 
 /// The noise floor: the stable compared with itself on the same request. Its tally lives
 /// in the stable's window, where the `shadow_agreement` gate reads it.
-fn calibrate(snap: &Snapshot, live: Option<&Captured>, again: &Copy) {
+fn calibrate(snap: &Route, live: Option<&Captured>, again: &Copy) {
     let outcome = judge(snap, live, again).map_or(Outcome::Incomparable, |c| c.outcome);
-    metrics::shadow_calibration(outcome.as_str());
+    metrics::shadow_calibration(&snap.name, outcome.as_str());
     snap.stable
         .window
         .record_shadow(Instant::now(), outcome.into());
@@ -207,7 +214,7 @@ fn calibrate(snap: &Snapshot, live: Option<&Captured>, again: &Copy) {
 
 /// A disagreement as `/api/v1/shadow/diffs` shows it, both bodies redacted.
 fn diff_record(
-    snap: &Snapshot,
+    snap: &Route,
     request_id: &HeaderValue,
     c: &Comparison,
     live: &Captured,
@@ -229,7 +236,7 @@ fn diff_record(
 
 /// Compares the live answer with a copy's; `None` when either is missing (live request
 /// failed or its client went away, or the copy failed), which counts as incomparable.
-fn judge(snap: &Snapshot, live: Option<&Captured>, copy: &Copy) -> Option<Comparison> {
+fn judge(snap: &Route, live: Option<&Captured>, copy: &Copy) -> Option<Comparison> {
     let (Some(live), Ok(copy)) = (live, copy) else {
         return None;
     };

@@ -10,18 +10,17 @@
 //!    to the stable itself), the comparison, and its tally.
 //! 4. **[`runtime`]**: where jobs run: one low-priority thread, fed in batches once the
 //!    live side is quiet.
-//! 5. **[`diffs`]**: the recent disagreements, redacted, for the admin API.
+//!
+//! Disagreements, redacted, go to the route's [`Diffs`](crate::telemetry::diffs::Diffs).
 //!
 //! Nothing here is awaited by the live path.
 
 pub mod admission;
-pub mod diffs;
 pub mod mirror;
 pub mod runtime;
 pub mod tap;
 
 pub use admission::{reserve, reserve_calibration, Reservation};
-pub use diffs::{Diffs, DIFFS_KEPT};
 pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
 pub use runtime::{shadow_runtime, LiveRequest};
 pub use tap::{Captured, Tap};

@@ -255,25 +255,28 @@ impl ErrorKind {
     }
 }
 
-/// Metric handles of one backend, resolved once so the request path only increments.
+/// Metric handles of one backend as it serves one route, resolved once so the request
+/// path only increments. Every series carries the `route` and `backend` labels.
 #[derive(Debug)]
 pub struct BackendMetrics {
-    name: String,
+    route: Arc<str>,
+    name: Arc<str>,
     duration: Histogram,
     /// `requests_total{code}` by status code 100..=599, created on first use.
     codes: Box<[OnceLock<Counter>]>,
     errors: [Counter; 5],
+    fallbacks: Counter,
 }
 
 impl BackendMetrics {
-    pub fn new(name: &str) -> Self {
+    pub fn new(route: &str, name: &str) -> Self {
         // Handles bind to the recorder present when they are made: make sure it is ours,
         // whoever builds the first backend.
         install();
-        let labels = |kind: ErrorKind| counter!(UPSTREAM_ERRORS_TOTAL, "backend" => name.to_string(), "kind" => kind.as_str());
+        let (route, name): (Arc<str>, Arc<str>) = (route.into(), name.into());
+        let labels = |kind: ErrorKind| counter!(UPSTREAM_ERRORS_TOTAL, "backend" => name.clone(), "kind" => kind.as_str(), "route" => route.clone());
         Self {
-            name: name.to_string(),
-            duration: histogram!(REQUEST_DURATION_SECONDS, "backend" => name.to_string()),
+            duration: histogram!(REQUEST_DURATION_SECONDS, "backend" => name.clone(), "route" => route.clone()),
             codes: (100..600).map(|_| OnceLock::new()).collect(),
             errors: [
                 labels(ErrorKind::Connect),
@@ -282,6 +285,9 @@ impl BackendMetrics {
                 labels(ErrorKind::Status),
                 labels(ErrorKind::Truncated),
             ],
+            fallbacks: counter!(FALLBACKS_TOTAL, "backend" => name.clone(), "route" => route.clone()),
+            route,
+            name,
         }
     }
 
@@ -289,7 +295,7 @@ impl BackendMetrics {
     pub fn response(&self, code: u16) {
         let i = usize::from(code.clamp(100, 599) - 100);
         self.codes[i]
-            .get_or_init(|| counter!(REQUESTS_TOTAL, "backend" => self.name.clone(), "code" => code.to_string()))
+            .get_or_init(|| counter!(REQUESTS_TOTAL, "backend" => self.name.clone(), "code" => code.to_string(), "route" => self.route.clone()))
             .increment(1);
     }
 
@@ -301,23 +307,28 @@ impl BackendMetrics {
     pub fn error(&self, kind: ErrorKind) {
         self.errors[kind as usize].increment(1);
     }
+
+    /// Counts one failed request of this backend (the candidate) retried on the stable.
+    pub fn fallback(&self) {
+        self.fallbacks.increment(1);
+    }
 }
 
 /// Counts one mirrored request by outcome: `compared`, `dropped`, `error` (the shadow
 /// failed) or `abandoned` (the live answer never completed).
-pub fn shadow_request(outcome: &'static str) {
-    counter!(SHADOW_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+pub fn shadow_request(route: &Arc<str>, outcome: &'static str) {
+    counter!(SHADOW_REQUESTS_TOTAL, "outcome" => outcome, "route" => route.clone()).increment(1);
 }
 
 /// Counts one shadow comparison by result.
-pub fn shadow_comparison(result: &'static str) {
-    counter!(SHADOW_COMPARISONS_TOTAL, "result" => result).increment(1);
+pub fn shadow_comparison(route: &Arc<str>, result: &'static str) {
+    counter!(SHADOW_COMPARISONS_TOTAL, "result" => result, "route" => route.clone()).increment(1);
 }
 
 /// Counts one output tensor of a compared pair (v2 outputs, v1 predictions) by `agree`/`disagree`.
-pub fn shadow_output(output: &str, agree: bool) {
+pub fn shadow_output(route: &Arc<str>, output: &str, agree: bool) {
     let result = if agree { "agree" } else { "disagree" };
-    counter!(SHADOW_OUTPUT_COMPARISONS_TOTAL, "output" => output_label(output), "result" => result)
+    counter!(SHADOW_OUTPUT_COMPARISONS_TOTAL, "output" => output_label(output), "result" => result, "route" => route.clone())
         .increment(1);
 }
 
@@ -342,8 +353,8 @@ fn output_label(name: &str) -> Arc<str> {
 }
 
 /// Counts one noise-floor comparison (the stable against itself) by result, or `dropped`.
-pub fn shadow_calibration(result: &'static str) {
-    counter!(SHADOW_CALIBRATION_TOTAL, "result" => result).increment(1);
+pub fn shadow_calibration(route: &Arc<str>, result: &'static str) {
+    counter!(SHADOW_CALIBRATION_TOTAL, "result" => result, "route" => route.clone()).increment(1);
 }
 
 /// Why a request was the client's fault, as the `reason` label says it.
@@ -359,6 +370,8 @@ pub enum ClientFault {
     Method,
     /// More than one `Host` (400).
     DuplicateHost,
+    /// No route takes the request (404).
+    NoRoute,
 }
 
 impl ClientFault {
@@ -369,6 +382,7 @@ impl ClientFault {
             ClientFault::BodyTimeout => "body_timeout",
             ClientFault::Method => "method",
             ClientFault::DuplicateHost => "duplicate_host",
+            ClientFault::NoRoute => "no_route",
         }
     }
 }
@@ -378,44 +392,53 @@ pub fn client_error(fault: ClientFault) {
     counter!(CLIENT_ERRORS_TOTAL, "reason" => fault.as_str()).increment(1);
 }
 
-pub fn fallback(from: &str) {
-    counter!(FALLBACKS_TOTAL, "backend" => from.to_string()).increment(1);
-}
-
-pub fn rollback(trigger: &'static str) {
-    counter!(ROLLBACKS_TOTAL, "trigger" => trigger).increment(1);
+pub fn rollback(route: &str, trigger: &'static str) {
+    counter!(ROLLBACKS_TOTAL, "trigger" => trigger, "route" => route.to_string()).increment(1);
 }
 
 pub fn config_reload(result: &'static str) {
     counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(1);
 }
 
-/// Publishes the rollout gauges.
-pub fn rollout(
-    phase: &str,
-    all_phases: &[&'static str],
-    step: usize,
-    weight: f64,
-    mirror: f64,
-    generation: u64,
-) {
-    gauge!(ROLLOUT_WEIGHT).set(weight);
-    gauge!(ROLLOUT_MIRROR).set(mirror);
-    gauge!(ROLLOUT_STEP).set(step as f64);
+/// What the rollout gauges of one route show.
+pub struct RolloutGauges<'a> {
+    pub route: &'a str,
+    pub phase: &'a str,
+    pub all_phases: &'a [&'static str],
+    pub step: usize,
+    pub weight: f64,
+    pub mirror: f64,
+}
+
+/// Publishes the rollout gauges of one route.
+pub fn rollout(g: RolloutGauges<'_>) {
+    let route = g.route.to_string();
+    gauge!(ROLLOUT_WEIGHT, "route" => route.clone()).set(g.weight);
+    gauge!(ROLLOUT_MIRROR, "route" => route.clone()).set(g.mirror);
+    gauge!(ROLLOUT_STEP, "route" => route.clone()).set(g.step as f64);
+    for p in g.all_phases {
+        gauge!(ROLLOUT_PHASE, "phase" => *p, "route" => route.clone()).set(if *p == g.phase {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// Publishes the generation of the config in force.
+pub fn generation(generation: u64) {
     gauge!(CONFIG_GENERATION).set(generation as f64);
-    for p in all_phases {
-        gauge!(ROLLOUT_PHASE, "phase" => *p).set(if *p == phase { 1.0 } else { 0.0 });
-    }
 }
 
-/// Publishes one gate's last figure and threshold.
-pub fn gate(gate: &'static str, value: Option<f64>, threshold: f64) {
+/// Publishes one gate's last figure and threshold, for one route.
+pub fn gate(route: &str, gate: &'static str, value: Option<f64>, threshold: f64) {
     if let Some(v) = value {
-        gauge!(ANALYSIS_GATE_VALUE, "gate" => gate).set(v);
+        gauge!(ANALYSIS_GATE_VALUE, "gate" => gate, "route" => route.to_string()).set(v);
     }
-    gauge!(ANALYSIS_GATE_THRESHOLD, "gate" => gate).set(threshold);
+    gauge!(ANALYSIS_GATE_THRESHOLD, "gate" => gate, "route" => route.to_string()).set(threshold);
 }
 
-pub fn evaluation(verdict: &'static str) {
-    counter!(ANALYSIS_EVALUATIONS_TOTAL, "verdict" => verdict).increment(1);
+pub fn evaluation(route: &str, verdict: &'static str) {
+    counter!(ANALYSIS_EVALUATIONS_TOTAL, "verdict" => verdict, "route" => route.to_string())
+        .increment(1);
 }

@@ -1,9 +1,10 @@
 //! What the proxy measures: per-backend sliding windows for the analysis, the
-//! fast-rollback tripwire, and Prometheus metrics.
+//! fast-rollback tripwire, the recent shadow disagreements, and Prometheus metrics.
 //!
 //! The live path and the shadow side record an exchange's outcome through one function,
 //! [`record`], so a mirrored answer counts for the candidate exactly as a live one does.
 
+pub mod diffs;
 pub mod metrics;
 pub mod tripwire;
 pub mod window;

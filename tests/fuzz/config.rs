@@ -469,15 +469,20 @@ fn check(text: &str) -> Result<(), TestCaseError> {
             let mut backends = Backends::default();
             backends.sync(&config);
             let builder = Builder::new(&config, &backends, None);
+            let routes = config.routes();
             let snap = builder.build(
                 1,
-                Routing {
+                routes.iter().map(|_| Routing {
                     weight: 0.0,
                     mirror: 0.0,
                     tripwire: None,
-                },
+                }),
             );
-            prop_assert!(snap.backend(config.rollout.stable.as_bytes()).is_some());
+            prop_assert_eq!(snap.routes.len(), routes.len());
+            for (built, route) in snap.routes.iter().zip(&routes) {
+                prop_assert_eq!(&*built.name, route.name.as_str());
+                prop_assert!(built.backend(route.rollout.stable.as_bytes()).is_some());
+            }
         }
         Err(problems) => {
             prop_assert!(!problems.0.is_empty(), "refused without a problem");

@@ -42,7 +42,7 @@ async fn blue_green_promotes_after_its_hold_and_rolls_back_on_post_promotion_fai
     // Errors after promotion, within after_promotion: rolled back to blue.
     h.drive_until(60.5, |t| t.candidate(20, 10, 20)).await;
     let s = h.assert_rolled_back("auto", "error rate");
-    assert_eq!(h.snapshot().stable.name.as_ref(), "blue");
+    assert_eq!(h.route().stable.name.as_ref(), "blue");
     assert_eq!(kinds(&s), ["start", "promoted", "rollback"]);
 }
 

@@ -70,7 +70,7 @@ async fn without_a_candidate_the_phase_is_idle_and_controls_are_refused() {
     let s = h.status();
     assert_eq!((s.phase.as_str(), s.weight), ("idle", 0.0));
     assert_eq!(h.weight_bp(), 0);
-    assert!(h.snapshot().candidate.is_none());
+    assert!(h.route().candidate.is_none());
     let every_control = [
         (Action::Promote { full: true }, "promote"),
         (Action::Pause { reason: None }, "pause"),

@@ -8,7 +8,7 @@ use switchyard::rollout::analysis::{GateOutcome, GateResult, Verdict};
 use switchyard::rollout::controller::Controller;
 use switchyard::rollout::controller::Published;
 use switchyard::rollout::{Action, Control, ControlError, NotAllowed, Status};
-use switchyard::snapshot::Snapshot;
+use switchyard::snapshot::{Route, Snapshot};
 use switchyard::telemetry::window::{ShadowOutcome, Window};
 use switchyard::telemetry::Tripwire;
 use tokio::sync::watch;
@@ -44,32 +44,39 @@ impl ControllerHarness {
 
     // --- what the controller published ---
 
+    /// The status of the config's one route.
     pub fn status(&self) -> Arc<Status> {
-        self.published.status.load_full()
+        let statuses = self.published.status.load_full();
+        statuses.unscoped().expect("one route").clone()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.published.snapshot.load_full()
     }
 
+    /// The config's one route, as the snapshot has it now.
+    pub fn route(&self) -> Arc<Route> {
+        self.snapshot().routes[0].clone()
+    }
+
     /// The candidate's share of users, in basis points.
     pub fn weight_bp(&self) -> u32 {
-        self.snapshot().weight_bp
+        self.route().weight_bp
     }
 
     /// The share of stable-served requests mirrored to the candidate, in basis points.
     pub fn mirror_bp(&self) -> u32 {
-        self.snapshot().mirror_bp
+        self.route().mirror_bp
     }
 
     /// The fast-rollback tripwire the data plane would report candidate answers to.
     pub fn tripwire(&self) -> Option<Arc<Tripwire>> {
-        self.snapshot().tripwire.clone()
+        self.route().tripwire.clone()
     }
 
     /// How many more mirrored requests may start now.
     pub fn mirror_slots_available(&self) -> usize {
-        self.snapshot().shadow_slots.available_permits()
+        self.route().shadow_slots.available_permits()
     }
 
     // --- what a test sends ---
@@ -125,7 +132,7 @@ impl ControllerHarness {
     /// The current instant's traffic recorder.
     pub fn traffic(&self) -> Traffic {
         Traffic {
-            snap: self.snapshot(),
+            snap: self.route(),
             now: Instant::now(),
             second: self.elapsed().as_secs(),
         }
@@ -157,7 +164,7 @@ pub async fn settle() {
 
 /// Samples recorded at one instant into the backends' windows, as the data plane would.
 pub struct Traffic {
-    snap: Arc<Snapshot>,
+    snap: Arc<Route>,
     now: Instant,
     second: u64,
 }

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use http::{HeaderMap, Method, Uri};
-//! use switchyard::proxy::matcher::{MatchRule, Matcher, Pick};
+//! use switchyard::snapshot::matcher::{MatchRule, Matcher, Pick};
 //!
 //! let matcher = Matcher::new(vec![
 //!     ("iris".into(), Some(MatchRule { model: Some("iris".into()), ..Default::default() })),

@@ -1,0 +1,402 @@
+//! The immutable routing snapshot: everything a request needs, swapped atomically.
+//!
+//! The controller is the only writer: it builds a new [`Snapshot`] and `store`s it in the
+//! `ArcSwap` that the data plane reads. A request loads the snapshot once at its start and
+//! uses that copy to its end, so a reload or a rollback never mixes two configurations
+//! inside one request, and a rollback is a single `store`.
+//!
+//! A snapshot is a route table: the [`Matcher`] that picks a request's route, then per
+//! [`Route`] its backends, weights, mirror share and compare rules. What a config fixes
+//! (the matcher, backends, compiled compare rules, sticky and override settings, the mirror
+//! bound) is prepared once per config by a [`Builder`]; each publish only adds what each
+//! route's rollout decides ([`Routing`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use tokio::sync::Semaphore;
+
+use crate::compare;
+use crate::config::{self, BackendConfig, Config};
+use crate::telemetry::diffs::Diffs;
+use crate::telemetry::metrics::BackendMetrics;
+use crate::telemetry::window::Window;
+use crate::telemetry::Tripwire;
+use crate::upstream::Upstream;
+use matcher::Matcher;
+
+pub mod matcher;
+
+/// The route of a config with a top-level `rollout:`; state and windows are keyed by it.
+pub use crate::config::DEFAULT_ROUTE;
+
+/// One routing configuration, immutable once published.
+pub struct Snapshot {
+    /// Increases with every config that was applied.
+    pub generation: u64,
+    /// Which route takes a request; its indices are those of [`Snapshot::routes`].
+    pub matcher: Arc<Matcher>,
+    /// The routes, in the order they are tried.
+    pub routes: Box<[Arc<Route>]>,
+    /// Request bodies larger than this get 413 (`limits.max_body`).
+    pub max_body: usize,
+    /// How long after its head a request body may take to arrive (`limits.body_timeout`).
+    pub body_timeout: Duration,
+}
+
+impl Snapshot {
+    /// The route named `name`.
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| &*r.name == name)
+    }
+}
+
+/// One route of a snapshot: its backends and what its rollout decided.
+pub struct Route {
+    pub name: Arc<str>,
+    /// The route's backends (its stable and its candidate), for the override header.
+    pub backends: Vec<Arc<Backend>>,
+    pub stable: Arc<Backend>,
+    /// `None` when no rollout is configured.
+    pub candidate: Option<Arc<Backend>>,
+    /// Share of user traffic for the candidate, in basis points (0..=10 000).
+    pub weight_bp: u32,
+    /// Share of stable-served requests mirrored to the candidate, in basis points.
+    pub mirror_bp: u32,
+    /// Share of mirrored requests also copied to the stable itself (`shadow.calibrate`), in basis points.
+    pub calibrate_bp: u32,
+    pub sticky: Option<Sticky>,
+    /// Seed of the sticky hash: per candidate, so each rollout canaries a different slice of users.
+    pub sticky_seed: u64,
+    pub override_header: Option<HeaderName>,
+    pub fallback_to_stable: bool,
+    /// The largest body read for a comparison (`limits.max_body`).
+    pub max_body: usize,
+    pub compare: Arc<compare::Rules>,
+    /// Trips the controller on consecutive candidate failures; `None` when off.
+    pub tripwire: Option<Arc<Tripwire>>,
+    /// The span the analysis looks at (`analysis.window`, 1m without analysis).
+    pub window: Duration,
+    /// Places for mirrors in flight (`shadow.max_in_flight`). Kept across publishes and
+    /// replaced when the bound changes: mirrors in flight release their place in the old one.
+    pub shadow_slots: Arc<Semaphore>,
+    /// The route's recent disagreements; kept across publishes and reloads.
+    pub diffs: Arc<Diffs>,
+}
+
+/// Where the sticky key of a request is found.
+#[derive(Debug, Clone)]
+pub enum Sticky {
+    Header(HeaderName),
+    Cookie(Box<str>),
+}
+
+impl Route {
+    /// The backend of this route with this name.
+    pub fn backend(&self, name: &[u8]) -> Option<&Arc<Backend>> {
+        self.backends.iter().find(|b| b.name.as_bytes() == name)
+    }
+
+    /// Whether `backend` is the candidate of this route.
+    pub fn is_candidate(&self, backend: &Backend) -> bool {
+        self.candidate
+            .as_ref()
+            .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), backend))
+    }
+}
+
+/// One model server as it serves one route: where it is (its connection pools are shared
+/// by every route it serves), and the route's own window and metric handles for it.
+pub struct Backend {
+    pub name: Arc<str>,
+    /// `x-switchyard-variant` value, built once.
+    pub variant: HeaderValue,
+    /// `x-switchyard-route` value: the route this backend serves here.
+    pub route: HeaderValue,
+    /// Its address, timeout and connection pools (live and shadow), shared across routes.
+    pub upstream: Arc<Upstream>,
+    pub window: Arc<Window>,
+    pub metrics: BackendMetrics,
+    config: BackendConfig,
+}
+
+impl Backend {
+    fn new(route: &str, name: &str, upstream: &Shared, window: Arc<Window>) -> Backend {
+        Backend {
+            name: name.into(),
+            variant: header_value(name),
+            route: header_value(route),
+            upstream: upstream.upstream.clone(),
+            window,
+            metrics: BackendMetrics::new(route, name),
+            config: upstream.config.clone(),
+        }
+    }
+}
+
+/// A validated name as a header value.
+fn header_value(name: &str) -> HeaderValue {
+    HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+/// One configured backend's upstream, shared by the routes it serves.
+struct Shared {
+    config: BackendConfig,
+    upstream: Arc<Upstream>,
+}
+
+/// The backends of every route, reused across reloads so that connection pools and each
+/// route's windows survive them.
+#[derive(Default)]
+pub struct Backends {
+    upstreams: HashMap<String, Shared>,
+    /// By (route, backend).
+    by_route: HashMap<(String, String), Arc<Backend>>,
+    /// Width of a window bucket and how many, per route, from its analysis window.
+    shapes: HashMap<String, (Duration, usize)>,
+}
+
+impl Backends {
+    /// Brings the set in line with `config`: unchanged backends are kept as they are, a
+    /// backend whose settings changed keeps its windows, and those no route names go.
+    pub fn sync(&mut self, config: &Config) {
+        let mut upstreams = HashMap::with_capacity(config.backends.len());
+        for (name, bc) in &config.backends {
+            let shared = match self.upstreams.remove(name) {
+                Some(s) if s.config == *bc => s,
+                _ => Shared {
+                    config: bc.clone(),
+                    upstream: Arc::new(Upstream::new(&bc.url, bc.timeout.0)),
+                },
+            };
+            upstreams.insert(name.clone(), shared);
+        }
+        self.upstreams = upstreams;
+        let mut by_route = HashMap::new();
+        let mut shapes = HashMap::new();
+        for route in config.routes() {
+            let shape = window_shape(&route.rollout);
+            let reshape = self.shapes.get(&route.name) != Some(&shape);
+            for name in route_backends(&route.rollout) {
+                let Some(shared) = self.upstreams.get(name) else {
+                    continue;
+                };
+                let key = (route.name.clone(), name.to_string());
+                let backend = match self.by_route.remove(&key) {
+                    Some(b) if b.config == shared.config && !reshape => b,
+                    Some(b) if !reshape => {
+                        Arc::new(Backend::new(&route.name, name, shared, b.window.clone()))
+                    }
+                    _ => Arc::new(Backend::new(
+                        &route.name,
+                        name,
+                        shared,
+                        Arc::new(Window::new(shape.0, shape.1)),
+                    )),
+                };
+                by_route.insert(key, backend);
+            }
+            shapes.insert(route.name, shape);
+        }
+        self.by_route = by_route;
+        self.shapes = shapes;
+    }
+
+    /// The backend `name` as it serves `route`.
+    pub fn get(&self, route: &str, name: &str) -> Option<&Arc<Backend>> {
+        self.by_route.get(&(route.to_string(), name.to_string()))
+    }
+}
+
+/// The backends a route's rollout names: its stable, then its candidate.
+fn route_backends(r: &config::RolloutConfig) -> impl Iterator<Item = &str> {
+    std::iter::once(r.stable.as_str()).chain(r.candidate.as_deref())
+}
+
+/// Sixty buckets over the analysis window (1 s at least), plus one for the bucket being filled.
+fn window_shape(r: &config::RolloutConfig) -> (Duration, usize) {
+    let span = r
+        .analysis
+        .as_ref()
+        .map(|a| a.window.0)
+        .unwrap_or(Duration::from_secs(60));
+    let bucket = Duration::from_secs(span.as_secs().div_ceil(60).max(1));
+    let n = span.as_secs().div_ceil(bucket.as_secs()) as usize + 1;
+    (bucket, n.max(2))
+}
+
+/// Everything a route's rollout decides that goes into a snapshot.
+pub struct Routing {
+    pub weight: f64,
+    pub mirror: f64,
+    pub tripwire: Option<Arc<Tripwire>>,
+}
+
+/// What one config fixes in every snapshot, prepared once per config: the matcher, and
+/// per route its backends, compiled compare rules, sticky and override settings, and the
+/// mirror bound.
+pub struct Builder {
+    matcher: Arc<Matcher>,
+    routes: Vec<RouteBuilder>,
+    max_body: usize,
+    body_timeout: Duration,
+}
+
+/// What a config fixes of one route.
+struct RouteBuilder {
+    name: Arc<str>,
+    backends: Vec<Arc<Backend>>,
+    stable: Arc<Backend>,
+    candidate: Option<Arc<Backend>>,
+    calibrate_bp: u32,
+    sticky: Option<Sticky>,
+    sticky_seed: u64,
+    override_header: Option<HeaderName>,
+    fallback_to_stable: bool,
+    compare: Arc<compare::Rules>,
+    window: Duration,
+    max_in_flight: usize,
+    shadow_slots: Arc<Semaphore>,
+    diffs: Arc<Diffs>,
+}
+
+impl Builder {
+    /// Prepares the snapshots of a validated `config` over the live `backends`. From
+    /// `previous`, a route of the same name keeps its diffs, and its mirror bound when
+    /// its `shadow.max_in_flight` did not change.
+    pub fn new(config: &Config, backends: &Backends, previous: Option<&Builder>) -> Builder {
+        let routes = config.routes();
+        let matcher = Matcher::from_routes(&routes).expect("a validated config's routes");
+        let routes = routes
+            .iter()
+            .map(|route| {
+                let before =
+                    previous.and_then(|p| p.routes.iter().find(|r| *r.name == *route.name));
+                RouteBuilder::new(route, backends, before)
+            })
+            .collect();
+        Builder {
+            matcher: Arc::new(matcher),
+            routes,
+            max_body: config.limits.max_body.as_usize(),
+            body_timeout: config.limits.body_timeout.0,
+        }
+    }
+
+    /// The snapshot of this config with each route's current `routing`, in route order.
+    pub fn build(&self, generation: u64, routing: impl IntoIterator<Item = Routing>) -> Snapshot {
+        Snapshot {
+            generation,
+            matcher: self.matcher.clone(),
+            routes: self
+                .routes
+                .iter()
+                .zip(routing)
+                .map(|(r, routing)| Arc::new(r.build(routing, self.max_body)))
+                .collect(),
+            max_body: self.max_body,
+            body_timeout: self.body_timeout,
+        }
+    }
+}
+
+impl RouteBuilder {
+    fn new(
+        route: &config::Route,
+        backends: &Backends,
+        previous: Option<&RouteBuilder>,
+    ) -> RouteBuilder {
+        let r = &route.rollout;
+        let max_in_flight = route.shadow.max_in_flight;
+        let shadow_slots = match previous {
+            Some(p) if p.max_in_flight == max_in_flight => p.shadow_slots.clone(),
+            // More than a semaphore can count is as good as no bound (and would panic).
+            _ => Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS))),
+        };
+        let get = |name: &str| backends.get(&route.name, name).cloned();
+        let stable = get(&r.stable).expect("validated stable");
+        let candidate = r.candidate.as_deref().and_then(get);
+        RouteBuilder {
+            name: route.name.as_str().into(),
+            backends: std::iter::once(stable.clone())
+                .chain(candidate.clone())
+                .collect(),
+            stable,
+            candidate,
+            calibrate_bp: basis_points(route.shadow.calibrate.unwrap_or(0.0)),
+            sticky: sticky(r),
+            // Per candidate, so each rollout canaries a different slice of users.
+            sticky_seed: r
+                .candidate
+                .as_deref()
+                .map(|c| xxhash_rust::xxh3::xxh3_64(c.as_bytes()))
+                .unwrap_or(0),
+            override_header: r
+                .override_header
+                .as_ref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            fallback_to_stable: r.fallback_to_stable,
+            compare: Arc::new(compare_rules(&route.shadow.compare)),
+            window: r
+                .analysis
+                .as_ref()
+                .map_or(Duration::from_secs(60), |a| a.window.0),
+            max_in_flight,
+            shadow_slots,
+            diffs: previous.map_or_else(Default::default, |p| p.diffs.clone()),
+        }
+    }
+
+    fn build(&self, routing: Routing, max_body: usize) -> Route {
+        Route {
+            name: self.name.clone(),
+            backends: self.backends.clone(),
+            stable: self.stable.clone(),
+            candidate: self.candidate.clone(),
+            weight_bp: basis_points(routing.weight),
+            mirror_bp: basis_points(routing.mirror),
+            calibrate_bp: self.calibrate_bp,
+            sticky: self.sticky.clone(),
+            sticky_seed: self.sticky_seed,
+            override_header: self.override_header.clone(),
+            fallback_to_stable: self.fallback_to_stable,
+            max_body,
+            compare: self.compare.clone(),
+            tripwire: routing.tripwire,
+            window: self.window,
+            shadow_slots: self.shadow_slots.clone(),
+            diffs: self.diffs.clone(),
+        }
+    }
+}
+
+/// Where the sticky key is found, from `rollout.sticky`.
+fn sticky(r: &config::RolloutConfig) -> Option<Sticky> {
+    let s = r.sticky.as_ref()?;
+    match (&s.header, &s.cookie) {
+        (Some(h), _) => HeaderName::from_bytes(h.as_bytes())
+            .ok()
+            .map(Sticky::Header),
+        (None, Some(c)) => Some(Sticky::Cookie(c.as_str().into())),
+        _ => None,
+    }
+}
+
+/// The compiled comparison rules of a `shadow.compare`.
+fn compare_rules(c: &config::CompareConfig) -> compare::Rules {
+    compare::Rules::new(
+        c.protocol,
+        c.ignore.clone(),
+        c.abs_tolerance,
+        c.rel_tolerance,
+        c.redact.clone(),
+    )
+    .unwrap_or_default()
+}
+
+/// A percentage as basis points, 0..=10 000.
+pub fn basis_points(percent: f64) -> u32 {
+    (percent.clamp(0.0, 100.0) * 100.0).round() as u32
+}
