@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod mock;
 pub mod recorder;
 
 use std::future::Future;
