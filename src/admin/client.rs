@@ -315,10 +315,21 @@ fn placement(r: &Status) -> String {
 /// What the current step waits for, if anything.
 fn hold(r: &Status) -> String {
     match r.hold_remaining_s {
-        _ if r.manual_hold => "hold:      manual: waits for `switchyard promote`\n".into(),
+        _ if r.manual_hold => format!(
+            "hold:      manual: waits for `switchyard promote{}`\n",
+            route_flag(r)
+        ),
         Some(left) => format!("hold:      {left:.0}s left\n"),
         None => String::new(),
     }
+}
+
+/// ` --route NAME`, what a command needs to address this route; nothing for `default`.
+fn route_flag(r: &Status) -> String {
+    if r.route == DEFAULT_ROUTE {
+        return String::new();
+    }
+    format!(" --route {}", r.route)
 }
 
 /// Why the last rollback or pause happened.
@@ -593,6 +604,9 @@ chat   rolled_back  step 1/3  weight 0%   chat-a → chat-b
     #[test]
     fn a_route_other_than_default_is_named_first_in_its_status() {
         assert_eq!(rendered(&one_of_three(0)), IRIS_SHOWN);
+        let manual = one_of_three(0).replace(r#""manual_hold":false"#, r#""manual_hold":true"#);
+        let hold = "hold:      manual: waits for `switchyard promote --route iris`\n";
+        assert!(rendered(&manual).contains(hold), "{}", rendered(&manual));
     }
 
     #[test]
