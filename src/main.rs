@@ -39,10 +39,18 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// Print the rollout state.
+    /// Print a route's rollout state; without --route and with several routes, list them.
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Print the admin API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every route: phase, step, weight, stable → candidate.
+    Routes {
+        #[command(flatten)]
+        api: AdminApi,
         /// Print the admin API's JSON.
         #[arg(long)]
         json: bool,
@@ -81,8 +89,20 @@ enum Command {
     },
 }
 
+/// Where the admin API is, and the route a command addresses.
 #[derive(Args)]
 struct AdminArgs {
+    #[command(flatten)]
+    api: AdminApi,
+    /// The route to address, by its name in the config's `routes:`. Without it: the route
+    /// named `default` or the only one (`status` lists several).
+    #[arg(long, env = "SWITCHYARD_ROUTE", value_name = "NAME")]
+    route: Option<String>,
+}
+
+/// Where the admin API is and how to authorize.
+#[derive(Args)]
+struct AdminApi {
     /// Admin API base URL.
     #[arg(
         long,
@@ -98,8 +118,19 @@ struct AdminArgs {
 impl AdminArgs {
     fn client(self) -> AdminClient {
         AdminClient {
+            // An empty name (`SWITCHYARD_ROUTE=`) names no route.
+            route: self.route.filter(|r| !r.is_empty()),
+            ..self.api.client()
+        }
+    }
+}
+
+impl AdminApi {
+    fn client(self) -> AdminClient {
+        AdminClient {
             base: self.admin,
             token: self.token,
+            route: None,
         }
     }
 }
@@ -134,7 +165,8 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Run { config } => run(config).await,
         Command::Validate { config } => validate(&config),
         Command::Demo { keep } => play_demo(keep).await,
-        Command::Status { admin, json } => status(admin, json).await,
+        Command::Status { admin, json } => print(admin.client().show_status(json).await),
+        Command::Routes { api, json } => print(api.client().show_routes(json).await),
         Command::Promote { admin, full } => control(admin, Action::Promote { full }).await,
         Command::Pause { admin, reason } => control(admin, Action::Pause { reason }).await,
         Command::Resume { admin } => control(admin, Action::Resume).await,
@@ -167,16 +199,6 @@ async fn play_demo(keep: bool) -> ExitCode {
             eprintln!("switchyard demo: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// `switchyard status`: the rollout for a person, or the admin API's JSON.
-async fn status(admin: AdminArgs, json: bool) -> ExitCode {
-    let client = admin.client();
-    if json {
-        print(client.status_json().await)
-    } else {
-        print(client.status().await.map(|s| render_status(&s)))
     }
 }
 

@@ -8,6 +8,7 @@
 //! assert_eq!(api::STATUS, "/api/v1/status");
 //! assert_eq!(api::control_path(&Action::Promote { full: true }), api::PROMOTE);
 //! assert!(api::CONTROLS.iter().all(|p| p.starts_with(api::V1)));
+//! assert_eq!(api::route_path("iris", api::PROMOTE), "/api/v1/routes/iris/promote");
 //! ```
 
 use crate::rollout::Action;
@@ -29,6 +30,10 @@ pub const STATUS: &str = "/api/v1/status";
 pub const ROUTES: &str = "/api/v1/routes";
 /// The most recent shadow disagreements; takes `?limit=N`.
 pub const SHADOW_DIFFS: &str = "/api/v1/shadow/diffs";
+
+/// Every route's status, in config order: `{"routes": [STATUS, ...]}`. Under it,
+/// `/api/v1/routes/NAME/...` addresses one route: see [`route_path`].
+pub const ROUTES: &str = "/api/v1/routes";
 
 /// Passes the current gate or hold; body `{"full": bool}`.
 pub const PROMOTE: &str = "/api/v1/promote";
@@ -71,4 +76,35 @@ pub fn control_path(action: &Action) -> &'static str {
         Action::Rollback { .. } => ROLLBACK,
         Action::Retry => RETRY,
     }
+}
+
+/// `path`, a path of the versioned API such as [`STATUS`], [`SHADOW_DIFFS`] or a control,
+/// scoped to the route named `route`: the same call, for that route only. `path` may also
+/// be just what follows [`V1`] (`"status"`). Bytes of `route` other than ASCII letters,
+/// digits and `-` (the characters of a route name) are percent-encoded, so the name is
+/// always one path segment, never `..`.
+///
+/// ```
+/// use switchyard::admin::api::{route_path, SHADOW_DIFFS, STATUS};
+///
+/// assert_eq!(route_path("iris", STATUS), "/api/v1/routes/iris/status");
+/// assert_eq!(route_path("iris", SHADOW_DIFFS), "/api/v1/routes/iris/shadow/diffs");
+/// assert_eq!(route_path("iris", "status"), "/api/v1/routes/iris/status");
+/// assert_eq!(route_path("a/b c", STATUS), "/api/v1/routes/a%2Fb%20c/status");
+/// ```
+pub fn route_path(route: &str, path: &str) -> String {
+    let tail = path
+        .strip_prefix(V1)
+        .unwrap_or_else(|| path.trim_start_matches('/'));
+    let mut scoped = format!("{ROUTES}/");
+    for b in route.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            scoped.push(char::from(b));
+        } else {
+            scoped.push_str(&format!("%{b:02X}"));
+        }
+    }
+    scoped.push('/');
+    scoped.push_str(tail);
+    scoped
 }

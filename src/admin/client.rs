@@ -1,4 +1,4 @@
-//! The admin API's client, for the control commands: `status`, `promote`, `pause`,
+//! The admin API's client, for the command line: `status`, `routes`, `promote`, `pause`,
 //! `resume`, `rollback` and `retry` call it and print its answers for a person.
 
 use bytes::Bytes;
@@ -13,15 +13,20 @@ use serde_json::{json, Value};
 
 use super::api;
 use super::window::{BackendFigures, WindowFigures};
+use crate::config::DEFAULT_ROUTE;
 use crate::rollout::analysis::Analysis;
 use crate::rollout::status::{AnalysisStatus, ConfigStatus};
 use crate::rollout::{Action, Event, Status};
 
-/// Where the admin API is and how to authorize.
+/// Where the admin API is, how to authorize, and which route the calls address.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
     pub base: String,
     pub token: Option<String>,
+    /// The route that `status` and the controls address, under `/api/v1/routes/NAME/`.
+    /// `None`: the unscoped paths, which address the route named `default` or the only
+    /// route.
+    pub route: Option<String>,
 }
 
 /// A call to the admin API that did not succeed.
@@ -35,31 +40,88 @@ pub enum ClientError {
     Invalid(String),
 }
 
-/// The status as the admin API answers it: the rollout's [`Status`] and, from
-/// `GET /api/v1/status`, the live window figures.
+/// A route's status as the admin API answers it: the rollout's [`Status`] and, from
+/// `GET /api/v1/status` (and each entry of `GET /api/v1/routes`), the live window figures.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StatusReport {
     #[serde(flatten)]
     pub rollout: Status,
-    /// Only `GET /api/v1/status` adds them; a control's answer has none.
+    /// Only a status query adds them; a control's answer has none.
     #[serde(default)]
     pub window: Option<WindowFigures>,
 }
 
+/// `GET /api/v1/routes`: every route's status, in config order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoutesReport {
+    pub routes: Vec<StatusReport>,
+}
+
 impl AdminClient {
-    /// The rollout status with the live window figures.
+    /// What `switchyard status` prints. With a route: its full status. Without: the only
+    /// route's full status or, with several, one line for each and how to name one.
+    /// `json`: the admin API's JSON instead (with several routes and none named, the list).
+    pub async fn show_status(&self, json: bool) -> Result<String, ClientError> {
+        if self.route.is_some() {
+            return self.show_route(json).await;
+        }
+        let bytes = match self.answer(Method::GET, api::ROUTES, None).await {
+            Ok(bytes) => bytes,
+            // An admin API that predates routes: its status is its one route's.
+            Err(ClientError::Refused {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => return self.show_route(json).await,
+            Err(e) => return Err(e),
+        };
+        let list: RoutesReport = serde_json::from_slice(&bytes).map_err(invalid)?;
+        match (&list.routes[..], json) {
+            ([only], true) => self.for_route(&only.rollout.route).show_route(true).await,
+            ([only], false) => Ok(render_status(only)),
+            (_, true) => json_text(bytes),
+            (routes, false) => Ok(render_overview(routes)),
+        }
+    }
+
+    /// What `switchyard routes` prints: one line for each route, or the admin API's JSON.
+    pub async fn show_routes(&self, json: bool) -> Result<String, ClientError> {
+        let bytes = self.answer(Method::GET, api::ROUTES, None).await?;
+        if json {
+            return json_text(bytes);
+        }
+        let list: RoutesReport = serde_json::from_slice(&bytes).map_err(invalid)?;
+        Ok(render_routes(&list.routes))
+    }
+
+    /// The full status of this client's route, for a person or as the admin API's JSON.
+    async fn show_route(&self, json: bool) -> Result<String, ClientError> {
+        if json {
+            self.status_json().await
+        } else {
+            self.status().await.map(|s| render_status(&s))
+        }
+    }
+
+    /// This client, addressing the route named `route`.
+    fn for_route(&self, route: &str) -> AdminClient {
+        AdminClient {
+            route: Some(route.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The route's status with the live window figures.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        self.call(Method::GET, api::STATUS, None).await
+        self.call(Method::GET, &self.path(api::STATUS), None).await
     }
 
-    /// The status JSON exactly as the admin API sent it, for `status --json`.
+    /// The route's status JSON exactly as the admin API sent it, for `status --json`.
     pub async fn status_json(&self) -> Result<String, ClientError> {
-        let bytes = self.answer(Method::GET, api::STATUS, None).await?;
-        serde_json::from_slice::<IgnoredAny>(&bytes).map_err(invalid)?;
-        String::from_utf8(bytes.into()).map_err(invalid)
+        let path = self.path(api::STATUS);
+        json_text(self.answer(Method::GET, &path, None).await?)
     }
 
-    /// Asks for `action`; the answer is the status after it.
+    /// Asks the route for `action`; the answer is its status after it.
     pub async fn control(&self, action: &Action) -> Result<StatusReport, ClientError> {
         let body = match action {
             Action::Promote { full } => Some(json!({ "full": full })),
@@ -68,12 +130,40 @@ impl AdminClient {
             }
             Action::Resume | Action::Retry => None,
         };
-        self.call(Method::POST, api::control_path(action), body)
+        let path = self.path(api::control_path(action));
+        self.call(Method::POST, &path, body)
             .await
+            .map_err(|e| self.hint(e))
     }
 
-    /// Calls `method path` with an optional JSON body and reads the JSON answer as a `T`
-    /// (a [`Value`] takes any).
+    /// `path`, an unscoped path of the API, for this client's route.
+    fn path(&self, path: &str) -> String {
+        match &self.route {
+            Some(route) => api::route_path(route, path),
+            None => path.to_string(),
+        }
+    }
+
+    /// A refusal of an unscoped control, with how to name a route: the admin API refuses
+    /// those when several routes are configured and none is named `default`.
+    fn hint(&self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Refused {
+                status: StatusCode::BAD_REQUEST,
+                message,
+            } if self.route.is_none() => ClientError::Refused {
+                status: StatusCode::BAD_REQUEST,
+                message: format!(
+                    "{message}\n  name the route with --route NAME (or SWITCHYARD_ROUTE); \
+                     `switchyard routes` lists them"
+                ),
+            },
+            e => e,
+        }
+    }
+
+    /// Calls `method path` (as given, unscoped) with an optional JSON body and reads the
+    /// JSON answer as a `T` (a [`Value`] takes any).
     pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -127,15 +217,23 @@ impl AdminClient {
     }
 }
 
+/// A JSON answer as the admin API sent it.
+fn json_text(bytes: Bytes) -> Result<String, ClientError> {
+    serde_json::from_slice::<IgnoredAny>(&bytes).map_err(invalid)?;
+    String::from_utf8(bytes.into()).map_err(invalid)
+}
+
 /// An answer that is not what the admin API sends.
 fn invalid(e: impl std::fmt::Display) -> ClientError {
     ClientError::Invalid(e.to_string())
 }
 
-/// The status as a person reads it.
+/// A route's status as a person reads it. The route is named first unless it is `default`
+/// (a config with one top-level `rollout:`).
 pub fn render_status(s: &StatusReport) -> String {
     let r = &s.rollout;
     [
+        route(r),
         placement(r),
         hold(r),
         reason(r),
@@ -145,6 +243,58 @@ pub fn render_status(s: &StatusReport) -> String {
         recent_events(&r.events),
     ]
     .concat()
+}
+
+/// Every route on one line, in config order: name, phase, step, candidate weight, and its
+/// stable → candidate (the stable alone without a candidate).
+pub fn render_routes(routes: &[StatusReport]) -> String {
+    if routes.is_empty() {
+        return "no routes\n".into();
+    }
+    let rows: Vec<[String; 5]> = routes.iter().map(|s| route_row(&s.rollout)).collect();
+    let widths: [usize; 5] =
+        std::array::from_fn(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0));
+    let line = |row: &[String; 5]| {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        format!("{}\n", cells.join("  ").trim_end())
+    };
+    rows.iter().map(line).collect()
+}
+
+/// What `switchyard status` shows, without `--route`, of several routes: their list and
+/// how to see one in full.
+pub fn render_overview(routes: &[StatusReport]) -> String {
+    format!(
+        "{}\nfor a route's full status: switchyard status --route NAME\n",
+        render_routes(routes)
+    )
+}
+
+/// A route's line in the list of routes, cell by cell.
+fn route_row(r: &Status) -> [String; 5] {
+    let backends = match &r.candidate {
+        Some(candidate) => format!("{} → {candidate}", r.stable),
+        None => r.stable.clone(),
+    };
+    [
+        r.route.clone(),
+        r.phase.clone(),
+        format!("step {}/{}", r.step, r.steps),
+        format!("weight {}%", r.weight),
+        backends,
+    ]
+}
+
+/// The route's name, unless it is the one route of a config without `routes:`.
+fn route(r: &Status) -> String {
+    if r.route == DEFAULT_ROUTE {
+        return String::new();
+    }
+    format!("route:     {}\n", r.route)
 }
 
 /// Where the rollout is: phase, backends, step and traffic split.
@@ -165,10 +315,21 @@ fn placement(r: &Status) -> String {
 /// What the current step waits for, if anything.
 fn hold(r: &Status) -> String {
     match r.hold_remaining_s {
-        _ if r.manual_hold => "hold:      manual: waits for `switchyard promote`\n".into(),
+        _ if r.manual_hold => format!(
+            "hold:      manual: waits for `switchyard promote{}`\n",
+            route_flag(r)
+        ),
         Some(left) => format!("hold:      {left:.0}s left\n"),
         None => String::new(),
     }
+}
+
+/// ` --route NAME`, what a command needs to address this route; nothing for `default`.
+fn route_flag(r: &Status) -> String {
+    if r.route == DEFAULT_ROUTE {
+        return String::new();
+    }
+    format!(" --route {}", r.route)
 }
 
 /// Why the last rollback or pause happened.
@@ -371,5 +532,237 @@ config:    generation 1
 analysis:  no evaluation yet
 ";
         assert_eq!(rendered(answer), shown);
+    }
+
+    /// `GET /api/v1/routes` with three routes, in config order.
+    const THREE_ROUTES: &str = r#"{"routes": [
+      {"route": "iris", "phase": "progressing", "strategy": "canary", "revision": "r1",
+       "stable": "iris-v1", "candidate": "iris-v2", "step": 2, "steps": 5, "weight": 25.0,
+       "mirror": 10.0, "reason": null, "hold_remaining_s": 30.0, "manual_hold": false,
+       "config": {"generation": 4, "last_error": null, "path": "routes.yaml"},
+       "analysis": {"enabled": false, "last": null, "failures": 0, "failure_limit": 3},
+       "events": [{"at": "t1", "kind": "start", "message": "rollout of iris-v2 started"}],
+       "window": {"span_s": 60.0, "noise_floor": null,
+         "stable": {"backend": "iris-v1", "requests": 300, "errors": 0, "error_rate": 0.0,
+           "p50_ms": 2.0, "p99_ms": 9.0,
+           "shadow": {"agree": 0, "disagree": 0, "incomparable": 0, "agreement": null}},
+         "candidate": {"backend": "iris-v2", "requests": 100, "errors": 1, "error_rate": 0.01,
+           "p50_ms": 2.5, "p99_ms": 11.0,
+           "shadow": {"agree": 0, "disagree": 0, "incomparable": 0, "agreement": null}}}},
+      {"route": "fraud", "phase": "idle", "strategy": "canary", "revision": "r2",
+       "stable": "fraud-v6", "candidate": null, "step": 0, "steps": 0, "weight": 0.0,
+       "mirror": 0.0, "reason": null, "hold_remaining_s": null, "manual_hold": false,
+       "config": {"generation": 4, "last_error": null, "path": "routes.yaml"},
+       "analysis": {"enabled": false, "last": null, "failures": 0, "failure_limit": 3},
+       "events": []},
+      {"route": "chat", "phase": "rolled_back", "strategy": "canary", "revision": "r3",
+       "stable": "chat-a", "candidate": "chat-b", "step": 1, "steps": 3, "weight": 0.0,
+       "mirror": 0.0, "reason": "error_rate failed 3 times in a row", "hold_remaining_s": null,
+       "manual_hold": false, "config": {"generation": 4, "last_error": null, "path": "routes.yaml"},
+       "analysis": {"enabled": false, "last": null, "failures": 3, "failure_limit": 3},
+       "events": []}
+    ]}"#;
+
+    /// The route `i` of [`THREE_ROUTES`], as its own status JSON.
+    fn one_of_three(i: usize) -> String {
+        let list: Value = serde_json::from_str(THREE_ROUTES).unwrap();
+        list["routes"][i].to_string()
+    }
+
+    /// What `switchyard status --route iris` shows of [`THREE_ROUTES`]' iris.
+    const IRIS_SHOWN: &str = "\
+route:     iris
+phase:     progressing
+strategy:  canary
+stable:    iris-v1
+candidate: iris-v2
+step:      2 of 5
+weight:    25%
+mirror:    10%
+hold:      30s left
+config:    generation 4
+stable     300 requests, errors 0.00%, p50 2.0ms, p99 9.0ms (last 60.0s)
+candidate  100 requests, errors 1.00%, p50 2.5ms, p99 11.0ms (last 60.0s)
+recent events:
+  t1  start     rollout of iris-v2 started
+";
+
+    /// What `switchyard routes` shows of [`THREE_ROUTES`].
+    const THREE_ROUTES_SHOWN: &str = "\
+iris   progressing  step 2/5  weight 25%  iris-v1 → iris-v2
+fraud  idle         step 0/0  weight 0%   fraud-v6
+chat   rolled_back  step 1/3  weight 0%   chat-a → chat-b
+";
+
+    #[test]
+    fn routes_are_listed_one_a_line_in_config_order() {
+        let list: RoutesReport = serde_json::from_str(THREE_ROUTES).unwrap();
+        assert_eq!(render_routes(&list.routes), THREE_ROUTES_SHOWN);
+        assert_eq!(render_routes(&[]), "no routes\n");
+    }
+
+    #[test]
+    fn a_route_other_than_default_is_named_first_in_its_status() {
+        assert_eq!(rendered(&one_of_three(0)), IRIS_SHOWN);
+        let manual = one_of_three(0).replace(r#""manual_hold":false"#, r#""manual_hold":true"#);
+        let hold = "hold:      manual: waits for `switchyard promote --route iris`\n";
+        assert!(rendered(&manual).contains(hold), "{}", rendered(&manual));
+    }
+
+    #[test]
+    fn a_route_scopes_every_path_and_without_one_the_paths_address_the_default() {
+        let client = |route: Option<&str>| AdminClient {
+            base: "http://127.0.0.1:9901".into(),
+            token: None,
+            route: route.map(Into::into),
+        };
+        let none = client(None);
+        assert_eq!(none.path(api::STATUS), "/api/v1/status");
+        assert_eq!(none.path(api::PROMOTE), "/api/v1/promote");
+        let iris = client(Some("iris"));
+        assert_eq!(iris.path(api::STATUS), "/api/v1/routes/iris/status");
+        assert_eq!(iris.path(api::ROLLBACK), "/api/v1/routes/iris/rollback");
+        assert_eq!(
+            iris.path(api::SHADOW_DIFFS),
+            "/api/v1/routes/iris/shadow/diffs"
+        );
+        // A name no route can have stays one path segment: the admin API says it is unknown.
+        assert_eq!(
+            client(Some("../x")).path(api::STATUS),
+            "/api/v1/routes/%2E%2E%2Fx/status"
+        );
+    }
+
+    // === against an admin API that answers from a script ===
+
+    /// An admin API on a loopback port that answers each `"METHOD path"` of `script` with
+    /// its status and JSON body, and anything else 404 as the real one does; its base URL.
+    async fn admin_api(script: &[(&str, u16, &str)]) -> String {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let script: std::sync::Arc<Vec<(String, u16, String)>> = std::sync::Arc::new(
+            script
+                .iter()
+                .map(|(call, code, body)| (call.to_string(), *code, body.to_string()))
+                .collect(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let script = script.clone();
+                let answer = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let call = format!("{} {}", req.method(), req.uri().path());
+                    let (code, body) = script.iter().find(|(c, ..)| *c == call).map_or(
+                        (404, r#"{"error": "no such endpoint"}"#.into()),
+                        |(_, code, body)| (*code, body.clone()),
+                    );
+                    let resp = http::Response::builder()
+                        .status(code)
+                        .body(Full::new(Bytes::from(body)));
+                    async move { resp }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), answer);
+                tokio::spawn(conn);
+            }
+        });
+        base
+    }
+
+    /// A client of the admin API at `base`, addressing `route`.
+    fn client(base: String, route: Option<&str>) -> AdminClient {
+        AdminClient {
+            base,
+            token: None,
+            route: route.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_without_a_route_lists_several_routes_and_how_to_see_one() {
+        let base = admin_api(&[("GET /api/v1/routes", 200, THREE_ROUTES)]).await;
+        let status = client(base, None);
+        let shown = status.show_status(false).await.unwrap();
+        let hint = "\nfor a route's full status: switchyard status --route NAME\n";
+        assert_eq!(shown, format!("{THREE_ROUTES_SHOWN}{hint}"));
+        assert_eq!(status.show_status(true).await.unwrap(), THREE_ROUTES);
+    }
+
+    #[tokio::test]
+    async fn status_without_a_route_shows_the_only_route_in_full() {
+        let iris = one_of_three(0);
+        let only = format!(r#"{{"routes": [{iris}]}}"#);
+        let base = admin_api(&[
+            ("GET /api/v1/routes", 200, &only),
+            ("GET /api/v1/routes/iris/status", 200, &iris),
+        ])
+        .await;
+        let status = client(base, None);
+        assert_eq!(status.show_status(false).await.unwrap(), IRIS_SHOWN);
+        assert_eq!(status.show_status(true).await.unwrap(), iris);
+    }
+
+    #[tokio::test]
+    async fn status_and_controls_with_a_route_address_that_route() {
+        let iris = one_of_three(0);
+        let paused = iris.replace(r#""phase":"progressing""#, r#""phase":"paused""#);
+        let base = admin_api(&[
+            ("GET /api/v1/routes/iris/status", 200, &iris),
+            ("POST /api/v1/routes/iris/pause", 200, &paused),
+        ])
+        .await;
+        let iris_client = client(base, Some("iris"));
+        assert_eq!(iris_client.show_status(false).await.unwrap(), IRIS_SHOWN);
+        assert_eq!(iris_client.show_status(true).await.unwrap(), iris);
+        let pause = Action::Pause { reason: None };
+        let after = render_status(&iris_client.control(&pause).await.unwrap());
+        assert!(
+            after.starts_with("route:     iris\nphase:     paused\n"),
+            "{after}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_route_that_does_not_exist_is_refused_with_the_routes_there_are() {
+        let unknown = r#"{"error": "no route named iris2 (routes: iris, fraud, chat)"}"#;
+        let base = admin_api(&[("GET /api/v1/routes/iris2/status", 404, unknown)]).await;
+        let refused = client(base, Some("iris2")).show_status(false).await;
+        let why = refused.unwrap_err().to_string();
+        assert_eq!(
+            why,
+            "404 Not Found: no route named iris2 (routes: iris, fraud, chat)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_control_without_a_route_among_several_says_how_to_name_one() {
+        let several = r#"{"error": "several routes are configured (iris, fraud, chat): name one, /api/v1/routes/NAME/..."}"#;
+        let base = admin_api(&[("POST /api/v1/promote", 400, several)]).await;
+        let refused = client(base, None)
+            .control(&Action::Promote { full: false })
+            .await;
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "400 Bad Request: several routes are configured (iris, fraud, chat): name one, \
+             /api/v1/routes/NAME/...\n  name the route with --route NAME (or SWITCHYARD_ROUTE); \
+             `switchyard routes` lists them"
+        );
+    }
+
+    #[tokio::test]
+    async fn status_without_a_route_reads_an_admin_api_that_has_no_routes() {
+        let fraud = one_of_three(1);
+        let base = admin_api(&[("GET /api/v1/status", 200, &fraud)]).await;
+        let shown = client(base.clone(), None).show_status(false).await.unwrap();
+        assert!(
+            shown.starts_with("route:     fraud\nphase:     idle\n"),
+            "{shown}"
+        );
+        let routes = client(base, None).show_routes(false).await;
+        assert_eq!(
+            routes.unwrap_err().to_string(),
+            "404 Not Found: no such endpoint"
+        );
     }
 }
