@@ -26,8 +26,6 @@ pub const METRICS: &str = "/metrics";
 pub const V1: &str = "/api/v1/";
 /// The rollout status (JSON).
 pub const STATUS: &str = "/api/v1/status";
-/// Every route's status: `{"routes": [STATUS, ...]}`.
-pub const ROUTES: &str = "/api/v1/routes";
 /// The most recent shadow disagreements; takes `?limit=N`.
 pub const SHADOW_DIFFS: &str = "/api/v1/shadow/diffs";
 
