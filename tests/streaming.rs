@@ -65,8 +65,9 @@ async fn event_stream_backend() -> (String, Arc<Mutex<Vec<Instant>>>) {
     (url, sent)
 }
 
-/// Reads one streamed answer through `h`; returns when each event arrived.
-async fn arrivals(h: &ProxyHarness) -> Vec<Instant> {
+/// Reads one streamed answer through `h`; returns the route that took it and when each
+/// event arrived.
+async fn arrivals(h: &ProxyHarness) -> (String, Vec<Instant>) {
     let req = http::Request::post(h.url("/v1/chat/completions"))
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(Bytes::from_static(
@@ -75,6 +76,10 @@ async fn arrivals(h: &ProxyHarness) -> Vec<Instant> {
         .unwrap();
     let resp = h.client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
+    let route = resp.headers()["x-switchyard-route"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let mut body = resp.into_body();
     let mut seen = Vec::new();
     let mut received = Vec::new();
@@ -89,7 +94,7 @@ async fn arrivals(h: &ProxyHarness) -> Vec<Instant> {
         let now = Instant::now();
         seen.resize(complete, now);
     }
-    seen
+    (route, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +107,13 @@ async fn events_reach_the_client_as_they_are_sent_mirrored_or_not() {
             "mirrored",
             TestConfig::new().steps([step(0.0).mirror(100.0).manual(), step(100.0)]),
         ),
+        // The route is found by the `model` of the request's body, read before it goes on.
+        (
+            "mirrored, routed by the body's model",
+            TestConfig::new()
+                .steps([step(0.0).mirror(100.0).manual(), step(100.0)])
+                .routed("chat", "m"),
+        ),
     ];
     for (name, config) in cases {
         let config = config
@@ -109,7 +121,13 @@ async fn events_reach_the_client_as_they_are_sent_mirrored_or_not() {
             .backend_url("green", &green);
         let h = ProxyHarness::start(&config).await;
         sent.lock().unwrap().clear();
-        let arrived = arrivals(&h).await;
+        let (route, arrived) = arrivals(&h).await;
+        let expected = if name.contains("routed") {
+            "chat"
+        } else {
+            "default"
+        };
+        assert_eq!(route, expected, "{name}");
         let sent = sent.lock().unwrap().clone();
         assert_eq!((arrived.len(), sent.len()), (EVENTS, EVENTS), "{name}");
         let delays: Vec<Duration> = sent.iter().zip(&arrived).map(|(s, a)| *a - *s).collect();
@@ -122,7 +140,7 @@ async fn events_reach_the_client_as_they_are_sent_mirrored_or_not() {
                 "{name}: event {i} arrived {d:?} after it was sent"
             );
         }
-        if name == "mirrored" {
+        if name.starts_with("mirrored") {
             // The copy's stream is compared with the live one once both have ended.
             h.wait_status("the mirrored stream compared", |s| {
                 s["window"]["candidate"]["shadow"]["agree"] == 1

@@ -38,6 +38,10 @@ pub struct TestConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     shadow: Option<Shadow>,
     state: State,
+    /// (name, model): the rollout is written as the one entry of `routes:`, taking the
+    /// requests for that model, instead of as the top-level `rollout:`.
+    #[serde(skip)]
+    route: Option<(&'static str, &'static str)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -282,7 +286,14 @@ impl TestConfig {
             },
             shadow: None,
             state: State { path: None },
+            route: None,
         }
+    }
+
+    /// The same rollout as route `name` of `routes:`, taking only requests for `model`.
+    pub fn routed(mut self, name: &'static str, model: &'static str) -> TestConfig {
+        self.route = Some((name, model));
+        self
     }
 
     /// Only the stable, `blue`: nothing to roll out.
@@ -504,7 +515,18 @@ impl TestConfig {
     /// The YAML text of the file.
     pub fn render(&self) -> String {
         let complete = self.clone().or_backends(BLUE_URL, GREEN_URL);
-        serde_yaml::to_string(&complete).expect("a test config renders")
+        let mut doc = serde_yaml::to_value(&complete).expect("a test config renders");
+        if let (Some((name, model)), Some(map)) = (self.route, doc.as_mapping_mut()) {
+            let rollout = map.remove("rollout").expect("a rollout");
+            let route = serde_yaml::to_value(serde_json::json!({
+                "name": name,
+                "match": { "model": model },
+            }));
+            let mut route = route.expect("a route renders");
+            route["rollout"] = rollout;
+            map.insert("routes".into(), serde_yaml::Value::Sequence(vec![route]));
+        }
+        serde_yaml::to_string(&doc).expect("a test config renders")
     }
 
     /// The parsed and validated config, as the controller takes it.
