@@ -1,5 +1,6 @@
 //! The body phase: a request body over `limits.max_body` is refused (413); the body is
-//! buffered only when mirroring or fallback needs the bytes again, else it streams.
+//! read into memory only when mirroring or fallback needs the bytes again (or the route
+//! depends on the body's model), else it streams.
 
 use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_LENGTH};
@@ -28,21 +29,15 @@ pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), Client
     }
 }
 
-/// Reads the body into memory (up to `max_body`, by `deadline`) when `buffer` and it is
-/// not read already, else leaves it as it is.
-pub async fn prepare(
-    body: Prepared,
+/// Reads the body into memory, up to `max_body` and by `deadline`.
+pub async fn read(
+    body: Incoming,
     max_body: usize,
     deadline: Instant,
-    buffer: bool,
-) -> Result<Prepared, ClientFault> {
-    let body = match body {
-        Prepared::Stream(body) if buffer => body,
-        body => return Ok(body),
-    };
+) -> Result<Bytes, ClientFault> {
     let collected = tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect());
     match collected.await {
-        Ok(Ok(c)) => Ok(Prepared::Buffered(c.to_bytes())),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ClientFault::BodyTooLarge),
         Ok(Err(_)) => Err(ClientFault::BodyAborted),
         Err(_) => Err(ClientFault::BodyTimeout),

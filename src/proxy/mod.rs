@@ -166,9 +166,14 @@ impl Proxy {
         };
         let fallback = is_candidate && route.fallback_to_stable;
         let buffer = place.is_some() || fallback;
-        let prepared = match body::prepare(body, snap.max_body, deadline, buffer).await {
-            Ok(p) => p,
-            Err(fault) => return Ok(respond::refused(Some(&backend), fault, request_id)),
+        let prepared = match body {
+            Prepared::Stream(body) if buffer => {
+                match body::read(body, snap.max_body, deadline).await {
+                    Ok(bytes) => Prepared::Buffered(bytes),
+                    Err(fault) => return Ok(respond::refused(Some(&backend), fault, request_id)),
+                }
+            }
+            body => body,
         };
         let head = upstream_head(parts);
 
@@ -228,17 +233,14 @@ async fn by_body(
     deadline: Instant,
 ) -> Result<(usize, Prepared), Unrouted> {
     body::check_declared(&parts.headers, snap.max_body).map_err(Unrouted::Client)?;
-    let read = body::prepare(Prepared::Stream(body), snap.max_body, deadline, true)
+    let bytes = body::read(body, snap.max_body, deadline)
         .await
         .map_err(Unrouted::Client)?;
-    let Prepared::Buffered(bytes) = &read else {
-        unreachable!("prepare buffers when asked")
-    };
     match snap
         .matcher
-        .pick_with_body(&parts.method, &parts.uri, &parts.headers, bytes)
+        .pick_with_body(&parts.method, &parts.uri, &parts.headers, &bytes)
     {
-        Pick::Route(i) => Ok((i, read)),
+        Pick::Route(i) => Ok((i, Prepared::Buffered(bytes))),
         Pick::NoRoute | Pick::NeedsBody => Err(Unrouted::NoRoute),
     }
 }

@@ -170,6 +170,8 @@ struct Index {
     by_header: Vec<(usize, Table<Box<[u8]>>)>,
     by_segment: Table<Box<str>>,
     unkeyed: Vec<usize>,
+    /// The first route takes every request (it is then the only one).
+    everything: bool,
 }
 
 /// Where a request names its model, as far as its head tells.
@@ -226,7 +228,12 @@ impl Matcher {
 
     /// Decides the route from the request head: a route, [`Pick::NeedsBody`] (only for an
     /// OpenAI-style `POST` whose route depends on its body's model), or no route.
+    #[inline]
     pub fn pick(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Pick {
+        // One route that takes everything (a top-level `rollout:`): nothing to look at.
+        if self.index.everything {
+            return Pick::Route(0);
+        }
         let model = self.model(method, uri);
         self.first(model, &Facts::new(uri, headers))
     }
@@ -342,6 +349,7 @@ impl Index {
                 index.unkeyed.push(i);
             }
         }
+        index.everything = routes.first().is_some_and(Route::takes_everything);
         index
     }
 }
@@ -399,6 +407,14 @@ impl Route {
         route.header = header.map_err(fail)?;
         route.host = host.map_err(fail)?;
         Ok(route)
+    }
+
+    /// Whether the route has no condition at all.
+    fn takes_everything(&self) -> bool {
+        self.model.is_none()
+            && self.path_prefix.is_none()
+            && self.header.is_empty()
+            && self.host.is_none()
     }
 
     /// Whether the route's head conditions (all but `model`) hold for the request.
