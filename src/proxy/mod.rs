@@ -12,7 +12,8 @@
 //!    switchyard may set are dropped from what the client sent.
 //! 4. **[`body`]**: reject bodies over `limits.max_body` (413); buffer the body only when
 //!    mirroring or fallback needs it, else stream it.
-//! 5. **mirror**: hand the shadow copy to the [`shadow`](crate::shadow) side (never awaited here).
+//! 5. **mirror**: once the body is in hand, take a place among `shadow.max_in_flight` and
+//!    hand the copy to the [`shadow`](crate::shadow) side (never awaited here).
 //! 6. **[`forward`]**: send upstream on a pooled connection within the backend's timeout;
 //!    a failed candidate request is retried once on stable when `fallback_to_stable`.
 //! 7. **observe** (in [`forward`]): the outcome goes to the backend's window, metrics and
@@ -159,13 +160,10 @@ impl Proxy {
         if let Err(fault) = body::check_declared(&parts.headers, snap.max_body) {
             return Ok(respond::refused(Some(&backend), fault, request_id));
         }
-        let place = if route::mirrors(route, &backend) {
-            shadow::reserve(route)
-        } else {
-            None
-        };
+        // A mirror needs the body; none is buffered for one that would be dropped.
+        let mirroring = route::mirrors(route, &backend) && shadow::has_room(route);
         let fallback = is_candidate && route.fallback_to_stable;
-        let buffer = place.is_some() || fallback;
+        let buffer = mirroring || fallback;
         let prepared = match body {
             Prepared::Stream(body) if buffer => {
                 match body::read(body, snap.max_body, deadline).await {
@@ -177,11 +175,12 @@ impl Proxy {
         };
         let head = upstream_head(parts);
 
-        // 5. mirror (+ calibration copy to the stable itself)
-        let tap = match (&prepared, place) {
-            (Prepared::Buffered(bytes), Some(place)) => {
-                mirror(place, route, &head, bytes, &request_id)
-            }
+        // 5. mirror (+ calibration copy to the stable itself). Its place among
+        // `max_in_flight` is taken only now that the body is in hand: a slow upload
+        // never holds one.
+        let tap = match &prepared {
+            Prepared::Buffered(bytes) if mirroring => shadow::reserve(route)
+                .and_then(|place| mirror(place, route, &head, bytes, &request_id)),
             _ => None,
         };
 

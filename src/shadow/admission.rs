@@ -1,15 +1,29 @@
-//! Admission: a mirror takes one of `shadow.max_in_flight` places before anything is
-//! copied, or is dropped and counted. Nothing waits for a place.
+//! Admission: a mirror takes one of `shadow.max_in_flight` places once the body to copy
+//! is in hand, or is dropped and counted. Nothing waits for a place.
+//!
+//! Whether there is room is looked at before the body is buffered (so a mirror that
+//! would be dropped costs the live request nothing), but the place is taken only after:
+//! a client trickling its upload never holds one, and cannot starve the mirrors of
+//! requests that arrive whole.
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::snapshot::Route;
 use crate::telemetry::metrics;
 
-/// A place among the mirrors in flight, taken before the body is buffered so a mirror
-/// that would be dropped costs the live request nothing.
+/// A place among the mirrors in flight, held until the copy's exchange ends.
 pub struct Reservation {
     _permit: OwnedSemaphorePermit,
+}
+
+/// Whether a mirror could take a place now; counts it dropped when `max_in_flight` are
+/// in flight. Takes nothing: [`reserve`] does, once the body is read.
+pub fn has_room(snap: &Route) -> bool {
+    let room = snap.shadow_slots.available_permits() > 0;
+    if !room {
+        metrics::shadow_request(&snap.name, "dropped");
+    }
+    room
 }
 
 /// Takes a place for one mirror, or counts it dropped when `max_in_flight` are in flight.

@@ -4,7 +4,8 @@
 //! In the order a mirror lives:
 //!
 //! 1. **[`admission`]**: a place among `shadow.max_in_flight`, or dropped and counted;
-//!    the live path asks before it buffers anything.
+//!    the live path looks for room before it buffers, and takes the place once the body
+//!    is in hand.
 //! 2. **[`tap`]**: the live answer is copied (capped) as it streams to the client.
 //! 3. **[`mirror`]**: the job: the copy to the candidate (and, with `shadow.calibrate`,
 //!    to the stable itself), the comparison, and its tally.
@@ -20,7 +21,7 @@ pub mod mirror;
 pub mod runtime;
 pub mod tap;
 
-pub use admission::{reserve, reserve_calibration, Reservation};
+pub use admission::{has_room, reserve, reserve_calibration, Reservation};
 pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
 pub use runtime::{shadow_runtime, LiveRequest};
 pub use tap::{Captured, Tap};
