@@ -28,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::rollout::controller::Published;
 use crate::rollout::{Action, Control, ControlError, Status};
 use crate::telemetry::diffs::DIFFS_KEPT;
+use crate::telemetry::metrics;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -98,7 +99,7 @@ impl Admin {
                 }
             }
             (&Method::GET, None, api::METRICS) => {
-                let mut r = text(StatusCode::OK, self.sources.metrics.render());
+                let mut r = text(StatusCode::OK, self.metrics_text());
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -151,6 +152,15 @@ impl Admin {
                 },
                 None => ControlError::RouteNeeded { routes },
             }
+        })
+    }
+
+    /// `/metrics`: every series, but those of routes and backends no longer configured.
+    fn metrics_text(&self) -> String {
+        let snap = self.sources.published.snapshot.load_full();
+        metrics::without_removed(&self.sources.metrics.render(), |route, backend| {
+            snap.route(route)
+                .is_some_and(|r| backend.is_none_or(|b| r.backend(b.as_bytes()).is_some()))
         })
     }
 

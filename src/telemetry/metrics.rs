@@ -442,3 +442,121 @@ pub fn evaluation(route: &str, verdict: &'static str) {
     counter!(ANALYSIS_EVALUATIONS_TOTAL, "verdict" => verdict, "route" => route.to_string())
         .increment(1);
 }
+
+/// The Prometheus text `text` without the samples of routes and backends that are no
+/// longer configured: `live(route, backend)` says whether a sample's `route` label (and
+/// its `backend` label, when it has one) is still in the config. Samples without a
+/// `route` label, and the `# HELP`/`# TYPE` lines, are kept.
+///
+/// The exporter keeps every series it has seen and cannot forget one
+/// (metrics-rs/metrics#243), so a removed route's or backend's series are left out
+/// when rendered instead; those of a name that comes back go on counting.
+///
+/// ```
+/// use switchyard::telemetry::metrics::without_removed;
+/// let text = "# TYPE x counter\nx{backend=\"a\",route=\"r\"} 1\nx{backend=\"b\",route=\"r\"} 2\ny 3\n";
+/// let kept = without_removed(text, |route, backend| route == "r" && backend != Some("b"));
+/// assert_eq!(kept, "# TYPE x counter\nx{backend=\"a\",route=\"r\"} 1\ny 3\n");
+/// ```
+pub fn without_removed(text: &str, live: impl Fn(&str, Option<&str>) -> bool) -> String {
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let labels = line
+            .split_once('{')
+            .filter(|_| !line.starts_with('#'))
+            .map(|(_, rest)| rest);
+        let keep = match labels.and_then(|l| label(l, "route")) {
+            Some(route) => {
+                let backend = labels.and_then(|l| label(l, "backend")).map(unescape);
+                live(&unescape(route), backend.as_deref())
+            }
+            None => true,
+        };
+        if keep {
+            kept.push_str(line);
+        }
+    }
+    kept
+}
+
+/// The value of label `name` in the label set `labels` (`a="1",b="2"} ...`), as
+/// written (escapes left in place).
+fn label<'t>(labels: &'t str, name: &str) -> Option<&'t str> {
+    let mut rest = labels;
+    loop {
+        let (key, after) = rest.split_once("=\"")?;
+        let bytes = after.as_bytes();
+        let mut end = 0;
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let value = after.get(..end)?;
+        if key.trim_start_matches(',') == name {
+            return Some(value);
+        }
+        rest = after.get(end + 1..)?;
+        if rest.starts_with('}') {
+            return None;
+        }
+    }
+}
+
+/// A label value as configured: the exposition format's escapes (`\\`, `\"`, `\n`) undone.
+fn unescape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains('\\') {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(escaped) => out.push(escaped),
+            None => {}
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_label_values_are_compared_as_configured() {
+        assert_eq!(unescape(r#"a\"b\\c\nd"#), "a\"b\\c\nd");
+        let text = "x{backend=\"say \\\"hi\\\"\",route=\"r\"} 1\n";
+        assert_eq!(without_removed(text, |_, b| b == Some("say \"hi\"")), text);
+    }
+
+    #[test]
+    fn labels_are_read_by_name_whatever_their_order_and_escapes() {
+        let l = r#"backend="a\"b",code="200",route="iris"} 4"#;
+        assert_eq!(label(l, "route"), Some("iris"));
+        assert_eq!(label(l, "backend"), Some(r#"a\"b"#));
+        assert_eq!(label(l, "code"), Some("200"));
+        assert_eq!(label(l, "kind"), None);
+        assert_eq!(label(r#"le="0.5",route="r"} 1"#, "route"), Some("r"));
+    }
+
+    #[test]
+    fn removed_routes_and_backends_are_left_out_and_the_rest_kept() {
+        let text = "# HELP w weight\n# TYPE w gauge\nw{route=\"gone\"} 1\nw{route=\"iris\"} 2\n\
+                    d_bucket{backend=\"old\",route=\"iris\",le=\"0.5\"} 3\n\
+                    d_bucket{backend=\"v2\",route=\"iris\",le=\"0.5\"} 4\n\
+                    c{listener=\"data\"} 5\nplain 6\n";
+        let kept = without_removed(text, |route, backend| {
+            route == "iris" && backend.is_none_or(|b| b == "v2")
+        });
+        assert_eq!(
+            kept,
+            "# HELP w weight\n# TYPE w gauge\nw{route=\"iris\"} 2\n\
+             d_bucket{backend=\"v2\",route=\"iris\",le=\"0.5\"} 4\n\
+             c{listener=\"data\"} 5\nplain 6\n"
+        );
+    }
+}
