@@ -8,7 +8,7 @@
 //! publishes it with one `store`, publishes the statuses, and persists every route's state.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
-use super::persist::{self, Persisted, StateFile};
+use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
 use super::status::{self, AnalysisStatus, ConfigStatus, Status, Statuses};
 use super::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
@@ -186,7 +186,9 @@ struct RouteRollout {
 
 impl Controller {
     /// Builds the controller from a validated config, restoring each route's persisted
-    /// state of the same revision, and publishes the first snapshot and statuses.
+    /// state of the same revision, and publishes the first snapshot and statuses. A state
+    /// file that cannot be used does not stop the start: it is kept aside and the routes
+    /// it leaves in doubt start safe ([`Rollout::safe`]).
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (trip_tx, trips) = mpsc::channel(TRIPS);
@@ -194,20 +196,18 @@ impl Controller {
         let mut backends = Backends::default();
         backends.sync(&config);
         let builder = Builder::new(&config, &backends, None);
-        let saved = config.state.path.as_deref().and_then(persist::load);
         let mut last_id = 0;
         let mut routes = config
             .routes()
             .into_iter()
             .map(|route| {
                 last_id += 1;
-                let mut r = RouteRollout::new(route, &config, last_id, now);
-                if let (Some(saved), Some(path)) = (&saved, &config.state.path) {
-                    r.restore(saved, path, now);
-                }
-                r
+                RouteRollout::new(route, &config, last_id, now)
             })
             .collect::<Vec<_>>();
+        if let Some(path) = &config.state.path {
+            restore(&mut routes, path, now);
+        }
         for r in &mut routes {
             r.arm(now, &trip_tx);
         }
@@ -450,6 +450,48 @@ impl Controller {
     }
 }
 
+/// Restores every route of `routes` from the state file at `path`; a missing file is a
+/// fresh start. A file that cannot be read or makes no sense leaves every route in doubt;
+/// an entry that makes no sense (an unknown phase, a step beyond the plan...) leaves its
+/// own route in doubt, the others are restored. When any route is in doubt the file is
+/// kept aside as `PATH.corrupt` before anything new is written, and the routes in doubt
+/// start safe ([`Rollout::safe`]): paused, all traffic to their stable, the reason and a
+/// `state` event naming the file and its copy.
+fn restore(routes: &mut [RouteRollout], path: &Path, now: Instant) {
+    let (entries, unusable) = match persist::load(path) {
+        Loaded::Missing => return,
+        Loaded::Entries(entries) => (entries, None),
+        Loaded::Unusable(why) => (Vec::new(), Some(why)),
+    };
+    let doubts: Vec<Option<String>> = routes
+        .iter_mut()
+        .map(|r| match &unusable {
+            Some(why) => Some(format!(
+                "state file {} cannot be used ({why})",
+                path.display()
+            )),
+            None => r.restore(&entries, path, now).err(),
+        })
+        .collect();
+    if doubts.iter().all(Option::is_none) {
+        return;
+    }
+    let kept = match persist::keep_aside(path) {
+        Ok(to) => format!("kept aside as {}", to.display()),
+        Err(e) => format!(
+            "could not be kept aside as {} ({e})",
+            persist::aside(path).display()
+        ),
+    };
+    tracing::error!(path = %path.display(), "the rollout state file cannot be trusted, {kept}; the routes it leaves in doubt start paused on their stable");
+    for (r, doubt) in routes.iter_mut().zip(doubts) {
+        if let Some(why) = doubt {
+            let plan = r.rollout.plan.clone();
+            r.rollout = Rollout::safe(plan, format!("{why}; {kept}"), now);
+        }
+    }
+}
+
 // === impl RouteRollout ===
 
 impl RouteRollout {
@@ -467,28 +509,37 @@ impl RouteRollout {
         r
     }
 
-    /// Restores this route's entry of the state file when it is of the same revision, and
-    /// says in an event what became of it.
-    fn restore(&mut self, saved: &StateFile, path: &std::path::Path, now: Instant) {
+    /// Restores this route's entry of `entries` (read from `path`) when it is of the same
+    /// revision, and says in an event what became of it; why, when the entry makes no
+    /// sense (nothing is changed then).
+    fn restore(&mut self, entries: &[Entry], path: &Path, now: Instant) -> Result<(), String> {
         let name = &self.route.name;
-        let Some(entry) = saved.routes.iter().find(|p| p.route == *name) else {
-            return;
+        let Some(entry) = entries.iter().find(|e| e.route == *name) else {
+            return Ok(());
         };
-        let rollout = &mut self.rollout;
-        let msg = if entry.restore_into(name, rollout, now) {
+        let nonsense = |why: &str| {
             format!(
+                "state file {}: the entry of route {name} makes no sense ({why})",
+                path.display()
+            )
+        };
+        let state = entry.state.as_ref().map_err(|why| nonsense(why))?;
+        let rollout = &mut self.rollout;
+        let msg = match state.restore_into(name, rollout, now) {
+            Restore::Restored => format!(
                 "restored from {}: {} at step {}",
                 path.display(),
                 rollout.phase.as_str(),
                 rollout.step
-            )
-        } else {
-            format!(
+            ),
+            Restore::OtherRevision => format!(
                 "state in {} is for another revision; starting at step 0",
                 path.display()
-            )
+            ),
+            Restore::Nonsense(why) => return Err(nonsense(&why)),
         };
         rollout.event("restored", msg);
+        Ok(())
     }
 
     /// A reload changed this route's revision: a new rollout at step 0, its events kept.
