@@ -17,8 +17,8 @@ use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
 use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
-use super::status::{self, AnalysisStatus, ConfigStatus, Status, Statuses};
-use super::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
+use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
+use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::snapshot::{Backends, Builder, Routing, Snapshot};
 use crate::telemetry::{metrics, Trip, Tripwire};
@@ -160,6 +160,8 @@ pub struct Controller {
     config_path: Option<PathBuf>,
     generation: u64,
     last_error: Option<String>,
+    /// What became of the last write of the state file.
+    state: StateStatus,
     /// Every route's rollout, in route order.
     routes: Vec<RouteRollout>,
     /// The last rollout id given out: ids are unique across routes.
@@ -213,11 +215,12 @@ impl Controller {
         }
         let generation = 1;
         let first = builder.build(generation, routes.iter().map(RouteRollout::routing));
-        let c = Controller {
+        let mut c = Controller {
             config,
             config_path,
             generation,
             last_error: None,
+            state: StateStatus::default(),
             routes,
             last_id,
             backends,
@@ -416,35 +419,67 @@ impl Controller {
         self.report(now, persist);
     }
 
-    /// Publishes the statuses and the rollout metrics; persists the state when asked.
-    fn report(&self, now: Instant, persist: bool) {
+    /// Persists the state when asked, then publishes the statuses (with what became of
+    /// that write) and the rollout metrics.
+    fn report(&mut self, now: Instant, persist: bool) {
+        if persist {
+            self.persist(now);
+        }
         let config = ConfigStatus {
             generation: self.generation,
             last_error: self.last_error.clone(),
             path: self.config_path.as_ref().map(|p| p.display().to_string()),
         };
+        let state = StateStatus {
+            path: self
+                .config
+                .state
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            ..self.state.clone()
+        };
         let routes = self
             .routes
             .iter()
-            .map(|r| Arc::new(r.status(now, config.clone())))
+            .map(|r| Arc::new(r.status(now, config.clone(), state.clone())))
             .collect();
         self.published.status.store(Arc::new(Statuses { routes }));
         metrics::generation(self.generation);
         for r in &self.routes {
             r.gauges();
         }
-        if persist {
-            if let Some(path) = &self.config.state.path {
-                let file = StateFile {
-                    routes: self
-                        .routes
-                        .iter()
-                        .map(|r| Persisted::of(&r.route.name, &r.rollout, now))
-                        .collect(),
-                };
-                if let Err(e) = persist::save(path, &file) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state");
+    }
+
+    /// Writes every route's state to `state.path`. A failed write is counted, logged once
+    /// for each new error and kept for the statuses (`state.last_error`) until a write
+    /// succeeds: the change is in force all the same.
+    fn persist(&mut self, now: Instant) {
+        let Some(path) = &self.config.state.path else {
+            self.state = StateStatus::default();
+            return;
+        };
+        let file = StateFile {
+            routes: self
+                .routes
+                .iter()
+                .map(|r| Persisted::of(&r.route.name, &r.rollout, now))
+                .collect(),
+        };
+        match persist::save(path, &file) {
+            Ok(()) => {
+                if let Some(e) = self.state.last_error.take() {
+                    tracing::info!(path = %path.display(), "rollout state written again (the last write failed: {e})");
                 }
+                self.state.last_written = Some(now_rfc3339());
+            }
+            Err(e) => {
+                metrics::state_write_error();
+                let e = e.to_string();
+                if self.state.last_error.as_ref() != Some(&e) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state: changes are in force, but a restart would not find them");
+                }
+                self.state.last_error = Some(e);
             }
         }
     }
@@ -755,7 +790,7 @@ impl RouteRollout {
         });
     }
 
-    fn status(&self, now: Instant, config: ConfigStatus) -> Status {
+    fn status(&self, now: Instant, config: ConfigStatus, state: StateStatus) -> Status {
         let r = &self.rollout;
         let hold = r.current().and_then(|s| s.hold);
         let in_step = matches!(r.phase, Phase::Progressing | Phase::Paused);
@@ -782,6 +817,7 @@ impl RouteRollout {
             manual_hold: in_step && hold == Some(Hold::Manual),
             revision: persist::revision_hex(r.plan.revision),
             config,
+            state,
             analysis: AnalysisStatus {
                 enabled: analysis.is_some(),
                 last: r.last_analysis.clone(),

@@ -238,18 +238,30 @@ pub fn keep_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(to)
 }
 
-/// Writes the state atomically: a reader sees the old file or the new one, never half of one.
+/// Writes the state atomically: a reader sees the old file or the new one, never half of
+/// one. The error says which step failed, on which path.
 pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
+    let failed = |what: &str, on: &Path| {
+        let what = format!("cannot {what} {}", on.display());
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(failed("create", dir))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&json)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(&json)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(failed("write", &tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        failed("replace", path)(e)
+    })
 }

@@ -1,5 +1,6 @@
 //! Persisted state: a restart of the same revision resumes where the rollout was; a state
-//! file that cannot be used starts the route paused on its stable and is kept aside.
+//! file that cannot be used starts the route paused on its stable and is kept aside; one
+//! that cannot be written shows in the status.
 
 use std::path::{Path, PathBuf};
 
@@ -229,4 +230,47 @@ async fn an_older_copy_kept_aside_is_replaced_and_a_route_without_candidate_stay
     drop(h);
     let h = ControllerHarness::start(&TestConfig::stable_only().state_path(&path));
     assert_eq!(h.status().events.last().unwrap().kind, "restored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_state_file_that_cannot_be_written_shows_in_status_until_a_write_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the state's directory should be: no write succeeds, not even
+    // as root.
+    let blocker = dir.path().join("state");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let path = blocker.join("rollout.json");
+    let errors_before = state_write_errors();
+
+    let h = ControllerHarness::start(&timed_then_manual().state_path(&path));
+    let s = h.status();
+    assert_eq!(s.state.path.as_deref(), Some(&*path.display().to_string()));
+    let error = s.state.last_error.as_deref().expect("the write failed");
+    assert!(error.contains(&blocker.display().to_string()), "{error}");
+    assert_eq!(s.state.last_written, None);
+    // A control is in force all the same, and says the write failed.
+    let s = h.send(Action::Pause { reason: None }).await.unwrap();
+    assert_eq!(s.phase, "paused");
+    assert!(s.state.last_error.is_some());
+    assert!(state_write_errors() >= errors_before + 2.0);
+
+    // Once the directory can be made, the next write succeeds and clears the error.
+    std::fs::remove_file(&blocker).unwrap();
+    let s = h.send(Action::Resume).await.unwrap();
+    assert_eq!(s.state.last_error, None);
+    assert!(s.state.last_written.is_some());
+    let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(written["routes"][0]["phase"], "progressing");
+}
+
+/// `switchyard_state_write_errors_total`, as `/metrics` would show it now.
+fn state_write_errors() -> f64 {
+    let text = switchyard::telemetry::metrics::install().render();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("switchyard_state_write_errors_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
