@@ -15,7 +15,7 @@ use super::api;
 use super::window::{BackendFigures, WindowFigures};
 use crate::config::DEFAULT_ROUTE;
 use crate::rollout::analysis::Analysis;
-use crate::rollout::status::{AnalysisStatus, ConfigStatus};
+use crate::rollout::status::{AnalysisStatus, ConfigStatus, StateStatus};
 use crate::rollout::{Action, Event, Status};
 
 /// Where the admin API is, how to authorize, and which route the calls address.
@@ -49,6 +49,10 @@ pub struct StatusReport {
     /// Only a status query adds them; a control's answer has none.
     #[serde(default)]
     pub window: Option<WindowFigures>,
+    /// Only in a control's answer, when the change is in force but the state file could
+    /// not be written: why.
+    #[serde(default)]
+    pub warning: Option<String>,
 }
 
 /// `GET /api/v1/routes`: every route's status, in config order.
@@ -238,9 +242,13 @@ pub fn render_status(s: &StatusReport) -> String {
         hold(r),
         reason(r),
         config(&r.config),
+        state(&r.state),
         analysis(&r.analysis),
         s.window.as_ref().map_or_else(String::new, window),
         recent_events(&r.events),
+        s.warning
+            .as_ref()
+            .map_or_else(String::new, |w| format!("WARNING:   {w}\n")),
     ]
     .concat()
 }
@@ -349,6 +357,20 @@ fn config(c: &ConfigStatus) -> String {
         ),
         None => format!("config:    generation {}\n", c.generation),
     }
+}
+
+/// The state file, when its last write failed: a restart would not find the rollout as
+/// it is.
+fn state(s: &StateStatus) -> String {
+    let Some(e) = &s.last_error else {
+        return String::new();
+    };
+    let path = s.path.as_deref().unwrap_or("the state file");
+    let written = s
+        .last_written
+        .as_ref()
+        .map_or("never written".into(), |t| format!("last written {t}"));
+    format!("state:     {path} NOT WRITTEN: {e} ({written})\n")
 }
 
 /// The last evaluation, one line per gate.
@@ -530,6 +552,34 @@ mirror:    100%
 hold:      manual: waits for `switchyard promote`
 config:    generation 1
 analysis:  no evaluation yet
+";
+        assert_eq!(rendered(answer), shown);
+    }
+
+    #[test]
+    fn a_control_in_force_but_not_persisted_says_so_last() {
+        let answer = r#"{
+          "phase": "paused", "strategy": "canary", "route": "default", "revision": "r",
+          "stable": "blue", "candidate": "green", "step": 0, "steps": 2, "weight": 10.0,
+          "mirror": 0.0, "reason": null, "hold_remaining_s": null, "manual_hold": false,
+          "config": {"generation": 1, "last_error": null, "path": null},
+          "state": {"path": "state/rollout.json", "last_written": "2024-05-01T10:00:00.000Z",
+                    "last_error": "cannot create state: Not a directory (os error 20)"},
+          "analysis": {"enabled": false, "last": null, "failures": 0, "failure_limit": 3},
+          "events": [], "persisted": false,
+          "warning": "in force but not persisted: cannot create state: Not a directory (os error 20)"
+        }"#;
+        let shown = "\
+phase:     paused
+strategy:  canary
+stable:    blue
+candidate: green
+step:      0 of 2
+weight:    10%
+mirror:    0%
+config:    generation 1
+state:     state/rollout.json NOT WRITTEN: cannot create state: Not a directory (os error 20) (last written 2024-05-01T10:00:00.000Z)
+WARNING:   in force but not persisted: cannot create state: Not a directory (os error 20)
 ";
         assert_eq!(rendered(answer), shown);
     }

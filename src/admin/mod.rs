@@ -215,10 +215,22 @@ impl Admin {
             Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
         };
         match self.control.send_to(route, action).await {
-            Ok(status) => json(StatusCode::OK, &*status),
+            Ok(status) => json(StatusCode::OK, &controlled(&status)),
             Err(e) => control_error(&e),
         }
     }
+}
+
+/// The answer to a control that happened: the route's new status and, when the state file
+/// could not be written, `"persisted": false` and a `warning` saying why (the change is in
+/// force, but a restart would not find it).
+fn controlled(status: &Status) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if let Some(e) = &status.state.last_error {
+        v["persisted"] = serde_json::Value::Bool(false);
+        v["warning"] = format!("in force but not persisted: {e}").into();
+    }
+    v
 }
 
 /// The answer to a control that did not happen.

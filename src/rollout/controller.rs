@@ -8,7 +8,7 @@
 //! publishes it with one `store`, publishes the statuses, and persists every route's state.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
-use super::persist::{self, Persisted, StateFile};
-use super::status::{self, AnalysisStatus, ConfigStatus, Status, Statuses};
-use super::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
+use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
+use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
+use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::snapshot::{Backends, Builder, Routing, Snapshot};
 use crate::telemetry::{metrics, Trip, Tripwire};
@@ -160,6 +160,8 @@ pub struct Controller {
     config_path: Option<PathBuf>,
     generation: u64,
     last_error: Option<String>,
+    /// What became of the last write of the state file.
+    state: StateStatus,
     /// Every route's rollout, in route order.
     routes: Vec<RouteRollout>,
     /// The last rollout id given out: ids are unique across routes.
@@ -186,7 +188,9 @@ struct RouteRollout {
 
 impl Controller {
     /// Builds the controller from a validated config, restoring each route's persisted
-    /// state of the same revision, and publishes the first snapshot and statuses.
+    /// state of the same revision, and publishes the first snapshot and statuses. A state
+    /// file that cannot be used does not stop the start: it is kept aside and the routes
+    /// it leaves in doubt start safe ([`Rollout::safe`]).
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (trip_tx, trips) = mpsc::channel(TRIPS);
@@ -194,30 +198,29 @@ impl Controller {
         let mut backends = Backends::default();
         backends.sync(&config);
         let builder = Builder::new(&config, &backends, None);
-        let saved = config.state.path.as_deref().and_then(persist::load);
         let mut last_id = 0;
         let mut routes = config
             .routes()
             .into_iter()
             .map(|route| {
                 last_id += 1;
-                let mut r = RouteRollout::new(route, &config, last_id, now);
-                if let (Some(saved), Some(path)) = (&saved, &config.state.path) {
-                    r.restore(saved, path, now);
-                }
-                r
+                RouteRollout::new(route, &config, last_id, now)
             })
             .collect::<Vec<_>>();
+        if let Some(path) = &config.state.path {
+            restore(&mut routes, path, now);
+        }
         for r in &mut routes {
             r.arm(now, &trip_tx);
         }
         let generation = 1;
         let first = builder.build(generation, routes.iter().map(RouteRollout::routing));
-        let c = Controller {
+        let mut c = Controller {
             config,
             config_path,
             generation,
             last_error: None,
+            state: StateStatus::default(),
             routes,
             last_id,
             backends,
@@ -416,36 +419,110 @@ impl Controller {
         self.report(now, persist);
     }
 
-    /// Publishes the statuses and the rollout metrics; persists the state when asked.
-    fn report(&self, now: Instant, persist: bool) {
+    /// Persists the state when asked, then publishes the statuses (with what became of
+    /// that write) and the rollout metrics.
+    fn report(&mut self, now: Instant, persist: bool) {
+        if persist {
+            self.persist(now);
+        }
         let config = ConfigStatus {
             generation: self.generation,
             last_error: self.last_error.clone(),
             path: self.config_path.as_ref().map(|p| p.display().to_string()),
         };
+        let state = StateStatus {
+            path: self
+                .config
+                .state
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            ..self.state.clone()
+        };
         let routes = self
             .routes
             .iter()
-            .map(|r| Arc::new(r.status(now, config.clone())))
+            .map(|r| Arc::new(r.status(now, config.clone(), state.clone())))
             .collect();
         self.published.status.store(Arc::new(Statuses { routes }));
         metrics::generation(self.generation);
         for r in &self.routes {
             r.gauges();
         }
-        if persist {
-            if let Some(path) = &self.config.state.path {
-                let file = StateFile {
-                    routes: self
-                        .routes
-                        .iter()
-                        .map(|r| Persisted::of(&r.route.name, &r.rollout, now))
-                        .collect(),
-                };
-                if let Err(e) = persist::save(path, &file) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state");
+    }
+
+    /// Writes every route's state to `state.path`. A failed write is counted, logged once
+    /// for each new error and kept for the statuses (`state.last_error`) until a write
+    /// succeeds: the change is in force all the same.
+    fn persist(&mut self, now: Instant) {
+        let Some(path) = &self.config.state.path else {
+            self.state = StateStatus::default();
+            return;
+        };
+        let file = StateFile {
+            routes: self
+                .routes
+                .iter()
+                .map(|r| Persisted::of(&r.route.name, &r.rollout, now))
+                .collect(),
+        };
+        match persist::save(path, &file) {
+            Ok(()) => {
+                if let Some(e) = self.state.last_error.take() {
+                    tracing::info!(path = %path.display(), "rollout state written again (the last write failed: {e})");
                 }
+                self.state.last_written = Some(now_rfc3339());
             }
+            Err(e) => {
+                metrics::state_write_error();
+                let e = e.to_string();
+                if self.state.last_error.as_ref() != Some(&e) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state: changes are in force, but a restart would not find them");
+                }
+                self.state.last_error = Some(e);
+            }
+        }
+    }
+}
+
+/// Restores every route of `routes` from the state file at `path`; a missing file is a
+/// fresh start. A file that cannot be read or makes no sense leaves every route in doubt;
+/// an entry that makes no sense (an unknown phase, a step beyond the plan...) leaves its
+/// own route in doubt, the others are restored. When any route is in doubt the file is
+/// kept aside as `PATH.corrupt` before anything new is written, and the routes in doubt
+/// start safe ([`Rollout::safe`]): paused, all traffic to their stable, the reason and a
+/// `state` event naming the file and its copy.
+fn restore(routes: &mut [RouteRollout], path: &Path, now: Instant) {
+    let (entries, unusable) = match persist::load(path) {
+        Loaded::Missing => return,
+        Loaded::Entries(entries) => (entries, None),
+        Loaded::Unusable(why) => (Vec::new(), Some(why)),
+    };
+    let doubts: Vec<Option<String>> = routes
+        .iter_mut()
+        .map(|r| match &unusable {
+            Some(why) => Some(format!(
+                "state file {} cannot be used ({why})",
+                path.display()
+            )),
+            None => r.restore(&entries, path, now).err(),
+        })
+        .collect();
+    if doubts.iter().all(Option::is_none) {
+        return;
+    }
+    let kept = match persist::keep_aside(path) {
+        Ok(to) => format!("kept aside as {}", to.display()),
+        Err(e) => format!(
+            "could not be kept aside as {} ({e})",
+            persist::aside(path).display()
+        ),
+    };
+    tracing::error!(path = %path.display(), "the rollout state file cannot be trusted, {kept}; the routes it leaves in doubt start paused on their stable");
+    for (r, doubt) in routes.iter_mut().zip(doubts) {
+        if let Some(why) = doubt {
+            let plan = r.rollout.plan.clone();
+            r.rollout = Rollout::safe(plan, format!("{why}; {kept}"), now);
         }
     }
 }
@@ -467,28 +544,37 @@ impl RouteRollout {
         r
     }
 
-    /// Restores this route's entry of the state file when it is of the same revision, and
-    /// says in an event what became of it.
-    fn restore(&mut self, saved: &StateFile, path: &std::path::Path, now: Instant) {
+    /// Restores this route's entry of `entries` (read from `path`) when it is of the same
+    /// revision, and says in an event what became of it; why, when the entry makes no
+    /// sense (nothing is changed then).
+    fn restore(&mut self, entries: &[Entry], path: &Path, now: Instant) -> Result<(), String> {
         let name = &self.route.name;
-        let Some(entry) = saved.routes.iter().find(|p| p.route == *name) else {
-            return;
+        let Some(entry) = entries.iter().find(|e| e.route == *name) else {
+            return Ok(());
         };
-        let rollout = &mut self.rollout;
-        let msg = if entry.restore_into(name, rollout, now) {
+        let nonsense = |why: &str| {
             format!(
+                "state file {}: the entry of route {name} makes no sense ({why})",
+                path.display()
+            )
+        };
+        let state = entry.state.as_ref().map_err(|why| nonsense(why))?;
+        let rollout = &mut self.rollout;
+        let msg = match state.restore_into(name, rollout, now) {
+            Restore::Restored => format!(
                 "restored from {}: {} at step {}",
                 path.display(),
                 rollout.phase.as_str(),
                 rollout.step
-            )
-        } else {
-            format!(
+            ),
+            Restore::OtherRevision => format!(
                 "state in {} is for another revision; starting at step 0",
                 path.display()
-            )
+            ),
+            Restore::Nonsense(why) => return Err(nonsense(&why)),
         };
         rollout.event("restored", msg);
+        Ok(())
     }
 
     /// A reload changed this route's revision: a new rollout at step 0, its events kept.
@@ -704,7 +790,7 @@ impl RouteRollout {
         });
     }
 
-    fn status(&self, now: Instant, config: ConfigStatus) -> Status {
+    fn status(&self, now: Instant, config: ConfigStatus, state: StateStatus) -> Status {
         let r = &self.rollout;
         let hold = r.current().and_then(|s| s.hold);
         let in_step = matches!(r.phase, Phase::Progressing | Phase::Paused);
@@ -731,6 +817,7 @@ impl RouteRollout {
             manual_hold: in_step && hold == Some(Hold::Manual),
             revision: persist::revision_hex(r.plan.revision),
             config,
+            state,
             analysis: AnalysisStatus {
                 enabled: analysis.is_some(),
                 last: r.last_analysis.clone(),

@@ -133,7 +133,8 @@ impl Plan {
 pub struct Event {
     /// RFC 3339 UTC.
     pub at: String,
-    /// `start`, `step`, `promoted`, `paused`, `resumed`, `rollback`, `retry`, `reload`, `restored`, `analysis`.
+    /// `start`, `step`, `promoted`, `paused`, `resumed`, `rollback`, `retry`, `reload`,
+    /// `restored`, `analysis`, `state` (the state file could not be used at start).
     pub kind: String,
     pub message: String,
 }
@@ -190,6 +191,10 @@ pub struct Rollout {
     /// When this rollout (or its retry) started: analysis never looks further back.
     pub started: Instant,
     pub events: VecDeque<Event>,
+    /// Paused on the stable ([`Rollout::safe`]): while set, [`weight`](Rollout::weight)
+    /// and [`mirror`](Rollout::mirror) are 0 whatever the step says. `resume`, `promote`
+    /// and `rollback` clear it.
+    pub safe: bool,
 }
 
 impl Rollout {
@@ -213,6 +218,7 @@ impl Rollout {
             step_verdict: None,
             started: now,
             events: VecDeque::new(),
+            safe: false,
         };
         let msg = match &r.plan.candidate {
             Some(c) => format!(
@@ -228,8 +234,53 @@ impl Rollout {
         r
     }
 
+    /// A rollout that starts safe, because what it was before cannot be known (its state
+    /// file could not be used, for `reason`): paused at step 0 with all traffic on the
+    /// stable and no mirroring, until an operator resumes (the rollout goes on from step 0
+    /// with its normal weights), promotes or rolls back. Unlike an operator's pause, which
+    /// keeps the split, nothing reaches the candidate. Without a candidate it is idle.
+    ///
+    /// ```
+    /// use switchyard::config::Strategy;
+    /// use switchyard::rollout::{Phase, Plan, Rollout, Step};
+    ///
+    /// let plan = Plan {
+    ///     stable: "blue".into(),
+    ///     candidate: Some("green".into()),
+    ///     strategy: Strategy::Canary,
+    ///     steps: vec![Step { weight: 10.0, mirror: 50.0, hold: None }],
+    ///     revision: 1,
+    /// };
+    /// let now = tokio::time::Instant::now();
+    /// let mut r = Rollout::safe(plan, "state file unreadable".into(), now);
+    /// assert_eq!((r.phase, r.weight(), r.mirror()), (Phase::Paused, 0.0, 0.0));
+    /// r.resume(now).unwrap();
+    /// assert_eq!((r.phase, r.step, r.weight(), r.mirror()), (Phase::Progressing, 0, 10.0, 50.0));
+    /// ```
+    pub fn safe(plan: Plan, reason: String, now: Instant) -> Rollout {
+        let mut r = Rollout::new(plan, now);
+        let msg = if r.phase == Phase::Idle {
+            format!("{reason}; no candidate: all traffic to {}", r.plan.stable)
+        } else {
+            r.phase = Phase::Paused;
+            r.paused_at = Some(now);
+            r.safe = true;
+            r.reason = Some(reason.clone());
+            format!(
+                "{reason}; paused at step 0 with all traffic to {}, mirroring off: \
+                 `resume` goes on from step 0, or `promote`, or `rollback`",
+                r.plan.stable
+            )
+        };
+        r.event("state", msg);
+        r
+    }
+
     /// Percentage of user traffic the candidate serves now.
     pub fn weight(&self) -> f64 {
+        if self.safe {
+            return 0.0;
+        }
         match self.phase {
             Phase::Progressing | Phase::Paused => self.current().map_or(0.0, |s| s.weight),
             Phase::Promoted => 100.0,
@@ -239,6 +290,9 @@ impl Rollout {
 
     /// Percentage of stable-served requests mirrored to the candidate now.
     pub fn mirror(&self) -> f64 {
+        if self.safe {
+            return 0.0;
+        }
         match self.phase {
             Phase::Progressing | Phase::Paused => self.current().map_or(0.0, |s| s.mirror),
             _ => 0.0,
@@ -302,9 +356,11 @@ impl Rollout {
         );
     }
 
-    /// `switchyard promote`: passes the current hold; `full` skips to 100 %.
+    /// `switchyard promote`: passes the current hold; `full` skips to 100 %. From a safe
+    /// start it stays paused, at the next step's split.
     pub fn promote(&mut self, full: bool, now: Instant) -> Result<(), NotAllowed> {
         self.allow("promote", &[Phase::Progressing, Phase::Paused])?;
+        self.safe = false;
         if full {
             self.promote_fully(now, "manual promote --full");
         } else {
@@ -327,9 +383,11 @@ impl Rollout {
         Ok(())
     }
 
-    /// `switchyard resume`: the hold goes on where it stopped.
+    /// `switchyard resume`: the hold goes on where it stopped (from a safe start: step 0
+    /// from its beginning, at its split).
     pub fn resume(&mut self, now: Instant) -> Result<(), NotAllowed> {
         self.allow("resume", &[Phase::Paused])?;
+        self.safe = false;
         if let Some(p) = self.paused_at.take() {
             self.step_started += now.saturating_duration_since(p);
         }
@@ -347,6 +405,7 @@ impl Rollout {
         )?;
         self.phase = Phase::RolledBack;
         self.paused_at = None;
+        self.safe = false;
         self.event(
             "rollback",
             format!(

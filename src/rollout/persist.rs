@@ -2,16 +2,19 @@
 //!
 //! One file holds every route's state, each consulted only for its own route and
 //! revision. Written atomically (write a temporary file, fsync, rename) after every
-//! transition.
+//! transition. A file that cannot be read or makes no sense is never trusted nor
+//! overwritten: it is [kept aside](keep_aside) as `PATH.corrupt` and the routes it
+//! leaves in doubt start safe ([`Rollout::safe`]).
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Event, Phase, Rollout};
+use super::{Event, Phase, Plan, Rollout};
 
 /// What is written to `state.path`: every route's state, in route order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,13 +22,36 @@ pub struct StateFile {
     pub routes: Vec<Persisted>,
 }
 
-/// A state file as read: the one-route form written before routes, a single [`Persisted`]
-/// object, is read too.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stored {
-    Routes(StateFile),
-    One(Persisted),
+/// The state file as read at start.
+#[derive(Debug)]
+pub enum Loaded {
+    /// There is no file: a fresh start.
+    Missing,
+    /// Every route's entry, each read on its own.
+    Entries(Vec<Entry>),
+    /// The file cannot be read or is not a state file at all: why. No entry is trusted.
+    Unusable(String),
+}
+
+/// One route's entry of the state file, read on its own: its state, or why it makes no
+/// sense (an unknown phase, a field of the wrong type...).
+#[derive(Debug)]
+pub struct Entry {
+    pub route: String,
+    pub state: Result<Persisted, String>,
+}
+
+/// What became of a route's entry of the state file ([`Persisted::restore_into`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// The rollout is where the entry says.
+    Restored,
+    /// The entry is for another revision (the config changed while stopped): the
+    /// rollout starts at step 0, as a fresh one.
+    OtherRevision,
+    /// The entry is for this revision but makes no sense (why: a step beyond the plan, a
+    /// phase the plan cannot be in); the rollout is left as it was.
+    Nonsense(String),
 }
 
 /// One route's state.
@@ -46,6 +72,9 @@ pub struct Persisted {
     pub reason: Option<String>,
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Paused on the stable since a state file could not be used ([`Rollout::safe`]).
+    #[serde(default)]
+    pub safe: bool,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -87,20 +116,18 @@ impl Persisted {
             promoted_at_ms: r.promoted_at.map(|p| wall(p, now, wall_now)),
             reason: r.reason.clone(),
             events: r.events.iter().cloned().collect(),
+            safe: r.safe,
         }
     }
 
-    /// Applies this state to a fresh rollout of the same route and revision; false (and
-    /// nothing changed) otherwise.
-    pub fn restore_into(&self, route: &str, r: &mut Rollout, now: Instant) -> bool {
-        if self.route != route
-            || self.revision != revision_hex(r.plan.revision)
-            || self.step >= r.plan.steps.len().max(1)
-        {
-            return false;
+    /// Applies this state to a fresh rollout of the same route and revision; nothing is
+    /// changed unless the answer is [`Restore::Restored`].
+    pub fn restore_into(&self, route: &str, r: &mut Rollout, now: Instant) -> Restore {
+        if self.route != route || self.revision != revision_hex(r.plan.revision) {
+            return Restore::OtherRevision;
         }
-        if r.phase == Phase::Idle || self.phase == Phase::Idle {
-            return false;
+        if let Err(why) = self.check(&r.plan) {
+            return Restore::Nonsense(why);
         }
         let wall_now = SystemTime::now();
         r.phase = self.phase;
@@ -110,42 +137,131 @@ impl Persisted {
         r.promoted_at = self.promoted_at_ms.map(|p| instant(p, now, wall_now));
         r.reason = self.reason.clone();
         r.events = self.events.iter().cloned().collect();
-        true
+        r.safe = self.safe;
+        Restore::Restored
+    }
+
+    /// Whether a rollout of `plan` can be in this state: a route without a candidate is
+    /// idle and only it; the step is one of the plan's; only a paused rollout is safe.
+    fn check(&self, plan: &Plan) -> Result<(), String> {
+        let idle = plan.candidate.is_none();
+        if idle != (self.phase == Phase::Idle) {
+            let which = if idle { "without" } else { "with" };
+            return Err(format!(
+                "phase {} for a rollout {which} a candidate",
+                self.phase.as_str()
+            ));
+        }
+        let steps = plan.steps.len();
+        if self.step >= steps.max(1) {
+            let s = if steps == 1 { "" } else { "s" };
+            return Err(format!("step {} of a plan of {steps} step{s}", self.step));
+        }
+        if self.safe && self.phase != Phase::Paused {
+            return Err(format!("safe while {}", self.phase.as_str()));
+        }
+        Ok(())
     }
 }
 
-/// Reads the state file; a missing or unreadable file is `None` (and logged when unreadable).
-pub fn load(path: &Path) -> Option<StateFile> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read rollout state; starting fresh");
-            return None;
-        }
+/// Reads the state file at `path`: missing, every route's entry, or why it cannot be used.
+pub fn load(path: &Path) -> Loaded {
+    match std::fs::read(path) {
+        Ok(bytes) => match parse(&bytes) {
+            Ok(entries) => Loaded::Entries(entries),
+            Err(why) => Loaded::Unusable(why),
+        },
+        // A path through something other than a directory names no file either.
+        Err(e) if e.kind() == io::ErrorKind::NotFound || !parent_is_dir(path) => Loaded::Missing,
+        Err(e) => Loaded::Unusable(format!("cannot be read: {e}")),
+    }
+}
+
+/// Whether the directory `path` would be in is one (the working directory for a bare name).
+fn parent_is_dir(path: &Path) -> bool {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .is_none_or(Path::is_dir)
+}
+
+/// The entries of a state file's bytes: `{"routes": [...]}`, or the one-route form
+/// written before routes (a single entry object). Each entry is read on its own, so one
+/// that makes no sense leaves the others usable; an entry that names no route, or bytes
+/// of another shape, make the whole file unusable (why).
+///
+/// ```
+/// use switchyard::rollout::persist::parse;
+///
+/// let entries = parse(br#"{"routes": [{"route": "iris", "phase": "dancing"}]}"#).unwrap();
+/// assert_eq!(entries[0].route, "iris");
+/// assert!(entries[0].state.as_ref().unwrap_err().contains("dancing"));
+/// assert!(parse(br#"{"routes": [{"rou"#).unwrap_err().starts_with("not JSON"));
+/// assert!(parse(b"[1, 2]").is_err());
+/// ```
+pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let not_state = || "not a rollout state file (no `routes` list)".to_string();
+    let Value::Object(mut file) = value else {
+        return Err(not_state());
     };
-    match serde_json::from_slice(&bytes) {
-        Ok(Stored::Routes(file)) => Some(file),
-        Ok(Stored::One(p)) => Some(StateFile { routes: vec![p] }),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "rollout state is corrupt; starting fresh");
-            None
-        }
-    }
+    let items = match file.remove("routes") {
+        Some(Value::Array(items)) => items,
+        None if file.contains_key("route") => vec![Value::Object(file)],
+        _ => return Err(not_state()),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Some(route) = item.get("route").and_then(Value::as_str) else {
+                return Err(format!("entry {i} names no route"));
+            };
+            let route = route.to_string();
+            let state = serde_json::from_value(item).map_err(|e| e.to_string());
+            Ok(Entry { route, state })
+        })
+        .collect()
 }
 
-/// Writes the state atomically: a reader sees the old file or the new one, never half of one.
-pub fn save(path: &Path, state: &StateFile) -> std::io::Result<()> {
+/// Where a state file at `path` that cannot be used is kept: `PATH.corrupt`.
+pub fn aside(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".corrupt");
+    PathBuf::from(name)
+}
+
+/// Moves the state file at `path` to [`aside`]`(path)` (replacing one kept there before),
+/// so that the next write cannot overwrite the evidence of what went wrong.
+pub fn keep_aside(path: &Path) -> io::Result<PathBuf> {
+    let to = aside(path);
+    std::fs::rename(path, &to)?;
+    Ok(to)
+}
+
+/// Writes the state atomically: a reader sees the old file or the new one, never half of
+/// one. The error says which step failed, on which path.
+pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
+    let failed = |what: &str, on: &Path| {
+        let what = format!("cannot {what} {}", on.display());
+        move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(failed("create", dir))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&json)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    let tmp = PathBuf::from(tmp);
+    let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(&json)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(failed("write", &tmp)(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        failed("replace", path)(e)
+    })
 }

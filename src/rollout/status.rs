@@ -27,6 +27,9 @@ pub struct Status {
     pub manual_hold: bool,
     pub revision: String,
     pub config: ConfigStatus,
+    /// The state file as the controller last wrote it (absent from older admin APIs).
+    #[serde(default)]
+    pub state: StateStatus,
     pub analysis: AnalysisStatus,
     pub events: Vec<Event>,
 }
@@ -37,6 +40,19 @@ pub struct ConfigStatus {
     pub generation: u64,
     pub last_error: Option<String>,
     pub path: Option<String>,
+}
+
+/// The state file as the controller last wrote it: where, when, and why the last write
+/// failed. A rollout change that could not be written is in force all the same, but a
+/// restart would not find it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateStatus {
+    /// `state.path`; `null` when the state is kept in memory only.
+    pub path: Option<String>,
+    /// Why the last write failed; `null` once a write succeeds.
+    pub last_error: Option<String>,
+    /// When the state was last written (RFC 3339 UTC); `null` before the first write.
+    pub last_written: Option<String>,
 }
 
 /// The analysis as the rollout last ran it.
@@ -68,6 +84,7 @@ impl Status {
             manual_hold: false,
             revision: String::new(),
             config: ConfigStatus::default(),
+            state: StateStatus::default(),
             analysis: AnalysisStatus::default(),
             events: Vec::new(),
         }

@@ -30,6 +30,7 @@ pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
 pub const ANALYSIS_GATE_VALUE: &str = "switchyard_analysis_gate_value";
 pub const ANALYSIS_GATE_THRESHOLD: &str = "switchyard_analysis_gate_threshold";
 pub const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_total";
+pub const STATE_WRITE_ERRORS_TOTAL: &str = "switchyard_state_write_errors_total";
 pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
 pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
@@ -144,6 +145,10 @@ fn describe_rollout() {
     describe_counter!(
         ANALYSIS_EVALUATIONS_TOTAL,
         "Analysis evaluations by verdict."
+    );
+    describe_counter!(
+        STATE_WRITE_ERRORS_TOTAL,
+        "Failed writes of the rollout state file (state.path); /api/v1/status says why in state.last_error."
     );
 }
 
@@ -441,6 +446,11 @@ pub fn gate(route: &str, gate: &'static str, value: Option<f64>, threshold: f64)
 pub fn evaluation(route: &str, verdict: &'static str) {
     counter!(ANALYSIS_EVALUATIONS_TOTAL, "verdict" => verdict, "route" => route.to_string())
         .increment(1);
+}
+
+/// Counts one failed write of the rollout state file.
+pub fn state_write_error() {
+    counter!(STATE_WRITE_ERRORS_TOTAL).increment(1);
 }
 
 /// The Prometheus text `text` without the samples of routes and backends that are no

@@ -103,3 +103,49 @@ async fn a_route_whose_rollout_changed_while_stopped_starts_over_and_the_others_
     let embed = placement(&h.status("embed").await);
     assert_eq!((embed.0.as_str(), embed.2), ("promoted", 100.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_whose_entry_makes_no_sense_starts_on_its_stable_and_the_others_are_restored() {
+    let mut h = Routed::start(&BACKENDS, &routes(RAMP)).await;
+    spread(&h).await;
+    h.shutdown().await;
+    // chat's entry says a step its plan does not have.
+    let path = h.dir.path().join("state.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let chat = file["routes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["route"] == "chat")
+        .unwrap();
+    chat["step"] = 99.into();
+    let evidence = serde_json::to_vec_pretty(&file).unwrap();
+    std::fs::write(&path, &evidence).unwrap();
+    h.boot().await;
+
+    let chat = h.status("chat").await;
+    assert_eq!(placement(&chat), ("paused".into(), 0, 0.0), "{chat:#}");
+    let reason = chat["reason"].as_str().unwrap();
+    assert!(reason.contains("route chat"), "{reason}");
+    assert!(reason.contains("step 99"), "{reason}");
+    assert!(reason.contains("state.json.corrupt"), "{reason}");
+    assert_eq!(events_of(&chat, "state"), 1, "{:#}", chat["events"]);
+    let aside = h.dir.path().join("state.json.corrupt");
+    assert_eq!(std::fs::read(aside).unwrap(), evidence);
+    let chat_by = h.served(20, || h.chat("llama-3-8b")).await;
+    assert!(chat_by.iter().all(|b| b == "chat-a"), "{chat_by:?}");
+
+    // The other routes' entries make sense: they are restored.
+    let iris = h.status("iris").await;
+    assert_eq!(placement(&iris), ("paused".into(), 1, 50.0), "{iris:#}");
+    assert_eq!(iris["reason"], "lunch");
+    let embed = placement(&h.status("embed").await);
+    assert_eq!((embed.0.as_str(), embed.2), ("promoted", 100.0));
+    assert_eq!(placement(&h.status("fraud").await), ("idle".into(), 0, 0.0));
+
+    // Resumed, chat goes on from step 0 at its own split.
+    let resumed = h.control("chat", "resume", "").await;
+    assert_eq!(resumed.status, http::StatusCode::OK);
+    assert_eq!(placement(&resumed.json()), ("progressing".into(), 0, 25.0));
+}
