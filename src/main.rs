@@ -135,7 +135,20 @@ impl AdminApi {
     }
 }
 
+/// jemalloc rather than the system's allocator: memory a reload frees (the windows,
+/// pools and diffs of removed routes and backends) goes back to the system within
+/// seconds, where glibc's per-thread arenas keep it for good.
+#[cfg(all(unix, feature = "jemalloc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
+    // A background thread returns freed pages after jemalloc's decay time (10 s) even
+    // when nothing allocates meanwhile; without it they wait for the next allocations.
+    #[cfg(all(unix, feature = "jemalloc"))]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("switchyard: jemalloc background thread not started: {e}");
+    }
     let cli = Cli::parse();
     match runtime() {
         Ok(runtime) => runtime.block_on(dispatch(cli.command)),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use support::config::{line_of, step, TestConfig};
+use support::process::{free_port, Switchyard};
 use support::{has_event, ProxyHarness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,36 +154,6 @@ async fn in_flight_requests_finish_on_the_snapshot_they_started_with() {
     assert_eq!(h.get("/echo", &[]).await.variant(), "green");
 }
 
-/// A free port on loopback (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The peak resident memory of process `pid`, in MiB (Linux).
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kib / 1024.0
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_reloads_are_refused_while_requests_keep_answering() {
     let blue = switchyard::demo::model::ModelServer::start(
@@ -200,14 +171,7 @@ async fn hostile_reloads_are_refused_while_requests_keep_answering() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchyard.yaml");
     std::fs::write(&path, &base).unwrap();
-    let child = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap(),
-    );
+    let child = Switchyard::run(&path);
     let client = support::client();
     let url = format!("http://127.0.0.1:{port}/v2/models/m/infer");
     let status_url = format!("http://127.0.0.1:{admin_port}/api/v1/status");
@@ -270,7 +234,7 @@ async fn hostile_reloads_are_refused_while_requests_keep_answering() {
     normal.sort();
     during.sort();
     let p = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
-    let rss = peak_rss_mib(child.0.id());
+    let rss = child.peak_rss_mib();
     println!(
         "requests: normal p50 {:?} max {:?}; during hostile reloads ({}) p50 {:?} max {:?}; peak RSS {rss:.1} MiB",
         p(&normal, 0.5),

@@ -16,7 +16,8 @@
 # CALLGRIND=1 runs the larger one under callgrind instead and keeps its profile in
 # target/callgrind-ROW-K.out, K numbering the binaries (read it with `callgrind_annotate --inclusive=yes`).
 #
-# DHAT=1 counts heap allocations per request instead (valgrind's dhat, same two runs),
+# DHAT=1 counts heap allocations per request instead (valgrind's dhat, same two runs)
+# of a binary built without jemalloc (cargo build --release --no-default-features),
 # and keeps each run's profile in target/dhat-ROW-K-REQUESTS.json (open it in dhat's viewer,
 # /usr/libexec/valgrind/dh_view.html; sites are "tbk" blocks per program point).
 #
@@ -119,6 +120,10 @@ for bin in "$@"; do
     # Each binary runs from its own directory: a relative path would not resolve there.
     [[ $bin == nginx ]] || bin=$(readlink -f "$bin")
     [[ $bin == nginx || -x $bin ]] || die "$bin is not an executable file"
+    # dhat sees only the system allocator's calls: a jemalloc build would count nothing.
+    if [[ -n ${DHAT:-} && $bin != nginx ]] && grep -q _rjem_malloc "$bin"; then
+        die "$bin allocates through jemalloc, which dhat cannot see: build it with cargo build --release --no-default-features"
+    fi
     small=$(count "$bin" $((N / 5)) "$k")
     large=$(count "$bin" "$N" "$k")
     [[ -n $small && -n $large ]] || die "valgrind printed no count for $bin"

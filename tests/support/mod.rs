@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod mock;
+pub mod process;
 pub mod recorder;
 
 use std::future::Future;
@@ -285,12 +286,26 @@ pub fn has_event(status: &Value, kind: &str, says: &str) -> bool {
 
 /// Calls `probe` every `every` until it answers `Ok`, for at most 10 s; panics with
 /// `what` and the last `Err` otherwise.
-pub async fn eventually<T, F, Fut>(what: &str, every: Duration, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, every: Duration, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(what, every, Duration::from_secs(10), probe).await
+}
+
+/// As [`eventually`], giving up after `limit` instead of 10 s.
+pub async fn eventually_within<T, F, Fut>(
+    what: &str,
+    every: Duration,
+    limit: Duration,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         match probe().await {
             Ok(done) => return done,
