@@ -80,6 +80,11 @@ use first_bytes::{is_no_request, FirstBytes, PREFACE};
 pub const DRAIN: Duration = Duration::from_secs(10);
 /// How long shutdown waits for admin calls.
 const ADMIN_DRAIN: Duration = Duration::from_secs(2);
+/// How long a config file must go unchanged (no event, the same size and modification
+/// time) before it is read: editors and `kubectl cp` write in several steps.
+const SETTLE: Duration = Duration::from_millis(250);
+/// A config file that never stops changing is read this long after it began to.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(5);
 
 /// What the parts of a running switchyard share, as the server composed them.
 pub struct Shared {
@@ -376,7 +381,8 @@ impl Ended {
 }
 
 /// Watches the config file's directory (so rename-saves and symlink swaps are seen) and
-/// SIGHUP; each change is re-read, validated and offered to the controller.
+/// SIGHUP; each change is read once its writes have settled ([`read_settled`]),
+/// validated and offered to the controller.
 fn watch_config(
     path: PathBuf,
     initial: Config,
@@ -406,10 +412,10 @@ fn watch_config(
                 _ = sighup => true,
                 _ = shutdown.changed() => break,
             };
-            // Editors write in several steps: let them settle before reading.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            while rx.try_recv().is_ok() {}
-            let result = read_off_runtime(&path).await;
+            let result = tokio::select! {
+                result = read_settled(&path, &mut rx) => result,
+                _ = shutdown.changed() => break,
+            };
             // Saves that change nothing (touch, a second event for one save) are not reloads.
             if !forced && last == result {
                 continue;
@@ -425,6 +431,43 @@ fn watch_config(
             }
         }
     }))
+}
+
+/// Reads the config at `path` once its writes have settled: no change (no event on
+/// `changes`, the same size and modification time) for [`SETTLE`], and none while it
+/// was read. A file half written is not read while its writes keep coming; one that
+/// never stops changing is read [`SETTLE_AT_MOST`] after this began.
+async fn read_settled(
+    path: &Path,
+    changes: &mut tokio::sync::mpsc::Receiver<()>,
+) -> Result<Config, config::Problems> {
+    let give_up = Instant::now() + SETTLE_AT_MOST;
+    let mut seen = stamp(path).await;
+    loop {
+        let quiet = (Instant::now() + SETTLE).min(give_up);
+        let event = tokio::time::timeout_at(quiet, changes.recv()).await;
+        if let Ok(None) = event {
+            // The watcher is gone: settle by the clock and the file alone.
+            tokio::time::sleep_until(quiet).await;
+        }
+        let now = stamp(path).await;
+        let settled = !matches!(event, Ok(Some(()))) && now == seen;
+        seen = now;
+        if !settled && Instant::now() < give_up {
+            continue;
+        }
+        let result = read_off_runtime(path).await;
+        if stamp(path).await == seen || Instant::now() >= give_up {
+            return result;
+        }
+    }
+}
+
+/// What tells one version of a file from the next without reading it: its size and
+/// modification time (`None` while it cannot be found).
+async fn stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    Some((meta.len(), meta.modified().ok()))
 }
 
 /// A watcher on the directory of `path`, and where it says that the file may have changed.
