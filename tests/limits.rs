@@ -1,6 +1,7 @@
-//! Limits and faults: bodies over `max_body` in h2c, and config files read only once
-//! their writes have settled. (No other test here has a reload rejected:
-//! `switchyard_config_reloads_total` is process-wide.)
+//! Limits and faults: connections beyond `max_connections`, shutdown's
+//! `drain_timeout`, bodies over `max_body` in h2c, the validation of these keys, and
+//! config files read only once their writes have settled. (No other test here has a
+//! reload rejected: `switchyard_config_reloads_total` is process-wide.)
 
 mod support;
 
@@ -11,8 +12,10 @@ use http::StatusCode;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::config::TestConfig;
+use support::config::{line_of, TestConfig};
 use support::ProxyHarness;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// An HTTP/2 (prior knowledge) connection to `addr`, its connection driven on a task.
 async fn h2c<B>(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
@@ -98,4 +101,112 @@ async fn a_config_written_in_two_parts_is_applied_once_whole() {
         before,
         "the half-written file was rejected"
     );
+}
+/// Sends one keep-alive GET on `s` and reads its answer (the demo model's answers are
+/// small and come in one read); empty when the server closed the connection instead.
+async fn get(s: &mut TcpStream) -> String {
+    let request = b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut buf = vec![0u8; 4096];
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        s.write_all(request).await?;
+        s.read(&mut buf).await
+    });
+    match answered.await.expect("an answer or a close within 5 s") {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
+    let config = TestConfig::canary(0.0).max_connections(4);
+    let h = ProxyHarness::start(&config).await;
+    let refused = r#"switchyard_connections_refused_total{listener="data"}"#;
+    let before = h.metric(refused).await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(h.data_addr()).await.unwrap();
+        assert!(get(&mut s).await.starts_with("HTTP/1.1 200"));
+        open.push(s);
+    }
+    let mut fifth = TcpStream::connect(h.data_addr()).await.unwrap();
+    let answer = get(&mut fifth).await;
+    assert!(answer.is_empty(), "the fifth was served: {answer}");
+    h.wait_metric(refused, before + 1.0).await;
+    assert_eq!(h.metric(refused).await, before + 1.0);
+    // The four kept alive are still served.
+    for s in &mut open {
+        assert!(get(s).await.starts_with("HTTP/1.1 200"));
+    }
+
+    // One closes: a new connection is served (once the proxy has seen the close).
+    drop(open.pop());
+    let replacement =
+        support::eventually("room for one more", Duration::from_millis(20), || async {
+            let mut s = TcpStream::connect(h.data_addr()).await.unwrap();
+            let head = get(&mut s).await;
+            if head.starts_with("HTTP/1.1 200") {
+                Ok(s)
+            } else {
+                Err(format!("answered {head:?}"))
+            }
+        });
+    open.push(replacement.await);
+
+    // A reload that raises the limit applies to the next connection.
+    h.write_config(&config.clone().max_connections(5));
+    h.wait_status("reload", |s| s["config"]["generation"] == 2)
+        .await;
+    let mut fifth = TcpStream::connect(h.data_addr()).await.unwrap();
+    assert!(get(&mut fifth).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_drain_timeout_for_in_flight_requests_then_closes_them() {
+    let mut h = ProxyHarness::start(&TestConfig::canary(0.0).drain_timeout("300ms")).await;
+    h.blue.behavior().set_delay(Duration::from_secs(5));
+    let req = http::Request::get(h.url("/echo"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let in_flight = tokio::spawn(h.client.request(req));
+    h.wait_hits(&h.blue, 1).await;
+    let started = std::time::Instant::now();
+    h.shutdown().await;
+    // Not the 5 s the answer would take: the drain timeout, and a little.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
+    let answer = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the in-flight request ends with the shutdown")
+        .unwrap();
+    assert!(
+        answer.is_err(),
+        "answered after the drain timeout: {answer:?}"
+    );
+}
+
+#[test]
+fn the_new_limits_are_validated_with_their_field_and_line() {
+    let config = TestConfig::canary(0.0)
+        .max_connections(0)
+        .drain_timeout("0ms");
+    let text = config.render();
+    let problems = switchyard::config::parse(&text).unwrap_err();
+    for (field, on_line, says) in [
+        ("limits.max_connections", "max_connections: 0", "at least 1"),
+        ("limits.drain_timeout", "drain_timeout: 0ms", "more than 0"),
+    ] {
+        let p = problems
+            .0
+            .iter()
+            .find(|p| p.path == field)
+            .unwrap_or_else(|| panic!("no problem at {field}: {problems}"));
+        assert_eq!(p.line, Some(line_of(&text, on_line)), "{p}");
+        assert!(p.message.contains(says), "{p}");
+    }
+    assert_eq!(problems.0.len(), 2, "{problems}");
+    // Absent, they take their defaults.
+    let limits = TestConfig::canary(0.0).parse().limits;
+    assert_eq!(limits.max_connections, 10_000);
+    assert_eq!(limits.drain_timeout.0, Duration::from_secs(10));
 }

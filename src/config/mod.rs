@@ -270,6 +270,14 @@ pub struct Limits {
     /// as the client's fault, never the backend's.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Dur,
+    /// Client connections open at once on the data plane; the ones beyond are closed as
+    /// soon as they are accepted, before any request is read.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// At shutdown, how long in-flight requests get to finish before their connections
+    /// are closed.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Dur,
 }
 
 impl Default for Limits {
@@ -279,6 +287,8 @@ impl Default for Limits {
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
             body_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
+            drain_timeout: default_drain_timeout(),
         }
     }
 }
@@ -300,6 +310,17 @@ fn default_header_timeout() -> Dur {
 /// switchyard in the middle of their next request.
 fn default_idle_timeout() -> Dur {
     Dur::from_secs(75)
+}
+
+/// About 20 MiB of sockets and parked connections at most, well under the usual
+/// 65 536 file descriptors per process.
+fn default_max_connections() -> usize {
+    10_000
+}
+
+/// Under Kubernetes' default 30 s grace period, with room for the rest of the shutdown.
+fn default_drain_timeout() -> Dur {
+    Dur::from_secs(10)
 }
 
 /// One model server.

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -72,14 +72,12 @@ macro_rules! forward_write {
     };
 }
 
+mod bounds;
 mod first_bytes;
 mod http1;
+use bounds::Bounds;
 use first_bytes::{is_no_request, FirstBytes, PREFACE};
 
-/// How long shutdown waits for in-flight requests.
-pub const DRAIN: Duration = Duration::from_secs(10);
-/// How long shutdown waits for admin calls.
-const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 /// How long a config file must go unchanged (no event, the same size and modification
 /// time) before it is read: editors and `kubectl cp` write in several steps.
 const SETTLE: Duration = Duration::from_millis(250);
@@ -132,6 +130,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let admin_addr = admin_listener.local_addr().expect("bound");
     let header_timeout = config.limits.header_timeout.0;
     let idle_timeout = config.limits.idle_timeout.0;
+    let data_bounds = Bounds::data(&config.limits);
+    let admin_bounds = Bounds::admin();
     let token = config.admin.token();
     let initial = config.clone();
 
@@ -153,8 +153,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "data",
         data,
-        Serving::new(header_timeout, idle_timeout),
-        DRAIN,
+        Serving::new(header_timeout, idle_timeout, data_bounds.clone()),
         rx.clone(),
         move |peer| TowerToHyperService::new(Proxy::new(plane.clone(), Some(peer.ip()))),
     )));
@@ -167,13 +166,17 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "admin",
         admin_listener,
-        Serving::new(header_timeout, idle_timeout),
-        ADMIN_DRAIN,
+        Serving::new(header_timeout, idle_timeout, admin_bounds.clone()),
         rx.clone(),
         move |peer| admin.service(peer.ip()),
     )));
     if let Some(path) = config_path {
-        tasks.push(watch_config(path, initial, control.clone(), rx.clone())?);
+        let applied = move |config: &Config| {
+            data_bounds.reload(&config.limits);
+            admin_bounds.reload(&config.limits);
+        };
+        let watch = watch_config(path, initial, control.clone(), rx.clone(), applied)?;
+        tasks.push(watch);
     }
     shared.ready.store(true, Ordering::Release);
     tracing::info!(%data_addr, %admin_addr, "switchyard is serving");
@@ -194,7 +197,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (at most [`DRAIN`]), stops the tasks.
+    /// Stops accepting, lets in-flight requests finish (at most `limits.drain_timeout`),
+    /// closes the connections still open, stops the tasks.
     pub async fn shutdown(self) {
         self.shared.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
@@ -213,12 +217,18 @@ pub(crate) struct Serving {
     auto: auto::Builder<TokioExecutor>,
     /// A new connection's first bytes must arrive within this.
     first_bytes: Duration,
+    /// How many connections, how long a client may take no answer bytes, how long to drain.
+    bounds: Arc<Bounds>,
 }
 
 impl Serving {
     /// Request heads must arrive within `header_timeout` (a new connection's first bytes
-    /// too); keep-alive connections idle for `idle_timeout` are closed.
-    pub(crate) fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
+    /// too); keep-alive connections idle for `idle_timeout` are closed; `bounds` says the rest.
+    pub(crate) fn new(
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        bounds: Arc<Bounds>,
+    ) -> Self {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
@@ -231,17 +241,19 @@ impl Serving {
             h1: http1::Settings::new(header_timeout, idle_timeout),
             auto,
             first_bytes: header_timeout,
+            bounds,
         }
     }
 }
 
 /// Accepts connections until `shutdown`, serving each with the service `make` builds for
-/// its peer; then stops accepting and lets open connections drain for at most `drain`.
+/// its peer; then stops accepting, lets open connections drain for at most the drain
+/// timeout, and closes the rest. A connection beyond `max_connections` is closed as soon
+/// as it is accepted, before any of it is read.
 pub(crate) async fn serve_connections<M, S, B>(
     what: &'static str,
     listener: TcpListener,
     serving: Serving,
-    drain: Duration,
     shutdown: watch::Receiver<bool>,
     make: M,
 ) where
@@ -255,8 +267,8 @@ pub(crate) async fn serve_connections<M, S, B>(
 {
     let serving = Arc::new(serving);
     let counts = Arc::new(ConnectionMetrics::new(what));
-    // Each connection's task holds a sender: `recv` ends once all of them have finished.
-    let (live, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    // Each connection's task, reaped as it ends; at shutdown, aborted once drained.
+    let mut open = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -269,31 +281,46 @@ pub(crate) async fn serve_connections<M, S, B>(
                     continue;
                 }
             },
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             _ = http1::stopped(&mut stop) => break,
+        };
+        let Some(permit) = serving.bounds.admit() else {
+            counts.refused();
+            tracing::debug!(%peer, what, "connection refused: limits.max_connections are open");
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         counts.opened();
         let service = make(peer);
-        let (serving, counts, shutdown, live) = (
-            serving.clone(),
-            counts.clone(),
-            shutdown.clone(),
-            live.clone(),
-        );
-        tokio::spawn(async move {
+        let (serving, counts, shutdown) = (serving.clone(), counts.clone(), shutdown.clone());
+        open.spawn(async move {
             let ended = connection(stream, service, &serving, shutdown, &counts).await;
             if let Ended::Failed(e) = &ended {
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
             counts.closed(ended.cut_off());
-            drop(live);
+            drop(permit);
         });
     }
     drop(listener);
-    drop(live);
-    tokio::select! {
-        _ = all_done.recv() => tracing::info!(what, "all connections drained"),
-        _ = tokio::time::sleep(drain) => tracing::warn!(what, "drain timed out after {drain:?}; closing the rest"),
+    let drain = serving.bounds.drain_timeout();
+    let drained = tokio::time::timeout(drain, async { while open.join_next().await.is_some() {} });
+    if drained.await.is_ok() {
+        tracing::info!(what, "all connections drained");
+    } else {
+        tracing::warn!(
+            what,
+            open = open.len(),
+            "drain timed out after {drain:?}; closing the rest"
+        );
+        open.abort_all();
+        while let Some(ended) = open.join_next().await {
+            // Aborted before it could count itself closed.
+            if ended.is_err_and(|e| e.is_cancelled()) {
+                counts.closed(false);
+            }
+        }
     }
 }
 
@@ -382,12 +409,14 @@ impl Ended {
 
 /// Watches the config file's directory (so rename-saves and symlink swaps are seen) and
 /// SIGHUP; each change is read once its writes have settled ([`read_settled`]),
-/// validated and offered to the controller.
+/// validated and offered to the controller. `applied` is told each config the
+/// controller applies.
 fn watch_config(
     path: PathBuf,
     initial: Config,
     control: Control,
     mut shutdown: watch::Receiver<bool>,
+    applied: impl Fn(&Config) + Send + 'static,
 ) -> Result<JoinHandle<()>, StartError> {
     let (watcher, mut rx) = file_watcher(&path)?;
     Ok(tokio::spawn(async move {
@@ -423,6 +452,9 @@ fn watch_config(
             last = result.clone();
             match control.reload(result).await {
                 Ok(generation) => {
+                    if let Ok(config) = &last {
+                        applied(config);
+                    }
                     tracing::info!(target: "switchyard::config", generation, path = %path.display(), "config reloaded")
                 }
                 Err(problems) => {

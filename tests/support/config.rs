@@ -60,6 +60,10 @@ struct Limits {
     idle_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     body_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_timeout: Option<String>,
 }
 
 impl Limits {
@@ -68,6 +72,8 @@ impl Limits {
             && self.header_timeout.is_none()
             && self.idle_timeout.is_none()
             && self.body_timeout.is_none()
+            && self.max_connections.is_none()
+            && self.drain_timeout.is_none()
     }
 }
 
@@ -459,6 +465,18 @@ impl TestConfig {
 
     pub fn body_timeout(mut self, duration: &str) -> TestConfig {
         self.limits.body_timeout = Some(duration.to_string());
+        self
+    }
+
+    /// How many client connections the data plane keeps open at once.
+    pub fn max_connections(mut self, n: usize) -> TestConfig {
+        self.limits.max_connections = Some(n);
+        self
+    }
+
+    /// How long in-flight requests get to finish at shutdown.
+    pub fn drain_timeout(mut self, duration: &str) -> TestConfig {
+        self.limits.drain_timeout = Some(duration.to_string());
         self
     }
 
