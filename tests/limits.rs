@@ -1,10 +1,13 @@
-//! Limits and faults: connections beyond `max_connections`, shutdown's
-//! `drain_timeout`, bodies over `max_body` in h2c, the validation of these keys, and
-//! config files read only once their writes have settled. (No other test here has a
-//! reload rejected: `switchyard_config_reloads_total` is process-wide.)
+//! Limits and faults: connections beyond `max_connections`, clients that take no answer
+//! bytes (`send_timeout`), shutdown's `drain_timeout`, bodies over `max_body` in h2c, the
+//! validation of these keys, and config files read only once their writes have settled.
+//! (No other test here has a reload rejected: `switchyard_config_reloads_total` is
+//! process-wide.)
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -189,11 +192,13 @@ async fn shutdown_waits_drain_timeout_for_in_flight_requests_then_closes_them() 
 fn the_new_limits_are_validated_with_their_field_and_line() {
     let config = TestConfig::canary(0.0)
         .max_connections(0)
+        .send_timeout("0s")
         .drain_timeout("0ms");
     let text = config.render();
     let problems = switchyard::config::parse(&text).unwrap_err();
     for (field, on_line, says) in [
         ("limits.max_connections", "max_connections: 0", "at least 1"),
+        ("limits.send_timeout", "send_timeout: 0s", "more than 0"),
         ("limits.drain_timeout", "drain_timeout: 0ms", "more than 0"),
     ] {
         let p = problems
@@ -204,9 +209,143 @@ fn the_new_limits_are_validated_with_their_field_and_line() {
         assert_eq!(p.line, Some(line_of(&text, on_line)), "{p}");
         assert!(p.message.contains(says), "{p}");
     }
-    assert_eq!(problems.0.len(), 2, "{problems}");
+    assert_eq!(problems.0.len(), 3, "{problems}");
     // Absent, they take their defaults.
     let limits = TestConfig::canary(0.0).parse().limits;
     assert_eq!(limits.max_connections, 10_000);
+    assert_eq!(limits.send_timeout.0, Duration::from_secs(60));
     assert_eq!(limits.drain_timeout.0, Duration::from_secs(10));
+}
+
+/// A backend that answers every request with [`BIG`] bytes, streamed in 64 KiB chunks,
+/// and counts its connections still open.
+struct BigAnswers {
+    url: String,
+    open: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+}
+
+/// 20 MB: more than the kernel buffers between a backend and a client hold together.
+const BIG: usize = 20 << 20;
+
+async fn big_answers() -> BigAnswers {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (open, accepted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (count, total) = (open.clone(), accepted.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            total.fetch_add(1, Ordering::SeqCst);
+            let svc = hyper::service::service_fn(|_req| async {
+                let chunks = (0..BIG / (64 << 10)).map(|_| {
+                    Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![
+                        b'z';
+                        64 << 10
+                    ])))
+                });
+                let body = StreamBody::new(futures_util::stream::iter(chunks));
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            });
+            let count = count.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    BigAnswers {
+        url,
+        open,
+        accepted,
+    }
+}
+
+impl BigAnswers {
+    /// Waits (bounded) until the backend has had one connection and has none open.
+    async fn wait_released(&self) {
+        support::eventually(
+            "the upstream connection released",
+            Duration::from_millis(20),
+            || async {
+                let (accepted, open) = (
+                    self.accepted.load(Ordering::SeqCst),
+                    self.open.load(Ordering::SeqCst),
+                );
+                if accepted >= 1 && open == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{accepted} accepted, {open} open"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// How many bytes the client reads from `s` until the server closes it.
+async fn drain(s: &mut TcpStream) -> usize {
+    let mut total = 0;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return total,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("still open 10 s after {total} bytes"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_reads_nothing_is_cut_off_and_its_upstream_released() {
+    let backend = big_answers().await;
+    let config = TestConfig::canary(0.0)
+        .backend_url("blue", &backend.url)
+        .send_timeout("1s");
+    let h = ProxyHarness::start(&config).await;
+    let timed_out = r#"switchyard_connections_send_timeout_total{listener="data"}"#;
+    let before = h.metric(timed_out).await;
+    // A small receive buffer, and nothing read: the proxy's writes soon wait.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = socket.connect(h.data_addr()).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Cut off after the send timeout: the backend's connection is closed, and counted.
+    backend.wait_released().await;
+    h.wait_metric(timed_out, before + 1.0).await;
+    // What the client reads now is what was in flight when it was cut off, not the answer.
+    let got = drain(&mut client).await;
+    assert!(got < BIG, "the whole answer came: {got} bytes");
+    // Others are served as before.
+    assert_eq!(h.get("/echo", &[]).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_client_that_grants_no_window_is_cut_off_and_its_upstream_released() {
+    let backend = big_answers().await;
+    let config = TestConfig::canary(0.0)
+        .backend_url("blue", &backend.url)
+        .send_timeout("1s");
+    let h = ProxyHarness::start(&config).await;
+    let timed_out = r#"switchyard_connections_send_timeout_total{listener="data"}"#;
+    let before = h.metric(timed_out).await;
+    // The client's HTTP/2 stack reads the socket; the answer is never read, so its
+    // flow-control window runs out and the proxy's socket never blocks.
+    let mut sender = h2c::<http_body_util::Empty<Bytes>>(h.data_addr()).await;
+    let req = http::Request::get(h.url("/big"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    backend.wait_released().await;
+    h.wait_metric(timed_out, before + 1.0).await;
+    // Read now, the answer breaks off: the connection is gone.
+    let read = resp.into_body().collect().await;
+    assert!(read.is_err(), "the whole answer came");
 }

@@ -274,6 +274,10 @@ pub struct Limits {
     /// soon as they are accepted, before any request is read.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// A client that takes no answer bytes for this long is cut off (its connection
+    /// closed), which releases the upstream connection its answer came on.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: Dur,
     /// At shutdown, how long in-flight requests get to finish before their connections
     /// are closed.
     #[serde(default = "default_drain_timeout")]
@@ -288,6 +292,7 @@ impl Default for Limits {
             idle_timeout: default_idle_timeout(),
             body_timeout: default_body_timeout(),
             max_connections: default_max_connections(),
+            send_timeout: default_send_timeout(),
             drain_timeout: default_drain_timeout(),
         }
     }
@@ -316,6 +321,11 @@ fn default_idle_timeout() -> Dur {
 /// 65 536 file descriptors per process.
 fn default_max_connections() -> usize {
     10_000
+}
+
+/// Long enough for a client on a slow link to take a large answer chunk by chunk.
+fn default_send_timeout() -> Dur {
+    Dur::from_secs(60)
 }
 
 /// Under Kubernetes' default 30 s grace period, with room for the rest of the shutdown.

@@ -100,6 +100,7 @@ fn limits(limits: &Limits, found: &mut Found) {
         ("header_timeout", limits.header_timeout.0.is_zero()),
         ("idle_timeout", limits.idle_timeout.0.is_zero()),
         ("body_timeout", limits.body_timeout.0.is_zero()),
+        ("send_timeout", limits.send_timeout.0.is_zero()),
         ("drain_timeout", limits.drain_timeout.0.is_zero()),
     ] {
         if zero {

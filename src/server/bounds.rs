@@ -1,9 +1,10 @@
 //! The client limits a listener enforces as connections come and go: how many it keeps
-//! open (`limits.max_connections`) and how long shutdown waits (`limits.drain_timeout`).
+//! open (`limits.max_connections`), how long a client may take no answer bytes
+//! (`limits.send_timeout`) and how long shutdown waits (`limits.drain_timeout`).
 //!
 //! The config watcher updates them when a reload is applied ([`Bounds::reload`]); each
-//! is read when it is needed: the connection count on each accept, the drain timeout at
-//! shutdown.
+//! is read when it is needed: the connection count on each accept, the send timeout when
+//! a connection starts, the drain timeout at shutdown.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct Bounds {
     open: AtomicUsize,
     max_connections: AtomicUsize,
     /// In nanoseconds.
+    send_timeout: AtomicU64,
+    /// In nanoseconds.
     drain_timeout: AtomicU64,
     /// Whether `max_connections` and `drain_timeout` follow the config (the data plane),
     /// or are the admin listener's own.
@@ -47,29 +50,34 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Bounds {
-    /// The data plane's bounds, from `limits`.
+    /// The data plane's bounds: all three from `limits`.
     pub fn data(limits: &Limits) -> Arc<Self> {
         Arc::new(Bounds {
             open: AtomicUsize::new(0),
             max_connections: AtomicUsize::new(limits.max_connections),
+            send_timeout: AtomicU64::new(nanos(limits.send_timeout.0)),
             drain_timeout: AtomicU64::new(nanos(limits.drain_timeout.0)),
             follows_config: true,
         })
     }
 
-    /// The admin listener's bounds: [`ADMIN_MAX_CONNECTIONS`] and [`ADMIN_DRAIN`].
-    pub fn admin() -> Arc<Self> {
+    /// The admin listener's bounds: [`ADMIN_MAX_CONNECTIONS`], [`ADMIN_DRAIN`], and the
+    /// send timeout of `limits`.
+    pub fn admin(limits: &Limits) -> Arc<Self> {
         Arc::new(Bounds {
             open: AtomicUsize::new(0),
             max_connections: AtomicUsize::new(ADMIN_MAX_CONNECTIONS),
+            send_timeout: AtomicU64::new(nanos(limits.send_timeout.0)),
             drain_timeout: AtomicU64::new(nanos(ADMIN_DRAIN)),
             follows_config: false,
         })
     }
 
     /// Takes the limits of a config just applied. Connections already open stay open,
-    /// even beyond a lower `max_connections`.
+    /// even beyond a lower `max_connections`, and keep the send timeout they started with.
     pub fn reload(&self, limits: &Limits) {
+        self.send_timeout
+            .store(nanos(limits.send_timeout.0), Ordering::Relaxed);
         if self.follows_config {
             self.max_connections
                 .store(limits.max_connections, Ordering::Relaxed);
@@ -84,6 +92,11 @@ impl Bounds {
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         let permit = Permit(self.clone());
         (before < max).then_some(permit)
+    }
+
+    /// How long a client may take no answer bytes.
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_nanos(self.send_timeout.load(Ordering::Relaxed))
     }
 
     /// How long shutdown waits for in-flight requests.
@@ -122,18 +135,21 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_moves_the_data_planes_bounds_and_not_the_admins() {
+    fn a_reload_moves_the_data_planes_bounds_and_only_the_admins_send_timeout() {
         let data = Bounds::data(&limits(1));
-        let admin = Bounds::admin();
+        let admin = Bounds::admin(&limits(1));
         let _held = data.admit().unwrap();
         let next = Limits {
+            send_timeout: Dur::from_secs(5),
             drain_timeout: Dur::from_secs(3),
             ..limits(2)
         };
         data.reload(&next);
         admin.reload(&next);
         assert!(data.admit().is_some(), "max_connections raised to 2");
+        assert_eq!(data.send_timeout(), Duration::from_secs(5));
         assert_eq!(data.drain_timeout(), Duration::from_secs(3));
+        assert_eq!(admin.send_timeout(), Duration::from_secs(5));
         assert_eq!(admin.drain_timeout(), ADMIN_DRAIN);
         assert_eq!(
             admin.max_connections.load(Ordering::Relaxed),

@@ -75,8 +75,10 @@ macro_rules! forward_write {
 mod bounds;
 mod first_bytes;
 mod http1;
+mod send;
 use bounds::Bounds;
 use first_bytes::{is_no_request, FirstBytes, PREFACE};
+use send::{is_send_timeout, Pace, Paced, SendDeadline};
 
 /// How long a config file must go unchanged (no event, the same size and modification
 /// time) before it is read: editors and `kubectl cp` write in several steps.
@@ -131,7 +133,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let header_timeout = config.limits.header_timeout.0;
     let idle_timeout = config.limits.idle_timeout.0;
     let data_bounds = Bounds::data(&config.limits);
-    let admin_bounds = Bounds::admin();
+    let admin_bounds = Bounds::admin(&config.limits);
     let token = config.admin.token();
     let initial = config.clone();
 
@@ -300,6 +302,9 @@ pub(crate) async fn serve_connections<M, S, B>(
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
             counts.closed(ended.cut_off());
+            if ended.sent_too_slowly() {
+                counts.send_timed_out();
+            }
             drop(permit);
         });
     }
@@ -330,11 +335,13 @@ enum Ended {
     Closed,
     /// No byte came within the first-bytes deadline.
     Silent,
+    /// HTTP/2: answers waited for the client (flow control) for `send_timeout`.
+    Stalled,
     Failed(BoxError),
 }
 
 /// Serves one client connection: HTTP/1 through [`http1::serve`], anything that starts
-/// like HTTP/2's preface through hyper-util's `auto` builder.
+/// like HTTP/2's preface through hyper-util's `auto` builder ([`auto_connection`]).
 async fn connection<S, B>(
     stream: TcpStream,
     service: S,
@@ -362,6 +369,7 @@ where
             Ok(Ok(n)) => n,
         },
     };
+    let stream = SendDeadline::new(stream, serving.bounds.send_timeout());
     if !PREFACE.starts_with(&first[..n]) {
         let served =
             http1::serve(stream, service, &serving.h1, shutdown, |p| counts.parked(p)).await;
@@ -372,17 +380,45 @@ where
         };
     }
     // HTTP/2, or too few bytes yet to tell: `FirstBytes` bounds the rest of the preface.
-    let io = TokioIo::new(FirstBytes::new(
-        stream,
-        deadline.saturating_duration_since(Instant::now()),
-    ));
+    let io = FirstBytes::new(stream, deadline.saturating_duration_since(Instant::now()));
+    auto_connection(io, service, serving, shutdown).await
+}
+
+/// Serves a connection with hyper-util's `auto` builder (HTTP/2, or an HTTP/1 head that
+/// began like the HTTP/2 preface) until it ends, drains at shutdown, or its answers stall.
+async fn auto_connection<S, B>(
+    io: FirstBytes<SendDeadline<TcpStream>>,
+    service: S,
+    serving: &Serving,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let pace = Pace::new();
+    let service = Paced::new(service, pace.clone());
     // Boxed: a parked HTTP/1 connection's task would otherwise be sized for this.
-    let mut conn = Box::pin(serving.auto.serve_connection_with_upgrades(io, service));
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = http1::stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut conn = Box::pin(
+        serving
+            .auto
+            .serve_connection_with_upgrades(TokioIo::new(io), service),
+    );
+    let stalled = pace.stalled(serving.bounds.send_timeout());
+    tokio::pin!(stalled);
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = http1::stopped(&mut shutdown), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut stalled => return Ended::Stalled,
         }
     };
     match result {
@@ -397,12 +433,22 @@ impl Ended {
     /// [`FirstBytes`]'s deadline inside the HTTP/2 preface.
     fn cut_off(&self) -> bool {
         match self {
-            Ended::Closed => false,
+            Ended::Closed | Ended::Stalled => false,
             Ended::Silent => true,
             Ended::Failed(e) => {
                 is_caused_by_where::<hyper::Error>(&**e, hyper::Error::is_timeout)
                     || is_caused_by_where::<std::io::Error>(&**e, is_no_request)
             }
+        }
+    }
+
+    /// Whether the connection was closed because the client took no answer bytes for
+    /// `limits.send_timeout`.
+    fn sent_too_slowly(&self) -> bool {
+        match self {
+            Ended::Stalled => true,
+            Ended::Failed(e) => is_caused_by_where::<std::io::Error>(&**e, is_send_timeout),
+            Ended::Closed | Ended::Silent => false,
         }
     }
 }

@@ -63,6 +63,8 @@ struct Limits {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    send_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     drain_timeout: Option<String>,
 }
 
@@ -73,6 +75,7 @@ impl Limits {
             && self.idle_timeout.is_none()
             && self.body_timeout.is_none()
             && self.max_connections.is_none()
+            && self.send_timeout.is_none()
             && self.drain_timeout.is_none()
     }
 }
@@ -471,6 +474,12 @@ impl TestConfig {
     /// How many client connections the data plane keeps open at once.
     pub fn max_connections(mut self, n: usize) -> TestConfig {
         self.limits.max_connections = Some(n);
+        self
+    }
+
+    /// How long a client may take no answer bytes before it is cut off.
+    pub fn send_timeout(mut self, duration: &str) -> TestConfig {
+        self.limits.send_timeout = Some(duration.to_string());
         self
     }
 
