@@ -270,6 +270,18 @@ pub struct Limits {
     /// as the client's fault, never the backend's.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: Dur,
+    /// Client connections open at once on the data plane; the ones beyond are closed as
+    /// soon as they are accepted, before any request is read.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client that takes no answer bytes for this long is cut off (its connection
+    /// closed), which releases the upstream connection its answer came on.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: Dur,
+    /// At shutdown, how long in-flight requests get to finish before their connections
+    /// are closed.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Dur,
 }
 
 impl Default for Limits {
@@ -279,6 +291,9 @@ impl Default for Limits {
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
             body_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
+            send_timeout: default_send_timeout(),
+            drain_timeout: default_drain_timeout(),
         }
     }
 }
@@ -300,6 +315,22 @@ fn default_header_timeout() -> Dur {
 /// switchyard in the middle of their next request.
 fn default_idle_timeout() -> Dur {
     Dur::from_secs(75)
+}
+
+/// About 20 MiB of sockets and parked connections at most, well under the usual
+/// 65 536 file descriptors per process.
+fn default_max_connections() -> usize {
+    10_000
+}
+
+/// Long enough for a client on a slow link to take a large answer chunk by chunk.
+fn default_send_timeout() -> Dur {
+    Dur::from_secs(60)
+}
+
+/// Under Kubernetes' default 30 s grace period, with room for the rest of the shutdown.
+fn default_drain_timeout() -> Dur {
+    Dur::from_secs(10)
 }
 
 /// One model server.

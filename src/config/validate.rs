@@ -93,17 +93,25 @@ fn admin(config: &Config, found: &mut Found) {
     }
 }
 
-/// Checks that the request limits are not zero.
+/// Checks that the client limits are not zero.
 fn limits(limits: &Limits, found: &mut Found) {
     for (field, zero) in [
         ("max_body", limits.max_body.0 == 0),
         ("header_timeout", limits.header_timeout.0.is_zero()),
         ("idle_timeout", limits.idle_timeout.0.is_zero()),
         ("body_timeout", limits.body_timeout.0.is_zero()),
+        ("send_timeout", limits.send_timeout.0.is_zero()),
+        ("drain_timeout", limits.drain_timeout.0.is_zero()),
     ] {
         if zero {
             found.bad(FieldPath::new(&["limits", field]), "must be more than 0");
         }
+    }
+    if limits.max_connections == 0 {
+        found.bad(
+            FieldPath::new(&["limits", "max_connections"]),
+            "must be at least 1",
+        );
     }
 }
 

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -72,14 +72,19 @@ macro_rules! forward_write {
     };
 }
 
+mod bounds;
 mod first_bytes;
 mod http1;
+mod send;
+use bounds::Bounds;
 use first_bytes::{is_no_request, FirstBytes, PREFACE};
+use send::{is_send_timeout, Pace, Paced, SendDeadline};
 
-/// How long shutdown waits for in-flight requests.
-pub const DRAIN: Duration = Duration::from_secs(10);
-/// How long shutdown waits for admin calls.
-const ADMIN_DRAIN: Duration = Duration::from_secs(2);
+/// How long a config file must go unchanged (no event, the same size and modification
+/// time) before it is read: editors and `kubectl cp` write in several steps.
+const SETTLE: Duration = Duration::from_millis(250);
+/// A config file that never stops changing is read this long after it began to.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(5);
 
 /// What the parts of a running switchyard share, as the server composed them.
 pub struct Shared {
@@ -127,6 +132,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let admin_addr = admin_listener.local_addr().expect("bound");
     let header_timeout = config.limits.header_timeout.0;
     let idle_timeout = config.limits.idle_timeout.0;
+    let data_bounds = Bounds::data(&config.limits);
+    let admin_bounds = Bounds::admin(&config.limits);
     let token = config.admin.token();
     let initial = config.clone();
 
@@ -148,8 +155,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "data",
         data,
-        Serving::new(header_timeout, idle_timeout),
-        DRAIN,
+        Serving::new(header_timeout, idle_timeout, data_bounds.clone()),
         rx.clone(),
         move |peer| TowerToHyperService::new(Proxy::new(plane.clone(), Some(peer.ip()))),
     )));
@@ -162,13 +168,17 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "admin",
         admin_listener,
-        Serving::new(header_timeout, idle_timeout),
-        ADMIN_DRAIN,
+        Serving::new(header_timeout, idle_timeout, admin_bounds.clone()),
         rx.clone(),
         move |peer| admin.service(peer.ip()),
     )));
     if let Some(path) = config_path {
-        tasks.push(watch_config(path, initial, control.clone(), rx.clone())?);
+        let applied = move |config: &Config| {
+            data_bounds.reload(&config.limits);
+            admin_bounds.reload(&config.limits);
+        };
+        let watch = watch_config(path, initial, control.clone(), rx.clone(), applied)?;
+        tasks.push(watch);
     }
     shared.ready.store(true, Ordering::Release);
     tracing::info!(%data_addr, %admin_addr, "switchyard is serving");
@@ -189,7 +199,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (at most [`DRAIN`]), stops the tasks.
+    /// Stops accepting, lets in-flight requests finish (at most `limits.drain_timeout`),
+    /// closes the connections still open, stops the tasks.
     pub async fn shutdown(self) {
         self.shared.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
@@ -208,12 +219,18 @@ pub(crate) struct Serving {
     auto: auto::Builder<TokioExecutor>,
     /// A new connection's first bytes must arrive within this.
     first_bytes: Duration,
+    /// How many connections, how long a client may take no answer bytes, how long to drain.
+    bounds: Arc<Bounds>,
 }
 
 impl Serving {
     /// Request heads must arrive within `header_timeout` (a new connection's first bytes
-    /// too); keep-alive connections idle for `idle_timeout` are closed.
-    pub(crate) fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
+    /// too); keep-alive connections idle for `idle_timeout` are closed; `bounds` says the rest.
+    pub(crate) fn new(
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        bounds: Arc<Bounds>,
+    ) -> Self {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
@@ -226,17 +243,19 @@ impl Serving {
             h1: http1::Settings::new(header_timeout, idle_timeout),
             auto,
             first_bytes: header_timeout,
+            bounds,
         }
     }
 }
 
 /// Accepts connections until `shutdown`, serving each with the service `make` builds for
-/// its peer; then stops accepting and lets open connections drain for at most `drain`.
+/// its peer; then stops accepting, lets open connections drain for at most the drain
+/// timeout, and closes the rest. A connection beyond `max_connections` is closed as soon
+/// as it is accepted, before any of it is read.
 pub(crate) async fn serve_connections<M, S, B>(
     what: &'static str,
     listener: TcpListener,
     serving: Serving,
-    drain: Duration,
     shutdown: watch::Receiver<bool>,
     make: M,
 ) where
@@ -250,8 +269,8 @@ pub(crate) async fn serve_connections<M, S, B>(
 {
     let serving = Arc::new(serving);
     let counts = Arc::new(ConnectionMetrics::new(what));
-    // Each connection's task holds a sender: `recv` ends once all of them have finished.
-    let (live, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    // Each connection's task, reaped as it ends; at shutdown, aborted once drained.
+    let mut open = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -264,31 +283,49 @@ pub(crate) async fn serve_connections<M, S, B>(
                     continue;
                 }
             },
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             _ = http1::stopped(&mut stop) => break,
+        };
+        let Some(permit) = serving.bounds.admit() else {
+            counts.refused();
+            tracing::debug!(%peer, what, "connection refused: limits.max_connections are open");
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         counts.opened();
         let service = make(peer);
-        let (serving, counts, shutdown, live) = (
-            serving.clone(),
-            counts.clone(),
-            shutdown.clone(),
-            live.clone(),
-        );
-        tokio::spawn(async move {
+        let (serving, counts, shutdown) = (serving.clone(), counts.clone(), shutdown.clone());
+        open.spawn(async move {
             let ended = connection(stream, service, &serving, shutdown, &counts).await;
             if let Ended::Failed(e) = &ended {
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
             counts.closed(ended.cut_off());
-            drop(live);
+            if ended.sent_too_slowly() {
+                counts.send_timed_out();
+            }
+            drop(permit);
         });
     }
     drop(listener);
-    drop(live);
-    tokio::select! {
-        _ = all_done.recv() => tracing::info!(what, "all connections drained"),
-        _ = tokio::time::sleep(drain) => tracing::warn!(what, "drain timed out after {drain:?}; closing the rest"),
+    let drain = serving.bounds.drain_timeout();
+    let drained = tokio::time::timeout(drain, async { while open.join_next().await.is_some() {} });
+    if drained.await.is_ok() {
+        tracing::info!(what, "all connections drained");
+    } else {
+        tracing::warn!(
+            what,
+            open = open.len(),
+            "drain timed out after {drain:?}; closing the rest"
+        );
+        open.abort_all();
+        while let Some(ended) = open.join_next().await {
+            // Aborted before it could count itself closed.
+            if ended.is_err_and(|e| e.is_cancelled()) {
+                counts.closed(false);
+            }
+        }
     }
 }
 
@@ -298,11 +335,13 @@ enum Ended {
     Closed,
     /// No byte came within the first-bytes deadline.
     Silent,
+    /// HTTP/2: answers waited for the client (flow control) for `send_timeout`.
+    Stalled,
     Failed(BoxError),
 }
 
 /// Serves one client connection: HTTP/1 through [`http1::serve`], anything that starts
-/// like HTTP/2's preface through hyper-util's `auto` builder.
+/// like HTTP/2's preface through hyper-util's `auto` builder ([`auto_connection`]).
 async fn connection<S, B>(
     stream: TcpStream,
     service: S,
@@ -330,6 +369,7 @@ where
             Ok(Ok(n)) => n,
         },
     };
+    let stream = SendDeadline::new(stream, serving.bounds.send_timeout());
     if !PREFACE.starts_with(&first[..n]) {
         let served =
             http1::serve(stream, service, &serving.h1, shutdown, |p| counts.parked(p)).await;
@@ -340,17 +380,45 @@ where
         };
     }
     // HTTP/2, or too few bytes yet to tell: `FirstBytes` bounds the rest of the preface.
-    let io = TokioIo::new(FirstBytes::new(
-        stream,
-        deadline.saturating_duration_since(Instant::now()),
-    ));
+    let io = FirstBytes::new(stream, deadline.saturating_duration_since(Instant::now()));
+    auto_connection(io, service, serving, shutdown).await
+}
+
+/// Serves a connection with hyper-util's `auto` builder (HTTP/2, or an HTTP/1 head that
+/// began like the HTTP/2 preface) until it ends, drains at shutdown, or its answers stall.
+async fn auto_connection<S, B>(
+    io: FirstBytes<SendDeadline<TcpStream>>,
+    service: S,
+    serving: &Serving,
+    mut shutdown: watch::Receiver<bool>,
+) -> Ended
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let pace = Pace::new();
+    let service = Paced::new(service, pace.clone());
     // Boxed: a parked HTTP/1 connection's task would otherwise be sized for this.
-    let mut conn = Box::pin(serving.auto.serve_connection_with_upgrades(io, service));
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = http1::stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut conn = Box::pin(
+        serving
+            .auto
+            .serve_connection_with_upgrades(TokioIo::new(io), service),
+    );
+    let stalled = pace.stalled(serving.bounds.send_timeout());
+    tokio::pin!(stalled);
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = http1::stopped(&mut shutdown), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut stalled => return Ended::Stalled,
         }
     };
     match result {
@@ -365,7 +433,7 @@ impl Ended {
     /// [`FirstBytes`]'s deadline inside the HTTP/2 preface.
     fn cut_off(&self) -> bool {
         match self {
-            Ended::Closed => false,
+            Ended::Closed | Ended::Stalled => false,
             Ended::Silent => true,
             Ended::Failed(e) => {
                 is_caused_by_where::<hyper::Error>(&**e, hyper::Error::is_timeout)
@@ -373,15 +441,28 @@ impl Ended {
             }
         }
     }
+
+    /// Whether the connection was closed because the client took no answer bytes for
+    /// `limits.send_timeout`.
+    fn sent_too_slowly(&self) -> bool {
+        match self {
+            Ended::Stalled => true,
+            Ended::Failed(e) => is_caused_by_where::<std::io::Error>(&**e, is_send_timeout),
+            Ended::Closed | Ended::Silent => false,
+        }
+    }
 }
 
 /// Watches the config file's directory (so rename-saves and symlink swaps are seen) and
-/// SIGHUP; each change is re-read, validated and offered to the controller.
+/// SIGHUP; each change is read once its writes have settled ([`read_settled`]),
+/// validated and offered to the controller. `applied` is told each config the
+/// controller applies.
 fn watch_config(
     path: PathBuf,
     initial: Config,
     control: Control,
     mut shutdown: watch::Receiver<bool>,
+    applied: impl Fn(&Config) + Send + 'static,
 ) -> Result<JoinHandle<()>, StartError> {
     let (watcher, mut rx) = file_watcher(&path)?;
     Ok(tokio::spawn(async move {
@@ -406,10 +487,10 @@ fn watch_config(
                 _ = sighup => true,
                 _ = shutdown.changed() => break,
             };
-            // Editors write in several steps: let them settle before reading.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            while rx.try_recv().is_ok() {}
-            let result = read_off_runtime(&path).await;
+            let result = tokio::select! {
+                result = read_settled(&path, &mut rx) => result,
+                _ = shutdown.changed() => break,
+            };
             // Saves that change nothing (touch, a second event for one save) are not reloads.
             if !forced && last == result {
                 continue;
@@ -417,6 +498,9 @@ fn watch_config(
             last = result.clone();
             match control.reload(result).await {
                 Ok(generation) => {
+                    if let Ok(config) = &last {
+                        applied(config);
+                    }
                     tracing::info!(target: "switchyard::config", generation, path = %path.display(), "config reloaded")
                 }
                 Err(problems) => {
@@ -425,6 +509,43 @@ fn watch_config(
             }
         }
     }))
+}
+
+/// Reads the config at `path` once its writes have settled: no change (no event on
+/// `changes`, the same size and modification time) for [`SETTLE`], and none while it
+/// was read. A file half written is not read while its writes keep coming; one that
+/// never stops changing is read [`SETTLE_AT_MOST`] after this began.
+async fn read_settled(
+    path: &Path,
+    changes: &mut tokio::sync::mpsc::Receiver<()>,
+) -> Result<Config, config::Problems> {
+    let give_up = Instant::now() + SETTLE_AT_MOST;
+    let mut seen = stamp(path).await;
+    loop {
+        let quiet = (Instant::now() + SETTLE).min(give_up);
+        let event = tokio::time::timeout_at(quiet, changes.recv()).await;
+        if let Ok(None) = event {
+            // The watcher is gone: settle by the clock and the file alone.
+            tokio::time::sleep_until(quiet).await;
+        }
+        let now = stamp(path).await;
+        let settled = !matches!(event, Ok(Some(()))) && now == seen;
+        seen = now;
+        if !settled && Instant::now() < give_up {
+            continue;
+        }
+        let result = read_off_runtime(path).await;
+        if stamp(path).await == seen || Instant::now() >= give_up {
+            return result;
+        }
+    }
+}
+
+/// What tells one version of a file from the next without reading it: its size and
+/// modification time (`None` while it cannot be found).
+async fn stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    Some((meta.len(), meta.modified().ok()))
 }
 
 /// A watcher on the directory of `path`, and where it says that the file may have changed.

@@ -35,6 +35,8 @@ pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
 pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
 pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "switchyard_connections_refused_total";
+pub const CONNECTIONS_SEND_TIMEOUT_TOTAL: &str = "switchyard_connections_send_timeout_total";
 pub const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
@@ -190,6 +192,14 @@ fn describe_connections() {
         CONNECTIONS_IDLE,
         "HTTP/1 client connections idle between requests, holding only their socket (hyper's buffers released), by listener."
     );
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Client connections closed as soon as they were accepted because limits.max_connections were open (admin: 256), by listener."
+    );
+    describe_counter!(
+        CONNECTIONS_SEND_TIMEOUT_TOTAL,
+        "Client connections closed because the client took no answer bytes for limits.send_timeout, by listener."
+    );
 }
 
 /// Metric handles of one listener's client connections, resolved once so accepting and
@@ -200,6 +210,8 @@ pub struct ConnectionMetrics {
     total: Counter,
     cut_off: Counter,
     idle: Gauge,
+    refused: Counter,
+    send_timeout: Counter,
 }
 
 impl ConnectionMetrics {
@@ -212,6 +224,8 @@ impl ConnectionMetrics {
             total: counter!(CONNECTIONS_TOTAL, "listener" => listener),
             cut_off: counter!(CONNECTIONS_CUT_OFF_TOTAL, "listener" => listener),
             idle: gauge!(CONNECTIONS_IDLE, "listener" => listener),
+            refused: counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener),
+            send_timeout: counter!(CONNECTIONS_SEND_TIMEOUT_TOTAL, "listener" => listener),
         }
     }
 
@@ -233,6 +247,18 @@ impl ConnectionMetrics {
         if cut_off {
             self.cut_off.increment(1);
         }
+    }
+
+    /// Counts a connection closed as soon as it was accepted: too many were open. It is
+    /// not counted as accepted, open or closed.
+    pub fn refused(&self) {
+        self.refused.increment(1);
+    }
+
+    /// Counts a connection (already counted closed) that was cut off because its client
+    /// took no answer bytes for `limits.send_timeout`.
+    pub fn send_timed_out(&self) {
+        self.send_timeout.increment(1);
     }
 }
 

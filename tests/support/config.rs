@@ -60,6 +60,12 @@ struct Limits {
     idle_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     body_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_timeout: Option<String>,
 }
 
 impl Limits {
@@ -68,6 +74,9 @@ impl Limits {
             && self.header_timeout.is_none()
             && self.idle_timeout.is_none()
             && self.body_timeout.is_none()
+            && self.max_connections.is_none()
+            && self.send_timeout.is_none()
+            && self.drain_timeout.is_none()
     }
 }
 
@@ -459,6 +468,24 @@ impl TestConfig {
 
     pub fn body_timeout(mut self, duration: &str) -> TestConfig {
         self.limits.body_timeout = Some(duration.to_string());
+        self
+    }
+
+    /// How many client connections the data plane keeps open at once.
+    pub fn max_connections(mut self, n: usize) -> TestConfig {
+        self.limits.max_connections = Some(n);
+        self
+    }
+
+    /// How long a client may take no answer bytes before it is cut off.
+    pub fn send_timeout(mut self, duration: &str) -> TestConfig {
+        self.limits.send_timeout = Some(duration.to_string());
+        self
+    }
+
+    /// How long in-flight requests get to finish at shutdown.
+    pub fn drain_timeout(mut self, duration: &str) -> TestConfig {
+        self.limits.drain_timeout = Some(duration.to_string());
         self
     }
 
