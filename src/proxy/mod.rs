@@ -134,13 +134,7 @@ impl Proxy {
         // 3. route: which route takes the request, then which of its backends
         let (index, body) = match snap.matcher.pick(&parts.method, &parts.uri, &parts.headers) {
             Pick::Route(i) => (i, Prepared::Stream(body)),
-            Pick::NoRoute => {
-                return Ok(respond::no_route(
-                    &parts.method,
-                    parts.uri.path(),
-                    request_id,
-                ));
-            }
+            Pick::NoRoute => return Ok(Unrouted::NoRoute.answer(&parts, request_id)),
             // Boxed: only OpenAI-style requests read their body to find their route.
             Pick::NeedsBody => match Box::pin(by_body(&snap, &parts, body, deadline)).await {
                 Ok(picked) => picked,
@@ -175,9 +169,7 @@ impl Proxy {
         };
         let head = upstream_head(parts);
 
-        // 5. mirror (+ calibration copy to the stable itself). Its place among
-        // `max_in_flight` is taken only now that the body is in hand: a slow upload
-        // never holds one.
+        // 5. mirror (+ calibration copy), its place taken now that the body is in hand
         let tap = match &prepared {
             Prepared::Buffered(bytes) if mirroring => shadow::reserve(route)
                 .and_then(|place| mirror(place, route, &head, bytes, &request_id)),
@@ -196,13 +188,8 @@ impl Proxy {
         };
 
         // 8. respond
-        Ok(respond::respond(
-            source,
-            result,
-            request_id,
-            tap,
-            snap.max_body,
-        ))
+        let cap = snap.max_body;
+        Ok(respond::respond(source, result, request_id, tap, cap))
     }
 }
 
