@@ -13,7 +13,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::LengthLimitError;
 use tokio::time::Instant;
 
 use http::header::{HeaderMap, HeaderValue, HOST};
@@ -23,7 +22,7 @@ use http::{Method, Request, Response, Uri, Version};
 pub use body::{ClientBodyError, UpstreamBody};
 pub use pool::{Pool, PooledBody, SendError};
 
-use crate::error::{is_caused_by, is_caused_by_where, root_cause, BoxError};
+use crate::error::{is_caused_by_where, root_cause, BoxError};
 use crate::telemetry::metrics::{ClientFault, ErrorKind};
 use crate::telemetry::Outcome;
 
@@ -168,11 +167,12 @@ impl Upstream {
 /// Whose fault a broken exchange was: the client's body (too large, broken off, late),
 /// or the backend's.
 fn classify(e: hyper::Error) -> Failure {
-    if is_caused_by::<LengthLimitError>(&e) {
+    let client = |e: &hyper::Error, f: fn(&ClientBodyError) -> bool| is_caused_by_where(e, f);
+    if client(&e, |c| matches!(c, ClientBodyError::TooLarge)) {
         Failure::BodyTooLarge
-    } else if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::Timeout)) {
+    } else if client(&e, |c| matches!(c, ClientBodyError::Timeout)) {
         Failure::ClientTimeout
-    } else if is_caused_by::<ClientBodyError>(&e) {
+    } else if client(&e, |c| matches!(c, ClientBodyError::Aborted(_))) {
         Failure::ClientAborted
     } else {
         Failure::Protocol(e.into())

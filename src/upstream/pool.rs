@@ -18,6 +18,12 @@
 //! is noticed when it is taken: it is polled once then, and dropped if it has ended. A
 //! request that never left a reused connection (the backend closed it just then) is sent
 //! again on the next one; a request that did leave is never sent twice.
+//!
+//! A connection goes back to the pool only clean: its answer read in full, and its
+//! request, body included, written in full to the socket. A backend that answers before
+//! it has read the whole body (refusing a request early) may never read the rest: a
+//! request sent after it on that connection would never be answered, so a connection
+//! whose request is still being sent when its answer has been read is closed.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -69,6 +75,14 @@ impl Conn {
             return false;
         }
         matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+
+    /// True when the exchange whose answer has just been read is over on both sides:
+    /// its request, body included, written in full. hyper asks for the next request
+    /// only then; it has mostly asked already, else one more poll lets it.
+    fn is_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sender.is_ready()
+            || (Pin::new(&mut self.io).poll(cx).is_pending() && self.sender.is_ready())
     }
 }
 
@@ -247,7 +261,9 @@ impl Pool {
                 let (parts, inner) = resp.into_parts();
                 let mut body = PooledBody { inner, lease };
                 if body.inner.is_end_stream() {
-                    body.release();
+                    body.release(&mut Context::from_waker(
+                        futures_util::task::noop_waker_ref(),
+                    ));
                 }
                 Ok(Response::from_parts(parts, body))
             }
@@ -277,17 +293,22 @@ struct Lease {
     pool: Arc<Pool>,
 }
 
-/// An upstream answer's body. It drives its connection while it streams and gives the
-/// connection back to the pool once read in full; dropped before that, it closes it.
+/// An upstream answer's body. It drives its connection while it streams and, once read
+/// in full, gives the connection back to the pool if it is clean (closes it if its
+/// request is still being sent); dropped before that, it closes it.
 pub struct PooledBody {
     inner: Incoming,
     lease: Option<Lease>,
 }
 
 impl PooledBody {
-    fn release(&mut self) {
-        if let Some(Lease { conn, pool }) = self.lease.take() {
-            pool.put(conn);
+    /// The answer has been read in full: the connection goes back to the pool if it can
+    /// take another request now, else it is closed.
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if let Some(Lease { mut conn, pool }) = self.lease.take() {
+            if conn.is_idle(cx) {
+                pool.put(conn);
+            }
         }
     }
 
@@ -318,8 +339,8 @@ impl Body for PooledBody {
             frame = Pin::new(&mut this.inner).poll_frame(cx);
         }
         match &frame {
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(cx),
+            Poll::Ready(None) => this.release(cx),
             // A failed body leaves its connection in an unknown state: it is closed.
             Poll::Ready(Some(Err(_))) => this.lease = None,
             _ => {}
@@ -564,5 +585,50 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_comes_before_the_body_is_sent_closes_its_connection() {
+        // A backend that answers as soon as it has a head and never reads a body; its
+        // small receive buffer fills long before an 8 MB body is sent.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0u8; 1];
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let answer = b"HTTP/1.1 413 Too Large\r\ncontent-length: 2\r\n\r\nno";
+                    stream.write_all(answer).await.unwrap();
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        let pool = Pool::new(&addr.to_string().parse().unwrap());
+        for _ in 0..2 {
+            let req = Request::post("/infer")
+                .header(HOST, "backend")
+                .body(UpstreamBody::buffered(Bytes::from(vec![b'x'; 8 << 20])))
+                .unwrap();
+            let resp = pool.send(req, WAIT).await.unwrap();
+            assert_eq!(resp.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "no");
+            assert_eq!(pool.idle(), 0, "the connection went back to the pool");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
