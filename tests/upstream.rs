@@ -6,8 +6,9 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use http::{Method, StatusCode};
 use support::config::TestConfig;
 use support::ProxyHarness;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,10 +25,12 @@ enum Answers {
     AfterBody(Duration),
 }
 
-/// A backend on plain TCP that counts the connections it accepted.
+/// A backend on plain TCP that counts its connections: those it accepted, and the most
+/// ever open at once (accepted and not yet closed by switchyard).
 struct RawBackend {
     url: String,
     accepted: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 impl RawBackend {
@@ -40,19 +43,35 @@ impl RawBackend {
         let listener = socket.listen(1024).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
+        let open = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (a, o, p) = (accepted.clone(), open.clone(), peak.clone());
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_raw(stream, answers));
+                a.fetch_add(1, Ordering::SeqCst);
+                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                let o = o.clone();
+                tokio::spawn(async move {
+                    serve_raw(stream, answers).await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
-        RawBackend { url, accepted }
+        RawBackend {
+            url,
+            accepted,
+            peak,
+        }
     }
 
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 }
 
@@ -270,4 +289,61 @@ async fn a_backend_that_reads_the_whole_body_keeps_its_connection() {
         1,
         "every request went over one connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_never_has_more_connections_than_its_bound_and_requests_beyond_wait() {
+    // A backend that takes 1 s a request, 8 connections, 2.5 s to wait for one: 8 at a
+    // time are served, in three rounds (at 0, 1 and 2 s); the others get 503 after 2.5 s.
+    let backend = RawBackend::start(Answers::AfterBody(Duration::from_secs(1))).await;
+    let config = TestConfig::stable_only()
+        .backend_url("blue", &backend.url)
+        .backend_timeout("blue", "2500ms")
+        .backend_max_connections("blue", 8);
+    let h = ProxyHarness::start(&config).await;
+    let saturated =
+        r#"switchyard_upstream_errors_total{backend="blue",kind="saturated",route="default"}"#;
+    let before = h.metric(saturated).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (client, url) = (h.client.clone(), h.url("/v2/models/m/infer"));
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let a = support::send(&client, Method::POST, &url, &[], support::INFER.into()).await;
+            (a, started.elapsed())
+        });
+    }
+    let (mut served, mut refused) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        let (a, took) = done.unwrap();
+        assert_eq!(a.variant(), "blue");
+        match a.status {
+            StatusCode::OK => served += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert!(took >= Duration::from_millis(2500), "503 after {took:?}");
+                assert_eq!(a.json()["backend"], "blue");
+                let error = a.json()["error"].as_str().unwrap().to_string();
+                assert!(error.contains("saturated"), "{error}");
+            }
+            other => panic!("{other}: {}", String::from_utf8_lossy(&a.body)),
+        }
+    }
+    assert_eq!(backend.peak(), 8, "connections open at once");
+    assert!((16..=24).contains(&served), "{served} served");
+    assert_eq!(served + refused, 100);
+    h.wait_metric(saturated, before + f64::from(refused)).await;
+}
+
+#[test]
+fn a_backend_needs_room_for_one_connection_at_least() {
+    let text = TestConfig::stable_only()
+        .backend_max_connections("blue", 0)
+        .render();
+    let problems = switchyard::config::parse(&text).unwrap_err();
+    let found = problems
+        .0
+        .iter()
+        .any(|p| p.path == "backends.blue.max_connections" && p.message.contains("between 1 and"));
+    assert!(found, "{problems}");
 }

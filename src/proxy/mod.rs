@@ -187,8 +187,9 @@ impl Proxy {
 
         // 6. forward, 7. observe (+ fallback)
         let retry = forward::retry_copy(&prepared, &head, fallback);
-        let due = backend.upstream.body_due(started, deadline);
-        let body = prepared.into_upstream(snap.max_body, due);
+        // Also due just before the backend's timeout, counted from when the request goes
+        // out (`UpstreamBody::due_before`).
+        let body = prepared.into_upstream(snap.max_body, deadline);
         let result = backend.upstream.send_live(head, body).await;
         let failed = forward::observe(route, &backend, is_candidate, started, &result);
         let (source, result) = match retry {

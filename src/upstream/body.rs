@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
@@ -26,6 +27,11 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::BoxError;
+
+/// How long before an exchange's timeout a client's body must be complete: the body's
+/// deadline and the exchange's must not fire together, so that which one was waited for
+/// decides whose fault it was.
+const BODY_MARGIN: Duration = Duration::from_millis(1);
 
 /// Why the client's request body failed while it streamed upstream.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +180,17 @@ impl UpstreamBody {
     pub fn buffered(bytes: Bytes) -> Self {
         UpstreamBody::Buffered {
             inner: Full::new(bytes),
+        }
+    }
+
+    /// Makes a streamed body due just before `deadline` (its exchange's) if that is
+    /// sooner than its own deadline: a body still arriving then makes the exchange the
+    /// client's failure, not the backend's (no backend answers before it has the body).
+    pub fn due_before(&mut self, deadline: Instant) {
+        if let UpstreamBody::Stream { inner } = self {
+            if let Due::By(due) = &mut inner.due {
+                *due = (*due).min(deadline.checked_sub(BODY_MARGIN).unwrap_or(deadline));
+            }
         }
     }
 }
