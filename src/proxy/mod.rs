@@ -192,8 +192,11 @@ impl Proxy {
         let body = prepared.into_upstream(snap.max_body, deadline);
         let result = backend.upstream.send_live(head, body).await;
         let failed = forward::observe(route, &backend, is_candidate, started, &result);
+        if failed {
+            forward::log_failure(&backend, &result, &request_id);
+        }
         let (source, result) = match retry {
-            Some(retry) if failed => forward::fall_back(route, &backend, retry).await,
+            Some(retry) if failed => forward::fall_back(route, &backend, retry, &request_id).await,
             _ => (forward::source(route, backend, is_candidate), result),
         };
 

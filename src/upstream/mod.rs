@@ -8,6 +8,7 @@
 //! own (at least one).
 
 pub mod body;
+pub mod errors;
 pub mod pool;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 
 pub use body::{ClientBodyError, UpstreamBody};
+pub use errors::ErrorLog;
 pub use pool::{Pool, PooledBody, SendError};
 
 use crate::config::BackendConfig;
@@ -38,6 +40,8 @@ pub struct Upstream {
     live: Arc<Pool>,
     /// Connections for shadow and calibration copies, driven by the shadow thread.
     shadow: Arc<Pool>,
+    /// Its failures in the log, at most a line a second of each kind.
+    pub errors: ErrorLog,
 }
 
 /// Which of a backend's pools a request goes through.
@@ -99,6 +103,7 @@ impl Upstream {
             timeout: config.timeout.0,
             live: Pool::new(&authority, config.max_connections),
             shadow: Pool::new(&authority, shadow_places(config.max_connections)),
+            errors: ErrorLog::new(),
         }
     }
 
