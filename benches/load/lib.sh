@@ -23,6 +23,12 @@ PROXY_CPU=1
 INFER_PATH=/v2/models/m/infer
 # The request the benchmarks send (wrk.lua and idle_client.py carry the same body).
 REQUEST_BODY='{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[5.1,3.5,1.4,0.2]}]}'
+# The large-tensor rows send a V2 request of about 1.3 MB instead, to their own path:
+# one FP32 tensor of 3 x 224 x 224 values (an image classifier's input), written by
+# write_large_body. The backend reads the whole body before it answers (see
+# start_backend), as a model server must.
+LARGE_SHAPE=(1 3 224 224)
+LARGE_PATH=/v2/models/large/infer
 # The backend's fixed answer (slow_backend.py answers the same).
 ANSWER='{"model_name":"m","id":"1","outputs":[{"name":"predict","datatype":"FP32","shape":[1,3],"data":[0.1,0.7,0.2]}]}'
 
@@ -183,13 +189,28 @@ wait_for() {
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
 
-# One inference request through $1; fails unless it is answered 200 with the backend's
-# answer (catches a proxy that is up but misrouting before any number is taken).
+# One inference request through $1 (with the body in file $2 when given); fails unless
+# it is answered 200 with the backend's answer (catches a proxy that is up but
+# misrouting before any number is taken).
 smoke_check() {
-    local got
-    got=$(curl -fsS --max-time 10 -H 'content-type: application/json' -d "$REQUEST_BODY" "$1") ||
+    local got body=("-d" "$REQUEST_BODY")
+    if [[ -n ${2:-} ]]; then body=(--data-binary "@$2"); fi
+    got=$(curl -fsS --max-time 10 -H 'content-type: application/json' "${body[@]}" "$1") ||
         die "smoke request to $1 failed"
     [[ $got == "$ANSWER" ]] || die "unexpected answer from $1: $got"
+}
+
+# Writes the large-tensor rows' request body (about 1.3 MB, see LARGE_SHAPE) to $1.
+write_large_body() {
+    python3 - "$1" "${LARGE_SHAPE[@]}" <<'EOF'
+import json, math, random, sys
+shape = [int(d) for d in sys.argv[2:]]
+rng = random.Random(1)
+data = [round(rng.random(), 6) for _ in range(math.prod(shape))]
+tensor = {"name": "x", "datatype": "FP32", "shape": shape, "data": data}
+with open(sys.argv[1], "w") as f:
+    json.dump({"inputs": [tensor]}, f, separators=(",", ":"))
+EOF
 }
 
 # --- servers -----------------------------------------------------------------
@@ -214,6 +235,9 @@ nginx_http_common() {
     cat <<EOF
     access_log off;
     keepalive_requests 1000000;
+    # Room for the large-tensor rows' bodies, kept in memory (a proxy buffering them).
+    client_max_body_size 8m;
+    client_body_buffer_size 2m;
     client_body_temp_path $dir/client_body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
@@ -269,6 +293,9 @@ start_with_backend() {
 
 # The model server: ONE nginx, 1 worker on CPU 0, answering every request (POST
 # included) with a fixed v2 inference response, on the blue and the green port.
+# nginx's `return` answers before it has read a body (and throws the rest away after),
+# so LARGE_PATH reads the whole body first, passing it to the same answer over a unix
+# socket.
 start_backend() {
     local dir=$RUN_DIR/backend
     mkdir -p "$dir"
@@ -277,12 +304,28 @@ start_backend() {
         echo "http {"
         nginx_http_common "$dir"
         cat <<EOF
+    upstream answer {
+        server unix:$dir/answer.sock;
+        keepalive 64;
+    }
+    server {
+        listen unix:$dir/answer.sock;
+        location / {
+            default_type application/json;
+            return 200 '$ANSWER';
+        }
+    }
     server {
         listen 127.0.0.1:$BLUE_PORT;
         listen 127.0.0.1:$GREEN_PORT;
         location / {
             default_type application/json;
             return 200 '$ANSWER';
+        }
+        location = $LARGE_PATH {
+            proxy_pass http://answer;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
         }
     }
 }
@@ -334,10 +377,12 @@ cpu_ticks() {
 vm_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 
 # Starts wrk from CPU 0 in the background (sets WRK_PID): 1 thread, $CONNECTIONS
-# keep-alive connections, POSTs from wrk.lua. Args: URL DURATION STICKY(0|1) OUTFILE.
+# keep-alive connections, POSTs from wrk.lua (their body from the file $WRK_BODY_FILE
+# when set). Args: URL DURATION STICKY(0|1) OUTFILE.
 start_wrk() {
     local url=$1 duration=$2 sticky=$3 out=$4
-    env WRK_STICKY="$sticky" WRK_DELAY_MS="${WRK_DELAY_MS:-0}" taskset -c "$LOAD_CPU" \
+    env WRK_STICKY="$sticky" WRK_DELAY_MS="${WRK_DELAY_MS:-0}" WRK_BODY_FILE="${WRK_BODY_FILE:-}" \
+        taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$CONNECTIONS" -d"$duration" -s "$LOAD_DIR/wrk.lua" "$url" >"$out" &
     WRK_PID=$!
     track "$WRK_PID"

@@ -40,7 +40,8 @@ WARMUP=2s
 # Row ids, in table order, and their labels.
 ROWS=(direct nginx haproxy switchyard-all-to-stable switchyard-canary-sticky
     switchyard-shadow switchyard-fallback-analysis switchyard-shadow-slow
-    nginx-paced switchyard-all-to-stable-paced switchyard-shadow-paced)
+    nginx-paced switchyard-all-to-stable-paced switchyard-shadow-paced
+    nginx-large haproxy-large switchyard-all-to-stable-large)
 declare -A LABEL=(
     [direct]="direct (no proxy)"
     [nginx]="nginx"
@@ -53,6 +54,9 @@ declare -A LABEL=(
     [nginx-paced]="nginx, paced"
     [switchyard-all-to-stable-paced]="switchyard all-to-stable, paced"
     [switchyard-shadow-paced]="switchyard shadow 100% v2, paced"
+    [nginx-large]="nginx, 1.3 MB tensor"
+    [haproxy-large]="haproxy, 1.3 MB tensor"
+    [switchyard-all-to-stable-large]="switchyard all-to-stable, 1.3 MB tensor"
 )
 # The paced rows: every connection waits PACE_MS after each answer, so the offered load
 # (about 32 x 1000 / (PACE_MS + latency) req/s) stays below what switchyard can mirror
@@ -60,6 +64,8 @@ declare -A LABEL=(
 # drops mirrors (the shadow thread has the lowest CPU priority); paced, every request is
 # mirrored and compared, which is the row that measures what shadowing costs.
 PACE_MS=${PACE_MS:-5}
+# The large-tensor rows (-large): every request a V2 body of about 1.3 MB (lib.sh's
+# LARGE_SHAPE), to LARGE_PATH, where the backend reads it all before answering.
 
 selected() { [[ -z ${ONLY:-} || " $ONLY " == *" $1 "* ]]; }
 
@@ -117,15 +123,21 @@ EOF
 # Measures one row and appends it to RESULTS; for switchyard rows, also records what
 # switchyard did (counters) in NOTES.
 bench_row() {
-    local row=$1 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH sticky=0 pace=0
+    local row=$1 path=$INFER_PATH sticky=0 pace=0 body=
     local out=$RUN_DIR/wrk-$row.out
     local kind=${row%-paced}
+    kind=${kind%-large}
     if [[ $row == *-paced ]]; then pace=$PACE_MS; fi
+    if [[ $row == *-large ]]; then
+        path=$LARGE_PATH
+        body=$LARGE_BODY
+    fi
+    local url=http://127.0.0.1:$PROXY_PORT$path
     PROXY_PIDS=()
     RSS_PID=
     log "row $row"
     case $kind in
-    direct) url=http://127.0.0.1:$BLUE_PORT$INFER_PATH ;;
+    direct) url=http://127.0.0.1:$BLUE_PORT$path ;;
     nginx) start_nginx_proxy ;;
     haproxy) start_haproxy ;;
     switchyard-*)
@@ -136,9 +148,10 @@ bench_row() {
         ;;
     esac
     if [[ $row == switchyard-canary-sticky ]]; then sticky=1; fi
-    smoke_check "$url"
+    smoke_check "$url" "$body"
 
     # Warm-up: connections, upstream pools and allocator caches settle; not measured.
+    local WRK_BODY_FILE=$body
     WRK_DELAY_MS=$pace run_wrk "$url" "$WARMUP" "$sticky" "$RUN_DIR/warmup-$row.out"
 
     # The measured run, with the proxy's CPU time sampled right before and right after.
@@ -185,6 +198,8 @@ main() {
     NOTES=$RUN_DIR/notes.md
     printf 'id\tlabel\trequests\terrors\trps\tp50_us\tp99_us\tcpu_us_per_req\tpeak_rss_mib\tforeign_cpu_pct\n' >"$RESULTS"
     : >"$NOTES"
+    LARGE_BODY=$RUN_DIR/large-body.json
+    write_large_body "$LARGE_BODY"
 
     start_backend
     local row
@@ -201,7 +216,8 @@ main() {
         echo
         echo "$(date -u +%F), nproc $(nproc), kernel $(uname -r), nginx $NGINX_VERSION," \
             "haproxy $HAPROXY_VERSION, wrk $WRK_VERSION, switchyard $SWITCHYARD_COMMIT."
-        echo "wrk -t1 -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up), POST $INFER_PATH;" \
+        echo "wrk -t1 -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up), POST $INFER_PATH" \
+            "(large-tensor rows: $(stat -c %s "$LARGE_BODY") bytes to $LARGE_PATH);" \
             "wrk and the backend nginx on CPU $LOAD_CPU, the proxy alone on CPU $PROXY_CPU;" \
             "each row measured $REPEAT times with a fresh proxy, medians shown."
         echo

@@ -7,6 +7,8 @@
 -- of 10 000 ids. The requests are formatted once in init(), so request() only
 -- returns a prebuilt string and wrk's own CPU cost stays low.
 --
+-- WRK_BODY_FILE=PATH: the body is that file's contents instead (the large-tensor rows).
+--
 -- WRK_DELAY_MS=N: each connection waits N ms after each answer before its next request
 -- (an offered rate of about CONNECTIONS x 1000 / (N + latency) per second, below
 -- saturation), for the paced rows.
@@ -17,6 +19,13 @@
 wrk.method = "POST"
 wrk.body = '{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[5.1,3.5,1.4,0.2]}]}'
 wrk.headers["Content-Type"] = "application/json"
+
+local body_file = os.getenv("WRK_BODY_FILE")
+if body_file and body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+end
 
 if os.getenv("WRK_STICKY") == "1" then
   local pool_size = 10000

@@ -342,11 +342,28 @@ pub struct BackendConfig {
     /// Upstream timeout until the response head arrives; past it the client gets 504.
     #[serde(default = "default_backend_timeout")]
     pub timeout: Dur,
+    /// The most connections live requests hold to this backend at once (mirrored copies
+    /// have a quarter as many of their own). A request beyond it waits up to `timeout`
+    /// for one to be free, then gets 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_backend_timeout() -> Dur {
     Dur::from_secs(5)
 }
+
+/// A model server does only so many requests at once (its workers, its batch); more
+/// connections than a few hundred only queue inside it, where nobody sees or times them
+/// out. 256 keeps that queue in switchyard, bounded by `timeout`, and still leaves room
+/// for bursts: 500 slow requests never open 500 connections.
+fn default_max_connections() -> usize {
+    256
+}
+
+/// The largest `max_connections` a backend may have: more connections than this would
+/// run out of file descriptors and local ports long before the bound mattered.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
 
 /// How traffic moves from `stable` to `candidate`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -115,7 +115,7 @@ fn limits(limits: &Limits, found: &mut Found) {
     }
 }
 
-/// Checks that there is a backend, and each one's URL and timeout.
+/// Checks that there is a backend, and each one's URL, timeout and connection bound.
 fn backends(config: &Config, found: &mut Found) {
     if config.backends.is_empty() {
         found.bad(
@@ -129,7 +129,13 @@ fn backends(config: &Config, found: &mut Found) {
             found.bad(path.clone().key("url"), msg);
         }
         if b.timeout.0.is_zero() {
-            found.bad(path.key("timeout"), "must be more than 0");
+            found.bad(path.clone().key("timeout"), "must be more than 0");
+        }
+        if !(1..=super::MAX_CONNECTIONS).contains(&b.max_connections) {
+            found.bad(
+                path.key("max_connections"),
+                format!("must be between 1 and {}", super::MAX_CONNECTIONS),
+            );
         }
     }
 }

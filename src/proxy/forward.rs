@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use http::header::HeaderValue;
 use http::Response;
 use tokio::time::Instant;
 
@@ -15,7 +16,9 @@ use bytes::Bytes;
 use super::body::Prepared;
 use super::respond::Source;
 use crate::snapshot::{Backend, Route};
+use crate::telemetry::metrics::ErrorKind;
 use crate::telemetry::{self, Outcome};
+use crate::upstream::errors::Failed;
 use crate::upstream::{Failure, Head, PooledBody, UpstreamBody};
 
 /// What is kept of a request to send it again to the stable (fallback).
@@ -49,6 +52,7 @@ pub async fn fall_back(
     snap: &Route,
     failed: &Backend,
     retry: Retry,
+    request_id: &HeaderValue,
 ) -> (Source, Result<Response<PooledBody>, Failure>) {
     failed.metrics.fallback();
     let stable = snap.stable.clone();
@@ -57,8 +61,33 @@ pub async fn fall_back(
         .upstream
         .send_live(retry.head, UpstreamBody::buffered(retry.body))
         .await;
-    observe(snap, &stable, false, again, &result);
+    if observe(snap, &stable, false, again, &result) {
+        log_failure(&stable, &result, request_id);
+    }
     (source(snap, stable, false), result)
+}
+
+/// Writes a failure of `backend` (one that [`observe`] counted) to the log, unless
+/// another of its kind was written less than a second ago.
+pub fn log_failure(
+    backend: &Backend,
+    result: &Result<Response<PooledBody>, Failure>,
+    request_id: &HeaderValue,
+) {
+    let (kind, what): (ErrorKind, &dyn std::fmt::Display) = match result {
+        Ok(resp) => (ErrorKind::Status, &resp.status()),
+        Err(failure) => match failure.kind() {
+            Some(kind) => (kind, failure),
+            None => return,
+        },
+    };
+    backend.upstream.errors.warn(Failed {
+        kind,
+        backend: &backend.name,
+        route: &backend.route,
+        request_id: Some(request_id),
+        what,
+    });
 }
 
 /// Records one upstream outcome; true when it counts as a failure of `backend`.

@@ -178,12 +178,16 @@ impl Proxy {
 
         // 6. forward, 7. observe (+ fallback)
         let retry = forward::retry_copy(&prepared, &head, fallback);
-        let due = backend.upstream.body_due(started, deadline);
-        let body = prepared.into_upstream(snap.max_body, due);
+        // Also due just before the backend's timeout, counted from when the request goes
+        // out (`UpstreamBody::due_before`).
+        let body = prepared.into_upstream(snap.max_body, deadline);
         let result = backend.upstream.send_live(head, body).await;
         let failed = forward::observe(route, &backend, is_candidate, started, &result);
+        if failed {
+            forward::log_failure(&backend, &result, &request_id);
+        }
         let (source, result) = match retry {
-            Some(retry) if failed => forward::fall_back(route, &backend, retry).await,
+            Some(retry) if failed => forward::fall_back(route, &backend, retry, &request_id).await,
             _ => (forward::source(route, backend, is_candidate), result),
         };
 

@@ -22,8 +22,9 @@ use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_ROUTE, X_SWITCHYARD_VARIAN
 use crate::error::BoxError;
 use crate::shadow::{Captured, Tap};
 use crate::snapshot::Backend;
-use crate::telemetry::metrics::{self, ClientFault};
+use crate::telemetry::metrics::{self, ClientFault, ErrorKind};
 use crate::telemetry::{self, Tripwire};
+use crate::upstream::errors::Failed;
 use crate::upstream::{Failure, PooledBody};
 
 /// Whose answer a body is, so that its end can still count: the backend, and the
@@ -261,7 +262,14 @@ impl Source {
     /// The backend broke off its answer mid-body.
     fn cut_off(&self) {
         let b = &self.backend;
-        tracing::debug!(backend = &*b.name, "upstream cut its answer off mid-body");
+        b.upstream.errors.warn(Failed {
+            kind: ErrorKind::Truncated,
+            backend: &b.name,
+            route: &b.route,
+            // Not kept with every answer's body for the rare one cut off.
+            request_id: None,
+            what: &"upstream cut its answer off mid-body",
+        });
         telemetry::record_truncated(
             &b.window,
             &b.metrics,

@@ -168,7 +168,7 @@ impl Backends {
                 Some(s) if s.config == *bc => s,
                 _ => Shared {
                     config: bc.clone(),
-                    upstream: Arc::new(Upstream::new(&bc.url, bc.timeout.0)),
+                    upstream: Arc::new(Upstream::new(bc)),
                 },
             };
             upstreams.insert(name.clone(), shared);

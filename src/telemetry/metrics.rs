@@ -103,7 +103,7 @@ fn describe_requests() {
     );
     describe_counter!(
         UPSTREAM_ERRORS_TOTAL,
-        "Upstream failures by backend and kind (connect, timeout, protocol, status, truncated)."
+        "Upstream failures by backend and kind (connect, timeout, protocol, status, truncated, saturated)."
     );
     describe_counter!(
         FALLBACKS_TOTAL,
@@ -272,9 +272,22 @@ pub enum ErrorKind {
     Status,
     /// The upstream cut its answer off mid-body.
     Truncated,
+    /// Every connection the backend's `max_connections` allows stayed busy for its whole
+    /// timeout: the request was never sent.
+    Saturated,
 }
 
 impl ErrorKind {
+    /// Every kind, in the order of their discriminants.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Protocol,
+        ErrorKind::Status,
+        ErrorKind::Truncated,
+        ErrorKind::Saturated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
@@ -282,6 +295,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::Status => "status",
             ErrorKind::Truncated => "truncated",
+            ErrorKind::Saturated => "saturated",
         }
     }
 }
@@ -295,7 +309,7 @@ pub struct BackendMetrics {
     duration: Histogram,
     /// `requests_total{code}` by status code 100..=599, created on first use.
     codes: Box<[OnceLock<Counter>]>,
-    errors: [Counter; 5],
+    errors: [Counter; ErrorKind::ALL.len()],
     fallbacks: Counter,
 }
 
@@ -309,13 +323,7 @@ impl BackendMetrics {
         Self {
             duration: histogram!(REQUEST_DURATION_SECONDS, "backend" => name.clone(), "route" => route.clone()),
             codes: (100..600).map(|_| OnceLock::new()).collect(),
-            errors: [
-                labels(ErrorKind::Connect),
-                labels(ErrorKind::Timeout),
-                labels(ErrorKind::Protocol),
-                labels(ErrorKind::Status),
-                labels(ErrorKind::Truncated),
-            ],
+            errors: ErrorKind::ALL.map(labels),
             fallbacks: counter!(FALLBACKS_TOTAL, "backend" => name.clone(), "route" => route.clone()),
             route,
             name,

@@ -3,9 +3,12 @@
 //!
 //! The live path and the shadow side both send through here; each [`Upstream`] keeps
 //! one pool per [`Lane`], so a live request never waits on a connection that the
-//! low-priority shadow thread drives.
+//! low-priority shadow thread drives, nor for a place a mirrored copy holds. The live
+//! pool has the backend's `max_connections`; the shadow pool a quarter as many of its
+//! own (at least one).
 
 pub mod body;
+pub mod errors;
 pub mod pool;
 
 use std::fmt;
@@ -13,24 +16,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::LengthLimitError;
-use tokio::time::Instant;
-
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 
 pub use body::{ClientBodyError, UpstreamBody};
+pub use errors::ErrorLog;
 pub use pool::{Pool, PooledBody, SendError};
 
-use crate::error::{is_caused_by, is_caused_by_where, root_cause, BoxError};
+use crate::config::BackendConfig;
+use crate::error::{is_caused_by_where, root_cause, BoxError};
 use crate::telemetry::metrics::{ClientFault, ErrorKind};
 use crate::telemetry::Outcome;
-
-/// How long before a backend's timeout a client's body must be complete: the body's
-/// deadline and the exchange's must not fire together, so that which one was waited for
-/// decides whose fault it was.
-const BODY_MARGIN: Duration = Duration::from_millis(1);
 
 /// Where one backend is and how long it may take: the target of every request sent to it.
 pub struct Upstream {
@@ -43,6 +40,8 @@ pub struct Upstream {
     live: Arc<Pool>,
     /// Connections for shadow and calibration copies, driven by the shadow thread.
     shadow: Arc<Pool>,
+    /// Its failures in the log, at most a line a second of each kind.
+    pub errors: ErrorLog,
 }
 
 /// Which of a backend's pools a request goes through.
@@ -78,14 +77,19 @@ pub enum Failure {
     /// The client's body was not complete in time: by `limits.body_timeout`, or when the
     /// backend's timeout ran out while it still waited for the body (408).
     ClientTimeout,
+    /// Every connection `max_connections` allows was busy for the whole timeout; the
+    /// request was never sent (503).
+    Saturated,
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    /// The upstream at `url` (validated: `http://host[:port][/prefix]`), answering within `timeout`.
-    pub fn new(url: &str, timeout: Duration) -> Upstream {
-        let uri: Uri = url.parse().expect("validated URL");
+    /// The upstream a validated backend config describes: at `url`
+    /// (`http://host[:port][/prefix]`), answering within `timeout`, over at most
+    /// `max_connections` connections for live requests.
+    pub fn new(config: &BackendConfig) -> Upstream {
+        let uri: Uri = config.url.parse().expect("validated URL");
         let parts = uri.into_parts();
         let prefix = parts
             .path_and_query
@@ -96,18 +100,11 @@ impl Upstream {
             prefix: prefix.into_boxed_str(),
             host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a valid header value"),
-            timeout,
-            live: Pool::new(&authority),
-            shadow: Pool::new(&authority),
+            timeout: config.timeout.0,
+            live: Pool::new(&authority, config.max_connections),
+            shadow: Pool::new(&authority, shadow_places(config.max_connections)),
+            errors: ErrorLog::new(),
         }
-    }
-
-    /// The deadline of a client's body streamed here by a request that arrived at
-    /// `started`: its `body_due`, or just before this upstream's timeout if that is
-    /// sooner. A body still arriving then makes the exchange the client's failure, not
-    /// the backend's (no backend answers before it has the body).
-    pub fn body_due(&self, started: Instant, body_due: Instant) -> Instant {
-        body_due.min(started + self.timeout.saturating_sub(BODY_MARGIN))
     }
 
     /// The pool of one lane.
@@ -149,6 +146,7 @@ impl Upstream {
         match self.pool(lane).send(req, self.timeout).await {
             Ok(resp) => Ok(resp),
             Err(SendError::Timeout) => Err(Failure::Timeout),
+            Err(SendError::Saturated) => Err(Failure::Saturated),
             Err(SendError::Connect(e)) => Err(Failure::Connect(e)),
             Err(SendError::Exchange(e)) => Err(classify(e)),
         }
@@ -165,14 +163,22 @@ impl Upstream {
     }
 }
 
+/// How many connections a backend's shadow pool may have: a quarter of its live ones,
+/// at least one. Mirrors are few next to live requests (and bounded per route by
+/// `shadow.max_in_flight`, 64 by default, a quarter of the default 256).
+fn shadow_places(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
+}
+
 /// Whose fault a broken exchange was: the client's body (too large, broken off, late),
 /// or the backend's.
 fn classify(e: hyper::Error) -> Failure {
-    if is_caused_by::<LengthLimitError>(&e) {
+    let client = |e: &hyper::Error, f: fn(&ClientBodyError) -> bool| is_caused_by_where(e, f);
+    if client(&e, |c| matches!(c, ClientBodyError::TooLarge)) {
         Failure::BodyTooLarge
-    } else if is_caused_by_where::<ClientBodyError>(&e, |c| matches!(c, ClientBodyError::Timeout)) {
+    } else if client(&e, |c| matches!(c, ClientBodyError::Timeout)) {
         Failure::ClientTimeout
-    } else if is_caused_by::<ClientBodyError>(&e) {
+    } else if client(&e, |c| matches!(c, ClientBodyError::Aborted(_))) {
         Failure::ClientAborted
     } else {
         Failure::Protocol(e.into())
@@ -189,6 +195,7 @@ impl Failure {
                 http::StatusCode::BAD_GATEWAY
             }
             Failure::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Failure::Saturated => http::StatusCode::SERVICE_UNAVAILABLE,
             Failure::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
             Failure::ClientAborted => http::StatusCode::BAD_REQUEST,
             Failure::ClientTimeout => http::StatusCode::REQUEST_TIMEOUT,
@@ -202,6 +209,7 @@ impl Failure {
             Failure::Timeout => Some(ErrorKind::Timeout),
             Failure::Protocol(_) => Some(ErrorKind::Protocol),
             Failure::Truncated(_) => Some(ErrorKind::Truncated),
+            Failure::Saturated => Some(ErrorKind::Saturated),
             Failure::BodyTooLarge | Failure::ClientAborted | Failure::ClientTimeout => None,
         }
     }
@@ -215,7 +223,8 @@ impl Failure {
             Failure::Connect(_)
             | Failure::Timeout
             | Failure::Protocol(_)
-            | Failure::Truncated(_) => None,
+            | Failure::Truncated(_)
+            | Failure::Saturated => None,
         }
     }
 
@@ -234,6 +243,9 @@ impl fmt::Display for Failure {
             Failure::Truncated(e) => {
                 write!(f, "upstream cut its answer off: {}", root_cause(e.as_ref()))
             }
+            Failure::Saturated => f.write_str(
+                "upstream saturated: no connection free within the timeout (max_connections)",
+            ),
             Failure::BodyTooLarge => f.write_str("request body too large"),
             Failure::ClientAborted => f.write_str("the request body broke off"),
             Failure::ClientTimeout => f.write_str("the request body did not arrive in time"),

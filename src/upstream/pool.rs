@@ -18,6 +18,19 @@
 //! is noticed when it is taken: it is polled once then, and dropped if it has ended. A
 //! request that never left a reused connection (the backend closed it just then) is sent
 //! again on the next one; a request that did leave is never sent twice.
+//!
+//! A pool has a fixed number of places (`max_connections`): an exchange takes one before
+//! it takes a connection or opens one, and its answer's body gives it back with the
+//! connection. A connection is opened only by an exchange that holds a place and found
+//! none unused, so the pool never has more connections open, busy or unused, than
+//! places. An exchange that finds every place taken waits for the first one freed, at
+//! most its timeout ([`SendError::Saturated`] after that); waiting, it holds nothing.
+//!
+//! A connection goes back to the pool only clean: its answer read in full, and its
+//! request, body included, written in full to the socket. A backend that answers before
+//! it has read the whole body (refusing a request early) may never read the rest: a
+//! request sent after it on that connection would never be answered, so a connection
+//! whose request is still being sent when its answer has been read is closed.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -33,6 +46,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use super::body::{ClientBodyError, UpstreamBody};
@@ -53,6 +67,8 @@ pub enum SendError {
     Exchange(hyper::Error),
     /// No answer's head within the timeout.
     Timeout,
+    /// Every place was taken for the whole timeout: the request was never sent.
+    Saturated,
 }
 
 /// One open connection: the half that sends requests and the half that does the I/O.
@@ -70,6 +86,14 @@ impl Conn {
         }
         matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
     }
+
+    /// True when the exchange whose answer has just been read is over on both sides:
+    /// its request, body included, written in full. hyper asks for the next request
+    /// only then; it has mostly asked already, else one more poll lets it.
+    fn is_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sender.is_ready()
+            || (Pin::new(&mut self.io).poll(cx).is_pending() && self.sender.is_ready())
+    }
 }
 
 struct Idle {
@@ -77,11 +101,14 @@ struct Idle {
     since: Instant,
 }
 
-/// The connections to one backend: its unused ones, newest last.
+/// The connections to one backend: its unused ones, newest last, and the places that
+/// bound how many it may have.
 pub struct Pool {
     host: Box<str>,
     port: u16,
     idle: Mutex<VecDeque<Idle>>,
+    /// Free places: `max_connections` less the exchanges in flight.
+    places: Semaphore,
 }
 
 impl std::fmt::Debug for Pool {
@@ -94,8 +121,9 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool of connections to `authority` (`host:port`, port 80 when absent).
-    pub fn new(authority: &http::uri::Authority) -> Arc<Pool> {
+    /// A pool of at most `max_connections` connections to `authority` (`host:port`,
+    /// port 80 when absent).
+    pub fn new(authority: &http::uri::Authority, max_connections: usize) -> Arc<Pool> {
         let host = authority.host();
         // `[::1]` in a URL is `::1` to the resolver.
         let host = host
@@ -106,12 +134,17 @@ impl Pool {
             host: host.into(),
             port: authority.port_u16().unwrap_or(80),
             idle: Mutex::new(VecDeque::new()),
+            places: Semaphore::new(max_connections),
         })
     }
 
     /// Sends `req` (origin-form URI, headers as they go out) on a pooled connection, or a
-    /// new one, and waits for the answer's head, at most `timeout` in all. The answer's
-    /// body holds the connection until it has been read in full.
+    /// new one, and waits for the answer's head, at most `timeout`. The answer's body
+    /// holds the connection until it has been read in full.
+    ///
+    /// When every place is taken, the request first waits for one, at most `timeout`
+    /// too; its exchange then has the whole `timeout` of its own, so that a backend is
+    /// timed on what it does, not on the queue before it.
     ///
     /// The timer is polled beside the exchange rather than wrapping this future in
     /// `tokio::time::timeout`, which would copy the whole future into its own.
@@ -120,11 +153,19 @@ impl Pool {
         mut req: Request<UpstreamBody>,
         timeout: Duration,
     ) -> Result<Response<PooledBody>, SendError> {
+        let place = match self.try_place() {
+            Some(place) => place,
+            // Boxed: waiting is rare, and its future would make every request's larger.
+            None => Box::pin(self.wait_place(timeout))
+                .await
+                .ok_or(SendError::Saturated)?,
+        };
         let deadline = Instant::now() + timeout;
+        req.body_mut().due_before(deadline);
         let mut timer = pin!(tokio::time::sleep_until(deadline));
         while let Some(conn) = self.checkout().await {
             match self.exchange(conn, req, timer.as_mut()).await {
-                Ok(resp) => return Ok(resp),
+                Ok(answer) => return Ok(answer.lease(place)),
                 Err(Unsent::Again(r)) => req = *r,
                 Err(Unsent::Failed(e)) => return Err(e),
             }
@@ -142,7 +183,7 @@ impl Pool {
             Ok(conn) => conn.map_err(SendError::Connect)?,
         };
         match self.exchange(conn, req, timer).await {
-            Ok(resp) => Ok(resp),
+            Ok(answer) => Ok(answer.lease(place)),
             Err(Unsent::Failed(e)) => Err(e),
             Err(Unsent::Again(_)) => Err(SendError::Connect(
                 "the connection closed before the request was sent".into(),
@@ -153,6 +194,21 @@ impl Pool {
     /// How many unused connections the pool holds.
     pub fn idle(&self) -> usize {
         self.lock().len()
+    }
+
+    /// A free place, if there is one now.
+    fn try_place(self: &Arc<Self>) -> Option<Place> {
+        self.places.try_acquire().ok()?.forget();
+        Some(Place { pool: self.clone() })
+    }
+
+    /// The first place freed within `timeout`, if any. Places go to waiting requests in
+    /// the order they came.
+    async fn wait_place(self: &Arc<Self>, timeout: Duration) -> Option<Place> {
+        let freed = tokio::time::timeout(timeout, self.places.acquire()).await;
+        // The semaphore is never closed: an `Err` inside is impossible.
+        freed.ok()?.ok()?.forget();
+        Some(Place { pool: self.clone() })
     }
 
     /// The unused connections. Nothing panics while the lock is held, so a poisoned lock
@@ -206,11 +262,11 @@ impl Pool {
     /// Sends `req` on `conn`, polling the connection until the answer's head is in or
     /// `timer` fires.
     async fn exchange(
-        self: &Arc<Self>,
+        &self,
         conn: Box<Conn>,
         req: Request<UpstreamBody>,
         mut timer: Pin<&mut Sleep>,
-    ) -> Result<Response<PooledBody>, Unsent> {
+    ) -> Result<Answered, Unsent> {
         let mut conn = Some(conn);
         // Why the connection ended, when it ended first: the answer may then only say
         // that it was dropped, and this says whose fault it was (a client's body failing).
@@ -239,18 +295,7 @@ impl Pool {
             return Err(Unsent::Failed(SendError::Timeout));
         };
         match result {
-            Ok(resp) => {
-                let lease = conn.map(|conn| Lease {
-                    conn,
-                    pool: self.clone(),
-                });
-                let (parts, inner) = resp.into_parts();
-                let mut body = PooledBody { inner, lease };
-                if body.inner.is_end_stream() {
-                    body.release();
-                }
-                Ok(Response::from_parts(parts, body))
-            }
+            Ok(resp) => Ok(Answered { resp, conn }),
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Unsent::Again(Box::new(req))),
                 None => {
@@ -271,23 +316,65 @@ enum Unsent {
     Failed(SendError),
 }
 
-/// A connection lent to one exchange.
-struct Lease {
-    conn: Box<Conn>,
+/// An answer's head, and its connection unless that ended.
+struct Answered {
+    resp: Response<Incoming>,
+    conn: Option<Box<Conn>>,
+}
+
+impl Answered {
+    /// The answer, its body holding the connection and `place` until read in full.
+    fn lease(self, place: Place) -> Response<PooledBody> {
+        // A connection that ended frees its place at once.
+        let lease = self.conn.map(|conn| Lease { conn, place });
+        let (parts, inner) = self.resp.into_parts();
+        let mut body = PooledBody { inner, lease };
+        if body.inner.is_end_stream() {
+            body.release(&mut Context::from_waker(
+                futures_util::task::noop_waker_ref(),
+            ));
+        }
+        Response::from_parts(parts, body)
+    }
+}
+
+/// One of a pool's places, held by an exchange from before it takes a connection until
+/// its answer has been read or dropped; freed when dropped.
+struct Place {
     pool: Arc<Pool>,
 }
 
-/// An upstream answer's body. It drives its connection while it streams and gives the
-/// connection back to the pool once read in full; dropped before that, it closes it.
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.pool.places.add_permits(1);
+    }
+}
+
+/// A connection lent to one exchange, with the exchange's place.
+struct Lease {
+    conn: Box<Conn>,
+    place: Place,
+}
+
+/// An upstream answer's body. It drives its connection while it streams and, once read
+/// in full, gives the connection back to the pool if it is clean (closes it if its
+/// request is still being sent); dropped before that, it closes it.
 pub struct PooledBody {
     inner: Incoming,
     lease: Option<Lease>,
 }
 
 impl PooledBody {
-    fn release(&mut self) {
-        if let Some(Lease { conn, pool }) = self.lease.take() {
-            pool.put(conn);
+    /// The answer has been read in full: the connection goes back to the pool if it can
+    /// take another request now, else it is closed; its place is freed either way.
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if let Some(Lease { mut conn, place }) = self.lease.take() {
+            if conn.is_idle(cx) {
+                place.pool.put(conn);
+            } else {
+                drop(conn);
+            }
+            drop(place);
         }
     }
 
@@ -318,8 +405,8 @@ impl Body for PooledBody {
             frame = Pin::new(&mut this.inner).poll_frame(cx);
         }
         match &frame {
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(cx),
+            Poll::Ready(None) => this.release(cx),
             // A failed body leaves its connection in an unknown state: it is closed.
             Poll::Ready(Some(Err(_))) => this.lease = None,
             _ => {}
@@ -358,8 +445,8 @@ mod tests {
     use super::*;
 
     /// A backend that counts the connections it accepted. `/close` answers with
-    /// `connection: close`, `/big` with 1 MiB, `/hang` never; it closes a connection
-    /// idle for 5 s.
+    /// `connection: close`, `/big` with 1 MiB, `/slow` after 1 s, `/hang` never; it
+    /// closes a connection idle for 5 s.
     struct Backend {
         addr: SocketAddr,
         accepted: Arc<AtomicUsize>,
@@ -383,6 +470,7 @@ mod tests {
                         }
                         "/big" => *resp.body_mut() = Full::new(Bytes::from(vec![b'x'; 1 << 20])),
                         "/hang" => std::future::pending().await,
+                        "/slow" => tokio::time::sleep(Duration::from_secs(1)).await,
                         _ => {}
                     }
                     Ok::<_, std::convert::Infallible>(resp)
@@ -400,7 +488,11 @@ mod tests {
 
     impl Backend {
         fn pool(&self) -> Arc<Pool> {
-            Pool::new(&self.addr.to_string().parse().unwrap())
+            self.bounded(64)
+        }
+
+        fn bounded(&self, max_connections: usize) -> Arc<Pool> {
+            Pool::new(&self.addr.to_string().parse().unwrap(), max_connections)
         }
 
         fn accepted(&self) -> usize {
@@ -543,7 +635,7 @@ mod tests {
                 queued.push(s);
             }
         }
-        let pool = Pool::new(&addr.to_string().parse().unwrap());
+        let pool = Pool::new(&addr.to_string().parse().unwrap(), 64);
         let err = pool
             .send(get("/ok"), Duration::from_secs(2))
             .await
@@ -559,10 +651,99 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         drop(listener);
-        let err = Pool::new(&authority)
+        let err = Pool::new(&authority, 64)
             .send(get("/ok"), WAIT)
             .await
             .unwrap_err();
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_the_bound_wait_for_a_freed_connection_and_open_none() {
+        let b = backend().await;
+        let pool = b.bounded(2);
+        let started = Instant::now();
+        let answers = futures_util::future::join_all((0..5).map(|_| fetch(&pool, "/slow"))).await;
+        assert!(answers.iter().all(|a| a == "ok"));
+        assert_eq!(b.accepted(), 2, "two places, two connections");
+        // Two at a time, a second each.
+        assert_eq!(started.elapsed().as_secs(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_connection_freed_within_the_timeout_is_saturated_and_sends_nothing() {
+        let b = backend().await;
+        let pool = b.bounded(1);
+        let held = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.send(get("/hang"), WAIT).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = Instant::now();
+        let err = pool
+            .send(get("/ok"), Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Saturated), "{err:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(b.accepted(), 1, "the waiting request opened nothing");
+        // The held exchange ends (its client went away): its place is free again.
+        held.abort();
+        let _ = held.await;
+        assert_eq!(fetch(&pool, "/ok").await, "ok");
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_unread_frees_its_place() {
+        let b = backend().await;
+        let pool = b.bounded(1);
+        drop(pool.send(get("/big"), WAIT).await.unwrap());
+        let again = pool.send(get("/ok"), Duration::from_millis(500)).await;
+        assert_eq!(again.unwrap().status(), http::StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_comes_before_the_body_is_sent_closes_its_connection() {
+        // A backend that answers as soon as it has a head and never reads a body; its
+        // small receive buffer fills long before an 8 MB body is sent.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(8).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0u8; 1];
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let answer = b"HTTP/1.1 413 Too Large\r\ncontent-length: 2\r\n\r\nno";
+                    stream.write_all(answer).await.unwrap();
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        let pool = Pool::new(&addr.to_string().parse().unwrap(), 4);
+        for _ in 0..2 {
+            let req = Request::post("/infer")
+                .header(HOST, "backend")
+                .body(UpstreamBody::buffered(Bytes::from(vec![b'x'; 8 << 20])))
+                .unwrap();
+            let resp = pool.send(req, WAIT).await.unwrap();
+            assert_eq!(resp.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "no");
+            assert_eq!(pool.idle(), 0, "the connection went back to the pool");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }

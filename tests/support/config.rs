@@ -85,6 +85,8 @@ struct Backend {
     /// `None` until a harness (or a test) says where the server is.
     url: Option<String>,
     timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,6 +274,7 @@ impl TestConfig {
         let backend = || Backend {
             url: None,
             timeout: "10s".to_string(),
+            max_connections: None,
         };
         TestConfig {
             listen: "127.0.0.1:0",
@@ -500,6 +503,12 @@ impl TestConfig {
     /// How long backend `name` has to answer before the client gets a 504.
     pub fn backend_timeout(mut self, name: &str, timeout: &str) -> TestConfig {
         self.backend(name).timeout = timeout.to_string();
+        self
+    }
+
+    /// How many connections live requests may hold to backend `name` at once.
+    pub fn backend_max_connections(mut self, name: &str, n: usize) -> TestConfig {
+        self.backend(name).max_connections = Some(n);
         self
     }
 
