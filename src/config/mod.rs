@@ -345,7 +345,7 @@ pub struct BackendConfig {
     /// The most connections live requests hold to this backend at once (mirrored copies
     /// have a quarter as many of their own). A request beyond it waits up to `timeout`
     /// for one to be free, then gets 503.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "default_backend_max_connections")]
     pub max_connections: usize,
 }
 
@@ -357,7 +357,7 @@ fn default_backend_timeout() -> Dur {
 /// connections than a few hundred only queue inside it, where nobody sees or times them
 /// out. 256 keeps that queue in switchyard, bounded by `timeout`, and still leaves room
 /// for bursts: 500 slow requests never open 500 connections.
-fn default_max_connections() -> usize {
+fn default_backend_max_connections() -> usize {
     256
 }
 
