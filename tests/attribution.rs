@@ -53,7 +53,14 @@ async fn assert_candidate_unharmed(h: &ProxyHarness, what: &str) {
     assert_eq!(s["step"], 0, "{what}: {s}");
     let errors = &s["window"]["candidate"]["errors"];
     assert_eq!(errors, &Value::from(0), "{what}: {}", s["window"]);
-    for kind in ["connect", "timeout", "protocol", "status", "truncated"] {
+    for kind in [
+        "connect",
+        "timeout",
+        "protocol",
+        "status",
+        "truncated",
+        "saturated",
+    ] {
         let series =
             format!("switchyard_upstream_errors_total{{backend=\"green\",kind=\"{kind}\",route=\"default\"}}");
         assert_eq!(h.metric(&series).await, 0.0, "{what}: {series}");
