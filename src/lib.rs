@@ -11,6 +11,7 @@ pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod feedback;
 pub mod proxy;
 pub mod rollout;
 pub mod server;
