@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod capture;
 pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod feedback;
 pub mod proxy;
 pub mod rollout;
 pub mod server;

@@ -52,8 +52,8 @@
 //! `/outputs/predict/data/3`; for nested tensor data the path holds nested
 //! indexes.
 
-mod json;
-mod pointer;
+pub(crate) mod json;
+pub(crate) mod pointer;
 mod report;
 mod tensor;
 mod tolerance;

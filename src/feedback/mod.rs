@@ -1,0 +1,438 @@
+//! Ground truth that arrives later: predictions remembered by request id, joined with
+//! the labels posted for them, scored per route and backend over a sliding window.
+//!
+//! The observer [`remember`](Feedback::remember)s what each backend predicted (a
+//! [`Predicted`] class or value, read from the answer); `POST /api/v1/feedback` hands
+//! the labels to [`join`](Feedback::join), which answers [`Joined`] `{matched,
+//! unmatched}`; the gates and the monitor read [`score`](Feedback::score): live accuracy
+//! (classes: the share of labels equal to the predicted class) and mean absolute error
+//! (values: the mean of `|label - predicted|`), over the labels joined in a recent span.
+//!
+//! A prediction waits at most [`Settings::retain`] and at most [`Settings::max_pending`]
+//! wait (the oldest is forgotten first). A label for a forgotten prediction is *late*; one
+//! for a request id never remembered (or labelled already) is *unknown*; both are
+//! unmatched and counted, never errors. A prediction is labelled once: it is taken when
+//! its label comes.
+//!
+//! Time is passed in (`tokio::time::Instant`), so tests drive it with a fixed clock or
+//! paused time.
+//!
+//! # Memory
+//!
+//! Bounded by `max_pending`, and fixed per prediction: request ids are kept as 64-bit
+//! hashes (seeded at random per store) and classes as hashes of their names, so neither
+//! the id nor the class string is stored. A waiting prediction is a 24-byte table item
+//! (id hash; class hash or value; route and backend index; sequence number) and a
+//! 24-byte place in the arrival order (with room for a quarter more, left by labelled
+//! predictions until they are compacted away); a forgotten one leaves its id hash and
+//! index (16 bytes) for as many forgotten ids as may wait, to tell a late label from an
+//! unknown one. With the hash tables' power-of-two growth, a full store measures 120 to
+//! 160 bytes per `max_pending` (152 at the default 100 000: about 15 MB) and can never
+//! exceed 270; [`Feedback::size_in_bytes`] reports it. Each route and backend adds its
+//! window: 61 buckets of 40 bytes (2.4 KiB). Two ids hashing alike (odds about 1 in 10⁹
+//! with 100 000 waiting) would join a label to the wrong prediction.
+//!
+//! # Example
+//!
+//! ```
+//! use switchyard::feedback::{parse_labels, Feedback, Predicted, Settings};
+//! use tokio::time::{Duration, Instant};
+//!
+//! let t0 = Instant::now();
+//! let store = Feedback::with_origin(Settings::default(), t0);
+//! store.remember("req-1", "iris", "blue", Predicted::Class("setosa".into()), t0);
+//! store.remember("req-2", "iris", "blue", Predicted::Class("virginica".into()), t0);
+//!
+//! let labels = parse_labels(br#"{"feedback": [
+//!     {"request_id": "req-1", "label": "setosa"},
+//!     {"request_id": "req-2", "label": "versicolor"},
+//!     {"request_id": "req-9", "label": "setosa"}]}"#).unwrap();
+//! let joined = store.join(&labels, t0 + Duration::from_secs(5));
+//! assert_eq!((joined.matched, joined.unmatched), (2, 1));
+//!
+//! let score = store.score("iris", "blue", t0 + Duration::from_secs(5), Duration::from_secs(60));
+//! assert_eq!(score.accuracy(), Some(0.5));
+//! ```
+
+mod label;
+mod pending;
+mod score;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use tokio::time::{Duration, Instant};
+
+pub use label::{parse_labels, Label};
+use pending::{Guess, Missing, Pending};
+use score::{Ring, Verdict};
+
+/// What a feedback store is configured with: the `feedback:` keys and the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// A prediction is remembered this long for its label.
+    pub retain: Duration,
+    /// At most this many predictions are remembered; the oldest is forgotten first.
+    pub max_pending: usize,
+    /// The longest span [`Feedback::score`] answers (the analysis window).
+    pub window: Duration,
+}
+
+impl Default for Settings {
+    /// One hour, 100 000 predictions, a one-minute window.
+    fn default() -> Settings {
+        Settings {
+            retain: Duration::from_secs(3600),
+            max_pending: 100_000,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a backend predicted, as the wiring reads it from the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicted {
+    /// A class (its name or id as text): scored by accuracy.
+    Class(String),
+    /// A number: scored by absolute error.
+    Value(f64),
+}
+
+/// The answer to a feedback post: labels joined to a prediction, and the others (late
+/// or unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Joined {
+    pub matched: u64,
+    pub unmatched: u64,
+}
+
+/// Labels' verdicts over a span, for one route and backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// Labels of class predictions.
+    pub classified: u64,
+    /// Of those, labels equal to the predicted class.
+    pub correct: u64,
+    /// Labels of value predictions.
+    pub valued: u64,
+    /// The sum of `|label - predicted|` over those.
+    pub abs_error: f64,
+}
+
+impl Score {
+    /// The share of class labels equal to the predicted class; `None` without any.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.classified > 0).then(|| self.correct as f64 / self.classified as f64)
+    }
+
+    /// The mean absolute error of value predictions; `None` without any labels for them.
+    pub fn mean_absolute_error(&self) -> Option<f64> {
+        (self.valued > 0).then(|| self.abs_error / self.valued as f64)
+    }
+
+    /// How many labels were scored (for a gate's "too few samples").
+    pub fn labels(&self) -> u64 {
+        self.classified + self.valued
+    }
+}
+
+/// The store's counters since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Predictions waiting for their label now.
+    pub pending: usize,
+    /// Labels joined to a prediction.
+    pub matched: u64,
+    /// Labels joined to none: `late` ones and those for ids never remembered.
+    pub unmatched: u64,
+    /// Labels for a prediction forgotten before they came.
+    pub late: u64,
+    /// Predictions forgotten unlabelled after `retain`.
+    pub expired: u64,
+    /// Predictions forgotten unlabelled because `max_pending` were waiting.
+    pub evicted: u64,
+    /// Predictions not remembered: too many distinct routes and backends.
+    pub refused: u64,
+}
+
+/// One route and backend's label counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendCounts {
+    pub route: Arc<str>,
+    pub backend: Arc<str>,
+    /// Labels joined to its predictions.
+    pub matched: u64,
+    /// Of those, labels that could not be compared with the prediction.
+    pub unscored: u64,
+    /// Labels for its predictions that came after they were forgotten.
+    pub late: u64,
+}
+
+/// At most this many distinct (route, backend) pairs are tracked.
+const MAX_KEYS: usize = 4096;
+
+/// Labels joined per hold of the lock, so a large batch lets predictions in between.
+const JOIN_CHUNK: usize = 1024;
+
+/// The feedback store: share it as `Arc<Feedback>`; every method takes `&self`.
+pub struct Feedback {
+    origin: Instant,
+    /// Seeds the hashes of request ids and class names.
+    seed: u64,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    pending: Pending,
+    /// (route, backend) → index in `keys`.
+    index: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
+    keys: Vec<Key>,
+    shape: (u64, usize),
+    matched: u64,
+    late: u64,
+    unknown: u64,
+    refused: u64,
+}
+
+/// One route and backend: its window and counts.
+struct Key {
+    route: Arc<str>,
+    backend: Arc<str>,
+    ring: Ring,
+    matched: u64,
+    unscored: u64,
+    late: u64,
+}
+
+// === impl Feedback ===
+
+impl Feedback {
+    /// Creates a store whose clock starts now.
+    pub fn new(settings: Settings) -> Feedback {
+        Feedback::with_origin(settings, Instant::now())
+    }
+
+    /// Creates a store whose clock starts at `origin` (instants before it count as it).
+    pub fn with_origin(settings: Settings, origin: Instant) -> Feedback {
+        let retain_ms = u64::try_from(settings.retain.as_millis()).unwrap_or(u64::MAX);
+        Feedback {
+            origin,
+            seed: rand::random(),
+            inner: Mutex::new(Inner {
+                pending: Pending::new(settings.max_pending, retain_ms),
+                index: HashMap::new(),
+                keys: Vec::new(),
+                shape: score::shape(settings.window),
+                matched: 0,
+                late: 0,
+                unknown: 0,
+                refused: 0,
+            }),
+        }
+    }
+
+    /// Remembers what `backend` predicted for the request `request_id` on `route`, at
+    /// `now`, for the label that may come later. An empty id is not remembered.
+    pub fn remember(
+        &self,
+        request_id: &str,
+        route: &str,
+        backend: &str,
+        predicted: Predicted,
+        now: Instant,
+    ) {
+        if request_id.is_empty() {
+            return;
+        }
+        let guess = match predicted {
+            Predicted::Class(name) => Guess::Class(self.hash(&name)),
+            Predicted::Value(v) => Guess::Value(v),
+        };
+        let id = self.hash(request_id);
+        let at_ms = self.ms(now);
+        let mut inner = self.lock();
+        let Some(key) = inner.key(route, backend) else {
+            inner.refused += 1;
+            return;
+        };
+        inner.pending.insert(id, key, guess, at_ms);
+    }
+
+    /// Joins labels to the predictions they are for, at `now`: each matched one is
+    /// scored in its backend's window and its prediction forgotten.
+    pub fn join(&self, labels: &[Label], now: Instant) -> Joined {
+        let now_ms = self.ms(now);
+        let mut joined = Joined::default();
+        for chunk in labels.chunks(JOIN_CHUNK) {
+            let mut inner = self.lock();
+            for label in chunk {
+                let id = self.hash(&label.request_id);
+                match inner.pending.take(id, now_ms) {
+                    Ok(entry) => {
+                        let verdict = label::judge(entry.guess(), &label.label, |s| self.hash(s));
+                        inner.scored(entry.key(), now_ms, verdict);
+                        joined.matched += 1;
+                    }
+                    Err(missing) => {
+                        inner.missed(missing);
+                        joined.unmatched += 1;
+                    }
+                }
+            }
+        }
+        joined
+    }
+
+    /// The verdicts of the labels `route`'s `backend` got within `span` before `now` (a
+    /// span longer than the window is cut to it; the window slides one bucket, 1/60 of it
+    /// in whole seconds, at a time).
+    pub fn score(&self, route: &str, backend: &str, now: Instant, span: Duration) -> Score {
+        let now_ms = self.ms(now);
+        let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+        let inner = self.lock();
+        inner
+            .find(route, backend)
+            .and_then(|k| inner.keys.get(k as usize))
+            .map_or_else(Score::default, |k| k.ring.score(now_ms, span_ms))
+    }
+
+    /// Reshapes the windows for a new analysis window; the verdicts so far are dropped
+    /// if its shape changes, the waiting predictions kept.
+    pub fn set_window(&self, window: Duration) {
+        let shape = score::shape(window);
+        let mut inner = self.lock();
+        if inner.shape != shape {
+            inner.shape = shape;
+            for k in &mut inner.keys {
+                k.ring = Ring::new(shape);
+            }
+        }
+    }
+
+    /// Forgets, at `now`, the predictions older than `retain` (done by every other call
+    /// too; this is for a periodic tick when no traffic comes).
+    pub fn expire(&self, now: Instant) {
+        let now_ms = self.ms(now);
+        self.lock().pending.expire(now_ms);
+    }
+
+    /// The store's counters.
+    pub fn counts(&self) -> Counts {
+        let inner = self.lock();
+        Counts {
+            pending: inner.pending.len(),
+            matched: inner.matched,
+            unmatched: inner.late + inner.unknown,
+            late: inner.late,
+            expired: inner.pending.expired,
+            evicted: inner.pending.evicted,
+            refused: inner.refused,
+        }
+    }
+
+    /// Every route and backend's label counts, in the order first seen.
+    pub fn backend_counts(&self) -> Vec<BackendCounts> {
+        let inner = self.lock();
+        inner
+            .keys
+            .iter()
+            .map(|k| BackendCounts {
+                route: k.route.clone(),
+                backend: k.backend.clone(),
+                matched: k.matched,
+                unscored: k.unscored,
+                late: k.late,
+            })
+            .collect()
+    }
+
+    /// The memory the store holds on the heap, in bytes (its tables' capacities, the
+    /// windows, and the names of routes and backends).
+    pub fn size_in_bytes(&self) -> usize {
+        let inner = self.lock();
+        let keys: usize = inner
+            .keys
+            .iter()
+            .map(|k| {
+                std::mem::size_of::<Key>() + k.ring.heap_bytes() + k.route.len() + k.backend.len()
+            })
+            .sum();
+        std::mem::size_of::<Feedback>() + inner.pending.heap_bytes() + keys
+    }
+
+    fn hash(&self, s: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), self.seed)
+    }
+
+    /// `now` in milliseconds since the origin.
+    fn ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin);
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    /// The index of (`route`, `backend`), added if new; `None` beyond [`MAX_KEYS`].
+    fn key(&mut self, route: &str, backend: &str) -> Option<u32> {
+        if let Some(k) = self.find(route, backend) {
+            return Some(k);
+        }
+        if self.keys.len() >= MAX_KEYS {
+            return None;
+        }
+        let k = u32::try_from(self.keys.len()).ok()?;
+        let route: Arc<str> = self
+            .index
+            .get_key_value(route)
+            .map_or_else(|| route.into(), |(r, _)| r.clone());
+        let backend: Arc<str> = backend.into();
+        self.keys.push(Key {
+            route: route.clone(),
+            backend: backend.clone(),
+            ring: Ring::new(self.shape),
+            matched: 0,
+            unscored: 0,
+            late: 0,
+        });
+        self.index.entry(route).or_default().insert(backend, k);
+        Some(k)
+    }
+
+    fn find(&self, route: &str, backend: &str) -> Option<u32> {
+        self.index.get(route)?.get(backend).copied()
+    }
+
+    /// Counts a matched label's verdict for its prediction's route and backend.
+    fn scored(&mut self, key: u32, now_ms: u64, verdict: Verdict) {
+        self.matched += 1;
+        let Some(k) = self.keys.get_mut(key as usize) else {
+            return;
+        };
+        k.matched += 1;
+        match verdict {
+            Verdict::Unscored => k.unscored += 1,
+            v => k.ring.add(now_ms, v),
+        }
+    }
+
+    /// Counts a label that matched no waiting prediction.
+    fn missed(&mut self, missing: Missing) {
+        match missing {
+            Missing::Late(key) => {
+                self.late += 1;
+                if let Some(k) = self.keys.get_mut(key as usize) {
+                    k.late += 1;
+                }
+            }
+            Missing::Unknown => self.unknown += 1,
+        }
+    }
+}
