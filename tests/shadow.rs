@@ -328,16 +328,16 @@ async fn shadow_work_runs_on_a_low_priority_thread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_that_trickle_in_do_not_starve_the_mirrors_of_whole_requests() {
-    let h = ProxyHarness::start(&TestConfig::shadow().max_in_flight(4).body_timeout("1m")).await;
-    // Sixteen clients send a head declaring a body and then only its first byte: each
-    // such request is mirrored (100 %) and waits for the rest of its body.
+    let h = ProxyHarness::start(&TestConfig::shadow().max_in_flight(64).body_timeout("1m")).await;
+    // As many clients as there are places send a head declaring a body and then only its
+    // first byte: each such request is mirrored (100 %) and waits for the rest of its body.
     let head = format!(
         "POST /v2/models/m/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          content-length: {}\r\n\r\n{{",
         INFER.len()
     );
     let mut trickling = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..64 {
         let mut s = tokio::net::TcpStream::connect(h.data_addr()).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut s, head.as_bytes())
             .await
@@ -345,7 +345,7 @@ async fn uploads_that_trickle_in_do_not_starve_the_mirrors_of_whole_requests() {
         trickling.push(s);
     }
     // Requests that arrive whole meanwhile are mirrored and compared, one after the
-    // other: the uploads in progress hold none of the four places.
+    // other: the uploads in progress hold none of the places.
     for i in 1..=8 {
         let a = h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
         assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
