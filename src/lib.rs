@@ -10,6 +10,7 @@ pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod monitor;
 pub mod proxy;
 pub mod rollout;
 pub mod server;

@@ -52,13 +52,13 @@
 //! `/outputs/predict/data/3`; for nested tensor data the path holds nested
 //! indexes.
 
-mod json;
+pub(crate) mod json;
 mod pointer;
 mod report;
-mod tensor;
-mod tolerance;
-mod v1;
-mod v2;
+pub(crate) mod tensor;
+pub(crate) mod tolerance;
+pub(crate) mod v1;
+pub(crate) mod v2;
 
 use pointer::Pattern;
 use report::{Ctx, Shown};
