@@ -53,7 +53,7 @@
 //! indexes.
 
 pub(crate) mod json;
-mod pointer;
+pub(crate) mod pointer;
 mod report;
 pub(crate) mod tensor;
 pub(crate) mod tolerance;

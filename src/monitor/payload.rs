@@ -303,6 +303,11 @@ impl<'a> Rows<'a> {
         Some(Rows { leaves, cols })
     }
 
+    /// How many rows.
+    pub(crate) fn count(&self) -> usize {
+        self.leaves.len() / self.cols
+    }
+
     /// The rows, each a slice of `cols` values (a short last row when the data is ragged).
     pub(crate) fn iter(&self) -> std::slice::Chunks<'_, &'a Value> {
         self.leaves.chunks(self.cols)
