@@ -575,21 +575,20 @@ impl Window {
         now.saturating_duration_since(self.origin).as_nanos() as u64 / self.bucket_nanos
     }
 
-    /// Counts one value in bin `bin` at `now`.
-    pub(crate) fn add(&mut self, now: Instant, bin: usize) {
+    /// The counters of the time bucket holding `now`, emptied first when the bucket is new;
+    /// `None` when `now` is older than the ring (outside every window).
+    pub(crate) fn bucket(&mut self, now: Instant) -> Option<&mut [u32]> {
         let epoch = self.epoch(now);
         let slot = (epoch % self.epochs.len() as u64) as usize;
         let row = &mut self.counts[slot * self.width..(slot + 1) * self.width];
         if self.epochs[slot] != epoch {
             if self.epochs[slot] != EMPTY && self.epochs[slot] > epoch {
-                return; // older than the ring: outside every window
+                return None;
             }
             row.fill(0);
             self.epochs[slot] = epoch;
         }
-        if let Some(c) = row.get_mut(bin) {
-            *c = c.saturating_add(1);
-        }
+        Some(row)
     }
 
     /// The counts of bins `range` over the window ending at `now`.

@@ -272,7 +272,14 @@ impl Schema {
 
     /// Reads every column of a tensor as a discovered feature (those beyond the cap counted).
     fn discovered_columns<'a>(&mut self, tensor: &str, rows: &Rows<'a>, s: &mut Sample<'a>) {
-        for col in 0..rows.cols {
+        s.cells.reserve(rows.cols * rows.count());
+        let known = self.columns.get(tensor).map_or(&[][..], Vec::as_slice);
+        let named = known.len().min(rows.cols);
+        for (col, &ix) in known[..named].iter().enumerate() {
+            s.cells
+                .extend(rows.iter().map(|row| (ix, Cell::Value(row[col]))));
+        }
+        for col in named..rows.cols {
             let Some(ix) = self.column(tensor, col) else {
                 self.untracked += ((rows.cols - col) * rows.count()) as u64;
                 return;

@@ -311,9 +311,8 @@ impl Monitor {
         let Backend { stats, window, .. } = &mut self.backends[b];
         let mut to = Observed {
             layout: self.layout.as_ref(),
-            window: window.as_mut(),
+            bucket: window.as_mut().and_then(|w| w.bucket(now)),
             builder: self.builder.as_mut().filter(|_| building),
-            now,
         };
         stats.requests += 1;
         stats.request_bytes.add(payload.request_bytes as f64);
@@ -376,13 +375,21 @@ fn new_window(settings: &Settings, origin: Instant, layout: &Layout) -> Window {
     Window::new(origin, settings.window, settings.bucket, layout.width)
 }
 
-/// Where one exchange's values go besides the statistics: the drift window and the
-/// reference being built.
+/// Where one exchange's values go besides the statistics: the current bucket of the
+/// backend's drift window, and the reference being built.
 struct Observed<'a> {
     layout: Option<&'a Layout>,
-    window: Option<&'a mut Window>,
+    bucket: Option<&'a mut [u32]>,
     builder: Option<&'a mut Builder>,
-    now: Instant,
+}
+
+impl Observed<'_> {
+    /// Counts one value in the drift window's bin `bin`.
+    fn count(&mut self, bin: usize) {
+        if let Some(c) = self.bucket.as_deref_mut().and_then(|b| b.get_mut(bin)) {
+            *c = c.saturating_add(1);
+        }
+    }
 }
 
 /// Counts a request's feature values, and the absent values of discovered features.
@@ -403,10 +410,8 @@ fn record_inputs(
         let feature = &mut schema.features[i];
         stats.features[i].record(feature, &read);
         seen[i] += 1;
-        if let (Some(layout), Some(window)) = (to.layout, to.window.as_deref_mut()) {
-            if let Some(bin) = layout.feature_bin(*ix, &read) {
-                window.add(to.now, bin);
-            }
+        if let Some(bin) = to.layout.and_then(|l| l.feature_bin(*ix, &read)) {
+            to.count(bin);
         }
         if let Some(builder) = to.builder.as_deref_mut() {
             builder.feature(*ix, feature.kind, &read);
@@ -426,13 +431,13 @@ fn record_inputs(
 fn record_outputs(stats: &mut OutputStats, payload: &Payload, to: &mut Observed<'_>) {
     stats.record(payload);
     for p in &payload.predictions {
-        if let (Some(layout), Some(window)) = (to.layout, to.window.as_deref_mut()) {
+        if let Some(layout) = to.layout {
             for bin in layout
                 .output_bins(p.label.as_deref(), p.score)
                 .into_iter()
                 .flatten()
             {
-                window.add(to.now, bin);
+                to.count(bin);
             }
         }
         if let Some(builder) = to.builder.as_deref_mut() {
