@@ -139,11 +139,12 @@ impl Bins {
         }
     }
 
-    /// The bin a value falls in; `None` for a missing value or one of the other kind.
+    /// The bin a value falls in; `None` for a missing value, an infinity or a value of the
+    /// other kind (as the statistics count them: not binned).
     pub(crate) fn bin(&self, read: &Read<'_>) -> Option<usize> {
         match self {
             Bins::Numeric { edges, .. } => match read {
-                Read::Number(f) if !f.is_nan() => Some(edges.partition_point(|e| e < f)),
+                Read::Number(f) if f.is_finite() => Some(edges.partition_point(|e| e < f)),
                 _ => None,
             },
             Bins::Categorical { shares, .. } => {
@@ -677,6 +678,9 @@ impl Layout {
     /// Links the schema's features named since the last call to their reference entries.
     pub(crate) fn link<'n>(&mut self, names: impl ExactSizeIterator<Item = &'n str>) {
         let known = self.by_feature.len();
+        if names.len() <= known {
+            return;
+        }
         for name in names.skip(known) {
             let entry = self.names[..self.features]
                 .binary_search_by(|n| n.as_str().cmp(name))
