@@ -322,12 +322,6 @@ fn leaves<'a>(l: &tensor::Leaves<'a>) -> Vec<&'a Value> {
     }
 }
 
-/// Tells whether a V2 datatype holds labels (class names or ids).
-fn label_datatype(dt: Option<&str>) -> bool {
-    matches!(dt, Some("BYTES" | "BOOL"))
-        || dt.is_some_and(|d| d.starts_with("INT") || d.starts_with("UINT"))
-}
-
 fn v2_predictions(v: &Value) -> Vec<Prediction> {
     let Some(Value::Array(outputs)) = v.get("outputs") else {
         return Vec::new();
@@ -336,10 +330,11 @@ fn v2_predictions(v: &Value) -> Vec<Prediction> {
     let mut scored: Option<Vec<Prediction>> = None;
     for o in outputs {
         let Some(rows) = Rows::of(o) else { continue };
-        let dt = o.get("datatype").and_then(Value::as_str);
-        if labels.is_none() && rows.cols == 1 && label_datatype(dt) {
+        let kind = v2::kind(o.get("datatype").and_then(Value::as_str));
+        let label = matches!(kind, v2::Kind::Int | v2::Kind::Bool | v2::Kind::Bytes);
+        if labels.is_none() && rows.cols == 1 && label {
             labels = Some(rows.iter().map(|r| label_text(r[0])).collect());
-        } else if scored.is_none() && dt.is_none_or(|d| d.starts_with("FP") || d == "BF16") {
+        } else if scored.is_none() && matches!(kind, v2::Kind::Float | v2::Kind::Unknown) {
             scored = Some(rows.iter().map(score_row).collect());
         }
     }
@@ -360,10 +355,10 @@ fn score_row(row: &[&Value]) -> Prediction {
             label: None,
             score: score(one),
         },
-        _ => match argmax(row.iter().copied()) {
-            Some((i, max)) => Prediction {
+        _ => match tensor::argmax(row) {
+            Some(i) => Prediction {
                 label: Some(i.to_string()),
-                score: Some(max),
+                score: score(row[i]),
             },
             None => Prediction::default(),
         },
@@ -507,16 +502,4 @@ fn label_text(v: &Value) -> Option<String> {
 /// A score: a finite number (or a spelled-out infinity); NaN and non-numbers are none.
 fn score(v: &Value) -> Option<f64> {
     tolerance::num(v).filter(|f| !f.is_nan())
-}
-
-/// The index and value of the largest number (first on ties; NaN and non-numbers skipped).
-fn argmax<'a>(row: impl Iterator<Item = &'a Value>) -> Option<(usize, f64)> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, v) in row.enumerate() {
-        let Some(f) = score(v) else { continue };
-        if best.is_none_or(|(_, b)| f > b) {
-            best = Some((i, f));
-        }
-    }
-    best
 }
