@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod monitor;
 pub mod proxy;
 pub mod rollout;
 pub mod server;

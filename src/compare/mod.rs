@@ -55,10 +55,10 @@
 pub(crate) mod json;
 pub(crate) mod pointer;
 mod report;
-mod tensor;
-mod tolerance;
-mod v1;
-mod v2;
+pub(crate) mod tensor;
+pub(crate) mod tolerance;
+pub(crate) mod v1;
+pub(crate) mod v2;
 
 use pointer::Pattern;
 use report::{Ctx, Shown};

@@ -136,7 +136,7 @@ impl PSeg {
     }
 
     /// Tells whether this pattern segment selects array element `i` (by index, or by its `name` member).
-    fn matches_element(&self, i: usize, v: &Value) -> bool {
+    pub(crate) fn matches_element(&self, i: usize, v: &Value) -> bool {
         match self {
             PSeg::Any => true,
             PSeg::Lit { key, index } => {

@@ -249,7 +249,7 @@ fn top1_rows<A: Borrow<Value>, B: Borrow<Value>>(x: &[A], y: &[B], k: usize) -> 
 }
 
 /// Index of the largest number in a row (first one on ties, NaN and non-numbers skipped).
-fn argmax<A: Borrow<Value>>(row: &[A]) -> Option<usize> {
+pub(crate) fn argmax<A: Borrow<Value>>(row: &[A]) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, v) in row.iter().enumerate() {
         let Some(f) = num(v.borrow()) else { continue };

@@ -162,7 +162,7 @@ fn one_sided(ctx: &mut Ctx<'_, '_>, out: &Output<'_>, live_side: bool) -> Output
 
 /// What a V2 datatype implies for comparison and reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Float,
     Int,
     Bool,
@@ -170,7 +170,7 @@ enum Kind {
     Unknown,
 }
 
-fn kind(dt: Option<&str>) -> Kind {
+pub(crate) fn kind(dt: Option<&str>) -> Kind {
     match dt {
         Some(s) if s.starts_with("FP") || s == "BF16" => Kind::Float,
         Some(s) if s.starts_with("INT") || s.starts_with("UINT") => Kind::Int,

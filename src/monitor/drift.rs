@@ -1,0 +1,771 @@
+//! Drift: each feature's recent window against a reference, and a candidate's outputs
+//! against the stable's.
+//!
+//! A [`Reference`] says what "no drift" looks like: per numeric feature the
+//! edges of [`BINS`] quantile bins (the reference's deciles) and the
+//! reference's share in each; per categorical feature the shares of its
+//! [`TOP_CATEGORIES`] most frequent values and of everything else (`other`).
+//! It is built from the first requests of one backend (see [`Builder`]) or
+//! loaded from a JSON file (see the docs on [`Reference`]).
+//!
+//! Each backend counts its recent values over the reference's bins, exactly
+//! (not from a sketch), in a ring of time buckets ([`Window`]) so the
+//! window slides. Then:
+//!
+//! - numeric features: `PSI = Σ (q − p) · ln(q / p)` over the bins, `p` the
+//!   reference's share and `q` the window's, each share raised to at least
+//!   [`EPSILON`] (10⁻⁴) so an empty bin counts as rare rather than
+//!   impossible;
+//! - categorical features: the Jensen-Shannon distance, `sqrt(½ KL(p‖m) +
+//!   ½ KL(q‖m))` with `m = (p + q) / 2` and base-2 logarithms, in `[0, 1]`;
+//! - a level from the thresholds: `alert` from `alert` up, `warn` from
+//!   `warn` up, else `ok`; no figure below `min_samples` values.
+//!
+//! Missing values are not binned: missingness is counted on its own.
+
+use super::features::Kind;
+use super::stats::{self, Read, TopK};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tokio::time::{Duration, Instant};
+
+/// Quantile bins per numeric feature in a built reference.
+pub const BINS: usize = 10;
+/// Values a built reference keeps per categorical feature (the rest is `other`).
+pub const TOP_CATEGORIES: usize = 20;
+/// Smallest share PSI uses for a bin, so an empty bin does not make it infinite.
+pub const EPSILON: f64 = 1e-4;
+/// Values kept per numeric feature while a reference is built (a uniform sample beyond).
+pub const RESERVOIR: usize = 1024;
+/// The reference file format this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+// === impl Reference ===
+
+/// What "no drift" looks like, per feature and for the outputs; also the reference file.
+///
+/// The file is this type as JSON:
+///
+/// ```
+/// let file = r#"{
+///   "version": 1,
+///   "requests": 1000,
+///   "features": {
+///     "petal_length": { "kind": "numeric", "edges": [1.4, 1.5, 4.2], "shares": [0.3, 0.1, 0.3, 0.3] },
+///     "country": { "kind": "categorical", "shares": { "FR": 0.6, "DE": 0.3 }, "other": 0.1 }
+///   },
+///   "outputs": {
+///     "label": { "kind": "categorical", "shares": { "0": 0.34, "1": 0.33, "2": 0.33 }, "other": 0.0 }
+///   }
+/// }"#;
+/// let reference = switchyard::monitor::Reference::from_json(file.as_bytes()).unwrap();
+/// assert_eq!(reference.features.len(), 2);
+/// ```
+///
+/// A numeric feature's `edges` are ascending; bin 0 holds values `≤ edges[0]`,
+/// bin `i` values in `(edges[i-1], edges[i]]`, the last bin values above the
+/// last edge, so `shares` has one more entry than `edges`. Shares are
+/// fractions that add up to 1 (within 1 %; they are scaled to 1 on load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    /// Format version: 1.
+    pub version: u32,
+    /// How many requests it was built from (information only).
+    #[serde(default)]
+    pub requests: u64,
+    /// Per feature, by the name reports use.
+    #[serde(default)]
+    pub features: BTreeMap<String, Bins>,
+    /// The outputs: `label` (class mix) and `score`.
+    #[serde(default)]
+    pub outputs: OutputBins,
+}
+
+/// The reference's bins for the outputs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputBins {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Bins>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<Bins>,
+}
+
+/// One feature's reference distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Bins {
+    /// Quantile bins: `edges.len() + 1` shares.
+    Numeric { edges: Vec<f64>, shares: Vec<f64> },
+    /// Shares of the most frequent values, and of all others.
+    Categorical {
+        shares: BTreeMap<String, f64>,
+        other: f64,
+    },
+}
+
+impl Bins {
+    /// The kind of feature these bins are for.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Bins::Numeric { .. } => Kind::Numeric,
+            Bins::Categorical { .. } => Kind::Categorical,
+        }
+    }
+
+    /// How many bins (a categorical's `other` included).
+    pub fn len(&self) -> usize {
+        match self {
+            Bins::Numeric { shares, .. } => shares.len(),
+            Bins::Categorical { shares, .. } => shares.len() + 1,
+        }
+    }
+
+    /// Tells whether there are no bins (never, for validated bins).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The reference's shares in bin order (a categorical's values in name order, then `other`).
+    pub fn shares(&self) -> Vec<f64> {
+        match self {
+            Bins::Numeric { shares, .. } => shares.clone(),
+            Bins::Categorical { shares, other } => {
+                shares.values().copied().chain([*other]).collect()
+            }
+        }
+    }
+
+    /// The bin a value falls in; `None` for a missing value, an infinity or a value of the
+    /// other kind (as the statistics count them: not binned).
+    pub(crate) fn bin(&self, read: &Read<'_>) -> Option<usize> {
+        match self {
+            Bins::Numeric { edges, .. } => match read {
+                Read::Number(f) if f.is_finite() => Some(edges.partition_point(|e| e < f)),
+                _ => None,
+            },
+            Bins::Categorical { shares, .. } => {
+                let c = stats::category(read)?;
+                Some(shares.keys().position(|k| *k == *c).unwrap_or(shares.len()))
+            }
+        }
+    }
+
+    /// Checks the shape and scales the shares to add up to 1.
+    fn validate(&mut self) -> Result<(), String> {
+        let shares: Vec<&mut f64> = match self {
+            Bins::Numeric { edges, shares } => {
+                if edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err("edges must be finite and strictly ascending".into());
+                }
+                if shares.len() != edges.len() + 1 {
+                    return Err(format!(
+                        "{} edges need {} shares, not {}",
+                        edges.len(),
+                        edges.len() + 1,
+                        shares.len()
+                    ));
+                }
+                shares.iter_mut().collect()
+            }
+            Bins::Categorical { shares, other } => {
+                shares.values_mut().chain(std::iter::once(other)).collect()
+            }
+        };
+        if shares.iter().any(|s| !s.is_finite() || **s < 0.0) {
+            return Err("shares must be finite and not negative".into());
+        }
+        let sum: f64 = shares.iter().map(|s| **s).sum();
+        if (sum - 1.0).abs() > 0.01 {
+            return Err(format!("shares add up to {sum}, not 1"));
+        }
+        shares.into_iter().for_each(|s| *s /= sum);
+        Ok(())
+    }
+}
+
+impl Reference {
+    /// Reads a reference file's JSON, checking every feature's bins.
+    pub fn from_json(json: &[u8]) -> Result<Reference, String> {
+        let mut r: Reference = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        if r.version != FORMAT_VERSION {
+            return Err(format!(
+                "version {} is not supported (only {FORMAT_VERSION})",
+                r.version
+            ));
+        }
+        let outputs = [
+            ("outputs.label", &mut r.outputs.label),
+            ("outputs.score", &mut r.outputs.score),
+        ];
+        for (name, bins) in outputs {
+            if let Some(b) = bins {
+                b.validate().map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        for (name, bins) in &mut r.features {
+            bins.validate()
+                .map_err(|e| format!("features.{name}: {e}"))?;
+        }
+        Ok(r)
+    }
+
+    /// Reads a reference file.
+    pub fn load(path: &std::path::Path) -> Result<Reference, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Reference::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The reference as the JSON of its file.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+// === impl Builder ===
+
+/// Builds a [`Reference`] from the first requests of one backend.
+#[derive(Debug)]
+pub(crate) struct Builder {
+    /// The backend whose requests are taken.
+    pub(crate) backend: Box<str>,
+    /// How many requests to take.
+    pub(crate) target: u64,
+    /// How many were taken.
+    pub(crate) requests: u64,
+    features: Vec<Collect>,
+    label: TopK,
+    score: Reservoir,
+    rng: SmallRng,
+}
+
+/// What a builder keeps of one feature.
+#[derive(Debug, Default)]
+enum Collect {
+    #[default]
+    Empty,
+    Numbers(Reservoir),
+    Categories(TopK),
+}
+
+/// A uniform sample of at most [`RESERVOIR`] numbers (Algorithm R).
+#[derive(Debug, Default)]
+struct Reservoir {
+    values: Vec<f64>,
+    seen: u64,
+}
+
+impl Reservoir {
+    fn add(&mut self, v: f64, rng: &mut SmallRng) {
+        self.seen += 1;
+        if self.values.len() < RESERVOIR {
+            self.values.push(v);
+        } else {
+            let j = rng.random_range(0..self.seen);
+            if let Some(slot) = self.values.get_mut(j as usize) {
+                *slot = v;
+            }
+        }
+    }
+}
+
+impl Builder {
+    /// Starts a reference from the next `target` requests of `backend`.
+    pub(crate) fn new(backend: &str, target: u64) -> Builder {
+        Builder {
+            backend: backend.into(),
+            target,
+            requests: 0,
+            features: Vec::new(),
+            label: TopK::default(),
+            score: Reservoir::default(),
+            rng: SmallRng::seed_from_u64(0x5eed),
+        }
+    }
+
+    /// Keeps one value of feature `ix` (of kind `kind`).
+    pub(crate) fn feature(&mut self, ix: u32, kind: Option<Kind>, read: &Read<'_>) {
+        let ix = ix as usize;
+        if self.features.len() <= ix {
+            self.features.resize_with(ix + 1, Collect::default);
+        }
+        match (kind, &mut self.features[ix]) {
+            (Some(Kind::Numeric), c) => {
+                if let Read::Number(f) = read {
+                    if f.is_finite() {
+                        if !matches!(c, Collect::Numbers(_)) {
+                            *c = Collect::Numbers(Reservoir::default());
+                        }
+                        if let Collect::Numbers(r) = c {
+                            r.add(*f, &mut self.rng);
+                        }
+                    }
+                }
+            }
+            (Some(Kind::Categorical), c) => {
+                if let Some(v) = stats::category(read) {
+                    if !matches!(c, Collect::Categories(_)) {
+                        *c = Collect::Categories(TopK::default());
+                    }
+                    if let Collect::Categories(t) = c {
+                        t.add(&v);
+                    }
+                }
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// Keeps one predicted row.
+    pub(crate) fn prediction(&mut self, p: &super::payload::Prediction) {
+        if let Some(l) = &p.label {
+            self.label.add(l);
+        }
+        if let Some(s) = p.score.filter(|s| s.is_finite()) {
+            self.score.add(s, &mut self.rng);
+        }
+    }
+
+    /// Tells whether enough requests were taken.
+    pub(crate) fn done(&self) -> bool {
+        self.requests >= self.target
+    }
+
+    /// The reference, with features named by `name(ix)`; features without values are left out.
+    pub(crate) fn finish<'n>(self, name: impl Fn(usize) -> &'n str) -> Reference {
+        let mut features = BTreeMap::new();
+        for (ix, c) in self.features.into_iter().enumerate() {
+            let bins = match c {
+                Collect::Empty => None,
+                Collect::Numbers(mut r) => numeric_bins(&mut r.values),
+                Collect::Categories(t) => categorical_bins(&t),
+            };
+            if let Some(b) = bins {
+                features.insert(name(ix).to_owned(), b);
+            }
+        }
+        let mut scores = self.score.values;
+        Reference {
+            version: FORMAT_VERSION,
+            requests: self.requests,
+            features,
+            outputs: OutputBins {
+                label: categorical_bins(&self.label),
+                score: numeric_bins(&mut scores),
+            },
+        }
+    }
+}
+
+/// Decile bins of a sample, with the sample's exact share in each. Equal deciles (a
+/// feature with few distinct values) make one edge, so such a feature gets fewer bins.
+pub(crate) fn numeric_bins(values: &mut [f64]) -> Option<Bins> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let mut edges: Vec<f64> = (1..BINS)
+        .map(|i| values[(i * n).div_ceil(BINS) - 1])
+        .collect();
+    edges.dedup();
+    let mut counts = vec![0u64; edges.len() + 1];
+    for v in values.iter() {
+        counts[edges.partition_point(|e| e < v)] += 1;
+    }
+    Some(Bins::Numeric {
+        edges,
+        shares: shares(&counts),
+    })
+}
+
+/// The shares of a categorical sample's [`TOP_CATEGORIES`] most frequent values, and `other`.
+fn categorical_bins(top: &TopK) -> Option<Bins> {
+    let total = top.total();
+    if total == 0 {
+        return None;
+    }
+    let shares: BTreeMap<String, f64> = top
+        .top(TOP_CATEGORIES)
+        .into_iter()
+        .map(|t| (t.value, t.count as f64 / total as f64))
+        .collect();
+    let other = (1.0 - shares.values().sum::<f64>()).max(0.0);
+    Some(Bins::Categorical { shares, other })
+}
+
+// === figures ===
+
+/// Counts as shares of their total (all zero when the total is).
+pub fn shares(counts: &[u64]) -> Vec<f64> {
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&c| {
+            if total == 0 {
+                0.0
+            } else {
+                c as f64 / total as f64
+            }
+        })
+        .collect()
+}
+
+/// Population stability index of `actual` shares against `expected` ones, each share raised
+/// to at least [`EPSILON`].
+pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
+    expected
+        .iter()
+        .zip(actual)
+        .map(|(&p, &q)| {
+            let (p, q) = (p.max(EPSILON), q.max(EPSILON));
+            (q - p) * (q / p).ln()
+        })
+        .sum()
+}
+
+/// Jensen-Shannon distance of two share vectors: the square root of the divergence in
+/// base 2, in `[0, 1]`.
+pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
+    let kl_to_mid = |a: f64, m: f64| if a > 0.0 { a * (a / m).log2() } else { 0.0 };
+    let divergence: f64 = p
+        .iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let m = (a + b) / 2.0;
+            0.5 * kl_to_mid(a, m) + 0.5 * kl_to_mid(b, m)
+        })
+        .sum();
+    divergence.clamp(0.0, 1.0).sqrt()
+}
+
+/// Which figure a drift is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Population stability index (numeric).
+    Psi,
+    /// Jensen-Shannon distance (categorical).
+    Js,
+}
+
+/// How far a distribution has moved, against the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Alert,
+}
+
+/// Drift thresholds (`drift: { warn: 0.1, alert: 0.2 }`), for PSI and JS distance alike.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    #[serde(default = "default_warn")]
+    pub warn: f64,
+    #[serde(default = "default_alert")]
+    pub alert: f64,
+}
+
+fn default_warn() -> f64 {
+    0.1
+}
+fn default_alert() -> f64 {
+    0.2
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            warn: default_warn(),
+            alert: default_alert(),
+        }
+    }
+}
+
+impl Thresholds {
+    /// The level of a figure.
+    pub fn level(&self, value: f64) -> Level {
+        if value >= self.alert {
+            Level::Alert
+        } else if value >= self.warn {
+            Level::Warn
+        } else {
+            Level::Ok
+        }
+    }
+}
+
+/// One drift figure: what was measured, how far, its level, over how many values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Drift {
+    pub metric: Metric,
+    pub value: f64,
+    pub level: Level,
+    /// Values in the window the figure was computed on (the smaller side for output drift).
+    pub samples: u64,
+}
+
+impl Drift {
+    /// Compares `actual` counts with `expected` shares on the same bins, the metric chosen by
+    /// `kind`; `None` below `min_samples` values.
+    pub(crate) fn of(
+        kind: Kind,
+        expected: &[f64],
+        actual: &[u64],
+        thresholds: &Thresholds,
+        min_samples: u64,
+    ) -> Option<Drift> {
+        let samples: u64 = actual.iter().sum();
+        if samples < min_samples.max(1) {
+            return None;
+        }
+        let q = shares(actual);
+        let (metric, value) = match kind {
+            Kind::Numeric => (Metric::Psi, psi(expected, &q)),
+            Kind::Categorical => (Metric::Js, js_distance(expected, &q)),
+        };
+        Some(Drift {
+            metric,
+            value,
+            level: thresholds.level(value),
+            samples,
+        })
+    }
+}
+
+// === impl Window ===
+
+/// Recent counts over a fixed set of bins, in a ring of time buckets.
+///
+/// Bucket `k` covers `[origin + k·bucket, origin + (k+1)·bucket)`; the window
+/// is the current bucket and the `slots − 1` before it, so it spans between
+/// `(slots − 1)·bucket` and `slots·bucket`. Memory: `slots × width` 4-byte
+/// counters and `slots` epochs.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    origin: Instant,
+    bucket_nanos: u64,
+    epochs: Vec<u64>,
+    width: usize,
+    counts: Vec<u32>,
+}
+
+/// A slot never written.
+const EMPTY: u64 = u64::MAX;
+
+impl Window {
+    /// A window of `span` in buckets of `bucket` (at least one), over `width` bins.
+    pub(crate) fn new(origin: Instant, span: Duration, bucket: Duration, width: usize) -> Window {
+        let bucket_nanos = (bucket.as_nanos() as u64).max(1);
+        let slots = (span.as_nanos() as u64).div_ceil(bucket_nanos).max(1) as usize;
+        Window {
+            origin,
+            bucket_nanos,
+            epochs: vec![EMPTY; slots],
+            width,
+            counts: vec![0; slots * width],
+        }
+    }
+
+    fn epoch(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_nanos() as u64 / self.bucket_nanos
+    }
+
+    /// The counters of the time bucket holding `now`, emptied first when the bucket is new;
+    /// `None` when `now` is older than the ring (outside every window).
+    pub(crate) fn bucket(&mut self, now: Instant) -> Option<&mut [u32]> {
+        let epoch = self.epoch(now);
+        let slot = (epoch % self.epochs.len() as u64) as usize;
+        let row = &mut self.counts[slot * self.width..(slot + 1) * self.width];
+        if self.epochs[slot] != epoch {
+            if self.epochs[slot] != EMPTY && self.epochs[slot] > epoch {
+                return None;
+            }
+            row.fill(0);
+            self.epochs[slot] = epoch;
+        }
+        Some(row)
+    }
+
+    /// The counts of bins `range` over the window ending at `now`.
+    pub(crate) fn totals(&self, now: Instant, range: std::ops::Range<usize>) -> Vec<u64> {
+        let epoch = self.epoch(now);
+        let oldest = epoch.saturating_sub(self.epochs.len() as u64 - 1);
+        let mut out = vec![0u64; range.len()];
+        for (slot, &e) in self.epochs.iter().enumerate() {
+            if e == EMPTY || e < oldest || e > epoch {
+                continue;
+            }
+            let row = &self.counts[slot * self.width..(slot + 1) * self.width];
+            for (o, &c) in out.iter_mut().zip(&row[range.clone()]) {
+                *o += u64::from(c);
+            }
+        }
+        out
+    }
+}
+
+// === impl Layout ===
+
+/// A reference laid out for counting: each feature's and output's bins at an offset in
+/// every backend's [`Window`], and the features of the route's schema linked by name.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    requests: u64,
+    /// Reference features, in name order, then `label` and `score` when present.
+    names: Vec<String>,
+    bins: Vec<Bins>,
+    expected: Vec<Vec<f64>>,
+    offsets: Vec<usize>,
+    features: usize,
+    label: Option<usize>,
+    score: Option<usize>,
+    /// Bins in all: the windows' width.
+    pub(crate) width: usize,
+    /// Schema feature index → entry, for the features linked so far.
+    by_feature: Vec<Option<u32>>,
+}
+
+impl Layout {
+    /// Lays a reference out.
+    pub(crate) fn new(reference: Reference) -> Layout {
+        let mut names = Vec::new();
+        let mut bins = Vec::new();
+        for (name, b) in reference.features {
+            names.push(name);
+            bins.push(b);
+        }
+        let features = names.len();
+        let mut push = |name: &str, b: Option<Bins>| {
+            b.map(|b| {
+                names.push(name.to_owned());
+                bins.push(b);
+                names.len() - 1
+            })
+        };
+        let label = push("label", reference.outputs.label);
+        let score = push("score", reference.outputs.score);
+        let mut offsets = Vec::with_capacity(bins.len());
+        let mut width = 0;
+        for b in &bins {
+            offsets.push(width);
+            width += b.len();
+        }
+        Layout {
+            requests: reference.requests,
+            expected: bins.iter().map(Bins::shares).collect(),
+            names,
+            bins,
+            offsets,
+            features,
+            label,
+            score,
+            width,
+            by_feature: Vec::new(),
+        }
+    }
+
+    /// How many requests the reference was built from.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    /// Links the schema's features named since the last call to their reference entries.
+    pub(crate) fn link<'n>(&mut self, names: impl ExactSizeIterator<Item = &'n str>) {
+        let known = self.by_feature.len();
+        if names.len() <= known {
+            return;
+        }
+        for name in names.skip(known) {
+            let entry = self.names[..self.features]
+                .binary_search_by(|n| n.as_str().cmp(name))
+                .ok();
+            self.by_feature.push(entry.map(|e| e as u32));
+        }
+    }
+
+    /// The window position of a feature's value: `None` when the feature has no
+    /// reference or the value no bin.
+    pub(crate) fn feature_bin(&self, ix: u32, read: &Read<'_>) -> Option<usize> {
+        let entry = (*self.by_feature.get(ix as usize)?)? as usize;
+        Some(self.offsets[entry] + self.bins[entry].bin(read)?)
+    }
+
+    /// The window positions of a prediction's label and score.
+    pub(crate) fn output_bins(
+        &self,
+        label: Option<&str>,
+        score: Option<f64>,
+    ) -> [Option<usize>; 2] {
+        let at = |entry: Option<usize>, read: Option<Read<'_>>| {
+            let e = entry?;
+            Some(self.offsets[e] + self.bins[e].bin(&read?)?)
+        };
+        [
+            at(self.label, label.map(|l| Read::Text(l.into()))),
+            at(self.score, score.map(Read::Number)),
+        ]
+    }
+
+    /// A feature's drift in `window`: `None` without a reference entry or enough values.
+    pub(crate) fn feature_drift(
+        &self,
+        ix: usize,
+        window: &Window,
+        now: Instant,
+        thresholds: &Thresholds,
+        min_samples: u64,
+    ) -> Option<Drift> {
+        let entry = (*self.by_feature.get(ix)?)? as usize;
+        let counts = window.totals(now, self.range(entry));
+        let kind = self.bins[entry].kind();
+        Drift::of(
+            kind,
+            &self.expected[entry],
+            &counts,
+            thresholds,
+            min_samples,
+        )
+    }
+
+    /// The label (`0`) or score (`1`) counts of a window; `None` without that output's bins.
+    pub(crate) fn output_counts(
+        &self,
+        which: usize,
+        window: &Window,
+        now: Instant,
+    ) -> Option<(Kind, Vec<u64>)> {
+        let entry = [self.label, self.score][which]?;
+        Some((
+            self.bins[entry].kind(),
+            window.totals(now, self.range(entry)),
+        ))
+    }
+
+    fn range(&self, entry: usize) -> std::ops::Range<usize> {
+        self.offsets[entry]..self.offsets[entry] + self.bins[entry].len()
+    }
+
+    /// The laid-out reference, as its file holds it.
+    pub(crate) fn reference(&self) -> Reference {
+        let pick = |e: Option<usize>| e.map(|e| self.bins[e].clone());
+        Reference {
+            version: FORMAT_VERSION,
+            requests: self.requests,
+            features: self.names[..self.features]
+                .iter()
+                .cloned()
+                .zip(self.bins[..self.features].iter().cloned())
+                .collect(),
+            outputs: OutputBins {
+                label: pick(self.label),
+                score: pick(self.score),
+            },
+        }
+    }
+}

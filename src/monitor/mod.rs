@@ -1,0 +1,447 @@
+//! What flows through, per route and backend: payload statistics and drift, off the live path.
+//!
+//! One [`Monitor`] watches one route. The tap hands each sampled
+//! [`Exchange`] to the observers after the answer has gone to the client;
+//! [`Payload::parse`] reads its bodies once, and every observer reads that
+//! [`Payload`]. [`Monitor::observe`] then counts, per backend:
+//!
+//! - per input feature ([`features`]): values, missing values (`null`, NaN,
+//!   absent) and unusable ones, quantiles of numbers, most frequent
+//!   categories ([`stats`]);
+//! - per answer: predictions (class mix, scores), empty and null ones; rows
+//!   per request; body sizes;
+//! - once a [`Reference`] exists, each feature's and output's recent values
+//!   over the reference's bins, for data drift (PSI, Jensen-Shannon
+//!   distance) and output drift, candidate against stable ([`drift`]).
+//!
+//! [`Monitor::report`] gives all of it, for the admin API and the metrics;
+//! [`Monitor::output_drift`] is what the `output_drift` gate reads.
+//!
+//! # Memory
+//!
+//! Bounded by construction: at most `max_features` features and
+//! [`MAX_BACKENDS`] backends per route; per backend and numeric feature one
+//! sketch (at most [`stats::Sketch::MAX_HEAP_BYTES`], 28 KiB; 2–4 KiB for
+//! values spanning a few decades), per categorical feature one
+//! [`stats::TopK`] (at most 4 KiB); per backend a drift window of
+//! `slots × bins` 4-byte counters (10 s buckets over 60 s and 10 bins:
+//! 240 bytes a feature). Building a reference keeps at most
+//! [`drift::RESERVOIR`] numbers (8 KiB) per numeric feature until it is
+//! done. `docs/monitoring.md` has the measured figures.
+//!
+//! # Example
+//!
+//! ```
+//! use switchyard::monitor::{Exchange, Monitor, Settings};
+//! use tokio::time::Instant;
+//!
+//! let mut monitor = Monitor::new(Settings::default()).unwrap();
+//! monitor.start_reference("blue");
+//! let exchange = Exchange {
+//!     route: "default",
+//!     backend: "blue",
+//!     path: "/v1/models/iris:predict",
+//!     status: 200,
+//!     request: br#"{"instances":[{"sepal_length":5.1,"species_hint":"setosa"}]}"#,
+//!     request_truncated: false,
+//!     answer: br#"{"predictions":[0]}"#,
+//!     answer_truncated: false,
+//! };
+//! let payload = monitor.parse(&exchange);
+//! monitor.observe(&exchange, &payload, Instant::now());
+//!
+//! let report = monitor.report(Instant::now(), None);
+//! let blue = &report.backends[0];
+//! assert_eq!(blue.features.len(), 2);
+//! assert_eq!(blue.outputs.labels[0].value, "0");
+//! ```
+
+pub mod drift;
+pub mod features;
+pub mod payload;
+pub mod report;
+pub mod stats;
+
+#[cfg(test)]
+mod tests;
+
+pub use drift::{Bins, Drift, Level, Metric, OutputBins, Reference, Thresholds};
+pub use features::{FeatureSpec, Kind};
+pub use payload::{Answer, Exchange, Payload, Prediction, Protocol};
+pub use report::{BackendReport, FeatureReport, OutputDrift, OutputReport, Report};
+pub use stats::{Missing, Quantiles, TopValue};
+
+use drift::{Builder, Layout, Window};
+use features::Schema;
+use serde::{Deserialize, Serialize};
+use stats::{BackendStats, FeatureStats, OutputStats};
+use std::path::PathBuf;
+use tokio::time::{Duration, Instant};
+
+/// Backends one route's monitor tracks; exchanges of any further backend are dropped and counted.
+pub const MAX_BACKENDS: usize = 16;
+
+// === Settings ===
+
+/// The `monitor:` settings of a route.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Percent of requests observed (the live path's sampling decision; default 10).
+    pub sample: f64,
+    /// How exchanges are read (default `auto`).
+    pub protocol: Protocol,
+    /// The features to read; empty: every V2 input column or V1 instance key/column.
+    pub features: Vec<FeatureSpec>,
+    /// The most features named; values of further ones are counted, not kept (default 256).
+    pub max_features: usize,
+    /// What "no drift" looks like.
+    pub reference: ReferenceSettings,
+    /// Drift levels (default warn 0.1, alert 0.2).
+    pub drift: Thresholds,
+    /// The drift window's span: the rollout's analysis window (default 60 s).
+    #[serde(skip)]
+    pub window: Duration,
+    /// The drift window's time bucket, the step it slides by (default 10 s).
+    #[serde(skip)]
+    pub bucket: Duration,
+    /// Fewest values a drift figure is computed on (default 100).
+    #[serde(skip)]
+    pub min_samples: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sample: 10.0,
+            protocol: Protocol::Auto,
+            features: Vec::new(),
+            max_features: 256,
+            reference: ReferenceSettings::default(),
+            drift: Thresholds::default(),
+            window: Duration::from_secs(60),
+            bucket: Duration::from_secs(10),
+            min_samples: 100,
+        }
+    }
+}
+
+/// Where the reference comes from: a backend's first requests, or a file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReferenceSettings {
+    /// `stable`: the stable's first `requests` sampled requests (the default without `file`).
+    pub from: Option<ReferenceFrom>,
+    /// How many requests a built reference takes (default 1000).
+    pub requests: u64,
+    /// A reference file (see [`Reference`]).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for ReferenceSettings {
+    fn default() -> Self {
+        ReferenceSettings {
+            from: None,
+            requests: 1000,
+            file: None,
+        }
+    }
+}
+
+/// Whose requests a built reference takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferenceFrom {
+    /// The route's stable backend.
+    Stable,
+}
+
+impl Settings {
+    /// Checks the settings, returning every problem joined by `; `.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if !(0.0..=100.0).contains(&self.sample) {
+            errors.push(format!(
+                "sample: {} is not a percentage (0 to 100)",
+                self.sample
+            ));
+        }
+        if self.max_features == 0 {
+            errors.push("max_features: must be at least 1".to_owned());
+        }
+        let d = self.drift;
+        if !(d.warn.is_finite() && d.alert.is_finite() && 0.0 <= d.warn && d.warn <= d.alert) {
+            errors.push(format!(
+                "drift: warn ({}) and alert ({}) must be numbers with 0 <= warn <= alert",
+                d.warn, d.alert
+            ));
+        }
+        let r = &self.reference;
+        if r.from.is_some() && r.file.is_some() {
+            errors.push("reference: give from or file, not both".to_owned());
+        }
+        if r.requests == 0 {
+            errors.push("reference.requests: must be at least 1".to_owned());
+        }
+        if self.bucket.is_zero() || self.window < self.bucket {
+            errors.push("the drift window must hold at least one non-empty bucket".to_owned());
+        }
+        if let Err(e) = Schema::new(&self.features, self.max_features) {
+            errors.push(e);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+// === impl Monitor ===
+
+/// Payload statistics and drift for one route (see the module docs).
+///
+/// Not shared between threads by itself: the observer that owns it calls
+/// [`observe`](Monitor::observe); readers take a [`report`](Monitor::report).
+#[derive(Debug)]
+pub struct Monitor {
+    settings: Settings,
+    schema: Schema,
+    backends: Vec<Backend>,
+    layout: Option<Layout>,
+    builder: Option<Builder>,
+    samples: Samples,
+    /// Per feature, how many values the current exchange had (for absent values).
+    seen: Vec<u32>,
+    /// Where the drift windows' time buckets start.
+    origin: Instant,
+}
+
+#[derive(Debug)]
+struct Backend {
+    name: Box<str>,
+    stats: BackendStats,
+    window: Option<Window>,
+}
+
+/// Exchanges the monitor was handed, by what became of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Samples {
+    /// The request was read.
+    pub parsed: u64,
+    /// The request was not JSON (or was truncated).
+    pub unparseable: u64,
+    /// The backend was beyond [`MAX_BACKENDS`]: not counted anywhere else.
+    pub dropped: u64,
+}
+
+impl Monitor {
+    /// A monitor with validated settings; a reference `file` is read here.
+    pub fn new(settings: Settings) -> Result<Monitor, String> {
+        settings.validate()?;
+        let schema = Schema::new(&settings.features, settings.max_features)?;
+        let mut monitor = Monitor {
+            schema,
+            backends: Vec::new(),
+            layout: None,
+            builder: None,
+            samples: Samples::default(),
+            seen: Vec::new(),
+            origin: Instant::now(),
+            settings,
+        };
+        if let Some(path) = &monitor.settings.reference.file {
+            let reference = Reference::load(path)?;
+            monitor.set_reference(reference);
+        }
+        Ok(monitor)
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Starts building the reference from the next `reference.requests` sampled requests of
+    /// `backend` (the stable), at start and when a rollout starts; the current reference
+    /// stays in use until the new one is complete. Does nothing with a reference file.
+    pub fn start_reference(&mut self, backend: &str) {
+        if self.settings.reference.file.is_none() {
+            self.builder = Some(Builder::new(backend, self.settings.reference.requests));
+        }
+    }
+
+    /// Puts a reference in use; every backend's drift window starts empty.
+    pub fn set_reference(&mut self, reference: Reference) {
+        let mut layout = Layout::new(reference);
+        layout.link(self.schema.features.iter().map(|f| &*f.name));
+        for b in &mut self.backends {
+            b.window = Some(new_window(&self.settings, self.origin, &layout));
+        }
+        self.layout = Some(layout);
+    }
+
+    /// The reference in use, as its file would hold it.
+    pub fn reference(&self) -> Option<Reference> {
+        self.layout.as_ref().map(Layout::reference)
+    }
+
+    /// Parses an exchange's bodies under the configured protocol (see [`Payload::parse`]).
+    pub fn parse(&self, exchange: &Exchange<'_>) -> Payload {
+        Payload::parse(exchange, self.settings.protocol)
+    }
+
+    /// Counts one observed exchange, parsed once by [`Monitor::parse`] (or [`Payload::parse`]).
+    pub fn observe(&mut self, exchange: &Exchange<'_>, payload: &Payload, now: Instant) {
+        let Some(b) = self.backend(exchange.backend) else {
+            self.samples.dropped += 1;
+            return;
+        };
+        let sample = payload
+            .request
+            .as_ref()
+            .map(|r| self.schema.extract(payload.protocol, r));
+        if let Some(layout) = &mut self.layout {
+            layout.link(self.schema.features.iter().map(|f| &*f.name));
+        }
+        let building = self
+            .builder
+            .as_ref()
+            .is_some_and(|r| *r.backend == *exchange.backend);
+        let Backend { stats, window, .. } = &mut self.backends[b];
+        let mut to = Observed {
+            layout: self.layout.as_ref(),
+            bucket: window.as_mut().and_then(|w| w.bucket(now)),
+            builder: self.builder.as_mut().filter(|_| building),
+        };
+        stats.requests += 1;
+        stats.request_bytes.add(payload.request_bytes as f64);
+        stats.answer_bytes.add(payload.answer_bytes as f64);
+        match &sample {
+            Some(s) => {
+                self.samples.parsed += 1;
+                stats.rows.add(s.rows as f64);
+                record_inputs(&mut self.schema, stats, &mut self.seen, s, &mut to);
+            }
+            None => {
+                self.samples.unparseable += 1;
+                stats.unparsed += 1;
+            }
+        }
+        record_outputs(&mut stats.outputs, payload, &mut to);
+        if building {
+            self.finish_request();
+        }
+    }
+
+    /// Counts a request towards the reference being built, and puts it in use when complete.
+    fn finish_request(&mut self) {
+        let Some(builder) = &mut self.builder else {
+            return;
+        };
+        builder.requests += 1;
+        if builder.done() {
+            if let Some(builder) = self.builder.take() {
+                let features = &self.schema.features;
+                let reference = builder.finish(|ix| &features[ix].name);
+                self.set_reference(reference);
+            }
+        }
+    }
+
+    /// The index of a backend's state, made on first sight; `None` beyond [`MAX_BACKENDS`].
+    fn backend(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.backends.iter().position(|b| *b.name == *name) {
+            return Some(i);
+        }
+        if self.backends.len() >= MAX_BACKENDS {
+            return None;
+        }
+        let window = self
+            .layout
+            .as_ref()
+            .map(|l| new_window(&self.settings, self.origin, l));
+        self.backends.push(Backend {
+            name: name.into(),
+            stats: BackendStats::default(),
+            window,
+        });
+        Some(self.backends.len() - 1)
+    }
+}
+
+/// An empty drift window for a reference's layout.
+fn new_window(settings: &Settings, origin: Instant, layout: &Layout) -> Window {
+    Window::new(origin, settings.window, settings.bucket, layout.width)
+}
+
+/// Where one exchange's values go besides the statistics: the current bucket of the
+/// backend's drift window, and the reference being built.
+struct Observed<'a> {
+    layout: Option<&'a Layout>,
+    bucket: Option<&'a mut [u32]>,
+    builder: Option<&'a mut Builder>,
+}
+
+impl Observed<'_> {
+    /// Counts one value in the drift window's bin `bin`.
+    fn count(&mut self, bin: usize) {
+        if let Some(c) = self.bucket.as_deref_mut().and_then(|b| b.get_mut(bin)) {
+            *c = c.saturating_add(1);
+        }
+    }
+}
+
+/// Counts a request's feature values, and the absent values of discovered features.
+fn record_inputs(
+    schema: &mut Schema,
+    stats: &mut BackendStats,
+    seen: &mut Vec<u32>,
+    sample: &features::Sample<'_>,
+    to: &mut Observed<'_>,
+) {
+    let n = schema.features.len();
+    stats.features.resize_with(n, FeatureStats::default);
+    seen.clear();
+    seen.resize(n, 0);
+    for (ix, cell) in &sample.cells {
+        let i = *ix as usize;
+        let read = stats::read(cell);
+        let feature = &mut schema.features[i];
+        stats.features[i].record(feature, &read);
+        seen[i] += 1;
+        if let Some(bin) = to.layout.and_then(|l| l.feature_bin(*ix, &read)) {
+            to.count(bin);
+        }
+        if let Some(builder) = to.builder.as_deref_mut() {
+            builder.feature(*ix, feature.kind, &read);
+        }
+    }
+    for (i, f) in schema.features.iter().enumerate() {
+        if f.discovered {
+            let absent = sample.rows.saturating_sub(seen[i] as usize);
+            if absent > 0 {
+                stats.features[i].absent(absent as u64);
+            }
+        }
+    }
+}
+
+/// Counts an answer's predictions.
+fn record_outputs(stats: &mut OutputStats, payload: &Payload, to: &mut Observed<'_>) {
+    stats.record(payload);
+    for p in &payload.predictions {
+        if let Some(layout) = to.layout {
+            for bin in layout
+                .output_bins(p.label.as_deref(), p.score)
+                .into_iter()
+                .flatten()
+            {
+                to.count(bin);
+            }
+        }
+        if let Some(builder) = to.builder.as_deref_mut() {
+            builder.prediction(p);
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! An exchange's two bodies, parsed once into the form every observer reads.
+//!
+//! [`Payload::parse`] reads the request as JSON and the answer as JSON or as
+//! a server-sent event stream (OpenAI-style streaming), resolves `auto` to
+//! a protocol, and reads the answer's predictions: one [`Prediction`] per
+//! row, a label and a score. The monitor then takes its features from
+//! [`Payload::request`]; the prediction log and the feedback join read the
+//! same parsed values, so no body is parsed twice.
+//!
+//! What a prediction is, per protocol:
+//!
+//! - **V2**: the first output whose datatype is `BYTES`, `BOOL`, `INT*` or
+//!   `UINT*` with one value per row gives the label; the first floating
+//!   output gives the score: for a `[rows, k]` tensor (k > 1) the row's
+//!   largest value, whose index is the label when no label output exists;
+//!   for one value per row, that value.
+//! - **V1** (`predictions`, or `outputs`): a row that is an integer, a
+//!   string or a boolean is a label; a float is a score; an array of
+//!   numbers gives its argmax (label) and maximum (score); an object gives
+//!   its `label`/`class`/`classes`/`predicted_label`/`prediction` member
+//!   and its `score`/`scores`/`probability`/`probabilities`/`confidence`
+//!   member. Columnar `outputs` (an object of named columns) are read
+//!   row by row with the same names.
+//! - **OpenAI**: one row per choice: the label is its `finish_reason`, the
+//!   score the completion's length in characters (`message.content` or
+//!   `text`; for a stream, the `delta` contents joined).
+//! - **JSON**: none.
+//!
+//! A `null` row, or a NaN score with no label, is a null prediction.
+
+use crate::compare::{json, tensor, tolerance, v1, v2};
+use serde_json::Value;
+
+/// The wire protocol an exchange is read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Detect per exchange: from the path, then from the bodies' shape.
+    #[default]
+    Auto,
+    /// KServe / MLServer / Triton Open Inference Protocol (`inputs` → `outputs`).
+    V2,
+    /// TF-Serving / KServe V1 (`instances` or `inputs` → `predictions` or `outputs`).
+    V1,
+    /// OpenAI-style completions and chat completions.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Any JSON: only the configured pointers are read.
+    Json,
+}
+
+impl Protocol {
+    /// Returns the lowercase name used in configuration and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::V2 => "v2",
+            Protocol::V1 => "v1",
+            Protocol::OpenAi => "openai",
+            Protocol::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request and its answer, borrowed from the tap's buffers, as observers receive it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The route that took the request.
+    pub route: &'a str,
+    /// The backend that answered.
+    pub backend: &'a str,
+    /// The request's path (a hint for `auto`: `/v2/models/m/infer`, `:predict`, `/chat/completions`).
+    pub path: &'a str,
+    /// The answer's status code; only a 2xx answer is read for predictions.
+    pub status: u16,
+    /// The request body as buffered.
+    pub request: &'a [u8],
+    /// The request body was cut at the buffer's cap: it is not read.
+    pub request_truncated: bool,
+    /// The answer body as teed.
+    pub answer: &'a [u8],
+    /// The answer body was cut at the tee's cap: it is not read.
+    pub answer_truncated: bool,
+}
+
+/// What became of an answer body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A JSON document.
+    Json(Value),
+    /// A server-sent event stream: the JSON of each `data:` line, in order (`[DONE]` left out).
+    Events(Vec<Value>),
+    /// The status was not 2xx: the body is not read.
+    Failed(u16),
+    /// The body was cut at the tee's cap: not read.
+    Truncated,
+    /// Neither JSON nor an event stream.
+    Unparseable,
+}
+
+/// One row of an answer, as the monitor and the feedback join read it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Prediction {
+    /// The predicted class (or OpenAI `finish_reason`), as text.
+    pub label: Option<String>,
+    /// The score (top probability, regression value, or OpenAI completion length in characters).
+    pub score: Option<f64>,
+}
+
+impl Prediction {
+    /// Tells whether the row predicted nothing: neither a label nor a score.
+    pub fn is_null(&self) -> bool {
+        self.label.is_none() && self.score.is_none()
+    }
+}
+
+/// An exchange's bodies parsed once: what every observer reads.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// The protocol the exchange was read under (`auto` resolved; `json` when nothing else fits).
+    pub protocol: Protocol,
+    /// The request as JSON; `None` when it is not JSON or was truncated.
+    pub request: Option<Value>,
+    /// The answer.
+    pub answer: Answer,
+    /// The answer's rows (empty when the answer was not read or predicted nothing).
+    pub predictions: Vec<Prediction>,
+    /// Size of the request body in bytes.
+    pub request_bytes: usize,
+    /// Size of the answer body in bytes.
+    pub answer_bytes: usize,
+}
+
+impl Payload {
+    /// Parses an exchange's bodies under the `declared` protocol (`Auto` detects it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchyard::monitor::{Exchange, Payload, Protocol};
+    ///
+    /// let exchange = Exchange {
+    ///     route: "default",
+    ///     backend: "blue",
+    ///     path: "/v2/models/iris/infer",
+    ///     status: 200,
+    ///     request: br#"{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2]]}]}"#,
+    ///     request_truncated: false,
+    ///     answer: br#"{"model_name":"iris","outputs":[{"name":"predict","shape":[1,1],"datatype":"INT64","data":[0]}]}"#,
+    ///     answer_truncated: false,
+    /// };
+    /// let payload = Payload::parse(&exchange, Protocol::Auto);
+    /// assert_eq!(payload.protocol, Protocol::V2);
+    /// assert_eq!(payload.predictions[0].label.as_deref(), Some("0"));
+    /// ```
+    pub fn parse(exchange: &Exchange<'_>, declared: Protocol) -> Payload {
+        let request = if exchange.request_truncated {
+            None
+        } else {
+            json::parse(exchange.request)
+        };
+        let answer = read_answer(exchange);
+        let protocol = match declared {
+            Protocol::Auto => detect(exchange.path, request.as_ref(), &answer),
+            p => p,
+        };
+        let predictions = predictions(protocol, &answer);
+        Payload {
+            protocol,
+            request,
+            answer,
+            predictions,
+            request_bytes: exchange.request.len(),
+            answer_bytes: exchange.answer.len(),
+        }
+    }
+}
+
+/// Reads the answer body when the status is 2xx and the body whole.
+fn read_answer(exchange: &Exchange<'_>) -> Answer {
+    if !(200..300).contains(&exchange.status) {
+        return Answer::Failed(exchange.status);
+    }
+    if exchange.answer_truncated {
+        return Answer::Truncated;
+    }
+    if let Some(v) = json::parse(exchange.answer) {
+        return Answer::Json(v);
+    }
+    match events(exchange.answer) {
+        Some(evs) => Answer::Events(evs),
+        None => Answer::Unparseable,
+    }
+}
+
+/// The JSON events of a server-sent event stream; `None` when the body has no `data:` line of JSON.
+fn events(body: &[u8]) -> Option<Vec<Value>> {
+    let mut out = Vec::new();
+    for line in body.split(|&b| b == b'\n') {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            continue;
+        };
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            continue;
+        }
+        out.push(json::parse(data)?);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Resolves `auto`: the path first, then the request's shape, then the answer's.
+fn detect(path: &str, request: Option<&Value>, answer: &Answer) -> Protocol {
+    let path = path.split('?').next().unwrap_or(path);
+    if path.starts_with("/v2/") && path.ends_with("/infer") {
+        return Protocol::V2;
+    }
+    if path.contains(":predict") {
+        return Protocol::V1;
+    }
+    if path.ends_with("/completions") {
+        return Protocol::OpenAi;
+    }
+    if let Some(p) = request.and_then(request_shape) {
+        return p;
+    }
+    match answer {
+        Answer::Json(v) if v2::looks_like(v, true) => Protocol::V2,
+        Answer::Json(v) if v.get("choices").is_some() => Protocol::OpenAi,
+        Answer::Json(v) if v.is_object() && v1::looks_like(v) => Protocol::V1,
+        Answer::Events(_) => Protocol::OpenAi,
+        _ => Protocol::Json,
+    }
+}
+
+/// The protocol a request's shape says: V2 `inputs` (named tensors), V1 `instances` or
+/// `inputs`, OpenAI `messages` or `prompt`.
+fn request_shape(v: &Value) -> Option<Protocol> {
+    let obj = v.as_object()?;
+    if let Some(Value::Array(inputs)) = obj.get("inputs") {
+        let named = |x: &Value| x.get("name").is_some_and(Value::is_string);
+        if !inputs.is_empty() && inputs.iter().all(named) {
+            return Some(Protocol::V2);
+        }
+    }
+    if obj.contains_key("instances") || obj.contains_key("inputs") {
+        return Some(Protocol::V1);
+    }
+    if obj.contains_key("messages") || obj.contains_key("prompt") {
+        return Some(Protocol::OpenAi);
+    }
+    None
+}
+
+/// The rows an answer predicts, read under `protocol`.
+fn predictions(protocol: Protocol, answer: &Answer) -> Vec<Prediction> {
+    match (protocol, answer) {
+        (Protocol::V2, Answer::Json(v)) => v2_predictions(v),
+        (Protocol::V1, Answer::Json(v)) => v1_predictions(v),
+        (Protocol::OpenAi, Answer::Json(v)) => openai_predictions(std::slice::from_ref(v)),
+        (Protocol::OpenAi, Answer::Events(evs)) => openai_predictions(evs),
+        _ => Vec::new(),
+    }
+}
+
+// === V2 ===
+
+/// A V2 tensor's values (an input's or an output's), one row at a time.
+pub(crate) struct Rows<'a> {
+    leaves: Vec<&'a Value>,
+    /// Values per row: the product of the dimensions after the first (1 for one dimension).
+    pub(crate) cols: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Reads a tensor's `data` in rows: by the declared `shape` when it fits the data,
+    /// else by the nesting.
+    pub(crate) fn of(tensor: &'a Value) -> Option<Rows<'a>> {
+        let data = tensor.get("data")?;
+        let t = tensor::flatten(data);
+        let leaves = leaves(&t.leaves);
+        let declared: Option<Vec<usize>> = tensor.get("shape").and_then(|s| {
+            s.as_array()?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        });
+        let dims = match declared {
+            Some(d) if d.iter().product::<usize>() == leaves.len() => d,
+            _ if t.regular => t.dims,
+            _ => vec![leaves.len()],
+        };
+        let cols = match dims.as_slice() {
+            [] | [_] => 1,
+            [_, rest @ ..] => rest.iter().product::<usize>().max(1),
+        };
+        Some(Rows { leaves, cols })
+    }
+
+    /// How many rows.
+    pub(crate) fn count(&self) -> usize {
+        self.leaves.len() / self.cols
+    }
+
+    /// The rows, each a slice of `cols` values (a short last row when the data is ragged).
+    pub(crate) fn iter(&self) -> std::slice::Chunks<'_, &'a Value> {
+        self.leaves.chunks(self.cols)
+    }
+}
+
+/// The leaves of a flattened tensor as references, whatever their storage.
+fn leaves<'a>(l: &tensor::Leaves<'a>) -> Vec<&'a Value> {
+    match l {
+        tensor::Leaves::Flat(s) => s.iter().collect(),
+        tensor::Leaves::Nested(v) => v.clone(),
+    }
+}
+
+fn v2_predictions(v: &Value) -> Vec<Prediction> {
+    let Some(Value::Array(outputs)) = v.get("outputs") else {
+        return Vec::new();
+    };
+    let mut labels: Option<Vec<Option<String>>> = None;
+    let mut scored: Option<Vec<Prediction>> = None;
+    for o in outputs {
+        let Some(rows) = Rows::of(o) else { continue };
+        let kind = v2::kind(o.get("datatype").and_then(Value::as_str));
+        let label = matches!(kind, v2::Kind::Int | v2::Kind::Bool | v2::Kind::Bytes);
+        if labels.is_none() && rows.cols == 1 && label {
+            labels = Some(rows.iter().map(|r| label_text(r[0])).collect());
+        } else if scored.is_none() && matches!(kind, v2::Kind::Float | v2::Kind::Unknown) {
+            scored = Some(rows.iter().map(score_row).collect());
+        }
+    }
+    let mut out = scored.unwrap_or_default();
+    if let Some(labels) = labels {
+        out.resize(out.len().max(labels.len()), Prediction::default());
+        for (p, l) in out.iter_mut().zip(labels) {
+            p.label = l;
+        }
+    }
+    out
+}
+
+/// A row of scores: its maximum, with its index as the label when there are several.
+fn score_row(row: &[&Value]) -> Prediction {
+    match row {
+        [one] => Prediction {
+            label: None,
+            score: score(one),
+        },
+        _ => match tensor::argmax(row) {
+            Some(i) => Prediction {
+                label: Some(i.to_string()),
+                score: score(row[i]),
+            },
+            None => Prediction::default(),
+        },
+    }
+}
+
+// === V1 ===
+
+/// Members of a row object (or columns of columnar `outputs`) that hold the label.
+const LABEL_KEYS: [&str; 5] = ["label", "class", "classes", "predicted_label", "prediction"];
+/// Members of a row object (or columns of columnar `outputs`) that hold the score.
+const SCORE_KEYS: [&str; 5] = [
+    "score",
+    "scores",
+    "probability",
+    "probabilities",
+    "confidence",
+];
+
+fn v1_predictions<'a>(v: &'a Value) -> Vec<Prediction> {
+    match v.get("predictions").or_else(|| v.get("outputs")) {
+        Some(Value::Array(rows)) => rows.iter().map(row_prediction).collect(),
+        Some(Value::Object(columns)) => {
+            let column = |keys: &[&str]| {
+                keys.iter()
+                    .find_map(|k| columns.get(*k))
+                    .and_then(Value::as_array)
+            };
+            let (labels, scores) = (column(&LABEL_KEYS), column(&SCORE_KEYS));
+            let n = labels.map_or(0, Vec::len).max(scores.map_or(0, Vec::len));
+            (0..n)
+                .map(|i| {
+                    let at = |c: Option<&'a Vec<Value>>| c.and_then(|c| c.get(i));
+                    object_prediction(at(labels), at(scores))
+                })
+                .collect()
+        }
+        Some(other) => vec![row_prediction(other)],
+        None => Vec::new(),
+    }
+}
+
+/// Reads one V1 row (see the module docs).
+fn row_prediction(v: &Value) -> Prediction {
+    match v {
+        Value::Null => Prediction::default(),
+        Value::Number(n) if n.is_f64() => Prediction {
+            label: None,
+            score: score(v),
+        },
+        Value::Array(items) => match items.as_slice() {
+            [one] => row_prediction(one),
+            _ if items.iter().all(|x| tolerance::num(x).is_some()) => {
+                let refs: Vec<&Value> = items.iter().collect();
+                score_row(&refs)
+            }
+            _ => Prediction {
+                label: items.first().and_then(label_text),
+                score: None,
+            },
+        },
+        Value::Object(m) => {
+            let member = |keys: &[&str]| keys.iter().find_map(|k| m.get(*k));
+            object_prediction(member(&LABEL_KEYS), member(&SCORE_KEYS))
+        }
+        Value::String(s) if tolerance::special_float(s).is_some() => Prediction::default(),
+        _ => Prediction {
+            label: label_text(v),
+            score: None,
+        },
+    }
+}
+
+/// A prediction from a label member and a score member (a number, or scores whose argmax labels the row).
+fn object_prediction(label: Option<&Value>, score_v: Option<&Value>) -> Prediction {
+    let mut p = match score_v {
+        Some(Value::Array(s)) => score_row(&s.iter().collect::<Vec<_>>()),
+        Some(s) => Prediction {
+            label: None,
+            score: score(s),
+        },
+        None => Prediction::default(),
+    };
+    if let Some(l) = label.map(|l| match l {
+        Value::Array(a) => a.first().and_then(label_text),
+        l => label_text(l),
+    }) {
+        p.label = l.or(p.label);
+    }
+    p
+}
+
+// === OpenAI ===
+
+/// One row per choice, from a whole answer or from a stream's events (deltas joined by `index`).
+fn openai_predictions(events: &[Value]) -> Vec<Prediction> {
+    let mut rows: Vec<(usize, Option<String>)> = Vec::new();
+    for ev in events {
+        let Some(Value::Array(choices)) = ev.get("choices") else {
+            continue;
+        };
+        for (pos, c) in choices.iter().enumerate() {
+            let i = c
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(pos, |i| i as usize);
+            if i >= rows.len() {
+                rows.resize(i + 1, (0, None));
+            }
+            let text = c
+                .pointer("/message/content")
+                .or_else(|| c.pointer("/delta/content"))
+                .or_else(|| c.get("text"))
+                .and_then(Value::as_str);
+            rows[i].0 += text.map_or(0, |t| t.chars().count());
+            if let Some(r) = c.get("finish_reason").and_then(Value::as_str) {
+                rows[i].1 = Some(r.to_owned());
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|(chars, reason)| Prediction {
+            label: reason,
+            score: Some(chars as f64),
+        })
+        .collect()
+}
+
+// === values ===
+
+/// A label as text: a string as is, a number or boolean as JSON writes it; `None` for null.
+fn label_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+/// A score: a finite number (or a spelled-out infinity); NaN and non-numbers are none.
+fn score(v: &Value) -> Option<f64> {
+    tolerance::num(v).filter(|f| !f.is_nan())
+}

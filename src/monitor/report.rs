@@ -1,0 +1,246 @@
+//! The monitor's figures as the admin API (`GET /api/v1/monitor`), the metrics and the
+//! `output_drift` gate read them.
+
+use super::drift::{self, Drift, Layout};
+use super::features::{Feature, Kind};
+use super::stats::{BackendStats, FeatureStats, OutputStats, Quantiles, TopValue, TOP_SHOWN};
+use super::{Backend, Missing, Monitor, Protocol, Samples};
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// Everything one route's monitor knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The configured protocol.
+    pub protocol: Protocol,
+    pub samples: Samples,
+    /// Values of features beyond `max_features`, not kept.
+    pub untracked_values: u64,
+    pub reference: ReferenceStatus,
+    pub backends: Vec<BackendReport>,
+    /// The candidate's outputs against the stable's, when both were named.
+    pub output_drift: Option<OutputDrift>,
+}
+
+/// Whether a reference is in use, and one being built.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferenceStatus {
+    /// A reference is in use: drift figures can be computed.
+    pub in_use: bool,
+    /// How many requests the reference in use was built from.
+    pub requests: u64,
+    /// A reference being built.
+    pub building: Option<Building>,
+}
+
+/// A reference being built from a backend's first requests.
+#[derive(Debug, Clone, Serialize)]
+pub struct Building {
+    pub backend: String,
+    pub requests: u64,
+    pub target: u64,
+}
+
+/// What one backend saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendReport {
+    pub backend: String,
+    /// Requests observed.
+    pub requests: u64,
+    /// Requests whose body could not be read.
+    pub unparsed: u64,
+    /// Rows per request.
+    pub rows: Option<Quantiles>,
+    /// Request body sizes, bytes.
+    pub request_bytes: Option<Quantiles>,
+    /// Answer body sizes, bytes.
+    pub answer_bytes: Option<Quantiles>,
+    pub features: Vec<FeatureReport>,
+    pub outputs: OutputReport,
+}
+
+/// One feature at one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureReport {
+    pub name: String,
+    /// `None` until a usable value was seen.
+    pub kind: Option<Kind>,
+    /// Values kept.
+    pub count: u64,
+    pub missing: Missing,
+    /// Values of the wrong kind.
+    pub invalid: u64,
+    /// Numeric features: the distribution.
+    pub quantiles: Option<Quantiles>,
+    /// Categorical features: the most frequent values.
+    pub top: Vec<TopValue>,
+    /// Against the reference, over the drift window.
+    pub drift: Option<Drift>,
+}
+
+/// One backend's answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    pub answers: u64,
+    pub failed: u64,
+    pub truncated: u64,
+    pub unparseable: u64,
+    /// Answers with no prediction.
+    pub empty: u64,
+    /// Predictions (rows).
+    pub rows: u64,
+    /// Null predictions.
+    pub null: u64,
+    /// The class mix (OpenAI: finish reasons).
+    pub labels: Vec<TopValue>,
+    /// The scores (OpenAI: completion lengths in characters).
+    pub scores: Option<Quantiles>,
+}
+
+/// A candidate's outputs against the stable's over the same window.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputDrift {
+    pub stable: String,
+    pub candidate: String,
+    /// Label mix: Jensen-Shannon distance.
+    pub label: Option<Drift>,
+    /// Scores: PSI on the reference's score bins, the stable's shares as expected.
+    pub score: Option<Drift>,
+}
+
+impl OutputDrift {
+    /// The larger of the two figures (what the `output_drift` gate compares with its `max`);
+    /// `None` when neither had enough values (the gate is then inconclusive).
+    pub fn value(&self) -> Option<f64> {
+        [self.label, self.score]
+            .into_iter()
+            .flatten()
+            .map(|d| d.value)
+            .reduce(f64::max)
+    }
+}
+
+impl Monitor {
+    /// Everything the monitor knows at `now`; `pair` names the (stable, candidate) whose
+    /// outputs are compared.
+    pub fn report(&self, now: Instant, pair: Option<(&str, &str)>) -> Report {
+        let building = self.builder.as_ref().map(|b| Building {
+            backend: b.backend.to_string(),
+            requests: b.requests,
+            target: b.target,
+        });
+        Report {
+            protocol: self.settings.protocol,
+            samples: self.samples,
+            untracked_values: self.schema.untracked,
+            reference: ReferenceStatus {
+                in_use: self.layout.is_some(),
+                requests: self.layout.as_ref().map_or(0, Layout::requests),
+                building,
+            },
+            backends: self
+                .backends
+                .iter()
+                .map(|b| self.backend_report(b, now))
+                .collect(),
+            output_drift: pair.and_then(|(s, c)| self.output_drift(s, c, now)),
+        }
+    }
+
+    fn backend_report(&self, b: &Backend, now: Instant) -> BackendReport {
+        let s: &BackendStats = &b.stats;
+        let features = self
+            .schema
+            .features
+            .iter()
+            .enumerate()
+            .map(|(ix, f)| {
+                let drift = match (&self.layout, &b.window) {
+                    (Some(l), Some(w)) => {
+                        l.feature_drift(ix, w, now, &self.settings.drift, self.settings.min_samples)
+                    }
+                    _ => None,
+                };
+                feature_report(f, s.features.get(ix), drift)
+            })
+            .collect();
+        BackendReport {
+            backend: b.name.to_string(),
+            requests: s.requests,
+            unparsed: s.unparsed,
+            rows: s.rows.summary(),
+            request_bytes: s.request_bytes.summary(),
+            answer_bytes: s.answer_bytes.summary(),
+            features,
+            outputs: output_report(&s.outputs),
+        }
+    }
+
+    /// The candidate's outputs against the stable's over the drift window ending at `now`;
+    /// `None` without a reference or when either backend has not been seen.
+    pub fn output_drift(&self, stable: &str, candidate: &str, now: Instant) -> Option<OutputDrift> {
+        let layout = self.layout.as_ref()?;
+        let window = |name: &str| {
+            self.backends
+                .iter()
+                .find(|b| *b.name == *name)
+                .and_then(|b| b.window.as_ref())
+        };
+        let (sw, cw) = (window(stable)?, window(candidate)?);
+        let min = self.settings.min_samples.max(1);
+        let figure = |which| {
+            let (kind, expected) = layout.output_counts(which, sw, now)?;
+            let (_, actual) = layout.output_counts(which, cw, now)?;
+            let stable_n: u64 = expected.iter().sum();
+            if stable_n < min {
+                return None;
+            }
+            let d = Drift::of(
+                kind,
+                &drift::shares(&expected),
+                &actual,
+                &self.settings.drift,
+                min,
+            )?;
+            Some(Drift {
+                samples: d.samples.min(stable_n),
+                ..d
+            })
+        };
+        Some(OutputDrift {
+            stable: stable.to_owned(),
+            candidate: candidate.to_owned(),
+            label: figure(0),
+            score: figure(1),
+        })
+    }
+}
+
+fn feature_report(f: &Feature, s: Option<&FeatureStats>, drift: Option<Drift>) -> FeatureReport {
+    let empty = FeatureStats::default();
+    let s = s.unwrap_or(&empty);
+    FeatureReport {
+        name: f.name.to_string(),
+        kind: f.kind,
+        count: s.count,
+        missing: s.missing,
+        invalid: s.invalid,
+        quantiles: s.sketch().and_then(|k| k.summary()),
+        top: s.top().map_or_else(Vec::new, |t| t.top(TOP_SHOWN)),
+        drift,
+    }
+}
+
+fn output_report(o: &OutputStats) -> OutputReport {
+    OutputReport {
+        answers: o.answers,
+        failed: o.failed,
+        truncated: o.truncated,
+        unparseable: o.unparseable,
+        empty: o.empty,
+        rows: o.rows,
+        null: o.null,
+        labels: o.labels.top(TOP_SHOWN),
+        scores: o.scores.summary(),
+    }
+}

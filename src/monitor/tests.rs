@@ -1,0 +1,806 @@
+//! Known distributions in, exact counts and bounded errors out; real-looking bodies per protocol.
+
+use super::drift::{self, Bins, Level, Metric, EPSILON};
+use super::stats::{Sketch, TopK, RELATIVE_ACCURACY, TOP_CAPACITY};
+use super::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::{Duration, Instant};
+
+// === helpers ===
+
+fn exchange<'a>(
+    backend: &'a str,
+    path: &'a str,
+    request: &'a str,
+    answer: &'a str,
+) -> Exchange<'a> {
+    Exchange {
+        route: "default",
+        backend,
+        path,
+        status: 200,
+        request: request.as_bytes(),
+        request_truncated: false,
+        answer: answer.as_bytes(),
+        answer_truncated: false,
+    }
+}
+
+fn observe(m: &mut Monitor, backend: &str, path: &str, request: &str, answer: &str, now: Instant) {
+    let ex = exchange(backend, path, request, answer);
+    let payload = m.parse(&ex);
+    m.observe(&ex, &payload, now);
+}
+
+fn parse(path: &str, request: &str, answer: &str) -> Payload {
+    Payload::parse(&exchange("blue", path, request, answer), Protocol::Auto)
+}
+
+fn feature<'r>(report: &'r Report, backend: &str, name: &str) -> &'r FeatureReport {
+    let b = report
+        .backends
+        .iter()
+        .find(|b| b.backend == backend)
+        .unwrap_or_else(|| panic!("no backend {backend}"));
+    b.features
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no feature {name} in {:?}", b.features))
+}
+
+fn settings(requests: u64) -> Settings {
+    Settings {
+        reference: ReferenceSettings {
+            requests,
+            ..ReferenceSettings::default()
+        },
+        ..Settings::default()
+    }
+}
+
+/// Deterministic normal samples (Box-Muller).
+struct Normal(SmallRng);
+
+impl Normal {
+    fn new(seed: u64) -> Normal {
+        Normal(SmallRng::seed_from_u64(seed))
+    }
+
+    fn sample(&mut self, mean: f64, sd: f64) -> f64 {
+        let u1: f64 = self.0.random_range(f64::EPSILON..1.0);
+        let u2: f64 = self.0.random();
+        mean + sd * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// One of `values`, drawn with the given shares.
+    fn pick<'v>(&mut self, values: &[(&'v str, f64)]) -> &'v str {
+        let mut u: f64 = self.0.random();
+        for (v, share) in values {
+            if u < *share {
+                return v;
+            }
+            u -= share;
+        }
+        values[values.len() - 1].0
+    }
+}
+
+/// PSI computed here, independently: values binned with `v <= edge`, shares floored at ε.
+fn own_psi(edges: &[f64], expected: &[f64], values: &[f64]) -> f64 {
+    let mut counts = vec![0f64; edges.len() + 1];
+    for &v in values {
+        let bin = edges.iter().take_while(|&&e| v > e).count();
+        counts[bin] += 1.0;
+    }
+    let n = values.len() as f64;
+    let mut psi = 0.0;
+    for (c, p) in counts.iter().zip(expected) {
+        let q = (c / n).max(EPSILON);
+        let p = p.max(EPSILON);
+        psi += (q - p) * (q / p).ln();
+    }
+    psi
+}
+
+/// Jensen-Shannon distance computed here, independently, from two maps of shares.
+fn own_js(p: &[f64], q: &[f64]) -> f64 {
+    let mut d = 0.0;
+    for (a, b) in p.iter().zip(q) {
+        let m = (a + b) / 2.0;
+        if *a > 0.0 {
+            d += 0.5 * a * (a / m).log2();
+        }
+        if *b > 0.0 {
+            d += 0.5 * b * (b / m).log2();
+        }
+    }
+    d.sqrt()
+}
+
+/// Shares of `picked` over a categorical reference's bins (values in name order, then other).
+fn category_shares(bins: &Bins, picked: &[&str]) -> Vec<f64> {
+    let Bins::Categorical { shares, .. } = bins else {
+        panic!("not categorical: {bins:?}")
+    };
+    let mut counts = vec![0f64; shares.len() + 1];
+    for v in picked {
+        let i = shares.keys().position(|k| k == v).unwrap_or(shares.len());
+        counts[i] += 1.0;
+    }
+    counts.iter().map(|c| c / picked.len() as f64).collect()
+}
+
+// === parsing, per protocol ===
+
+const IRIS_REQUEST: &str = r#"{"id":"5f4a","parameters":{"content_type":"np"},"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.7,3.1,4.7,1.5]]}]}"#;
+const IRIS_ANSWER: &str = r#"{"model_name":"iris","model_version":"v0.1.0","id":"5f4a","parameters":{},"outputs":[{"name":"predict","shape":[2,1],"datatype":"INT64","parameters":{"content_type":"np"},"data":[0,1]},{"name":"predict_proba","shape":[2,3],"datatype":"FP64","parameters":{"content_type":"np"},"data":[0.97,0.03,0.0,0.02,0.88,0.1]}]}"#;
+
+#[test]
+fn v2_iris_as_mlserver_answers_it() {
+    let p = parse("/v2/models/iris/infer", IRIS_REQUEST, IRIS_ANSWER);
+    assert_eq!(p.protocol, Protocol::V2);
+    let labels: Vec<_> = p.predictions.iter().map(|p| p.label.as_deref()).collect();
+    assert_eq!(labels, [Some("0"), Some("1")]);
+    let scores: Vec<_> = p.predictions.iter().map(|p| p.score).collect();
+    assert_eq!(scores, [Some(0.97), Some(0.88)]);
+
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/iris/infer",
+        IRIS_REQUEST,
+        IRIS_ANSWER,
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    let names: Vec<_> = r.backends[0]
+        .features
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["input-0[0]", "input-0[1]", "input-0[2]", "input-0[3]"]
+    );
+    let petal = feature(&r, "blue", "input-0[2]");
+    assert_eq!((petal.kind, petal.count), (Some(Kind::Numeric), 2));
+    let q = petal.quantiles.unwrap();
+    assert_eq!((q.min, q.max), (1.4, 4.7));
+    assert_eq!(r.backends[0].rows.unwrap().max, 2.0);
+    assert_eq!(r.backends[0].outputs.rows, 2);
+}
+
+#[test]
+fn v2_configured_names_and_absent_columns() {
+    let s = Settings {
+        features: vec![
+            FeatureSpec {
+                name: "petal_length".into(),
+                input: Some("input-0".into()),
+                column: Some(2),
+                pointer: None,
+                kind: None,
+            },
+            FeatureSpec {
+                name: "extra".into(),
+                input: Some("input-0".into()),
+                column: Some(7),
+                pointer: None,
+                kind: None,
+            },
+            FeatureSpec {
+                name: "other_tensor".into(),
+                input: Some("input-1".into()),
+                column: None,
+                pointer: None,
+                kind: None,
+            },
+        ],
+        ..Settings::default()
+    };
+    let mut m = Monitor::new(s).unwrap();
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/iris/infer",
+        IRIS_REQUEST,
+        IRIS_ANSWER,
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    assert_eq!(
+        r.backends[0].features.len(),
+        3,
+        "only the configured features"
+    );
+    assert_eq!(feature(&r, "blue", "petal_length").count, 2);
+    assert_eq!(feature(&r, "blue", "extra").missing.absent, 2);
+    assert_eq!(feature(&r, "blue", "other_tensor").missing.absent, 2);
+}
+
+#[test]
+fn v1_as_tf_serving_answers_it() {
+    let request =
+        r#"{"signature_name":"serving_default","instances":[[1.0,2.0,5.0],[3.5,0.5,1.0]]}"#;
+    let answer = r#"{"predictions":[[0.1,0.7,0.2],[0.8,0.15,0.05]]}"#;
+    let p = parse("/v1/models/flowers:predict", request, answer);
+    assert_eq!(p.protocol, Protocol::V1);
+    assert_eq!(
+        p.predictions,
+        [
+            Prediction {
+                label: Some("1".into()),
+                score: Some(0.7)
+            },
+            Prediction {
+                label: Some("0".into()),
+                score: Some(0.8)
+            }
+        ]
+    );
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    observe(
+        &mut m,
+        "blue",
+        "/v1/models/flowers:predict",
+        request,
+        answer,
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    let f = feature(&r, "blue", "instances[2]");
+    assert_eq!(f.count, 2);
+    assert_eq!(f.quantiles.unwrap().max, 5.0);
+}
+
+#[test]
+fn v1_labels_regression_and_row_objects() {
+    let labels = parse(
+        "/x",
+        r#"{"instances":[1]}"#,
+        r#"{"predictions":["setosa",null]}"#,
+    );
+    assert_eq!(labels.protocol, Protocol::V1, "from the request's shape");
+    assert_eq!(labels.predictions[0].label.as_deref(), Some("setosa"));
+    assert!(labels.predictions[1].is_null());
+    let regression = parse("/x", r#"{"instances":[1]}"#, r#"{"predictions":[0.83]}"#);
+    assert_eq!(regression.predictions[0].score, Some(0.83));
+    assert_eq!(regression.predictions[0].label, None);
+    let objects = parse(
+        "/x",
+        r#"{"instances":[1]}"#,
+        r#"{"predictions":[{"classes":["cat","dog"],"scores":[0.9,0.1]}]}"#,
+    );
+    assert_eq!(objects.predictions[0].label.as_deref(), Some("cat"));
+    assert_eq!(objects.predictions[0].score, Some(0.9));
+}
+
+const CHAT_REQUEST: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Name three rivers in France."}],"temperature":0.2}"#;
+const CHAT_ANSWER: &str = r#"{"id":"chatcmpl-9x","object":"chat.completion","created":1718000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Seine, Loire, Rhône."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":24,"completion_tokens":7,"total_tokens":31}}"#;
+
+#[test]
+fn openai_chat_request_and_answer() {
+    let p = parse("/v1/chat/completions", CHAT_REQUEST, CHAT_ANSWER);
+    assert_eq!(p.protocol, Protocol::OpenAi);
+    assert_eq!(p.predictions.len(), 1);
+    assert_eq!(p.predictions[0].label.as_deref(), Some("stop"));
+    assert_eq!(p.predictions[0].score, Some(20.0), "characters, not bytes");
+
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    observe(
+        &mut m,
+        "blue",
+        "/v1/chat/completions",
+        CHAT_REQUEST,
+        CHAT_ANSWER,
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    let chars = "You are terse.".len() + "Name three rivers in France.".len();
+    assert_eq!(
+        feature(&r, "blue", "prompt_chars").quantiles.unwrap().max,
+        chars as f64
+    );
+    assert_eq!(feature(&r, "blue", "messages").quantiles.unwrap().max, 2.0);
+    assert_eq!(r.backends[0].outputs.labels[0].value, "stop");
+}
+
+#[test]
+fn openai_stream_deltas_are_joined() {
+    let stream = concat!(
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Seine, \"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Loire\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let p = parse("/v1/chat/completions", CHAT_REQUEST, stream);
+    assert!(matches!(p.answer, Answer::Events(ref e) if e.len() == 4));
+    assert_eq!(
+        p.predictions,
+        [Prediction {
+            label: Some("length".into()),
+            score: Some(12.0)
+        }]
+    );
+}
+
+#[test]
+fn json_pointer_features_with_wildcards() {
+    let s = Settings {
+        protocol: Protocol::Json,
+        features: vec![FeatureSpec {
+            name: "country".into(),
+            input: None,
+            column: None,
+            pointer: Some("/instances/*/country".into()),
+            kind: Some(Kind::Categorical),
+        }],
+        ..Settings::default()
+    };
+    let mut m = Monitor::new(s).unwrap();
+    let request = r#"{"instances":[{"country":"FR"},{"country":"DE"},{"age":3},{"country":"FR"}]}"#;
+    observe(&mut m, "blue", "/predict", request, "{}", Instant::now());
+    let r = m.report(Instant::now(), None);
+    let f = feature(&r, "blue", "country");
+    assert_eq!((f.count, f.missing.absent), (3, 1));
+    assert_eq!(f.top[0].value, "FR");
+    assert_eq!(f.top[0].count, 2);
+    assert_eq!(r.backends[0].rows.unwrap().max, 4.0);
+}
+
+#[test]
+fn failed_truncated_and_unparseable_answers_are_counted_apart() {
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    let now = Instant::now();
+    let mut ex = exchange(
+        "blue",
+        "/v2/models/iris/infer",
+        IRIS_REQUEST,
+        "upstream timeout",
+    );
+    ex.status = 503;
+    m.observe(&ex, &m.parse(&ex), now);
+    ex.status = 200;
+    m.observe(&ex, &m.parse(&ex), now);
+    let mut cut = exchange(
+        "blue",
+        "/v2/models/iris/infer",
+        IRIS_REQUEST,
+        &IRIS_ANSWER[..40],
+    );
+    cut.answer_truncated = true;
+    m.observe(&cut, &m.parse(&cut), now);
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/iris/infer",
+        "not json",
+        r#"{"outputs":[]}"#,
+        now,
+    );
+    let r = m.report(now, None);
+    let o = &r.backends[0].outputs;
+    assert_eq!((o.failed, o.unparseable, o.truncated), (1, 1, 1));
+    assert_eq!((o.answers, o.empty), (1, 1));
+    assert_eq!(r.samples.parsed, 3);
+    assert_eq!(r.samples.unparseable, 1);
+    assert_eq!(r.backends[0].unparsed, 1);
+}
+
+// === statistics ===
+
+#[test]
+fn missing_values_are_counted_exactly_by_kind() {
+    // A bare NaN token (as Python's json writes it), a spelled NaN, nulls, absent keys,
+    // and a value no kind of feature can use.
+    let request = r#"{"instances":[{"a":1.0,"b":"x"},{"a":null,"b":"y"},{"a":NaN},{"a":"nan","b":null},{"b":"z"},{"a":{"x":1}}]}"#;
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    let now = Instant::now();
+    for _ in 0..3 {
+        observe(
+            &mut m,
+            "blue",
+            "/v1/models/m:predict",
+            request,
+            r#"{"predictions":[1]}"#,
+            now,
+        );
+    }
+    let r = m.report(now, None);
+    let a = feature(&r, "blue", "a");
+    assert_eq!((a.count, a.invalid), (3, 3));
+    assert_eq!(
+        a.missing,
+        Missing {
+            null: 3,
+            nan: 6,
+            absent: 3
+        }
+    );
+    let b = feature(&r, "blue", "b");
+    assert_eq!(b.kind, Some(Kind::Categorical));
+    assert_eq!(b.count, 9);
+    assert_eq!(
+        b.missing,
+        Missing {
+            null: 3,
+            nan: 0,
+            absent: 6
+        }
+    );
+}
+
+#[test]
+fn max_features_bounds_what_is_kept_and_counts_the_rest() {
+    let s = Settings {
+        max_features: 4,
+        ..Settings::default()
+    };
+    let mut m = Monitor::new(s).unwrap();
+    let data: Vec<String> = (0..10).map(|i| format!("{i}.5")).collect();
+    let request = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[1,10],"datatype":"FP32","data":[{}]}}]}}"#,
+        data.join(",")
+    );
+    for _ in 0..5 {
+        observe(
+            &mut m,
+            "blue",
+            "/v2/models/m/infer",
+            &request,
+            "{}",
+            Instant::now(),
+        );
+    }
+    let r = m.report(Instant::now(), None);
+    assert_eq!(r.backends[0].features.len(), 4);
+    assert_eq!(r.untracked_values, 5 * 6);
+}
+
+#[test]
+fn quantiles_are_within_the_sketchs_relative_error() {
+    let mut g = Normal::new(7);
+    for (mean, sd) in [(50.0, 10.0), (0.0, 1.0), (-3.0, 0.5)] {
+        let mut values: Vec<f64> = (0..20_000).map(|_| g.sample(mean, sd)).collect();
+        let mut sketch = Sketch::new();
+        values.iter().for_each(|&v| sketch.add(v));
+        values.sort_by(f64::total_cmp);
+        for q in [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99] {
+            let exact = values[(q * (values.len() - 1) as f64) as usize];
+            let got = sketch.quantile(q).unwrap();
+            assert!(
+                (got - exact).abs() <= RELATIVE_ACCURACY * exact.abs() + 1e-12,
+                "N({mean}, {sd}) q{q}: {got} vs {exact}"
+            );
+        }
+    }
+}
+
+#[test]
+fn merged_sketches_equal_the_sketch_of_all_values() {
+    let mut g = Normal::new(3);
+    let (mut a, mut b, mut all) = (Sketch::new(), Sketch::new(), Sketch::new());
+    for i in 0..10_000 {
+        let v = g.sample(-1.0, 4.0);
+        if i % 3 == 0 {
+            a.add(v)
+        } else {
+            b.add(v)
+        }
+        all.add(v);
+    }
+    a.merge(&b);
+    assert_eq!(a.count(), all.count());
+    for q in [0.0, 0.01, 0.3, 0.5, 0.9, 0.99, 1.0] {
+        assert_eq!(a.quantile(q), all.quantile(q), "q{q}");
+    }
+}
+
+#[test]
+fn top_values_keep_heavy_hitters_within_the_error_bound() {
+    let mut top = TopK::default();
+    let mut other = TopK::default();
+    let heavy = [("FR", 3000u64), ("DE", 2000), ("IT", 1000)];
+    for (v, n) in heavy {
+        for _ in 0..n / 2 {
+            top.add(v);
+            other.add(v);
+        }
+    }
+    for i in 0..4000 {
+        let v = format!("rare-{i}");
+        if i % 2 == 0 {
+            top.add(&v)
+        } else {
+            other.add(&v)
+        }
+    }
+    top.merge(&other);
+    let n = top.total();
+    assert_eq!(n, 10_000);
+    let shown = top.top(3);
+    for ((v, truth), t) in heavy.iter().zip(&shown) {
+        assert_eq!(t.value, *v);
+        assert!(t.count >= *truth && t.count - t.error <= *truth, "{t:?}");
+        assert!(t.error <= n / TOP_CAPACITY as u64, "{t:?}");
+    }
+}
+
+// === drift ===
+
+/// A monitor whose reference is the first `n` requests of "blue", one value a request.
+fn numeric_reference(n: u64, g: &mut Normal, now: Instant) -> Monitor {
+    let mut m = Monitor::new(settings(n)).unwrap();
+    m.start_reference("blue");
+    for _ in 0..n {
+        let req = format!(r#"{{"instances":[[{}]]}}"#, g.sample(0.0, 1.0));
+        observe(
+            &mut m,
+            "blue",
+            "/v1/models/m:predict",
+            &req,
+            r#"{"predictions":[0]}"#,
+            now,
+        );
+    }
+    m
+}
+
+#[test]
+fn psi_is_low_for_the_same_distribution_and_high_for_a_shifted_one() {
+    let mut g = Normal::new(11);
+    let now = Instant::now();
+    let mut m = numeric_reference(2000, &mut g, now);
+    let reference = m.reference().expect("built after 2000 requests");
+    let Some(Bins::Numeric { edges, shares }) = reference.features.get("instances[0]").cloned()
+    else {
+        panic!("no numeric bins: {reference:?}")
+    };
+    assert_eq!(edges.len(), 9, "deciles");
+
+    let same: Vec<f64> = (0..5000).map(|_| g.sample(0.0, 1.0)).collect();
+    let shifted: Vec<f64> = (0..5000).map(|_| g.sample(0.75, 1.0)).collect();
+    for (backend, values) in [("blue", &same), ("green", &shifted)] {
+        for v in values {
+            let req = format!(r#"{{"instances":[[{v}]]}}"#);
+            observe(&mut m, backend, "/v1/models/m:predict", &req, "{}", now);
+        }
+    }
+    let r = m.report(now, None);
+    let blue = feature(&r, "blue", "instances[0]").drift.unwrap();
+    let green = feature(&r, "green", "instances[0]").drift.unwrap();
+    assert_eq!((blue.metric, blue.samples), (Metric::Psi, 5000));
+    assert!((blue.value - own_psi(&edges, &shares, &same)).abs() < 1e-9);
+    assert!((green.value - own_psi(&edges, &shares, &shifted)).abs() < 1e-9);
+    assert!(blue.value < 0.05, "same distribution: {}", blue.value);
+    assert!(green.value > 0.2, "shifted: {}", green.value);
+    assert_eq!((blue.level, green.level), (Level::Ok, Level::Alert));
+}
+
+const MIX: [(&str, f64); 3] = [("FR", 0.5), ("DE", 0.3), ("IT", 0.2)];
+const SHIFTED_MIX: [(&str, f64); 3] = [("FR", 0.1), ("DE", 0.3), ("IT", 0.6)];
+
+#[test]
+fn js_distance_is_low_for_the_same_mix_and_high_for_a_shifted_one() {
+    let mut g = Normal::new(5);
+    let now = Instant::now();
+    let mut m = Monitor::new(settings(2000)).unwrap();
+    m.start_reference("blue");
+    let row = |c: &str| format!(r#"{{"instances":[{{"country":"{c}"}}]}}"#);
+    for _ in 0..2000 {
+        let c = g.pick(&MIX);
+        observe(&mut m, "blue", "/v1/models/m:predict", &row(c), "{}", now);
+    }
+    let bins = m.reference().unwrap().features["country"].clone();
+    let same: Vec<&str> = (0..5000).map(|_| g.pick(&MIX)).collect();
+    let shifted: Vec<&str> = (0..5000).map(|_| g.pick(&SHIFTED_MIX)).collect();
+    for (backend, values) in [("blue", &same), ("green", &shifted)] {
+        for c in values {
+            observe(&mut m, backend, "/v1/models/m:predict", &row(c), "{}", now);
+        }
+    }
+    let r = m.report(now, None);
+    let blue = feature(&r, "blue", "country").drift.unwrap();
+    let green = feature(&r, "green", "country").drift.unwrap();
+    assert_eq!(blue.metric, Metric::Js);
+    let expected = bins.shares();
+    assert!((blue.value - own_js(&expected, &category_shares(&bins, &same))).abs() < 1e-9);
+    assert!((green.value - own_js(&expected, &category_shares(&bins, &shifted))).abs() < 1e-9);
+    assert!(blue.value < 0.05, "same mix: {}", blue.value);
+    assert!(green.value > 0.2, "shifted mix: {}", green.value);
+}
+
+#[test]
+fn output_drift_compares_the_candidate_with_the_stable_over_the_same_window() {
+    let mut g = Normal::new(9);
+    let now = Instant::now();
+    let mut m = Monitor::new(settings(1000)).unwrap();
+    m.start_reference("blue");
+    let answer = |label: &str, score: f64| {
+        format!(r#"{{"predictions":[{{"label":"{label}","score":{score}}}]}}"#)
+    };
+    let req = r#"{"instances":[[1.0]]}"#;
+    for _ in 0..1000 {
+        let a = answer(g.pick(&MIX), g.sample(0.7, 0.1));
+        observe(&mut m, "blue", "/v1/models/m:predict", req, &a, now);
+    }
+    let mut seen = (Vec::new(), Vec::new());
+    for _ in 0..3000 {
+        let stable = g.pick(&MIX);
+        let candidate = g.pick(&SHIFTED_MIX);
+        seen.0.push(stable);
+        seen.1.push(candidate);
+        let a = answer(stable, g.sample(0.7, 0.1));
+        observe(&mut m, "blue", "/v1/models/m:predict", req, &a, now);
+        let a = answer(candidate, g.sample(0.7, 0.1));
+        observe(&mut m, "green", "/v1/models/m:predict", req, &a, now);
+    }
+    let d = m.output_drift("blue", "green", now).unwrap();
+    let label = d.label.unwrap();
+    let bins = m.reference().unwrap().outputs.label.unwrap();
+    let own = own_js(
+        &category_shares(&bins, &seen.0),
+        &category_shares(&bins, &seen.1),
+    );
+    assert!((label.value - own).abs() < 1e-9);
+    assert!(label.value > 0.2, "label mix moved: {}", label.value);
+    let score = d.score.unwrap();
+    assert!(score.value < 0.05, "scores did not move: {}", score.value);
+    assert_eq!(d.value(), Some(label.value));
+    let same = m.output_drift("blue", "blue", now).unwrap();
+    assert_eq!(same.value(), Some(0.0));
+}
+
+#[test]
+fn the_window_slides_and_old_values_leave_it() {
+    let mut g = Normal::new(13);
+    let t0 = Instant::now();
+    let mut m = numeric_reference(500, &mut g, t0);
+    for _ in 0..200 {
+        let req = format!(r#"{{"instances":[[{}]]}}"#, g.sample(0.0, 1.0));
+        observe(&mut m, "blue", "/v1/models/m:predict", &req, "{}", t0);
+    }
+    let drift_at = |m: &Monitor, t| feature(&m.report(t, None), "blue", "instances[0]").drift;
+    assert_eq!(drift_at(&m, t0).unwrap().samples, 200);
+    assert_eq!(
+        drift_at(&m, t0 + Duration::from_secs(40)).unwrap().samples,
+        200
+    );
+    assert_eq!(
+        drift_at(&m, t0 + Duration::from_secs(120)),
+        None,
+        "too few values"
+    );
+}
+
+#[test]
+fn a_feature_with_few_distinct_values_gets_fewer_bins() {
+    let mut flags: Vec<f64> = (0..1000)
+        .map(|i| if i % 10 < 7 { 0.0 } else { 1.0 })
+        .collect();
+    let Some(Bins::Numeric { edges, shares }) = drift::numeric_bins(&mut flags) else {
+        panic!("numeric bins")
+    };
+    assert_eq!(edges, [0.0, 1.0]);
+    assert_eq!(shares, [0.7, 0.3, 0.0]);
+}
+
+#[test]
+fn levels_start_at_their_thresholds() {
+    let t = Thresholds::default();
+    assert_eq!(t.level(0.099), Level::Ok);
+    assert_eq!(t.level(0.1), Level::Warn);
+    assert_eq!(t.level(0.2), Level::Alert);
+}
+
+// === the reference file ===
+
+#[test]
+fn a_reference_file_round_trips_and_bad_ones_are_refused() {
+    let file = r#"{"version":1,"requests":10,
+        "features":{"x":{"kind":"numeric","edges":[1.0,2.0],"shares":[0.25,0.5,0.25]},
+                    "c":{"kind":"categorical","shares":{"a":0.5},"other":0.5}},
+        "outputs":{"score":{"kind":"numeric","edges":[0.5],"shares":[0.5,0.5]}}}"#;
+    let r = Reference::from_json(file.as_bytes()).unwrap();
+    assert_eq!(Reference::from_json(r.to_json().as_bytes()).unwrap(), r);
+
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    m.set_reference(r.clone());
+    assert_eq!(m.reference(), Some(r));
+
+    for (bad, why) in [
+        (r#"{"version":2}"#, "version 2"),
+        (
+            r#"{"version":1,"features":{"x":{"kind":"numeric","edges":[2.0,1.0],"shares":[0.3,0.3,0.4]}}}"#,
+            "ascending",
+        ),
+        (
+            r#"{"version":1,"features":{"x":{"kind":"numeric","edges":[1.0],"shares":[1.0]}}}"#,
+            "need 2 shares",
+        ),
+        (
+            r#"{"version":1,"features":{"c":{"kind":"categorical","shares":{"a":0.2},"other":0.3}}}"#,
+            "add up to",
+        ),
+        (r#"{"version":1,"extra":true}"#, "unknown field"),
+    ] {
+        let e = Reference::from_json(bad.as_bytes()).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn settings_report_every_problem() {
+    let s = Settings {
+        sample: 120.0,
+        max_features: 0,
+        drift: Thresholds {
+            warn: 0.3,
+            alert: 0.2,
+        },
+        reference: ReferenceSettings {
+            from: Some(ReferenceFrom::Stable),
+            requests: 1000,
+            file: Some("baselines/iris.json".into()),
+        },
+        features: vec![FeatureSpec {
+            name: "c".into(),
+            input: None,
+            column: None,
+            pointer: Some("instances/*".into()),
+            kind: None,
+        }],
+        ..Settings::default()
+    };
+    let e = Monitor::new(s).unwrap_err();
+    for part in [
+        "sample",
+        "max_features",
+        "drift",
+        "from or file",
+        "must start with '/'",
+    ] {
+        assert!(e.contains(part), "{part} in {e}");
+    }
+}
+
+#[test]
+fn settings_read_the_yaml_the_spec_shows() {
+    let yaml = r#"
+sample: 10
+protocol: auto
+features:
+  - { name: petal_length, input: input-0, column: 2 }
+  - { name: country, pointer: /instances/*/country, kind: categorical }
+max_features: 256
+reference: { from: stable, requests: 1000 }
+drift: { warn: 0.1, alert: 0.2 }
+"#;
+    let s: Settings = serde_yaml::from_str(yaml).unwrap();
+    assert_eq!(s.features.len(), 2);
+    assert_eq!(s.features[1].kind, Some(Kind::Categorical));
+    assert_eq!(s.reference.from, Some(ReferenceFrom::Stable));
+    assert!(Monitor::new(s).is_ok());
+}
+
+#[test]
+fn backends_beyond_the_cap_are_dropped_and_counted() {
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    for i in 0..MAX_BACKENDS + 3 {
+        let name = format!("b{i}");
+        observe(
+            &mut m,
+            &name,
+            "/v2/models/iris/infer",
+            IRIS_REQUEST,
+            IRIS_ANSWER,
+            Instant::now(),
+        );
+    }
+    let r = m.report(Instant::now(), None);
+    assert_eq!(r.backends.len(), MAX_BACKENDS);
+    assert_eq!(r.samples.dropped, 3);
+}
