@@ -13,9 +13,9 @@
 # (allocator pools and buffers have grown to their working size by then) and no client
 # request failed. Nothing scrapes /metrics during the soak (the counters are read once,
 # at the end): a proxy must stay flat whether or not it is scraped.
-# Knobs: SOAK (e.g. 30s, 10m, 1h), CONNECTIONS (default 32), CHURN (default 1),
-# SWITCHYARD_BIN. A FAIL is a result, not a harness error: the script exits 0 once it
-# measured.
+# Knobs: SOAK (e.g. 30s, 10m, 1h), CONNECTIONS (default 32), CHURN (default 1; with it,
+# RELOADS=0 or CONTROLS=0 leaves out one kind of churn), SWITCHYARD_BIN. A FAIL is a
+# result, not a harness error: the script exits 0 once it measured.
 set -euo pipefail
 
 # shellcheck source=benches/load/lib.sh
@@ -24,6 +24,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SOAK=${SOAK:-10m}
 CONNECTIONS=${CONNECTIONS:-32}
 CHURN=${CHURN:-1}
+RELOADS=${RELOADS:-1}
+CONTROLS=${CONTROLS:-1}
 INTERVAL=10
 
 [[ $SOAK =~ ^([0-9]+)(s|m|h)?$ ]] || die "SOAK=$SOAK: expected e.g. 30s, 5m or 1h"
@@ -40,11 +42,14 @@ churn() {
     while (($(date +%s) < until)); do
         sleep 1
         i=$((i + 1))
-        tolerance=$([[ $((i % 2)) == 0 ]] && echo 1.0e-6 || echo 2.0e-6)
-        sed "s|^\( *protocol: v2\)$|\1\n    abs_tolerance: $tolerance|" \
-            "$LOAD_DIR/switchyard-shadow.yaml" >"$yaml.tmp"
-        mv "$yaml.tmp" "$yaml"
-        writes=$((writes + 1))
+        if ((RELOADS)); then
+            tolerance=$([[ $((i % 2)) == 0 ]] && echo 1.0e-6 || echo 2.0e-6)
+            sed "s|^\( *protocol: v2\)$|\1\n    abs_tolerance: $tolerance|" \
+                "$LOAD_DIR/switchyard-shadow.yaml" >"$yaml.tmp"
+            mv "$yaml.tmp" "$yaml"
+            writes=$((writes + 1))
+        fi
+        ((CONTROLS)) || continue
         case $((i % 10)) in
         5) curl -fsS -o /dev/null -X POST "$admin/rollback" -H 'content-type: application/json' \
             -d '{"reason":"soak"}' && rollbacks=$((rollbacks + 1)) || refused=$((refused + 1)) ;;
@@ -89,7 +94,10 @@ fi
 
 report=$RUN_DIR/soak.md
 {
-    echo "### switchyard soak: shadow 100 % v2 for $SOAK$( ((CHURN)) && echo ', config rewritten every second, rollback/retry every 5 s')"
+    churned=
+    ((CHURN && RELOADS)) && churned+=", config rewritten every second"
+    ((CHURN && CONTROLS)) && churned+=", rollback/retry every 5 s"
+    echo "### switchyard soak: shadow 100 % v2 for $SOAK$churned"
     echo
     echo "$(date -u +%F), nproc $(nproc), kernel $(uname -r), switchyard $SWITCHYARD_COMMIT," \
         "config benches/load/$(basename "$yaml"), wrk -t1 -c$CONNECTIONS"
