@@ -299,15 +299,24 @@ async fn drain(s: &mut TcpStream) -> usize {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http1_client_that_reads_nothing_is_cut_off_and_its_upstream_released() {
+/// Counts the clients cut off for taking no answer bytes.
+const TIMED_OUT: &str = r#"switchyard_connections_send_timeout_total{listener="data"}"#;
+
+/// A backend of big answers behind switchyard with `send_timeout: 1s`, and the count of
+/// clients cut off so far.
+async fn behind_a_send_timeout_of_a_second() -> (BigAnswers, ProxyHarness, f64) {
     let backend = big_answers().await;
     let config = TestConfig::canary(0.0)
         .backend_url("blue", &backend.url)
         .send_timeout("1s");
     let h = ProxyHarness::start(&config).await;
-    let timed_out = r#"switchyard_connections_send_timeout_total{listener="data"}"#;
-    let before = h.metric(timed_out).await;
+    let before = h.metric(TIMED_OUT).await;
+    (backend, h, before)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_reads_nothing_is_cut_off_and_its_upstream_released() {
+    let (backend, h, before) = behind_a_send_timeout_of_a_second().await;
     // A small receive buffer, and nothing read: the proxy's writes soon wait.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -318,7 +327,7 @@ async fn an_http1_client_that_reads_nothing_is_cut_off_and_its_upstream_released
         .unwrap();
     // Cut off after the send timeout: the backend's connection is closed, and counted.
     backend.wait_released().await;
-    h.wait_metric(timed_out, before + 1.0).await;
+    h.wait_metric(TIMED_OUT, before + 1.0).await;
     // What the client reads now is what was in flight when it was cut off, not the answer.
     let got = drain(&mut client).await;
     assert!(got < BIG, "the whole answer came: {got} bytes");
@@ -328,13 +337,7 @@ async fn an_http1_client_that_reads_nothing_is_cut_off_and_its_upstream_released
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2c_client_that_grants_no_window_is_cut_off_and_its_upstream_released() {
-    let backend = big_answers().await;
-    let config = TestConfig::canary(0.0)
-        .backend_url("blue", &backend.url)
-        .send_timeout("1s");
-    let h = ProxyHarness::start(&config).await;
-    let timed_out = r#"switchyard_connections_send_timeout_total{listener="data"}"#;
-    let before = h.metric(timed_out).await;
+    let (backend, h, before) = behind_a_send_timeout_of_a_second().await;
     // The client's HTTP/2 stack reads the socket; the answer is never read, so its
     // flow-control window runs out and the proxy's socket never blocks.
     let mut sender = h2c::<http_body_util::Empty<Bytes>>(h.data_addr()).await;
@@ -344,7 +347,7 @@ async fn an_h2c_client_that_grants_no_window_is_cut_off_and_its_upstream_release
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     backend.wait_released().await;
-    h.wait_metric(timed_out, before + 1.0).await;
+    h.wait_metric(TIMED_OUT, before + 1.0).await;
     // Read now, the answer breaks off: the connection is gone.
     let read = resp.into_body().collect().await;
     assert!(read.is_err(), "the whole answer came");

@@ -1,26 +1,7 @@
 //! The command line with routes, as an operator runs it: `switchyard routes`, and the
 //! control commands with `--route NAME` or `SWITCHYARD_ROUTE`.
 
-use crate::harness::{placement, route, Route, Routed};
-
-const BACKENDS: [&str; 5] = ["iris-v1", "iris-v2", "chat-a", "chat-b", "fraud-v6"];
-
-/// iris: a canary held by hand at 50 %; chat: at 25 %; fraud: nothing to roll out.
-fn routes() -> Vec<Route> {
-    vec![
-        route("iris").when("{ model: iris }").rollout(
-            "{ stable: iris-v1, candidate: iris-v2, \
-             steps: [{ weight: 50, hold: manual }, { weight: 100 }] }",
-        ),
-        route("chat").when("{ model: llama-3-8b }").rollout(
-            "{ stable: chat-a, candidate: chat-b, \
-             steps: [{ weight: 25, hold: manual }, { weight: 100 }] }",
-        ),
-        route("fraud")
-            .when("{ path_prefix: /fraud/ }")
-            .rollout("{ stable: fraud-v6 }"),
-    ]
-}
+use crate::harness::{held_canaries as routes, placement, Routed, HELD_BACKENDS as BACKENDS};
 
 /// Asserts that a line of `out` lists route `name` (the name as a word of its own) with
 /// each of `shown`.

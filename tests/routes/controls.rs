@@ -7,27 +7,10 @@ use std::collections::BTreeSet;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::{events_of, placement, route, Route, Routed};
+use crate::harness::{
+    events_of, held_canaries as routes, placement, route, Routed, HELD_BACKENDS as BACKENDS,
+};
 use crate::support::Answer;
-
-const BACKENDS: [&str; 5] = ["iris-v1", "iris-v2", "chat-a", "chat-b", "fraud-v6"];
-
-/// iris and chat: canaries held by hand (50 % and 25 %); fraud: nothing to roll out.
-fn routes() -> Vec<Route> {
-    vec![
-        route("iris").when("{ model: iris }").rollout(
-            "{ stable: iris-v1, candidate: iris-v2, \
-             steps: [{ weight: 50, hold: manual }, { weight: 100 }] }",
-        ),
-        route("chat").when("{ model: llama-3-8b }").rollout(
-            "{ stable: chat-a, candidate: chat-b, \
-             steps: [{ weight: 25, hold: manual }, { weight: 100 }] }",
-        ),
-        route("fraud")
-            .when("{ path_prefix: /fraud/ }")
-            .rollout("{ stable: fraud-v6 }"),
-    ]
-}
 
 fn text(a: &Answer) -> String {
     String::from_utf8_lossy(&a.body).into_owned()

@@ -86,6 +86,27 @@ impl Route {
     }
 }
 
+/// The backends of [`held_canaries`].
+pub const HELD_BACKENDS: [&str; 5] = ["iris-v1", "iris-v2", "chat-a", "chat-b", "fraud-v6"];
+
+/// Three routes: iris and chat, canaries held by hand (50 % and 25 %); fraud, nothing
+/// to roll out.
+pub fn held_canaries() -> Vec<Route> {
+    vec![
+        route("iris").when("{ model: iris }").rollout(
+            "{ stable: iris-v1, candidate: iris-v2, \
+             steps: [{ weight: 50, hold: manual }, { weight: 100 }] }",
+        ),
+        route("chat").when("{ model: llama-3-8b }").rollout(
+            "{ stable: chat-a, candidate: chat-b, \
+             steps: [{ weight: 25, hold: manual }, { weight: 100 }] }",
+        ),
+        route("fraud")
+            .when("{ path_prefix: /fraud/ }")
+            .rollout("{ stable: fraud-v6 }"),
+    ]
+}
+
 /// A running switchyard with routes, its mock backends, and its files.
 pub struct Routed {
     backends: Vec<MockModel>,
