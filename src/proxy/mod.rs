@@ -172,7 +172,7 @@ impl Proxy {
         // 5. mirror (+ calibration copy), its place taken now that the body is in hand
         let tap = match &prepared {
             Prepared::Buffered(bytes) if mirroring => shadow::reserve(route)
-                .and_then(|place| mirror(place, route, &head, bytes, &request_id)),
+                .and_then(|place| mirror(place, route, &head, bytes, &request_id, snap.max_body)),
             _ => None,
         };
 
@@ -243,6 +243,7 @@ fn mirror(
     head: &Head,
     body: &Bytes,
     request_id: &HeaderValue,
+    cap: usize,
 ) -> Option<oneshot::Sender<Captured>> {
     Mirror {
         place,
@@ -253,6 +254,7 @@ fn mirror(
         head: head.clone(),
         body: body.clone(),
         request_id: request_id.clone(),
+        cap,
     }
     .spawn()
 }

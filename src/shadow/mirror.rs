@@ -42,6 +42,8 @@ pub struct Mirror {
     pub head: Head,
     pub body: Bytes,
     pub request_id: HeaderValue,
+    /// The largest answer read for the comparison (`limits.max_body`).
+    pub cap: usize,
 }
 
 /// What the job sent: an answer read in full (up to `max_body`), or why there is none.
@@ -68,13 +70,14 @@ impl Mirror {
             mut head,
             body,
             request_id,
+            cap,
         } = self;
         head.headers
             .insert(X_SWITCHYARD_SHADOW.clone(), HeaderValue::from_static("1"));
         // Only a calibration copy needs a second head; the candidate's copy takes the first.
         let calibration = calibration.map(|place| (place, head.clone(), body.clone()));
         let to_candidate = async {
-            let (latency, result) = send_copy(&candidate, head, body, snap.max_body).await;
+            let (latency, result) = send_copy(&candidate, head, body, cap).await;
             drop(place);
             account(&candidate, &snap, latency, &result);
             result
@@ -82,7 +85,7 @@ impl Mirror {
         let to_stable = async {
             let (place, head, body) = calibration?;
             // Boxed: inline, this rare second exchange doubled every mirror task's size.
-            let (_, result) = Box::pin(send_copy(&snap.stable, head, body, snap.max_body)).await;
+            let (_, result) = Box::pin(send_copy(&snap.stable, head, body, cap)).await;
             drop(place);
             Some(result)
         };

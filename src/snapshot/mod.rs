@@ -72,8 +72,6 @@ pub struct Route {
     pub sticky_seed: u64,
     pub override_header: Option<HeaderName>,
     pub fallback_to_stable: bool,
-    /// The largest body read for a comparison (`limits.max_body`).
-    pub max_body: usize,
     pub compare: Arc<compare::Rules>,
     /// Trips the controller on consecutive candidate failures; `None` when off.
     pub tripwire: Option<Arc<Tripwire>>,
@@ -294,7 +292,7 @@ impl Builder {
                 .routes
                 .iter()
                 .zip(routing)
-                .map(|(r, routing)| Arc::new(r.build(routing, self.max_body)))
+                .map(|(r, routing)| Arc::new(r.build(routing)))
                 .collect(),
             max_body: self.max_body,
             body_timeout: self.body_timeout,
@@ -349,7 +347,7 @@ impl RouteBuilder {
         }
     }
 
-    fn build(&self, routing: Routing, max_body: usize) -> Route {
+    fn build(&self, routing: Routing) -> Route {
         Route {
             name: self.name.clone(),
             backends: self.backends.clone(),
@@ -362,7 +360,6 @@ impl RouteBuilder {
             sticky_seed: self.sticky_seed,
             override_header: self.override_header.clone(),
             fallback_to_stable: self.fallback_to_stable,
-            max_body,
             compare: self.compare.clone(),
             tripwire: routing.tripwire,
             window: self.window,
