@@ -34,6 +34,7 @@ state: { path: null }
             weight,
             mirror: 0.0,
             tripwire: None,
+            rollout: 0,
         }],
     );
     snap.routes[0].clone()

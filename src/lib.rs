@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod feedback;
 pub mod monitor;
+pub mod observe;
 pub mod proxy;
 pub mod rollout;
 pub mod server;

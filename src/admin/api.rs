@@ -32,6 +32,10 @@ pub const SHADOW_DIFFS: &str = "/api/v1/shadow/diffs";
 /// Every route's status, in config order: `{"routes": [STATUS, ...]}`. Under it,
 /// `/api/v1/routes/NAME/...` addresses one route: see [`route_path`].
 pub const ROUTES: &str = "/api/v1/routes";
+/// Per backend: features, outputs, drift, accuracy (`GET`, per route too).
+pub const MONITOR: &str = "/api/v1/monitor";
+/// Labels for earlier predictions (`POST`, a mutating call; per route too).
+pub const FEEDBACK: &str = "/api/v1/feedback";
 
 /// Passes the current gate or hold; body `{"full": bool}`.
 pub const PROMOTE: &str = "/api/v1/promote";

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod guard;
+pub mod monitor;
 pub mod window;
 
 use std::convert::Infallible;
@@ -119,12 +120,16 @@ impl Admin {
                 Ok(status) => self.diffs(&status.route, uri.query()),
                 Err(e) => control_error(&e),
             },
+            (&Method::GET, _, api::MONITOR) => match self.addressed(route) {
+                Ok(status) => self.monitor(&status.route),
+                Err(e) => control_error(&e),
+            },
+            (&Method::POST, _, api::FEEDBACK) => self.feedback(req, peer, route).await,
             (&Method::POST, _, p) if api::CONTROLS.contains(&p) => {
                 self.control(req, peer, route, p).await
             }
-            (_, _, api::STATUS | api::SHADOW_DIFFS) | (_, None, api::ROUTES) => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
+            (_, _, api::STATUS | api::SHADOW_DIFFS | api::MONITOR | api::FEEDBACK)
+            | (_, None, api::ROUTES) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             (_, None, api::DASHBOARD | api::HEALTHZ | api::READYZ | api::METRICS) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
@@ -155,13 +160,62 @@ impl Admin {
         })
     }
 
-    /// `/metrics`: every series, but those of routes and backends no longer configured.
+    /// `/metrics`: every series, but those of routes and backends no longer configured
+    /// (the route `""` of labels that matched no prediction is everyone's).
     fn metrics_text(&self) -> String {
         let snap = self.sources.published.snapshot.load_full();
+        monitor::export(&snap, tokio::time::Instant::now());
         metrics::without_removed(&self.sources.metrics.render(), |route, backend| {
-            snap.route(route)
-                .is_some_and(|r| backend.is_none_or(|b| r.backend(b.as_bytes()).is_some()))
+            route.is_empty()
+                || snap
+                    .route(route)
+                    .is_some_and(|r| backend.is_none_or(|b| r.backend(b.as_bytes()).is_some()))
         })
+    }
+
+    /// `GET /api/v1/monitor` of one route.
+    fn monitor(&self, route: &str) -> Response<Full<Bytes>> {
+        let snap = self.sources.published.snapshot.load_full();
+        match snap.route(route) {
+            Some(r) => json(
+                StatusCode::OK,
+                &monitor::report(r, tokio::time::Instant::now()),
+            ),
+            None => error(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+
+    /// `POST /api/v1/feedback`: labels joined to remembered predictions, under the token
+    /// rules of every mutating call; a scoped path must name a route.
+    async fn feedback(
+        &self,
+        req: Request<Incoming>,
+        peer: IpAddr,
+        route: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        if let Err(refusal) = guard::check(self.token.as_deref(), peer, req.headers()) {
+            return refused(refusal);
+        }
+        if let Some(name) = route {
+            if let Err(e) = self.addressed(Some(name)) {
+                return control_error(&e);
+            }
+        }
+        let body = match Limited::new(req.into_body(), FEEDBACK_MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let msg = "feedback body unreadable or over 16 MiB: send labels in batches";
+                return error(StatusCode::BAD_REQUEST, msg);
+            }
+        };
+        let snap = self.sources.published.snapshot.load_full();
+        match monitor::feedback(&snap, route, &body) {
+            Ok(joined) => json(StatusCode::OK, &joined),
+            Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
+        }
     }
 
     /// A route's status as the API shows it: with its live window figures.
@@ -197,14 +251,8 @@ impl Admin {
         route: Option<&str>,
         path: &str,
     ) -> Response<Full<Bytes>> {
-        let token = self.token.as_deref();
-        if let Err(refusal) = guard::check(token, peer, req.headers()) {
-            let mut r = error(refusal.status(), refusal.message());
-            if refusal == guard::Refusal::MissingToken {
-                r.headers_mut()
-                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            }
-            return r;
+        if let Err(refusal) = guard::check(self.token.as_deref(), peer, req.headers()) {
+            return refused(refusal);
         }
         let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
             Ok(b) => b.to_bytes(),
@@ -231,6 +279,19 @@ fn controlled(status: &Status) -> serde_json::Value {
         v["warning"] = format!("in force but not persisted: {e}").into();
     }
     v
+}
+
+/// The largest feedback post read: a batch of labels.
+const FEEDBACK_MAX_BODY: usize = 16 << 20;
+
+/// The answer to a mutating call the guard refused.
+fn refused(refusal: guard::Refusal) -> Response<Full<Bytes>> {
+    let mut r = error(refusal.status(), refusal.message());
+    if refusal == guard::Refusal::MissingToken {
+        r.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    r
 }
 
 /// The answer to a control that did not happen.

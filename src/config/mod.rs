@@ -26,6 +26,9 @@ use serde::Deserialize;
 
 use crate::compare::Protocol;
 
+/// The `monitor:` keys: the monitor's own settings (its window is set per route from the analysis).
+pub type MonitorConfig = crate::monitor::Settings;
+
 /// The whole configuration file.
 ///
 /// Routing is written one of two ways: a top-level `rollout:` (one route, named
@@ -46,6 +49,12 @@ pub struct Config {
     pub rollout: RolloutConfig,
     /// The top-level `shadow:`, which every route without its own `shadow` takes.
     pub shadow: ShadowConfig,
+    /// The top-level `monitor:` (its defaults when absent: 10 % of requests observed).
+    pub monitor: MonitorConfig,
+    /// The top-level `capture:`; no prediction log when absent.
+    pub capture: Option<CaptureConfig>,
+    /// The top-level `feedback:`; no labels joined when absent.
+    pub feedback: Option<FeedbackConfig>,
     pub state: StateConfig,
     /// Which routing keys the file has, as written: validation reads it.
     pub(crate) written: Written,
@@ -78,6 +87,12 @@ struct ConfigFile {
     #[serde(default)]
     shadow: ShadowConfig,
     #[serde(default)]
+    monitor: MonitorConfig,
+    #[serde(default)]
+    capture: Option<CaptureConfig>,
+    #[serde(default)]
+    feedback: Option<FeedbackConfig>,
+    #[serde(default)]
     state: StateConfig,
 }
 
@@ -98,6 +113,9 @@ impl From<ConfigFile> for Config {
             backends: file.backends,
             rollout,
             shadow: file.shadow,
+            monitor: file.monitor,
+            capture: file.capture,
+            feedback: file.feedback,
             state: file.state,
             written: Written {
                 rollout: file.rollout.is_some(),
@@ -141,6 +159,9 @@ impl Config {
                 when: Match::default(),
                 rollout: self.rollout.clone(),
                 shadow: self.shadow.clone(),
+                monitor: self.monitor.clone(),
+                capture: self.capture.clone(),
+                feedback: self.feedback.clone(),
             }];
         }
         listed
@@ -150,6 +171,9 @@ impl Config {
                 when: r.when.clone().unwrap_or_default(),
                 rollout: r.rollout.clone(),
                 shadow: r.shadow.clone().unwrap_or_else(|| self.shadow.clone()),
+                monitor: r.monitor.clone().unwrap_or_else(|| self.monitor.clone()),
+                capture: r.capture.clone().or_else(|| self.capture.clone()),
+                feedback: r.feedback.clone().or_else(|| self.feedback.clone()),
             })
             .collect()
     }
@@ -171,6 +195,15 @@ pub struct RouteConfig {
     /// Replaces the top-level `shadow` as a whole for this route.
     #[serde(default)]
     pub shadow: Option<ShadowConfig>,
+    /// Replaces the top-level `monitor` as a whole for this route.
+    #[serde(default)]
+    pub monitor: Option<MonitorConfig>,
+    /// Replaces the top-level `capture` as a whole for this route.
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
+    /// Replaces the top-level `feedback` as a whole for this route.
+    #[serde(default)]
+    pub feedback: Option<FeedbackConfig>,
 }
 
 /// The conditions under which a route takes a request: every condition given must hold.
@@ -210,6 +243,12 @@ pub struct Route {
     pub rollout: RolloutConfig,
     /// The route's own `shadow`, or else the top-level one.
     pub shadow: ShadowConfig,
+    /// The route's own `monitor`, or else the top-level one.
+    pub monitor: MonitorConfig,
+    /// The route's own `capture`, or else the top-level one.
+    pub capture: Option<CaptureConfig>,
+    /// The route's own `feedback`, or else the top-level one.
+    pub feedback: Option<FeedbackConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -505,6 +544,30 @@ pub struct GatesConfig {
     pub latency_p99: Option<LatencyGate>,
     #[serde(default)]
     pub shadow_agreement: Option<AgreementGate>,
+    /// The candidate's outputs against the stable's (needs monitoring on the route).
+    #[serde(default)]
+    pub output_drift: Option<OutputDriftGate>,
+    /// Live accuracy from labels (needs `feedback:` on the route).
+    #[serde(default)]
+    pub accuracy: Option<AccuracyGate>,
+}
+
+/// `output_drift: { max: 0.2 }`: the candidate's output drift against the stable, at most `max`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDriftGate {
+    pub max: f64,
+}
+
+/// `accuracy: { min: 0.9, max_drop: 0.02 }`: the candidate's accuracy at least `min`, and
+/// at most `max_drop` below the stable's in the same window; either or both.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracyGate {
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max_drop: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -606,6 +669,62 @@ fn default_abs_tolerance() -> f64 {
 }
 fn default_rel_tolerance() -> f64 {
     1e-4
+}
+
+/// The prediction log (`capture:`): sampled exchanges as JSON Lines files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// The directory the files are written in (created when missing).
+    pub path: PathBuf,
+    /// Percent of requests recorded (default 1).
+    #[serde(default = "default_capture_sample")]
+    pub sample: f64,
+    /// JSON pointers replaced by `"[redacted]"` in requests and answers before anything is written.
+    #[serde(default)]
+    pub redact: Vec<String>,
+    /// A file that would grow past this is closed and the next begun (default 64MiB).
+    #[serde(default = "default_max_file")]
+    pub max_file: ByteSize,
+    /// Files kept, the one being written included (default 10).
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_capture_sample() -> f64 {
+    1.0
+}
+fn default_max_file() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_keep() -> usize {
+    10
+}
+
+/// Labels that arrive later (`feedback:`): predictions remembered for the join.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// A prediction is remembered this long for its label (default 1h).
+    #[serde(default = "default_retain")]
+    pub retain: Dur,
+    /// At most this many predictions are remembered, the oldest forgotten first (default 100000).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// Percent of requests whose prediction is remembered (default 100: a label can come
+    /// for any request).
+    #[serde(default = "default_feedback_sample")]
+    pub sample: f64,
+}
+
+fn default_retain() -> Dur {
+    Dur::from_secs(3600)
+}
+fn default_max_pending() -> usize {
+    100_000
+}
+fn default_feedback_sample() -> f64 {
+    100.0
 }
 
 /// Where the rollout state is persisted.

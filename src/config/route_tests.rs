@@ -269,13 +269,12 @@ fn the_file_routes_one_way_or_the_other() {
 #[test]
 fn unknown_keys_in_a_route_are_errors_with_their_line() {
     let cases = [
-        // `monitor`, `capture` and `feedback` are not route keys until their types exist.
         (
             "    shadow:\n",
-            "    monitor: { sample: 20 }\n    shadow:\n",
-            "routes[0]",
+            "    monitor: { sampel: 20 }\n    shadow:\n",
+            "routes[0].monitor",
             "monitor:",
-            "unknown field `monitor`",
+            "unknown field `sampel`",
         ),
         (
             "model: iris",

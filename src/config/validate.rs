@@ -7,8 +7,8 @@ use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
 use super::{
-    AnalysisConfig, CompareConfig, Config, GatesConfig, Hold, Limits, Match, RolloutConfig,
-    RouteConfig, ShadowConfig, StickyConfig, Strategy,
+    AnalysisConfig, CaptureConfig, CompareConfig, Config, FeedbackConfig, GatesConfig, Hold,
+    Limits, Match, MonitorConfig, RolloutConfig, RouteConfig, ShadowConfig, StickyConfig, Strategy,
 };
 
 /// One segment of a field path.
@@ -60,7 +60,105 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
     backends(config, &mut found);
     routing(config, &mut found);
     shadow(&config.shadow, FieldPath::new(&["shadow"]), &mut found);
+    observers(config, &mut found);
     found.0
+}
+
+/// Checks every `monitor`, `capture` and `feedback` block (top-level and each route's),
+/// and that each route's `output_drift` and `accuracy` gates have what they read.
+fn observers(config: &Config, found: &mut Found) {
+    monitor(&config.monitor, FieldPath::new(&["monitor"]), found);
+    if let Some(c) = &config.capture {
+        capture(c, FieldPath::new(&["capture"]), found);
+    }
+    if let Some(f) = &config.feedback {
+        feedback(f, FieldPath::new(&["feedback"]), found);
+    }
+    let listed = config.written.routes.as_deref().unwrap_or_default();
+    for (i, r) in listed.iter().enumerate() {
+        let p = FieldPath::new(&["routes"]).index(i);
+        if let Some(m) = &r.monitor {
+            monitor(m, p.clone().key("monitor"), found);
+        }
+        if let Some(c) = &r.capture {
+            capture(c, p.clone().key("capture"), found);
+        }
+        if let Some(f) = &r.feedback {
+            feedback(f, p.key("feedback"), found);
+        }
+    }
+    for (i, route) in config.routes().iter().enumerate() {
+        let Some(a) = &route.rollout.analysis else {
+            continue;
+        };
+        let g = match config.written.rollout {
+            true => FieldPath::new(&["rollout"]),
+            false => FieldPath::new(&["routes"]).index(i).key("rollout"),
+        }
+        .key("analysis")
+        .key("gates");
+        if a.gates.output_drift.is_some() && route.monitor.sample <= 0.0 {
+            found.bad(
+                g.clone().key("output_drift"),
+                "needs monitoring on this route (`monitor.sample` above 0)",
+            );
+        }
+        if a.gates.accuracy.is_some() && route.feedback.is_none() {
+            found.bad(
+                g.key("accuracy"),
+                "needs a `feedback:` block (top-level or the route's): accuracy comes from labels",
+            );
+        }
+    }
+}
+
+/// Checks a `monitor` block, and that its reference file (when given) reads.
+fn monitor(m: &MonitorConfig, p: FieldPath, found: &mut Found) {
+    if let Err(e) = m.validate() {
+        found.bad(p.clone(), e);
+    }
+    if let Some(file) = &m.reference.file {
+        if let Err(e) = crate::monitor::Reference::load(file) {
+            found.bad(p.key("reference").key("file"), e);
+        }
+    }
+}
+
+/// Checks a `capture` block: its path, percentages, sizes and redact pointers.
+fn capture(c: &CaptureConfig, p: FieldPath, found: &mut Found) {
+    if c.path.as_os_str().is_empty() {
+        found.bad(p.clone().key("path"), "must name a directory");
+    }
+    percent(c.sample, p.clone().key("sample"), found);
+    if c.max_file.0 == 0 {
+        found.bad(p.clone().key("max_file"), "must be more than 0");
+    }
+    if c.keep == 0 {
+        found.bad(p.clone().key("keep"), "must be at least 1");
+    }
+    let mut errors = Vec::new();
+    crate::compare::pointer::check("redact", &c.redact, &mut errors);
+    for e in errors {
+        found.bad(p.clone().key("redact"), e);
+    }
+}
+
+/// Checks a `feedback` block's bounds.
+fn feedback(f: &FeedbackConfig, p: FieldPath, found: &mut Found) {
+    if f.retain.0.is_zero() {
+        found.bad(p.clone().key("retain"), "must be more than 0");
+    }
+    if f.max_pending == 0 {
+        found.bad(p.clone().key("max_pending"), "must be at least 1");
+    }
+    percent(f.sample, p.key("sample"), found);
+}
+
+/// Checks a percentage, 0 to 100.
+fn percent(v: f64, p: FieldPath, found: &mut Found) {
+    if !(0.0..=100.0).contains(&v) {
+        found.bad(p, format!("must be between 0 and 100, got {v}"));
+    }
 }
 
 /// The problems found so far, in the order they are reported.
@@ -493,12 +591,34 @@ fn gates(gates: &GatesConfig, g: FieldPath, found: &mut Found) {
         }
     }
     if let Some(s) = &gates.shadow_agreement {
-        if !(0.0..=1.0).contains(&s.min) {
+        ratio(s.min, g.clone().key("shadow_agreement").key("min"), found);
+    }
+    if let Some(d) = &gates.output_drift {
+        if !(d.max.is_finite() && d.max >= 0.0) {
             found.bad(
-                g.key("shadow_agreement").key("min"),
-                format!("is a ratio between 0 and 1, got {}", s.min),
+                g.clone().key("output_drift").key("max"),
+                format!("must be 0 or more, got {}", d.max),
             );
         }
+    }
+    if let Some(a) = &gates.accuracy {
+        let ap = g.key("accuracy");
+        if a.min.is_none() && a.max_drop.is_none() {
+            found.bad(ap.clone(), "set `min`, `max_drop` or both");
+        }
+        if let Some(min) = a.min {
+            ratio(min, ap.clone().key("min"), found);
+        }
+        if let Some(drop) = a.max_drop {
+            ratio(drop, ap.key("max_drop"), found);
+        }
+    }
+}
+
+/// Checks a ratio, 0 to 1.
+fn ratio(v: f64, p: FieldPath, found: &mut Found) {
+    if !(0.0..=1.0).contains(&v) {
+        found.bad(p, format!("is a ratio between 0 and 1, got {v}"));
     }
 }
 

@@ -182,6 +182,27 @@ impl Payload {
     }
 }
 
+impl Payload {
+    /// The payload of another answer to the same request (a mirror's), under the protocol
+    /// the first was read with: the request already parsed is moved in, not parsed again.
+    pub fn with_answer(
+        request: Option<Value>,
+        protocol: Protocol,
+        exchange: &Exchange<'_>,
+    ) -> Payload {
+        let answer = read_answer(exchange);
+        let predictions = predictions(protocol, &answer);
+        Payload {
+            protocol,
+            request,
+            answer,
+            predictions,
+            request_bytes: exchange.request.len(),
+            answer_bytes: exchange.answer.len(),
+        }
+    }
+}
+
 /// Reads the answer body when the status is 2xx and the body whole.
 fn read_answer(exchange: &Exchange<'_>) -> Answer {
     if !(200..300).contains(&exchange.status) {

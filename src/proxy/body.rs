@@ -4,10 +4,12 @@
 
 use bytes::Bytes;
 use http::header::{HeaderMap, CONTENT_LENGTH};
+use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::shadow::observed::RequestCopy;
 use crate::telemetry::metrics::ClientFault;
 use crate::upstream::UpstreamBody;
 
@@ -45,12 +47,51 @@ pub async fn read(
 }
 
 impl Prepared {
-    /// The body to send upstream: the stream under the size limit and its deadline, or
-    /// the buffered bytes.
-    pub fn into_upstream(self, max_body: usize, deadline: Instant) -> UpstreamBody {
+    /// The bytes of a buffered body (a cheap clone).
+    pub fn buffered(&self) -> Option<Bytes> {
         match self {
-            Prepared::Stream(b) => UpstreamBody::stream(b, max_body, deadline),
-            Prepared::Buffered(b) => UpstreamBody::buffered(b),
+            Prepared::Buffered(bytes) => Some(bytes.clone()),
+            Prepared::Stream(_) => None,
+        }
+    }
+
+    /// The body read into memory when `buffer` (up to `max_body`, by `deadline`), else as it is.
+    pub async fn buffered_if(
+        self,
+        buffer: bool,
+        max_body: usize,
+        deadline: Instant,
+    ) -> Result<Prepared, ClientFault> {
+        match self {
+            Prepared::Stream(body) if buffer => {
+                Ok(Prepared::Buffered(read(body, max_body, deadline).await?))
+            }
+            body => Ok(body),
+        }
+    }
+
+    /// The body to send upstream: the stream under the size limit and its deadline, or
+    /// the buffered bytes; with `copied` (a sampled request), also the observers' copy
+    /// of it: the buffered bytes, or a copy made as the stream goes upstream.
+    pub fn into_upstream(
+        self,
+        max_body: usize,
+        deadline: Instant,
+        copied: bool,
+    ) -> (UpstreamBody, Option<RequestCopy>) {
+        match self {
+            Prepared::Stream(b) if copied && !b.is_end_stream() => {
+                let (body, copy) = UpstreamBody::teed(b, max_body, deadline);
+                (body, Some(RequestCopy::Teed(copy)))
+            }
+            Prepared::Stream(b) => {
+                let copy = copied.then(|| RequestCopy::Buffered(Bytes::new()));
+                (UpstreamBody::stream(b, max_body, deadline), copy)
+            }
+            Prepared::Buffered(b) => {
+                let copy = copied.then(|| RequestCopy::Buffered(b.clone()));
+                (UpstreamBody::buffered(b), copy)
+            }
         }
     }
 }

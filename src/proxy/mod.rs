@@ -13,13 +13,15 @@
 //! 4. **[`body`]**: reject bodies over `limits.max_body` (413); buffer the body only when
 //!    mirroring or fallback needs it, else stream it.
 //! 5. **mirror**: once the body is in hand, take a place among `shadow.max_in_flight` and
-//!    hand the copy to the [`shadow`](crate::shadow) side (never awaited here).
+//!    hand the copy to the [`shadow`](crate::shadow) side (never awaited here). A request
+//!    drawn by the route's [`Observers`] (its sample) has its body buffered too, and its
+//!    answer goes to them, with the mirror's answer when mirrored.
 //! 6. **[`forward`]**: send upstream on a pooled connection within the backend's timeout;
 //!    a failed candidate request is retried once on stable when `fallback_to_stable`.
 //! 7. **observe** (in [`forward`]): the outcome goes to the backend's window, metrics and
 //!    the fast-rollback tripwire.
 //! 8. **[`respond`]**: stream the answer back with `x-switchyard-variant` and
-//!    `x-switchyard-route`, teeing it for the comparison when mirrored.
+//!    `x-switchyard-route`, teeing it for the comparison when mirrored or sampled.
 
 pub mod body;
 pub mod forward;
@@ -33,6 +35,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -42,9 +45,11 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::shadow::{self, Captured, Mirror, Reservation};
+use crate::observe::Observers;
+use crate::shadow::observed::RequestCopy;
+use crate::shadow::{self, Captured, Delivery, Mirror, Pending, Reservation};
 use crate::snapshot::matcher::Pick;
-use crate::snapshot::{Route, Snapshot};
+use crate::snapshot::{Backend, Route, Snapshot};
 use crate::telemetry::metrics::ClientFault;
 use crate::upstream::Head;
 use body::Prepared;
@@ -157,30 +162,25 @@ impl Proxy {
         // A mirror needs the body; none is buffered for one that would be dropped.
         let mirroring = route::mirrors(route, &backend) && shadow::has_room(route);
         let fallback = is_candidate && route.fallback_to_stable;
+        let observed = route.observers.as_ref().and_then(|o| Some((o, o.roll()?)));
         let buffer = mirroring || fallback;
-        let prepared = match body {
-            Prepared::Stream(body) if buffer => {
-                match body::read(body, snap.max_body, deadline).await {
-                    Ok(bytes) => Prepared::Buffered(bytes),
-                    Err(fault) => return Ok(respond::refused(Some(&backend), fault, request_id)),
-                }
-            }
-            body => body,
+        let prepared = match body.buffered_if(buffer, snap.max_body, deadline).await {
+            Ok(prepared) => prepared,
+            Err(fault) => return Ok(respond::refused(Some(&backend), fault, request_id)),
         };
         let head = upstream_head(parts);
 
-        // 5. mirror (+ calibration copy), its place taken now that the body is in hand
-        let tap = match &prepared {
-            Prepared::Buffered(bytes) if mirroring => shadow::reserve(route)
-                .and_then(|place| mirror(place, route, &head, bytes, &request_id, snap.max_body)),
-            _ => None,
-        };
-
-        // 6. forward, 7. observe (+ fallback)
+        // 5. mirror (+ calibration copy), its place taken now that the body is in hand; a
+        //    sampled request's body is copied on its way, for the observers
         let retry = forward::retry_copy(&prepared, &head, fallback);
+        let mirrored = mirroring.then(|| prepared.buffered()).flatten();
         // Also due just before the backend's timeout, counted from when the request goes
         // out (`UpstreamBody::due_before`).
-        let body = prepared.into_upstream(snap.max_body, deadline);
+        let (body, copy) = prepared.into_upstream(snap.max_body, deadline, observed.is_some());
+        let at = (&request_id, started, snap.max_body);
+        let tap = tap(route, &backend, &head, mirrored, observed.zip(copy), at);
+
+        // 6. forward, 7. observe (+ fallback)
         let result = backend.upstream.send_live(head, body).await;
         let failed = forward::observe(route, &backend, is_candidate, started, &result);
         if failed {
@@ -235,6 +235,49 @@ async fn by_body(
     }
 }
 
+/// Where the live answer is teed, if anywhere: to the mirror job (which takes a place
+/// among the mirrors in flight, and a sampled request's observers with it), or to the
+/// observers of a sampled request.
+fn tap(
+    route: &Arc<Route>,
+    backend: &Backend,
+    head: &Head,
+    mirrored: Option<Bytes>,
+    sample: Option<((&Arc<Observers>, u32), RequestCopy)>,
+    (request_id, started, cap): (&HeaderValue, Instant, usize),
+) -> Option<Delivery> {
+    let mut pending = sample
+        .map(|((o, draw), copy)| sampled(o, draw, backend, (head, copy, request_id, started)));
+    mirrored
+        .and_then(|bytes| {
+            let place = shadow::reserve(route)?;
+            let observe = pending.take();
+            mirror(place, route, head, &bytes, request_id, cap, observe)
+        })
+        .map(Delivery::Mirror)
+        .or_else(|| pending.map(Delivery::Observe))
+}
+
+/// A sampled request as the observers will read it once its answer has ended.
+fn sampled(
+    observers: &Arc<Observers>,
+    draw: u32,
+    backend: &Backend,
+    (head, request, request_id, started): (&Head, RequestCopy, &HeaderValue, Instant),
+) -> Box<Pending> {
+    Box::new(Pending {
+        observers: observers.clone(),
+        draw,
+        request_id: request_id.clone(),
+        path: head.path_and_query.clone(),
+        at: SystemTime::now(),
+        started,
+        request,
+        // A fallback changes it with the answer.
+        backend: backend.name.clone(),
+    })
+}
+
 /// Hands a copy of the request to the shadow side (with a calibration copy to the stable
 /// itself, for a share of them); returns where the live answer is to be teed.
 fn mirror(
@@ -244,6 +287,7 @@ fn mirror(
     body: &Bytes,
     request_id: &HeaderValue,
     cap: usize,
+    observe: Option<Box<Pending>>,
 ) -> Option<oneshot::Sender<Captured>> {
     Mirror {
         place,
@@ -255,6 +299,7 @@ fn mirror(
         body: body.clone(),
         request_id: request_id.clone(),
         cap,
+        observe,
     }
     .spawn()
 }

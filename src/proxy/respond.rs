@@ -15,12 +15,11 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_ROUTE, X_SWITCHYARD_VARIANT};
 use crate::error::BoxError;
-use crate::shadow::{Captured, Tap};
+use crate::shadow::{Delivery, Tap};
 use crate::snapshot::Backend;
 use crate::telemetry::metrics::{self, ClientFault, ErrorKind};
 use crate::telemetry::{self, Tripwire};
@@ -39,7 +38,7 @@ pub fn respond(
     source: Source,
     result: Result<Response<PooledBody>, Failure>,
     request_id: HeaderValue,
-    tap: Option<oneshot::Sender<Captured>>,
+    tap: Option<Delivery>,
     cap: usize,
 ) -> Response<ProxyBody> {
     match result {
@@ -60,7 +59,7 @@ fn upstream_answer(
     source: Source,
     resp: Response<PooledBody>,
     request_id: HeaderValue,
-    tap: Option<oneshot::Sender<Captured>>,
+    tap: Option<Delivery>,
     cap: usize,
 ) -> Response<ProxyBody> {
     let backend = &*source.backend;
@@ -75,13 +74,16 @@ fn upstream_answer(
     parts.headers.insert(X_REQUEST_ID.clone(), request_id);
     backend.metrics.response(parts.status.as_u16());
     let body = match tap {
-        Some(tx) => {
+        Some(mut to) => {
+            if let Delivery::Observe(pending) = &mut to {
+                pending.backend = backend.name.clone();
+            }
             let content_type = parts
                 .headers
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let mut tap = Tap::new(parts.status.as_u16(), content_type, cap, tx);
+            let mut tap = Tap::new(parts.status.as_u16(), content_type, cap, to);
             if body.is_end_stream() {
                 tap.finish_complete();
                 ProxyBody::Upstream {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
 use crate::config::GatesConfig;
+use crate::feedback::Score;
 use crate::telemetry::window::Summary;
 
 /// The outcome of one evaluation as a whole.
@@ -93,15 +94,25 @@ pub enum Gate {
     /// The share of mirrored requests the candidate answered like the stable, at least
     /// `shadow_agreement.min`.
     ShadowAgreement,
+    /// The candidate's outputs against the stable's (PSI or Jensen-Shannon distance), at
+    /// most `output_drift.max`.
+    OutputDrift,
+    /// The candidate's accuracy on labels, at least `accuracy.min`.
+    Accuracy,
+    /// How far the candidate's accuracy is below the stable's, at most `accuracy.max_drop`.
+    AccuracyDrop,
 }
 
 impl Gate {
     /// Every gate, in the order an evaluation lists them.
-    pub const ALL: [Gate; 4] = [
+    pub const ALL: [Gate; 7] = [
         Gate::ErrorRate,
         Gate::LatencyP99,
         Gate::LatencyP99Ratio,
         Gate::ShadowAgreement,
+        Gate::OutputDrift,
+        Gate::Accuracy,
+        Gate::AccuracyDrop,
     ];
 
     /// The gate's name as the config, the status JSON and the metrics spell it.
@@ -111,14 +122,21 @@ impl Gate {
             Gate::LatencyP99 => "latency_p99",
             Gate::LatencyP99Ratio => "latency_p99_ratio",
             Gate::ShadowAgreement => "shadow_agreement",
+            Gate::OutputDrift => "output_drift",
+            Gate::Accuracy => "accuracy",
+            Gate::AccuracyDrop => "accuracy_drop",
         }
     }
 
     /// Which side of its threshold passes.
     pub fn bound(self) -> Bound {
         match self {
-            Gate::ShadowAgreement => Bound::Min,
-            Gate::ErrorRate | Gate::LatencyP99 | Gate::LatencyP99Ratio => Bound::Max,
+            Gate::ShadowAgreement | Gate::Accuracy => Bound::Min,
+            Gate::ErrorRate
+            | Gate::LatencyP99
+            | Gate::LatencyP99Ratio
+            | Gate::OutputDrift
+            | Gate::AccuracyDrop => Bound::Max,
         }
     }
 }
@@ -236,13 +254,47 @@ pub struct Scope {
     pub absolute_only: bool,
 }
 
-/// Evaluates `gates` on the candidate's and the stable's window summaries.
+/// What the monitor and the labels say of the window, for the `output_drift` and
+/// `accuracy` gates.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Model {
+    /// The candidate's output drift against the stable; `None` without a figure (no
+    /// reference yet, or too few sampled answers on either side).
+    pub output_drift: Option<f64>,
+    /// The labels the candidate's predictions got in the window.
+    pub candidate_labels: Score,
+    /// The labels the stable's predictions got in the window.
+    pub stable_labels: Score,
+}
+
+/// Evaluates `gates` on the candidate's and the stable's window summaries (the gates
+/// that read the monitor and the labels see nothing: see [`evaluate_with`]).
 pub fn evaluate(
     gates: &GatesConfig,
     min_samples: u64,
     candidate: &Summary,
     stable: &Summary,
     scope: Scope,
+) -> Analysis {
+    evaluate_with(
+        gates,
+        min_samples,
+        candidate,
+        stable,
+        scope,
+        &Model::default(),
+    )
+}
+
+/// Evaluates `gates` on the candidate's and the stable's window summaries and on what the
+/// monitor and the labels say of the same window.
+pub fn evaluate_with(
+    gates: &GatesConfig,
+    min_samples: u64,
+    candidate: &Summary,
+    stable: &Summary,
+    scope: Scope,
+    model: &Model,
 ) -> Analysis {
     let e = Evidence {
         candidate,
@@ -264,6 +316,17 @@ pub fn evaluate(
     }
     if let Some(g) = &gates.shadow_agreement {
         results.push(shadow_agreement(g.min, &e));
+    }
+    if let Some(g) = &gates.output_drift {
+        results.push(output_drift(g.max, &e, model));
+    }
+    if let Some(g) = &gates.accuracy {
+        if let Some(min) = g.min {
+            results.push(accuracy(min, &e, model));
+        }
+        if let Some(max) = g.max_drop {
+            results.push(accuracy_drop(max, &e, model));
+        }
     }
     Analysis {
         at: super::now_rfc3339(),
@@ -398,6 +461,91 @@ fn shadow_agreement(min: f64, e: &Evidence) -> GateResult {
         _ => e.too_few("compared shadow answers", compared),
     };
     GateResult::new(Gate::ShadowAgreement, value, min, judged)
+}
+
+/// [`Gate::OutputDrift`]: the candidate's outputs against the stable's over the same
+/// window, at most `max`. Skipped after promotion (the stable no longer answers).
+fn output_drift(max: f64, e: &Evidence, model: &Model) -> GateResult {
+    let judged = match model.output_drift {
+        _ if e.scope.absolute_only => (
+            GateOutcome::Skipped,
+            "relative gate not applied after promotion".to_string(),
+        ),
+        Some(v) => {
+            let ok = v <= max;
+            let detail = format!("output drift {v:.3} {} max {max}", at_most(ok));
+            (pass_fail(ok), detail)
+        }
+        None => (
+            GateOutcome::Inconclusive,
+            "no output drift figure yet: the reference is being built, or too few sampled answers on either side".to_string(),
+        ),
+    };
+    GateResult::new(Gate::OutputDrift, model.output_drift, max, judged)
+}
+
+/// [`Gate::Accuracy`]: the share of the candidate's labelled predictions that were
+/// right, at least `min`; needs `min_samples` labels.
+fn accuracy(min: f64, e: &Evidence, model: &Model) -> GateResult {
+    let c = &model.candidate_labels;
+    let value = c.accuracy();
+    let judged = match value {
+        _ if c.classified == 0 && c.valued > 0 => numeric_labels(),
+        Some(v) if c.classified >= e.min_samples => {
+            let ok = v >= min;
+            let detail = format!(
+                "accuracy {} {} min {} ({} of {} labels right)",
+                pct(v),
+                at_least(ok),
+                pct(min),
+                c.correct,
+                c.classified
+            );
+            (pass_fail(ok), detail)
+        }
+        _ => e.too_few("labels", c.classified),
+    };
+    GateResult::new(Gate::Accuracy, value, min, judged)
+}
+
+/// [`Gate::AccuracyDrop`]: how far the candidate's accuracy is below the stable's in the
+/// same window, at most `max`. Skipped after promotion and when the stable got no labels.
+fn accuracy_drop(max: f64, e: &Evidence, model: &Model) -> GateResult {
+    let (c, s) = (&model.candidate_labels, &model.stable_labels);
+    let skipped = |why: &str| (GateOutcome::Skipped, why.to_string());
+    let drop = match (c.accuracy(), s.accuracy()) {
+        (Some(c), Some(s)) => Some(s - c),
+        _ => None,
+    };
+    let judged = match drop {
+        _ if e.scope.absolute_only => skipped("relative gate not applied after promotion"),
+        _ if c.classified == 0 && c.valued > 0 => numeric_labels(),
+        _ if s.classified == 0 => skipped("the stable got no labels in the window"),
+        _ if c.classified < e.min_samples => e.too_few("labels", c.classified),
+        _ if s.classified < e.min_samples => e.too_few("stable labels", s.classified),
+        Some(d) => {
+            let ok = d <= max;
+            let detail = format!(
+                "accuracy {} is {} below the stable's {} ({} max {})",
+                pct(c.accuracy().unwrap_or(0.0)),
+                pct(d),
+                pct(s.accuracy().unwrap_or(0.0)),
+                at_most(ok),
+                pct(max)
+            );
+            (pass_fail(ok), detail)
+        }
+        None => e.too_few("labels", c.classified),
+    };
+    GateResult::new(Gate::AccuracyDrop, drop, max, judged)
+}
+
+/// Skipped: the labels are numbers (scored by mean absolute error, shown in the monitor).
+fn numeric_labels() -> Judged {
+    (
+        GateOutcome::Skipped,
+        "the labels are numbers: accuracy applies to classes (mean absolute error is in /api/v1/monitor)".to_string(),
+    )
 }
 
 /// The noise floor: how often the stable disagrees with itself. Only a measured floor
@@ -707,6 +855,9 @@ mod tests {
             (Gate::LatencyP99, "latency_p99", "max"),
             (Gate::LatencyP99Ratio, "latency_p99_ratio", "max"),
             (Gate::ShadowAgreement, "shadow_agreement", "min"),
+            (Gate::OutputDrift, "output_drift", "max"),
+            (Gate::Accuracy, "accuracy", "min"),
+            (Gate::AccuracyDrop, "accuracy_drop", "max"),
         ];
         assert_eq!(spelled.map(|(g, ..)| g), Gate::ALL);
         for (gate, name, bound) in spelled {

@@ -20,6 +20,7 @@ use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
 use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
 use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
+use crate::observe::Observers;
 use crate::snapshot::{Backends, Builder, Routing, Snapshot};
 use crate::telemetry::{metrics, Trip, Tripwire};
 
@@ -402,7 +403,8 @@ impl Controller {
     pub fn tick(&mut self, now: Instant) {
         let mut changed = false;
         for r in &mut self.routes {
-            changed |= r.tick(now, &self.backends);
+            let observers = self.builder.observers(&r.route.name);
+            changed |= r.tick(now, &self.backends, observers);
         }
         self.publish(changed);
     }
@@ -664,10 +666,10 @@ impl RouteRollout {
 
     /// Runs what is due at `now`: an evaluation, a step whose hold has ended; true when
     /// something changed.
-    fn tick(&mut self, now: Instant, backends: &Backends) -> bool {
+    fn tick(&mut self, now: Instant, backends: &Backends, observers: Option<&Observers>) -> bool {
         let mut changed = false;
         if self.analysing(now) && self.next_eval.is_some_and(|t| t <= now) {
-            changed |= self.evaluate(now, backends);
+            changed |= self.evaluate(now, backends, observers);
             self.schedule_eval(now);
         }
         if self.rollout.phase == Phase::Progressing && self.rollout.hold_elapsed(now) {
@@ -694,8 +696,14 @@ impl RouteRollout {
         changed
     }
 
-    /// One evaluation of the gates on this route's windows; true when it rolled back.
-    fn evaluate(&mut self, now: Instant, backends: &Backends) -> bool {
+    /// One evaluation of the gates on this route's windows (and what its observers say of
+    /// the same span); true when it rolled back.
+    fn evaluate(
+        &mut self,
+        now: Instant,
+        backends: &Backends,
+        observers: Option<&Observers>,
+    ) -> bool {
         let Some(a) = self.rollout_config().analysis.clone() else {
             return false;
         };
@@ -710,7 +718,12 @@ impl RouteRollout {
         let span = a.window.0.min(since(now, self.rollout.started));
         let c = candidate.window.summary(now, span);
         let s = stable.window.summary(now, span);
-        let result = analysis::evaluate(
+        let model = observers.map_or_else(Default::default, |o| analysis::Model {
+            output_drift: o.output_drift(&stable.name, &candidate.name, now),
+            candidate_labels: o.accuracy(&candidate.name, now, span),
+            stable_labels: o.accuracy(&stable.name, now, span),
+        });
+        let result = analysis::evaluate_with(
             &a.gates,
             a.min_samples,
             &c,
@@ -720,6 +733,7 @@ impl RouteRollout {
                 calibrating: self.route.shadow.calibrate.is_some(),
                 absolute_only: self.rollout.phase == Phase::Promoted,
             },
+            &model,
         );
         for g in &result.gates {
             metrics::gate(name, g.gate.as_str(), g.value, g.threshold);
@@ -774,6 +788,7 @@ impl RouteRollout {
             weight: self.rollout.weight(),
             mirror: self.rollout.mirror(),
             tripwire: self.tripwire.clone(),
+            rollout: self.id,
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::admission::Reservation;
+use super::observed::{self, Pending};
 use super::runtime;
 use super::tap::Captured;
 use crate::compare::{self, Comparison, Outcome};
@@ -44,6 +45,8 @@ pub struct Mirror {
     pub request_id: HeaderValue,
     /// The largest answer read for the comparison (`limits.max_body`).
     pub cap: usize,
+    /// When the request was sampled: it goes to the route's observers with both answers.
+    pub observe: Option<Box<Pending>>,
 }
 
 /// What the job sent: an answer read in full (up to `max_body`), or why there is none.
@@ -71,6 +74,7 @@ impl Mirror {
             body,
             request_id,
             cap,
+            observe,
         } = self;
         head.headers
             .insert(X_SWITCHYARD_SHADOW.clone(), HeaderValue::from_static("1"));
@@ -112,6 +116,12 @@ impl Mirror {
         if let Some(again) = again {
             calibrate(&snap, live.as_ref(), &again);
         }
+        if let (Some(pending), Some(live)) = (observe, &live) {
+            let copy = shadow.as_ref().ok().map(observed::answered);
+            let request = pending.request.take();
+            let seen = pending.seen(&request, live, Some((&candidate.name, copy)));
+            pending.observers.observe(&seen);
+        }
     }
 }
 
@@ -151,6 +161,7 @@ async fn send_copy(
             content_type,
             body,
             truncated,
+            ended: Instant::now(),
         }),
     )
 }

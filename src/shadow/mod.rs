@@ -12,16 +12,22 @@
 //! 4. **[`runtime`]**: where jobs run: one low-priority thread, fed in batches once the
 //!    live side is quiet.
 //!
+//! A sampled request takes the same way without the copy: its tapped answer goes through
+//! [`observed`]'s bounded queue to the route's [`Observers`](crate::observe::Observers);
+//! a sampled request that is also mirrored is observed by the mirror job, with both answers.
+//!
 //! Disagreements, redacted, go to the route's [`Diffs`](crate::telemetry::diffs::Diffs).
 //!
 //! Nothing here is awaited by the live path.
 
 pub mod admission;
 pub mod mirror;
+pub mod observed;
 pub mod runtime;
 pub mod tap;
 
 pub use admission::{has_room, reserve, reserve_calibration, Reservation};
 pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
+pub use observed::Pending;
 pub use runtime::{shadow_runtime, LiveRequest};
-pub use tap::{Captured, Tap};
+pub use tap::{Captured, Delivery, Tap};

@@ -1,10 +1,14 @@
 //! The tap on the live answer: a capped copy of the body as it streams to the client,
-//! delivered to the mirror job once the answer has ended. The client never waits for it.
+//! delivered once the answer has ended, to the mirror job (for the comparison) or to the
+//! observers' queue (a sampled request). The client never waits for it.
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-/// The live answer as captured for a comparison.
+use super::observed::{self, Pending};
+
+/// The live answer as captured for a comparison or the observers.
 #[derive(Debug)]
 pub struct Captured {
     pub status: u16,
@@ -12,6 +16,16 @@ pub struct Captured {
     pub body: Bytes,
     /// The body exceeded the cap, or the client went away before its end.
     pub truncated: bool,
+    /// When the answer ended (or was given up).
+    pub ended: Instant,
+}
+
+/// Where a tap delivers its copy.
+pub enum Delivery {
+    /// To the mirror job, which compares it with the shadow's answer.
+    Mirror(oneshot::Sender<Captured>),
+    /// To the observers' queue, for a sampled request that was not mirrored.
+    Observe(Box<Pending>),
 }
 
 /// Copies a response body into a capped buffer as it streams past.
@@ -21,23 +35,18 @@ pub struct Tap {
     buf: BytesMut,
     cap: usize,
     truncated: bool,
-    tx: Option<oneshot::Sender<Captured>>,
+    to: Option<Delivery>,
 }
 
 impl Tap {
-    pub fn new(
-        status: u16,
-        content_type: Option<String>,
-        cap: usize,
-        tx: oneshot::Sender<Captured>,
-    ) -> Self {
+    pub fn new(status: u16, content_type: Option<String>, cap: usize, to: Delivery) -> Self {
         Tap {
             status,
             content_type,
             buf: BytesMut::new(),
             cap,
             truncated: false,
-            tx: Some(tx),
+            to: Some(to),
         }
     }
 
@@ -61,13 +70,21 @@ impl Tap {
 
     /// Delivers the capture; `complete` is false when the body failed or was dropped early.
     pub fn finish(&mut self, complete: bool) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Captured {
-                status: self.status,
-                content_type: self.content_type.take(),
-                body: std::mem::take(&mut self.buf).freeze(),
-                truncated: self.truncated || !complete,
-            });
+        let Some(to) = self.to.take() else {
+            return;
+        };
+        let captured = Captured {
+            status: self.status,
+            content_type: self.content_type.take(),
+            body: std::mem::take(&mut self.buf).freeze(),
+            truncated: self.truncated || !complete,
+            ended: Instant::now(),
+        };
+        match to {
+            Delivery::Mirror(tx) => {
+                let _ = tx.send(captured);
+            }
+            Delivery::Observe(pending) => observed::submit(pending, captured),
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::compare;
 use crate::config::{self, BackendConfig, Config};
+use crate::observe::{Hub, Observers};
 use crate::telemetry::diffs::Diffs;
 use crate::telemetry::metrics::BackendMetrics;
 use crate::telemetry::window::Window;
@@ -82,6 +83,8 @@ pub struct Route {
     pub shadow_slots: Arc<Semaphore>,
     /// The route's recent disagreements; kept across publishes and reloads.
     pub diffs: Arc<Diffs>,
+    /// What watches the route's sampled exchanges; `None` when nothing does.
+    pub observers: Option<Arc<Observers>>,
 }
 
 /// Where the sticky key of a request is found.
@@ -230,6 +233,8 @@ pub struct Routing {
     pub weight: f64,
     pub mirror: f64,
     pub tripwire: Option<Arc<Tripwire>>,
+    /// The rollout's id: a new one begins the monitor's reference anew.
+    pub rollout: u64,
 }
 
 /// What one config fixes in every snapshot, prepared once per config: the matcher, and
@@ -240,6 +245,8 @@ pub struct Builder {
     routes: Vec<RouteBuilder>,
     max_body: usize,
     body_timeout: Duration,
+    /// Capture logs, the feedback store and monitors, kept across reloads.
+    hub: Hub,
 }
 
 /// What a config fixes of one route.
@@ -258,6 +265,7 @@ struct RouteBuilder {
     max_in_flight: usize,
     shadow_slots: Arc<Semaphore>,
     diffs: Arc<Diffs>,
+    observers: Option<Arc<Observers>>,
 }
 
 impl Builder {
@@ -267,12 +275,13 @@ impl Builder {
     pub fn new(config: &Config, backends: &Backends, previous: Option<&Builder>) -> Builder {
         let routes = config.routes();
         let matcher = Matcher::from_routes(&routes).expect("a validated config's routes");
+        let hub = Hub::new(config, previous.map(|p| &p.hub));
         let routes = routes
             .iter()
             .map(|route| {
                 let before =
                     previous.and_then(|p| p.routes.iter().find(|r| *r.name == *route.name));
-                RouteBuilder::new(route, backends, before)
+                RouteBuilder::new(route, backends, before, hub.observers(route))
             })
             .collect();
         Builder {
@@ -280,7 +289,19 @@ impl Builder {
             routes,
             max_body: config.limits.max_body.as_usize(),
             body_timeout: config.limits.body_timeout.0,
+            hub,
         }
+    }
+
+    /// The observers of the route named `route`, when anything observes it.
+    pub fn observers(&self, route: &str) -> Option<&Observers> {
+        let r = self.routes.iter().find(|r| *r.name == *route)?;
+        r.observers.as_deref()
+    }
+
+    /// The feedback store, when any route takes labels.
+    pub fn feedback(&self) -> Option<&Arc<crate::feedback::Feedback>> {
+        self.hub.feedback()
     }
 
     /// The snapshot of this config with each route's current `routing`, in route order.
@@ -305,6 +326,7 @@ impl RouteBuilder {
         route: &config::Route,
         backends: &Backends,
         previous: Option<&RouteBuilder>,
+        observers: Option<Arc<Observers>>,
     ) -> RouteBuilder {
         let r = &route.rollout;
         let max_in_flight = route.shadow.max_in_flight;
@@ -344,10 +366,14 @@ impl RouteBuilder {
             max_in_flight,
             shadow_slots,
             diffs: previous.map_or_else(Default::default, |p| p.diffs.clone()),
+            observers,
         }
     }
 
     fn build(&self, routing: Routing) -> Route {
+        if let Some(o) = &self.observers {
+            o.rollout(routing.rollout);
+        }
         Route {
             name: self.name.clone(),
             backends: self.backends.clone(),
@@ -365,6 +391,7 @@ impl RouteBuilder {
             window: self.window,
             shadow_slots: self.shadow_slots.clone(),
             diffs: self.diffs.clone(),
+            observers: self.observers.clone(),
         }
     }
 }

@@ -38,6 +38,14 @@ pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "switchyard_connections_refused_total";
 pub const CONNECTIONS_SEND_TIMEOUT_TOTAL: &str = "switchyard_connections_send_timeout_total";
 pub const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
+pub const FEATURE_DRIFT: &str = "switchyard_feature_drift";
+pub const FEATURE_MISSING_TOTAL: &str = "switchyard_feature_missing_total";
+pub const OUTPUT_DRIFT: &str = "switchyard_output_drift";
+pub const ACCURACY: &str = "switchyard_accuracy";
+pub const MEAN_ABSOLUTE_ERROR: &str = "switchyard_mean_absolute_error";
+pub const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
+pub const CAPTURE_RECORDS_TOTAL: &str = "switchyard_capture_records_total";
+pub const MONITOR_SAMPLES_TOTAL: &str = "switchyard_monitor_samples_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -88,6 +96,7 @@ fn describe() {
     describe_rollout();
     describe_shadow();
     describe_connections();
+    describe_monitoring();
 }
 
 /// Help texts of requests, upstream errors, fallbacks and client faults.
@@ -175,6 +184,41 @@ fn describe_shadow() {
 }
 
 /// Help texts of client connections.
+fn describe_monitoring() {
+    describe_gauge!(
+        FEATURE_DRIFT,
+        "Drift of an input feature against the reference over the analysis window (PSI for numbers, Jensen-Shannon distance for categories)."
+    );
+    describe_counter!(
+        FEATURE_MISSING_TOTAL,
+        "Missing values (null, NaN, absent) of an input feature in sampled requests."
+    );
+    describe_gauge!(
+        OUTPUT_DRIFT,
+        "The candidate's outputs against the stable's over the analysis window (output: label or score)."
+    );
+    describe_gauge!(
+        ACCURACY,
+        "Share of a backend's labelled predictions that were right, over the analysis window."
+    );
+    describe_gauge!(
+        MEAN_ABSOLUTE_ERROR,
+        "Mean absolute error of a backend's numeric predictions against their labels, over the analysis window."
+    );
+    describe_counter!(
+        FEEDBACK_TOTAL,
+        "Labels posted to /api/v1/feedback, by result (matched, unmatched)."
+    );
+    describe_counter!(
+        CAPTURE_RECORDS_TOTAL,
+        "Prediction log records, by result (written, dropped, error)."
+    );
+    describe_counter!(
+        MONITOR_SAMPLES_TOTAL,
+        "Sampled exchanges handed to the monitor, by result (parsed, unparseable, dropped)."
+    );
+}
+
 fn describe_connections() {
     describe_gauge!(
         CONNECTIONS_OPEN,
@@ -480,6 +524,71 @@ pub fn gate(route: &str, gate: &'static str, value: Option<f64>, threshold: f64)
 pub fn evaluation(route: &str, verdict: &'static str) {
     counter!(ANALYSIS_EVALUATIONS_TOTAL, "verdict" => verdict, "route" => route.to_string())
         .increment(1);
+}
+
+// === monitoring: read from the observers when /metrics is rendered ===
+
+/// One input feature's figures on one backend of a route.
+pub fn feature(route: &str, backend: &str, feature: &str, drift: Option<f64>, missing: u64) {
+    let labels = [
+        ("backend", backend.to_string()),
+        ("feature", feature.to_string()),
+        ("route", route.to_string()),
+    ];
+    if let Some(d) = drift {
+        gauge!(FEATURE_DRIFT, &labels).set(d);
+    }
+    counter!(FEATURE_MISSING_TOTAL, &labels).absolute(missing);
+}
+
+/// A route's output drift, candidate against stable (`output`: `label` or `score`).
+pub fn output_drift(route: &str, output: &'static str, value: f64) {
+    gauge!(OUTPUT_DRIFT, "output" => output, "route" => route.to_string()).set(value);
+}
+
+/// A backend's live accuracy (classes) or mean absolute error (numbers) from labels.
+pub fn accuracy(route: &str, backend: &str, accuracy: Option<f64>, mae: Option<f64>) {
+    let labels = [
+        ("backend", backend.to_string()),
+        ("route", route.to_string()),
+    ];
+    if let Some(a) = accuracy {
+        gauge!(ACCURACY, &labels).set(a);
+    }
+    if let Some(m) = mae {
+        gauge!(MEAN_ABSOLUTE_ERROR, &labels).set(m);
+    }
+}
+
+/// Labels joined to a route's predictions since the start.
+pub fn feedback_matched(route: &str, matched: u64) {
+    counter!(FEEDBACK_TOTAL, "result" => "matched", "route" => route.to_string()).absolute(matched);
+}
+
+/// Counts labels that matched no prediction, for the route a post addressed (`""` when
+/// it addressed none: such a label's route is unknown).
+pub fn feedback_unmatched(route: &str, n: u64) {
+    counter!(FEEDBACK_TOTAL, "result" => "unmatched", "route" => route.to_string()).increment(n);
+}
+
+/// A route's prediction log records since the start.
+pub fn capture_records(route: &str, written: u64, dropped: u64, error: u64) {
+    for (result, n) in [("written", written), ("dropped", dropped), ("error", error)] {
+        counter!(CAPTURE_RECORDS_TOTAL, "result" => result, "route" => route.to_string())
+            .absolute(n);
+    }
+}
+
+/// A route's sampled exchanges since the start, by what the monitor made of them.
+pub fn monitor_samples(route: &str, parsed: u64, unparseable: u64, dropped: u64) {
+    for (result, n) in [
+        ("parsed", parsed),
+        ("unparseable", unparseable),
+        ("dropped", dropped),
+    ] {
+        counter!(MONITOR_SAMPLES_TOTAL, "result" => result, "route" => route.to_string())
+            .absolute(n);
+    }
 }
 
 /// Counts one failed write of the rollout state file.

@@ -16,10 +16,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -157,11 +158,53 @@ async fn discard(mut body: Incoming, mut left: usize, deadline: Instant) {
 }
 
 pin_project! {
-    /// The body sent upstream: the client's stream (under the size limit), or a buffered copy.
+    /// The body sent upstream: the client's stream (under the size limit), the same
+    /// stream copied on its way for the observers (a sampled request), or a buffered copy.
     #[project = UpstreamProj]
     pub enum UpstreamBody {
         Stream { #[pin] inner: ClientBody },
+        Teed { #[pin] inner: ClientBody, copy: Box<Tee> },
         Buffered { #[pin] inner: Full<Bytes> },
+    }
+}
+
+/// Where a streamed request body is copied as it goes upstream, for the observers of a
+/// sampled request: up to a cap, and whether it was complete.
+pub type TeeCopy = Arc<Mutex<Copied>>;
+
+/// A streamed request body as copied so far.
+#[derive(Debug, Default)]
+pub struct Copied {
+    pub bytes: BytesMut,
+    /// The body ended and every byte was copied.
+    pub complete: bool,
+    /// The body passed the cap: the copy was given up.
+    pub truncated: bool,
+}
+
+/// The copying end of a [`TeeCopy`].
+pub struct Tee {
+    to: TeeCopy,
+    cap: usize,
+}
+
+impl Tee {
+    fn data(&self, chunk: &Bytes) {
+        let mut c = self.to.lock().unwrap_or_else(|e| e.into_inner());
+        if c.truncated {
+            return;
+        }
+        if c.bytes.len() + chunk.len() > self.cap {
+            c.truncated = true;
+            c.bytes = BytesMut::new();
+        } else {
+            c.bytes.extend_from_slice(chunk);
+        }
+    }
+
+    fn end(&self) {
+        let mut c = self.to.lock().unwrap_or_else(|e| e.into_inner());
+        c.complete = !c.truncated;
     }
 }
 
@@ -177,6 +220,24 @@ impl UpstreamBody {
         }
     }
 
+    /// The client's body, streamed as [`UpstreamBody::stream`] and copied (up to `limit`)
+    /// into the returned [`TeeCopy`] on its way.
+    pub fn teed(body: Incoming, limit: usize, deadline: Instant) -> (Self, TeeCopy) {
+        let copy = TeeCopy::default();
+        let body = UpstreamBody::Teed {
+            inner: ClientBody {
+                inner: Some(body),
+                due: Due::By(deadline),
+                left: limit,
+            },
+            copy: Box::new(Tee {
+                to: copy.clone(),
+                cap: limit,
+            }),
+        };
+        (body, copy)
+    }
+
     pub fn buffered(bytes: Bytes) -> Self {
         UpstreamBody::Buffered {
             inner: Full::new(bytes),
@@ -187,7 +248,7 @@ impl UpstreamBody {
     /// sooner than its own deadline: a body still arriving then makes the exchange the
     /// client's failure, not the backend's (no backend answers before it has the body).
     pub fn due_before(&mut self, deadline: Instant) {
-        if let UpstreamBody::Stream { inner } = self {
+        if let UpstreamBody::Stream { inner } | UpstreamBody::Teed { inner, .. } = self {
             if let Due::By(due) = &mut inner.due {
                 *due = (*due).min(deadline.checked_sub(BODY_MARGIN).unwrap_or(deadline));
             }
@@ -205,20 +266,39 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             UpstreamProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            UpstreamProj::Teed { mut inner, copy } => {
+                let frame = ready!(inner.as_mut().poll_frame(cx));
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let Some(data) = f.data_ref() {
+                            copy.data(data);
+                        }
+                        // The last frame: the body may never be polled again.
+                        if inner.is_end_stream() {
+                            copy.end();
+                        }
+                    }
+                    None => copy.end(),
+                    Some(Err(_)) => {}
+                }
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
             UpstreamProj::Buffered { inner } => inner.poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Stream { inner } => inner.is_end_stream(),
+            UpstreamBody::Stream { inner } | UpstreamBody::Teed { inner, .. } => {
+                inner.is_end_stream()
+            }
             UpstreamBody::Buffered { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Stream { inner } => inner.size_hint(),
+            UpstreamBody::Stream { inner } | UpstreamBody::Teed { inner, .. } => inner.size_hint(),
             UpstreamBody::Buffered { inner } => inner.size_hint(),
         }
     }

@@ -476,6 +476,7 @@ fn check(text: &str) -> Result<(), TestCaseError> {
                     weight: 0.0,
                     mirror: 0.0,
                     tripwire: None,
+                    rollout: 0,
                 }),
             );
             prop_assert_eq!(snap.routes.len(), routes.len());

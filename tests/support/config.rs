@@ -38,6 +38,9 @@ pub struct TestConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     shadow: Option<Shadow>,
     state: State,
+    /// `monitor`, `capture`, `feedback`: written as given.
+    #[serde(flatten)]
+    observers: BTreeMap<&'static str, serde_json::Value>,
     /// (name, model): the rollout is written as the one entry of `routes:`, taking the
     /// requests for that model, instead of as the top-level `rollout:`.
     #[serde(skip)]
@@ -181,6 +184,9 @@ struct Gates {
     latency_p99: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     shadow_agreement: Option<Min>,
+    /// `output_drift`, `accuracy`: written as given.
+    #[serde(flatten)]
+    model: BTreeMap<&'static str, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -298,6 +304,7 @@ impl TestConfig {
             },
             shadow: None,
             state: State { path: None },
+            observers: BTreeMap::new(),
             route: None,
         }
     }
@@ -411,6 +418,32 @@ impl TestConfig {
 
     pub fn gate_shadow_agreement(mut self, min: f64) -> TestConfig {
         self.gates().shadow_agreement = Some(Min { min });
+        self
+    }
+
+    /// A gate on what the observers see: `output_drift` or `accuracy`, written as given.
+    pub fn gate(mut self, name: &'static str, settings: serde_json::Value) -> TestConfig {
+        self.gates().model.insert(name, settings);
+        self
+    }
+
+    // --- observers ---
+
+    /// The top-level `monitor:` block, written as given.
+    pub fn monitor(mut self, settings: serde_json::Value) -> TestConfig {
+        self.observers.insert("monitor", settings);
+        self
+    }
+
+    /// The top-level `capture:` block, written as given.
+    pub fn capture(mut self, settings: serde_json::Value) -> TestConfig {
+        self.observers.insert("capture", settings);
+        self
+    }
+
+    /// The top-level `feedback:` block, written as given.
+    pub fn feedback(mut self, settings: serde_json::Value) -> TestConfig {
+        self.observers.insert("feedback", settings);
         self
     }
 

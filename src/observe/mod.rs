@@ -1,0 +1,486 @@
+//! One tap, several observers: what a route does with the exchanges it samples.
+//!
+//! The live path only draws whether a request is observed ([`Observers::roll`], a few
+//! nanoseconds) and tees its answer; once the answer has gone to the client the shadow
+//! side hands the [`Seen`] exchange to [`Observers::observe`], which parses its bodies
+//! once ([`Payload::parse`]) and gives the parsed form to each observer whose own sample
+//! takes it:
+//!
+//! - the **monitor** (`monitor:`): payload statistics, drift, output drift;
+//! - the **capture** (`capture:`): the prediction log, redacted, written by its own thread;
+//! - the **feedback** store (`feedback:`): the predicted label, remembered by request id.
+//!
+//! One draw decides for all three: a request is observed when its draw is below the
+//! largest sample, and each observer takes it when the draw is below its own. So with
+//! `monitor.sample: 10` and `capture.sample: 1`, the captured requests are among the
+//! monitored ones.
+//!
+//! A mirrored request that is observed brings the shadow's answer too: the monitor counts
+//! it as the candidate's (so output drift is measured in the shadow phase, on the very
+//! requests the stable answered), and the capture record carries it under `shadow`.
+//!
+//! [`Hub`] keeps what outlives one config: the capture logs (one writer per directory),
+//! the feedback store, and each route's monitor and counters, reused by name across
+//! reloads when their settings are unchanged.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::capture::{self, Capture, RouteCapture};
+use crate::config::{self, CaptureConfig, Config, FeedbackConfig, MonitorConfig};
+use crate::feedback::{self, Feedback, Predicted};
+use crate::monitor::{Answer, Exchange, Monitor, Payload};
+
+/// A draw is in parts per million: `sample: 0.01` (one request in ten thousand) still counts.
+const PPM: u32 = 1_000_000;
+
+/// A percentage as parts per million, 0..=1 000 000.
+fn ppm(percent: f64) -> u32 {
+    (percent.clamp(0.0, 100.0) * 10_000.0).round() as u32
+}
+
+// === Observers ===
+
+/// One route's observers, as a snapshot holds them.
+pub struct Observers {
+    route: Arc<str>,
+    /// The largest of the three samples: a draw below it is observed.
+    sample: u32,
+    monitor_sample: u32,
+    capture_sample: u32,
+    feedback_sample: u32,
+    monitor: Option<Arc<Watch>>,
+    capture: Option<RouteCapture>,
+    feedback: Option<Arc<Feedback>>,
+    /// Exchanges dropped before any observer saw them (the queue to the shadow side was full).
+    dropped: Arc<AtomicU64>,
+}
+
+/// A route's monitor, kept across reloads while its settings hold.
+pub struct Watch {
+    settings: MonitorConfig,
+    stable: Box<str>,
+    monitor: Mutex<Monitor>,
+    /// The rollout whose start last began a reference.
+    rollout: AtomicU64,
+}
+
+/// One observed exchange, after its answer has gone to the client.
+pub struct Seen<'a> {
+    /// The request's draw (from [`Observers::roll`]).
+    pub draw: u32,
+    pub request_id: &'a str,
+    pub path: &'a str,
+    /// When the request arrived.
+    pub at: SystemTime,
+    /// From the request to the answer's end.
+    pub latency: Duration,
+    pub request: &'a Bytes,
+    /// The request body was not copied whole (over the cap, or it never ended).
+    pub request_truncated: bool,
+    /// The backend that answered the client.
+    pub backend: &'a Arc<str>,
+    pub answer: Answered<'a>,
+    /// The mirror's answer, when the request was mirrored: its backend, and its answer
+    /// (`None` when none came).
+    pub shadow: Option<(&'a Arc<str>, Option<Answered<'a>>)>,
+}
+
+/// An answer as the tee captured it.
+#[derive(Clone, Copy)]
+pub struct Answered<'a> {
+    pub status: u16,
+    pub body: &'a Bytes,
+    /// Cut at the tee's cap, or the client went away before its end.
+    pub truncated: bool,
+}
+
+impl Observers {
+    /// The route's name.
+    pub fn route(&self) -> &Arc<str> {
+        &self.route
+    }
+
+    /// Draws whether a request is observed: `Some(draw)` when it is.
+    #[inline]
+    pub fn roll(&self) -> Option<u32> {
+        if self.sample == 0 {
+            return None;
+        }
+        let draw = rand::random_range(0..PPM);
+        (draw < self.sample).then_some(draw)
+    }
+
+    /// Counts an exchange dropped on its way to the observers.
+    pub fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Exchanges dropped on their way to the observers.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The route's monitor, when monitoring is on.
+    pub fn monitor(&self) -> Option<MutexGuard<'_, Monitor>> {
+        self.monitor.as_deref().map(Watch::lock)
+    }
+
+    /// The route's capture sender, when it captures.
+    pub fn capture(&self) -> Option<&RouteCapture> {
+        self.capture.as_ref()
+    }
+
+    /// The feedback store, when the route takes labels.
+    pub fn feedback(&self) -> Option<&Arc<Feedback>> {
+        self.feedback.as_ref()
+    }
+
+    /// The candidate's output drift against the stable over the monitor's window; `None`
+    /// without a figure (no monitor, no reference yet, or too few values).
+    pub fn output_drift(&self, stable: &str, candidate: &str, now: Instant) -> Option<f64> {
+        let monitor = self.monitor()?;
+        monitor.output_drift(stable, candidate, now)?.value()
+    }
+
+    /// `backend`'s live accuracy from labels over `span`, and how many labels it rests on.
+    pub fn accuracy(&self, backend: &str, now: Instant, span: Duration) -> feedback::Score {
+        self.feedback.as_ref().map_or_else(Default::default, |f| {
+            f.score(&self.route, backend, now, span)
+        })
+    }
+
+    /// Tells the monitor which rollout the route is on; a new one begins a reference
+    /// from the stable's next sampled requests (unless the reference is a file).
+    pub fn rollout(&self, id: u64) {
+        if let Some(w) = &self.monitor {
+            if w.rollout.swap(id, Ordering::Relaxed) != id {
+                w.lock().start_reference(&w.stable);
+            }
+        }
+    }
+
+    /// Hands one exchange to each observer whose sample takes its draw; its bodies are
+    /// parsed once, and only when an observer reads them here.
+    pub fn observe(&self, seen: &Seen<'_>) {
+        let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample;
+        let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample;
+        let captured = self.capture.is_some() && seen.draw < self.capture_sample;
+        let now = Instant::now();
+        let live = exchange(&self.route, seen.backend, seen, seen.answer);
+        let mut payload = (monitored || remembered).then(|| Payload::parse(&live, self.protocol()));
+        let mut shadow_payload = None;
+        if let (Some(p), Some(w)) = (&mut payload, self.monitor.as_deref().filter(|_| monitored)) {
+            let mut monitor = w.lock();
+            monitor.observe(&live, p, now);
+            if let Some((backend, Some(answer))) = seen.shadow {
+                let copy = exchange(&self.route, backend, seen, answer);
+                let request = p.request.take();
+                let s = Payload::with_answer(request, p.protocol, &copy);
+                monitor.observe(&copy, &s, now);
+                shadow_payload = Some(s);
+            }
+        }
+        if let (Some(p), Some(f)) = (&payload, self.feedback.as_ref().filter(|_| remembered)) {
+            if let Some(predicted) = predicted(p) {
+                f.remember(seen.request_id, &self.route, seen.backend, predicted, now);
+            }
+        }
+        if captured {
+            self.record(seen, payload, shadow_payload);
+        }
+    }
+
+    /// The protocol the monitor reads exchanges under.
+    fn protocol(&self) -> crate::monitor::Protocol {
+        self.monitor
+            .as_ref()
+            .map_or(crate::monitor::Protocol::Auto, |w| w.settings.protocol)
+    }
+
+    /// Queues the capture record of an exchange, with whatever was parsed of it.
+    fn record(&self, seen: &Seen<'_>, live: Option<Payload>, shadow: Option<Payload>) {
+        let Some(capture) = &self.capture else {
+            return;
+        };
+        let (mut request, response) = bodies(seen.answer.body, live);
+        let shadow = seen.shadow.map(|(backend, answer)| {
+            let (moved, response) = match answer {
+                Some(a) => bodies(a.body, shadow),
+                None => (None, capture::Body::default()),
+            };
+            // The request parsed once travels with whichever payload held it last.
+            if let Some(r) = moved {
+                request = Some(r);
+            }
+            capture::Shadow {
+                backend: backend.clone(),
+                status: answer.map(|a| a.status),
+                response,
+            }
+        });
+        let request = match request {
+            Some(json) => capture::Body::parsed(seen.request.clone(), Arc::new(json)),
+            None => capture::Body::bytes(seen.request.clone()),
+        };
+        capture.try_send(capture::Record {
+            at: seen.at,
+            request_id: seen.request_id.to_owned(),
+            backend: seen.backend.clone(),
+            status: seen.answer.status,
+            latency: seen.latency,
+            request,
+            response,
+            shadow,
+        });
+    }
+}
+
+/// A payload's parsed request (moved out) and its answer as a capture body.
+fn bodies(answer: &Bytes, payload: Option<Payload>) -> (Option<Value>, capture::Body) {
+    match payload {
+        Some(p) => {
+            let response = match p.answer {
+                Answer::Json(v) => capture::Body::parsed(answer.clone(), Arc::new(v)),
+                _ => capture::Body::bytes(answer.clone()),
+            };
+            (p.request, response)
+        }
+        None => (None, capture::Body::bytes(answer.clone())),
+    }
+}
+
+/// The monitor's view of one answer to the request.
+fn exchange<'a>(
+    route: &'a str,
+    backend: &'a str,
+    seen: &'a Seen<'_>,
+    answer: Answered<'a>,
+) -> Exchange<'a> {
+    Exchange {
+        route,
+        backend,
+        path: seen.path,
+        status: answer.status,
+        request: seen.request,
+        request_truncated: seen.request_truncated,
+        answer: answer.body,
+        answer_truncated: answer.truncated,
+    }
+}
+
+/// What the answer predicted, for the feedback join: its first row's class, else its
+/// first row's number. A label is for the request as a whole, so for its first row.
+fn predicted(p: &Payload) -> Option<Predicted> {
+    let first = p.predictions.first()?;
+    match (&first.label, first.score) {
+        (Some(label), _) => Some(Predicted::Class(label.clone())),
+        (None, Some(v)) => Some(Predicted::Value(v)),
+        (None, None) => None,
+    }
+}
+
+impl Watch {
+    fn lock(&self) -> MutexGuard<'_, Monitor> {
+        self.monitor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// === Hub ===
+
+/// What outlives one config: capture logs by directory, the feedback store, and per route
+/// its monitor and counters (see the module docs).
+#[derive(Default)]
+pub struct Hub {
+    captures: HashMap<PathBuf, (CaptureConfig, Arc<Capture>)>,
+    feedback: Option<(feedback::Settings, Arc<Feedback>)>,
+    routes: HashMap<String, Kept>,
+}
+
+/// A route's observers' state kept across reloads.
+#[derive(Clone)]
+struct Kept {
+    monitor: Option<Arc<Watch>>,
+    capture_counts: Arc<capture::Counts>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Hub {
+    /// The hub of `config`, reusing from `previous` every log, store and monitor whose
+    /// settings did not change.
+    pub fn new(config: &Config, previous: Option<&Hub>) -> Hub {
+        let routes = config.routes();
+        let mut hub = Hub {
+            captures: HashMap::new(),
+            feedback: feedback_store(&routes, previous),
+            routes: HashMap::new(),
+        };
+        for route in &routes {
+            if let Some(c) = &route.capture {
+                hub.capture_log(c, previous);
+            }
+            let before = previous.and_then(|p| p.routes.get(&route.name));
+            let kept = Kept {
+                monitor: watch(route, before.and_then(|k| k.monitor.as_ref())),
+                capture_counts: before.map_or_else(Default::default, |k| k.capture_counts.clone()),
+                dropped: before.map_or_else(Default::default, |k| k.dropped.clone()),
+            };
+            hub.routes.insert(route.name.clone(), kept);
+        }
+        hub
+    }
+
+    /// Starts (or keeps from `previous`) the log writing into `c.path`.
+    fn capture_log(&mut self, c: &CaptureConfig, previous: Option<&Hub>) {
+        if self.captures.contains_key(&c.path) {
+            return;
+        }
+        let reused = previous
+            .and_then(|p| p.captures.get(&c.path))
+            .filter(|(was, _)| same_log(was, c))
+            .cloned();
+        let log = match reused {
+            Some(log) => Some(log),
+            None => start_capture(c).map(|log| (c.clone(), Arc::new(log))),
+        };
+        if let Some(log) = log {
+            self.captures.insert(c.path.clone(), log);
+        }
+    }
+
+    /// The observers of one route of this hub's config; `None` when nothing observes it.
+    pub fn observers(&self, route: &config::Route) -> Option<Arc<Observers>> {
+        let kept = self.routes.get(&route.name)?;
+        let name: Arc<str> = route.name.as_str().into();
+        let capture = route.capture.as_ref().and_then(|c| {
+            let (_, log) = self.captures.get(&c.path)?;
+            Some(log.route(name.clone(), kept.capture_counts.clone()))
+        });
+        let feedback = route
+            .feedback
+            .as_ref()
+            .and_then(|_| self.feedback.as_ref().map(|(_, f)| f.clone()));
+        let monitor_sample = kept.monitor.as_ref().map_or(0, |w| ppm(w.settings.sample));
+        let capture_sample = capture
+            .as_ref()
+            .map_or(0, |_| ppm(route.capture.as_ref().map_or(0.0, |c| c.sample)));
+        let feedback_sample = feedback.as_ref().map_or(0, |_| {
+            ppm(route.feedback.as_ref().map_or(0.0, |f| f.sample))
+        });
+        let sample = monitor_sample.max(capture_sample).max(feedback_sample);
+        (sample > 0).then(|| {
+            Arc::new(Observers {
+                route: name,
+                sample,
+                monitor_sample,
+                capture_sample,
+                feedback_sample,
+                monitor: kept.monitor.clone(),
+                capture,
+                feedback,
+                dropped: kept.dropped.clone(),
+            })
+        })
+    }
+
+    /// The feedback store, when any route takes labels.
+    pub fn feedback(&self) -> Option<&Arc<Feedback>> {
+        self.feedback.as_ref().map(|(_, f)| f)
+    }
+}
+
+/// Whether a log can keep writing under changed settings: only when nothing changed but
+/// the sample (which the log never reads).
+fn same_log(was: &CaptureConfig, now: &CaptureConfig) -> bool {
+    was.redact == now.redact && was.max_file == now.max_file && was.keep == now.keep
+}
+
+/// Starts a capture log; a log that cannot start is logged, and its route captures nothing.
+fn start_capture(c: &CaptureConfig) -> Option<Capture> {
+    let mut settings = capture::Settings::new(&c.path);
+    settings.redact = c.redact.clone();
+    settings.max_file = c.max_file.0;
+    settings.keep = c.keep;
+    match Capture::start(settings) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            tracing::error!(target: "switchyard::capture", path = %c.path.display(), "capture not started: {e}");
+            None
+        }
+    }
+}
+
+/// The route's monitor under its resolved settings: `previous` when they are unchanged,
+/// a new one otherwise; `None` when monitoring is off (`sample: 0`) or cannot start.
+fn watch(route: &config::Route, previous: Option<&Arc<Watch>>) -> Option<Arc<Watch>> {
+    let settings = monitor_settings(route);
+    if settings.sample <= 0.0 {
+        return None;
+    }
+    let stable = route.rollout.stable.as_str();
+    if let Some(w) = previous.filter(|w| w.settings == settings && *w.stable == *stable) {
+        return Some(w.clone());
+    }
+    match Monitor::new(settings.clone()) {
+        Ok(mut monitor) => {
+            monitor.start_reference(stable);
+            Some(Arc::new(Watch {
+                settings,
+                stable: stable.into(),
+                monitor: Mutex::new(monitor),
+                rollout: AtomicU64::new(0),
+            }))
+        }
+        Err(e) => {
+            tracing::error!(target: "switchyard::monitor", route = %route.name, "monitor not started: {e}");
+            None
+        }
+    }
+}
+
+/// A route's `monitor` settings with its drift window fixed by the analysis: the
+/// analysis window, slid in sixths, and the analysis' fewest samples.
+pub fn monitor_settings(route: &config::Route) -> MonitorConfig {
+    let mut s = route.monitor.clone();
+    if let Some(a) = &route.rollout.analysis {
+        s.window = a.window.0;
+        s.bucket = Duration::from_secs(a.window.0.as_secs().div_ceil(6).max(1));
+        s.min_samples = a.min_samples.max(1);
+    }
+    s
+}
+
+/// The one feedback store: kept from `previous` while its settings hold. Its bounds are
+/// the largest any `feedback` block gives, its window the longest analysis window.
+fn feedback_store(
+    routes: &[config::Route],
+    previous: Option<&Hub>,
+) -> Option<(feedback::Settings, Arc<Feedback>)> {
+    let blocks: Vec<&FeedbackConfig> = routes.iter().filter_map(|r| r.feedback.as_ref()).collect();
+    if blocks.is_empty() {
+        return None;
+    }
+    let settings = feedback::Settings {
+        retain: blocks.iter().map(|f| f.retain.0).max().unwrap_or_default(),
+        max_pending: blocks.iter().map(|f| f.max_pending).max().unwrap_or(1),
+        window: routes
+            .iter()
+            .filter_map(|r| r.rollout.analysis.as_ref().map(|a| a.window.0))
+            .max()
+            .unwrap_or(Duration::from_secs(60)),
+    };
+    match previous.and_then(|p| p.feedback.as_ref()) {
+        Some((was, store)) if *was == settings => Some((settings, store.clone())),
+        _ => {
+            let store = Arc::new(Feedback::new(settings.clone()));
+            Some((settings, store))
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Sampled exchanges on their way to the route's observers: a bounded queue into the
+//! shadow runtime, where [`Observers::observe`] runs once the answer has gone to the client.
+//!
+//! The queue holds at most [`MAX_QUEUED`] exchanges and [`MAX_QUEUED_BYTES`] of their
+//! bodies; beyond either, an exchange is dropped and counted
+//! (`switchyard_monitor_samples_total{result="dropped"}`), never waited for.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::uri::PathAndQuery;
+use tokio::time::Instant;
+
+use super::runtime;
+use super::tap::Captured;
+use crate::observe::{Answered, Observers, Seen};
+use crate::upstream::body::TeeCopy;
+
+/// Exchanges waiting for the observers at most.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Body bytes (request and answer) waiting for the observers at most: 64 MiB.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A sampled request, as the live path hands it over before its answer.
+pub struct Pending {
+    pub observers: Arc<Observers>,
+    /// Its draw ([`Observers::roll`]).
+    pub draw: u32,
+    pub request_id: HeaderValue,
+    pub path: PathAndQuery,
+    /// When it arrived, on the wall clock (for the capture) and the monotonic one.
+    pub at: SystemTime,
+    pub started: Instant,
+    pub request: RequestCopy,
+    /// The backend that answered (set when the answer's head is in).
+    pub backend: Arc<str>,
+}
+
+/// The request body as the observers get it: the buffered bytes, or the copy made as it
+/// streamed upstream.
+pub enum RequestCopy {
+    Buffered(Bytes),
+    Teed(TeeCopy),
+}
+
+impl RequestCopy {
+    /// The bytes copied, and whether they fall short of the whole body (over the cap, or
+    /// the body never ended).
+    pub fn take(&self) -> (Bytes, bool) {
+        match self {
+            RequestCopy::Buffered(b) => (b.clone(), false),
+            RequestCopy::Teed(copy) => {
+                let mut c = copy.lock().unwrap_or_else(|e| e.into_inner());
+                let whole = c.complete;
+                (std::mem::take(&mut c.bytes).freeze(), !whole)
+            }
+        }
+    }
+
+    /// Its size so far.
+    fn len(&self) -> usize {
+        match self {
+            RequestCopy::Buffered(b) => b.len(),
+            RequestCopy::Teed(copy) => copy.lock().map_or(0, |c| c.bytes.len()),
+        }
+    }
+}
+
+impl Pending {
+    /// The exchange as the observers read it: the request (from [`RequestCopy::take`])
+    /// and the live `answer`.
+    pub fn seen<'a>(
+        &'a self,
+        (request, request_truncated): &'a (Bytes, bool),
+        answer: &'a Captured,
+        shadow: Option<(&'a Arc<str>, Option<Answered<'a>>)>,
+    ) -> Seen<'a> {
+        Seen {
+            draw: self.draw,
+            request_id: self.request_id.to_str().unwrap_or(""),
+            path: self.path.path(),
+            at: self.at,
+            latency: answer.ended.saturating_duration_since(self.started),
+            request,
+            request_truncated: *request_truncated,
+            backend: &self.backend,
+            answer: answered(answer),
+            shadow,
+        }
+    }
+}
+
+/// An answer as the observers read it.
+pub fn answered(c: &Captured) -> Answered<'_> {
+    Answered {
+        status: c.status,
+        body: &c.body,
+        truncated: c.truncated,
+    }
+}
+
+/// Queues an exchange whose answer has ended for its observers, or drops and counts it
+/// when the queue is full.
+pub fn submit(pending: Box<Pending>, answer: Captured) {
+    let bytes = pending.request.len() + answer.body.len();
+    let queued = QUEUED.fetch_add(1, Ordering::Relaxed);
+    let queued_bytes = QUEUED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    if queued >= MAX_QUEUED || queued_bytes + bytes > MAX_QUEUED_BYTES {
+        release(bytes);
+        pending.observers.drop_one();
+        return;
+    }
+    runtime::submit(Box::pin(async move {
+        let request = pending.request.take();
+        pending
+            .observers
+            .observe(&pending.seen(&request, &answer, None));
+        release(bytes);
+    }));
+}
+
+/// Gives back one exchange's place in the queue.
+fn release(bytes: usize) {
+    QUEUED.fetch_sub(1, Ordering::Relaxed);
+    QUEUED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+}

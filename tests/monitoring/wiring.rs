@@ -1,0 +1,110 @@
+//! The tap reaches every observer: monitor figures, capture records, labels joined.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::config::TestConfig;
+use crate::support::{eventually, ProxyHarness};
+
+/// Three features a row; the row's values depend on `i`.
+fn infer_body(i: usize) -> String {
+    let x = i as f64 / 10.0;
+    format!(
+        r#"{{"inputs":[{{"name":"x","shape":[1,3],"datatype":"FP32","data":[{x},{},7.654321]}}]}}"#,
+        x * 2.0
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sampled_exchange_reaches_monitor_capture_and_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TestConfig::stable_only()
+        .monitor(json!({ "sample": 100 }))
+        .capture(json!({ "path": dir.path(), "sample": 100, "redact": ["/inputs/*/data"] }))
+        .feedback(json!({ "retain": "1h" }));
+    let h = ProxyHarness::start(&config).await;
+    for i in 0..40 {
+        let id = format!("req-{i}");
+        let a = h
+            .send(
+                Method::POST,
+                "/v2/models/m/infer",
+                &[("content-type", "application/json"), ("x-request-id", &id)],
+                &infer_body(i),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    let monitor = eventually("40 parsed samples", Duration::from_millis(20), || async {
+        let m = h
+            .admin(Method::GET, "/api/v1/monitor", None, "")
+            .await
+            .json();
+        match m["samples"]["parsed"].as_u64() {
+            Some(40) => Ok(m),
+            _ => Err(format!("{m:#}")),
+        }
+    })
+    .await;
+    let blue = &monitor["backends"][0];
+    assert_eq!(blue["backend"], "blue");
+    assert_eq!(blue["features"].as_array().unwrap().len(), 3, "{blue:#}");
+
+    // Labels: the first 20 requests, as whatever blue predicted for them; ids never seen
+    // are unmatched.
+    let labels: Vec<Value> = (0..20)
+        .map(|i| json!({ "request_id": format!("req-{i}"), "label": "wrong" }))
+        .chain([json!({ "request_id": "never-seen", "label": 1 })])
+        .collect();
+    let joined = h
+        .admin(
+            Method::POST,
+            "/api/v1/feedback",
+            None,
+            &json!({ "feedback": labels }).to_string(),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
+    assert_eq!(joined.json(), json!({ "matched": 20, "unmatched": 1 }));
+
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(
+        !files.is_empty(),
+        "no capture file in {}",
+        dir.path().display()
+    );
+    let captured = eventually("40 capture records", Duration::from_millis(20), || async {
+        let text: String = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+            .collect();
+        match text.lines().count() {
+            40 => Ok(text),
+            n => Err(format!("{n} records")),
+        }
+    })
+    .await;
+    let first: Value = serde_json::from_str(captured.lines().next().unwrap()).unwrap();
+    assert_eq!(first["backend"], "blue");
+    assert_eq!(
+        first["request"]["inputs"][0]["data"], "[redacted]",
+        "{first:#}"
+    );
+    assert!(
+        !captured.contains("7.654321"),
+        "a redacted value was written"
+    );
+
+    let metrics = h.admin(Method::GET, "/metrics", None, "").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for name in [
+        "switchyard_monitor_samples_total",
+        "switchyard_capture_records_total",
+        "switchyard_feedback_total",
+        "switchyard_accuracy",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+}
