@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod guard;
+pub mod history;
 pub mod window;
 
 use std::convert::Infallible;
