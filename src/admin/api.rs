@@ -9,6 +9,7 @@
 //! assert_eq!(api::control_path(&Action::Promote { full: true }), api::PROMOTE);
 //! assert!(api::CONTROLS.iter().all(|p| p.starts_with(api::V1)));
 //! assert_eq!(api::route_path("iris", api::PROMOTE), "/api/v1/routes/iris/promote");
+//! assert_eq!(api::route_path("iris", api::HISTORY), "/api/v1/routes/iris/history");
 //! ```
 
 use crate::rollout::Action;
@@ -28,6 +29,9 @@ pub const V1: &str = "/api/v1/";
 pub const STATUS: &str = "/api/v1/status";
 /// The most recent shadow disagreements; takes `?limit=N`.
 pub const SHADOW_DIFFS: &str = "/api/v1/shadow/diffs";
+
+/// Each route's last hour, one point a second, and its events; takes `?since=SECONDS`.
+pub const HISTORY: &str = "/api/v1/history";
 
 /// Every route's status, in config order: `{"routes": [STATUS, ...]}`. Under it,
 /// `/api/v1/routes/NAME/...` addresses one route: see [`route_path`].

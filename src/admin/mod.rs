@@ -1,4 +1,4 @@
-//! The admin API: status, controls, health, metrics and the dashboard.
+//! The admin API: status, history, controls, health, metrics and the dashboard.
 //!
 //! Every route's status and controls are under `/api/v1/routes/NAME/`; the unscoped paths
 //! (`/api/v1/status`, `/api/v1/promote`, ...) address the route named `default` or the
@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod guard;
+pub mod history;
 pub mod monitor;
 pub mod window;
 
@@ -30,6 +31,7 @@ use crate::rollout::controller::Published;
 use crate::rollout::{Action, Control, ControlError, Status};
 use crate::telemetry::diffs::DIFFS_KEPT;
 use crate::telemetry::metrics;
+use history::History;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -42,13 +44,15 @@ pub struct Admin {
 }
 
 /// What the admin API shows: the controller's snapshot (with each route's recent shadow
-/// disagreements) and statuses, readiness, and the metrics.
+/// disagreements) and statuses, readiness, the metrics, and each route's history.
 pub struct Sources {
     pub published: Published,
     /// True once a valid config is loaded and the data plane listens.
     pub ready: Arc<AtomicBool>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Each route's last hour, for `/api/v1/history`.
+    pub history: Arc<History>,
 }
 
 /// An admin answer in the making, boxed: connections are served by futures that must be
@@ -124,11 +128,19 @@ impl Admin {
                 Ok(status) => self.monitor(&status.route),
                 Err(e) => control_error(&e),
             },
+            (&Method::GET, _, api::HISTORY) => match self.addressed(route) {
+                Ok(status) => self.history(&status, uri.query()),
+                Err(e) => control_error(&e),
+            },
             (&Method::POST, _, api::FEEDBACK) => self.feedback(req, peer, route).await,
             (&Method::POST, _, p) if api::CONTROLS.contains(&p) => {
                 self.control(req, peer, route, p).await
             }
-            (_, _, api::STATUS | api::SHADOW_DIFFS | api::MONITOR | api::FEEDBACK)
+            (
+                _,
+                _,
+                api::STATUS | api::SHADOW_DIFFS | api::MONITOR | api::FEEDBACK | api::HISTORY,
+            )
             | (_, None, api::ROUTES) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             (_, None, api::DASHBOARD | api::HEALTHZ | api::READYZ | api::METRICS) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -241,6 +253,31 @@ impl Admin {
             .map(|r| r.diffs.recent(limit))
             .unwrap_or_default();
         json(StatusCode::OK, &serde_json::json!({ "diffs": diffs }))
+    }
+
+    /// The last `?since=SECONDS` (300 by default, at most 3600) of `status`'s route, one
+    /// point a second, and its events; 400 for a `since` that is not a whole number of
+    /// seconds from 1.
+    fn history(&self, status: &Status, query: Option<&str>) -> Response<Full<Bytes>> {
+        let since = match history::since(query_param(query, "since")) {
+            Ok(s) => s,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+        };
+        let now = tokio::time::Instant::now();
+        let timeline = self.sources.history.timeline(&status.route, since, now);
+        let answer = history::Answer {
+            route: &status.route,
+            stable: &status.stable,
+            candidate: status.candidate.as_deref(),
+            since,
+            points: &timeline,
+            events: &status.events,
+        };
+        // Compact: an hour of points is a few thousand objects.
+        match serde_json::to_vec(&answer) {
+            Ok(v) => respond(StatusCode::OK, "application/json", v),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
     }
 
     /// A control (`path` is its unscoped path) for `route`, once the caller may send it.

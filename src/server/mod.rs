@@ -159,10 +159,15 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
         rx.clone(),
         move |peer| TowerToHyperService::new(Proxy::new(plane.clone(), Some(peer.ip()))),
     )));
+    let history = Arc::new(admin::history::History::new());
+    tasks.push(tokio::spawn(
+        history.clone().run(published.clone(), rx.clone()),
+    ));
     let sources = admin::Sources {
         published,
         ready: shared.ready.clone(),
         metrics,
+        history,
     };
     let admin = admin::Admin::new(sources, control.clone(), token);
     tasks.push(tokio::spawn(serve_connections(

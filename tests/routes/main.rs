@@ -15,6 +15,7 @@ mod harness;
 
 mod cli;
 mod controls;
+mod history;
 mod isolation;
 mod matching;
 mod metrics;
