@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use switchyard::admin::client::{render_status, AdminClient, ClientError};
 use switchyard::rollout::Action;
-use switchyard::{config, demo, server};
+use switchyard::{config, demo, monitor, server};
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +86,19 @@ enum Command {
     Retry {
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Write a drift reference (what `monitor.reference.file` reads) from a capture file
+    /// (JSON Lines) or a CSV table with a header row.
+    Baseline {
+        /// The capture file or CSV table to read.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Where to write the reference.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Only a capture's records of this route.
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
     },
 }
 
@@ -185,6 +198,7 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Resume { admin } => control(admin, Action::Resume).await,
         Command::Rollback { admin, reason } => control(admin, Action::Rollback { reason }).await,
         Command::Retry { admin } => control(admin, Action::Retry).await,
+        Command::Baseline { from, out, route } => baseline(&from, &out, route.as_deref()),
     }
 }
 
@@ -201,6 +215,30 @@ fn validate(path: &Path) -> ExitCode {
         println!("  {p}");
     }
     ExitCode::FAILURE
+}
+
+/// `switchyard baseline`: a reference from a file, a line saying what went into it, and
+/// the lines or rows that could not be read.
+fn baseline(from: &Path, out: &Path, route: Option<&str>) -> ExitCode {
+    let (reference, summary) = match monitor::baseline::from_file(from, route) {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("switchyard baseline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (line, why) in &summary.problems {
+        eprintln!(
+            "switchyard baseline: {}:{line}: skipped: {why}",
+            from.display()
+        );
+    }
+    if let Err(e) = monitor::baseline::write(&reference, out) {
+        eprintln!("switchyard baseline: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", summary.line(out, &reference));
+    ExitCode::SUCCESS
 }
 
 /// `switchyard demo`: a whole rollout with built-in model servers and traffic.

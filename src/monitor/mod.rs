@@ -56,6 +56,7 @@
 //! assert_eq!(blue.outputs.labels[0].value, "0");
 //! ```
 
+pub mod baseline;
 pub mod drift;
 pub mod features;
 pub mod payload;
