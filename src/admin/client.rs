@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api;
+use super::monitor;
 use super::window::{BackendFigures, WindowFigures};
 use crate::config::DEFAULT_ROUTE;
 use crate::rollout::analysis::Analysis;
@@ -49,6 +50,9 @@ pub struct StatusReport {
     /// Only a status query adds them; a control's answer has none.
     #[serde(default)]
     pub window: Option<WindowFigures>,
+    /// Only a status query adds it, for a route something observes.
+    #[serde(default)]
+    pub monitoring: Option<monitor::Summary>,
     /// Only in a control's answer, when the change is in force but the state file could
     /// not be written: why.
     #[serde(default)]
@@ -245,6 +249,7 @@ pub fn render_status(s: &StatusReport) -> String {
         state(&r.state),
         analysis(&r.analysis),
         s.window.as_ref().map_or_else(String::new, window),
+        s.monitoring.as_ref().map_or_else(String::new, monitoring),
         recent_events(&r.events),
         s.warning
             .as_ref()
@@ -422,6 +427,58 @@ fn window(w: &WindowFigures) -> String {
     [stable, candidate].into_iter().flatten().collect()
 }
 
+/// A line of model figures (output drift, accuracy per backend) and one of the features
+/// drifting most, when there is anything to say.
+fn monitoring(m: &monitor::Summary) -> String {
+    let mut figures = Vec::new();
+    if let Some(d) = m.output_drift {
+        figures.push(format!("output drift {d:.3}"));
+    }
+    for a in &m.accuracy {
+        match (a.accuracy, a.mean_absolute_error) {
+            (Some(acc), _) => figures.push(format!(
+                "{} accuracy {} ({} labels)",
+                a.backend,
+                pct(Some(acc)),
+                a.labels
+            )),
+            (None, Some(mae)) => figures.push(format!(
+                "{} mean abs error {mae:.4} ({} labels)",
+                a.backend, a.labels
+            )),
+            (None, None) => {}
+        }
+    }
+    let mut out = String::new();
+    if !figures.is_empty() {
+        out += &format!(
+            "model      {}
+",
+            figures.join(", ")
+        );
+    }
+    if !m.drifting.is_empty() {
+        let shown: Vec<String> = m
+            .drifting
+            .iter()
+            .take(3)
+            .map(|d| format!("{} {} on {} {:.3}", d.level, d.feature, d.backend, d.value))
+            .collect();
+        let more = m.drifting.len().saturating_sub(3);
+        let more = if more > 0 {
+            format!(" (+{more} more)")
+        } else {
+            String::new()
+        };
+        out += &format!(
+            "drift      {}{more}
+",
+            shown.join("; ")
+        );
+    }
+    out
+}
+
 /// The candidate's shadow comparisons, when there were any.
 fn shadow(f: &BackendFigures) -> String {
     let s = &f.shadow;
@@ -468,6 +525,38 @@ mod tests {
     /// Renders `json` as `switchyard status` would.
     fn rendered(json: &str) -> String {
         render_status(&serde_json::from_str(json).expect("a status the admin API sends"))
+    }
+
+    #[test]
+    fn status_shows_output_drift_accuracy_and_the_worst_drifting_features() {
+        let status = r#"{
+          "phase": "progressing", "strategy": "canary", "route": "default", "revision": "abc",
+          "stable": "blue", "candidate": "green", "step": 1, "steps": 3, "weight": 20.0,
+          "mirror": 0.0, "reason": null, "hold_remaining_s": null, "manual_hold": false,
+          "config": {"generation": 1, "path": "x.yaml", "last_error": null},
+          "analysis": {"enabled": false, "failures": 0, "failure_limit": 0, "last": null},
+          "events": [],
+          "monitoring": {"output_drift": 0.31,
+            "accuracy": [{"backend": "blue", "labels": 120, "accuracy": 0.95, "mean_absolute_error": null},
+                         {"backend": "green", "labels": 80, "accuracy": 0.6125, "mean_absolute_error": null}],
+            "drifting": [
+              {"backend": "green", "feature": "petal_length", "value": 0.52, "level": "alert"},
+              {"backend": "blue", "feature": "petal_length", "value": 0.41, "level": "alert"},
+              {"backend": "blue", "feature": "sepal_width", "value": 0.12, "level": "warn"},
+              {"backend": "green", "feature": "sepal_width", "value": 0.11, "level": "warn"}]}
+        }"#;
+        let shown = rendered(status);
+        let lines: Vec<&str> = shown
+            .lines()
+            .filter(|l| l.starts_with("model") || l.starts_with("drift"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "model      output drift 0.310, blue accuracy 95.00% (120 labels), green accuracy 61.25% (80 labels)",
+                "drift      alert petal_length on green 0.520; alert petal_length on blue 0.410; warn sepal_width on blue 0.120 (+1 more)",
+            ]
+        );
     }
 
     #[test]

@@ -235,8 +235,11 @@ impl Admin {
         let mut v = serde_json::to_value(status).unwrap_or_default();
         let snap = self.sources.published.snapshot.load_full();
         if let Some(route) = snap.route(&status.route) {
-            let figures = window::WindowFigures::of(route, tokio::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            let figures = window::WindowFigures::of(route, now);
             v["window"] = serde_json::to_value(figures).unwrap_or_default();
+            v["monitoring"] =
+                serde_json::to_value(monitor::summary(route, now)).unwrap_or_default();
         }
         v
     }

@@ -5,10 +5,12 @@
 //! data path. The monitoring metrics are read when `/metrics` is rendered, so they cost
 //! nothing between scrapes.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::feedback::{parse_labels, Joined};
+use crate::monitor::Level;
 use crate::observe::Observers;
 use crate::snapshot::{Route, Snapshot};
 use crate::telemetry::metrics;
@@ -50,6 +52,78 @@ pub fn report(route: &Route, now: Instant) -> Value {
     v["capture"] = json!(o.capture().map(|c| c.counts()));
     v["feedback"] = json!(o.feedback().map(|f| f.counts()));
     v
+}
+
+/// What `GET /api/v1/status` shows of a route's monitoring, under `monitoring`: the
+/// output drift, each backend's accuracy, and the features drifting past `warn`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The candidate's outputs against the stable's; `null` without a figure.
+    pub output_drift: Option<f64>,
+    pub accuracy: Vec<Accuracy>,
+    /// Features at `warn` or `alert`, the worst first.
+    pub drifting: Vec<Drifting>,
+}
+
+/// One backend's figures from labels over the analysis window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub backend: String,
+    pub labels: u64,
+    pub accuracy: Option<f64>,
+    pub mean_absolute_error: Option<f64>,
+}
+
+/// A feature drifting past `warn` on one backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drifting {
+    pub backend: String,
+    pub feature: String,
+    pub value: f64,
+    /// `warn` or `alert`.
+    pub level: String,
+}
+
+/// The status' monitoring summary of a route; `None` when nothing observes it.
+pub fn summary(route: &Route, now: Instant) -> Option<Summary> {
+    let o = route.observers.as_deref()?;
+    let mut s = Summary::default();
+    let stable = &*route.stable.name;
+    let candidate = route.candidate.as_ref().map(|c| &*c.name);
+    if let Some(monitor) = o.monitor() {
+        let report = monitor.report(now, candidate.map(|c| (stable, c)));
+        drop(monitor);
+        s.output_drift = report.output_drift.as_ref().and_then(|d| d.value());
+        for b in &report.backends {
+            for f in &b.features {
+                let Some(d) = f.drift.filter(|d| d.level > Level::Ok) else {
+                    continue;
+                };
+                s.drifting.push(Drifting {
+                    backend: b.backend.clone(),
+                    feature: f.name.clone(),
+                    value: d.value,
+                    level: serde_json::to_value(d.level)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        s.drifting.sort_by(|a, b| b.value.total_cmp(&a.value));
+    }
+    if o.feedback().is_some() {
+        for b in std::iter::once(stable).chain(candidate) {
+            let score = o.accuracy(b, now, route.window);
+            s.accuracy.push(Accuracy {
+                backend: b.to_owned(),
+                labels: score.labels(),
+                accuracy: score.accuracy(),
+                mean_absolute_error: score.mean_absolute_error(),
+            });
+        }
+    }
+    Some(s)
 }
 
 /// Joins the labels of a `POST /api/v1/feedback` body to the remembered predictions;
