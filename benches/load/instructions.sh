@@ -55,6 +55,14 @@ if grep -q '^ *max_in_flight:' "$YAML"; then
     YAML=$RUN_DIR/$ROW.yaml
 fi
 
+# Sampled exchanges the monitor has taken, whatever became of them (parsed, unparseable,
+# dropped): each run waits until this stops growing, so the figure includes the
+# observers' work, and shows how many were dropped (a full queue under valgrind).
+observed() {
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+        awk '/^switchyard_monitor_samples_total\{/ {s += $2} END {print s + 0}'
+}
+
 # The shadow requests switchyard has finished, whatever their outcome.
 mirrored() {
     curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
@@ -97,8 +105,16 @@ count() {
             sleep 0.5
         done
     fi
+    local seen=-1 now i
+    for ((i = 0; i < 120; i++)); do
+        now=$(observed)
+        ((now == seen)) && break
+        seen=$now
+        sleep 1
+    done
     curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
-        sed -n 's/^switchyard_shadow_requests_total{outcome="\([a-z]*\)"[^}]*} \([0-9]*\)$/\1=\2/p' |
+        sed -n -e 's/^switchyard_shadow_requests_total{outcome="\([a-z]*\)"[^}]*} \([0-9]*\)$/\1=\2/p' \
+            -e 's/^switchyard_monitor_samples_total{result="\([a-z]*\)"[^}]*} \([0-9]*\)$/\1=\2/p' |
         paste -sd' ' >"$RUN_DIR/shadow-$n"
     kill -TERM "$SY_PID"
     wait "$SY_PID" || true
@@ -112,7 +128,7 @@ count() {
 
 WHAT="instructions per request (user space, row $ROW)" DIGITS=0
 [[ -z ${DHAT:-} ]] || WHAT="heap allocations per request (row $ROW)" DIGITS=1
-echo "| binary | $WHAT | mirrors in the larger run |"
+echo "| binary | $WHAT | mirrors and monitor samples in the larger run |"
 echo "| --- | ---: | --- |"
 k=0
 for bin in "$@"; do

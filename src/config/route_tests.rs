@@ -339,3 +339,100 @@ fn a_path_prefix_covers_whole_segments() {
         );
     }
 }
+
+// === observers: monitor, capture, feedback ===
+
+#[test]
+fn a_routes_observers_replace_the_top_level_ones_and_monitoring_is_on_by_default() {
+    let text = format!(
+        "{ROUTES}capture: {{ path: capture/, redact: [/inputs/*/data] }}\nfeedback: {{ retain: 10m }}\n"
+    );
+    let text = edit(
+        &text,
+        "      compare: { protocol: v2 }\n",
+        "      compare: { protocol: v2 }\n    monitor: { sample: 50 }\n    capture: { path: iris/, sample: 5 }\n",
+    );
+    let config = parse(&text).unwrap();
+    let routes = config.routes();
+    assert_eq!(routes[0].monitor.sample, 50.0, "the route's own");
+    assert_eq!(routes[1].monitor.sample, 10.0, "the default: on at 10 %");
+    let iris = routes[0].capture.as_ref().unwrap();
+    assert_eq!((iris.path.to_str(), iris.sample), (Some("iris/"), 5.0));
+    assert!(iris.redact.is_empty(), "replaced as a whole, not merged");
+    let fraud = routes[1].capture.as_ref().unwrap();
+    assert_eq!((fraud.path.to_str(), fraud.sample), (Some("capture/"), 1.0));
+    let retain = routes[2].feedback.as_ref().unwrap().retain.0;
+    assert_eq!(retain, std::time::Duration::from_secs(600));
+    assert_eq!(routes[2].feedback.as_ref().unwrap().sample, 100.0);
+}
+
+#[test]
+fn gates_on_what_nothing_observes_are_refused_with_their_line() {
+    let gated = edit(
+        SINGLE,
+        "  steps: [{ weight: 100 }]\n",
+        "  steps: [{ weight: 100 }]\n  analysis:\n    gates:\n      accuracy: { min: 0.9 }\n      output_drift: { max: 0.2 }\n",
+    );
+    problem_at(
+        &gated,
+        "rollout.analysis.gates.accuracy",
+        "accuracy:",
+        "needs a `feedback:` block",
+    );
+    let off = format!("{gated}monitor: {{ sample: 0 }}\nfeedback: {{}}\n");
+    problem_at(
+        &off,
+        "rollout.analysis.gates.output_drift",
+        "output_drift:",
+        "needs monitoring",
+    );
+    let fine = format!("{gated}feedback: {{}}\n");
+    assert!(parse(&fine).is_ok(), "{:?}", parse(&fine).unwrap_err());
+    let empty = edit(&fine, "accuracy: { min: 0.9 }", "accuracy: {}");
+    problem_at(
+        &empty,
+        "rollout.analysis.gates.accuracy",
+        "accuracy:",
+        "set `min`, `max_drop`",
+    );
+}
+
+#[test]
+fn observer_settings_are_checked_where_they_are_written() {
+    let text = format!(
+        "{SINGLE}capture: {{ path: c/, sample: 150, keep: 0, redact: [inputs] }}\nfeedback: {{ max_pending: 0 }}\nmonitor: {{ sample: -1 }}\n"
+    );
+    let problems = parse(&text).unwrap_err().0;
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    for path in [
+        "monitor",
+        "capture.sample",
+        "capture.keep",
+        "capture.redact",
+        "feedback.max_pending",
+    ] {
+        assert!(paths.contains(&path), "{path} not reported: {problems:#?}");
+    }
+}
+
+#[test]
+fn two_logs_in_one_directory_must_agree_on_what_they_hide() {
+    let text = edit(
+        ROUTES,
+        "      compare: { protocol: v2 }\n",
+        "      compare: { protocol: v2 }\n    capture: { path: log/, redact: [/inputs] }\n",
+    );
+    let same = edit(
+        &text,
+        "    rollout: { stable: fraud-v6, strategy: blue-green }\n",
+        "    rollout: { stable: fraud-v6, strategy: blue-green }\n    capture: { path: log/, redact: [/inputs], sample: 50 }\n",
+    );
+    assert!(parse(&same).is_ok(), "only the sample differs: one log");
+    let other = edit(&same, "redact: [/inputs], sample: 50", "sample: 50");
+    problem_at(
+        &other,
+        "routes[1].capture.path",
+        "sample: 50",
+        "also the directory of `routes[0].capture`",
+    );
+}

@@ -87,6 +87,7 @@ fn observers(config: &Config, found: &mut Found) {
             feedback(f, p.key("feedback"), found);
         }
     }
+    shared_capture_paths(config, found);
     for (i, route) in config.routes().iter().enumerate() {
         let Some(a) = &route.rollout.analysis else {
             continue;
@@ -108,6 +109,40 @@ fn observers(config: &Config, found: &mut Found) {
                 g.key("accuracy"),
                 "needs a `feedback:` block (top-level or the route's): accuracy comes from labels",
             );
+        }
+    }
+}
+
+/// Checks that routes writing their prediction log into the same directory agree on how:
+/// one directory is one log, written with one set of `redact` pointers.
+fn shared_capture_paths(config: &Config, found: &mut Found) {
+    let mut seen: Vec<(&std::path::Path, &CaptureConfig, FieldPath)> = Vec::new();
+    let top = config
+        .capture
+        .iter()
+        .map(|c| (c, FieldPath::new(&["capture"])));
+    let listed = config.written.routes.as_deref().unwrap_or_default();
+    let routes = listed.iter().enumerate().filter_map(|(i, r)| {
+        let p = FieldPath::new(&["routes"]).index(i).key("capture");
+        r.capture.as_ref().map(|c| (c, p))
+    });
+    for (c, p) in top.chain(routes) {
+        let clash = seen.iter().find(|(path, other, _)| {
+            *path == c.path.as_path()
+                && (other.redact != c.redact
+                    || other.max_file != c.max_file
+                    || other.keep != c.keep)
+        });
+        if let Some((_, _, first)) = clash {
+            found.bad(
+                p.key("path"),
+                format!(
+                    "{} is also the directory of `{first}` with other redact, max_file or keep: one directory is one log; give each its own directory or the same settings",
+                    c.path.display()
+                ),
+            );
+        } else {
+            seen.push((c.path.as_path(), c, p));
         }
     }
 }
