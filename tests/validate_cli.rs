@@ -222,3 +222,28 @@ fn a_missing_file_is_named() {
     let output = assert_rejected(&validate(&tmp.path().join("nowhere.yaml")));
     assert!(output.contains("nowhere.yaml"), "{output}");
 }
+
+#[test]
+fn a_gate_without_what_it_reads_is_reported_at_the_gate() {
+    let text = VALID.to_string()
+        + "  analysis:\n    gates:\n      accuracy: { min: 0.9 }\n      output_drift: { max: 0.2 }\nmonitor:\n  sample: 0\n";
+    let output = assert_rejected(&validate_text("gates.yaml", &text));
+    assert_reported(
+        &output,
+        &text,
+        "rollout.analysis.gates.accuracy",
+        "accuracy:",
+        &["`feedback:`", "labels"],
+    );
+    assert_reported(
+        &output,
+        &text,
+        "rollout.analysis.gates.output_drift",
+        "output_drift:",
+        &["monitor.sample"],
+    );
+
+    // With labels and monitoring, the same gates are fine.
+    let text = text.replace("sample: 0", "sample: 10") + "feedback: { retain: 1h }\n";
+    assert_ok(&validate_text("gates.yaml", &text), "gates with feedback");
+}

@@ -628,7 +628,9 @@ fn ms(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AgreementGate, Dur, ErrorRateGate, LatencyGate};
+    use crate::config::{
+        AccuracyGate, AgreementGate, Dur, ErrorRateGate, LatencyGate, OutputDriftGate,
+    };
     use crate::telemetry::window::{ShadowOutcome, Window};
     use tokio::time::Instant;
 
@@ -719,6 +721,68 @@ mod tests {
         GatesConfig {
             shadow_agreement: Some(AgreementGate { min }),
             ..GatesConfig::default()
+        }
+    }
+
+    fn max_drift(max: f64) -> GatesConfig {
+        GatesConfig {
+            output_drift: Some(OutputDriftGate { max }),
+            ..GatesConfig::default()
+        }
+    }
+
+    fn min_accuracy(min: f64) -> GatesConfig {
+        GatesConfig {
+            accuracy: Some(AccuracyGate {
+                min: Some(min),
+                max_drop: None,
+            }),
+            ..GatesConfig::default()
+        }
+    }
+
+    fn max_drop(max: f64) -> GatesConfig {
+        GatesConfig {
+            accuracy: Some(AccuracyGate {
+                min: None,
+                max_drop: Some(max),
+            }),
+            ..GatesConfig::default()
+        }
+    }
+
+    /// What the monitor says: an output drift figure, or none yet.
+    fn drift(figure: Option<f64>) -> Model {
+        Model {
+            output_drift: figure,
+            ..Model::default()
+        }
+    }
+
+    /// `correct` of `of` class labels right.
+    fn right(correct: u64, of: u64) -> Score {
+        Score {
+            classified: of,
+            correct,
+            ..Score::default()
+        }
+    }
+
+    /// `n` labels of value predictions (scored by mean absolute error).
+    fn numbers(n: u64) -> Score {
+        Score {
+            valued: n,
+            abs_error: n as f64 * 0.5,
+            ..Score::default()
+        }
+    }
+
+    /// The labels the candidate's and the stable's predictions got.
+    fn labels(candidate: Score, stable: Score) -> Model {
+        Model {
+            candidate_labels: candidate,
+            stable_labels: stable,
+            ..Model::default()
         }
     }
 
@@ -816,13 +880,65 @@ mod tests {
         ]
     }
 
+    /// The gates that read the monitor and the labels: pass, fail, inconclusive (no
+    /// figure, too few labels) and skipped (after promotion, numeric labels, a stable
+    /// without labels). The candidate served 200 requests unless a case says otherwise.
+    #[rustfmt::skip]
+    fn model_cases() -> Vec<(Given, Model, Then)> {
+        use Gate::{Accuracy, AccuracyDrop, OutputDrift};
+        use GateOutcome::{Fail, Inconclusive, Pass, Skipped};
+        let busy = served(200, 0, 5);
+        let none = Score::default();
+        vec![
+            (Given("drift under max", max_drift(0.2), 100, SPLIT, busy, STABLE), drift(Some(0.05)),
+             Then(OutputDrift, Pass, Some(0.05), "output drift 0.050 ≤ max 0.2", Verdict::Pass)),
+            (Given("drift over max", max_drift(0.2), 100, SPLIT, busy, STABLE), drift(Some(0.43)),
+             Then(OutputDrift, Fail, Some(0.43), "output drift 0.430 > max 0.2", Verdict::Fail)),
+            (Given("drift while shadowing", max_drift(0.2), 100, MIRRORING, busy, STABLE), drift(Some(0.43)),
+             Then(OutputDrift, Fail, Some(0.43), "> max 0.2", Verdict::Fail)),
+            (Given("no drift figure yet", max_drift(0.2), 100, SPLIT, busy, STABLE), drift(None),
+             Then(OutputDrift, Inconclusive, None, "no output drift figure yet", Verdict::Inconclusive)),
+            (Given("a passing drift still holds on min_samples", max_drift(0.2), 100, SPLIT, served(10, 0, 5), STABLE), drift(Some(0.05)),
+             Then(OutputDrift, Pass, Some(0.05), "≤ max 0.2", Verdict::Inconclusive)),
+            (Given("drift skipped after promotion", max_drift(0.2), 100, PROMOTED, busy, STABLE), drift(Some(0.43)),
+             Then(OutputDrift, Skipped, Some(0.43), "not applied after promotion", Verdict::Pass)),
+            (Given("accuracy over min", min_accuracy(0.9), 100, SPLIT, busy, STABLE), labels(right(95, 100), none),
+             Then(Accuracy, Pass, Some(0.95), "accuracy 95.00% ≥ min 90.00% (95 of 100 labels right)", Verdict::Pass)),
+            (Given("accuracy under min", min_accuracy(0.9), 100, SPLIT, busy, STABLE), labels(right(80, 100), none),
+             Then(Accuracy, Fail, Some(0.8), "accuracy 80.00% < min 90.00% (80 of 100 labels right)", Verdict::Fail)),
+            (Given("accuracy on too few labels", min_accuracy(0.9), 100, SPLIT, busy, STABLE), labels(right(10, 99), none),
+             Then(Accuracy, Inconclusive, Some(10.0 / 99.0), "99 labels in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("accuracy without labels", min_accuracy(0.9), 100, SPLIT, busy, STABLE), labels(none, none),
+             Then(Accuracy, Inconclusive, None, "0 labels in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("accuracy skipped on numeric labels", min_accuracy(0.9), 100, SPLIT, busy, STABLE), labels(numbers(100), none),
+             Then(Accuracy, Skipped, None, "the labels are numbers", Verdict::Pass)),
+            (Given("accuracy still applies after promotion", min_accuracy(0.9), 100, PROMOTED, busy, STABLE), labels(right(80, 100), none),
+             Then(Accuracy, Fail, Some(0.8), "< min 90.00%", Verdict::Fail)),
+            (Given("drop under max", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(95, 100), right(97, 100)),
+             Then(AccuracyDrop, Pass, Some(0.02), "accuracy 95.00% is 2.00% below the stable's 97.00% (≤ max 5.00%)", Verdict::Pass)),
+            (Given("drop over max", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(80, 100), right(97, 100)),
+             Then(AccuracyDrop, Fail, Some(0.17), "accuracy 80.00% is 17.00% below the stable's 97.00% (> max 5.00%)", Verdict::Fail)),
+            (Given("drop on too few candidate labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(10, 50), right(97, 100)),
+             Then(AccuracyDrop, Inconclusive, Some(0.77), "50 labels in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("drop on too few stable labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(95, 100), right(50, 50)),
+             Then(AccuracyDrop, Inconclusive, Some(0.05), "50 stable labels in the window, 100 needed", Verdict::Inconclusive)),
+            (Given("drop skipped when the stable got no labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(10, 100), none),
+             Then(AccuracyDrop, Skipped, None, "the stable got no labels in the window", Verdict::Pass)),
+            (Given("drop skipped on numeric labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(numbers(100), numbers(100)),
+             Then(AccuracyDrop, Skipped, None, "the labels are numbers", Verdict::Pass)),
+            (Given("drop skipped after promotion", max_drop(0.05), 100, PROMOTED, busy, STABLE), labels(right(10, 100), right(97, 100)),
+             Then(AccuracyDrop, Skipped, Some(0.87), "not applied after promotion", Verdict::Pass)),
+        ]
+    }
+
     #[test]
     fn every_gate_gives_its_outcome_and_figure() {
-        for (given, then) in cases() {
+        let plain = cases().into_iter().map(|(g, t)| (g, Model::default(), t));
+        for (given, model, then) in plain.chain(model_cases()) {
             let Given(name, gates, min_samples, scope, candidate, stable) = given;
             let Then(gate, outcome, value, detail, verdict) = then;
             let (candidate, stable) = (candidate.summary(), stable.summary());
-            let a = evaluate(&gates, min_samples, &candidate, &stable, scope);
+            let a = evaluate_with(&gates, min_samples, &candidate, &stable, scope, &model);
             let [g] = a.gates.as_slice() else {
                 panic!("{name}: one gate configured, {} evaluated", a.gates.len());
             };

@@ -1,7 +1,8 @@
 //! Monitoring through the proxy: sampled exchanges reach the monitor, the prediction log
-//! and the feedback store, off the live path.
+//! and the feedback store, off the live path; the gates that read them decide rollouts.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod gates;
 mod wiring;

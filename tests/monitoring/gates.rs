@@ -1,0 +1,338 @@
+//! The `output_drift` and `accuracy` gates decide a rollout: a candidate whose label mix
+//! moves away from the stable's, or whose predictions are less often right on the labels
+//! posted to `/api/v1/feedback`, is rolled back by the analysis; one that predicts like
+//! the stable is promoted. In the shadow phase the mirrored answers are the candidate's
+//! outputs, so a drifting candidate is rolled back before any user sees it.
+//!
+//! The model servers are the demo's: label 1 when `weight · sum(row) + bias ≥ 0`. The
+//! stable is the default model; a bad candidate has both signs flipped, so it predicts
+//! the other class for every row.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use switchyard::demo::model::{Model, ModelServer};
+
+use crate::support::config::{step, Analysis, TestConfig};
+use crate::support::{eventually_within, Answer, ProxyHarness};
+
+/// The sums of the rows the tests send, in turn: the stable labels them 0, 1, 1, 1.
+const SUMS: [f64; 4] = [-1.0, 0.5, 1.0, 2.0];
+
+/// How long a test drives traffic before it gives up on the rollout ending.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The stable's class for a row summing to `sum`: the ground truth the tests post.
+fn truth(sum: f64) -> i64 {
+    let m = Model::default();
+    i64::from(m.weight * sum + m.bias >= 0.0)
+}
+
+/// A candidate that predicts the other class for every row the tests send.
+fn flipped() -> Model {
+    let m = Model::default();
+    Model {
+        weight: -m.weight,
+        bias: -m.bias,
+    }
+}
+
+/// A V2 inference body of one row of three features summing to `sum`.
+fn row(sum: f64) -> String {
+    json!({ "inputs": [{ "name": "x", "shape": [1, 3], "datatype": "FP32", "data": [sum, 0.0, 0.0] }] })
+        .to_string()
+}
+
+/// The class an answer predicted (the demo model's `label` output).
+fn predicted(a: &Answer) -> i64 {
+    let body = a.json();
+    body["outputs"][1]["data"][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no label in {body:#}"))
+}
+
+/// Starts switchyard in front of the default model as `blue` and `candidate` as `green`.
+async fn harness(config: &TestConfig, candidate: Model) -> ProxyHarness {
+    let blue = ModelServer::start("blue", Model::default()).await.unwrap();
+    let green = ModelServer::start("green", candidate).await.unwrap();
+    ProxyHarness::start_with(config, blue, green).await
+}
+
+/// Sends one request for a row summing to `sum`, with `headers`; it must succeed.
+async fn infer(h: &ProxyHarness, sum: f64, headers: &[(&str, &str)]) -> Answer {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let a = h
+        .send(Method::POST, "/v2/models/m/infer", &all, &row(sum))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    a
+}
+
+/// Runs `round` (which sends traffic) until the rollout's phase is `want`, at most
+/// [`LIMIT`]; the status then. Ending in the other final phase fails at once.
+async fn drive_until<F, Fut>(h: &ProxyHarness, want: &str, mut round: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let what = format!("phase {want}");
+    eventually_within(&what, Duration::from_millis(1), LIMIT, || {
+        let sent = round();
+        async move {
+            sent.await;
+            let s = h.status().await;
+            match s["phase"].as_str() {
+                Some(p) if p == want => Ok(s),
+                Some("promoted" | "rolled_back") => panic!("ended otherwise: {s:#}"),
+                _ => Err(format!("status: {s:#}")),
+            }
+        }
+    })
+    .await
+}
+
+/// The gate `name` of the last evaluation in `status`.
+fn gate<'a>(status: &'a Value, name: &str) -> &'a Value {
+    let gates = status["analysis"]["last"]["gates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no evaluation: {status:#}"));
+    gates
+        .iter()
+        .find(|g| g["gate"] == name)
+        .unwrap_or_else(|| panic!("no {name} gate: {status:#}"))
+}
+
+/// The figure a gate result shows.
+fn figure(g: &Value) -> f64 {
+    g["value"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no figure: {g:#}"))
+}
+
+// === output_drift ===
+
+/// Half the users on the candidate, gated on output drift only; the reference is the
+/// stable's first 50 answers. The step passes (and so promotes) only on a passing
+/// evaluation; no watch after promotion, so the status keeps the evaluation that promoted.
+fn drift_canary() -> TestConfig {
+    TestConfig::new()
+        .steps([step(50.0).hold("1s")])
+        .sticky_header("x-user-id")
+        .monitor(json!({ "sample": 100, "reference": { "requests": 50 } }))
+        .analysis(Analysis::new("200ms", "30s", 20, 2).after_promotion("0s"))
+        .gate("output_drift", json!({ "max": 0.2 }))
+}
+
+/// A user the sticky split sends to `blue` and one it sends to `green`, found by asking.
+async fn one_user_each(h: &ProxyHarness) -> (String, String) {
+    let (mut blue, mut green) = (None, None);
+    for i in 0..200 {
+        let user = format!("user-{i}");
+        let a = infer(h, SUMS[i % SUMS.len()], &[("x-user-id", &user)]).await;
+        match a.variant() {
+            "blue" => blue = blue.or(Some(user)),
+            "green" => green = green.or(Some(user)),
+            other => panic!("served by {other:?}"),
+        }
+        if let (Some(b), Some(g)) = (&blue, &green) {
+            return (b.clone(), g.clone());
+        }
+    }
+    panic!("200 users and not one on each side of a 50 % split");
+}
+
+/// Every row once as each of the two users: both sides see exactly the same inputs, so
+/// only the model can make their outputs differ.
+async fn same_rows_to_both(h: &ProxyHarness, users: &(String, String)) {
+    for sum in SUMS {
+        for user in [&users.0, &users.1] {
+            infer(h, sum, &[("x-user-id", user)]).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_whose_label_mix_shifts_is_rolled_back_by_output_drift() {
+    let h = harness(&drift_canary(), flipped()).await;
+    let users = one_user_each(&h).await;
+    let s = drive_until(&h, "rolled_back", || same_rows_to_both(&h, &users)).await;
+
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("output drift"), "{s:#}");
+    let drift = gate(&s, "output_drift");
+    assert_eq!(drift["outcome"], "fail", "{drift:#}");
+    assert!(figure(drift) > 0.2, "{drift:#}");
+    assert_eq!(s["analysis"]["last"]["verdict"], "fail");
+    assert_eq!(s["weight"], 0.0, "all traffic back on the stable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_that_predicts_like_the_stable_passes_output_drift_and_is_promoted() {
+    let h = harness(&drift_canary(), Model::default()).await;
+    let users = one_user_each(&h).await;
+    let s = drive_until(&h, "promoted", || same_rows_to_both(&h, &users)).await;
+
+    assert_eq!(s["analysis"]["last"]["verdict"], "pass", "{s:#}");
+    let drift = gate(&s, "output_drift");
+    assert_eq!(drift["outcome"], "pass", "{drift:#}");
+    assert!(figure(drift) < 0.2, "{drift:#}");
+    assert_eq!(s["weight"], 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifting_candidate_is_rolled_back_while_it_only_shadows() {
+    let config = TestConfig::new()
+        .steps([step(0.0).mirror(100.0).manual(), step(100.0)])
+        .monitor(json!({ "sample": 100, "reference": { "requests": 50 } }))
+        .analysis(Analysis::new("200ms", "30s", 20, 2))
+        .gate("output_drift", json!({ "max": 0.2 }));
+    let h = harness(&config, flipped()).await;
+    let hr = &h;
+    let s = drive_until(&h, "rolled_back", move || async move {
+        for sum in SUMS {
+            let a = infer(hr, sum, &[]).await;
+            assert_eq!(
+                a.variant(),
+                "blue",
+                "users stay on the stable while shadowing"
+            );
+        }
+    })
+    .await;
+
+    assert_eq!(s["step"], 0, "rolled back from the shadow step: {s:#}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("output drift"), "{s:#}");
+    let drift = gate(&s, "output_drift");
+    assert_eq!(drift["outcome"], "fail", "{drift:#}");
+    assert!(figure(drift) > 0.2, "{drift:#}");
+    // The candidate's outputs were its answers to the mirrored copies: nothing else
+    // reached it.
+    let green = h.green.behavior();
+    assert!(green.shadow_hits() > 0);
+    assert_eq!(green.hits(), green.shadow_hits());
+}
+
+// === accuracy ===
+
+/// Half the requests on the candidate at random, gated on accuracy from posted labels:
+/// at least 90 % right and at most 5 points below the stable.
+fn accuracy_canary() -> TestConfig {
+    TestConfig::new()
+        .steps([step(50.0).hold("1s")])
+        .feedback(json!({ "retain": "1h" }))
+        .analysis(Analysis::new("200ms", "30s", 10, 2).after_promotion("0s"))
+        .gate("accuracy", json!({ "min": 0.9, "max_drop": 0.05 }))
+}
+
+/// A client that labels its own requests: each round sends the rows with ids of its own,
+/// notes which backend answered and whether it was right, and posts the truth for the
+/// previous round's requests (whose predictions the feedback store has had a round's
+/// time to remember).
+struct Labeller<'a> {
+    h: &'a ProxyHarness,
+    sent: usize,
+    waiting: Vec<Value>,
+    /// (backend, right) per request sent.
+    seen: Vec<(String, bool)>,
+    matched: u64,
+}
+
+impl<'a> Labeller<'a> {
+    fn new(h: &'a ProxyHarness) -> Labeller<'a> {
+        Labeller {
+            h,
+            sent: 0,
+            waiting: Vec::new(),
+            seen: Vec::new(),
+            matched: 0,
+        }
+    }
+
+    /// One round: the rows sent, the previous round's labels posted.
+    async fn round(&mut self) {
+        let due = std::mem::take(&mut self.waiting);
+        for sum in SUMS {
+            let id = format!("acc-{}", self.sent);
+            self.sent += 1;
+            let a = infer(self.h, sum, &[("x-request-id", &id)]).await;
+            let right = predicted(&a) == truth(sum);
+            self.seen.push((a.variant().to_string(), right));
+            self.waiting
+                .push(json!({ "request_id": id, "label": truth(sum) }));
+        }
+        if due.is_empty() {
+            return;
+        }
+        let body = json!({ "feedback": due }).to_string();
+        let joined = self
+            .h
+            .admin(Method::POST, "/api/v1/feedback", None, &body)
+            .await;
+        assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
+        self.matched += joined.json()["matched"].as_u64().unwrap_or(0);
+    }
+
+    /// The share of `backend`'s answers that were right, as the test saw them.
+    fn accuracy(&self, backend: &str) -> f64 {
+        let mine: Vec<bool> = self
+            .seen
+            .iter()
+            .filter(|(b, _)| b == backend)
+            .map(|(_, r)| *r)
+            .collect();
+        mine.iter().filter(|r| **r).count() as f64 / mine.len().max(1) as f64
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_less_often_right_on_posted_labels_is_rolled_back_by_accuracy() {
+    let h = harness(&accuracy_canary(), flipped()).await;
+    let labeller = tokio::sync::Mutex::new(Labeller::new(&h));
+    let l = &labeller;
+    let s = drive_until(&h, "rolled_back", move || async move {
+        l.lock().await.round().await
+    })
+    .await;
+    let l = labeller.into_inner();
+    assert_eq!(l.accuracy("blue"), 1.0);
+    assert_eq!(l.accuracy("green"), 0.0);
+    assert!(l.matched >= 20, "{} labels matched", l.matched);
+
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("accuracy"), "{s:#}");
+    let min = gate(&s, "accuracy");
+    assert_eq!(min["outcome"], "fail", "{min:#}");
+    assert_eq!(figure(min), 0.0, "{min:#}");
+    let drop = gate(&s, "accuracy_drop");
+    assert_eq!(drop["outcome"], "fail", "{drop:#}");
+    assert_eq!(
+        figure(drop),
+        1.0,
+        "all right on the stable, none on the candidate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_as_accurate_as_the_stable_is_promoted() {
+    let h = harness(&accuracy_canary(), Model::default()).await;
+    let labeller = tokio::sync::Mutex::new(Labeller::new(&h));
+    let l = &labeller;
+    let s = drive_until(&h, "promoted", move || async move {
+        l.lock().await.round().await
+    })
+    .await;
+    let l = labeller.into_inner();
+    assert_eq!((l.accuracy("blue"), l.accuracy("green")), (1.0, 1.0));
+
+    assert_eq!(s["analysis"]["last"]["verdict"], "pass", "{s:#}");
+    let min = gate(&s, "accuracy");
+    assert_eq!(min["outcome"], "pass", "{min:#}");
+    assert_eq!(figure(min), 1.0, "{min:#}");
+    let drop = gate(&s, "accuracy_drop");
+    assert_eq!(drop["outcome"], "pass", "{drop:#}");
+    assert_eq!(figure(drop), 0.0, "{drop:#}");
+}
