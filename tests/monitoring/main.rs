@@ -4,5 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod capture;
 mod gates;
+mod stats;
 mod wiring;
