@@ -464,12 +464,18 @@ fn shadow_agreement(min: f64, e: &Evidence) -> GateResult {
 }
 
 /// [`Gate::OutputDrift`]: the candidate's outputs against the stable's over the same
-/// window, at most `max`. Skipped after promotion (the stable no longer answers).
+/// window, at most `max`. Skipped after promotion and when the stable served nothing in
+/// the window (a step at 100 %): there is nothing to compare with.
 fn output_drift(max: f64, e: &Evidence, model: &Model) -> GateResult {
     let judged = match model.output_drift {
         _ if e.scope.absolute_only => (
             GateOutcome::Skipped,
             "relative gate not applied after promotion".to_string(),
+        ),
+        // A step at 100 % (and not mirroring): nothing of the stable's to compare with.
+        _ if e.stable.requests == 0 => (
+            GateOutcome::Skipped,
+            "the stable served nothing in the window".to_string(),
         ),
         Some(v) => {
             let ok = v <= max;
@@ -900,6 +906,8 @@ mod tests {
              Then(OutputDrift, Inconclusive, None, "no output drift figure yet", Verdict::Inconclusive)),
             (Given("a passing drift still holds on min_samples", max_drift(0.2), 100, SPLIT, served(10, 0, 5), STABLE), drift(Some(0.05)),
              Then(OutputDrift, Pass, Some(0.05), "≤ max 0.2", Verdict::Inconclusive)),
+            (Given("drift skipped at 100 %", max_drift(0.2), 100, SPLIT, busy, Traffic::default()), drift(None),
+             Then(OutputDrift, Skipped, None, "the stable served nothing in the window", Verdict::Pass)),
             (Given("drift skipped after promotion", max_drift(0.2), 100, PROMOTED, busy, STABLE), drift(Some(0.43)),
              Then(OutputDrift, Skipped, Some(0.43), "not applied after promotion", Verdict::Pass)),
             (Given("accuracy over min", min_accuracy(0.9), 100, SPLIT, busy, STABLE), labels(right(95, 100), none),
