@@ -1,9 +1,9 @@
 //! Payload monitoring: the time to parse and observe one V2 exchange with 4 features and
 //! with 1 000, against a reference (drift windows counting), and, before the timings, the
 //! memory a route's monitor holds for 1 000 features at two backends, measured with a
-//! counting allocator.
+//! counting allocator, after a few thousand requests and along a million of them.
 //!
-//! `cargo bench --bench monitor`
+//! `cargo bench --bench monitor` (`MONITOR_REQUESTS=N` for a shorter or longer run)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -150,8 +150,53 @@ fn memory() {
     black_box(&m);
 }
 
+/// Feeds a route's monitor with 1 000 features `MONITOR_REQUESTS` exchanges (1 000 000 by
+/// default) alternating between two backends at 1 000 a second of (simulated) time, so
+/// its drift windows slide all along, and prints the heap it holds every tenth of the
+/// way: flat once the reference is built, and under the same bound as [`memory`].
+fn memory_over_time() {
+    const FEATURES: usize = 1000;
+    let total: u64 = std::env::var("MONITOR_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut rng = SmallRng::seed_from_u64(3);
+    let start = Instant::now();
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut m = monitor_with_reference(FEATURES, 1000, &mut rng, start);
+    let mut held = Vec::new();
+    let step = (total / 10).max(1);
+    for i in 0..total {
+        let now = start + std::time::Duration::from_millis(i);
+        let backend = if i % 2 == 0 { "blue" } else { "green" };
+        let (req, ans) = (v2_request(FEATURES, &mut rng), v2_answer(&mut rng));
+        let ex = exchange(backend, &req, &ans);
+        let payload = m.parse(&ex);
+        m.observe(&ex, &payload, now);
+        if (i + 1) % step == 0 {
+            held.push(LIVE.load(Ordering::Relaxed) - before);
+        }
+    }
+    let mib: Vec<String> = held
+        .iter()
+        .map(|b| format!("{:.2}", *b as f64 / 1048576.0))
+        .collect();
+    println!(
+        "memory over {total} requests, {FEATURES} features at 2 backends, MiB held at each tenth: {}",
+        mib.join(" ")
+    );
+    let bound = 2 * FEATURES * (Sketch::MAX_HEAP_BYTES + 6 * 10 * 4) + FEATURES * 1024;
+    let (first, last) = (held[0], *held.last().unwrap_or(&0));
+    assert!(
+        (last as usize) < bound && last <= first + first / 20,
+        "held {first} bytes after a tenth, {last} at the end (bound {bound}): not flat"
+    );
+    black_box(&m);
+}
+
 fn bench(c: &mut Criterion) {
     memory();
+    memory_over_time();
     let mut group = c.benchmark_group("monitor_v2");
     for n in [4usize, 1000] {
         let mut rng = SmallRng::seed_from_u64(2);
