@@ -9,6 +9,11 @@
 #   SWITCHYARD_BIN=/path/to/switchyard SOAK=10m benches/load/soak.sh
 #   CHURN=0 SOAK=5m benches/load/soak.sh        # load only, no reloads or controls
 #
+# The observers are on: every request monitored (with the shadow's answer, so output
+# drift is computed all along), every tenth written to the prediction log (8 MiB files,
+# 3 kept) and every prediction remembered for feedback. OBSERVE=0 leaves them at the
+# row's defaults (monitoring at 10 %, no log, no feedback).
+#
 # PASS when the last sample is at most 1.1 × the largest sample of the first minute
 # (allocator pools and buffers have grown to their working size by then) and no client
 # request failed. Nothing scrapes /metrics during the soak (the counters are read once,
@@ -26,6 +31,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 CHURN=${CHURN:-1}
 RELOADS=${RELOADS:-1}
 CONTROLS=${CONTROLS:-1}
+OBSERVE=${OBSERVE:-1}
 INTERVAL=10
 
 [[ $SOAK =~ ^([0-9]+)(s|m|h)?$ ]] || die "SOAK=$SOAK: expected e.g. 30s, 5m or 1h"
@@ -45,7 +51,7 @@ churn() {
         if ((RELOADS)); then
             tolerance=$([[ $((i % 2)) == 0 ]] && echo 1.0e-6 || echo 2.0e-6)
             sed "s|^\( *protocol: v2\)$|\1\n    abs_tolerance: $tolerance|" \
-                "$LOAD_DIR/switchyard-shadow.yaml" >"$yaml.tmp"
+                "$base" >"$yaml.tmp"
             mv "$yaml.tmp" "$yaml"
             writes=$((writes + 1))
         fi
@@ -63,9 +69,20 @@ churn() {
 ensure_tools
 resolve_bin
 start_with_backend 8192
-# A copy switchyard watches, so the churn can rewrite it.
+# The row's config (with the observers), and a copy switchyard watches, so the churn can
+# rewrite it.
+base=$RUN_DIR/base.yaml
+cp "$LOAD_DIR/switchyard-shadow.yaml" "$base"
+if ((OBSERVE)); then
+    cat >>"$base" <<EOF
+
+monitor: { sample: 100 }
+capture: { path: capture/, sample: 10, max_file: 8MiB, keep: 3, redact: [/inputs/*/data] }
+feedback: { retain: 10m }
+EOF
+fi
 yaml=$RUN_DIR/switchyard-shadow.yaml
-cp "$LOAD_DIR/switchyard-shadow.yaml" "$yaml"
+cp "$base" "$yaml"
 start_switchyard "$yaml"
 url=http://127.0.0.1:$PROXY_PORT$INFER_PATH
 smoke_check "$url"
@@ -135,6 +152,12 @@ report=$RUN_DIR/soak.md
             sed -n 's/^switchyard_config_reloads_total{result="\([a-z]*\)"} \([0-9]*\)$/\1=\2/p' | paste -sd' ')"
     fi
     echo "- switchyard: $(python3 "$LOAD_DIR/counters.py" "http://127.0.0.1:$ADMIN_PORT")"
+    if ((OBSERVE)); then
+        echo "- observers: $(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+            sed -n -e 's/^switchyard_monitor_samples_total{result="\([a-z]*\)"[^}]*} \([0-9]*\)$/monitor_\1=\2/p' \
+                -e 's/^switchyard_capture_records_total{result="\([a-z]*\)"[^}]*} \([0-9]*\)$/capture_\1=\2/p' |
+            paste -sd' ')"
+    fi
     echo "- peak RSS (VmHWM): $(awk -v k="$(vm_kib "$SY_PID" VmHWM)" 'BEGIN {printf "%.1f", k / 1024}') MiB"
 } >"$report"
 echo
