@@ -120,6 +120,63 @@ async fn health_readiness_and_metrics_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_its_assets_are_served_from_the_binary() {
+    let h = ProxyHarness::start(&TestConfig::canary(50.0)).await;
+    let page = h.admin(Method::GET, "/", None, "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    let html = String::from_utf8_lossy(&page.body);
+    for (path, content_type) in [
+        ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
+        ("/assets/dashboard.css", "text/css; charset=utf-8"),
+        (
+            "/assets/vendor/uplot/uPlot.iife.min.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/assets/vendor/uplot/uPlot.min.css",
+            "text/css; charset=utf-8",
+        ),
+    ] {
+        assert!(html.contains(path), "the page does not load {path}");
+        let a = h.admin(Method::GET, path, None, "").await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert_eq!(a.headers["content-type"], content_type, "{path}");
+        assert_eq!(a.headers["cache-control"], "no-cache", "{path}");
+        assert_eq!(a.headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(a.headers.contains_key("etag"), "{path}");
+        assert!(!a.body.is_empty(), "{path}");
+    }
+    for unknown in [
+        "/assets/nope.js",
+        "/assets/",
+        "/assets/../Cargo.toml",
+        "/assets/vendor/uplot/../../dashboard.js",
+        "/dashboard.js",
+    ] {
+        let a = h.admin(Method::GET, unknown, None, "").await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{unknown}");
+    }
+    let post = h
+        .admin(Method::POST, "/assets/dashboard.js", None, "{}")
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_drives_the_admin_api() {
     let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
     let admin = format!("http://{}", h.admin_addr());

@@ -16,6 +16,8 @@ use crate::rollout::Action;
 
 /// The dashboard (HTML).
 pub const DASHBOARD: &str = "/";
+/// The dashboard's script, style and chart library (`GET /assets/NAME`).
+pub const ASSETS: &str = "/assets/";
 /// 200 while the process is up.
 pub const HEALTHZ: &str = "/healthz";
 /// 200 once a valid config is loaded and the data plane listens.

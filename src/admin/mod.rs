@@ -5,6 +5,7 @@
 //! only route, and answer 400 naming the routes otherwise.
 
 pub mod api;
+pub mod assets;
 pub mod client;
 pub mod guard;
 pub mod history;
@@ -32,8 +33,6 @@ use crate::rollout::{Action, Control, ControlError, Status};
 use crate::telemetry::diffs::DIFFS_KEPT;
 use crate::telemetry::metrics;
 use history::History;
-
-const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// The admin API's state.
 #[derive(Clone)]
@@ -94,7 +93,11 @@ impl Admin {
         let (route, path) = api::scoped(path);
         let path = &*path;
         match (req.method(), route, path) {
-            (&Method::GET, None, api::DASHBOARD) => html(DASHBOARD),
+            (&Method::GET, None, api::DASHBOARD) => assets::index(),
+            (&Method::GET, None, p) if p.starts_with(api::ASSETS) => {
+                assets::serve(&p[api::ASSETS.len()..], req.headers())
+                    .unwrap_or_else(|| error(StatusCode::NOT_FOUND, "no such asset"))
+            }
             (&Method::GET, None, api::HEALTHZ) => text(StatusCode::OK, "ok\n"),
             (&Method::GET, None, api::READYZ) => {
                 if self.sources.ready.load(Ordering::Acquire) {
@@ -143,6 +146,9 @@ impl Admin {
             )
             | (_, None, api::ROUTES) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             (_, None, api::DASHBOARD | api::HEALTHZ | api::READYZ | api::METRICS) => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            (_, None, p) if p.starts_with(api::ASSETS) => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             (_, _, p) if api::CONTROLS.contains(&p) => {
@@ -391,15 +397,15 @@ fn respond(
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     respond(status, "text/plain; charset=utf-8", body)
-}
-
-fn html(body: &'static str) -> Response<Full<Bytes>> {
-    respond(StatusCode::OK, "text/html; charset=utf-8", body)
 }
 
 fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
