@@ -65,8 +65,11 @@ function showRollout(s, route) {
   $("progress-text").textContent =
     `step ${s.step} of ${s.steps} · candidate weight ${fmt(s.weight, 1)} % · mirror ${fmt(s.mirror, 1)} %`;
   const boxes = [];
-  for (let i = 1; i <= s.steps; i++) {
-    boxes.push(el("span", null, { class: i < s.step ? "done" : i === s.step ? "current done" : "" }));
+  // Steps count from 0, as the API and the CLI do; a promoted rollout has done them all.
+  const done = s.phase === "promoted" ? s.steps : s.step;
+  for (let i = 0; i < s.steps; i++) {
+    const live = i === s.step && (s.phase === "progressing" || s.phase === "paused");
+    boxes.push(el("span", null, { class: i < done ? "done" : live ? "current done" : "" }));
   }
   $("steps").replaceChildren(...boxes);
   $("hold").textContent = s.manual_hold ? "this step waits for promote" :
@@ -201,7 +204,8 @@ function showCharts(h, s) {
   const names = [...new Set(points.flatMap((p) => Object.keys(p.backends)))];
   const of = (name, field, scale = 1) =>
     column(points, (p) => { const v = p.backends[name]?.[field]; return v == null ? null : v * scale; });
-  $("span").textContent = xs.length ? `· last ${Math.round((xs[xs.length - 1] - xs[0]) / 60)} min` : "";
+  const seconds = xs.length ? xs[xs.length - 1] - xs[0] : 0;
+  $("span").textContent = !xs.length ? "" : seconds < 120 ? `· last ${seconds} s` : `· last ${Math.round(seconds / 60)} min`;
 
   const marks = h.events.filter((e) => MARKS[e.kind])
     .map((e) => ({ at: Date.parse(e.at) / 1000, glyph: MARKS[e.kind][0], colour: MARKS[e.kind][1] }));
