@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end shadow comparison against two real MLServer instances.
+"""End-to-end shadow comparison, prediction log and drift against real MLServer.
 
 Usage: python tests/mlserver/e2e.py path/to/switchyard
 
@@ -7,21 +7,37 @@ Needs the `mlserver`, `mlserver-sklearn` and `scikit-learn` packages (.ci/run
 installs them into .venv). The script:
 
 1. trains two different small scikit-learn classifiers (fixed seeds) and
-   serves each with its own `mlserver start` under the same model name;
-2. starts switchyard with A as stable and B as candidate, in a shadow step
-   (weight 0, mirror 100, manual hold), comparing with `protocol: v2`, tight
-   tolerances and NO ignore pointers -- MLServer's random top-level `id` must
-   not count as a difference by the v2 comparator's own rules;
+   serves each with its own `mlserver start` under the same model name `clf`;
+   instance A also serves `iris`, a logistic regression on scikit-learn's
+   bundled iris data (each instance's folder holds one directory per model);
+2. starts switchyard with two routes: `default` (model `clf`) with A as stable
+   and B as candidate, in a shadow step (weight 0, mirror 100, manual hold),
+   comparing with `protocol: v2`, tight tolerances and NO ignore pointers --
+   MLServer's random top-level `id` must not count as a difference by the v2
+   comparator's own rules -- and capturing every request with the inputs'
+   data redacted; and `iris` (model `iris`, A only), monitoring the four iris
+   features with a reference built from its first 150 requests;
 3. sends N inference requests through switchyard, and the same requests to A
    and B directly, and computes the expected agreement from the direct
    answers;
 4. checks that switchyard's `switchyard_shadow_comparisons_total` counters
    equal the expected agree / disagree counts (and nothing incomparable), and
-   that `/api/v1/shadow/diffs` never blames `/id`.
+   that `/api/v1/shadow/diffs` never blames `/id`;
+5. checks the capture directory: exactly N records of the route, their request
+   ids the `x-request-id`s sent, every request redacted (no input value as
+   sent appears in any file), `response` the stable's real V2 answer (the one
+   the client got) and `shadow` the candidate's, both status 200;
+6. sends the 150 iris rows through switchyard (the reference), then the same
+   rows in another order with petal_length shifted by +3.0, and checks
+   `/api/v1/routes/iris/monitor`: the reference is in use and built from 150
+   requests, the three unchanged features drift by a PSI under 0.05 (level
+   `ok`), petal_length by a PSI over 0.2 (level `alert`), and /metrics shows
+   that figure as `switchyard_feature_drift`.
 
-It prints `mlserver-e2e: P passed, F failed` last and exits non-zero on any
-failure. Every process it starts runs in its own process group and is killed
-on the way out.
+It logs the capture counts and each iris feature's drift figure, prints
+`mlserver-e2e: P passed, F failed` last and exits non-zero on any failure.
+Every process it starts runs in its own process group and is killed on the
+way out.
 """
 
 import json
@@ -443,7 +459,10 @@ routes:
         - {{ weight: 100 }}
       fallback_to_stable: false
     shadow:
-      max_in_flight: 64
+      # Room for every mirror at once: the shadow side runs at a low CPU priority and,
+      # on a busy machine, may start none of them until the requests are all sent;
+      # at 64 the rest would be dropped (by design, and counted) and go uncompared.
+      max_in_flight: {2 * N}
       compare:
         protocol: v2
         # Deliberately no ignore pointers: MLServer's random `id` (and
@@ -542,6 +561,10 @@ state:
     got = {k: after.get(k, 0) - before.get(k, 0) for k in ("agree", "disagree", "incomparable")}
     log(f"switchyard: N={N} agree={got['agree']} disagree={got['disagree']} "
         f"incomparable={got['incomparable']}")
+    mirrored = {re.search(r'outcome="(\w+)"', k).group(1): int(v)
+                for k, v in metric_values(admin, "switchyard_shadow_requests_total").items()
+                if 'route="default"' in k and 'outcome="' in k}
+    log(f"switchyard mirrored requests by outcome: {mirrored}")
 
     check("every live answer 200 from the stable", not live_bad, f"{len(live_bad)} bad, first {live_bad[:3]}")
     check("live answers equal stable's direct answers", not live_vs_a, f"requests {live_vs_a[:10]}")
