@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end shadow comparison against two real MLServer instances.
+"""End-to-end shadow comparison, prediction log and drift against real MLServer.
 
 Usage: python tests/mlserver/e2e.py path/to/switchyard
 
@@ -7,21 +7,37 @@ Needs the `mlserver`, `mlserver-sklearn` and `scikit-learn` packages (.ci/run
 installs them into .venv). The script:
 
 1. trains two different small scikit-learn classifiers (fixed seeds) and
-   serves each with its own `mlserver start` under the same model name;
-2. starts switchyard with A as stable and B as candidate, in a shadow step
-   (weight 0, mirror 100, manual hold), comparing with `protocol: v2`, tight
-   tolerances and NO ignore pointers -- MLServer's random top-level `id` must
-   not count as a difference by the v2 comparator's own rules;
+   serves each with its own `mlserver start` under the same model name `clf`;
+   instance A also serves `iris`, a logistic regression on scikit-learn's
+   bundled iris data (each instance's folder holds one directory per model);
+2. starts switchyard with two routes: `default` (model `clf`) with A as stable
+   and B as candidate, in a shadow step (weight 0, mirror 100, manual hold),
+   comparing with `protocol: v2`, tight tolerances and NO ignore pointers --
+   MLServer's random top-level `id` must not count as a difference by the v2
+   comparator's own rules -- and capturing every request with the inputs'
+   data redacted; and `iris` (model `iris`, A only), monitoring the four iris
+   features with a reference built from its first 150 requests;
 3. sends N inference requests through switchyard, and the same requests to A
    and B directly, and computes the expected agreement from the direct
    answers;
 4. checks that switchyard's `switchyard_shadow_comparisons_total` counters
    equal the expected agree / disagree counts (and nothing incomparable), and
-   that `/api/v1/shadow/diffs` never blames `/id`.
+   that `/api/v1/shadow/diffs` never blames `/id`;
+5. checks the capture directory: exactly N records of the route, their request
+   ids the `x-request-id`s sent, every request redacted (no input value as
+   sent appears in any file), `response` the stable's real V2 answer (the one
+   the client got) and `shadow` the candidate's, both status 200;
+6. sends the 150 iris rows through switchyard (the reference), then the same
+   rows in another order with petal_length shifted by +3.0, and checks
+   `/api/v1/routes/iris/monitor`: the reference is in use and built from 150
+   requests, the three unchanged features drift by a PSI under 0.05 (level
+   `ok`), petal_length by a PSI over 0.2 (level `alert`), and /metrics shows
+   that figure as `switchyard_feature_drift`.
 
-It prints `mlserver-e2e: P passed, F failed` last and exits non-zero on any
-failure. Every process it starts runs in its own process group and is killed
-on the way out.
+It logs the capture counts and each iris feature's drift figure, prints
+`mlserver-e2e: P passed, F failed` last and exits non-zero on any failure.
+Every process it starts runs in its own process group and is killed on the
+way out.
 """
 
 import json
@@ -38,7 +54,7 @@ import urllib.request
 
 import joblib
 import numpy as np
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_iris, make_classification
 from sklearn.linear_model import LogisticRegression
 
 MODEL = "clf"
@@ -48,6 +64,12 @@ REL_TOL = 1e-9
 READY_WAIT = 120.0  # seconds for each MLServer to become ready
 COUNT_WAIT = 60.0  # seconds for switchyard to finish its comparisons
 STABLE, CANDIDATE = "mlserver-a", "mlserver-b"
+CAPTURE_WAIT = 30.0  # seconds for the capture records to be written
+IRIS = "iris"  # the second model, served by A only, on a monitored route
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+IRIS_SHIFTED = "petal_length"  # moved by IRIS_SHIFT in the second pass, nothing else
+IRIS_SHIFT = 3.0
+MONITOR_WAIT = 30.0  # seconds for the monitor to take in what was sent
 
 checks = {"passed": 0, "failed": 0}
 
@@ -123,6 +145,18 @@ def train_models():
     return a, b, pool
 
 
+def train_iris():
+    """A logistic regression on the iris data set (bundled with scikit-learn), and its rows."""
+    data = load_iris()
+    model = LogisticRegression(max_iter=1000).fit(data.data, data.target)
+    return model, data.data
+
+
+def iris_body(row):
+    return {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                        "data": [float(v) for v in row]}]}
+
+
 def pick_inputs(a, b, pool, rng):
     """Builds N request bodies mixing inputs the models agree and disagree on.
 
@@ -187,19 +221,24 @@ def pick_inputs(a, b, pool, rng):
     return bodies, kinds
 
 
-def write_model_dir(root, name, model, http_port, grpc_port, metrics_port):
+def write_server_dir(root, name, models, http_port, grpc_port, metrics_port):
+    """One MLServer instance's folder: its settings.json, and a sibling directory per
+    model (MLServer loads every model-settings.json under the folder it starts with)."""
     d = os.path.join(root, name)
     os.makedirs(d)
-    joblib.dump(model, os.path.join(d, "model.joblib"))
-    with open(os.path.join(d, "model-settings.json"), "w") as f:
-        json.dump(
-            {
-                "name": MODEL,
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": name},
-            },
-            f,
-        )
+    for model_name, model in models:
+        md = os.path.join(d, model_name)
+        os.makedirs(md)
+        joblib.dump(model, os.path.join(md, "model.joblib"))
+        with open(os.path.join(md, "model-settings.json"), "w") as f:
+            json.dump(
+                {
+                    "name": model_name,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib", "version": name},
+                },
+                f,
+            )
     with open(os.path.join(d, "settings.json"), "w") as f:
         json.dump(
             {
@@ -302,6 +341,37 @@ def tail(path, n=40):
         return "(no log)"
 
 
+def read_capture(capture_dir):
+    """Every capture record in the directory, and each file's text."""
+    records, texts = [], {}
+    try:
+        names = sorted(n for n in os.listdir(capture_dir) if n.startswith("capture-") and n.endswith(".jsonl"))
+    except FileNotFoundError:
+        return records, texts
+    for n in names:
+        with open(os.path.join(capture_dir, n), encoding="utf-8") as f:
+            text = f.read()
+        texts[n] = text
+        for line in text.splitlines():
+            if line.endswith("}"):  # a line being written is not a record yet
+                records.append(json.loads(line))
+    return records, texts
+
+
+def metric_values(admin, name):
+    """{labels text: value} of one metric on /metrics."""
+    status, _, body = http("GET", f"{admin}/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    pat = re.compile(r"^" + re.escape(name) + r"\{([^}]*)\}\s+(\S+)\s*$")
+    out = {}
+    for line in body.decode().splitlines():
+        m = pat.match(line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
 def shadow_counters(admin):
     status, _, body = http("GET", f"{admin}/metrics")
     if status != 200:
@@ -332,9 +402,12 @@ def run(binary, tmp, procs):
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     mlserver = os.path.join(bindir, "mlserver")
 
+    iris_model, iris_rows = train_iris()
+    served = {"a": [(MODEL, a), (IRIS, iris_model)], "b": [(MODEL, b)]}
     servers = {}
-    for key, name, model in (("a", STABLE, a), ("b", CANDIDATE, b)):
-        d = write_model_dir(tmp, name, model, ports[f"{key}_http"], ports[f"{key}_grpc"], ports[f"{key}_metrics"])
+    for key, name in (("a", STABLE), ("b", CANDIDATE)):
+        d = write_server_dir(tmp, name, served[key], ports[f"{key}_http"], ports[f"{key}_grpc"],
+                             ports[f"{key}_metrics"])
         logpath = os.path.join(tmp, f"{name}.log")
         p = start([mlserver, "start", d], logpath, cwd=d, env=env)
         procs.append((p, name, logpath))
@@ -345,11 +418,17 @@ def run(binary, tmp, procs):
         wait_until(
             f"{name} /v2/health/ready",
             lambda: http("GET", f"{servers[key]}/v2/health/ready", timeout=2)[0] == 200
-            and http("GET", f"{servers[key]}/v2/models/{MODEL}/ready", timeout=2)[0] == 200,
+            and all(http("GET", f"{servers[key]}/v2/models/{m}/ready", timeout=2)[0] == 200
+                    for m, _ in served[key]),
             READY_WAIT,
             procs=[(proc, name)],
         )
-    log(f"both MLServer instances ready after {time.monotonic() - t0:.1f}s")
+    log(f"both MLServer instances ready after {time.monotonic() - t0:.1f}s "
+        f"(A serves {MODEL} and {IRIS}, B serves {MODEL})")
+    capture_dir = os.path.join(tmp, "capture")
+    features = "\n".join(
+        f"          - {{ name: {f}, input: input-0, column: {c} }}" for c, f in enumerate(IRIS_FEATURES)
+    )
 
     cfg = os.path.join(tmp, "switchyard.yaml")
     with open(cfg, "w") as f:
@@ -367,24 +446,43 @@ backends:
   {CANDIDATE}:
     url: {servers['b']}
     timeout: 10s
-rollout:
-  stable: {STABLE}
-  candidate: {CANDIDATE}
-  strategy: canary
-  steps:
-    - {{ weight: 0, mirror: 100, hold: manual }}
-    - {{ weight: 100 }}
-  fallback_to_stable: false
-shadow:
-  max_in_flight: 64
-  compare:
-    protocol: v2
-    # Deliberately no ignore pointers: MLServer's random `id` (and
-    # `model_version`, which differs here too) must not count by the v2
-    # comparator's own rules.
-    ignore: []
-    abs_tolerance: {ABS_TOL!r}
-    rel_tolerance: {REL_TOL!r}
+routes:
+  # Named `default` so the unscoped admin paths (/api/v1/status, ...) address it.
+  - name: default
+    match: {{ model: {MODEL} }}
+    rollout:
+      stable: {STABLE}
+      candidate: {CANDIDATE}
+      strategy: canary
+      steps:
+        - {{ weight: 0, mirror: 100, hold: manual }}
+        - {{ weight: 100 }}
+      fallback_to_stable: false
+    shadow:
+      # Room for every mirror at once: the shadow side runs at a low CPU priority and,
+      # on a busy machine, may start none of them until the requests are all sent;
+      # at 64 the rest would be dropped (by design, and counted) and go uncompared.
+      max_in_flight: {2 * N}
+      compare:
+        protocol: v2
+        # Deliberately no ignore pointers: MLServer's random `id` (and
+        # `model_version`, which differs here too) must not count by the v2
+        # comparator's own rules.
+        ignore: []
+        abs_tolerance: {ABS_TOL!r}
+        rel_tolerance: {REL_TOL!r}
+    capture:
+      path: {json.dumps(capture_dir)}
+      sample: 100
+      redact: [/inputs/*/data]
+  - name: {IRIS}
+    match: {{ model: {IRIS} }}
+    rollout: {{ stable: {STABLE} }}
+    monitor:
+      sample: 100
+      reference: {{ requests: {len(iris_rows)} }}
+      features:
+{features}
 state:
   path: null
 """
@@ -422,6 +520,7 @@ state:
     ids_equal = 0
     live_vs_a = []
     fp_within_tolerance = 0  # agreeing FP answers that are not bit-identical
+    direct_b = {}
     for i, body in enumerate(bodies):
         sa, _, ra = http("POST", servers["a"] + path, body)
         sb, _, rb = http("POST", servers["b"] + path, body)
@@ -429,6 +528,7 @@ state:
             direct_bad.append((i, sa, sb, ra[:200], rb[:200]))
             continue
         ra, rb = json.loads(ra), json.loads(rb)
+        direct_b[i] = rb
         if ra.get("id") == rb.get("id"):
             ids_equal += 1
         agree = outputs_agree(ra, rb)
@@ -461,6 +561,10 @@ state:
     got = {k: after.get(k, 0) - before.get(k, 0) for k in ("agree", "disagree", "incomparable")}
     log(f"switchyard: N={N} agree={got['agree']} disagree={got['disagree']} "
         f"incomparable={got['incomparable']}")
+    mirrored = {re.search(r'outcome="(\w+)"', k).group(1): int(v)
+                for k, v in metric_values(admin, "switchyard_shadow_requests_total").items()
+                if 'route="default"' in k and 'outcome="' in k}
+    log(f"switchyard mirrored requests by outcome: {mirrored}")
 
     check("every live answer 200 from the stable", not live_bad, f"{len(live_bad)} bad, first {live_bad[:3]}")
     check("live answers equal stable's direct answers", not live_vs_a, f"requests {live_vs_a[:10]}")
@@ -497,7 +601,161 @@ state:
     )
     check("mirrored pairs carried different ids", len(diffs) > 0 and differing_ids == len(diffs),
           f"{differing_ids} of {len(diffs)} diffs")
+
+    check_capture(capture_dir, bodies, live_answers, direct_b)
+    check_iris(admin, proxy, iris_rows, rng, procs=[(syd, "switchyard")])
     log(f"total {time.monotonic() - t0:.1f}s")
+
+
+def check_capture(capture_dir, bodies, live_answers, direct_b):
+    """The prediction log of the clf route: one record per request, inputs redacted, the
+    real V2 answers of both backends."""
+    sent_ids = {f"e2e-{i}" for i in range(N)}
+
+    def mine():
+        return [r for r in read_capture(capture_dir)[0] if r.get("route") == "default"]
+
+    try:
+        wait_until(f"{N} capture records", lambda: len(mine()) >= N, CAPTURE_WAIT)
+    except RuntimeError as e:
+        log(str(e))
+    time.sleep(0.5)  # anything beyond N would have been written by now
+    records, texts = read_capture(capture_dir)
+    recs = [r for r in records if r.get("route") == "default"]
+    log(f"capture: {len(records)} records in {len(texts)} file(s), {len(recs)} of route default")
+    check(f"capture holds exactly {N} records of the route", len(recs) == N and len(records) == N,
+          f"{len(recs)} of the route, {len(records)} in all")
+    ids = [r.get("request_id") for r in recs]
+    check("capture request ids are the x-request-ids sent, each once",
+          len(ids) == len(set(ids)) and set(ids) == sent_ids,
+          f"missing {sorted(sent_ids - set(ids))[:5]}, unexpected {sorted(set(ids) - sent_ids)[:5]}")
+
+    not_redacted, bad_live, bad_shadow = [], [], []
+    for r in recs:
+        rid = r.get("request_id", "")
+        i = int(rid[4:]) if rid.startswith("e2e-") and rid[4:].isdigit() and int(rid[4:]) < N else None
+        req = r.get("request")
+        inputs = req.get("inputs") if isinstance(req, dict) else None
+        if (not isinstance(inputs, list) or not inputs
+                or any(x.get("data") != "[redacted]" for x in inputs)
+                or (i is not None and [(x.get("name"), x.get("shape")) for x in inputs]
+                    != [(x["name"], x["shape"]) for x in bodies[i]["inputs"]])):
+            not_redacted.append((rid, str(req)[:120]))
+        resp = r.get("response")
+        if (i is None or r.get("status") != 200 or r.get("backend") != STABLE or not isinstance(resp, dict)
+                or resp.get("model_name") != MODEL or not isinstance(resp.get("outputs"), list)
+                or not resp.get("id") or live_answers[i] is None
+                or resp.get("id") != live_answers[i].get("id") or not outputs_agree(resp, live_answers[i])):
+            bad_live.append((rid, r.get("status"), r.get("backend"), str(resp)[:120]))
+        sh = r.get("shadow")
+        sresp = sh.get("response") if isinstance(sh, dict) else None
+        if (i is None or not isinstance(sresp, dict) or sh.get("backend") != CANDIDATE or sh.get("status") != 200
+                or sresp.get("model_name") != MODEL or not isinstance(sresp.get("outputs"), list)
+                or not sresp.get("id") or sresp.get("id") == (resp or {}).get("id")
+                or i not in direct_b or not outputs_agree(sresp, direct_b[i])):
+            bad_shadow.append((rid, str(sh)[:160]))
+    check("every captured request has its input data redacted", not not_redacted,
+          f"{len(not_redacted)}, first {not_redacted[:2]}")
+    check(f"every record: status 200 from {STABLE}, its real V2 answer (the one the client got)",
+          not bad_live, f"{len(bad_live)}, first {bad_live[:2]}")
+    check(f"every record: shadow from {CANDIDATE}, status 200, its real V2 answer",
+          not bad_shadow, f"{len(bad_shadow)}, first {bad_shadow[:2]}")
+
+    # No input value, as the client wrote it, anywhere in the log. A number token is
+    # bounded so that an output such as 0.91234567 does not count as the input 0.912345.
+    tokens = {json.dumps(v) for body in bodies for x in body["inputs"] for v in x["data"]}
+    pat = re.compile(r"(?<![0-9.])(?:" + "|".join(re.escape(t) for t in sorted(tokens)) + r")(?![0-9eE])")
+    leaks = [(n, m.group(0)) for n, text in texts.items() for m in [pat.search(text)] if m]
+    check(f"no raw input value ({len(tokens)} distinct) appears in any capture file", not leaks,
+          f"found {leaks[:3]}")
+
+
+def iris_monitor(admin):
+    st, _, raw = http("GET", f"{admin}/api/v1/routes/{IRIS}/monitor")
+    if st != 200:
+        raise RuntimeError(f"/api/v1/routes/{IRIS}/monitor answered {st}: {raw[:200]!r}")
+    return json.loads(raw)
+
+
+def iris_features(mon):
+    """{feature name: report} of the stable's features."""
+    backend = next((b for b in mon.get("backends", []) if b.get("backend") == STABLE), {})
+    return {f.get("name"): f for f in backend.get("features", [])}
+
+
+def check_iris(admin, proxy, rows, rng, procs):
+    """Data drift on the iris route: a reference from the 150 iris rows, then the same rows
+    in another order with one feature shifted."""
+    path = f"/v2/models/{IRIS}/infer"
+    n = len(rows)
+
+    def send(tag, batch):
+        bad = []
+        for i, row in enumerate(batch):
+            st, hdrs, raw = http("POST", proxy + path, iris_body(row), headers={"x-request-id": f"{tag}-{i}"})
+            if st != 200 or hdrs.get("x-switchyard-route") != IRIS or hdrs.get("x-switchyard-variant") != STABLE:
+                bad.append((i, st, hdrs.get("x-switchyard-route"), hdrs.get("x-switchyard-variant"), raw[:120]))
+            elif json.loads(raw).get("model_name") != IRIS:
+                bad.append((i, st, "model_name", raw[:120]))
+        return bad
+
+    bad = send("iris-ref", rows)
+    check(f"{n} iris requests answered 200 by {STABLE} on route {IRIS}", not bad, f"{len(bad)}, first {bad[:2]}")
+
+    def reference_ready():
+        ref = iris_monitor(admin).get("reference", {})
+        return ref.get("in_use") and ref.get("requests") == n
+
+    try:
+        wait_until(f"the {IRIS} reference from {n} requests", reference_ready, MONITOR_WAIT, procs=procs)
+    except RuntimeError as e:
+        log(str(e))
+    ref = iris_monitor(admin).get("reference", {})
+    check(f"the {IRIS} reference is in use, built from {n} requests",
+          ref.get("in_use") is True and ref.get("requests") == n and ref.get("building") is None, str(ref))
+    t_ref = time.monotonic()
+
+    shifted = rows[rng.permutation(n)].copy()
+    shifted[:, IRIS_FEATURES.index(IRIS_SHIFTED)] += IRIS_SHIFT
+    bad = send("iris-shift", shifted)
+    check(f"{n} shifted iris requests answered 200", not bad, f"{len(bad)}, first {bad[:2]}")
+
+    def drift_ready():
+        feats = iris_features(iris_monitor(admin))
+        return all((feats.get(f) or {}).get("drift") and feats[f]["drift"].get("samples", 0) >= n
+                   for f in IRIS_FEATURES)
+
+    try:
+        wait_until(f"drift figures on {n} values", drift_ready, MONITOR_WAIT, procs=procs)
+    except RuntimeError as e:
+        log(str(e))
+    mon = iris_monitor(admin)
+    metrics = metric_values(admin, "switchyard_feature_drift")
+    log(f"{IRIS} drift read {time.monotonic() - t_ref:.1f}s after the reference was complete")
+    feats = iris_features(mon)
+    for name in IRIS_FEATURES:
+        f = feats.get(name) or {}
+        d = f.get("drift") or {}
+        log(f"  {name}: count={f.get('count')} {d.get('metric')}={d.get('value')} level={d.get('level')} "
+            f"samples={d.get('samples')} p50={(f.get('quantiles') or {}).get('p50')}")
+    for name in IRIS_FEATURES:
+        f = feats.get(name) or {}
+        d = f.get("drift") or {}
+        missing = f.get("missing") or {}
+        fine = (f.get("count") == 2 * n and not any(missing.values()) and d.get("metric") == "psi"
+                and d.get("samples") == n)
+        if name == IRIS_SHIFTED:
+            check(f"{name} (shifted by {IRIS_SHIFT}): level alert, PSI over 0.2",
+                  fine and d.get("level") == "alert" and d.get("value", 0) > 0.2, str(f)[:300])
+            want = d.get("value")
+            got = [v for labels, v in metrics.items()
+                   if f'route="{IRIS}"' in labels and f'feature="{name}"' in labels and f'backend="{STABLE}"' in labels]
+            check(f"switchyard_feature_drift for {name} on /metrics equals the monitor's figure",
+                  want is not None and len(got) == 1 and abs(got[0] - want) <= 1e-9 * max(1.0, abs(want)),
+                  f"monitor {want}, metrics {got}")
+        else:
+            check(f"{name} (unchanged): level ok, PSI under 0.05",
+                  fine and d.get("level") == "ok" and d.get("value", 1) < 0.05, str(f)[:300])
 
 
 def main():
