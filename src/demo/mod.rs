@@ -250,7 +250,7 @@ async fn act_one(
                     broke = true;
                     bad_behavior.set_error_rate(0.3);
                     bad_behavior.set_delay(Duration::from_millis(40));
-                    bad_behavior.set_shift(0.15);
+                    bad_behavior.set_shift(0.25);
                     Some("green-bad starts failing 30 % of its requests, and its label mix shifts")
                 } else {
                     None
