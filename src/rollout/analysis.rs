@@ -871,7 +871,7 @@ mod tests {
             }),
             ..GatesConfig::default()
         };
-        let (c, s) = (Traffic::served(100, 0, 5).summary(), STABLE.summary());
+        let (c, s) = (served(100, 0, 5).summary(), STABLE.summary());
         let outcomes = |scope| {
             evaluate_with(&gates, 20, &c, &s, scope, &Model::default())
                 .gates
