@@ -1,14 +1,16 @@
 //! `switchyard demo`: a whole rollout on one machine, with nothing to set up.
 //!
 //! Two model servers (a stable `blue` and candidates `green-bad` / `green`), the proxy on
-//! an embedded config, and a traffic generator. The timeline is printed as it happens:
-//! shadow, canary, the bad candidate caught and rolled back (with no failed user request,
-//! thanks to fallback), then a good candidate walked to promotion.
+//! an embedded config, and a traffic generator that also posts each answer's true label
+//! (blue's labelling rule) to the feedback API, as a labelling pipeline would. The
+//! timeline is printed as it happens: shadow, canary, the bad candidate caught and rolled
+//! back (its outputs drift, its accuracy falls; no failed user request, thanks to
+//! fallback), then a good candidate walked to promotion.
 
 pub mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config;
+use crate::feedback::Score;
 use crate::rollout::Status;
 use crate::server::{self, Running};
 use model::{Model, ModelServer};
@@ -53,14 +56,25 @@ rollout:
       error_rate: { max: 0.02 }
       latency_p99: { max: 250ms, max_ratio: 3 }
       shadow_agreement: { min: 0.95 }
+      output_drift: { max: 0.2 }
+      accuracy: { min: 0.9, max_drop: 0.05 }
     after_promotion: 3s
-  fast_rollback: { consecutive_errors: 5 }
+  fast_rollback: { consecutive_errors: 10 }
   fallback_to_stable: true
 shadow:
   max_in_flight: 64
   compare: { protocol: v2, abs_tolerance: 0.05 }
+monitor:
+  sample: 100
+  reference: { from: stable, requests: 200 }
+feedback:
+  retain: 1m
 state: { path: null }
 "#;
+
+/// How long each demo model takes to answer, as a small real model would: the latency
+/// gates then compare milliseconds, not scheduling noise.
+const MODEL_LATENCY: Duration = Duration::from_millis(3);
 
 /// Options of `switchyard demo`.
 #[derive(Debug, Clone, Default)]
@@ -69,13 +83,32 @@ pub struct Options {
     pub keep: bool,
 }
 
-/// Traffic counters the generator keeps.
+/// Traffic counters the generator keeps, and the labels it has yet to send.
 #[derive(Default)]
 struct Traffic {
     sent: AtomicU64,
     blue: AtomicU64,
     green: AtomicU64,
     failed: AtomicU64,
+    /// Answered requests waiting for their label: when answered, request id, true class.
+    unlabelled: Mutex<Vec<(Instant, String, i64)>>,
+    /// Labels the feedback API joined to a prediction, and those it did not.
+    matched: AtomicU64,
+    unmatched: AtomicU64,
+}
+
+impl Traffic {
+    /// Takes the labels of the requests answered before `before` (the proxy remembers a
+    /// prediction just after its answer is sent, so the newest wait for the next batch).
+    fn labels_before(&self, before: Instant) -> Vec<(String, i64)> {
+        let mut waiting = self.unlabelled.lock().unwrap_or_else(|e| e.into_inner());
+        let (ready, later): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|l| l.0 < before);
+        *waiting = later;
+        ready
+            .into_iter()
+            .map(|(_, id, label)| (id, label))
+            .collect()
+    }
 }
 
 /// Runs the demo; returns when the rollout story is told (or on Ctrl-C with `keep`).
@@ -88,13 +121,13 @@ pub async fn run(opts: Options) -> Result<(), String> {
     stage.introduce(&running);
 
     let traffic = Arc::new(Traffic::default());
-    let stop_traffic = start_traffic(running.data_addr, &traffic);
+    let stop_traffic = start_traffic(running.data_addr, running.admin_addr, &traffic);
     let mut printer = Timeline::new(started);
     act_one(&mut printer, &running, &traffic, &stage.bad).await?;
     let phase = act_two(&mut printer, &running, &traffic, &stage).await?;
     let _ = stop_traffic.send(true);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    summarize(started, &traffic);
+    summarize(started, &traffic, &printer.judged);
 
     if phase != "promoted" {
         running.shutdown().await;
@@ -126,6 +159,7 @@ impl Stage {
                 .map_err(|e| e.to_string())
         };
         let blue = start("blue", Model::default()).await?;
+        blue.behavior().set_delay(MODEL_LATENCY);
         let bad = start(
             "green-bad",
             Model {
@@ -142,6 +176,8 @@ impl Stage {
             },
         )
         .await?;
+        bad.behavior().set_delay(MODEL_LATENCY);
+        good.behavior().set_delay(MODEL_LATENCY);
         Ok(Stage {
             blue,
             bad,
@@ -178,13 +214,18 @@ impl Stage {
     }
 }
 
-/// Starts four traffic workers against the proxy at `addr`; they stop when the returned
-/// sender sends `true`.
-fn start_traffic(addr: std::net::SocketAddr, traffic: &Arc<Traffic>) -> watch::Sender<bool> {
+/// Starts four traffic workers against the proxy at `addr` and the labeller posting to
+/// the admin API at `admin`; they stop when the returned sender sends `true`.
+fn start_traffic(
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    traffic: &Arc<Traffic>,
+) -> watch::Sender<bool> {
     let (stop, stopped) = watch::channel(false);
     for worker in 0..4 {
         tokio::spawn(generate(worker, addr, traffic.clone(), stopped.clone()));
     }
+    tokio::spawn(label(admin, traffic.clone(), stopped));
     stop
 }
 
@@ -196,7 +237,7 @@ async fn act_one(
     traffic: &Traffic,
     bad: &ModelServer,
 ) -> Result<(), String> {
-    println!("Act 1: candidate green-bad (it will start failing under canary traffic)");
+    println!("Act 1: candidate green-bad (under canary traffic it will fail and mislabel)");
     let bad_behavior = bad.behavior().clone();
     let mut broke = false;
     let phase = printer
@@ -209,7 +250,8 @@ async fn act_one(
                     broke = true;
                     bad_behavior.set_error_rate(0.3);
                     bad_behavior.set_delay(Duration::from_millis(40));
-                    Some("green-bad starts failing 30 % of its requests")
+                    bad_behavior.set_shift(0.25);
+                    Some("green-bad starts failing 30 % of its requests, and its label mix shifts")
                 } else {
                     None
                 }
@@ -251,8 +293,9 @@ async fn act_two(
         .await)
 }
 
-/// Prints how long the story took and what the users saw.
-fn summarize(started: Instant, traffic: &Traffic) {
+/// Prints how long the story took, what the users saw, and how each candidate's accuracy
+/// compared with the stable's (`judged`: the last figures of each act).
+fn summarize(started: Instant, traffic: &Traffic, judged: &[Figures]) {
     println!();
     println!(
         "Done in {:.0}s: {} requests, {} answered by blue, {} by a green, {} failed for the user.",
@@ -262,6 +305,21 @@ fn summarize(started: Instant, traffic: &Traffic) {
         traffic.green.load(Ordering::Relaxed),
         traffic.failed.load(Ordering::Relaxed),
     );
+    println!(
+        "Labels sent to /api/v1/feedback: {} matched to a prediction, {} unmatched.",
+        traffic.matched.load(Ordering::Relaxed),
+        traffic.unmatched.load(Ordering::Relaxed),
+    );
+    for f in judged {
+        println!(
+            "Candidate {}: accuracy {} vs stable {} {} in its last labelled window; output drift {}.",
+            f.candidate,
+            percent(f.candidate_score.accuracy()),
+            f.stable,
+            percent(f.stable_score.accuracy()),
+            f.drift.map_or("-".to_string(), |d| format!("{d:.3}")),
+        );
+    }
 }
 
 /// `addr` when it is free, else any loopback port.
@@ -275,7 +333,8 @@ async fn free_or_any(addr: &str) -> String {
     }
 }
 
-/// One traffic worker: V2 requests as 500 different users, about 100 a second.
+/// One traffic worker: V2 requests as 500 different users, about 80 a second; each
+/// answered request's true label waits in `traffic` for the labeller.
 async fn generate(
     worker: u64,
     addr: std::net::SocketAddr,
@@ -284,46 +343,30 @@ async fn generate(
 ) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url = format!("http://{addr}/v2/models/demo/infer");
+    let truth = Model::default();
     let mut n = worker;
     loop {
         if *stop.borrow() {
             return;
         }
         n += 4;
-        let user = (n * 7919) % 500;
-        let x = (n % 13) as f64 / 13.0 - 0.5;
+        let x = rand::random_range(-0.5..0.5);
+        let row = [x, x * 0.5, -x];
+        let id = format!("demo-{n}");
         let body = format!(
-            r#"{{"inputs":[{{"name":"x","shape":[1,3],"datatype":"FP32","data":[{x},{},{}]}}]}}"#,
-            x * 0.5,
-            -x
+            r#"{{"inputs":[{{"name":"x","shape":[1,3],"datatype":"FP32","data":[{},{},{}]}}]}}"#,
+            row[0], row[1], row[2]
         );
         let req = http::Request::post(&url)
             .header("content-type", "application/json")
-            .header("x-user-id", format!("user-{user}"))
+            .header("x-user-id", format!("user-{}", (n * 7919) % 500))
+            .header("x-request-id", &id)
             .body(Full::new(Bytes::from(body)))
             .expect("valid request");
         traffic.sent.fetch_add(1, Ordering::Relaxed);
-        match client.request(req).await {
-            Ok(resp) => {
-                let variant = resp
-                    .headers()
-                    .get("x-switchyard-variant")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let failed = resp.status().is_server_error();
-                let _ = resp.into_body().collect().await;
-                if failed {
-                    traffic.failed.fetch_add(1, Ordering::Relaxed);
-                } else if variant == "blue" {
-                    traffic.blue.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    traffic.green.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(_) => {
-                traffic.failed.fetch_add(1, Ordering::Relaxed);
-            }
+        if count(&traffic, client.request(req).await).await {
+            let mut waiting = traffic.unlabelled.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.push((Instant::now(), id, truth.label(&row)));
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
@@ -332,12 +375,132 @@ async fn generate(
     }
 }
 
-/// Prints the rollout's events and a traffic line as they happen.
+/// Counts one answer by who gave it (or as failed); true when it was answered.
+async fn count(
+    traffic: &Traffic,
+    answer: Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+) -> bool {
+    let Ok(resp) = answer else {
+        traffic.failed.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    let blue = resp
+        .headers()
+        .get("x-switchyard-variant")
+        .is_some_and(|v| v.as_bytes() == b"blue");
+    let failed = resp.status().is_server_error();
+    let _ = resp.into_body().collect().await;
+    let counter = match (failed, blue) {
+        (true, _) => &traffic.failed,
+        (false, true) => &traffic.blue,
+        (false, false) => &traffic.green,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    !failed
+}
+
+/// The labeller: every 200 ms, posts the true labels of the requests answered so far to
+/// `POST /api/v1/feedback` on the admin API at `admin`, and counts what it matched.
+async fn label(
+    admin: std::net::SocketAddr,
+    traffic: Arc<Traffic>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("http://{admin}/api/v1/feedback");
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+        let ready = traffic.labels_before(Instant::now() - Duration::from_millis(50));
+        if ready.is_empty() {
+            continue;
+        }
+        let feedback: Vec<_> = ready
+            .iter()
+            .map(|(id, label)| serde_json::json!({ "request_id": id, "label": label }))
+            .collect();
+        let body = serde_json::json!({ "feedback": feedback }).to_string();
+        let req = http::Request::post(&url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid request");
+        let Ok(resp) = client.request(req).await else {
+            continue;
+        };
+        let Ok(body) = resp.into_body().collect().await else {
+            continue;
+        };
+        let joined: serde_json::Value =
+            serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+        for (key, counter) in [
+            ("matched", &traffic.matched),
+            ("unmatched", &traffic.unmatched),
+        ] {
+            counter.fetch_add(joined[key].as_u64().unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the monitor and the labels say of the rollout's two backends at one moment.
+#[derive(Debug, Clone)]
+struct Figures {
+    stable: String,
+    candidate: String,
+    /// The candidate's output drift against the stable; `None` before there is a figure.
+    drift: Option<f64>,
+    /// The labels each backend's predictions got in the analysis window.
+    stable_score: Score,
+    candidate_score: Score,
+}
+
+impl Figures {
+    /// The figures of the running rollout now; `None` when the route has no candidate or
+    /// no observers.
+    fn now(running: &Running) -> Option<Figures> {
+        let snapshot = running.shared.snapshot.load();
+        let route = snapshot.routes.first()?;
+        let o = route.observers.as_deref()?;
+        let (stable, candidate) = (&route.stable.name, &route.candidate.as_ref()?.name);
+        let now = Instant::now();
+        Some(Figures {
+            stable: stable.to_string(),
+            candidate: candidate.to_string(),
+            drift: o.output_drift(stable, candidate, now),
+            stable_score: o.accuracy(stable, now, route.window),
+            candidate_score: o.accuracy(candidate, now, route.window),
+        })
+    }
+
+    /// One short timeline line: output drift, then each backend's accuracy and labels.
+    fn line(&self) -> String {
+        let drift = self.drift.map_or("-".to_string(), |d| format!("{d:.3}"));
+        format!(
+            "output drift {drift} | accuracy {} {} ({} labels), {} {} ({} labels)",
+            self.stable,
+            percent(self.stable_score.accuracy()),
+            self.stable_score.labels(),
+            self.candidate,
+            percent(self.candidate_score.accuracy()),
+            self.candidate_score.labels(),
+        )
+    }
+}
+
+/// A share as a whole percentage, `-` when there is none.
+fn percent(share: Option<f64>) -> String {
+    share.map_or("-".to_string(), |a| format!("{:.0}%", a * 100.0))
+}
+
+/// Prints the rollout's events, a traffic line and a monitor line as they happen.
 struct Timeline {
     started: Instant,
     seen: usize,
     /// (blue, green) answers at the last traffic line.
     counted: (u64, u64),
+    /// Per act, the last figures taken while both backends had labels.
+    judged: Vec<Figures>,
 }
 
 impl Timeline {
@@ -346,6 +509,7 @@ impl Timeline {
             started,
             seen: 0,
             counted: (0, 0),
+            judged: Vec::new(),
         }
     }
 
@@ -360,6 +524,7 @@ impl Timeline {
     ) -> String {
         let until = Instant::now() + limit;
         let mut last_line = Instant::now();
+        let mut judged = None;
         loop {
             let statuses = running.shared.status.load_full();
             let Some(s) = statuses.unscoped() else {
@@ -375,36 +540,49 @@ impl Timeline {
             if let Some(what) = poke(s) {
                 println!("  {:>5.1}s  {:<9} {}", self.t(), "chaos", what);
             }
+            let figures = Figures::now(running);
+            if let Some(f) = figures.as_ref().filter(|f| f.candidate_score.labels() > 0) {
+                judged = Some(f.clone());
+            }
             if last_line.elapsed() >= Duration::from_secs(2) {
-                let b = traffic.blue.load(Ordering::Relaxed);
-                let g = traffic.green.load(Ordering::Relaxed);
-                let verdict = s
-                    .analysis
-                    .last
-                    .as_ref()
-                    .map(|a| a.verdict.as_str())
-                    .unwrap_or("-");
-                println!(
-                    "  {:>5.1}s  traffic   {} step {}/{} weight {}% mirror {}% | blue {} green {} (last 2s) | user-facing failures {} | analysis {}",
-                    self.t(),
-                    s.phase,
-                    s.step,
-                    s.steps,
-                    s.weight,
-                    s.mirror,
-                    b - self.counted.0,
-                    g - self.counted.1,
-                    traffic.failed.load(Ordering::Relaxed),
-                    verdict
-                );
-                self.counted = (b, g);
+                self.traffic_line(s, traffic);
+                if let Some(f) = &figures {
+                    println!("  {:>5.1}s  {:<9} {}", self.t(), "monitor", f.line());
+                }
                 last_line = Instant::now();
             }
             if done(s) || Instant::now() >= until {
+                self.judged.extend(judged);
                 return s.phase.clone();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Prints the step, the answers each side gave since the last line, and the verdict.
+    fn traffic_line(&mut self, s: &Status, traffic: &Traffic) {
+        let b = traffic.blue.load(Ordering::Relaxed);
+        let g = traffic.green.load(Ordering::Relaxed);
+        let verdict = s
+            .analysis
+            .last
+            .as_ref()
+            .map(|a| a.verdict.as_str())
+            .unwrap_or("-");
+        println!(
+            "  {:>5.1}s  traffic   {} step {}/{} weight {}% mirror {}% | blue {} green {} (last 2s) | user-facing failures {} | analysis {}",
+            self.t(),
+            s.phase,
+            s.step,
+            s.steps,
+            s.weight,
+            s.mirror,
+            b - self.counted.0,
+            g - self.counted.1,
+            traffic.failed.load(Ordering::Relaxed),
+            verdict
+        );
+        self.counted = (b, g);
     }
 
     fn t(&self) -> f64 {

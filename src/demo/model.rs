@@ -12,7 +12,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,11 @@ impl Model {
         let z = self.weight * row.iter().sum::<f64>() + self.bias;
         1.0 / (1.0 + (-z).exp())
     }
+
+    /// The class this model gives a row: 1 when its probability is at least one half, else 0.
+    pub fn label(&self, row: &[f64]) -> i64 {
+        i64::from(self.predict(row) >= 0.5)
+    }
 }
 
 /// How the server behaves now; changeable while it runs.
@@ -63,6 +68,8 @@ pub struct Behavior {
     connections: AtomicU64,
     /// Share of answers whose scores are jittered (a nondeterministic model), in millionths.
     noise_ppm: AtomicU32,
+    /// Added to the model's bias, in millionths: the label mix shifts.
+    shift_micros: AtomicI64,
 }
 
 impl Behavior {
@@ -77,6 +84,12 @@ impl Behavior {
     pub fn set_noise(&self, rate: f64) {
         self.noise_ppm
             .store((rate.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed);
+    }
+    /// Adds `shift` to the model's bias, as a model trained on skewed data would have it:
+    /// more rows cross one half, so its label mix shifts and its accuracy falls.
+    pub fn set_shift(&self, shift: f64) {
+        self.shift_micros
+            .store((shift * 1e6).round() as i64, Ordering::Relaxed);
     }
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
@@ -197,7 +210,12 @@ async fn answer(
         let noise = behavior.noise_ppm.load(Ordering::Relaxed);
         let jitter = (noise > 0 && rand::random_range(0..1_000_000) < noise)
             .then(|| rand::random_range(0.01..0.05));
-        return match infer(name, model, &body, jitter) {
+        let shift = behavior.shift_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let model = Model {
+            bias: model.bias + shift,
+            ..*model
+        };
+        return match infer(name, &model, &body, jitter) {
             Ok(v) => json_response(StatusCode::OK, &v, name),
             Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({ "error": e }), name),
         };

@@ -252,6 +252,9 @@ pub struct Scope {
     pub calibrating: bool,
     /// After promotion: relative gates are skipped.
     pub absolute_only: bool,
+    /// The step sends the candidate no users (weight 0): labels join only the answers
+    /// users got, so the candidate's can get none and the accuracy gates are skipped.
+    pub shadow_only: bool,
 }
 
 /// What the monitor and the labels say of the window, for the `output_drift` and
@@ -496,6 +499,7 @@ fn accuracy(min: f64, e: &Evidence, model: &Model) -> GateResult {
     let c = &model.candidate_labels;
     let value = c.accuracy();
     let judged = match value {
+        _ if e.scope.shadow_only => no_users(),
         _ if c.classified == 0 && c.valued > 0 => numeric_labels(),
         Some(v) if c.classified >= e.min_samples => {
             let ok = v >= min;
@@ -525,6 +529,7 @@ fn accuracy_drop(max: f64, e: &Evidence, model: &Model) -> GateResult {
     };
     let judged = match drop {
         _ if e.scope.absolute_only => skipped("relative gate not applied after promotion"),
+        _ if e.scope.shadow_only => no_users(),
         _ if c.classified == 0 && c.valued > 0 => numeric_labels(),
         _ if s.classified == 0 => skipped("the stable got no labels in the window"),
         _ if c.classified < e.min_samples => e.too_few("labels", c.classified),
@@ -544,6 +549,14 @@ fn accuracy_drop(max: f64, e: &Evidence, model: &Model) -> GateResult {
         None => e.too_few("labels", c.classified),
     };
     GateResult::new(Gate::AccuracyDrop, drop, max, judged)
+}
+
+/// Skipped: the step sends the candidate no users, so no label can reach its answers.
+fn no_users() -> Judged {
+    (
+        GateOutcome::Skipped,
+        "this step sends the candidate no users: labels join only answers users got".to_string(),
+    )
 }
 
 /// Skipped: the labels are numbers (scored by mean absolute error, shown in the monitor).
@@ -797,6 +810,7 @@ mod tests {
         mirroring: false,
         calibrating: false,
         absolute_only: false,
+        shadow_only: false,
     };
     /// A step that mirrors to the candidate.
     const MIRRORING: Scope = Scope {
@@ -970,6 +984,31 @@ mod tests {
             assert_eq!(g.bound, gate.bound(), "{name}");
             assert_eq!(a.verdict, verdict, "{name}: {}", g.detail);
         }
+    }
+
+    #[test]
+    fn accuracy_gates_are_skipped_when_the_step_sends_the_candidate_no_users() {
+        let gates = GatesConfig {
+            accuracy: Some(crate::config::AccuracyGate {
+                min: Some(0.9),
+                max_drop: Some(0.05),
+            }),
+            ..GatesConfig::default()
+        };
+        let (c, s) = (served(100, 0, 5).summary(), STABLE.summary());
+        let outcomes = |scope| {
+            evaluate_with(&gates, 20, &c, &s, scope, &Model::default())
+                .gates
+                .iter()
+                .map(|g| g.outcome)
+                .collect::<Vec<_>>()
+        };
+        let shadow = Scope {
+            shadow_only: true,
+            ..MIRRORING
+        };
+        assert_eq!(outcomes(shadow), [GateOutcome::Skipped; 2]);
+        assert_eq!(outcomes(SPLIT)[0], GateOutcome::Inconclusive);
     }
 
     #[test]
