@@ -1,8 +1,8 @@
 //! One tap, several observers: what a route does with the exchanges it samples.
 //!
 //! The live path only draws whether a request is observed ([`Observers::roll`], a few
-//! nanoseconds) and tees its answer; once the answer has gone to the client the shadow
-//! side hands the [`Seen`] exchange to [`Observers::observe`], which parses its bodies
+//! nanoseconds) and tees its answer; once the answer has gone to the client a
+//! low-priority thread hands the [`Seen`] exchange to [`Observers::observe`], which parses its bodies
 //! once ([`Payload::parse`]) and gives the parsed form to each observer whose own sample
 //! takes it:
 //!
@@ -59,7 +59,7 @@ pub struct Observers {
     monitor: Option<Arc<Watch>>,
     capture: Option<RouteCapture>,
     feedback: Option<Arc<Feedback>>,
-    /// Exchanges dropped before any observer saw them (the queue to the shadow side was full).
+    /// Exchanges dropped before any observer saw them (their queue was full).
     dropped: Arc<AtomicU64>,
 }
 

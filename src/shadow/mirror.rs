@@ -116,11 +116,9 @@ impl Mirror {
         if let Some(again) = again {
             calibrate(&snap, live.as_ref(), &again);
         }
-        if let (Some(pending), Some(live)) = (observe, &live) {
-            let copy = shadow.as_ref().ok().map(observed::answered);
-            let request = pending.request.take();
-            let seen = pending.seen(&request, live, Some((&candidate.name, copy)));
-            pending.observers.observe(&seen);
+        if let (Some(pending), Some(live)) = (observe, live) {
+            let copy = (candidate.name.clone(), shadow.ok());
+            observed::submit(pending, live, Some(copy));
         }
     }
 }

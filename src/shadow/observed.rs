@@ -1,12 +1,14 @@
-//! Sampled exchanges on their way to the route's observers: a bounded queue into the
-//! shadow runtime, where [`Observers::observe`] runs once the answer has gone to the client.
+//! Sampled exchanges on their way to the route's observers: a bounded queue into a
+//! low-priority thread of their own, where [`Observers::observe`] runs once the answer
+//! has gone to the client.
 //!
 //! The queue holds at most [`MAX_QUEUED`] exchanges and [`MAX_QUEUED_BYTES`] of their
 //! bodies; beyond either, an exchange is dropped and counted
 //! (`switchyard_monitor_samples_total{result="dropped"}`), never waited for.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -25,7 +27,6 @@ pub const MAX_QUEUED: usize = 1024;
 /// Body bytes (request and answer) waiting for the observers at most: 64 MiB.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
-static QUEUED: AtomicUsize = AtomicUsize::new(0);
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// A sampled request, as the live path hands it over before its answer.
@@ -106,28 +107,91 @@ pub fn answered(c: &Captured) -> Answered<'_> {
     }
 }
 
-/// Queues an exchange whose answer has ended for its observers, or drops and counts it
+/// Queues an exchange whose answer has ended for its observers (with the mirror's answer
+/// when it was mirrored: its backend, and the answer if one came), or drops and counts it
 /// when the queue is full.
-pub fn submit(pending: Box<Pending>, answer: Captured) {
-    let bytes = pending.request.len() + answer.body.len();
-    let queued = QUEUED.fetch_add(1, Ordering::Relaxed);
+pub fn submit(
+    pending: Box<Pending>,
+    answer: Captured,
+    shadow: Option<(Arc<str>, Option<Captured>)>,
+) {
+    let shadow_bytes = shadow
+        .as_ref()
+        .and_then(|(_, c)| c.as_ref())
+        .map_or(0, |c| c.body.len());
+    let bytes = pending.request.len() + answer.body.len() + shadow_bytes;
     let queued_bytes = QUEUED_BYTES.fetch_add(bytes, Ordering::Relaxed);
-    if queued >= MAX_QUEUED || queued_bytes + bytes > MAX_QUEUED_BYTES {
-        release(bytes);
-        pending.observers.drop_one();
-        return;
+    let job = Job {
+        pending,
+        answer,
+        shadow,
+        bytes,
+    };
+    let sent = match queue() {
+        Some(tx) if queued_bytes + bytes <= MAX_QUEUED_BYTES => {
+            tx.try_send(job).map_err(|e| match e {
+                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            })
+        }
+        _ => Err(job),
+    };
+    if let Err(job) = sent {
+        QUEUED_BYTES.fetch_sub(job.bytes, Ordering::Relaxed);
+        job.pending.observers.drop_one();
     }
-    runtime::submit(Box::pin(async move {
-        let request = pending.request.take();
-        pending
-            .observers
-            .observe(&pending.seen(&request, &answer, None));
-        release(bytes);
-    }));
 }
 
-/// Gives back one exchange's place in the queue.
-fn release(bytes: usize) {
-    QUEUED.fetch_sub(1, Ordering::Relaxed);
-    QUEUED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+/// One exchange on its way to the observers.
+struct Job {
+    pending: Box<Pending>,
+    answer: Captured,
+    shadow: Option<(Arc<str>, Option<Captured>)>,
+    /// Its bodies' bytes, counted against [`MAX_QUEUED_BYTES`].
+    bytes: usize,
+}
+
+impl Job {
+    /// Hands the exchange to the route's observers.
+    fn run(self) {
+        let request = self.pending.request.take();
+        let shadow = self
+            .shadow
+            .as_ref()
+            .map(|(backend, copy)| (backend, copy.as_ref().map(answered)));
+        let seen = self.pending.seen(&request, &self.answer, shadow);
+        self.pending.observers.observe(&seen);
+    }
+}
+
+/// The queue into the observers' thread, started on first use; `None` if the thread
+/// could not be started (then every exchange is dropped and counted).
+///
+/// A thread of its own, not the shadow runtime: parsing bodies there would delay the
+/// mirrors' own exchanges, whose timings are the candidate's latency samples, and make a
+/// healthy candidate look slow. It runs at the shadow side's low priority, so on a
+/// saturated CPU the live path is served first and the queue takes the shortfall.
+fn queue() -> Option<&'static SyncSender<Job>> {
+    static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::sync_channel::<Job>(MAX_QUEUED);
+            let started = std::thread::Builder::new()
+                .name("switchyard-observe".into())
+                .spawn(move || {
+                    runtime::lower_priority();
+                    for job in rx {
+                        let bytes = job.bytes;
+                        job.run();
+                        QUEUED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+                    }
+                });
+            match started {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(target: "switchyard::observe", "no observer thread: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
 }

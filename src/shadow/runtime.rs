@@ -179,7 +179,7 @@ pub fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
 /// served first on a saturated CPU; not the lowest, and not `SCHED_IDLE`, because on a
 /// machine kept busy by something else (a model server beside the proxy) shadow work
 /// would starve, and a `shadow_agreement` gate without samples holds a rollout forever.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
     let low = ThreadPriorityValue::try_from(SHADOW_PRIORITY).map(ThreadPriority::Crossplatform);
     let set = low

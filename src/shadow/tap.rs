@@ -84,7 +84,7 @@ impl Tap {
             Delivery::Mirror(tx) => {
                 let _ = tx.send(captured);
             }
-            Delivery::Observe(pending) => observed::submit(pending, captured),
+            Delivery::Observe(pending) => observed::submit(pending, captured, None),
         }
     }
 }
