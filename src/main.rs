@@ -244,8 +244,8 @@ fn baseline(from: &Path, out: &Path, route: Option<&str>) -> ExitCode {
 /// `switchyard demo`: a whole rollout with built-in model servers and traffic.
 async fn play_demo(keep: bool) -> ExitCode {
     init_tracing("warn");
-    match demo::run(demo::Options { keep }).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match demo::run(demo::Options { keep, quick: false }).await {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchyard demo: {e}");
             ExitCode::FAILURE

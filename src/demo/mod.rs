@@ -42,10 +42,10 @@ rollout:
   sticky: { header: x-user-id }
   override_header: x-switchyard-route
   steps:
-    - { weight: 0, mirror: 100, hold: 4s }   # shadow: copies only
-    - { weight: 10, hold: 4s }
-    - { weight: 25, hold: 4s }
-    - { weight: 50, hold: 4s }
+    - { weight: 0, mirror: 100, hold: {HOLD} }   # shadow: copies only
+    - { weight: 10, hold: {HOLD} }
+    - { weight: 25, hold: {HOLD} }
+    - { weight: 50, hold: {HOLD} }
     - { weight: 100 }
   analysis:
     interval: 1s
@@ -58,7 +58,7 @@ rollout:
       shadow_agreement: { min: 0.95 }
       output_drift: { max: 0.2 }
       accuracy: { min: 0.9, max_drop: 0.05 }
-    after_promotion: 3s
+    after_promotion: {WATCH}
   fast_rollback: { consecutive_errors: 10 }
   fallback_to_stable: true
 shadow:
@@ -81,6 +81,24 @@ const MODEL_LATENCY: Duration = Duration::from_millis(3);
 pub struct Options {
     /// Stay up after the rollout, until Ctrl-C.
     pub keep: bool,
+    /// Steps held half as long and a shorter watch after promotion: the same story in
+    /// about half the time (for the test suite).
+    pub quick: bool,
+}
+
+/// What the demo showed, for a caller that checks the story (the test suite does).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Story {
+    /// Requests the traffic generator sent, and those that failed for the user.
+    pub requests: u64,
+    pub failed: u64,
+    /// Why the bad candidate was rolled back (the status' reason), when it was.
+    pub rollback: Option<String>,
+    /// The good candidate was promoted.
+    pub promoted: bool,
+    /// Labels the feedback API joined to a prediction, and those it did not.
+    pub labels_matched: u64,
+    pub labels_unmatched: u64,
 }
 
 /// Traffic counters the generator keeps, and the labels it has yet to send.
@@ -111,10 +129,10 @@ impl Traffic {
     }
 }
 
-/// Runs the demo; returns when the rollout story is told (or on Ctrl-C with `keep`).
-pub async fn run(opts: Options) -> Result<(), String> {
+/// Runs the demo; returns the story told once it is (or on Ctrl-C with `keep`).
+pub async fn run(opts: Options) -> Result<Story, String> {
     let started = Instant::now();
-    let stage = Stage::set_up().await?;
+    let stage = Stage::set_up(opts.quick).await?;
     let running = server::start(stage.config("green-bad")?, None)
         .await
         .map_err(|e| e.to_string())?;
@@ -123,22 +141,34 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let traffic = Arc::new(Traffic::default());
     let stop_traffic = start_traffic(running.data_addr, running.admin_addr, &traffic);
     let mut printer = Timeline::new(started);
-    act_one(&mut printer, &running, &traffic, &stage.bad).await?;
+    let rollback = act_one(&mut printer, &running, &traffic, &stage.bad).await?;
     let phase = act_two(&mut printer, &running, &traffic, &stage).await?;
     let _ = stop_traffic.send(true);
     tokio::time::sleep(Duration::from_millis(100)).await;
     summarize(started, &traffic, &printer.judged);
 
     if phase != "promoted" {
+        let statuses = running.shared.status.load_full();
+        let reason = statuses.unscoped().and_then(|s| s.reason.clone());
         running.shutdown().await;
-        return Err(format!("act 2 ended in phase {phase}, expected promoted"));
+        let why = reason.map_or_else(String::new, |r| format!(" ({r})"));
+        return Err(format!(
+            "act 2 ended in phase {phase}{why}, expected promoted"
+        ));
     }
     if opts.keep {
         println!("--keep: still serving; Ctrl-C to stop.");
         let _ = tokio::signal::ctrl_c().await;
     }
     running.shutdown().await;
-    Ok(())
+    Ok(Story {
+        requests: traffic.sent.load(Ordering::Relaxed),
+        failed: traffic.failed.load(Ordering::Relaxed),
+        rollback,
+        promoted: true,
+        labels_matched: traffic.matched.load(Ordering::Relaxed),
+        labels_unmatched: traffic.unmatched.load(Ordering::Relaxed),
+    })
 }
 
 /// The demo's model servers and the addresses the proxy takes.
@@ -148,11 +178,12 @@ struct Stage {
     good: ModelServer,
     listen: String,
     admin: String,
+    quick: bool,
 }
 
 impl Stage {
     /// Starts the three model servers and picks the proxy's addresses.
-    async fn set_up() -> Result<Stage, String> {
+    async fn set_up(quick: bool) -> Result<Stage, String> {
         let start = |name: &'static str, model: Model| async move {
             ModelServer::start(name, model)
                 .await
@@ -184,12 +215,20 @@ impl Stage {
             good,
             listen: free_or_any("127.0.0.1:8080").await,
             admin: free_or_any("127.0.0.1:9901").await,
+            quick,
         })
     }
 
     /// The demo's config, with `candidate` as the rollout's candidate.
     fn config(&self, candidate: &str) -> Result<config::Config, String> {
+        let (hold, watch) = if self.quick {
+            ("2s", "1s")
+        } else {
+            ("4s", "3s")
+        };
         let text = TEMPLATE
+            .replace("{HOLD}", hold)
+            .replace("{WATCH}", watch)
             .replace("{LISTEN}", &self.listen)
             .replace("{ADMIN}", &self.admin)
             .replace("{BLUE}", &self.blue.url())
@@ -230,13 +269,13 @@ fn start_traffic(
 }
 
 /// Act 1: green-bad is healthy in shadow, then starts failing once it takes users; the
-/// rollout must end rolled back.
+/// rollout must end rolled back. Returns the rollback's reason.
 async fn act_one(
     printer: &mut Timeline,
     running: &Running,
     traffic: &Traffic,
     bad: &ModelServer,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     println!("Act 1: candidate green-bad (under canary traffic it will fail and mislabel)");
     let bad_behavior = bad.behavior().clone();
     let mut broke = false;
@@ -264,7 +303,8 @@ async fn act_one(
             "act 1 ended in phase {phase}, expected rolled_back"
         ));
     }
-    Ok(())
+    let statuses = running.shared.status.load_full();
+    Ok(statuses.unscoped().and_then(|s| s.reason.clone()))
 }
 
 /// Act 2: a good candidate, applied as a config reload and walked to promotion; returns
