@@ -243,7 +243,9 @@ fn baseline(from: &Path, out: &Path, route: Option<&str>) -> ExitCode {
 
 /// `switchyard demo`: a whole rollout with built-in model servers and traffic.
 async fn play_demo(keep: bool) -> ExitCode {
-    init_tracing("warn");
+    // The demo tells what happens in its own lines; a failing candidate's warnings would
+    // only interleave with them.
+    init_tracing("error");
     match demo::run(demo::Options { keep, quick: false }).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -493,6 +493,9 @@ struct Figures {
     /// The labels each backend's predictions got in the analysis window.
     stable_score: Score,
     candidate_score: Score,
+    /// The share of the candidate's mirrored answers that agreed with the live ones in
+    /// the analysis window, and how many were compared.
+    agreement: Option<(f64, u64)>,
 }
 
 impl Figures {
@@ -504,7 +507,10 @@ impl Figures {
         let o = route.observers.as_deref()?;
         let (stable, candidate) = (&route.stable.name, &route.candidate.as_ref()?.name);
         let now = Instant::now();
+        let mirrored = route.candidate.as_ref()?.window.summary(now, route.window);
+        let compared = mirrored.shadow_agree + mirrored.shadow_disagree;
         Some(Figures {
+            agreement: mirrored.shadow_agreement().map(|a| (a, compared)),
             stable: stable.to_string(),
             candidate: candidate.to_string(),
             drift: o.output_drift(stable, candidate, now),
@@ -513,11 +519,15 @@ impl Figures {
         })
     }
 
-    /// One short timeline line: output drift, then each backend's accuracy and labels.
+    /// One short timeline line: shadow agreement (while mirroring), output drift, then
+    /// each backend's accuracy and labels.
     fn line(&self) -> String {
         let drift = self.drift.map_or("-".to_string(), |d| format!("{d:.3}"));
+        let agreement = self.agreement.map_or(String::new(), |(a, n)| {
+            format!("shadow agreement {:.1}% of {n} | ", a * 100.0)
+        });
         format!(
-            "output drift {drift} | accuracy {} {} ({} labels), {} {} ({} labels)",
+            "{agreement}output drift {drift} | accuracy {} {} ({} labels), {} {} ({} labels)",
             self.stable,
             percent(self.stable_score.accuracy()),
             self.stable_score.labels(),
