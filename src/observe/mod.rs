@@ -103,11 +103,6 @@ pub struct Answered<'a> {
 }
 
 impl Observers {
-    /// The route's name.
-    pub fn route(&self) -> &Arc<str> {
-        &self.route
-    }
-
     /// Draws whether a request is observed: `Some(draw)` when it is.
     #[inline]
     pub fn roll(&self) -> Option<u32> {
