@@ -38,6 +38,12 @@ use crate::config::{self, CaptureConfig, Config, FeedbackConfig, MonitorConfig};
 use crate::feedback::{self, Feedback, Predicted};
 use crate::monitor::{Answer, Exchange, Monitor, Payload};
 
+/// The largest request or answer body the observers read: a body declared larger is not
+/// observed, and a copy that grows past it is given up (the exchange counts as
+/// unparseable). Large tensors (an image's pixels) are no features to watch, and
+/// parsing them would cost more than the request.
+pub const MAX_BODY: usize = 1 << 20;
+
 /// A draw is in parts per million: `sample: 0.01` (one request in ten thousand) still counts.
 const PPM: u32 = 1_000_000;
 

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::observe;
 use crate::shadow::observed::RequestCopy;
 use crate::telemetry::metrics::ClientFault;
 use crate::upstream::UpstreamBody;
@@ -21,14 +22,24 @@ pub enum Prepared {
 
 /// Refuses a body whose `Content-Length` already says it is over `max_body`.
 pub fn check_declared(headers: &HeaderMap, max_body: usize) -> Result<(), ClientFault> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match declared(headers) {
         Some(n) if n > max_body as u64 => Err(ClientFault::BodyTooLarge),
         _ => Ok(()),
     }
+}
+
+/// Whether the observers may read a message's body: not when its `Content-Length`
+/// declares more than [`observe::MAX_BODY`].
+pub fn observable(headers: &HeaderMap) -> bool {
+    declared(headers).is_none_or(|n| n <= observe::MAX_BODY as u64)
+}
+
+/// The body size a message's `Content-Length` declares, when it does.
+pub fn declared(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Reads the body into memory, up to `max_body` and by `deadline`.
@@ -81,7 +92,8 @@ impl Prepared {
     ) -> (UpstreamBody, Option<RequestCopy>) {
         match self {
             Prepared::Stream(b) if copied && !b.is_end_stream() => {
-                let (body, copy) = UpstreamBody::teed(b, max_body, deadline);
+                let cap = observe::MAX_BODY.min(max_body);
+                let (body, copy) = UpstreamBody::teed(b, max_body, cap, deadline);
                 (body, Some(RequestCopy::Teed(copy)))
             }
             Prepared::Stream(b) => {

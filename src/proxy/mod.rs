@@ -162,7 +162,9 @@ impl Proxy {
         // A mirror needs the body; none is buffered for one that would be dropped.
         let mirroring = route::mirrors(route, &backend) && shadow::has_room(route);
         let fallback = is_candidate && route.fallback_to_stable;
+        // A body declared over what the observers read is not observed at all.
         let observed = route.observers.as_ref().and_then(|o| Some((o, o.roll()?)));
+        let observed = observed.filter(|_| body::observable(&parts.headers));
         let buffer = mirroring || fallback;
         let prepared = match body.buffered_if(buffer, snap.max_body, deadline).await {
             Ok(prepared) => prepared,

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::headers::{self, X_REQUEST_ID, X_SWITCHYARD_ROUTE, X_SWITCHYARD_VARIANT};
 use crate::error::BoxError;
+use crate::observe;
 use crate::shadow::{Delivery, Tap};
 use crate::snapshot::Backend;
 use crate::telemetry::metrics::{self, ClientFault, ErrorKind};
@@ -73,11 +74,20 @@ fn upstream_answer(
         .insert(X_SWITCHYARD_ROUTE.clone(), backend.route.clone());
     parts.headers.insert(X_REQUEST_ID.clone(), request_id);
     backend.metrics.response(parts.status.as_u16());
+    // An answer declared over what the observers read is not observed (a mirror's
+    // comparison reads up to `cap`).
+    let tap = tap.filter(|to| {
+        !matches!(to, Delivery::Observe(_)) || super::body::observable(&parts.headers)
+    });
     let body = match tap {
         Some(mut to) => {
-            if let Delivery::Observe(pending) = &mut to {
-                pending.backend = backend.name.clone();
-            }
+            let cap = match &mut to {
+                Delivery::Observe(pending) => {
+                    pending.backend = backend.name.clone();
+                    cap.min(observe::MAX_BODY)
+                }
+                Delivery::Mirror(_) => cap,
+            };
             let content_type = parts
                 .headers
                 .get(CONTENT_TYPE)

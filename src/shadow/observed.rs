@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::runtime;
 use super::tap::Captured;
-use crate::observe::{Answered, Observers, Seen};
+use crate::observe::{Answered, Observers, Seen, MAX_BODY};
 use crate::upstream::body::TeeCopy;
 
 /// Exchanges waiting for the observers at most.
@@ -56,6 +56,7 @@ impl RequestCopy {
     /// the body never ended).
     pub fn take(&self) -> (Bytes, bool) {
         match self {
+            RequestCopy::Buffered(b) if b.len() > MAX_BODY => (Bytes::new(), true),
             RequestCopy::Buffered(b) => (b.clone(), false),
             RequestCopy::Teed(copy) => {
                 let mut c = copy.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,6 +116,8 @@ pub fn submit(
     answer: Captured,
     shadow: Option<(Arc<str>, Option<Captured>)>,
 ) {
+    let answer = capped(answer);
+    let shadow = shadow.map(|(backend, copy)| (backend, copy.map(capped)));
     let shadow_bytes = shadow
         .as_ref()
         .and_then(|(_, c)| c.as_ref())
@@ -139,6 +142,16 @@ pub fn submit(
         QUEUED_BYTES.fetch_sub(job.bytes, Ordering::Relaxed);
         job.pending.observers.drop_one();
     }
+}
+
+/// An answer as the observers take it: one over [`MAX_BODY`] (a mirror reads up to
+/// `limits.max_body` for its comparison) is kept by its status only, as truncated.
+fn capped(mut c: Captured) -> Captured {
+    if c.body.len() > MAX_BODY {
+        c.body = Bytes::new();
+        c.truncated = true;
+    }
+    c
 }
 
 /// One exchange on its way to the observers.

@@ -220,9 +220,9 @@ impl UpstreamBody {
         }
     }
 
-    /// The client's body, streamed as [`UpstreamBody::stream`] and copied (up to `limit`)
-    /// into the returned [`TeeCopy`] on its way.
-    pub fn teed(body: Incoming, limit: usize, deadline: Instant) -> (Self, TeeCopy) {
+    /// The client's body, streamed as [`UpstreamBody::stream`] and copied (up to `cap`;
+    /// beyond it the copy is given up) into the returned [`TeeCopy`] on its way.
+    pub fn teed(body: Incoming, limit: usize, cap: usize, deadline: Instant) -> (Self, TeeCopy) {
         let copy = TeeCopy::default();
         let body = UpstreamBody::Teed {
             inner: ClientBody {
@@ -232,7 +232,7 @@ impl UpstreamBody {
             },
             copy: Box::new(Tee {
                 to: copy.clone(),
-                cap: limit,
+                cap,
             }),
         };
         (body, copy)

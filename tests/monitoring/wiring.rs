@@ -108,3 +108,50 @@ async fn every_sampled_exchange_reaches_monitor_capture_and_feedback() {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_a_mebibyte_are_answered_but_not_observed() {
+    let config = TestConfig::stable_only()
+        .max_body("4MiB")
+        .monitor(json!({ "sample": 100 }));
+    let h = ProxyHarness::start(&config).await;
+    // A V2 request of 1.5 MiB: an image's pixels are no features to watch.
+    let values = vec!["0.5"; 1 << 18].join(",");
+    let large = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[1,{}],"datatype":"FP32","data":[{values}]}}]}}"#,
+        1 << 18
+    );
+    assert!(large.len() > 1 << 20);
+    let headers = [("content-type", "application/json")];
+    let a = h
+        .send(Method::POST, "/v2/models/m/infer", &headers, &large)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "answered all the same");
+    let a = h
+        .send(Method::POST, "/v2/models/m/infer", &headers, &infer_body(1))
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let samples = eventually(
+        "the small request observed",
+        Duration::from_millis(20),
+        || async {
+            let m = h
+                .admin(Method::GET, "/api/v1/monitor", None, "")
+                .await
+                .json();
+            match m["samples"]["parsed"].as_u64() {
+                Some(n) if n >= 1 => Ok(m),
+                _ => Err(format!("{m:#}")),
+            }
+        },
+    )
+    .await;
+    // The large one, answered first, would have been queued first.
+    let largest = samples["backends"][0]["request_bytes"]["max"]
+        .as_f64()
+        .unwrap();
+    assert!(largest < 1000.0, "the large body was read: {largest} bytes");
+    let counted = &samples["samples"];
+    assert_eq!(counted["parsed"], 1, "{counted}");
+    assert_eq!(counted["unparseable"], 0, "{counted}");
+}
