@@ -170,19 +170,9 @@ impl Payload {
             Protocol::Auto => detect(exchange.path, request.as_ref(), &answer),
             p => p,
         };
-        let predictions = predictions(protocol, &answer);
-        Payload {
-            protocol,
-            request,
-            answer,
-            predictions,
-            request_bytes: exchange.request.len(),
-            answer_bytes: exchange.answer.len(),
-        }
+        Payload::of(request, answer, protocol, exchange)
     }
-}
 
-impl Payload {
     /// The payload of another answer to the same request (a mirror's), under the protocol
     /// the first was read with: the request already parsed is moved in, not parsed again.
     pub fn with_answer(
@@ -190,7 +180,16 @@ impl Payload {
         protocol: Protocol,
         exchange: &Exchange<'_>,
     ) -> Payload {
-        let answer = read_answer(exchange);
+        Payload::of(request, read_answer(exchange), protocol, exchange)
+    }
+
+    /// A payload of parsed bodies, its predictions read under `protocol`.
+    fn of(
+        request: Option<Value>,
+        answer: Answer,
+        protocol: Protocol,
+        exchange: &Exchange<'_>,
+    ) -> Payload {
         let predictions = predictions(protocol, &answer);
         Payload {
             protocol,
