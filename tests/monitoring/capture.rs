@@ -81,14 +81,9 @@ fn records(files: &[(String, String)]) -> Vec<Value> {
 
 /// The value of the series `name` whose labels include every one of `labels`.
 fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.rsplit_once("} ")?;
-        let all = labels
-            .iter()
-            .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-        all.then(|| value.trim().parse().ok())?
-    })
+    crate::support::metrics::series(text, name, labels)
+        .first()
+        .copied()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,14 +127,9 @@ fn feature<'a>(m: &'a Value, backend: &str, name: &str) -> &'a Value {
 
 /// The value of the series `name` whose labels include every one of `labels`.
 fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.rsplit_once("} ")?;
-        let all = labels
-            .iter()
-            .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-        all.then(|| value.trim().parse().ok())?
-    })
+    crate::support::metrics::series(text, name, labels)
+        .first()
+        .copied()
 }
 
 /// `values` as `switchyard baseline` reads a table: a header row, then one value a row.
