@@ -79,6 +79,8 @@ pub(crate) enum Cell<'a> {
 /// What one request carries: its rows, and the value of each feature in each row.
 #[derive(Debug, Default)]
 pub(crate) struct Sample<'a> {
+    /// The protocol the request was read under.
+    pub(crate) protocol: Protocol,
     /// Rows (instances, batch size) in the request.
     pub(crate) rows: usize,
     /// `(feature index, value)`, in no particular order.
@@ -91,8 +93,10 @@ pub(crate) struct Feature {
     pub(crate) name: Box<str>,
     /// Fixed by configuration or by the first value.
     pub(crate) kind: Option<Kind>,
-    /// Found in the requests (a V2 column, a V1 key): a row without it counts as absent.
-    pub(crate) discovered: bool,
+    /// Found in the requests (a V2 column, a V1 key or column), and under which protocol:
+    /// a row of a request of that protocol without it counts as absent (a V2 request
+    /// lacks no V1 key).
+    pub(crate) discovered: Option<Protocol>,
 }
 
 /// Feature names and indexes for one route, and how to read them from a request.
@@ -112,6 +116,8 @@ pub(crate) struct Schema {
     keys: HashMap<Box<str>, u32>,
     /// Values of features beyond `max`, not kept.
     pub(crate) untracked: u64,
+    /// The protocol of the request being read: what a feature found in it is found under.
+    reading: Protocol,
 }
 
 impl Schema {
@@ -126,6 +132,7 @@ impl Schema {
             columns: HashMap::new(),
             keys: HashMap::new(),
             untracked: 0,
+            reading: Protocol::Auto,
         };
         let mut errors = Vec::new();
         if specs.len() > max {
@@ -171,14 +178,18 @@ impl Schema {
         self.features.push(Feature {
             name: spec.name.as_str().into(),
             kind: spec.kind,
-            discovered: false,
+            discovered: None,
         });
         Ok(())
     }
 
     /// Reads a parsed request under `protocol` (already resolved).
     pub(crate) fn extract<'a>(&mut self, protocol: Protocol, request: &'a Value) -> Sample<'a> {
-        let mut s = Sample::default();
+        let mut s = Sample {
+            protocol,
+            ..Sample::default()
+        };
+        self.reading = protocol;
         match protocol {
             Protocol::V2 => self.v2(request, &mut s),
             Protocol::V1 if self.discover => self.v1(request, &mut s),
@@ -197,7 +208,7 @@ impl Schema {
         self.features.push(Feature {
             name,
             kind: None,
-            discovered,
+            discovered: discovered.then_some(self.reading),
         });
         Some(self.features.len() as u32 - 1)
     }

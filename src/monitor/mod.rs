@@ -419,7 +419,7 @@ fn record_inputs(
         }
     }
     for (i, f) in schema.features.iter().enumerate() {
-        if f.discovered {
+        if f.discovered == Some(sample.protocol) {
             let absent = sample.rows.saturating_sub(seen[i] as usize);
             if absent > 0 {
                 stats.features[i].absent(absent as u64);

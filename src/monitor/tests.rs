@@ -434,6 +434,41 @@ fn missing_values_are_counted_exactly_by_kind() {
 }
 
 #[test]
+fn a_row_lacks_only_the_features_of_its_own_protocol() {
+    // One route taking V1 instances and V2 tensors: a V2 row lacks no V1 key, and a V1
+    // row lacks no V2 column, whichever protocol the route saw first.
+    let v1 = r#"{"instances":[{"age":30},{"age":31},{}]}"#;
+    let v2 = r#"{"inputs":[{"name":"x","shape":[2,1],"datatype":"FP32","data":[1.0,2.0]}]}"#;
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    let now = Instant::now();
+    for _ in 0..4 {
+        observe(
+            &mut m,
+            "blue",
+            "/v1/models/m:predict",
+            v1,
+            r#"{"predictions":[1,1,1]}"#,
+            now,
+        );
+        let answer = r#"{"outputs":[{"name":"y","shape":[2],"datatype":"INT64","data":[1,0]}]}"#;
+        observe(&mut m, "blue", "/v2/models/m/infer", v2, answer, now);
+    }
+    let r = m.report(now, None);
+    let age = feature(&r, "blue", "age");
+    assert_eq!(
+        (age.count, age.missing.absent),
+        (8, 4),
+        "one absent per V1 request"
+    );
+    let x = feature(&r, "blue", "x[0]");
+    assert_eq!(
+        (x.count, x.missing.absent),
+        (8, 0),
+        "V1 rows lack no V2 column"
+    );
+}
+
+#[test]
 fn max_features_bounds_what_is_kept_and_counts_the_rest() {
     let s = Settings {
         max_features: 4,
