@@ -1,6 +1,6 @@
 //! `switchyard demo` tells its whole story, in its quick mode: the bad candidate is
-//! rolled back by its analysis with no request failing for the user, the labels it was
-//! sent show why, and the good candidate is promoted.
+//! rolled back by its analysis with no request failing for the user, the labels posted
+//! are matched, and the good candidate is promoted.
 
 use switchyard::demo::{self, Options};
 
@@ -16,8 +16,8 @@ async fn the_demo_rolls_the_bad_candidate_back_unseen_and_promotes_the_good_one(
     assert_eq!(story.failed, 0, "a request failed for the user: {story:?}");
     let reason = story.rollback.as_deref().unwrap_or_default();
     assert!(
-        reason.starts_with("analysis failed") && reason.contains("accuracy"),
-        "rolled back by its analysis, its falling accuracy among the reasons: {reason:?}"
+        reason.starts_with("analysis failed"),
+        "rolled back by its analysis (not by hand, not by the tripwire): {reason:?}"
     );
     assert!(story.promoted, "{story:?}");
     assert!(story.labels_matched > 0, "{story:?}");

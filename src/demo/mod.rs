@@ -54,8 +54,7 @@ rollout:
     failure_limit: 2
     gates:
       error_rate: { max: 0.02 }
-      latency_p99: { max: 250ms, max_ratio: 3 }
-      shadow_agreement: { min: 0.95 }
+{LATENCY}      shadow_agreement: { min: 0.95 }
       output_drift: { max: 0.2 }
       accuracy: { min: 0.9, max_drop: 0.05 }
     after_promotion: {WATCH}
@@ -72,6 +71,12 @@ feedback:
 state: { path: null }
 "#;
 
+/// The demo's latency gate, absolute: the candidate's mirrored copies are timed on the
+/// low-priority shadow thread, which a busy machine delays, and a ratio to the stable
+/// would blame the candidate for it. The quick mode (the test suite, on a machine busy
+/// with other work) leaves it out: errors and accuracy catch the bad candidate there.
+const LATENCY_GATE: &str = "      latency_p99: { max: 100ms }\n";
+
 /// How long each demo model takes to answer, as a small real model would: the latency
 /// gates then compare milliseconds, not scheduling noise.
 const MODEL_LATENCY: Duration = Duration::from_millis(3);
@@ -81,8 +86,8 @@ const MODEL_LATENCY: Duration = Duration::from_millis(3);
 pub struct Options {
     /// Stay up after the rollout, until Ctrl-C.
     pub keep: bool,
-    /// Steps held half as long and a shorter watch after promotion: the same story in
-    /// about half the time (for the test suite).
+    /// Steps held half as long, a shorter watch after promotion and no latency gate: the
+    /// same story in about half the time (for the test suite).
     pub quick: bool,
 }
 
@@ -227,6 +232,7 @@ impl Stage {
             ("4s", "3s")
         };
         let text = TEMPLATE
+            .replace("{LATENCY}", if self.quick { "" } else { LATENCY_GATE })
             .replace("{HOLD}", hold)
             .replace("{WATCH}", watch)
             .replace("{LISTEN}", &self.listen)
@@ -288,7 +294,7 @@ async fn act_one(
                 if !broke && s.weight >= 10.0 {
                     broke = true;
                     bad_behavior.set_error_rate(0.3);
-                    bad_behavior.set_delay(Duration::from_millis(40));
+                    bad_behavior.set_delay(Duration::from_millis(60));
                     bad_behavior.set_shift(0.25);
                     Some("green-bad starts failing 30 % of its requests, and its label mix shifts")
                 } else {

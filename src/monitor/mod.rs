@@ -282,6 +282,17 @@ impl Monitor {
         self.layout = Some(layout);
     }
 
+    /// Empties every backend's drift window, so that the figures from now on (output
+    /// drift above all) are of this rollout's exchanges only, as the analysis looks back
+    /// no further than the rollout's start. Statistics and the reference stay.
+    pub fn clear_windows(&mut self) {
+        if let Some(layout) = &self.layout {
+            for b in &mut self.backends {
+                b.window = Some(new_window(&self.settings, self.origin, layout));
+            }
+        }
+    }
+
     /// The reference in use, as its file would hold it.
     pub fn reference(&self) -> Option<Reference> {
         self.layout.as_ref().map(Layout::reference)

@@ -687,6 +687,16 @@ fn output_drift_compares_the_candidate_with_the_stable_over_the_same_window() {
     assert_eq!(d.value(), Some(label.value));
     let same = m.output_drift("blue", "blue", now).unwrap();
     assert_eq!(same.value(), Some(0.0));
+
+    // A new rollout (a retry) is judged on its own answers: the windows start empty.
+    m.clear_windows();
+    let d = m.output_drift("blue", "green", now).unwrap();
+    assert_eq!(
+        d.value(),
+        None,
+        "no figure before min_samples answers of the new rollout"
+    );
+    assert!(m.reference().is_some(), "the reference stays");
 }
 
 #[test]

@@ -158,12 +158,16 @@ impl Observers {
         })
     }
 
-    /// Tells the monitor which rollout the route is on; a new one begins a reference
-    /// from the stable's next sampled requests (unless the reference is a file).
+    /// Tells the monitor which rollout the route is on; a new one (a new candidate, a
+    /// retry) begins a reference from the stable's next sampled requests (unless the
+    /// reference is a file) and empties the drift windows, so that the `output_drift`
+    /// gate judges it on its own answers, not on those of the attempt before it.
     pub fn rollout(&self, id: u64) {
         if let Some(w) = &self.monitor {
             if w.rollout.swap(id, Ordering::Relaxed) != id {
-                w.lock().start_reference(&w.stable);
+                let mut monitor = w.lock();
+                monitor.start_reference(&w.stable);
+                monitor.clear_windows();
             }
         }
     }
