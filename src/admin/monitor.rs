@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::feedback::{parse_labels, Joined};
-use crate::monitor::Level;
+use crate::monitor::{Level, Report};
 use crate::observe::Observers;
 use crate::snapshot::{Route, Snapshot};
 use crate::telemetry::metrics;
@@ -22,12 +22,8 @@ pub fn report(route: &Route, now: Instant) -> Value {
     let Some(o) = route.observers.as_deref() else {
         return json!({ "route": &*route.name, "enabled": false });
     };
-    let stable = &*route.stable.name;
-    let candidate = route.candidate.as_ref().map(|c| &*c.name);
     let mut v = json!({ "route": &*route.name, "enabled": true });
-    if let Some(monitor) = o.monitor() {
-        let report = monitor.report(now, candidate.map(|c| (stable, c)));
-        drop(monitor);
+    if let Some(report) = route_report(route, o, now) {
         let mut shown = serde_json::to_value(&report).unwrap_or_default();
         shown["samples"]["dropped"] = json!(report.samples.dropped + o.dropped());
         if let Some(map) = shown.as_object() {
@@ -36,19 +32,7 @@ pub fn report(route: &Route, now: Instant) -> Value {
             }
         }
     }
-    let backends = std::iter::once(stable).chain(candidate);
-    let accuracy: Vec<Value> = backends
-        .map(|b| {
-            let score = o.accuracy(b, now, route.window);
-            json!({
-                "backend": b,
-                "labels": score.labels(),
-                "accuracy": score.accuracy(),
-                "mean_absolute_error": score.mean_absolute_error(),
-            })
-        })
-        .collect();
-    v["accuracy"] = json!(accuracy);
+    v["accuracy"] = json!(accuracies(route, o, now));
     v["capture"] = json!(o.capture().map(|c| c.counts()));
     v["feedback"] = json!(o.feedback().map(|f| f.counts()));
     v
@@ -88,11 +72,7 @@ pub struct Drifting {
 pub fn summary(route: &Route, now: Instant) -> Option<Summary> {
     let o = route.observers.as_deref()?;
     let mut s = Summary::default();
-    let stable = &*route.stable.name;
-    let candidate = route.candidate.as_ref().map(|c| &*c.name);
-    if let Some(monitor) = o.monitor() {
-        let report = monitor.report(now, candidate.map(|c| (stable, c)));
-        drop(monitor);
+    if let Some(report) = route_report(route, o, now) {
         s.output_drift = report.output_drift.as_ref().and_then(|d| d.value());
         for b in &report.backends {
             for f in &b.features {
@@ -113,17 +93,34 @@ pub fn summary(route: &Route, now: Instant) -> Option<Summary> {
         s.drifting.sort_by(|a, b| b.value.total_cmp(&a.value));
     }
     if o.feedback().is_some() {
-        for b in std::iter::once(stable).chain(candidate) {
-            let score = o.accuracy(b, now, route.window);
-            s.accuracy.push(Accuracy {
-                backend: b.to_owned(),
+        s.accuracy = accuracies(route, o, now);
+    }
+    Some(s)
+}
+
+/// The route's monitor report at `now`, its candidate's outputs compared with its
+/// stable's; `None` when monitoring is off. The monitor is locked only while it reports.
+fn route_report(route: &Route, o: &Observers, now: Instant) -> Option<Report> {
+    let monitor = o.monitor()?;
+    let candidate = route.candidate.as_ref().map(|c| &*c.name);
+    Some(monitor.report(now, candidate.map(|c| (&*route.stable.name, c))))
+}
+
+/// The stable's and the candidate's figures from labels over the route's analysis window.
+fn accuracies(route: &Route, o: &Observers, now: Instant) -> Vec<Accuracy> {
+    route
+        .backends
+        .iter()
+        .map(|b| {
+            let score = o.accuracy(&b.name, now, route.window);
+            Accuracy {
+                backend: b.name.to_string(),
                 labels: score.labels(),
                 accuracy: score.accuracy(),
                 mean_absolute_error: score.mean_absolute_error(),
-            });
-        }
-    }
-    Some(s)
+            }
+        })
+        .collect()
 }
 
 /// Joins the labels of a `POST /api/v1/feedback` body to the remembered predictions;
@@ -156,10 +153,7 @@ pub fn export(snap: &Snapshot, now: Instant) {
             continue;
         };
         let name = &*route.name;
-        if let Some(monitor) = o.monitor() {
-            let candidate = route.candidate.as_ref().map(|c| &*c.name);
-            let report = monitor.report(now, candidate.map(|c| (&*route.stable.name, c)));
-            drop(monitor);
+        if let Some(report) = route_report(route, o, now) {
             let s = report.samples;
             metrics::monitor_samples(name, s.parsed, s.unparseable, s.dropped + o.dropped());
             for b in &report.backends {
@@ -181,9 +175,8 @@ pub fn export(snap: &Snapshot, now: Instant) {
             metrics::capture_records(name, c.written, c.dropped, c.error);
         }
         if let Some(f) = o.feedback() {
-            for b in route.backends.iter() {
-                let score = o.accuracy(&b.name, now, route.window);
-                metrics::accuracy(name, &b.name, score.accuracy(), score.mean_absolute_error());
+            for a in accuracies(route, o, now) {
+                metrics::accuracy(name, &a.backend, a.accuracy, a.mean_absolute_error);
             }
             let matched = f
                 .backend_counts()

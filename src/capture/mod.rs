@@ -379,17 +379,3 @@ impl RouteCapture {
         &self.route
     }
 }
-
-/// Draws whether this request is recorded, for a `sample` percentage (0–100, fractions
-/// allowed): a few nanoseconds, no lock.
-#[inline]
-pub fn should_sample(percent: f64) -> bool {
-    if percent >= 100.0 {
-        return true;
-    }
-    // NaN and anything at or below zero: never.
-    if percent.is_nan() || percent <= 0.0 {
-        return false;
-    }
-    rand::random::<f64>() * 100.0 < percent
-}

@@ -462,8 +462,9 @@ pub fn monitor_settings(route: &config::Route) -> MonitorConfig {
     s
 }
 
-/// The one feedback store: kept from `previous` while its settings hold. Its bounds are
-/// the largest any `feedback` block gives, its window the longest analysis window.
+/// The one feedback store: kept from `previous` while its bounds hold (a new analysis
+/// window only reshapes it). Its bounds are the largest any `feedback` block gives, its
+/// window the longest analysis window.
 fn feedback_store(
     routes: &[config::Route],
     previous: Option<&Hub>,
@@ -482,10 +483,51 @@ fn feedback_store(
             .unwrap_or(Duration::from_secs(60)),
     };
     match previous.and_then(|p| p.feedback.as_ref()) {
-        Some((was, store)) if *was == settings => Some((settings, store.clone())),
+        // The same bounds: the predictions waiting for their labels are kept, and only
+        // the windows reshaped when the analysis window changed.
+        Some((was, store))
+            if was.retain == settings.retain && was.max_pending == settings.max_pending =>
+        {
+            store.set_window(settings.window);
+            Some((settings, store.clone()))
+        }
         _ => {
             let store = Arc::new(Feedback::new(settings.clone()));
             Some((settings, store))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(window: &str, retain: &str) -> Config {
+        let yaml = format!(
+            "backends: {{ blue: {{ url: 'http://127.0.0.1:1' }} }}\n\
+             rollout: {{ stable: blue, analysis: {{ interval: 1s, window: {window} }} }}\n\
+             feedback: {{ retain: {retain} }}\n"
+        );
+        config::parse(&yaml).unwrap()
+    }
+
+    #[test]
+    fn a_new_analysis_window_keeps_the_predictions_waiting_for_their_labels() {
+        let hub = Hub::new(&config("1m", "1h"), None);
+        let store = hub.feedback().unwrap().clone();
+        let now = Instant::now();
+        store.remember("r-1", "default", "blue", Predicted::Class("a".into()), now);
+        assert_eq!(store.counts().pending, 1);
+
+        let wider = Hub::new(&config("5m", "1h"), Some(&hub));
+        let kept = wider.feedback().unwrap();
+        assert!(Arc::ptr_eq(kept, &store), "the same store, reshaped");
+        assert_eq!(kept.counts().pending, 1);
+
+        let shorter = Hub::new(&config("5m", "10m"), Some(&wider));
+        assert!(
+            !Arc::ptr_eq(shorter.feedback().unwrap(), &store),
+            "new bounds: a new store"
+        );
     }
 }
