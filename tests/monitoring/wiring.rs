@@ -69,12 +69,6 @@ async fn every_sampled_exchange_reaches_monitor_capture_and_feedback() {
     assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
     assert_eq!(joined.json(), json!({ "matched": 20, "unmatched": 1 }));
 
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert!(
-        !files.is_empty(),
-        "no capture file in {}",
-        dir.path().display()
-    );
     let captured = eventually("40 capture records", Duration::from_millis(20), || async {
         let text: String = std::fs::read_dir(dir.path())
             .unwrap()
