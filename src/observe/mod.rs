@@ -373,12 +373,15 @@ impl Hub {
             .as_ref()
             .and_then(|_| self.feedback.as_ref().map(|(_, f)| f.clone()));
         let monitor_sample = kept.monitor.as_ref().map_or(0, |w| ppm(w.settings.sample));
-        let capture_sample = capture
-            .as_ref()
-            .map_or(0, |_| ppm(route.capture.as_ref().map_or(0.0, |c| c.sample)));
-        let feedback_sample = feedback.as_ref().map_or(0, |_| {
-            ppm(route.feedback.as_ref().map_or(0.0, |f| f.sample))
-        });
+        // An observer that could not start (a capture log that failed) samples nothing.
+        let capture_sample = match (&capture, &route.capture) {
+            (Some(_), Some(c)) => ppm(c.sample),
+            _ => 0,
+        };
+        let feedback_sample = match (&feedback, &route.feedback) {
+            (Some(_), Some(f)) => ppm(f.sample),
+            _ => 0,
+        };
         let sample = monitor_sample.max(capture_sample).max(feedback_sample);
         (sample > 0).then(|| {
             Arc::new(Observers {
