@@ -97,6 +97,11 @@ pub struct Seen<'a> {
     /// The mirror's answer, when the request was mirrored: its backend, and its answer
     /// (`None` when none came).
     pub shadow: Option<(&'a Arc<str>, Option<Answered<'a>>)>,
+    /// Whether the gates read the answer, and the mirror's: a client over its share of a
+    /// backend's window is served and captured, but neither monitored nor remembered for
+    /// labels ([`Shares`](crate::telemetry::share::Shares)).
+    pub judged: bool,
+    pub shadow_judged: bool,
 }
 
 /// An answer as the tee captured it.
@@ -175,8 +180,8 @@ impl Observers {
     /// Hands one exchange to each observer whose sample takes its draw; its bodies are
     /// parsed once, and only when an observer reads them here.
     pub fn observe(&self, seen: &Seen<'_>) {
-        let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample;
-        let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample;
+        let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample && seen.judged;
+        let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample && seen.judged;
         let captured = self.capture.is_some() && seen.draw < self.capture_sample;
         let now = Instant::now();
         let live = exchange(&self.route, seen.backend, seen, seen.answer);
@@ -185,7 +190,7 @@ impl Observers {
         if let (Some(p), Some(w)) = (&mut payload, self.monitor.as_deref().filter(|_| monitored)) {
             let mut monitor = w.lock();
             monitor.observe(&live, p, now);
-            if let Some((backend, Some(answer))) = seen.shadow {
+            if let Some((backend, Some(answer))) = seen.shadow.filter(|_| seen.shadow_judged) {
                 let copy = exchange(&self.route, backend, seen, answer);
                 let request = p.request.take();
                 let s = Payload::with_answer(request, p.protocol, &copy);

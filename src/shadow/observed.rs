@@ -42,6 +42,10 @@ pub struct Pending {
     pub request: RequestCopy,
     /// The backend that answered (set when the answer's head is in).
     pub backend: Arc<str>,
+    /// Whether the gates read this exchange (its client within its share of the backend's
+    /// window), and the mirror's answer to it (of the candidate's).
+    pub judged: bool,
+    pub shadow_judged: bool,
 }
 
 /// The request body as the observers get it: the buffered bytes, or the copy made as it
@@ -95,6 +99,8 @@ impl Pending {
             backend: &self.backend,
             answer: answered(answer),
             shadow,
+            judged: self.judged,
+            shadow_judged: self.shadow_judged,
         }
     }
 }

@@ -16,6 +16,7 @@ pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
 pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
+pub const SAMPLES_LEFT_OUT_TOTAL: &str = "switchyard_samples_left_out_total";
 pub const ROLLOUT_WEIGHT: &str = "switchyard_rollout_weight";
 pub const ROLLOUT_MIRROR: &str = "switchyard_rollout_mirror";
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
@@ -117,6 +118,10 @@ fn describe_requests() {
     describe_counter!(
         FALLBACKS_TOTAL,
         "Failed candidate requests retried on the stable backend."
+    );
+    describe_counter!(
+        SAMPLES_LEFT_OUT_TOTAL,
+        "Samples served but left out of what the gates read: their client was over analysis.max_client_share of the backend's window."
     );
     describe_counter!(
         CLIENT_ERRORS_TOTAL,
@@ -355,6 +360,7 @@ pub struct BackendMetrics {
     codes: Box<[OnceLock<Counter>]>,
     errors: [Counter; ErrorKind::ALL.len()],
     fallbacks: Counter,
+    left_out: Counter,
 }
 
 impl BackendMetrics {
@@ -369,6 +375,7 @@ impl BackendMetrics {
             codes: (100..600).map(|_| OnceLock::new()).collect(),
             errors: ErrorKind::ALL.map(labels),
             fallbacks: counter!(FALLBACKS_TOTAL, "backend" => name.clone(), "route" => route.clone()),
+            left_out: counter!(SAMPLES_LEFT_OUT_TOTAL, "backend" => name.clone(), "route" => route.clone()),
             route,
             name,
         }
@@ -394,6 +401,11 @@ impl BackendMetrics {
     /// Counts one failed request of this backend (the candidate) retried on the stable.
     pub fn fallback(&self) {
         self.fallbacks.increment(1);
+    }
+
+    /// Counts one sample left out of the gates' figures: its client was over its share.
+    pub fn left_out(&self) {
+        self.left_out.increment(1);
     }
 }
 
