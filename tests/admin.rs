@@ -2,7 +2,10 @@
 
 mod support;
 
+use std::time::Duration;
+
 use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use support::config::TestConfig;
 use support::{has_event, ProxyHarness};
 
@@ -313,4 +316,103 @@ async fn a_web_page_cannot_drive_a_token_less_admin_while_the_cli_can() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(h.status().await["phase"], "rolled_back");
+}
+
+/// Opens `n` connections to the admin at `addr`, each answered one `GET /healthz` and
+/// then left open, idle, as an attacker holding the listener would; the connections the
+/// admin refused or closed are dropped.
+async fn hold_idle(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        if s.write_all(head.as_bytes()).await.is_ok() && read_answer(&mut s).await.is_some() {
+            held.push(s);
+        }
+    }
+    held
+}
+
+/// Reads one small admin answer (head and body, in one go or a few); `None` when the
+/// connection is closed first.
+async fn read_answer(s: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf));
+        let n = read.await.expect("an answer or a close within 10 s").ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if body.len() >= len {
+                return Some(text);
+            }
+        }
+    }
+}
+
+const EVICTED: &str = r#"switchyard_connections_evicted_total{listener="admin"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_rollback_gets_through_while_300_idle_connections_hold_the_admin() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    // All from the address the CLI calls from: eviction picks by idleness, not address.
+    let held = hold_idle(h.admin_addr(), 300).await;
+    assert!(held.len() >= 256, "only {} connections admitted", held.len());
+
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let admin = format!("http://{}", h.admin_addr());
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(bin)
+            .args(["rollback", "--reason", "under attack", "--admin", &admin])
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("under attack"));
+    assert_eq!(h.status().await["phase"], "rolled_back");
+    // The CLI's connection was admitted in place of an idle one (as were the 44 held
+    // beyond 256), not by an idle timeout that happened to free room.
+    assert!(h.metric(EVICTED).await >= 45.0, "{}", h.metric(EVICTED).await);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_connection_serving_a_request_is_not_evicted() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let addr = h.admin_addr();
+    // The oldest connection: a control whose body is still coming.
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/pause HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 2\r\n\r\n{{"
+    );
+    busy.write_all(head.as_bytes()).await.unwrap();
+    let held = hold_idle(addr, 300).await;
+    assert!(held.len() >= 256, "only {} connections admitted", held.len());
+
+    busy.write_all(b"}").await.unwrap();
+    let answer = read_answer(&mut busy).await.expect("answered, not closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""phase": "paused""#), "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+    // Still open for the next request.
+    let next = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    busy.write_all(next.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut busy).await.expect("kept open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
 }
