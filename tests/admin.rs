@@ -339,8 +339,8 @@ async fn read_answer(s: &mut tokio::net::TcpStream) -> Option<String> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf));
-        let n = read.await.expect("an answer or a close within 10 s").ok()?;
+        let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf));
+        let n = read.await.expect("an answer or a close within 30 s").ok()?;
         if n == 0 {
             return None;
         }
@@ -415,4 +415,25 @@ async fn an_admin_connection_serving_a_request_is_not_evicted() {
     let answer = read_answer(&mut busy).await.expect("kept open");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_whose_body_stops_coming_is_answered_408_and_changes_nothing() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let addr = h.admin_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/rollback HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 20\r\n\r\n{{\"rea"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let answer = read_answer(&mut s).await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
+    assert_eq!(h.status().await["phase"], "progressing");
 }
