@@ -437,3 +437,40 @@ async fn a_control_whose_body_stops_coming_is_answered_408_and_changes_nothing()
     );
     assert_eq!(h.status().await["phase"], "progressing");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_admin_connection_is_closed_within_seconds() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let held = hold_idle(h.admin_addr(), 1).await;
+    let mut s = held.into_iter().next().expect("admitted");
+    let answered = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(75), s.read(&mut buf)).await;
+    assert_eq!(read.expect("closed before the data plane's idle timeout").unwrap(), 0);
+    let idle = answered.elapsed();
+    assert!(idle <= Duration::from_secs(6), "closed after {idle:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_http2_admin_connection_is_closed_within_seconds() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let addr = h.admin_addr();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{addr}/healthz"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = send.send_request(req).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    drop(answer);
+    let answered = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(75), conn).await;
+    closed.expect("closed before the data plane's idle timeout").unwrap().ok();
+    let idle = answered.elapsed();
+    assert!(idle <= Duration::from_secs(7), "closed after {idle:?}");
+}

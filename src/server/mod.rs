@@ -443,14 +443,15 @@ where
     }
 }
 
-/// How long an evicted HTTP/2 connection serving no request waits for its client to
-/// take the `GOAWAY` before it is closed outright.
+/// How long an evicted (or idle) HTTP/2 admin connection serving no request waits for
+/// its client to take the `GOAWAY` before it is closed outright.
 const EVICTED_H2_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves a connection with hyper-util's `auto` builder (HTTP/2, or an HTTP/1 head that
 /// began like the HTTP/2 preface) until it ends, drains at shutdown, its answers stall,
-/// or it is evicted through `slot` (then it finishes the requests it serves, and is
-/// closed once it serves none, [`EVICTED_H2_GRACE`] at the latest).
+/// or (admin connections, with a `slot`) it is evicted or has served no request for the
+/// idle timeout: then it finishes the requests it serves, and is closed once it serves
+/// none, [`EVICTED_H2_GRACE`] at the latest.
 async fn auto_connection<S, B>(
     io: FirstBytes<SendDeadline<TcpStream>>,
     service: S,
@@ -477,9 +478,14 @@ where
     let stalled = pace.stalled(serving.bounds.send_timeout());
     tokio::pin!(stalled);
     let mut draining = false;
-    let mut evicting = false;
-    let grace = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(grace);
+    // Admin connections only: closed when evicted, or once idle for the idle timeout.
+    let idle_timeout = serving.h1.idle_timeout;
+    let mut closing = false;
+    let check = match slot {
+        Some(s) => tokio::time::sleep_until(s.activity.idle_since() + idle_timeout),
+        None => tokio::time::sleep(Duration::MAX),
+    };
+    tokio::pin!(check);
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
@@ -487,19 +493,34 @@ where
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = evict::evicted(slot), if !evicting => {
-                evicting = true;
+            _ = evict::evicted(slot), if !closing => {
+                closing = true;
                 if !draining {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                grace.as_mut().reset(Instant::now() + EVICTED_H2_GRACE);
+                check.as_mut().reset(Instant::now() + EVICTED_H2_GRACE);
             }
-            () = &mut grace, if evicting => {
-                if slot.is_none_or(|s| !s.activity.serving()) {
+            () = &mut check, if slot.is_some() => {
+                let Some(activity) = slot.map(|s| &s.activity) else { continue };
+                let now = Instant::now();
+                let idle_until = activity.idle_since() + idle_timeout;
+                if closing && !activity.serving() {
                     return Ended::Closed;
+                } else if closing {
+                    check.as_mut().reset(now + EVICTED_H2_GRACE);
+                } else if activity.serving() {
+                    check.as_mut().reset(now + idle_timeout);
+                } else if now >= idle_until {
+                    closing = true;
+                    if !draining {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    check.as_mut().reset(now + EVICTED_H2_GRACE);
+                } else {
+                    check.as_mut().reset(idle_until);
                 }
-                grace.as_mut().reset(Instant::now() + EVICTED_H2_GRACE);
             }
             () = &mut stalled => return Ended::Stalled,
         }
