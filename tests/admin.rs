@@ -5,9 +5,9 @@ mod support;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use support::config::TestConfig;
 use support::{has_event, ProxyHarness};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_rollback_takes_effect_for_the_very_next_request() {
@@ -365,7 +365,11 @@ async fn a_cli_rollback_gets_through_while_300_idle_connections_hold_the_admin()
     let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
     // All from the address the CLI calls from: eviction picks by idleness, not address.
     let held = hold_idle(h.admin_addr(), 300).await;
-    assert!(held.len() >= 256, "only {} connections admitted", held.len());
+    assert!(
+        held.len() >= 256,
+        "only {} connections admitted",
+        held.len()
+    );
 
     let bin = env!("CARGO_BIN_EXE_switchyard");
     let admin = format!("http://{}", h.admin_addr());
@@ -386,7 +390,11 @@ async fn a_cli_rollback_gets_through_while_300_idle_connections_hold_the_admin()
     assert_eq!(h.status().await["phase"], "rolled_back");
     // The CLI's connection was admitted in place of an idle one (as were the 44 held
     // beyond 256), not by an idle timeout that happened to free room.
-    assert!(h.metric(EVICTED).await >= 45.0, "{}", h.metric(EVICTED).await);
+    assert!(
+        h.metric(EVICTED).await >= 45.0,
+        "{}",
+        h.metric(EVICTED).await
+    );
     drop(held);
 }
 
@@ -402,7 +410,11 @@ async fn an_admin_connection_serving_a_request_is_not_evicted() {
     );
     busy.write_all(head.as_bytes()).await.unwrap();
     let held = hold_idle(addr, 300).await;
-    assert!(held.len() >= 256, "only {} connections admitted", held.len());
+    assert!(
+        held.len() >= 256,
+        "only {} connections admitted",
+        held.len()
+    );
 
     busy.write_all(b"}").await.unwrap();
     let answer = read_answer(&mut busy).await.expect("answered, not closed");
@@ -446,7 +458,11 @@ async fn an_idle_admin_connection_is_closed_within_seconds() {
     let answered = tokio::time::Instant::now();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(75), s.read(&mut buf)).await;
-    assert_eq!(read.expect("closed before the data plane's idle timeout").unwrap(), 0);
+    assert_eq!(
+        read.expect("closed before the data plane's idle timeout")
+            .unwrap(),
+        0
+    );
     let idle = answered.elapsed();
     assert!(idle <= Duration::from_secs(6), "closed after {idle:?}");
 }
@@ -470,7 +486,10 @@ async fn an_idle_http2_admin_connection_is_closed_within_seconds() {
     drop(answer);
     let answered = tokio::time::Instant::now();
     let closed = tokio::time::timeout(Duration::from_secs(75), conn).await;
-    closed.expect("closed before the data plane's idle timeout").unwrap().ok();
+    closed
+        .expect("closed before the data plane's idle timeout")
+        .unwrap()
+        .ok();
     let idle = answered.elapsed();
     assert!(idle <= Duration::from_secs(7), "closed after {idle:?}");
 }

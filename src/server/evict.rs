@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(evictor.idle().len(), 3);
 
         assert!(evictor.evict_idlest());
-        assert!(newer.is_evicted(), "idle since it was accepted, the longest");
+        assert!(
+            newer.is_evicted(),
+            "idle since it was accepted, the longest"
+        );
         assert!(!older.is_evicted() && !serving.is_evicted());
         assert!(evictor.evict_idlest());
         assert!(older.is_evicted());
@@ -175,7 +178,10 @@ mod tests {
         assert!(evictor.slots.len() <= 2 * 64, "{}", evictor.slots.len());
         assert!(evictor.evict_idlest());
         assert!(open.is_evicted());
-        assert!(!evictor.evict_idlest(), "an evicted connection is not chosen again");
+        assert!(
+            !evictor.evict_idlest(),
+            "an evicted connection is not chosen again"
+        );
         assert!(evictor.slots.is_empty());
     }
 

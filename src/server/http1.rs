@@ -307,7 +307,10 @@ impl Keepalive<'_> {
                 if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
                     return Poll::Ready(r);
                 }
-                if !evicting && evicted.as_mut().is_some_and(|e| e.as_mut().poll(cx).is_ready())
+                if !evicting
+                    && evicted
+                        .as_mut()
+                        .is_some_and(|e| e.as_mut().poll(cx).is_ready())
                 {
                     evicting = true;
                     if activity.requests.load(Relaxed) == begun {

@@ -229,7 +229,11 @@ async fn an_absolute_form_request_goes_to_its_targets_host_and_the_backend_is_to
     let got = h.backend("alpha-a").received();
     assert_eq!(got.len(), 1);
     let hosts: Vec<_> = got[0].headers.get_all("host").iter().collect();
-    assert_eq!(hosts, ["a.example"], "the backend is told the host it was routed by");
+    assert_eq!(
+        hosts,
+        ["a.example"],
+        "the backend is told the host it was routed by"
+    );
     assert_eq!(h.backend("beta-b").hits(), 0);
 }
 
