@@ -10,11 +10,13 @@
 //! whatever its address, and the new one is admitted in its place.
 //!
 //! "Idle" is every state but serving: no byte received yet, a request head begun but not
-//! complete, between requests, parked. A flagged connection closes at once if it is
-//! idle; one whose next request began in the instant between the choice and the signal
-//! finishes that answer and then closes (`connection: close`; HTTP/2: `GOAWAY`). A
-//! connection serving a request is never chosen: a slow request body or a slow reader is
-//! bounded by its own timeouts (the admin's body timeout, `limits.send_timeout`).
+//! complete, between requests, parked, and an answer computed but not taken by a client
+//! that reads nothing (admin answers are whole bodies, handed to hyper at once). A
+//! flagged HTTP/1 connection closes at once if it is idle (an HTTP/2 one sends `GOAWAY`
+//! and is closed within a second); one whose next request began in the instant between
+//! the choice and the signal finishes that answer and then closes (`connection: close`).
+//! A connection serving a request is never chosen: a slow request body is bounded by
+//! the control's body timeout, an answer being computed by the controller's reply.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

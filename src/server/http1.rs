@@ -313,13 +313,14 @@ impl Keepalive<'_> {
                         .is_some_and(|e| e.as_mut().poll(cx).is_ready())
                 {
                     evicting = true;
-                    if activity.requests.load(Relaxed) == begun {
-                        // No request begun on this hyper connection: nothing of it is
-                        // being written. hyper would wait for a head to answer `close`.
+                    if !activity.serving() {
+                        // Closed at once, even with a head begun (hyper would wait for
+                        // it, to answer `close`). hyper has written all it can: bytes
+                        // of an answer it still holds are for a client not reading them.
                         return Poll::Ready(Ok(()));
                     }
-                    // Between requests (a head begun or not) hyper finishes at once,
-                    // writing nothing; serving one, it finishes the answer first.
+                    // Serving a request (it began as this one was chosen): the answer
+                    // is finished first, then the connection closes.
                     Pin::new(&mut *conn).graceful_shutdown();
                     continue;
                 }
@@ -375,7 +376,7 @@ impl Keepalive<'_> {
         tokio::select! {
             biased;
             _ = stopped(&mut self.shutdown) => Some(Ended::Closed),
-            _ = evict::evicted(self.slot) => Some(Ended::Evicted),
+            _ = evict::evicted(self.slot), if self.slot.is_some() => Some(Ended::Evicted),
             ready = stream.wait_for_bytes() => match ready {
                 Ok(true) => None,
                 Ok(false) | Err(_) => Some(Ended::Closed),
@@ -598,7 +599,7 @@ mod tests {
 
     type Answer = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-    /// Answers with the request's path, after `delay`.
+    /// Answers with the request's path, after `delay` (`/big`: with 1 MiB).
     fn paths(
         delay: Duration,
     ) -> impl Service<
@@ -610,9 +611,11 @@ mod tests {
         hyper::service::service_fn(move |req: Request<Incoming>| -> Answer {
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
-                Ok(Response::new(Full::new(Bytes::from(
-                    req.uri().path().to_owned(),
-                ))))
+                let body = match req.uri().path() {
+                    "/big" => Bytes::from(vec![b'x'; 1 << 20]),
+                    path => Bytes::from(path.to_owned()),
+                };
+                Ok(Response::new(Full::new(body)))
             })
         })
     }
@@ -896,6 +899,20 @@ mod tests {
         slot.evict();
         assert!(closed_silently(&mut c).await);
         assert_eq!(evicted.elapsed(), Duration::ZERO, "closed at once");
+        assert!(matches!(c.served.await.unwrap().ended, Ended::Evicted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_whose_client_takes_no_answer_closes_at_once() {
+        let (mut c, slot) = connect_evictable(Duration::ZERO).await;
+        c.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        // The answer is computed; most of it waits for a client that reads nothing.
+        tokio::time::sleep(PARK_AFTER / 10).await;
+        assert!(!slot.activity.serving());
+        assert!(!c.served.is_finished());
+        slot.evict();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(c.served.is_finished(), "still held for the unread answer");
         assert!(matches!(c.served.await.unwrap().ended, Ended::Evicted));
     }
 

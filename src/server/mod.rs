@@ -412,7 +412,7 @@ where
     let n = tokio::select! {
         biased;
         _ = http1::stopped(&mut shutdown) => return Ended::Closed,
-        _ = evict::evicted(slot) => return Ended::Closed,
+        _ = evict::evicted(slot), if slot.is_some() => return Ended::Closed,
         peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => match peeked {
             Err(_) => return Ended::Silent,
             Ok(Err(e)) => return Ended::Failed(e.into()),
@@ -493,7 +493,7 @@ where
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = evict::evicted(slot), if !closing => {
+            _ = evict::evicted(slot), if slot.is_some() && !closing => {
                 closing = true;
                 if !draining {
                     draining = true;
