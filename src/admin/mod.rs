@@ -300,9 +300,11 @@ impl Admin {
         if let Err(refusal) = guard::check(self.token.as_deref(), peer, req.headers()) {
             return refused(refusal);
         }
-        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+        let read = Limited::new(req.into_body(), CONTROL_MAX_BODY).collect();
+        let body = match tokio::time::timeout(CONTROL_BODY_TIMEOUT, read).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+            Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
         };
         let action = match parse_action(path, &body) {
             Ok(a) => a,
@@ -326,6 +328,13 @@ fn controlled(status: &Status) -> serde_json::Value {
     }
     v
 }
+
+/// The largest control body read: `{"reason": "..."}` and the like.
+const CONTROL_MAX_BODY: usize = 64 * 1024;
+
+/// How long a control's body may take to arrive after its head: it is a few bytes, and
+/// the connection serving it cannot be evicted meanwhile.
+const CONTROL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The largest feedback post read: a batch of labels.
 const FEEDBACK_MAX_BODY: usize = 16 << 20;

@@ -4,7 +4,8 @@
 //!
 //! 1. **snapshot**: load the routing [`Snapshot`] once; the whole request uses it.
 //! 2. **[`headers`]**: drop hop-by-hop headers, then keep or make `x-request-id` and append
-//!    `x-forwarded-for`; refuse `CONNECT` (405) and a repeated `Host` (400).
+//!    `x-forwarded-for`; refuse `CONNECT` (405) and a repeated `Host` (400); a target
+//!    with an authority (absolute form, HTTP/2) makes it the `Host`.
 //! 3. **[`route`]**: the route that takes the request (its
 //!    [`Matcher`](crate::snapshot::matcher::Matcher); 404 when none does; an OpenAI-style
 //!    request's body is read first for its `model`), then the route's backend: override
@@ -136,6 +137,7 @@ impl Proxy {
         if let Some(fault) = refuse(&parts) {
             return Ok(respond::refused(None, fault, request_id));
         }
+        headers::host_from_authority(&parts.uri, &mut parts.headers);
 
         // 3. route: which route takes the request, then which of its backends
         let (index, body) = match snap.matcher.pick(&parts.method, &parts.uri, &parts.headers) {

@@ -38,6 +38,7 @@ pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_tota
 pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "switchyard_connections_refused_total";
 pub const CONNECTIONS_SEND_TIMEOUT_TOTAL: &str = "switchyard_connections_send_timeout_total";
+pub const CONNECTIONS_EVICTED_TOTAL: &str = "switchyard_connections_evicted_total";
 pub const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
 pub const FEATURE_DRIFT: &str = "switchyard_feature_drift";
 pub const FEATURE_MISSING_TOTAL: &str = "switchyard_feature_missing_total";
@@ -243,11 +244,15 @@ fn describe_connections() {
     );
     describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
-        "Client connections closed as soon as they were accepted because limits.max_connections were open (admin: 256), by listener."
+        "Client connections closed as soon as they were accepted because limits.max_connections were open (admin: 256, all serving a request), by listener."
     );
     describe_counter!(
         CONNECTIONS_SEND_TIMEOUT_TOTAL,
         "Client connections closed because the client took no answer bytes for limits.send_timeout, by listener."
+    );
+    describe_counter!(
+        CONNECTIONS_EVICTED_TOTAL,
+        "Idle admin connections closed to admit a new one while 256 were open (the longest idle first), by listener."
     );
 }
 
@@ -261,6 +266,7 @@ pub struct ConnectionMetrics {
     idle: Gauge,
     refused: Counter,
     send_timeout: Counter,
+    evicted: Counter,
 }
 
 impl ConnectionMetrics {
@@ -275,6 +281,7 @@ impl ConnectionMetrics {
             idle: gauge!(CONNECTIONS_IDLE, "listener" => listener),
             refused: counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener),
             send_timeout: counter!(CONNECTIONS_SEND_TIMEOUT_TOTAL, "listener" => listener),
+            evicted: counter!(CONNECTIONS_EVICTED_TOTAL, "listener" => listener),
         }
     }
 
@@ -308,6 +315,12 @@ impl ConnectionMetrics {
     /// took no answer bytes for `limits.send_timeout`.
     pub fn send_timed_out(&self) {
         self.send_timeout.increment(1);
+    }
+
+    /// Counts an idle connection told to close so that a new one could be admitted to a
+    /// full listener (admin only).
+    pub fn evicted(&self) {
+        self.evicted.increment(1);
     }
 }
 
