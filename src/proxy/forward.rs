@@ -122,7 +122,7 @@ pub fn observe(
         &backend.metrics,
         tripwire,
         now,
-        now - started,
+        Some(now - started),
         outcome,
     )
 }

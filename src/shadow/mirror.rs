@@ -24,6 +24,7 @@ use crate::snapshot::{Backend, Route};
 use crate::telemetry::share::Client;
 use crate::telemetry::window::{ShadowOutcome, Window};
 use crate::telemetry::{self, metrics};
+use crate::upstream::pool::BackendLatency;
 use crate::upstream::{Failure, Head, Lane, UpstreamBody};
 
 /// Marks a mirrored request, so a model server can tell shadow traffic apart.
@@ -132,22 +133,25 @@ impl Mirror {
     }
 }
 
-/// Sends one copy and reads its answer (up to `max_body`); returns the time to the answer's head too.
+/// Sends one copy and reads its answer (up to `max_body`); returns the backend's latency
+/// too: for an answer, the time from its request written to its head received as the
+/// kernel saw them ([`BackendLatency`]), never a wait of the shadow thread's; `None` when
+/// that could not be measured. For a failure, the time it took.
 async fn send_copy(
     backend: &Backend,
     head: Head,
     body: Bytes,
     max_body: usize,
-) -> (Duration, Copy) {
+) -> (Option<Duration>, Copy) {
     let started = Instant::now();
     let sent = backend
         .upstream
         .send(Lane::Shadow, head, UpstreamBody::buffered(body));
     let resp = match sent.await {
         Ok(resp) => resp,
-        Err(failure) => return (started.elapsed(), Err(failure)),
+        Err(failure) => return (Some(started.elapsed()), Err(failure)),
     };
-    let latency = started.elapsed();
+    let latency = resp.extensions().get::<BackendLatency>().map(|l| l.0);
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -173,9 +177,15 @@ async fn send_copy(
     )
 }
 
-/// A mirrored answer counts as a candidate sample: its window (when `judged`), metrics and
-/// the tripwire.
-fn account(candidate: &Backend, snap: &Route, latency: Duration, result: &Copy, judged: bool) {
+/// A mirrored answer counts as a candidate sample: its window (when `judged`, and its
+/// latency was measured cleanly), metrics and the tripwire.
+fn account(
+    candidate: &Backend,
+    snap: &Route,
+    latency: Option<Duration>,
+    result: &Copy,
+    judged: bool,
+) {
     let outcome = match result {
         Ok(c) => telemetry::Outcome::Answered(c.status),
         Err(failure) => match failure.outcome() {

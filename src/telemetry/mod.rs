@@ -27,8 +27,9 @@ pub enum Outcome {
     Failed(ErrorKind),
 }
 
-/// Records one outcome of a backend at `now`: its latency and error metrics, its window
-/// (`None` when the sample is not judged: its client is over its
+/// Records one outcome of a backend at `now`: its latency (`None` when it could not be
+/// measured as the backend's own: then the window does not take the sample) and error
+/// metrics, its window (`None` when the sample is not judged: its client is over its
 /// [share](share::Shares)), and the rollout's tripwire when the backend is the
 /// candidate. Returns whether the outcome counts as a failure of the backend.
 ///
@@ -39,12 +40,14 @@ pub fn record(
     metrics: &BackendMetrics,
     tripwire: Option<&Tripwire>,
     now: Instant,
-    latency: Duration,
+    latency: Option<Duration>,
     outcome: Outcome,
 ) -> bool {
     let failed = match outcome {
         Outcome::Answered(status) => {
-            metrics.latency(latency);
+            if let Some(latency) = latency {
+                metrics.latency(latency);
+            }
             let failed = status >= 500;
             if failed {
                 metrics.error(ErrorKind::Status);
@@ -56,7 +59,7 @@ pub fn record(
             true
         }
     };
-    if let Some(window) = window {
+    if let (Some(window), Some(latency)) = (window, latency) {
         window.record(now, latency, failed);
     }
     if let Some(t) = tripwire {
