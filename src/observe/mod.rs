@@ -44,6 +44,11 @@ use crate::monitor::{Answer, Exchange, Monitor, Payload};
 /// parsing them would cost more than the request.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The request id whose observation panics, in unit tests (the observer thread's panic
+/// handling is tested with it).
+#[cfg(test)]
+pub(crate) const PANIC_FOR_TESTS: &str = "test:panic-while-observing";
+
 /// A draw is in parts per million: `sample: 0.01` (one request in ten thousand) still counts.
 const PPM: u32 = 1_000_000;
 
@@ -160,14 +165,16 @@ impl Observers {
 
     /// Tells the monitor which rollout the route is on; a new one (a new candidate, a
     /// retry) begins a reference from the stable's next sampled requests (unless the
-    /// reference is a file) and empties the drift windows, so that the `output_drift`
-    /// gate judges it on its own answers, not on those of the attempt before it.
+    /// reference is a file), forgets the features found in requests (so the slots an
+    /// earlier request took are free again) and empties the drift windows, so that the
+    /// `output_drift` gate judges it on its own answers, not on those of the attempt
+    /// before it.
     pub fn rollout(&self, id: u64) {
         if let Some(w) = &self.monitor {
             if w.rollout.swap(id, Ordering::Relaxed) != id {
                 let mut monitor = w.lock();
                 monitor.start_reference(&w.stable);
-                monitor.clear_windows();
+                monitor.forget_discovered();
             }
         }
     }
@@ -175,6 +182,10 @@ impl Observers {
     /// Hands one exchange to each observer whose sample takes its draw; its bodies are
     /// parsed once, and only when an observer reads them here.
     pub fn observe(&self, seen: &Seen<'_>) {
+        #[cfg(test)]
+        if seen.request_id == PANIC_FOR_TESTS {
+            panic!("a panic forced for a test");
+        }
         let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample;
         let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample;
         let captured = self.capture.is_some() && seen.draw < self.capture_sample;
@@ -453,10 +464,18 @@ fn watch(route: &config::Route, previous: Option<&Arc<Watch>>) -> Option<Arc<Wat
     }
 }
 
-/// A route's `monitor` settings with its drift window fixed by the analysis: the
-/// analysis window, slid in sixths, and the analysis' fewest samples.
+/// A route's `monitor` settings with its drift window fixed by the analysis (the
+/// analysis window, slid in sixths, and the analysis' fewest samples) and the route's
+/// `redact` pointers (the capture's and the comparison's), whose values it never shows.
 pub fn monitor_settings(route: &config::Route) -> MonitorConfig {
     let mut s = route.monitor.clone();
+    s.redact = route
+        .capture
+        .iter()
+        .flat_map(|c| c.redact.iter())
+        .chain(&route.shadow.compare.redact)
+        .cloned()
+        .collect();
     if let Some(a) = &route.rollout.analysis {
         s.window = a.window.0;
         s.bucket = Duration::from_secs(a.window.0.as_secs().div_ceil(6).max(1));
