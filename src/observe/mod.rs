@@ -552,4 +552,64 @@ mod tests {
             "new bounds: a new store"
         );
     }
+
+    /// Hands `request` (a V2 body) to the route's observers as blue's exchange.
+    fn observe_request(o: &Observers, request: &str) {
+        let request = Bytes::from(request.to_owned());
+        let backend: Arc<str> = "blue".into();
+        let body = Bytes::from_static(b"{}");
+        o.observe(&Seen {
+            draw: 0,
+            request_id: "r",
+            path: "/v2/models/m/infer",
+            at: SystemTime::now(),
+            latency: Duration::from_millis(1),
+            request: &request,
+            request_truncated: false,
+            backend: &backend,
+            answer: Answered {
+                status: 200,
+                body: &body,
+                truncated: false,
+            },
+            shadow: None,
+        });
+    }
+
+    /// A V2 request of one row of `cols` columns of tensor `name`.
+    fn wide(name: &str, cols: usize) -> String {
+        let data = vec!["1"; cols].join(",");
+        format!(r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"INT32","data":[{data}]}}]}}"#)
+    }
+
+    fn feature_names(o: &Observers) -> Vec<String> {
+        let report = o.monitor().unwrap().report(Instant::now(), None);
+        report.backends[0]
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_new_rollout_frees_the_feature_slots_an_earlier_request_took() {
+        let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' } }\n\
+                    rollout: { stable: blue }\n\
+                    monitor: { sample: 100, protocol: v2, max_features: 16 }\n";
+        let config = config::parse(yaml).unwrap();
+        let hub = Hub::new(&config, None);
+        let o = hub.observers(&config.routes()[0]).unwrap();
+        o.rollout(1);
+        observe_request(&o, &wide("wide", 300));
+        observe_request(&o, &wide("x", 2));
+        assert!(!feature_names(&o).iter().any(|n| n.starts_with("x[")));
+
+        o.rollout(1);
+        observe_request(&o, &wide("x", 2));
+        assert!(!feature_names(&o).iter().any(|n| n.starts_with("x[")), "the same rollout");
+
+        o.rollout(2);
+        observe_request(&o, &wide("x", 2));
+        assert_eq!(feature_names(&o), ["x[0]", "x[1]"]);
+    }
 }

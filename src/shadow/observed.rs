@@ -380,3 +380,76 @@ fn caught(request_id: &HeaderValue, payload: &(dyn Any + Send)) {
         "observing an exchange panicked (caught; the observers go on): {what}"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::observe::{Hub, PANIC_FOR_TESTS};
+
+    /// The observers of a route that monitors every request.
+    fn observers() -> Arc<Observers> {
+        let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' } }\n\
+                    rollout: { stable: blue }\n\
+                    monitor: { sample: 100 }\n";
+        let config = config::parse(yaml).unwrap();
+        let hub = Hub::new(&config, None);
+        hub.observers(&config.routes()[0]).unwrap()
+    }
+
+    fn pending(observers: &Arc<Observers>, request_id: &str) -> Box<Pending> {
+        let body = r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1.5,2.5]}]}"#;
+        Box::new(Pending {
+            observers: observers.clone(),
+            draw: 0,
+            request_id: HeaderValue::from_str(request_id).unwrap(),
+            path: PathAndQuery::from_static("/v2/models/m/infer"),
+            at: SystemTime::now(),
+            started: Instant::now(),
+            request: RequestCopy::Buffered(Bytes::from_static(body.as_bytes())),
+            backend: "blue".into(),
+        })
+    }
+
+    fn answer() -> Captured {
+        Captured {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: Bytes::from_static(br#"{"outputs":[{"name":"y","shape":[1],"datatype":"INT64","data":[1]}]}"#),
+            truncated: false,
+            ended: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_panic_while_observing_is_caught_counted_and_the_next_exchange_observed() {
+        let o = observers();
+        let before = panics();
+        submit(pending(&o, PANIC_FOR_TESTS), answer(), None);
+        submit(pending(&o, "after-the-panic"), answer(), None);
+        // The observer thread is a real thread: wait for it, bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let parsed = || o.monitor().map_or(0, |m| m.report(Instant::now(), None).samples.parsed);
+        while parsed() < 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(parsed(), 1, "the exchange after the panic was observed");
+        assert_eq!(panics() - before, 1, "the panic was counted");
+        assert_eq!(THREAD.load(Ordering::Acquire), THREAD_RUNNING);
+        assert_eq!(health(), Ok(()));
+    }
+
+    #[test]
+    fn an_ended_or_stuck_observer_thread_is_unhealthy() {
+        let stuck = STUCK_AFTER.as_millis() as u64;
+        assert_eq!(verdict(THREAD_NONE, 0, 0, 10 * stuck), Ok(()));
+        assert_eq!(verdict(THREAD_RUNNING, 0, 0, 10 * stuck), Ok(()), "idle, nothing waiting");
+        assert_eq!(verdict(THREAD_RUNNING, 3, 1_000, 1_000 + stuck - 1), Ok(()));
+        let e = verdict(THREAD_RUNNING, 3, 1_000, 1_000 + stuck).unwrap_err();
+        assert!(e.contains("stuck") && e.contains("3 exchanges waiting"), "{e}");
+        let e = verdict(THREAD_ENDED, 0, 0, 0).unwrap_err();
+        assert!(e.contains("ended"), "{e}");
+        let e = verdict(THREAD_FAILED, 0, 0, 0).unwrap_err();
+        assert!(e.contains("could not start"), "{e}");
+    }
+}
