@@ -124,10 +124,9 @@ impl Summary {
 
     /// The records or rows left out, by reason (empty when none was).
     pub fn skipped(&self) -> String {
-        let too_long = format!("longer than {} MiB", MAX_LINE >> 20);
         let parts = [
             (self.malformed, "malformed"),
-            (self.too_long, too_long.as_str()),
+            (self.too_long, "too long"),
             (self.other_route, "of other routes"),
             (self.redacted, "redacted"),
             (self.unparseable, "without a JSON request"),
@@ -152,10 +151,11 @@ impl Summary {
         self.problem(line, why);
     }
 
-    /// Counts a line or row skipped for its length, keeping its position while there is room.
-    fn too_long(&mut self, line: u64) {
+    /// Counts a line or row skipped for being longer than `max` bytes, keeping its
+    /// position while there is room.
+    fn too_long(&mut self, line: u64, max: usize) {
         self.too_long += 1;
-        self.problem(line, format!("longer than {MAX_LINE} bytes: skipped unread"));
+        self.problem(line, format!("longer than {max} bytes, not read"));
     }
 
     /// Keeps a problem's position and reason while there is room.
@@ -321,22 +321,29 @@ struct Record<'a> {
 /// Builds a reference from a capture file's records (of `route` only, when given); lines
 /// that are not records are skipped and counted, and so are records without a usable
 /// request. Fails on a read error, or when no record was usable.
-pub fn from_capture(
+pub fn from_capture(reader: impl BufRead, route: Option<&str>) -> Result<(Reference, Summary), String> {
+    from_capture_limited(reader, route, MAX_LINE)
+}
+
+/// As [`from_capture`], skipping the lines longer than `max_line` bytes instead of
+/// [`MAX_LINE`].
+pub fn from_capture_limited(
     mut reader: impl BufRead,
     route: Option<&str>,
+    max_line: usize,
 ) -> Result<(Reference, Summary), String> {
     let mut collector = Collector::new()?;
     let mut summary = Summary::default();
     let mut buf = Vec::new();
     let mut number = 0u64;
     loop {
-        let line = read_line(&mut reader, &mut buf, MAX_LINE)
+        let line = read_line(&mut reader, &mut buf, max_line)
             .map_err(|e| format!("line {}: {e}", number + 1))?;
         number += 1;
         match line {
             Line::End => break,
             Line::TooLong => {
-                summary.too_long(number);
+                summary.too_long(number, max_line);
                 continue;
             }
             Line::Whole => {}
@@ -488,9 +495,17 @@ fn usable(reference: Reference, summary: Summary) -> Result<(Reference, Summary)
 /// cannot be read (a different number of cells than the header) are skipped and counted.
 /// Fails on a bad header, a read error, or when no row was read.
 pub fn from_csv(reader: impl std::io::Read) -> Result<(Reference, Summary), String> {
+    from_csv_limited(reader, MAX_LINE)
+}
+
+/// As [`from_csv`], skipping the rows longer than `max_row` bytes instead of [`MAX_LINE`].
+pub fn from_csv_limited(
+    reader: impl std::io::Read,
+    max_row: usize,
+) -> Result<(Reference, Summary), String> {
     let mut table = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(Rows::new(BufReader::new(reader), MAX_LINE));
+        .from_reader(Rows::new(BufReader::new(reader), max_row));
     let headers = table
         .headers()
         .map_err(|e| format!("the header row: {e}"))?;
@@ -522,7 +537,7 @@ pub fn from_csv(reader: impl std::io::Read) -> Result<(Reference, Summary), Stri
         builder.requests += 1;
     }
     for &line in &table.get_ref().skipped {
-        summary.too_long(line);
+        summary.too_long(line, max_row);
     }
     summary.too_long = table.get_ref().too_long;
     if builder.requests == 0 {
@@ -595,8 +610,10 @@ impl<R: BufRead> Rows<R> {
                 }
             }
             let take = end.unwrap_or(available.len());
+            // The row's length without its line end, as a capture line's is counted.
+            let content = take - usize::from(end.is_some());
             if !too_long {
-                if self.row.len().saturating_add(take) > self.max {
+                if self.row.len().saturating_add(content) > self.max {
                     too_long = true;
                     self.row.clear();
                 } else {
@@ -949,7 +966,7 @@ mod tests {
         assert_eq!(s.too_long, 1);
         assert_eq!(s.malformed, 0);
         assert_eq!(s.problems[0].0, 2, "{:?}", s.problems);
-        assert!(s.line(Path::new("r.json"), &r).contains("1 longer than 4 MiB"));
+        assert!(s.line(Path::new("r.json"), &r).contains("skipped 1 too long"));
     }
 
     #[test]
@@ -974,7 +991,7 @@ mod tests {
 
     #[test]
     fn csv_rows_longer_than_the_cap_are_skipped_and_the_rest_read() {
-        let text = "a,b\n1,x\n2,\"quoted\nover lines\"\n3,y\n0123456789,z\nbad\n4,w\n";
+        let text = "a,b\n1,x\n2,\"quoted\nover lines\"\n3,y\n0123456789ab,z\nbad\n4,w\n";
         let mut table = csv::ReaderBuilder::new().from_reader(Rows::new(text.as_bytes(), 12));
         let mut rows = Vec::new();
         let mut errors = Vec::new();

@@ -92,6 +92,13 @@ pub const MAX_CELLS: usize = 1 << 18;
 /// discovered features of V1 and V2 share `max_features`.
 const BUILTINS: usize = 2;
 
+/// The discovered features one protocol (V1 or V2) may name under `protocol: auto`, of
+/// `max_features`: half of what is left beside the OpenAI built-ins (127 of the default
+/// 256), at least 1.
+pub fn share(max_features: usize) -> usize {
+    (max_features.saturating_sub(BUILTINS) / 2).max(1)
+}
+
 /// One value of one feature in one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Cell<'a> {
@@ -232,10 +239,9 @@ impl Schema {
         self
     }
 
-    /// The discovered features one protocol (V1 or V2) may name under `protocol: auto`:
-    /// half of what `max` leaves beside the OpenAI built-ins (127 of the default 256).
-    pub fn share(max: usize) -> usize {
-        (max.saturating_sub(BUILTINS) / 2).max(1)
+    /// The discovered features one protocol may name under `protocol: auto` ([`share`]).
+    pub(crate) fn share(max: usize) -> usize {
+        share(max)
     }
 
     /// Hides the values under these `redact` pointers (see the module docs); pointers

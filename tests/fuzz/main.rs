@@ -12,9 +12,11 @@
 //! saved in `tests/fuzz/proptest-regressions/`, which is committed: those seeds are
 //! replayed first on every run. Each crash found also has a named regression test.
 
+mod baseline;
 mod compare;
 mod config;
 mod headers;
+mod payload;
 
 use std::path::{Path, PathBuf};
 
