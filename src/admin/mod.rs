@@ -103,7 +103,10 @@ impl Admin {
                 if !self.sources.ready.load(Ordering::Acquire) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 } else if let Err(why) = crate::shadow::observed::health() {
-                    text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    )
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }

@@ -321,7 +321,10 @@ struct Record<'a> {
 /// Builds a reference from a capture file's records (of `route` only, when given); lines
 /// that are not records are skipped and counted, and so are records without a usable
 /// request. Fails on a read error, or when no record was usable.
-pub fn from_capture(reader: impl BufRead, route: Option<&str>) -> Result<(Reference, Summary), String> {
+pub fn from_capture(
+    reader: impl BufRead,
+    route: Option<&str>,
+) -> Result<(Reference, Summary), String> {
     from_capture_limited(reader, route, MAX_LINE)
 }
 
@@ -638,7 +641,8 @@ impl<R: BufRead> Rows<R> {
             }
             // One empty line per line skipped, so later rows keep their line numbers.
             let lines = (self.line + 1).saturating_sub(first).max(1);
-            self.row.resize(usize::try_from(lines).unwrap_or(1).min(self.max), b'\n');
+            self.row
+                .resize(usize::try_from(lines).unwrap_or(1).min(self.max), b'\n');
         }
         Ok(())
     }
@@ -966,7 +970,9 @@ mod tests {
         assert_eq!(s.too_long, 1);
         assert_eq!(s.malformed, 0);
         assert_eq!(s.problems[0].0, 2, "{:?}", s.problems);
-        assert!(s.line(Path::new("r.json"), &r).contains("skipped 1 too long"));
+        assert!(s
+            .line(Path::new("r.json"), &r)
+            .contains("skipped 1 too long"));
     }
 
     #[test]
@@ -1012,7 +1018,8 @@ mod tests {
 
         let e = from_csv(format!("{}\n1\n", "h".repeat(MAX_LINE + 1)).as_bytes()).unwrap_err();
         assert!(e.contains("header row is longer than"), "{e}");
-        let (_, s) = from_csv(format!("a\n1\n{}\n2\n", "9".repeat(MAX_LINE + 1)).as_bytes()).unwrap();
+        let (_, s) =
+            from_csv(format!("a\n1\n{}\n2\n", "9".repeat(MAX_LINE + 1)).as_bytes()).unwrap();
         assert_eq!((s.requests, s.too_long), (2, 1));
     }
 }

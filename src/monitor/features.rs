@@ -596,7 +596,10 @@ impl Schema {
             };
             at.select(request, &pattern.segs);
             s.rows = s.rows.max(found.len());
-            s.extend(*ix, found.iter().map(|v| v.map_or(Cell::Absent, Cell::Value)));
+            s.extend(
+                *ix,
+                found.iter().map(|v| v.map_or(Cell::Absent, Cell::Value)),
+            );
             if hidden {
                 if let Some(f) = self.features.get_mut(*ix as usize) {
                     f.redacted = true;

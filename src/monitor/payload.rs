@@ -361,7 +361,9 @@ impl<'a> Rows<'a> {
         let data = tensor.get("data")?;
         let t = tensor::flatten(data);
         let leaves = leaves(&t.leaves);
-        let declared = tensor.get("shape").and_then(|s| declared_shape(s, leaves.len()));
+        let declared = tensor
+            .get("shape")
+            .and_then(|s| declared_shape(s, leaves.len()));
         let dims = match declared {
             Some(d) => d,
             _ if t.regular => t.dims,
@@ -586,7 +588,9 @@ fn openai_predictions(events: &[Value]) -> (Vec<Prediction>, usize) {
                 .or_else(|| c.pointer("/delta/content"))
                 .or_else(|| c.get("text"))
                 .and_then(Value::as_str);
-            rows[i].0 = rows[i].0.saturating_add(text.map_or(0, |t| t.chars().count()));
+            rows[i].0 = rows[i]
+                .0
+                .saturating_add(text.map_or(0, |t| t.chars().count()));
             if let Some(r) = c.get("finish_reason").and_then(Value::as_str) {
                 rows[i].1 = Some(r.to_owned());
             }

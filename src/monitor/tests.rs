@@ -859,23 +859,36 @@ fn a_shape_whose_product_overflows_is_not_believed() {
     // 12297829382473034411 × 3 wraps to 1 in 64 bits: the one value must not be read as
     // a row of three columns.
     let poisonous = r#"{"inputs":[{"name":"x","shape":[12297829382473034411,3],"datatype":"FP32","data":[1.5]}]}"#;
-    let zero = r#"{"inputs":[{"name":"y","shape":[0,18446744073709551615],"datatype":"FP32","data":[]}]}"#;
+    let zero =
+        r#"{"inputs":[{"name":"y","shape":[0,18446744073709551615],"datatype":"FP32","data":[]}]}"#;
     let huge = r#"{"inputs":[{"name":"z","shape":[4294967296,4294967296,1],"datatype":"FP32","data":[2.5]}]}"#;
     let mut m = Monitor::new(Settings::default()).unwrap();
     for request in [poisonous, zero, huge] {
-        observe(&mut m, "blue", "/v2/models/m/infer", request, "{}", Instant::now());
+        observe(
+            &mut m,
+            "blue",
+            "/v2/models/m/infer",
+            request,
+            "{}",
+            Instant::now(),
+        );
     }
     let r = m.report(Instant::now(), None);
     assert_eq!(r.samples.parsed, 3);
     let names: Vec<&str> = r.backends[0].features.iter().map(|f| &*f.name).collect();
-    assert_eq!(names, ["x[0]", "z[0]"], "read by the nesting: one column each");
+    assert_eq!(
+        names,
+        ["x[0]", "z[0]"],
+        "read by the nesting: one column each"
+    );
     assert_eq!(feature(&r, "blue", "x[0]").count, 1);
     assert_eq!(r.untracked_values, 0);
 }
 
 #[test]
 fn an_openai_choice_index_sizes_nothing_beyond_the_choices_there_are() {
-    let hostile = r#"{"choices":[{"index":4294967295,"message":{"content":"hi"},"finish_reason":"stop"}]}"#;
+    let hostile =
+        r#"{"choices":[{"index":4294967295,"message":{"content":"hi"},"finish_reason":"stop"}]}"#;
     let p = parse("/v1/chat/completions", CHAT_REQUEST, hostile);
     assert!(p.predictions.is_empty(), "{:?}", p.predictions);
     assert_eq!(p.over_cap, 1);
@@ -897,7 +910,14 @@ fn an_openai_choice_index_sizes_nothing_beyond_the_choices_there_are() {
 
     // Through the monitor: counted, not read.
     let mut m = Monitor::new(Settings::default()).unwrap();
-    observe(&mut m, "green", "/v1/chat/completions", CHAT_REQUEST, hostile, Instant::now());
+    observe(
+        &mut m,
+        "green",
+        "/v1/chat/completions",
+        CHAT_REQUEST,
+        hostile,
+        Instant::now(),
+    );
     let r = m.report(Instant::now(), None);
     assert_eq!(r.backends[0].outputs.over_cap, 1);
     assert_eq!(r.backends[0].outputs.rows, 0);
@@ -916,9 +936,18 @@ fn an_answer_gives_at_most_max_rows_predictions() {
 fn a_request_gives_at_most_max_cells_values() {
     let n = features::MAX_CELLS + 10;
     let data = vec!["1"; n].join(",");
-    let request = format!(r#"{{"inputs":[{{"name":"x","shape":[{n}],"datatype":"INT32","data":[{data}]}}]}}"#);
+    let request = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[{n}],"datatype":"INT32","data":[{data}]}}]}}"#
+    );
     let mut m = Monitor::new(Settings::default()).unwrap();
-    observe(&mut m, "blue", "/v2/models/m/infer", &request, "{}", Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &request,
+        "{}",
+        Instant::now(),
+    );
     let r = m.report(Instant::now(), None);
     let x = feature(&r, "blue", "x[0]");
     assert_eq!(x.count, features::MAX_CELLS as u64);
@@ -930,7 +959,9 @@ fn a_request_gives_at_most_max_cells_values() {
 /// A V2 request of one row with `cols` columns of tensor `name`.
 fn wide(name: &str, cols: usize) -> String {
     let data = vec!["0.5"; cols].join(",");
-    format!(r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"FP32","data":[{data}]}}]}}"#)
+    format!(
+        r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"FP32","data":[{data}]}}]}}"#
+    )
 }
 
 #[test]
@@ -938,10 +969,31 @@ fn v1_and_v2_share_the_feature_slots_under_auto() {
     let mut m = Monitor::new(Settings::default()).unwrap();
     let share = features::Schema::share(256);
     assert_eq!(share, 127);
-    observe(&mut m, "blue", "/v2/models/m/infer", &wide("w", 300), "{}", Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("w", 300),
+        "{}",
+        Instant::now(),
+    );
     let v1 = r#"{"instances":[{"age":41,"country":"FR"}]}"#;
-    observe(&mut m, "blue", "/v1/models/m:predict", v1, r#"{"predictions":[1]}"#, Instant::now());
-    observe(&mut m, "blue", "/v1/chat/completions", CHAT_REQUEST, CHAT_ANSWER, Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v1/models/m:predict",
+        v1,
+        r#"{"predictions":[1]}"#,
+        Instant::now(),
+    );
+    observe(
+        &mut m,
+        "blue",
+        "/v1/chat/completions",
+        CHAT_REQUEST,
+        CHAT_ANSWER,
+        Instant::now(),
+    );
     let r = m.report(Instant::now(), None);
     let names: Vec<&str> = r.backends[0].features.iter().map(|f| &*f.name).collect();
     assert_eq!(names.iter().filter(|n| n.starts_with("w[")).count(), share);
@@ -959,16 +1011,45 @@ fn a_new_rollout_frees_the_slots_discovered_features_took() {
         ..Settings::default()
     };
     let mut m = Monitor::new(s).unwrap();
-    observe(&mut m, "blue", "/v2/models/m/infer", &wide("w", 300), "{}", Instant::now());
-    observe(&mut m, "blue", "/v2/models/m/infer", &wide("x", 2), "{}", Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("w", 300),
+        "{}",
+        Instant::now(),
+    );
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("x", 2),
+        "{}",
+        Instant::now(),
+    );
     let names = |m: &Monitor| -> Vec<String> {
         let r = m.report(Instant::now(), None);
-        r.backends[0].features.iter().map(|f| f.name.clone()).collect()
+        r.backends[0]
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
     };
-    assert!(names(&m).iter().all(|n| n.starts_with("w[")), "{:?}", names(&m));
+    assert!(
+        names(&m).iter().all(|n| n.starts_with("w[")),
+        "{:?}",
+        names(&m)
+    );
 
     m.forget_discovered();
-    observe(&mut m, "blue", "/v2/models/m/infer", &wide("x", 2), "{}", Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("x", 2),
+        "{}",
+        Instant::now(),
+    );
     assert_eq!(names(&m), ["x[0]", "x[1]"]);
     let r = m.report(Instant::now(), None);
     assert_eq!(feature(&r, "blue", "x[0]").count, 1, "counted afresh");
@@ -986,8 +1067,16 @@ fn values_under_a_redact_pointer_are_counted_never_shown() {
         let request = format!(
             r#"{{"instances":[{{"card":"4111111111111111","pin":{i},"country":"FR"}},{{"card":null,"country":"DE"}}]}}"#
         );
-        let answer = r#"{"predictions":[{"label":"fraud","score":0.9},{"label":"ok","score":0.2}]}"#;
-        observe(&mut m, "blue", "/v1/models/m:predict", &request, answer, Instant::now());
+        let answer =
+            r#"{"predictions":[{"label":"fraud","score":0.9},{"label":"ok","score":0.2}]}"#;
+        observe(
+            &mut m,
+            "blue",
+            "/v1/models/m:predict",
+            &request,
+            answer,
+            Instant::now(),
+        );
     }
     let r = m.report(Instant::now(), None);
     let card = feature(&r, "blue", "card");
@@ -1003,7 +1092,10 @@ fn values_under_a_redact_pointer_are_counted_never_shown() {
     assert!(outputs.redacted && outputs.labels.is_empty() && outputs.scores.is_none());
     assert_eq!(outputs.rows, 40);
     let shown = serde_json::to_string(&r).unwrap();
-    assert!(!shown.contains("4111111111111111") && !shown.contains("fraud"), "{shown}");
+    assert!(
+        !shown.contains("4111111111111111") && !shown.contains("fraud"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -1021,7 +1113,14 @@ fn a_redact_pointer_hides_tensor_columns_and_pointer_features() {
     };
     let mut m = Monitor::new(s.clone()).unwrap();
     let request = r#"{"parameters":{"user":"alice"},"inputs":[{"name":"secret","shape":[1,2],"datatype":"BYTES","data":["a","b"]}]}"#;
-    observe(&mut m, "blue", "/v2/models/m/infer", request, "{}", Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        request,
+        "{}",
+        Instant::now(),
+    );
     let r = m.report(Instant::now(), None);
     let user = feature(&r, "blue", "user");
     assert!(user.redacted && user.top.is_empty() && user.count == 1);
@@ -1032,7 +1131,14 @@ fn a_redact_pointer_hides_tensor_columns_and_pointer_features() {
     };
     let mut m = Monitor::new(discover).unwrap();
     let request = r#"{"inputs":[{"name":"secret","shape":[1,2],"datatype":"BYTES","data":["4111","x"]},{"name":"plain","shape":[1],"datatype":"BYTES","data":["shown"]}]}"#;
-    observe(&mut m, "blue", "/v2/models/m/infer", request, "{}", Instant::now());
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        request,
+        "{}",
+        Instant::now(),
+    );
     let r = m.report(Instant::now(), None);
     for name in ["secret[0]", "secret[1]"] {
         let f = feature(&r, "blue", name);

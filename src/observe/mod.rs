@@ -579,7 +579,9 @@ mod tests {
     /// A V2 request of one row of `cols` columns of tensor `name`.
     fn wide(name: &str, cols: usize) -> String {
         let data = vec!["1"; cols].join(",");
-        format!(r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"INT32","data":[{data}]}}]}}"#)
+        format!(
+            r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"INT32","data":[{data}]}}]}}"#
+        )
     }
 
     fn feature_names(o: &Observers) -> Vec<String> {
@@ -606,7 +608,10 @@ mod tests {
 
         o.rollout(1);
         observe_request(&o, &wide("x", 2));
-        assert!(!feature_names(&o).iter().any(|n| n.starts_with("x[")), "the same rollout");
+        assert!(
+            !feature_names(&o).iter().any(|n| n.starts_with("x[")),
+            "the same rollout"
+        );
 
         o.rollout(2);
         observe_request(&o, &wide("x", 2));

@@ -204,8 +204,12 @@ pub fn health() -> Result<(), String> {
 /// at `progress` (ms), at `now` (ms).
 fn verdict(state: u8, waiting: usize, progress: u64, now: u64) -> Result<(), String> {
     match state {
-        THREAD_ENDED => return Err("the observer thread has ended: exchanges are no longer observed".into()),
-        THREAD_FAILED => return Err("the observer thread could not start: exchanges are not observed".into()),
+        THREAD_ENDED => {
+            return Err("the observer thread has ended: exchanges are no longer observed".into())
+        }
+        THREAD_FAILED => {
+            return Err("the observer thread could not start: exchanges are not observed".into())
+        }
         _ => {}
     }
     let idle = Duration::from_millis(now.saturating_sub(progress));
@@ -415,7 +419,9 @@ mod tests {
         Captured {
             status: 200,
             content_type: Some("application/json".into()),
-            body: Bytes::from_static(br#"{"outputs":[{"name":"y","shape":[1],"datatype":"INT64","data":[1]}]}"#),
+            body: Bytes::from_static(
+                br#"{"outputs":[{"name":"y","shape":[1],"datatype":"INT64","data":[1]}]}"#,
+            ),
             truncated: false,
             ended: Instant::now(),
         }
@@ -429,7 +435,10 @@ mod tests {
         submit(pending(&o, "after-the-panic"), answer(), None);
         // The observer thread is a real thread: wait for it, bounded.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let parsed = || o.monitor().map_or(0, |m| m.report(Instant::now(), None).samples.parsed);
+        let parsed = || {
+            o.monitor()
+                .map_or(0, |m| m.report(Instant::now(), None).samples.parsed)
+        };
         while parsed() < 1 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -443,10 +452,17 @@ mod tests {
     fn an_ended_or_stuck_observer_thread_is_unhealthy() {
         let stuck = STUCK_AFTER.as_millis() as u64;
         assert_eq!(verdict(THREAD_NONE, 0, 0, 10 * stuck), Ok(()));
-        assert_eq!(verdict(THREAD_RUNNING, 0, 0, 10 * stuck), Ok(()), "idle, nothing waiting");
+        assert_eq!(
+            verdict(THREAD_RUNNING, 0, 0, 10 * stuck),
+            Ok(()),
+            "idle, nothing waiting"
+        );
         assert_eq!(verdict(THREAD_RUNNING, 3, 1_000, 1_000 + stuck - 1), Ok(()));
         let e = verdict(THREAD_RUNNING, 3, 1_000, 1_000 + stuck).unwrap_err();
-        assert!(e.contains("stuck") && e.contains("3 exchanges waiting"), "{e}");
+        assert!(
+            e.contains("stuck") && e.contains("3 exchanges waiting"),
+            "{e}"
+        );
         let e = verdict(THREAD_ENDED, 0, 0, 0).unwrap_err();
         assert!(e.contains("ended"), "{e}");
         let e = verdict(THREAD_FAILED, 0, 0, 0).unwrap_err();

@@ -50,15 +50,18 @@ fn capture_line() -> BoxedStrategy<String> {
 
 /// A capture file: its lines, joined by `\n` or `\r\n`, with or without a last newline.
 fn capture_file() -> impl Strategy<Value = Vec<u8>> {
-    (prop::collection::vec(capture_line(), 0..12), any::<bool>(), any::<bool>()).prop_map(
-        |(lines, crlf, last)| {
+    (
+        prop::collection::vec(capture_line(), 0..12),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(lines, crlf, last)| {
             let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
             if last {
                 text.push('\n');
             }
             text.into_bytes()
-        },
-    )
+        })
 }
 
 /// Lines of `bytes` (split at `\n`; a last empty piece is no line).
@@ -72,8 +75,12 @@ fn lines(bytes: &[u8]) -> Vec<&[u8]> {
 
 /// Every line is counted once at most, whatever became of it.
 fn accounted(s: &Summary, lines: usize) -> Result<(), TestCaseError> {
-    let counted = s.requests + s.other_route + s.redacted + s.unparseable + s.malformed + s.too_long;
-    prop_assert!(counted <= lines as u64, "{counted} counted of {lines} lines: {s:?}");
+    let counted =
+        s.requests + s.other_route + s.redacted + s.unparseable + s.malformed + s.too_long;
+    prop_assert!(
+        counted <= lines as u64,
+        "{counted} counted of {lines} lines: {s:?}"
+    );
     prop_assert!(s.problems.len() <= 5);
     Ok(())
 }
@@ -108,7 +115,8 @@ fn quoted_table() -> impl Strategy<Value = Vec<u8>> {
         1 => "[\"a\n,]{0,8}",
     ];
     let row = prop::collection::vec(cell, 1..4).prop_map(|c| c.join(","));
-    prop::collection::vec(row, 0..10).prop_map(|rows| format!("h1,h2\n{}\n", rows.join("\n")).into_bytes())
+    prop::collection::vec(row, 0..10)
+        .prop_map(|rows| format!("h1,h2\n{}\n", rows.join("\n")).into_bytes())
 }
 
 proptest! {

@@ -216,10 +216,14 @@ fn choice() -> BoxedStrategy<Value> {
 fn openai_request() -> BoxedStrategy<Value> {
     prop_oneof![
         prop::collection::vec("[a-z]{0,8}", 0..4).prop_map(|c| {
-            let messages: Vec<Value> = c.iter().map(|c| json!({ "role": "user", "content": c })).collect();
+            let messages: Vec<Value> = c
+                .iter()
+                .map(|c| json!({ "role": "user", "content": c }))
+                .collect();
             json!({ "model": "m", "messages": messages })
         }),
-        prop::collection::vec("[a-z]{0,8}", 0..4).prop_map(|p| json!({ "model": "m", "prompt": p })),
+        prop::collection::vec("[a-z]{0,8}", 0..4)
+            .prop_map(|p| json!({ "model": "m", "prompt": p })),
         "[a-z]{0,8}".prop_map(|p| json!({ "model": "m", "prompt": p })),
     ]
     .boxed()
@@ -281,7 +285,12 @@ fn protocol() -> impl Strategy<Value = Protocol> {
 /// Monitor settings: discovered or configured features, redact pointers or none, the
 /// default or a small `max_features`.
 fn settings() -> impl Strategy<Value = Settings> {
-    (protocol(), any::<bool>(), any::<bool>(), prop::sample::select(vec![1usize, 3, 8, 256]))
+    (
+        protocol(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::sample::select(vec![1usize, 3, 8, 256]),
+    )
         .prop_map(|(protocol, configured, redact, max)| {
             let features = if configured {
                 vec![
@@ -311,7 +320,12 @@ fn settings() -> impl Strategy<Value = Settings> {
         })
 }
 
-fn spec(name: &str, input: Option<&str>, column: Option<usize>, pointer: Option<&str>) -> FeatureSpec {
+fn spec(
+    name: &str,
+    input: Option<&str>,
+    column: Option<usize>,
+    pointer: Option<&str>,
+) -> FeatureSpec {
     FeatureSpec {
         name: name.into(),
         input: input.map(Into::into),

@@ -14,7 +14,8 @@ use crate::support::{eventually, ProxyHarness};
 
 /// A V2 request whose shape multiplies to 1 in 64 bits (12297829382473034411 × 3 wraps),
 /// with one value: believed, it reads a column past the row.
-const POISONOUS: &str = r#"{"inputs":[{"name":"x","shape":[12297829382473034411,3],"datatype":"FP32","data":[1.0]}]}"#;
+const POISONOUS: &str =
+    r#"{"inputs":[{"name":"x","shape":[12297829382473034411,3],"datatype":"FP32","data":[1.0]}]}"#;
 
 /// A V2 request of one row of three features summing to `sum`.
 fn row(sum: f64) -> String {
@@ -54,8 +55,13 @@ async fn a_request_with_an_overflowing_shape_blinds_no_observer() {
     let h = ProxyHarness::start(&config).await;
     let headers = |id: &'static str| [("content-type", "application/json"), ("x-request-id", id)];
     // Whatever the model makes of it, the request is observed first.
-    h.send(Method::POST, "/v2/models/m/infer", &headers("poison-0"), POISONOUS)
-        .await;
+    h.send(
+        Method::POST,
+        "/v2/models/m/infer",
+        &headers("poison-0"),
+        POISONOUS,
+    )
+    .await;
     let n = 20;
     let ids: Vec<String> = (0..n).map(|i| format!("after-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -103,7 +109,9 @@ async fn a_request_with_an_overflowing_shape_blinds_no_observer() {
     // Nothing panicked, and the observers are ready.
     let metrics = h.metrics_text().await;
     assert!(
-        metrics.lines().any(|l| l == "switchyard_observer_panics_total 0"),
+        metrics
+            .lines()
+            .any(|l| l == "switchyard_observer_panics_total 0"),
         "{}",
         metrics
             .lines()
@@ -142,7 +150,8 @@ async fn a_candidate_answer_with_huge_choice_indexes_crashes_nothing() {
     let h = ProxyHarness::start(&config).await;
     let before = peak_rss_mib();
     let n = 10;
-    let chat = json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] }).to_string();
+    let chat =
+        json!({ "model": "m", "messages": [{ "role": "user", "content": "hi" }] }).to_string();
     for _ in 0..n {
         let a = h
             .send(
@@ -156,17 +165,21 @@ async fn a_candidate_answer_with_huge_choice_indexes_crashes_nothing() {
         assert_eq!(a.json()["choices"][0]["message"]["content"], "fine");
     }
     // Every mirrored answer was read, and every hostile choice counted, not kept.
-    let m = eventually("the candidate's answers", Duration::from_millis(20), || async {
-        let m = admin_get(&h, "/api/v1/monitor").await;
-        let green = m["backends"]
-            .as_array()
-            .and_then(|b| b.iter().find(|b| b["backend"] == "green"))
-            .cloned();
-        match green {
-            Some(g) if g["outputs"]["answers"] == n => Ok(g),
-            _ => Err(format!("{m:#}")),
-        }
-    })
+    let m = eventually(
+        "the candidate's answers",
+        Duration::from_millis(20),
+        || async {
+            let m = admin_get(&h, "/api/v1/monitor").await;
+            let green = m["backends"]
+                .as_array()
+                .and_then(|b| b.iter().find(|b| b["backend"] == "green"))
+                .cloned();
+            match green {
+                Some(g) if g["outputs"]["answers"] == n => Ok(g),
+                _ => Err(format!("{m:#}")),
+            }
+        },
+    )
     .await;
     let outputs = &m["outputs"];
     assert_eq!(outputs["over_cap"], 2 * n, "{outputs:#}");
@@ -176,7 +189,9 @@ async fn a_candidate_answer_with_huge_choice_indexes_crashes_nothing() {
     // indexes named: 640 MB a row vector, were they believed.
     let grown = peak_rss_mib() - before;
     assert!(grown < 256.0, "peak memory grew by {grown:.0} MiB");
-    let live = h.send(Method::POST, "/v1/chat/completions", &[], &chat).await;
+    let live = h
+        .send(Method::POST, "/v1/chat/completions", &[], &chat)
+        .await;
     assert_eq!(live.status, StatusCode::OK);
 }
 
