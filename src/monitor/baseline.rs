@@ -85,7 +85,8 @@ pub struct Summary {
     pub missing: u64,
     /// Values of the other kind than their feature's (left out).
     pub invalid: u64,
-    /// Values of features beyond `max_features` (left out).
+    /// Values of features beyond `max_features`, or beyond a request's
+    /// [`MAX_CELLS`](super::features::MAX_CELLS) (left out).
     pub untracked: u64,
 }
 
@@ -140,7 +141,10 @@ impl Summary {
             (self.missing, "missing"),
             (self.invalid, "of the wrong kind"),
             (self.redacted_values, "redacted"),
-            (self.untracked, "beyond max_features"),
+            (
+                self.untracked,
+                "untracked (beyond max_features, or a request's cap)",
+            ),
         ];
         join(&parts)
     }
