@@ -100,10 +100,15 @@ impl Admin {
             }
             (&Method::GET, None, api::HEALTHZ) => text(StatusCode::OK, "ok\n"),
             (&Method::GET, None, api::READYZ) => {
-                if self.sources.ready.load(Ordering::Acquire) {
-                    text(StatusCode::OK, "ready\n")
-                } else {
+                if !self.sources.ready.load(Ordering::Acquire) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                } else if let Err(why) = crate::shadow::observed::health() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    )
+                } else {
+                    text(StatusCode::OK, "ready\n")
                 }
             }
             (&Method::GET, None, api::METRICS) => {

@@ -148,6 +148,7 @@ pub fn feedback(snap: &Snapshot, route: Option<&str>, body: &[u8]) -> Result<Joi
 
 /// Sets the monitoring series from every route's observers, before `/metrics` renders.
 pub fn export(snap: &Snapshot, now: Instant) {
+    metrics::observer_panics(crate::shadow::observed::panics());
     for route in snap.routes.iter() {
         let Some(o) = route.observers.as_deref() else {
             continue;

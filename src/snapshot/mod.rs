@@ -403,7 +403,10 @@ impl RouteBuilder {
                 .as_ref()
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             fallback_to_stable: r.fallback_to_stable,
-            compare: Arc::new(compare_rules(&route.shadow.compare)),
+            compare: Arc::new(compare_rules(
+                &route.shadow.compare,
+                route.capture.as_ref().map_or(&[][..], |c| &c.redact),
+            )),
             window: r
                 .analysis
                 .as_ref()
@@ -453,14 +456,17 @@ fn sticky(r: &config::RolloutConfig) -> Option<Sticky> {
     }
 }
 
-/// The compiled comparison rules of a `shadow.compare`.
-fn compare_rules(c: &config::CompareConfig) -> compare::Rules {
+/// The compiled comparison rules of a `shadow.compare`; the diffs it shows also hide
+/// what the capture's `redact` pointers (`capture_redact`) hide: a value redacted
+/// anywhere is shown nowhere.
+fn compare_rules(c: &config::CompareConfig, capture_redact: &[String]) -> compare::Rules {
+    let redact = c.redact.iter().chain(capture_redact).cloned().collect();
     compare::Rules::new(
         c.protocol,
         c.ignore.clone(),
         c.abs_tolerance,
         c.rel_tolerance,
-        c.redact.clone(),
+        redact,
     )
     .unwrap_or_default()
 }

@@ -48,6 +48,7 @@ pub const MEAN_ABSOLUTE_ERROR: &str = "switchyard_mean_absolute_error";
 pub const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
 pub const CAPTURE_RECORDS_TOTAL: &str = "switchyard_capture_records_total";
 pub const MONITOR_SAMPLES_TOTAL: &str = "switchyard_monitor_samples_total";
+pub const OBSERVER_PANICS_TOTAL: &str = "switchyard_observer_panics_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -222,6 +223,10 @@ fn describe_monitoring() {
     describe_counter!(
         MONITOR_SAMPLES_TOTAL,
         "Sampled exchanges handed to the monitor, by result (parsed, unparseable, dropped)."
+    );
+    describe_counter!(
+        OBSERVER_PANICS_TOTAL,
+        "Panics caught while observing an exchange (the observers went on with the next one)."
     );
 }
 
@@ -614,6 +619,11 @@ pub fn monitor_samples(route: &str, parsed: u64, unparseable: u64, dropped: u64)
         counter!(MONITOR_SAMPLES_TOTAL, "result" => result, "route" => route.to_string())
             .absolute(n);
     }
+}
+
+/// Panics caught in the observer thread since the start.
+pub fn observer_panics(n: u64) {
+    counter!(OBSERVER_PANICS_TOTAL).absolute(n);
 }
 
 /// Counts one failed write of the rollout state file.

@@ -1,5 +1,6 @@
 //! Property-based fuzz targets for the parts of switchyard that read what others write:
-//! the config loader, the comparator (and its redaction) and the header handling.
+//! the config loader, the comparator (and its redaction), the header handling, the
+//! observers' payload parsers with the monitor's extraction, and the baseline reader.
 //!
 //! They run on the stable toolchain with `proptest`: each target draws inputs from
 //! strategies and from mutations of the seed corpora under `tests/fuzz/corpus/`, and
@@ -12,9 +13,11 @@
 //! saved in `tests/fuzz/proptest-regressions/`, which is committed: those seeds are
 //! replayed first on every run. Each crash found also has a named regression test.
 
+mod baseline;
 mod compare;
 mod config;
 mod headers;
+mod payload;
 
 use std::path::{Path, PathBuf};
 

@@ -6,5 +6,6 @@ mod support;
 
 mod capture;
 mod gates;
+mod hostile;
 mod stats;
 mod wiring;
