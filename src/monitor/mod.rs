@@ -231,6 +231,9 @@ struct Backend {
     name: Box<str>,
     stats: BackendStats,
     window: Option<Window>,
+    /// Outputs of the answers this backend gave to mirrored requests, the live one's or
+    /// the mirror's ([`Monitor::pair`]): output drift on the very same requests.
+    paired: Option<Window>,
 }
 
 /// Exchanges the monitor was handed, by what became of them.
@@ -297,6 +300,7 @@ impl Monitor {
         layout.link(self.schema.features.iter().map(|f| &*f.name));
         for b in &mut self.backends {
             b.window = Some(new_window(&self.settings, self.origin, &layout));
+            b.paired = Some(new_window(&self.settings, self.origin, &layout));
         }
         self.layout = Some(layout);
     }
@@ -308,6 +312,7 @@ impl Monitor {
         if let Some(layout) = &self.layout {
             for b in &mut self.backends {
                 b.window = Some(new_window(&self.settings, self.origin, layout));
+                b.paired = Some(new_window(&self.settings, self.origin, layout));
             }
         }
     }
@@ -381,6 +386,38 @@ impl Monitor {
         }
     }
 
+    /// Counts the outputs of one mirrored request's two answers, the live one's and the
+    /// mirror's (each already [observed](Monitor::observe)), in their backends' paired
+    /// windows: output drift then compares the two models' answers to the very same
+    /// requests, which no mix of inputs (one user's flood, a skewed sticky split) can move.
+    pub fn pair(&mut self, live: (&str, &Payload), mirror: (&str, &Payload), now: Instant) {
+        let (Some(l), Some(m)) = (self.backend(live.0), self.backend(mirror.0)) else {
+            return;
+        };
+        let Some(layout) = &self.layout else {
+            return;
+        };
+        for (b, payload) in [(l, live.1), (m, mirror.1)] {
+            if self.answers_hidden[payload.protocol as usize] {
+                continue;
+            }
+            let Some(bucket) = self.backends[b].paired.as_mut().and_then(|w| w.bucket(now)) else {
+                continue;
+            };
+            for p in &payload.predictions {
+                for bin in layout
+                    .output_bins(p.label.as_deref(), p.score)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(c) = bucket.get_mut(bin) {
+                        *c = c.saturating_add(1);
+                    }
+                }
+            }
+        }
+    }
+
     /// Counts a request towards the reference being built, and puts it in use when complete.
     fn finish_request(&mut self) {
         let Some(builder) = &mut self.builder else {
@@ -404,14 +441,17 @@ impl Monitor {
         if self.backends.len() >= MAX_BACKENDS {
             return None;
         }
-        let window = self
-            .layout
-            .as_ref()
-            .map(|l| new_window(&self.settings, self.origin, l));
+        let window = || {
+            self.layout
+                .as_ref()
+                .map(|l| new_window(&self.settings, self.origin, l))
+        };
+        let (window, paired) = (window(), window());
         self.backends.push(Backend {
             name: name.into(),
             stats: BackendStats::default(),
             window,
+            paired,
         });
         Some(self.backends.len() - 1)
     }

@@ -4,7 +4,7 @@
 use super::drift::{self, Drift, Layout};
 use super::features::{Feature, Kind};
 use super::stats::{BackendStats, FeatureStats, OutputStats, Quantiles, TopValue, TOP_SHOWN};
-use super::{Backend, Missing, Monitor, Protocol, Samples};
+use super::{Backend, Missing, Monitor, Protocol, Samples, Window};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -109,6 +109,9 @@ pub struct OutputReport {
 pub struct OutputDrift {
     pub stable: String,
     pub candidate: String,
+    /// Compared on the answers both gave to the same mirrored requests (else on each
+    /// one's own traffic over the window).
+    pub paired: bool,
     /// Label mix: Jensen-Shannon distance.
     pub label: Option<Drift>,
     /// Scores: PSI on the reference's score bins, the stable's shares as expected.
@@ -193,8 +196,29 @@ impl Monitor {
                 .find(|b| *b.name == *name)
                 .and_then(|b| b.window.as_ref())
         };
-        let (sw, cw) = (window(stable)?, window(candidate)?);
         let min = self.settings.min_samples.max(1);
+        // The answers to mirrored requests, both models on the same requests, once each
+        // side has enough of them; else each one's own traffic.
+        let paired = |name: &str| {
+            self.backends
+                .iter()
+                .find(|b| *b.name == *name)
+                .and_then(|b| b.paired.as_ref())
+        };
+        let enough = |w: &Window| {
+            layout
+                .output_counts(0, w, now)
+                .or_else(|| layout.output_counts(1, w, now))
+                .is_some_and(|(_, c)| c.iter().sum::<u64>() >= min)
+        };
+        let pair = match (paired(stable), paired(candidate)) {
+            (Some(s), Some(c)) if enough(s) && enough(c) => Some((s, c)),
+            _ => None,
+        };
+        let (sw, cw) = match pair {
+            Some(p) => p,
+            None => (window(stable)?, window(candidate)?),
+        };
         let figure = |which| {
             let (kind, expected) = layout.output_counts(which, sw, now)?;
             let (_, actual) = layout.output_counts(which, cw, now)?;
@@ -217,6 +241,7 @@ impl Monitor {
         Some(OutputDrift {
             stable: stable.to_owned(),
             candidate: candidate.to_owned(),
+            paired: pair.is_some(),
             label: figure(0),
             score: figure(1),
         })

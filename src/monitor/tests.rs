@@ -651,6 +651,41 @@ fn js_distance_is_low_for_the_same_mix_and_high_for_a_shifted_one() {
 }
 
 #[test]
+fn on_mirrored_requests_output_drift_compares_both_models_on_the_same_requests() {
+    let mut g = Normal::new(11);
+    let now = Instant::now();
+    let mut m = Monitor::new(settings(1000)).unwrap();
+    m.start_reference("blue");
+    let answer = |label: &str| format!(r#"{{"predictions":[{{"label":"{label}"}}]}}"#);
+    let (path, req) = ("/v1/models/m:predict", r#"{"instances":[[1.0]]}"#);
+    for _ in 0..1000 {
+        observe(&mut m, "blue", path, req, &answer(g.pick(&MIX)), now);
+    }
+    // The candidate's own users (one heavy user, a skewed sticky slice) send requests
+    // that all come out "IT": on their traffic alone the candidate looks drifted.
+    for _ in 0..500 {
+        observe(&mut m, "blue", path, req, &answer(g.pick(&MIX)), now);
+        observe(&mut m, "green", path, req, &answer("IT"), now);
+    }
+    let d = m.output_drift("blue", "green", now).unwrap();
+    assert!(!d.paired);
+    assert!(d.value().unwrap() > 0.2, "{d:?}");
+
+    // Mirrored requests: both models answer the very same requests alike.
+    for _ in 0..500 {
+        let a = answer(g.pick(&MIX));
+        let (live, mirror) = (exchange("blue", path, req, &a), exchange("green", path, req, &a));
+        let (lp, mp) = (m.parse(&live), m.parse(&mirror));
+        m.observe(&live, &lp, now);
+        m.observe(&mirror, &mp, now);
+        m.pair(("blue", &lp), ("green", &mp), now);
+    }
+    let d = m.output_drift("blue", "green", now).unwrap();
+    assert!(d.paired, "{d:?}");
+    assert!(d.value().unwrap() < 1e-9, "same answers to the same requests: {d:?}");
+}
+
+#[test]
 fn output_drift_compares_the_candidate_with_the_stable_over_the_same_window() {
     let mut g = Normal::new(9);
     let now = Instant::now();

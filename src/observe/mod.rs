@@ -192,8 +192,7 @@ impl Observers {
             panic!("a panic forced for a test");
         }
         let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample && seen.judged;
-        let remembered =
-            self.feedback.is_some() && seen.draw < self.feedback_sample && seen.judged;
+        let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample && seen.judged;
         let captured = self.capture.is_some() && seen.draw < self.capture_sample;
         let now = Instant::now();
         let live = exchange(&self.route, seen.backend, seen, seen.answer);
@@ -207,6 +206,7 @@ impl Observers {
                 let request = p.request.take();
                 let s = Payload::with_answer(request, p.protocol, &copy);
                 monitor.observe(&copy, &s, now);
+                monitor.pair((seen.backend, p), (backend, &s), now);
                 shadow_payload = Some(s);
             }
         }
