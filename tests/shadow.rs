@@ -49,7 +49,8 @@ async fn retrained(name: &str) -> ModelServer {
 /// comparing as v2.
 fn agreement_gated(min_samples: u64) -> TestConfig {
     TestConfig::shadow()
-        .analysis(Analysis::new("200ms", "1m", min_samples, 1000))
+        // The test's one client stands for every user: no share bound.
+        .analysis(Analysis::new("200ms", "1m", min_samples, 1000).max_client_share(1.0))
         .gate_shadow_agreement(0.9)
         .max_in_flight(1000)
         .compare_protocol("v2")
