@@ -9,6 +9,7 @@ pub mod assets;
 pub mod client;
 pub mod guard;
 pub mod history;
+pub mod labels;
 pub mod monitor;
 pub mod window;
 
@@ -204,7 +205,9 @@ impl Admin {
     }
 
     /// `POST /api/v1/feedback`: labels joined to remembered predictions, under the token
-    /// rules of every mutating call; a scoped path must name a route.
+    /// rules of every mutating call; a scoped path must name a route. 409 when no route
+    /// remembers predictions (nothing could match), 413 for a body over
+    /// `feedback.max_body`; the body is parsed and joined off the runtime ([`labels`]).
     async fn feedback(
         &self,
         req: Request<Incoming>,
@@ -219,20 +222,32 @@ impl Admin {
                 return control_error(&e);
             }
         }
-        let body = match Limited::new(req.into_body(), FEEDBACK_MAX_BODY)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                let msg = "feedback body unreadable or over 16 MiB: send labels in batches";
-                return error(StatusCode::BAD_REQUEST, msg);
-            }
-        };
         let snap = self.sources.published.snapshot.load_full();
-        match monitor::feedback(&snap, route, &body) {
-            Ok(joined) => json(StatusCode::OK, &joined),
-            Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
+        let store = match monitor::feedback_store(&snap, route) {
+            Ok(store) => store,
+            Err(msg) => return error(StatusCode::CONFLICT, &msg),
+        };
+        drop(snap);
+        let max = store.max_body();
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return labels_refused(labels::Refused::TooLarge(max));
+        }
+        let joined = async {
+            let turn = labels::admit().await?;
+            let body = labels::read(req.into_body(), max).await?;
+            labels::join(store, body, tokio::time::Instant::now(), turn).await
+        };
+        match joined.await {
+            Ok(joined) => {
+                monitor::feedback_counted(route, &joined);
+                json(StatusCode::OK, &joined)
+            }
+            Err(e) => labels_refused(e),
         }
     }
 
@@ -327,8 +342,35 @@ fn controlled(status: &Status) -> serde_json::Value {
     v
 }
 
-/// The largest feedback post read: a batch of labels.
-const FEEDBACK_MAX_BODY: usize = 16 << 20;
+/// The answer to a feedback post that was not joined.
+fn labels_refused(e: labels::Refused) -> Response<Full<Bytes>> {
+    use labels::Refused;
+    match e {
+        Refused::Busy => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy with other label posts: retry shortly",
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Refused::TooLarge(max) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "feedback body over feedback.max_body ({}): send labels in smaller batches",
+                crate::config::ByteSize(max as u64)
+            ),
+        ),
+        Refused::Slow => error(StatusCode::REQUEST_TIMEOUT, "feedback body too slow"),
+        Refused::Unreadable(e) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("feedback body unreadable: {e}"),
+        ),
+        Refused::Invalid(msg) => error(StatusCode::BAD_REQUEST, &msg),
+        Refused::Failed(msg) => error(StatusCode::SERVICE_UNAVAILABLE, &msg),
+    }
+}
 
 /// The answer to a mutating call the guard refused.
 fn refused(refusal: guard::Refusal) -> Response<Full<Bytes>> {
