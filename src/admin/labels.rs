@@ -1,7 +1,8 @@
 //! `POST /api/v1/feedback` off the data plane: a label batch is read and joined on a
 //! thread of its own, never on the runtime that serves requests.
 //!
-//! At most [`MAX_PARSING`] posts are read and joined at once; a further post waits up
+//! At most [`MAX_PARSING`] posts are read and joined at once (per admin API, by its
+//! [`Turns`]); a further post waits up
 //! to [`ADMIT_WAIT`] for its turn (before its body is read), then is answered 503. Each
 //! admitted body is read up to `feedback.max_body` within [`READ_TIMEOUT`], then parsed
 //! and joined on a fresh thread at the observers' low CPU priority, while the admin
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::feedback::{Feedback, Joined};
@@ -31,9 +32,7 @@ pub const ADMIT_WAIT: Duration = Duration::from_secs(10);
 /// How long an admitted post's body may take to arrive before it is answered 408.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-static TURNS: Semaphore = Semaphore::const_new(MAX_PARSING);
-
-/// Bodies being parsed and joined now, on their threads.
+/// Bodies being parsed and joined now, on their threads (in the whole process).
 static PARSING: AtomicUsize = AtomicUsize::new(0);
 
 /// How many feedback bodies are being parsed and joined at this moment (off the runtime).
@@ -58,14 +57,26 @@ pub enum Refused {
     Failed(String),
 }
 
-/// A turn to read and join one post.
-pub struct Turn(#[allow(dead_code)] SemaphorePermit<'static>);
+/// The turns of one admin API's feedback posts: [`MAX_PARSING`] at once.
+#[derive(Clone)]
+pub struct Turns(Arc<Semaphore>);
 
-/// Waits for a turn, at most [`ADMIT_WAIT`].
-pub async fn admit() -> Result<Turn, Refused> {
-    match tokio::time::timeout(ADMIT_WAIT, TURNS.acquire()).await {
-        Ok(Ok(permit)) => Ok(Turn(permit)),
-        _ => Err(Refused::Busy),
+impl Default for Turns {
+    fn default() -> Turns {
+        Turns(Arc::new(Semaphore::new(MAX_PARSING)))
+    }
+}
+
+/// A turn to read and join one post.
+pub struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Turns {
+    /// Waits for a turn, at most [`ADMIT_WAIT`].
+    pub async fn admit(&self) -> Result<Turn, Refused> {
+        match tokio::time::timeout(ADMIT_WAIT, self.0.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Turn(permit)),
+            _ => Err(Refused::Busy),
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Admin {
     sources: Arc<Sources>,
     control: Control,
     token: Option<Arc<str>>,
+    /// Feedback posts read and joined at once, at most [`labels::MAX_PARSING`].
+    labels: labels::Turns,
 }
 
 /// What the admin API shows: the controller's snapshot (with each route's recent shadow
@@ -65,6 +67,7 @@ impl Admin {
             sources: Arc::new(sources),
             control,
             token: token.map(Into::into),
+            labels: labels::Turns::default(),
         }
     }
 
@@ -238,7 +241,7 @@ impl Admin {
             return labels_refused(labels::Refused::TooLarge(max));
         }
         let joined = async {
-            let turn = labels::admit().await?;
+            let turn = self.labels.admit().await?;
             let body = labels::read(req.into_body(), max).await?;
             labels::join(store, body, tokio::time::Instant::now(), turn).await
         };

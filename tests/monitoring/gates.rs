@@ -351,6 +351,10 @@ async fn replayed_request_ids_do_not_poison_a_healthy_candidates_accuracy() {
         replayed: u64,
         matched: u64,
         ambiguous: u64,
+        /// Labels that came before their prediction (the observers lagging on a busy
+        /// machine): joined to the first exchange when it was remembered.
+        waited: u64,
+        answers: Vec<Value>,
     }
     let h = harness(&accuracy_canary(), Model::default()).await;
     let attack = tokio::sync::Mutex::new(Attack::default());
@@ -388,11 +392,20 @@ async fn replayed_request_ids_do_not_poison_a_healthy_candidates_accuracy() {
         let j = joined.json();
         a.matched += j["matched"].as_u64().unwrap_or(0);
         a.ambiguous += j["ambiguous"].as_u64().unwrap_or(0);
+        a.waited += j["waiting"].as_u64().unwrap_or(0);
+        a.answers.push(j);
     })
     .await;
     let a = attack.into_inner();
     assert!(a.replayed >= 10, "{} ids replayed", a.replayed);
-    assert!(a.ambiguous >= a.replayed - 2, "{} ambiguous labels", a.ambiguous);
+    // The last round's labels are not posted.
+    assert!(
+        a.ambiguous + a.waited + 2 >= a.replayed,
+        "{} ambiguous labels of {} replayed: {:?}",
+        a.ambiguous,
+        a.replayed,
+        a.answers
+    );
     assert!(a.matched >= 10, "{} labels matched", a.matched);
 
     let min = gate(&s, "accuracy");
