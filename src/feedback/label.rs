@@ -9,8 +9,9 @@
 //! form); a label that is an array or an object is skipped over, not kept (it is matched
 //! but never scored). So reading a body of `n` bytes holds at most the chunk's
 //! `CHUNK × 64` bytes of labels plus `n` bytes of unescaped strings, on top of the body
-//! itself: at most `2n + 64 KiB`. Nesting is at most 128 levels deep (serde_json's
-//! limit), so the stack is bounded too.
+//! itself: at most `2n + 64 KiB`. The body's own structure is at most a few levels
+//! deep, and a label value's nesting is skipped without recursion (serde_json keeps one
+//! byte per level while it skips), so the stack is bounded too.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,5 +1,6 @@
 //! Property-based fuzz targets for the parts of switchyard that read what others write:
-//! the config loader, the comparator (and its redaction) and the header handling.
+//! the config loader, the comparator (and its redaction), the header handling and the
+//! feedback body reader.
 //!
 //! They run on the stable toolchain with `proptest`: each target draws inputs from
 //! strategies and from mutations of the seed corpora under `tests/fuzz/corpus/`, and
@@ -14,6 +15,7 @@
 
 mod compare;
 mod config;
+mod feedback;
 mod headers;
 
 use std::path::{Path, PathBuf};
