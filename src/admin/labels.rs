@@ -86,9 +86,7 @@ pub async fn read(body: Incoming, max: usize) -> Result<Bytes, Refused> {
     match tokio::time::timeout(READ_TIMEOUT, read).await {
         Err(_) => Err(Refused::Slow),
         Ok(Ok(b)) => Ok(b.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Refused::TooLarge(max))
-        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Refused::TooLarge(max)),
         Ok(Err(e)) => Err(Refused::Unreadable(e.to_string())),
     }
 }
@@ -116,7 +114,9 @@ pub async fn join(
             let _ = tx.send(joined);
         });
     if let Err(e) = started {
-        return Err(Refused::Failed(format!("no thread to read the labels: {e}")));
+        return Err(Refused::Failed(format!(
+            "no thread to read the labels: {e}"
+        )));
     }
     match rx.await {
         Ok(Ok(Ok(joined))) => Ok(joined),

@@ -129,20 +129,31 @@ fn accuracies(route: &Route, o: &Observers, now: Instant) -> Vec<Accuracy> {
 /// with a `feedback:` block shares), or why there is none: the 409's message. A post
 /// that addresses `route` needs that route to remember predictions.
 pub fn feedback_store(snap: &Snapshot, route: Option<&str>) -> Result<Arc<Feedback>, String> {
-    let remembering = |r: &Route| r.observers.as_deref().and_then(Observers::feedback).cloned();
+    let remembering = |r: &Route| {
+        r.observers
+            .as_deref()
+            .and_then(Observers::feedback)
+            .cloned()
+    };
     if let Some(name) = route {
-        return snap.route(name).and_then(|r| remembering(r)).ok_or_else(|| {
-            format!(
-                "route {name} remembers no predictions: labels need a `feedback:` block \
+        return snap
+            .route(name)
+            .and_then(|r| remembering(r))
+            .ok_or_else(|| {
+                format!(
+                    "route {name} remembers no predictions: labels need a `feedback:` block \
                  (the route's or the top-level one)"
-            )
-        });
+                )
+            });
     }
-    snap.routes.iter().find_map(|r| remembering(r)).ok_or_else(|| {
-        "no route remembers predictions: labels need a `feedback:` block (top-level or a \
+    snap.routes
+        .iter()
+        .find_map(|r| remembering(r))
+        .ok_or_else(|| {
+            "no route remembers predictions: labels need a `feedback:` block (top-level or a \
          route's)"
-            .to_string()
-    })
+                .to_string()
+        })
 }
 
 /// Counts a post's labels that matched nothing, under the route it addressed (`""` for
@@ -193,7 +204,11 @@ pub fn export(snap: &Snapshot, now: Instant) {
             metrics::feedback_ambiguous(name, mine.map(|c| c.ambiguous).sum());
         }
     }
-    if let Some(f) = snap.routes.iter().find_map(|r| r.observers.as_deref()?.feedback()) {
+    if let Some(f) = snap
+        .routes
+        .iter()
+        .find_map(|r| r.observers.as_deref()?.feedback())
+    {
         // Labels that waited for a prediction in vain: unmatched, of no known route.
         let expired = f.take_unreported();
         if expired > 0 {

@@ -100,6 +100,7 @@ impl Early {
             0 => 0,
             cap => (cap * 8 / 7).next_power_of_two(),
         };
-        buckets * (size_of::<(u64, Waiting)>() + 1) + self.order.capacity() * size_of::<(u64, u64)>()
+        buckets * (size_of::<(u64, Waiting)>() + 1)
+            + self.order.capacity() * size_of::<(u64, u64)>()
     }
 }

@@ -98,10 +98,7 @@ impl<'a> LabelValue<'a> {
 /// is refused with a message for the client (the answer's 400); the labels handed on
 /// before the fault was found are then to be dropped by the caller (the store reads a
 /// body twice: once to check it, once to join it, so nothing of a refused body is joined).
-pub fn read_labels<'a>(
-    body: &'a [u8],
-    mut each: impl FnMut(&[Label<'a>]),
-) -> Result<u64, String> {
+pub fn read_labels<'a>(body: &'a [u8], mut each: impl FnMut(&[Label<'a>])) -> Result<u64, String> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut read = Reader {
         each: &mut each,

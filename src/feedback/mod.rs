@@ -84,10 +84,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::time::{Duration, Instant};
 
-pub use early::{MAX_WAITING, WAIT_MS};
-pub use label::{parse_labels, read_labels, Label, LabelValue, CHUNK};
 use early::Early;
+pub use early::{MAX_WAITING, WAIT_MS};
 use label::Truth;
+pub use label::{parse_labels, read_labels, Label, LabelValue, CHUNK};
 use pending::{Flags, Guess, Missing, Pending};
 use score::{Ring, Verdict};
 
@@ -371,7 +371,9 @@ impl Feedback {
                     ambiguous: true,
                     ..Flags::default()
                 };
-                inner.pending.insert(id, key, served_guess, at_ms, ambiguous);
+                inner
+                    .pending
+                    .insert(id, key, served_guess, at_ms, ambiguous);
             }
             return;
         }
@@ -383,7 +385,9 @@ impl Feedback {
             }
             return;
         }
-        inner.pending.insert(id, key, served_guess, at_ms, Flags::default());
+        inner
+            .pending
+            .insert(id, key, served_guess, at_ms, Flags::default());
         if let Some((k, g)) = mirror {
             let flags = Flags {
                 mirror: true,

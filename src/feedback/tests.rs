@@ -43,7 +43,11 @@ fn accuracy_is_exact_on_a_known_sequence() {
     let joined = fb.join(&labels, t0 + secs(1));
     assert_eq!(
         joined,
-        Joined { matched: 20, unmatched: 0, ..Joined::default() }
+        Joined {
+            matched: 20,
+            unmatched: 0,
+            ..Joined::default()
+        }
     );
 
     let blue = fb.score("iris", "blue", t0 + secs(1), MINUTE);
@@ -110,7 +114,11 @@ fn labels_that_cannot_be_compared_are_matched_but_not_scored() {
     ];
     assert_eq!(
         fb.join(&labels, t0),
-        Joined { matched: 3, unmatched: 0, ..Joined::default() }
+        Joined {
+            matched: 3,
+            unmatched: 0,
+            ..Joined::default()
+        }
     );
     assert_eq!(fb.score("iris", "blue", t0, MINUTE).labels(), 0);
     assert_eq!(fb.backend_counts()[0].unscored, 3);
@@ -134,7 +142,11 @@ fn max_pending_forgets_the_oldest_first() {
         .collect();
     assert_eq!(
         fb.join(&labels, t0 + secs(5)),
-        Joined { matched: 3, unmatched: 2, ..Joined::default() }
+        Joined {
+            matched: 3,
+            unmatched: 2,
+            ..Joined::default()
+        }
     );
     let c = fb.counts();
     assert_eq!((c.matched, c.late, c.unmatched, c.pending), (3, 2, 2, 0));
@@ -171,7 +183,11 @@ fn retain_forgets_by_time() {
     let labels = [label("old", json!("x")), label("new", json!("x"))];
     assert_eq!(
         fb.join(&labels, t0 + secs(10)),
-        Joined { matched: 1, unmatched: 1, ..Joined::default() }
+        Joined {
+            matched: 1,
+            unmatched: 1,
+            ..Joined::default()
+        }
     );
     let c = fb.counts();
     assert_eq!((c.expired, c.late, c.pending), (1, 1, 0));
@@ -391,8 +407,20 @@ fn a_replayed_id_does_not_take_the_place_of_a_forgotten_prediction() {
 #[test]
 fn a_mirrored_answer_is_the_same_exchange_and_scored_with_it() {
     let (fb, t0) = store(Settings::default());
-    fb.remember_exchange("r1", "iris", ("blue", class("a")), Some(("green", class("b"))), t0);
-    fb.remember_exchange("r2", "iris", ("blue", class("a")), Some(("green", class("a"))), t0);
+    fb.remember_exchange(
+        "r1",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("b"))),
+        t0,
+    );
+    fb.remember_exchange(
+        "r2",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("a"))),
+        t0,
+    );
     let joined = fb.join(&[label("r1", json!("a")), label("r2", json!("a"))], t0);
     assert_eq!(
         joined,
@@ -408,7 +436,13 @@ fn a_mirrored_answer_is_the_same_exchange_and_scored_with_it() {
     assert_eq!((green.matched, green.mirrored), (2, 2));
 
     // A replay of a mirrored exchange's id makes both answers' label ambiguous.
-    fb.remember_exchange("r3", "iris", ("blue", class("a")), Some(("green", class("a"))), t0);
+    fb.remember_exchange(
+        "r3",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("a"))),
+        t0,
+    );
     fb.remember("r3", "iris", "green", class("b"), t0);
     assert_eq!(fb.join(&[label("r3", json!("a"))], t0).ambiguous, 1);
     assert_eq!(fb.score("iris", "green", t0, MINUTE).labels(), 2);
@@ -430,7 +464,11 @@ async fn a_label_that_comes_before_its_prediction_waits_a_short_while_for_it() {
     tokio::time::advance(Duration::from_millis(WAIT_MS / 2)).await;
     fb.remember("r1", "iris", "blue", class("a"), Instant::now());
     let c = fb.counts();
-    assert_eq!((c.matched, c.waiting, c.pending), (1, 0, 0), "joined on arrival");
+    assert_eq!(
+        (c.matched, c.waiting, c.pending),
+        (1, 0, 0),
+        "joined on arrival"
+    );
     assert_eq!(fb.score("iris", "blue", Instant::now(), MINUTE).correct, 1);
 
     // Not forever: a prediction later than the wait finds no label.
@@ -482,7 +520,10 @@ fn a_body_is_read_in_chunks_and_refused_whole() {
     // A fault after the first chunk: nothing of the body is joined.
     let (fb, t0) = store(Settings::default());
     fb.remember("r0", "iris", "blue", class("0"), t0);
-    let bad = format!(r#"{{"feedback": [{}, {{"request_id": 7, "label": 1}}]}}"#, batch.join(","));
+    let bad = format!(
+        r#"{{"feedback": [{}, {{"request_id": 7, "label": 1}}]}}"#,
+        batch.join(",")
+    );
     assert!(fb.join_body(bad.as_bytes(), t0).is_err());
     assert_eq!(fb.counts().pending, 1);
     assert_eq!(fb.counts().waiting, 0);
@@ -501,6 +542,10 @@ fn bodies_that_mix_or_repeat_members_are_refused() {
         br#"{"request_id": "r1", "label": 1} {}"#,
         br#"{}"#,
     ] {
-        assert!(parse_labels(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        assert!(
+            parse_labels(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }

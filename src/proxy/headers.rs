@@ -301,7 +301,11 @@ mod tests {
         }
         let shared: usize = ids
             .windows(2)
-            .map(|w| (0..32).filter(|d| (w[0] >> (4 * d)) & 0xf == (w[1] >> (4 * d)) & 0xf).count())
+            .map(|w| {
+                (0..32)
+                    .filter(|d| (w[0] >> (4 * d)) & 0xf == (w[1] >> (4 * d)) & 0xf)
+                    .count()
+            })
             .sum();
         let mean = shared as f64 / (N - 1) as f64;
         assert!(mean < 4.0, "consecutive ids share {mean:.1} of 32 digits");

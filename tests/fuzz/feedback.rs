@@ -112,7 +112,10 @@ fn apply(mut body: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 }
 
 fn mutated_seed() -> BoxedStrategy<Vec<u8>> {
-    (any::<prop::sample::Index>(), prop::collection::vec(edit(), 0..6))
+    (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(edit(), 0..6),
+    )
         .prop_map(|(i, edits)| apply(i.get(seeds()).1.clone(), &edits))
         .boxed()
 }
@@ -179,7 +182,11 @@ fn body() -> BoxedStrategy<Vec<u8>> {
             .prop_map(|ls| format!(r#"{{"feedback": [{}]}}"#, ls.join(","))),
         // Many labels: each kept under 1 KiB, so a body stays under 3 MiB.
         (label_text(), 0usize..3000).prop_map(|(l, n)| {
-            let l = if l.len() > 1024 { r#"{"request_id": "a", "label": 1}"#.into() } else { l };
+            let l = if l.len() > 1024 {
+                r#"{"request_id": "a", "label": 1}"#.into()
+            } else {
+                l
+            };
             let many = vec![l; n].join(",");
             format!(r#"{{"feedback": [{many}]}}"#)
         }),
@@ -217,7 +224,10 @@ fn read_checked(body: &[u8]) -> Result<Result<Vec<Label<'static>>, String>, Test
         if chunk.is_empty() || chunk.len() > CHUNK {
             fault = Some(format!("a chunk of {} labels", chunk.len()));
         } else if owned > body.len() {
-            fault = Some(format!("{owned} bytes of copies from a {}-byte body", body.len()));
+            fault = Some(format!(
+                "{owned} bytes of copies from a {}-byte body",
+                body.len()
+            ));
         }
         labels.extend(chunk.iter().map(|l| Label {
             request_id: Cow::Owned(l.request_id.to_string()),
@@ -234,7 +244,10 @@ fn read_checked(body: &[u8]) -> Result<Result<Vec<Label<'static>>, String>, Test
 }
 
 /// The reader agrees with serde_json on what the body holds.
-fn agrees_with_serde_json(body: &[u8], read: &Result<Vec<Label<'_>>, String>) -> Result<(), TestCaseError> {
+fn agrees_with_serde_json(
+    body: &[u8],
+    read: &Result<Vec<Label<'_>>, String>,
+) -> Result<(), TestCaseError> {
     let parsed: Result<Value, _> = serde_json::from_slice(body);
     let Ok(labels) = read else {
         // What it refuses is not a label or a batch once written without repeated members
@@ -242,7 +255,11 @@ fn agrees_with_serde_json(body: &[u8], read: &Result<Vec<Label<'_>>, String>) ->
         if let Ok(v) = &parsed {
             if plain_label(v) || plain_batch(v) {
                 let again = serde_json::to_vec(v).unwrap();
-                prop_assert!(read_labels(&again, |_| {}).is_ok(), "refused a plain body: {}", v);
+                prop_assert!(
+                    read_labels(&again, |_| {}).is_ok(),
+                    "refused a plain body: {}",
+                    v
+                );
             }
         }
         return Ok(());
@@ -252,10 +269,17 @@ fn agrees_with_serde_json(body: &[u8], read: &Result<Vec<Label<'_>>, String>) ->
         // A label value nested past serde_json's recursion limit is skipped over without
         // recursion (one byte per level), not refused.
         Err(e) if e.to_string().starts_with("recursion limit exceeded") => return Ok(()),
-        Err(e) => return Err(TestCaseError::fail(format!("accepted what serde_json refuses: {e}"))),
+        Err(e) => {
+            return Err(TestCaseError::fail(format!(
+                "accepted what serde_json refuses: {e}"
+            )))
+        }
     };
     let expected: Vec<&Value> = match v.get("feedback") {
-        Some(batch) => batch.as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+        Some(batch) => batch
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default(),
         None => vec![&v],
     };
     prop_assert_eq!(expected.len(), labels.len());
@@ -284,7 +308,10 @@ fn plain_batch(v: &Value) -> bool {
 }
 
 /// The store after a body is joined: every label accounted for, its memory bounded.
-fn joins_within_bounds(body: &[u8], read: &Result<Vec<Label<'_>>, String>) -> Result<(), TestCaseError> {
+fn joins_within_bounds(
+    body: &[u8],
+    read: &Result<Vec<Label<'_>>, String>,
+) -> Result<(), TestCaseError> {
     const MAX_PENDING: usize = 64;
     let t0 = Instant::now();
     let store = Feedback::with_origin(
@@ -294,7 +321,10 @@ fn joins_within_bounds(body: &[u8], read: &Result<Vec<Label<'_>>, String>) -> Re
         },
         t0,
     );
-    for (i, id) in ["a", "b", "r1", "x", "\u{e9}", "café-数"].iter().enumerate() {
+    for (i, id) in ["a", "b", "r1", "x", "\u{e9}", "café-数"]
+        .iter()
+        .enumerate()
+    {
         let predicted = if i % 2 == 0 {
             Predicted::Class("setosa".into())
         } else {
@@ -305,11 +335,18 @@ fn joins_within_bounds(body: &[u8], read: &Result<Vec<Label<'_>>, String>) -> Re
     let before = store.counts();
     match (store.join_body(body, t0), read) {
         (Ok(j), Ok(labels)) => {
-            prop_assert_eq!(j.matched + j.unmatched + j.ambiguous + j.waiting, labels.len() as u64);
+            prop_assert_eq!(
+                j.matched + j.unmatched + j.ambiguous + j.waiting,
+                labels.len() as u64
+            );
         }
         (Err(_), Err(_)) => {
             let after = store.counts();
-            prop_assert_eq!(after.pending, before.pending, "a refused body joined something");
+            prop_assert_eq!(
+                after.pending,
+                before.pending,
+                "a refused body joined something"
+            );
             prop_assert_eq!(after.waiting, 0);
         }
         (j, r) => {
@@ -321,7 +358,11 @@ fn joins_within_bounds(body: &[u8], read: &Result<Vec<Label<'_>>, String>) -> Re
         }
     }
     let bound = 270 * MAX_PENDING + MAX_WAITING.min(MAX_PENDING) * 128 + 16 * 1024;
-    prop_assert!(store.size_in_bytes() <= bound, "{} bytes", store.size_in_bytes());
+    prop_assert!(
+        store.size_in_bytes() <= bound,
+        "{} bytes",
+        store.size_in_bytes()
+    );
     Ok(())
 }
 

@@ -43,7 +43,10 @@ fn batch_of(n: usize) -> String {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&format!(r#"{{"request_id":"label-{i:012}","label":{}}}"#, i % 3));
+        s.push_str(&format!(
+            r#"{{"request_id":"label-{i:012}","label":{}}}"#,
+            i % 3
+        ));
     }
     s.push_str("]}");
     s
@@ -58,7 +61,10 @@ async fn labels_without_a_feedback_block_are_refused_with_409_saying_why() {
     let body = json!({ "request_id": id, "label": 1 }).to_string();
     let refused = h.admin(Method::POST, "/api/v1/feedback", None, &body).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
-    let msg = refused.json()["error"].as_str().unwrap_or_default().to_string();
+    let msg = refused.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         msg.contains("no route remembers predictions") && msg.contains("feedback:"),
         "{msg}"
@@ -77,17 +83,31 @@ async fn a_feedback_body_over_max_body_is_refused_with_413() {
     let large = batch_of(40);
     assert!(large.len() > 1024);
     let refused = post_labels(&h, large.clone().into()).await;
-    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", refused.body);
-    let msg = refused.json()["error"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        refused.body
+    );
+    let msg = refused.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(msg.contains("feedback.max_body (1KiB)"), "{msg}");
 
     // Without a length up front (chunked), the limit holds as the body arrives.
-    let mut conn = tokio::net::TcpStream::connect(h.admin_addr()).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(h.admin_addr())
+        .await
+        .unwrap();
     let head = "POST /api/v1/feedback HTTP/1.1\r\nhost: 127.0.0.1\r\n\
                 content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
     conn.write_all(head.as_bytes()).await.unwrap();
     for piece in large.as_bytes().chunks(200) {
-        let chunk = format!("{:x}\r\n{}\r\n", piece.len(), String::from_utf8_lossy(piece));
+        let chunk = format!(
+            "{:x}\r\n{}\r\n",
+            piece.len(),
+            String::from_utf8_lossy(piece)
+        );
         if conn.write_all(chunk.as_bytes()).await.is_err() {
             break; // answered and closed before the end
         }
@@ -168,9 +188,15 @@ async fn a_label_for_a_non_ascii_request_id_finds_its_prediction() {
     let h = ProxyHarness::start(&config).await;
     let id = "requête-42-数";
     let headers = [("content-type", "application/json"), ("x-request-id", id)];
-    let a = h.send(Method::POST, "/v2/models/m/infer", &headers, INFER).await;
+    let a = h
+        .send(Method::POST, "/v2/models/m/infer", &headers, INFER)
+        .await;
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.headers["x-request-id"].as_bytes(), id.as_bytes(), "echoed as sent");
+    assert_eq!(
+        a.headers["x-request-id"].as_bytes(),
+        id.as_bytes(),
+        "echoed as sent"
+    );
 
     let record = eventually("the capture record", Duration::from_millis(20), || async {
         let text: String = std::fs::read_dir(dir.path())
