@@ -2,9 +2,12 @@
 
 mod support;
 
+use std::time::Duration;
+
 use http::{Method, StatusCode};
 use support::config::TestConfig;
 use support::{has_event, ProxyHarness};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_rollback_takes_effect_for_the_very_next_request() {
@@ -313,4 +316,187 @@ async fn a_web_page_cannot_drive_a_token_less_admin_while_the_cli_can() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(h.status().await["phase"], "rolled_back");
+}
+
+/// Opens `n` connections to the admin at `addr`, each answered one `GET /healthz` and
+/// then left open, idle, as an attacker holding the listener would; the connections the
+/// admin refused or closed are dropped.
+async fn hold_idle(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        if s.write_all(head.as_bytes()).await.is_ok() && read_answer(&mut s).await.is_some() {
+            held.push(s);
+        }
+    }
+    held
+}
+
+/// Reads one small admin answer (head and body, in one go or a few); `None` when the
+/// connection is closed first.
+async fn read_answer(s: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf));
+        let n = read.await.expect("an answer or a close within 30 s").ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if body.len() >= len {
+                return Some(text);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_rollback_gets_through_while_300_idle_connections_hold_the_admin() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    // All from the address the CLI calls from: eviction picks by idleness, not address.
+    let mut held = hold_idle(h.admin_addr(), 300).await;
+    let held_at = std::time::Instant::now();
+    assert_eq!(held.len(), 300, "connections refused");
+
+    let bin = env!("CARGO_BIN_EXE_switchyard");
+    let admin = format!("http://{}", h.admin_addr());
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(bin)
+            .args(["rollback", "--reason", "under attack", "--admin", &admin])
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("under attack"));
+    assert_eq!(h.status().await["phase"], "rolled_back");
+    let evicted = r#"switchyard_connections_evicted_total{listener="admin"}"#;
+    assert!(
+        h.metrics_text().await.contains(evicted),
+        "{evicted} not counted"
+    );
+    // Room was made by closing the connections idle longest: the first ones held.
+    let mut buf = [0u8; 16];
+    for (i, s) in held.iter_mut().take(45).enumerate() {
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert_eq!(read.expect("closed").unwrap_or(0), 0, "connection {i}");
+    }
+    // Not by the idle timeout (5 s), unless this machine took nearly that long.
+    if held_at.elapsed() < Duration::from_secs(4) {
+        let newest = held.last_mut().unwrap();
+        let open = newest.try_read(&mut buf);
+        assert!(
+            matches!(&open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{open:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_connection_serving_a_request_is_not_evicted() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let addr = h.admin_addr();
+    // The oldest connection: a control whose body is still coming.
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/pause HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 2\r\n\r\n{{"
+    );
+    busy.write_all(head.as_bytes()).await.unwrap();
+    let held = hold_idle(addr, 300).await;
+    assert!(
+        held.len() >= 256,
+        "only {} connections admitted",
+        held.len()
+    );
+
+    busy.write_all(b"}").await.unwrap();
+    let answer = read_answer(&mut busy).await.expect("answered, not closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""phase": "paused""#), "{answer}");
+    assert!(!answer.contains("connection: close"), "{answer}");
+    // Still open for the next request.
+    let next = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    busy.write_all(next.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut busy).await.expect("kept open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_whose_body_stops_coming_is_answered_408_and_changes_nothing() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let addr = h.admin_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/rollback HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 20\r\n\r\n{{\"rea"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let answer = read_answer(&mut s).await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
+    assert_eq!(h.status().await["phase"], "progressing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_admin_connection_is_closed_within_seconds() {
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let held = hold_idle(h.admin_addr(), 1).await;
+    let mut s = held.into_iter().next().expect("admitted");
+    let answered = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(75), s.read(&mut buf)).await;
+    assert_eq!(
+        read.expect("closed before the data plane's idle timeout")
+            .unwrap(),
+        0
+    );
+    let idle = answered.elapsed();
+    assert!(idle <= Duration::from_secs(6), "closed after {idle:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_http2_admin_connection_is_closed_within_seconds() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let h = ProxyHarness::start(&TestConfig::canary(10.0)).await;
+    let addr = h.admin_addr();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{addr}/healthz"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = send.send_request(req).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    drop(answer);
+    let answered = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(75), conn).await;
+    closed
+        .expect("closed before the data plane's idle timeout")
+        .unwrap()
+        .ok();
+    let idle = answered.elapsed();
+    assert!(idle <= Duration::from_secs(7), "closed after {idle:?}");
 }

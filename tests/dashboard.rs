@@ -22,11 +22,12 @@ const TOKEN: &str = "dashboard-test-token";
 
 /// A canary held at 25 % with every stable request mirrored, analysed, monitored; the
 /// candidate's model differs a little, so the shadow disagreements have something to show.
+/// The test's one client stands for every user: no share bound.
 fn config() -> TestConfig {
     TestConfig::new()
         .steps([step(25.0).mirror(100.0).manual(), step(100.0)])
         .compare_protocol("auto")
-        .analysis(Analysis::new("1s", "30s", 5, 3))
+        .analysis(Analysis::new("1s", "30s", 5, 3).max_client_share(1.0))
         .gate_error_rate(0.05)
         .gate_latency_p99(Some("500ms"), None)
         .monitor(json!({ "sample": 100, "reference": { "requests": 50 } }))

@@ -137,6 +137,8 @@ async fn alert_rules_and_dashboards_use_only_metrics_switchyard_exports() {
     // every family of series the deploy files query.
     let config = TestConfig::new()
         .steps([step(50.0).mirror(100.0).manual(), step(100.0)])
+        // Each request is its own user: judged, however many one address sends.
+        .sticky_header("x-user-id")
         .compare_protocol("auto")
         .analysis(Analysis::new("1s", "10s", 1, 100))
         .gate_error_rate(0.5)

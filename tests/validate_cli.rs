@@ -247,3 +247,23 @@ fn a_gate_without_what_it_reads_is_reported_at_the_gate() {
     let text = text.replace("sample: 0", "sample: 10") + "feedback: { retain: 1h }\n";
     assert_ok(&validate_text("gates.yaml", &text), "gates with feedback");
 }
+
+#[test]
+fn a_client_share_outside_zero_to_one_is_reported_at_its_line() {
+    for share in ["0", "1.5"] {
+        let text = VALID.to_string() + &format!("  analysis:\n    max_client_share: {share}\n");
+        let output = assert_rejected(&validate_text("share.yaml", &text));
+        assert_reported(
+            &output,
+            &text,
+            "rollout.analysis.max_client_share",
+            "max_client_share",
+            &["at most 1", share],
+        );
+    }
+    let text = VALID.to_string() + "  analysis:\n    max_client_share: 1\n";
+    assert_ok(
+        &validate_text("share.yaml", &text),
+        "a share of 1: no bound",
+    );
+}

@@ -85,11 +85,15 @@ fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
+/// Checks `Authorization: Bearer TOKEN`; the scheme's name is case-insensitive and may be
+/// followed by several spaces (RFC 9110 §11.1, §11.4).
 fn bearer(token: &str, headers: &HeaderMap) -> Result<(), Refusal> {
     let given = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credentials)| credentials);
     match given {
         None => Err(Refusal::MissingToken),
         Some(t) if constant_time_eq(t.trim().as_bytes(), token.as_bytes()) => Ok(()),
@@ -289,6 +293,15 @@ mod tests {
             check(Some("s3cret"), LOOPBACK, &HeaderMap::new()),
             Err(Refusal::MissingToken)
         );
+        for scheme in ["bearer s3cret", "BEARER s3cret", "bEaReR   s3cret"] {
+            let h = headers(&[("authorization", scheme)]);
+            assert_eq!(check(Some("s3cret"), remote, &h), Ok(()), "{scheme}");
+        }
+        for other in ["Basic czNjcmV0", "Bearers3cret", "s3cret"] {
+            let h = headers(&[("authorization", other)]);
+            let refused = check(Some("s3cret"), remote, &h);
+            assert_eq!(refused, Err(Refusal::MissingToken), "{other}");
+        }
         let form = headers(&[
             ("authorization", "Bearer s3cret"),
             ("content-type", "text/plain"),

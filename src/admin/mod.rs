@@ -104,10 +104,15 @@ impl Admin {
             }
             (&Method::GET, None, api::HEALTHZ) => text(StatusCode::OK, "ok\n"),
             (&Method::GET, None, api::READYZ) => {
-                if self.sources.ready.load(Ordering::Acquire) {
-                    text(StatusCode::OK, "ready\n")
-                } else {
+                if !self.sources.ready.load(Ordering::Acquire) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                } else if let Err(why) = crate::shadow::observed::health() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    )
+                } else {
+                    text(StatusCode::OK, "ready\n")
                 }
             }
             (&Method::GET, None, api::METRICS) => {
@@ -318,9 +323,11 @@ impl Admin {
         if let Err(refusal) = guard::check(self.token.as_deref(), peer, req.headers()) {
             return refused(refusal);
         }
-        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+        let read = Limited::new(req.into_body(), CONTROL_MAX_BODY).collect();
+        let body = match tokio::time::timeout(CONTROL_BODY_TIMEOUT, read).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+            Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
         };
         let action = match parse_action(path, &body) {
             Ok(a) => a,
@@ -344,6 +351,13 @@ fn controlled(status: &Status) -> serde_json::Value {
     }
     v
 }
+
+/// The largest control body read: `{"reason": "..."}` and the like.
+const CONTROL_MAX_BODY: usize = 64 * 1024;
+
+/// How long a control's body may take to arrive after its head: it is a few bytes, and
+/// the connection serving it cannot be evicted meanwhile.
+const CONTROL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The answer to a feedback post that was not joined.
 fn labels_refused(e: labels::Refused) -> Response<Full<Bytes>> {

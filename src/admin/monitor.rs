@@ -166,6 +166,7 @@ pub fn feedback_counted(route: Option<&str>, joined: &Joined) {
 
 /// Sets the monitoring series from every route's observers, before `/metrics` renders.
 pub fn export(snap: &Snapshot, now: Instant) {
+    metrics::observer_panics(crate::shadow::observed::panics());
     for route in snap.routes.iter() {
         let Some(o) = route.observers.as_deref() else {
             continue;

@@ -5,6 +5,10 @@
 //! A name is claimed with `create_new`, so two writers on one directory (the old and
 //! the new log across a reload) never share a file. Only names of that form are ever
 //! deleted.
+//!
+//! The files hold production requests and answers: on Unix each is created readable and
+//! writable by its owner only (0600), and a directory switchyard creates for them is
+//! its owner's only (0700). A directory that exists already keeps its mode.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -102,14 +106,14 @@ impl Files {
     /// Begins the next file (creating the directory if needed), then deletes the oldest
     /// beyond `keep`.
     fn begin(&mut self) -> Result<Current, Failure> {
-        fs::create_dir_all(&self.dir).map_err(|e| Failure::new("creating", &self.dir, e))?;
+        create_private_dir(&self.dir).map_err(|e| Failure::new("creating", &self.dir, e))?;
         let stamp = stamp(SystemTime::now());
         for _ in 0..NAME_ATTEMPTS {
             self.seq += 1;
             let path = self
                 .dir
                 .join(format!("capture-{stamp}-{:06}.jsonl", self.seq));
-            match OpenOptions::new().append(true).create_new(true).open(&path) {
+            match private_file().append(true).create_new(true).open(&path) {
                 Ok(file) => {
                     self.prune(&path);
                     return Ok(Current { file, path, len: 0 });
@@ -148,6 +152,23 @@ impl Files {
     }
 }
 
+/// Creates `dir` and its missing parents, owner-only (0700) on Unix.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Options that create a file owner-only (0600) on Unix.
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
 /// `t` as a compact UTC timestamp for file names: `20261130T041500Z`.
 pub(super) fn stamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t)
@@ -180,6 +201,30 @@ pub(super) fn is_log_file(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_the_owners_only_and_so_is_a_directory_made_for_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("made/for/captures");
+        let mut files = Files::new(&dir, 1 << 20, 2);
+        files.append(b"{}\n").unwrap();
+        let path = files.current.as_ref().unwrap().path.clone();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("made")), 0o700);
+
+        // A directory the operator made keeps the mode they gave it.
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o750)).unwrap();
+        let mut files = Files::new(&shared, 1 << 20, 2);
+        files.append(b"{}\n").unwrap();
+        assert_eq!(mode(&shared), 0o750);
+        assert_eq!(mode(&files.current.as_ref().unwrap().path), 0o600);
+    }
 
     #[cfg(target_os = "linux")]
     #[test]

@@ -512,6 +512,11 @@ pub struct AnalysisConfig {
     pub min_samples: u64,
     #[serde(default = "default_failure_limit")]
     pub failure_limit: u32,
+    /// The largest share of what a gate reads that one client (its sticky key, else its
+    /// address) may fill beyond `min_samples`; 1 bounds nothing (see
+    /// [`telemetry::share`](crate::telemetry::share)).
+    #[serde(default = "default_max_client_share")]
+    pub max_client_share: f64,
     #[serde(default)]
     pub gates: GatesConfig,
     #[serde(default = "default_after_promotion")]
@@ -529,6 +534,9 @@ fn default_min_samples() -> u64 {
 }
 fn default_failure_limit() -> u32 {
     3
+}
+fn default_max_client_share() -> f64 {
+    0.1
 }
 fn default_after_promotion() -> Dur {
     Dur::from_secs(300)

@@ -604,6 +604,15 @@ fn analysis(a: &AnalysisConfig, p: FieldPath, found: &mut Found) {
     if a.failure_limit == 0 {
         found.bad(p.clone().key("failure_limit"), "must be at least 1");
     }
+    if !(a.max_client_share > 0.0 && a.max_client_share <= 1.0) {
+        found.bad(
+            p.clone().key("max_client_share"),
+            format!(
+                "is a share above 0 and at most 1 (1: no bound), got {}",
+                a.max_client_share
+            ),
+        );
+    }
     gates(&a.gates, p.key("gates"), found);
 }
 

@@ -19,7 +19,12 @@
 //! memory bounds hold: at most [`RESERVOIR`](super::drift::RESERVOIR) numbers
 //! per numeric feature (a uniform sample of the file's values) and 32
 //! counters per categorical one, for at most `max_features` (256) features.
-//! A file is read one line (or row) at a time.
+//! A file is read one line (or row) at a time, and a line (or row) longer than
+//! [`MAX_LINE`] is skipped unread and counted, so what one line costs is
+//! bounded too: a capture record parsed into JSON takes up to about 40 times
+//! its length (a number of two bytes becomes a 32-byte value), so about
+//! 160 MiB at most, whatever the file holds; records the capture wrote (at most
+//! three bodies of [`MAX_BODY`] each) are never that long.
 //!
 //! # Example
 //!
@@ -37,6 +42,7 @@ use super::features::{Cell, Kind, Sample, Schema};
 use super::payload::{Exchange, Payload, Protocol};
 use super::stats::{self, Read};
 use super::Settings;
+use crate::observe::MAX_BODY;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -49,6 +55,10 @@ pub const REDACTED: &str = "[redacted]";
 /// Malformed lines or rows a [`Summary`] keeps the position and reason of (the rest are
 /// only counted).
 pub const MAX_PROBLEMS: usize = 5;
+/// The longest line of a capture file, or row of a CSV table, that is read: 4 MiB (four
+/// times the largest body the observers read, [`MAX_BODY`], so every record the capture
+/// writes fits). A longer one is skipped unread and counted ([`Summary::too_long`]).
+pub const MAX_LINE: usize = 4 * MAX_BODY;
 /// The backend name a builder is given: it takes every request handed to it.
 const ANY_BACKEND: &str = "baseline";
 
@@ -65,6 +75,8 @@ pub struct Summary {
     pub unparseable: u64,
     /// Lines that are not a capture record, or CSV rows that cannot be read.
     pub malformed: u64,
+    /// Lines (or CSV rows) longer than [`MAX_LINE`], skipped unread.
+    pub too_long: u64,
     /// The first [`MAX_PROBLEMS`] malformed lines or rows: line number and reason.
     pub problems: Vec<(u64, String)>,
     /// Values inside a request that the capture redacted (left out).
@@ -73,7 +85,8 @@ pub struct Summary {
     pub missing: u64,
     /// Values of the other kind than their feature's (left out).
     pub invalid: u64,
-    /// Values of features beyond `max_features` (left out).
+    /// Values of features beyond `max_features`, or beyond a request's
+    /// [`MAX_CELLS`](super::features::MAX_CELLS) (left out).
     pub untracked: u64,
 }
 
@@ -114,6 +127,7 @@ impl Summary {
     pub fn skipped(&self) -> String {
         let parts = [
             (self.malformed, "malformed"),
+            (self.too_long, "too long"),
             (self.other_route, "of other routes"),
             (self.redacted, "redacted"),
             (self.unparseable, "without a JSON request"),
@@ -127,7 +141,10 @@ impl Summary {
             (self.missing, "missing"),
             (self.invalid, "of the wrong kind"),
             (self.redacted_values, "redacted"),
-            (self.untracked, "beyond max_features"),
+            (
+                self.untracked,
+                "untracked (beyond max_features, or a request's cap)",
+            ),
         ];
         join(&parts)
     }
@@ -135,6 +152,18 @@ impl Summary {
     /// Counts a malformed line or row, keeping its position and reason while there is room.
     fn malformed(&mut self, line: u64, why: String) {
         self.malformed += 1;
+        self.problem(line, why);
+    }
+
+    /// Counts a line or row skipped for being longer than `max` bytes, keeping its
+    /// position while there is room.
+    fn too_long(&mut self, line: u64, max: usize) {
+        self.too_long += 1;
+        self.problem(line, format!("longer than {max} bytes, not read"));
+    }
+
+    /// Keeps a problem's position and reason while there is room.
+    fn problem(&mut self, line: u64, why: String) {
         if self.problems.len() < MAX_PROBLEMS {
             self.problems.push((line, why));
         }
@@ -230,9 +259,61 @@ pub fn write(reference: &Reference, out: &Path) -> Result<(), String> {
 
 // === capture files ===
 
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A whole line is in the buffer (without its end).
+    Whole,
+    /// A line longer than the cap was skipped unread; the buffer is empty.
+    TooLong,
+    /// The end of the file.
+    End,
+}
+
+/// Reads the next line into `buf` (which it empties first), keeping at most `max` bytes:
+/// a longer line is read past, not kept. The buffer never grows past `max` bytes (plus
+/// what one read from `reader` adds before the check).
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+    buf.clear();
+    let mut any = false;
+    let mut too_long = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(match (any, too_long) {
+                (false, _) => Line::End,
+                (true, true) => Line::TooLong,
+                (true, false) => Line::Whole,
+            });
+        }
+        any = true;
+        let (take, ends) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (available.len(), false),
+        };
+        if !too_long {
+            if buf.len().saturating_add(take) > max {
+                too_long = true;
+                buf.clear();
+                buf.shrink_to(max);
+            } else {
+                buf.extend_from_slice(&available[..take]);
+            }
+        }
+        reader.consume(take + usize::from(ends));
+        if ends {
+            return Ok(if too_long { Line::TooLong } else { Line::Whole });
+        }
+    }
+}
+
 /// The members of a capture line a reference reads; the others are skipped unbuilt.
 #[derive(Deserialize)]
-struct Line<'a> {
+struct Record<'a> {
     route: Option<String>,
     status: Option<u16>,
     #[serde(borrow)]
@@ -245,27 +326,40 @@ struct Line<'a> {
 /// that are not records are skipped and counted, and so are records without a usable
 /// request. Fails on a read error, or when no record was usable.
 pub fn from_capture(
+    reader: impl BufRead,
+    route: Option<&str>,
+) -> Result<(Reference, Summary), String> {
+    from_capture_limited(reader, route, MAX_LINE)
+}
+
+/// As [`from_capture`], skipping the lines longer than `max_line` bytes instead of
+/// [`MAX_LINE`].
+pub fn from_capture_limited(
     mut reader: impl BufRead,
     route: Option<&str>,
+    max_line: usize,
 ) -> Result<(Reference, Summary), String> {
     let mut collector = Collector::new()?;
     let mut summary = Summary::default();
     let mut buf = Vec::new();
     let mut number = 0u64;
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
+        let line = read_line(&mut reader, &mut buf, max_line)
             .map_err(|e| format!("line {}: {e}", number + 1))?;
-        if n == 0 {
-            break;
-        }
         number += 1;
+        match line {
+            Line::End => break,
+            Line::TooLong => {
+                summary.too_long(number, max_line);
+                continue;
+            }
+            Line::Whole => {}
+        }
         let line = buf.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Line<'_>>(line) {
+        match serde_json::from_slice::<Record<'_>>(line) {
             Ok(record) => collector.record(&record, route, &mut summary),
             Err(e) => summary.malformed(number, format!("not a capture record: {e}")),
         }
@@ -288,13 +382,13 @@ impl Collector {
     /// `max_features` of them.
     fn new() -> Result<Collector, String> {
         Ok(Collector {
-            schema: Schema::new(&[], Settings::default().max_features)?,
+            schema: Schema::new(&[], Settings::default().max_features)?.shared(Protocol::Auto),
             builder: Builder::new(ANY_BACKEND, u64::MAX),
         })
     }
 
     /// Takes one capture record, or counts why it is left out.
-    fn record(&mut self, record: &Line<'_>, route: Option<&str>, summary: &mut Summary) {
+    fn record(&mut self, record: &Record<'_>, route: Option<&str>, summary: &mut Summary) {
         if route.is_some() && record.route.as_deref() != route {
             summary.other_route += 1;
             return;
@@ -408,9 +502,17 @@ fn usable(reference: Reference, summary: Summary) -> Result<(Reference, Summary)
 /// cannot be read (a different number of cells than the header) are skipped and counted.
 /// Fails on a bad header, a read error, or when no row was read.
 pub fn from_csv(reader: impl std::io::Read) -> Result<(Reference, Summary), String> {
+    from_csv_limited(reader, MAX_LINE)
+}
+
+/// As [`from_csv`], skipping the rows longer than `max_row` bytes instead of [`MAX_LINE`].
+pub fn from_csv_limited(
+    reader: impl std::io::Read,
+    max_row: usize,
+) -> Result<(Reference, Summary), String> {
     let mut table = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(reader);
+        .from_reader(Rows::new(BufReader::new(reader), max_row));
     let headers = table
         .headers()
         .map_err(|e| format!("the header row: {e}"))?;
@@ -441,11 +543,125 @@ pub fn from_csv(reader: impl std::io::Read) -> Result<(Reference, Summary), Stri
         }
         builder.requests += 1;
     }
+    for &line in &table.get_ref().skipped {
+        summary.too_long(line, max_row);
+    }
+    summary.too_long = table.get_ref().too_long;
     if builder.requests == 0 {
         return Err(summary.nothing_usable("rows"));
     }
     summary.requests = builder.requests;
     usable(builder.finish(|ix| &names[ix]), summary)
+}
+
+/// A CSV table's bytes, a row at a time, without the rows longer than `max` bytes: each
+/// of those is read past and handed on as blank lines, one per line it spanned (which
+/// the table skips, counting their lines). A row ends at a line end outside quotes.
+/// A header row that long is an error: the table has no names to read.
+struct Rows<R> {
+    reader: R,
+    max: usize,
+    /// The row being handed on, and how much of it was.
+    row: Vec<u8>,
+    at: usize,
+    /// Lines read so far.
+    line: u64,
+    /// Rows skipped for their length.
+    too_long: u64,
+    /// The line of the first [`MAX_PROBLEMS`] rows skipped.
+    skipped: Vec<u64>,
+}
+
+impl<R: BufRead> Rows<R> {
+    fn new(reader: R, max: usize) -> Rows<R> {
+        Rows {
+            reader,
+            max,
+            row: Vec::new(),
+            at: 0,
+            line: 0,
+            too_long: 0,
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Reads the next row into `self.row`: its bytes and line end, or an empty line in
+    /// place of one too long; nothing at the end of the table.
+    fn next_row(&mut self) -> std::io::Result<()> {
+        self.row.clear();
+        self.at = 0;
+        let first = self.line + 1;
+        let mut quoted = false;
+        let mut too_long = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let mut end = None;
+            for (i, &b) in available.iter().enumerate() {
+                match b {
+                    b'"' => quoted = !quoted,
+                    b'\n' => {
+                        self.line += 1;
+                        if !quoted {
+                            end = Some(i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let take = end.unwrap_or(available.len());
+            // The row's length without its line end, as a capture line's is counted.
+            let content = take - usize::from(end.is_some());
+            if !too_long {
+                if self.row.len().saturating_add(content) > self.max {
+                    too_long = true;
+                    self.row.clear();
+                } else {
+                    self.row.extend_from_slice(&available[..take]);
+                }
+            }
+            self.reader.consume(take);
+            if end.is_some() {
+                break;
+            }
+        }
+        if too_long {
+            if first == 1 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the header row is longer than {} bytes", self.max),
+                ));
+            }
+            self.too_long += 1;
+            if self.skipped.len() < MAX_PROBLEMS {
+                self.skipped.push(first);
+            }
+            // One empty line per line skipped, so later rows keep their line numbers.
+            let lines = (self.line + 1).saturating_sub(first).max(1);
+            self.row
+                .resize(usize::try_from(lines).unwrap_or(1).min(self.max), b'\n');
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> std::io::Read for Rows<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.row.len() {
+            self.next_row()?;
+        }
+        let n = out.len().min(self.row.len() - self.at);
+        out[..n].copy_from_slice(&self.row[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The features' names: the header's first `max_features` cells, each present and given once.
@@ -682,9 +898,11 @@ mod tests {
             max + 4,
             serde_json::to_string(&data).unwrap()
         );
+        // A capture mixes protocols as `auto` does: V2 columns take their share.
+        let share = Schema::share(max);
         let (r, s) = capture(&[line("iris", &req, "null")]).unwrap();
-        assert_eq!(r.features.len(), max);
-        assert_eq!(s.untracked, 4);
+        assert_eq!(r.features.len(), share);
+        assert_eq!(s.untracked, (max + 4 - share) as u64);
     }
 
     #[test]
@@ -732,5 +950,80 @@ mod tests {
         assert!(e.contains("table: --route"), "{e}");
         let e = from_file(&dir.path().join("missing.csv"), None).unwrap_err();
         assert!(e.contains("missing.csv"), "{e}");
+    }
+
+    #[test]
+    fn a_record_with_an_overflowing_shape_is_read_by_its_nesting() {
+        let poisonous = r#"{"inputs":[{"name":"x","shape":[12297829382473034411,3],"datatype":"FP32","data":[1.5]}]}"#;
+        let (r, s) = capture(&[line("iris", poisonous, "null")]).unwrap();
+        assert_eq!(s.requests, 1);
+        assert_eq!(r.features.keys().collect::<Vec<_>>(), ["x[0]"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_max_line_is_skipped_unread_and_counted() {
+        let (req, resp) = iris([5.1, 3.5, 1.4, 0.2], 0);
+        let long = format!(
+            r#"{{"route":"iris","request":{{"instances":[{}1]}}}}"#,
+            "1,".repeat(MAX_LINE / 2)
+        );
+        assert!(long.len() > MAX_LINE);
+        let lines = vec![line("iris", &req, &resp), long, line("iris", &req, &resp)];
+        let (r, s) = capture(&lines).unwrap();
+        assert_eq!(s.requests, 2, "the lines around it are read");
+        assert_eq!(s.too_long, 1);
+        assert_eq!(s.malformed, 0);
+        assert_eq!(s.problems[0].0, 2, "{:?}", s.problems);
+        assert!(s
+            .line(Path::new("r.json"), &r)
+            .contains("skipped 1 too long"));
+    }
+
+    #[test]
+    fn read_line_keeps_at_most_its_cap() {
+        let text = b"short\n0123456789abcdef\nlast";
+        // A reader that hands out 3 bytes at a time, as a pipe may.
+        let mut reader = BufReader::with_capacity(3, &text[..]);
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            match read_line(&mut reader, &mut buf, 8).unwrap() {
+                Line::End => break,
+                Line::TooLong => {
+                    assert!(buf.is_empty() && buf.capacity() <= 16);
+                    seen.push("(too long)".to_owned());
+                }
+                Line::Whole => seen.push(String::from_utf8(buf.clone()).unwrap()),
+            }
+        }
+        assert_eq!(seen, ["short", "(too long)", "last"]);
+    }
+
+    #[test]
+    fn csv_rows_longer_than_the_cap_are_skipped_and_the_rest_read() {
+        let text = "a,b\n1,x\n2,\"quoted\nover lines\"\n3,y\n0123456789ab,z\nbad\n4,w\n";
+        let mut table = csv::ReaderBuilder::new().from_reader(Rows::new(text.as_bytes(), 12));
+        let mut rows = Vec::new();
+        let mut errors = Vec::new();
+        let mut record = csv::StringRecord::new();
+        loop {
+            match table.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => rows.push(record.get(0).unwrap().to_owned()),
+                Err(e) => errors.push(e.position().unwrap().line()),
+            }
+        }
+        assert_eq!(rows, ["1", "3", "4"]);
+        // A ragged row after them is still found (the table counts the skipped row's
+        // lines as blank ones before it, as for any blank line).
+        assert_eq!(errors, [6]);
+        assert_eq!(table.get_ref().too_long, 2);
+        assert_eq!(table.get_ref().skipped, [3, 6]);
+
+        let e = from_csv(format!("{}\n1\n", "h".repeat(MAX_LINE + 1)).as_bytes()).unwrap_err();
+        assert!(e.contains("header row is longer than"), "{e}");
+        let (_, s) =
+            from_csv(format!("a\n1\n{}\n2\n", "9".repeat(MAX_LINE + 1)).as_bytes()).unwrap();
+        assert_eq!((s.requests, s.too_long), (2, 1));
     }
 }

@@ -689,6 +689,11 @@ impl Layout {
         }
     }
 
+    /// Forgets every link: the schema's features are named anew (a new rollout).
+    pub(crate) fn unlink(&mut self) {
+        self.by_feature.clear();
+    }
+
     /// The window position of a feature's value: `None` when the feature has no
     /// reference or the value no bin.
     pub(crate) fn feature_bin(&self, ix: u32, read: &Read<'_>) -> Option<usize> {

@@ -109,6 +109,10 @@ pub struct Settings {
     /// Fewest values a drift figure is computed on (default 100).
     #[serde(skip)]
     pub min_samples: u64,
+    /// The route's `redact` pointers (the capture's and the comparison's): values under
+    /// them are counted, never shown (see [`features`]).
+    #[serde(skip)]
+    pub redact: Vec<String>,
 }
 
 impl Default for Settings {
@@ -123,6 +127,7 @@ impl Default for Settings {
             window: Duration::from_secs(60),
             bucket: Duration::from_secs(10),
             min_samples: 100,
+            redact: Vec::new(),
         }
     }
 }
@@ -216,6 +221,9 @@ pub struct Monitor {
     seen: Vec<u32>,
     /// Where the drift windows' time buckets start.
     origin: Instant,
+    /// Per protocol ([`Protocol`] as an index), whether a `redact` pointer may reach where
+    /// an answer's predictions are read: then their labels and scores are counted, not shown.
+    answers_hidden: [bool; 5],
 }
 
 #[derive(Debug)]
@@ -240,8 +248,19 @@ impl Monitor {
     /// A monitor with validated settings; a reference `file` is read here.
     pub fn new(settings: Settings) -> Result<Monitor, String> {
         settings.validate()?;
-        let schema = Schema::new(&settings.features, settings.max_features)?;
+        let schema = Schema::new(&settings.features, settings.max_features)?
+            .shared(settings.protocol)
+            .redacting(&settings.redact);
+        let answers_hidden = [
+            Protocol::Auto,
+            Protocol::V2,
+            Protocol::V1,
+            Protocol::OpenAi,
+            Protocol::Json,
+        ]
+        .map(|p| payload::answer_redacted(&settings.redact, p));
         let mut monitor = Monitor {
+            answers_hidden,
             schema,
             backends: Vec::new(),
             layout: None,
@@ -293,6 +312,21 @@ impl Monitor {
         }
     }
 
+    /// Forgets the features found in requests and their statistics (configured ones
+    /// stay), so that the slots a request took before a new rollout are free for the
+    /// requests of this one (see [`features`]). The drift windows start empty.
+    pub fn forget_discovered(&mut self) {
+        self.schema.forget_discovered();
+        let kept = self.schema.configured();
+        for b in &mut self.backends {
+            b.stats.features.truncate(kept);
+        }
+        if let Some(layout) = &mut self.layout {
+            layout.unlink();
+        }
+        self.clear_windows();
+    }
+
     /// The reference in use, as its file would hold it.
     pub fn reference(&self) -> Option<Reference> {
         self.layout.as_ref().map(Layout::reference)
@@ -340,7 +374,8 @@ impl Monitor {
                 stats.unparsed += 1;
             }
         }
-        record_outputs(&mut stats.outputs, payload, &mut to);
+        let hidden = self.answers_hidden[payload.protocol as usize];
+        record_outputs(&mut stats.outputs, payload, hidden, &mut to);
         if building {
             self.finish_request();
         }
@@ -418,15 +453,30 @@ fn record_inputs(
     seen.resize(n, 0);
     for (ix, cell) in &sample.cells {
         let i = *ix as usize;
+        let (Some(feature), Some(fs), Some(n)) = (
+            schema.features.get_mut(i),
+            stats.features.get_mut(i),
+            seen.get_mut(i),
+        ) else {
+            continue;
+        };
         let read = stats::read(cell);
-        let feature = &mut schema.features[i];
-        stats.features[i].record(feature, &read);
-        seen[i] += 1;
+        fs.record(feature, &read);
+        *n = n.saturating_add(1);
+        // A redacted feature's values stay out of the drift windows and the reference.
+        if feature.redacted {
+            continue;
+        }
         if let Some(bin) = to.layout.and_then(|l| l.feature_bin(*ix, &read)) {
             to.count(bin);
         }
         if let Some(builder) = to.builder.as_deref_mut() {
             builder.feature(*ix, feature.kind, &read);
+        }
+    }
+    for &(ix, rows) in &sample.absent {
+        if let Some(fs) = stats.features.get_mut(ix as usize) {
+            fs.absent(rows as u64);
         }
     }
     for (i, f) in schema.features.iter().enumerate() {
@@ -439,9 +489,10 @@ fn record_inputs(
     }
 }
 
-/// Counts an answer's predictions.
-fn record_outputs(stats: &mut OutputStats, payload: &Payload, to: &mut Observed<'_>) {
-    stats.record(payload);
+/// Counts an answer's predictions; `hidden`: a `redact` pointer may reach them, so their
+/// labels and scores are counted, not shown (they still make the output drift).
+fn record_outputs(stats: &mut OutputStats, payload: &Payload, hidden: bool, to: &mut Observed<'_>) {
+    stats.record(payload, hidden);
     for p in &payload.predictions {
         if let Some(layout) = to.layout {
             for bin in layout

@@ -27,9 +27,26 @@
 //! - **JSON**: none.
 //!
 //! A `null` row, or a NaN score with no label, is a null prediction.
+//!
+//! # Limits
+//!
+//! Every size here comes from the wire, so none is trusted: an answer gives at
+//! most [`MAX_ROWS`] predictions (rows beyond are counted in
+//! [`Payload::over_cap`], not read), an OpenAI choice `index` only places a
+//! row among the choices the answer actually holds (an index at or beyond
+//! them, or at or beyond [`MAX_ROWS`], is counted and left out), and a V2
+//! tensor's declared `shape` is multiplied with checked arithmetic: one that
+//! overflows, or that does not give the number of values in `data`, is not
+//! believed, and the data is read by its nesting. A tensor's rows are at
+//! most as many as its values, so a declared shape never sizes an allocation.
 
 use crate::compare::{json, tensor, tolerance, v1, v2};
 use serde_json::Value;
+
+/// Rows (predictions) one answer gives at most; further rows are counted in
+/// [`Payload::over_cap`], not kept. With 40 bytes a row and labels no longer than the
+/// body, an answer's predictions take at most about 2.6 MiB besides their labels.
+pub const MAX_ROWS: usize = 1 << 16;
 
 /// The wire protocol an exchange is read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -135,6 +152,9 @@ pub struct Payload {
     pub request_bytes: usize,
     /// Size of the answer body in bytes.
     pub answer_bytes: usize,
+    /// Rows (or OpenAI choice indexes) of the answer beyond what it can give: past
+    /// [`MAX_ROWS`], or an index past the choices the answer holds; counted, not read.
+    pub over_cap: usize,
 }
 
 impl Payload {
@@ -190,7 +210,7 @@ impl Payload {
         protocol: Protocol,
         exchange: &Exchange<'_>,
     ) -> Payload {
-        let predictions = predictions(protocol, &answer);
+        let (predictions, over_cap) = predictions(protocol, &answer);
         Payload {
             protocol,
             request,
@@ -198,6 +218,7 @@ impl Payload {
             predictions,
             request_bytes: exchange.request.len(),
             answer_bytes: exchange.answer.len(),
+            over_cap,
         }
     }
 }
@@ -278,15 +299,48 @@ fn request_shape(v: &Value) -> Option<Protocol> {
     None
 }
 
-/// The rows an answer predicts, read under `protocol`.
-fn predictions(protocol: Protocol, answer: &Answer) -> Vec<Prediction> {
-    match (protocol, answer) {
-        (Protocol::V2, Answer::Json(v)) => v2_predictions(v),
-        (Protocol::V1, Answer::Json(v)) => v1_predictions(v),
+/// The rows an answer predicts, read under `protocol` (at most [`MAX_ROWS`]), and how
+/// many more it named that were not read.
+fn predictions(protocol: Protocol, answer: &Answer) -> (Vec<Prediction>, usize) {
+    let (mut rows, mut over) = match (protocol, answer) {
+        (Protocol::V2, Answer::Json(v)) => (v2_predictions(v), 0),
+        (Protocol::V1, Answer::Json(v)) => (v1_predictions(v), 0),
         (Protocol::OpenAi, Answer::Json(v)) => openai_predictions(std::slice::from_ref(v)),
         (Protocol::OpenAi, Answer::Events(evs)) => openai_predictions(evs),
-        _ => Vec::new(),
+        _ => (Vec::new(), 0),
+    };
+    if rows.len() > MAX_ROWS {
+        over = over.saturating_add(rows.len() - MAX_ROWS);
+        rows.truncate(MAX_ROWS);
     }
+    (rows, over)
+}
+
+/// Tells whether a `redact` pointer may reach where predictions are read in an answer of
+/// `protocol`: V2 `outputs`, V1 `predictions` or `outputs`, an OpenAI choice's
+/// `finish_reason`. A pointer anywhere below those members counts (a conservative
+/// reading: what it hides might be a label or a score).
+pub(crate) fn answer_redacted(redact: &[String], protocol: Protocol) -> bool {
+    use crate::compare::pointer::{compile, PSeg};
+    let lit = |k: &str| PSeg::Lit {
+        key: k.to_owned(),
+        index: None,
+    };
+    let places: Vec<Vec<PSeg>> = match protocol {
+        Protocol::V2 => vec![vec![lit("outputs")]],
+        Protocol::V1 => vec![vec![lit("predictions")], vec![lit("outputs")]],
+        Protocol::OpenAi => vec![vec![lit("choices"), PSeg::Any, lit("finish_reason")]],
+        Protocol::Auto | Protocol::Json => return false,
+    };
+    let overlaps = |p: &[PSeg], place: &[PSeg]| {
+        p.iter().zip(place).all(|(a, b)| match (a, b) {
+            (PSeg::Any, _) | (_, PSeg::Any) => true,
+            (PSeg::Lit { key: a, .. }, PSeg::Lit { key: b, .. }) => a == b,
+        })
+    };
+    compile(redact)
+        .iter()
+        .any(|p| places.iter().any(|place| overlaps(&p.segs, place)))
 }
 
 // === V2 ===
@@ -294,44 +348,69 @@ fn predictions(protocol: Protocol, answer: &Answer) -> Vec<Prediction> {
 /// A V2 tensor's values (an input's or an output's), one row at a time.
 pub(crate) struct Rows<'a> {
     leaves: Vec<&'a Value>,
-    /// Values per row: the product of the dimensions after the first (1 for one dimension).
+    /// Values per row: the product of the dimensions after the first (1 for one
+    /// dimension); never more than the values there are (at least 1).
     pub(crate) cols: usize,
 }
 
 impl<'a> Rows<'a> {
-    /// Reads a tensor's `data` in rows: by the declared `shape` when it fits the data,
-    /// else by the nesting.
+    /// Reads a tensor's `data` in rows: by the declared `shape` when it fits the data
+    /// (its product, computed without overflow, is the number of values), else by the
+    /// nesting.
     pub(crate) fn of(tensor: &'a Value) -> Option<Rows<'a>> {
         let data = tensor.get("data")?;
         let t = tensor::flatten(data);
         let leaves = leaves(&t.leaves);
-        let declared: Option<Vec<usize>> = tensor.get("shape").and_then(|s| {
-            s.as_array()?
-                .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
-                .collect()
-        });
+        let declared = tensor
+            .get("shape")
+            .and_then(|s| declared_shape(s, leaves.len()));
         let dims = match declared {
-            Some(d) if d.iter().product::<usize>() == leaves.len() => d,
+            Some(d) => d,
             _ if t.regular => t.dims,
             _ => vec![leaves.len()],
         };
         let cols = match dims.as_slice() {
             [] | [_] => 1,
-            [_, rest @ ..] => rest.iter().product::<usize>().max(1),
+            [_, rest @ ..] => product(rest).unwrap_or(1).max(1),
         };
+        // A shape with a zero dimension fits empty data whatever its other dimensions:
+        // rows of no values have no columns to read.
+        let cols = if leaves.is_empty() { 1 } else { cols };
         Some(Rows { leaves, cols })
     }
 
-    /// How many rows.
+    /// How many rows (whole ones: the values always fill them).
     pub(crate) fn count(&self) -> usize {
         self.leaves.len() / self.cols
     }
 
-    /// The rows, each a slice of `cols` values (a short last row when the data is ragged).
-    pub(crate) fn iter(&self) -> std::slice::Chunks<'_, &'a Value> {
-        self.leaves.chunks(self.cols)
+    /// The rows, each a slice of exactly `cols` values.
+    pub(crate) fn iter(&self) -> std::slice::ChunksExact<'_, &'a Value> {
+        self.leaves.chunks_exact(self.cols)
     }
+}
+
+/// A declared `shape` when its dimensions are numbers whose product (without overflow)
+/// is `values`; `None` otherwise, and then the shape is not believed.
+fn declared_shape(shape: &Value, values: usize) -> Option<Vec<usize>> {
+    let dims = shape.as_array()?;
+    if dims.len() > MAX_DIMS {
+        return None;
+    }
+    let dims: Vec<usize> = dims
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+        .collect::<Option<_>>()?;
+    (product(&dims)? == values).then_some(dims)
+}
+
+/// Dimensions a declared V2 `shape` may have to be believed (JSON nesting is limited
+/// to 128 levels anyway, and tensors rarely have more than a handful).
+pub const MAX_DIMS: usize = 32;
+
+/// The product of dimensions, `None` when it overflows.
+fn product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 /// The leaves of a flattened tensor as references, whatever their storage.
@@ -473,18 +552,34 @@ fn object_prediction(label: Option<&Value>, score_v: Option<&Value>) -> Predicti
 
 // === OpenAI ===
 
-/// One row per choice, from a whole answer or from a stream's events (deltas joined by `index`).
-fn openai_predictions(events: &[Value]) -> Vec<Prediction> {
+/// One row per choice, from a whole answer or from a stream's events (deltas joined by
+/// `index`), and how many choices were left out.
+///
+/// A choice's `index` places it only among the choices the answer holds (a stream of
+/// n choices holds at least n choice objects, so names indexes below that) and below
+/// [`MAX_ROWS`]: a larger one is counted and left out, so an index never sizes an
+/// allocation beyond the choices there are.
+fn openai_predictions(events: &[Value]) -> (Vec<Prediction>, usize) {
+    let choices_of = |ev: &'_ Value| match ev.get("choices") {
+        Some(Value::Array(choices)) => choices.len(),
+        _ => 0,
+    };
+    let bound = events.iter().map(choices_of).sum::<usize>().min(MAX_ROWS);
     let mut rows: Vec<(usize, Option<String>)> = Vec::new();
+    let mut over = 0usize;
     for ev in events {
         let Some(Value::Array(choices)) = ev.get("choices") else {
             continue;
         };
         for (pos, c) in choices.iter().enumerate() {
-            let i = c
-                .get("index")
-                .and_then(Value::as_u64)
-                .map_or(pos, |i| i as usize);
+            let i = match c.get("index").and_then(Value::as_u64) {
+                None => Some(pos),
+                Some(i) => usize::try_from(i).ok(),
+            };
+            let Some(i) = i.filter(|&i| i < bound) else {
+                over = over.saturating_add(1);
+                continue;
+            };
             if i >= rows.len() {
                 rows.resize(i + 1, (0, None));
             }
@@ -493,18 +588,22 @@ fn openai_predictions(events: &[Value]) -> Vec<Prediction> {
                 .or_else(|| c.pointer("/delta/content"))
                 .or_else(|| c.get("text"))
                 .and_then(Value::as_str);
-            rows[i].0 += text.map_or(0, |t| t.chars().count());
+            rows[i].0 = rows[i]
+                .0
+                .saturating_add(text.map_or(0, |t| t.chars().count()));
             if let Some(r) = c.get("finish_reason").and_then(Value::as_str) {
                 rows[i].1 = Some(r.to_owned());
             }
         }
     }
-    rows.into_iter()
+    let rows = rows
+        .into_iter()
         .map(|(chars, reason)| Prediction {
             label: reason,
             score: Some(chars as f64),
         })
-        .collect()
+        .collect();
+    (rows, over)
 }
 
 // === values ===

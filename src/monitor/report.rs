@@ -76,6 +76,9 @@ pub struct FeatureReport {
     pub top: Vec<TopValue>,
     /// Against the reference, over the drift window.
     pub drift: Option<Drift>,
+    /// Its values are under a `redact` pointer: counted, but no quantiles, top values
+    /// or drift are shown.
+    pub redacted: bool,
 }
 
 /// One backend's answers.
@@ -95,6 +98,10 @@ pub struct OutputReport {
     pub labels: Vec<TopValue>,
     /// The scores (OpenAI: completion lengths in characters).
     pub scores: Option<Quantiles>,
+    /// Rows (or OpenAI choice indexes) beyond what an answer can give, not read.
+    pub over_cap: u64,
+    /// A `redact` pointer reaches the predictions: labels and scores counted, not shown.
+    pub redacted: bool,
 }
 
 /// A candidate's outputs against the stable's over the same window.
@@ -227,7 +234,8 @@ fn feature_report(f: &Feature, s: Option<&FeatureStats>, drift: Option<Drift>) -
         invalid: s.invalid,
         quantiles: s.sketch().and_then(|k| k.summary()),
         top: s.top().map_or_else(Vec::new, |t| t.top(TOP_SHOWN)),
-        drift,
+        drift: drift.filter(|_| !f.redacted),
+        redacted: f.redacted,
     }
 }
 
@@ -242,5 +250,7 @@ fn output_report(o: &OutputStats) -> OutputReport {
         null: o.null,
         labels: o.labels.top(TOP_SHOWN),
         scores: o.scores.summary(),
+        over_cap: o.over_cap,
+        redacted: o.redacted,
     }
 }

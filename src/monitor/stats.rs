@@ -365,6 +365,23 @@ impl FeatureStats {
         if feature.kind.is_none() {
             feature.kind = infer(read);
         }
+        if feature.redacted {
+            // Counted, never kept: whatever was kept before the feature was found
+            // under a `redact` pointer is forgotten.
+            self.values = Values::Empty;
+            let usable = match (feature.kind, read) {
+                (Some(Kind::Numeric), Read::Number(f)) => f.is_finite(),
+                (Some(Kind::Categorical), Read::Text(_)) => true,
+                (Some(Kind::Categorical), Read::Number(f)) => f.is_finite(),
+                _ => false,
+            };
+            if usable {
+                self.count += 1;
+            } else {
+                self.invalid += 1;
+            }
+            return;
+        }
         let kept = match feature.kind {
             Some(Kind::Numeric) => match read {
                 Read::Number(f) if f.is_finite() => {
@@ -462,17 +479,28 @@ pub struct OutputStats {
     pub empty: u64,
     /// Predictions (rows) read.
     pub rows: u64,
+    /// Rows (or OpenAI choice indexes) beyond what an answer can give, not read.
+    pub over_cap: u64,
     /// Rows that predicted nothing (null).
     pub null: u64,
     /// Predicted labels (class mix, or OpenAI finish reasons).
     pub labels: TopK,
     /// Scores (top probability, regression value, or OpenAI completion length).
     pub scores: Sketch,
+    /// A `redact` pointer reaches where the predictions are read: labels and scores are
+    /// counted, not kept.
+    pub redacted: bool,
 }
 
 impl OutputStats {
-    /// Counts one exchange's answer and its predictions.
-    pub(crate) fn record(&mut self, payload: &Payload) {
+    /// Counts one exchange's answer and its predictions; `hidden`: their labels and
+    /// scores are under a `redact` pointer, so they are counted, not kept.
+    pub(crate) fn record(&mut self, payload: &Payload, hidden: bool) {
+        if hidden && !self.redacted {
+            self.redacted = true;
+            self.labels = TopK::default();
+            self.scores = Sketch::new();
+        }
         match payload.answer {
             Answer::Failed(_) => return self.failed += 1,
             Answer::Truncated => return self.truncated += 1,
@@ -482,10 +510,14 @@ impl OutputStats {
         if payload.predictions.is_empty() {
             self.empty += 1;
         }
+        self.over_cap = self.over_cap.saturating_add(payload.over_cap as u64);
         for p in &payload.predictions {
             self.rows += 1;
             if p.is_null() {
                 self.null += 1;
+            }
+            if self.redacted {
+                continue;
             }
             if let Some(l) = &p.label {
                 self.labels.add(l);

@@ -470,8 +470,10 @@ fn a_row_lacks_only_the_features_of_its_own_protocol() {
 
 #[test]
 fn max_features_bounds_what_is_kept_and_counts_the_rest() {
+    // One declared protocol: its features may take every slot.
     let s = Settings {
         max_features: 4,
+        protocol: Protocol::V2,
         ..Settings::default()
     };
     let mut m = Monitor::new(s).unwrap();
@@ -848,4 +850,299 @@ fn backends_beyond_the_cap_are_dropped_and_counted() {
     let r = m.report(Instant::now(), None);
     assert_eq!(r.backends.len(), MAX_BACKENDS);
     assert_eq!(r.samples.dropped, 3);
+}
+
+// === hostile bodies: sizes from the wire are checked, never trusted ===
+
+#[test]
+fn a_shape_whose_product_overflows_is_not_believed() {
+    // 12297829382473034411 × 3 wraps to 1 in 64 bits: the one value must not be read as
+    // a row of three columns.
+    let poisonous = r#"{"inputs":[{"name":"x","shape":[12297829382473034411,3],"datatype":"FP32","data":[1.5]}]}"#;
+    let zero =
+        r#"{"inputs":[{"name":"y","shape":[0,18446744073709551615],"datatype":"FP32","data":[]}]}"#;
+    let huge = r#"{"inputs":[{"name":"z","shape":[4294967296,4294967296,1],"datatype":"FP32","data":[2.5]}]}"#;
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    for request in [poisonous, zero, huge] {
+        observe(
+            &mut m,
+            "blue",
+            "/v2/models/m/infer",
+            request,
+            "{}",
+            Instant::now(),
+        );
+    }
+    let r = m.report(Instant::now(), None);
+    assert_eq!(r.samples.parsed, 3);
+    let names: Vec<&str> = r.backends[0].features.iter().map(|f| &*f.name).collect();
+    assert_eq!(
+        names,
+        ["x[0]", "z[0]"],
+        "read by the nesting: one column each"
+    );
+    assert_eq!(feature(&r, "blue", "x[0]").count, 1);
+    assert_eq!(r.untracked_values, 0);
+}
+
+#[test]
+fn an_openai_choice_index_sizes_nothing_beyond_the_choices_there_are() {
+    let hostile =
+        r#"{"choices":[{"index":4294967295,"message":{"content":"hi"},"finish_reason":"stop"}]}"#;
+    let p = parse("/v1/chat/completions", CHAT_REQUEST, hostile);
+    assert!(p.predictions.is_empty(), "{:?}", p.predictions);
+    assert_eq!(p.over_cap, 1);
+    let large = r#"{"choices":[{"index":20000000,"text":"a"},{"index":0,"text":"bc","finish_reason":"stop"}]}"#;
+    let p = parse("/v1/completions", r#"{"prompt":"x"}"#, large);
+    assert_eq!(p.predictions.len(), 1);
+    assert_eq!(p.predictions[0].score, Some(2.0));
+    assert_eq!(p.over_cap, 1);
+    // A stream may name its choices in any order: indexes below the choices it holds.
+    let stream = concat!(
+        "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"ab\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"c\"},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+    );
+    let p = parse("/v1/chat/completions", CHAT_REQUEST, stream);
+    let labels: Vec<_> = p.predictions.iter().map(|p| p.label.as_deref()).collect();
+    assert_eq!(labels, [Some("stop"), Some("length")]);
+    assert_eq!(p.over_cap, 0);
+
+    // Through the monitor: counted, not read.
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    observe(
+        &mut m,
+        "green",
+        "/v1/chat/completions",
+        CHAT_REQUEST,
+        hostile,
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    assert_eq!(r.backends[0].outputs.over_cap, 1);
+    assert_eq!(r.backends[0].outputs.rows, 0);
+}
+
+#[test]
+fn an_answer_gives_at_most_max_rows_predictions() {
+    let rows = vec!["1"; payload::MAX_ROWS + 5].join(",");
+    let answer = format!(r#"{{"predictions":[{rows}]}}"#);
+    let p = parse("/v1/models/m:predict", r#"{"instances":[[1]]}"#, &answer);
+    assert_eq!(p.predictions.len(), payload::MAX_ROWS);
+    assert_eq!(p.over_cap, 5);
+}
+
+#[test]
+fn a_request_gives_at_most_max_cells_values() {
+    let n = features::MAX_CELLS + 10;
+    let data = vec!["1"; n].join(",");
+    let request = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[{n}],"datatype":"INT32","data":[{data}]}}]}}"#
+    );
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &request,
+        "{}",
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    let x = feature(&r, "blue", "x[0]");
+    assert_eq!(x.count, features::MAX_CELLS as u64);
+    assert_eq!(r.untracked_values, 10);
+    // The rows the request has are still its rows, and none is counted absent.
+    assert_eq!(r.backends[0].rows.unwrap().max, n as f64);
+}
+
+/// A V2 request of one row with `cols` columns of tensor `name`.
+fn wide(name: &str, cols: usize) -> String {
+    let data = vec!["0.5"; cols].join(",");
+    format!(
+        r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"FP32","data":[{data}]}}]}}"#
+    )
+}
+
+#[test]
+fn v1_and_v2_share_the_feature_slots_under_auto() {
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    let share = features::Schema::share(256);
+    assert_eq!(share, 127);
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("w", 300),
+        "{}",
+        Instant::now(),
+    );
+    let v1 = r#"{"instances":[{"age":41,"country":"FR"}]}"#;
+    observe(
+        &mut m,
+        "blue",
+        "/v1/models/m:predict",
+        v1,
+        r#"{"predictions":[1]}"#,
+        Instant::now(),
+    );
+    observe(
+        &mut m,
+        "blue",
+        "/v1/chat/completions",
+        CHAT_REQUEST,
+        CHAT_ANSWER,
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    let names: Vec<&str> = r.backends[0].features.iter().map(|f| &*f.name).collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with("w[")).count(), share);
+    for name in ["age", "country", "messages", "prompt_chars"] {
+        assert!(names.contains(&name), "{name} has no slot: {names:?}");
+    }
+    assert_eq!(r.untracked_values, (300 - share) as u64);
+}
+
+#[test]
+fn a_new_rollout_frees_the_slots_discovered_features_took() {
+    let s = Settings {
+        max_features: 8,
+        protocol: Protocol::V2,
+        ..Settings::default()
+    };
+    let mut m = Monitor::new(s).unwrap();
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("w", 300),
+        "{}",
+        Instant::now(),
+    );
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("x", 2),
+        "{}",
+        Instant::now(),
+    );
+    let names = |m: &Monitor| -> Vec<String> {
+        let r = m.report(Instant::now(), None);
+        r.backends[0]
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    };
+    assert!(
+        names(&m).iter().all(|n| n.starts_with("w[")),
+        "{:?}",
+        names(&m)
+    );
+
+    m.forget_discovered();
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        &wide("x", 2),
+        "{}",
+        Instant::now(),
+    );
+    assert_eq!(names(&m), ["x[0]", "x[1]"]);
+    let r = m.report(Instant::now(), None);
+    assert_eq!(feature(&r, "blue", "x[0]").count, 1, "counted afresh");
+}
+
+#[test]
+fn values_under_a_redact_pointer_are_counted_never_shown() {
+    let s = Settings {
+        redact: vec!["/instances/*/card".into(), "/predictions/*/label".into()],
+        features: Vec::new(),
+        ..Settings::default()
+    };
+    let mut m = Monitor::new(s).unwrap();
+    for i in 0..20 {
+        let request = format!(
+            r#"{{"instances":[{{"card":"4111111111111111","pin":{i},"country":"FR"}},{{"card":null,"country":"DE"}}]}}"#
+        );
+        let answer =
+            r#"{"predictions":[{"label":"fraud","score":0.9},{"label":"ok","score":0.2}]}"#;
+        observe(
+            &mut m,
+            "blue",
+            "/v1/models/m:predict",
+            &request,
+            answer,
+            Instant::now(),
+        );
+    }
+    let r = m.report(Instant::now(), None);
+    let card = feature(&r, "blue", "card");
+    assert!(card.redacted);
+    assert_eq!(card.count, 20);
+    assert_eq!(card.missing.null, 20);
+    assert!(card.top.is_empty() && card.quantiles.is_none() && card.drift.is_none());
+    let country = feature(&r, "blue", "country");
+    assert!(!country.redacted);
+    assert_eq!(country.top.len(), 2, "other features are shown");
+    assert!(feature(&r, "blue", "pin").quantiles.is_some());
+    let outputs = &r.backends[0].outputs;
+    assert!(outputs.redacted && outputs.labels.is_empty() && outputs.scores.is_none());
+    assert_eq!(outputs.rows, 40);
+    let shown = serde_json::to_string(&r).unwrap();
+    assert!(
+        !shown.contains("4111111111111111") && !shown.contains("fraud"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_redact_pointer_hides_tensor_columns_and_pointer_features() {
+    let s = Settings {
+        redact: vec!["/inputs/secret/data".into(), "/parameters/user".into()],
+        features: vec![FeatureSpec {
+            name: "user".into(),
+            input: None,
+            column: None,
+            pointer: Some("/parameters/user".into()),
+            kind: None,
+        }],
+        ..Settings::default()
+    };
+    let mut m = Monitor::new(s.clone()).unwrap();
+    let request = r#"{"parameters":{"user":"alice"},"inputs":[{"name":"secret","shape":[1,2],"datatype":"BYTES","data":["a","b"]}]}"#;
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        request,
+        "{}",
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    let user = feature(&r, "blue", "user");
+    assert!(user.redacted && user.top.is_empty() && user.count == 1);
+
+    let discover = Settings {
+        features: Vec::new(),
+        ..s
+    };
+    let mut m = Monitor::new(discover).unwrap();
+    let request = r#"{"inputs":[{"name":"secret","shape":[1,2],"datatype":"BYTES","data":["4111","x"]},{"name":"plain","shape":[1],"datatype":"BYTES","data":["shown"]}]}"#;
+    observe(
+        &mut m,
+        "blue",
+        "/v2/models/m/infer",
+        request,
+        "{}",
+        Instant::now(),
+    );
+    let r = m.report(Instant::now(), None);
+    for name in ["secret[0]", "secret[1]"] {
+        let f = feature(&r, "blue", name);
+        assert!(f.redacted && f.top.is_empty() && f.count == 1, "{f:?}");
+    }
+    assert_eq!(feature(&r, "blue", "plain[0]").top[0].value, "shown");
 }

@@ -44,6 +44,11 @@ use crate::monitor::{Answer, Exchange, Monitor, Payload};
 /// parsing them would cost more than the request.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The request id whose observation panics, in unit tests (the observer thread's panic
+/// handling is tested with it).
+#[cfg(test)]
+pub(crate) const PANIC_FOR_TESTS: &str = "test:panic-while-observing";
+
 /// A draw is in parts per million: `sample: 0.01` (one request in ten thousand) still counts.
 const PPM: u32 = 1_000_000;
 
@@ -97,6 +102,11 @@ pub struct Seen<'a> {
     /// The mirror's answer, when the request was mirrored: its backend, and its answer
     /// (`None` when none came).
     pub shadow: Option<(&'a Arc<str>, Option<Answered<'a>>)>,
+    /// Whether the gates read the answer, and the mirror's: a client over its share of a
+    /// backend's window is served and captured, but neither monitored nor remembered for
+    /// labels ([`Shares`](crate::telemetry::share::Shares)).
+    pub judged: bool,
+    pub shadow_judged: bool,
 }
 
 /// An answer as the tee captured it.
@@ -160,14 +170,16 @@ impl Observers {
 
     /// Tells the monitor which rollout the route is on; a new one (a new candidate, a
     /// retry) begins a reference from the stable's next sampled requests (unless the
-    /// reference is a file) and empties the drift windows, so that the `output_drift`
-    /// gate judges it on its own answers, not on those of the attempt before it.
+    /// reference is a file), forgets the features found in requests (so the slots an
+    /// earlier request took are free again) and empties the drift windows, so that the
+    /// `output_drift` gate judges it on its own answers, not on those of the attempt
+    /// before it.
     pub fn rollout(&self, id: u64) {
         if let Some(w) = &self.monitor {
             if w.rollout.swap(id, Ordering::Relaxed) != id {
                 let mut monitor = w.lock();
                 monitor.start_reference(&w.stable);
-                monitor.clear_windows();
+                monitor.forget_discovered();
             }
         }
     }
@@ -175,8 +187,12 @@ impl Observers {
     /// Hands one exchange to each observer whose sample takes its draw; its bodies are
     /// parsed once, and only when an observer reads them here.
     pub fn observe(&self, seen: &Seen<'_>) {
-        let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample;
-        let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample;
+        #[cfg(test)]
+        if seen.request_id == PANIC_FOR_TESTS {
+            panic!("a panic forced for a test");
+        }
+        let monitored = self.monitor.is_some() && seen.draw < self.monitor_sample && seen.judged;
+        let remembered = self.feedback.is_some() && seen.draw < self.feedback_sample && seen.judged;
         let captured = self.capture.is_some() && seen.draw < self.capture_sample;
         let now = Instant::now();
         let live = exchange(&self.route, seen.backend, seen, seen.answer);
@@ -185,7 +201,7 @@ impl Observers {
         if let (Some(p), Some(w)) = (&mut payload, self.monitor.as_deref().filter(|_| monitored)) {
             let mut monitor = w.lock();
             monitor.observe(&live, p, now);
-            if let Some((backend, Some(answer))) = seen.shadow {
+            if let Some((backend, Some(answer))) = seen.shadow.filter(|_| seen.shadow_judged) {
                 let copy = exchange(&self.route, backend, seen, answer);
                 let request = p.request.take();
                 let s = Payload::with_answer(request, p.protocol, &copy);
@@ -470,10 +486,18 @@ fn watch(route: &config::Route, previous: Option<&Arc<Watch>>) -> Option<Arc<Wat
     }
 }
 
-/// A route's `monitor` settings with its drift window fixed by the analysis: the
-/// analysis window, slid in sixths, and the analysis' fewest samples.
+/// A route's `monitor` settings with its drift window fixed by the analysis (the
+/// analysis window, slid in sixths, and the analysis' fewest samples) and the route's
+/// `redact` pointers (the capture's and the comparison's), whose values it never shows.
 pub fn monitor_settings(route: &config::Route) -> MonitorConfig {
     let mut s = route.monitor.clone();
+    s.redact = route
+        .capture
+        .iter()
+        .flat_map(|c| c.redact.iter())
+        .chain(&route.shadow.compare.redact)
+        .cloned()
+        .collect();
     if let Some(a) = &route.rollout.analysis {
         s.window = a.window.0;
         s.bucket = Duration::from_secs(a.window.0.as_secs().div_ceil(6).max(1));
@@ -555,5 +579,72 @@ mod tests {
             !Arc::ptr_eq(shorter.feedback().unwrap(), &store),
             "new bounds: a new store"
         );
+    }
+
+    /// Hands `request` (a V2 body) to the route's observers as blue's exchange.
+    fn observe_request(o: &Observers, request: &str) {
+        let request = Bytes::from(request.to_owned());
+        let backend: Arc<str> = "blue".into();
+        let body = Bytes::from_static(b"{}");
+        o.observe(&Seen {
+            draw: 0,
+            request_id: "r",
+            path: "/v2/models/m/infer",
+            at: SystemTime::now(),
+            latency: Duration::from_millis(1),
+            request: &request,
+            request_truncated: false,
+            backend: &backend,
+            answer: Answered {
+                status: 200,
+                body: &body,
+                truncated: false,
+            },
+            shadow: None,
+            judged: true,
+            shadow_judged: true,
+        });
+    }
+
+    /// A V2 request of one row of `cols` columns of tensor `name`.
+    fn wide(name: &str, cols: usize) -> String {
+        let data = vec!["1"; cols].join(",");
+        format!(
+            r#"{{"inputs":[{{"name":"{name}","shape":[1,{cols}],"datatype":"INT32","data":[{data}]}}]}}"#
+        )
+    }
+
+    fn feature_names(o: &Observers) -> Vec<String> {
+        let report = o.monitor().unwrap().report(Instant::now(), None);
+        report.backends[0]
+            .features
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_new_rollout_frees_the_feature_slots_an_earlier_request_took() {
+        let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' } }\n\
+                    rollout: { stable: blue }\n\
+                    monitor: { sample: 100, protocol: v2, max_features: 16 }\n";
+        let config = config::parse(yaml).unwrap();
+        let hub = Hub::new(&config, None);
+        let o = hub.observers(&config.routes()[0]).unwrap();
+        o.rollout(1);
+        observe_request(&o, &wide("wide", 300));
+        observe_request(&o, &wide("x", 2));
+        assert!(!feature_names(&o).iter().any(|n| n.starts_with("x[")));
+
+        o.rollout(1);
+        observe_request(&o, &wide("x", 2));
+        assert!(
+            !feature_names(&o).iter().any(|n| n.starts_with("x[")),
+            "the same rollout"
+        );
+
+        o.rollout(2);
+        observe_request(&o, &wide("x", 2));
+        assert_eq!(feature_names(&o), ["x[0]", "x[1]"]);
     }
 }

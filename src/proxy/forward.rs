@@ -17,6 +17,7 @@ use super::body::Prepared;
 use super::respond::Source;
 use crate::snapshot::{Backend, Route};
 use crate::telemetry::metrics::ErrorKind;
+use crate::telemetry::share::Client;
 use crate::telemetry::{self, Outcome};
 use crate::upstream::errors::Failed;
 use crate::upstream::{Failure, Head, PooledBody, UpstreamBody};
@@ -38,11 +39,13 @@ pub fn retry_copy(body: &Prepared, head: &Head, fallback: bool) -> Option<Retry>
     }
 }
 
-/// Whose answer the client gets: `backend`'s, and the tripwire when it is the candidate.
-pub fn source(snap: &Route, backend: Arc<Backend>, is_candidate: bool) -> Source {
+/// Whose answer the client gets: `backend`'s, the tripwire when it is the candidate, and
+/// whether the gates read it.
+pub fn source(snap: &Route, backend: Arc<Backend>, is_candidate: bool, judged: bool) -> Source {
     Source {
         tripwire: is_candidate.then(|| snap.tripwire.clone()).flatten(),
         backend,
+        judged,
     }
 }
 
@@ -52,7 +55,7 @@ pub async fn fall_back(
     snap: &Route,
     failed: &Backend,
     retry: Retry,
-    request_id: &HeaderValue,
+    (request_id, client): (&HeaderValue, Option<Client>),
 ) -> (Source, Result<Response<PooledBody>, Failure>) {
     failed.metrics.fallback();
     let stable = snap.stable.clone();
@@ -61,10 +64,11 @@ pub async fn fall_back(
         .upstream
         .send_live(retry.head, UpstreamBody::buffered(retry.body))
         .await;
-    if observe(snap, &stable, false, again, &result) {
+    let judged = stable.judges(client, again);
+    if observe(snap, &stable, (false, judged), again, &result) {
         log_failure(&stable, &result, request_id);
     }
-    (source(snap, stable, false), result)
+    (source(snap, stable, false, judged), result)
 }
 
 /// Writes a failure of `backend` (one that [`observe`] counted) to the log, unless
@@ -90,11 +94,12 @@ pub fn log_failure(
     });
 }
 
-/// Records one upstream outcome; true when it counts as a failure of `backend`.
+/// Records one upstream outcome (in `backend`'s window when `judged`); true when it counts
+/// as a failure of `backend`.
 pub fn observe(
     snap: &Route,
     backend: &Backend,
-    is_candidate: bool,
+    (is_candidate, judged): (bool, bool),
     started: Instant,
     result: &Result<Response<PooledBody>, Failure>,
 ) -> bool {
@@ -113,11 +118,11 @@ pub fn observe(
         None
     };
     telemetry::record(
-        &backend.window,
+        backend.window_if(judged),
         &backend.metrics,
         tripwire,
         now,
-        now - started,
+        Some(now - started),
         outcome,
     )
 }

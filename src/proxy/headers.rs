@@ -106,6 +106,28 @@ pub fn duplicate_host(headers: &HeaderMap) -> bool {
     headers.len() != headers.keys_len() && headers.get_all(header::HOST).iter().nth(1).is_some()
 }
 
+/// Makes `Host` the request target's authority when the target carries one (an
+/// absolute-form request, or HTTP/2's `:authority`): a server must then ignore `Host`
+/// (RFC 9112 §3.2.2, RFC 9113 §8.3.1), and routing reads the authority, so the backend
+/// must be told the same host. Any userinfo is left out, as a `Host` never carries one.
+/// An origin-form request (nearly all HTTP/1) is left as it is.
+pub fn host_from_authority(uri: &http::Uri, headers: &mut HeaderMap) {
+    let Some(authority) = uri.authority() else {
+        return;
+    };
+    let authority = authority.as_str();
+    let host = &authority[authority.rfind('@').map_or(0, |at| at + 1)..];
+    if headers
+        .get(header::HOST)
+        .is_some_and(|h| h.as_bytes() == host.as_bytes())
+    {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(header::HOST, v);
+    }
+}
+
 /// The place of `name` in [`HOP_BY_HOP`], then [`PRIVATE`]; a string match (a length
 /// switch, then one compare) is cheaper than comparing with each name in turn.
 fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
@@ -252,6 +274,25 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("example"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
+    }
+
+    #[test]
+    fn an_authority_in_the_target_becomes_the_host() {
+        let host = |target: &str, given: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = given {
+                h.insert(header::HOST, HeaderValue::from_static(v));
+            }
+            host_from_authority(&target.parse().unwrap(), &mut h);
+            let all: Vec<_> = h.get_all(header::HOST).iter().cloned().collect();
+            all
+        };
+        assert_eq!(host("http://a.example/x", Some("b.example")), ["a.example"]);
+        assert_eq!(host("http://a.example:8080/x", None), ["a.example:8080"]);
+        assert_eq!(host("http://user:pw@a.example/x", Some("b")), ["a.example"]);
+        assert_eq!(host("http://[::1]:9/x", Some("b")), ["[::1]:9"]);
+        assert_eq!(host("/x", Some("b.example")), ["b.example"], "origin form");
+        assert_eq!(host("/x", None), Vec::<HeaderValue>::new());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! 1. **snapshot**: load the routing [`Snapshot`] once; the whole request uses it.
 //! 2. **[`headers`]**: drop hop-by-hop headers, then keep or make `x-request-id` and append
-//!    `x-forwarded-for`; refuse `CONNECT` (405) and a repeated `Host` (400).
+//!    `x-forwarded-for`; refuse `CONNECT` (405) and a repeated `Host` (400); a target
+//!    with an authority (absolute form, HTTP/2) makes it the `Host`.
 //! 3. **[`route`]**: the route that takes the request (its
 //!    [`Matcher`](crate::snapshot::matcher::Matcher); 404 when none does; an OpenAI-style
 //!    request's body is read first for its `model`), then the route's backend: override
@@ -51,6 +52,7 @@ use crate::shadow::{self, Captured, Delivery, Mirror, Pending, Reservation};
 use crate::snapshot::matcher::Pick;
 use crate::snapshot::{Backend, Route, Snapshot};
 use crate::telemetry::metrics::ClientFault;
+use crate::telemetry::share::Client;
 use crate::upstream::Head;
 use body::Prepared;
 pub use respond::ProxyBody;
@@ -135,6 +137,7 @@ impl Proxy {
         if let Some(fault) = refuse(&parts) {
             return Ok(respond::refused(None, fault, request_id));
         }
+        headers::host_from_authority(&parts.uri, &mut parts.headers);
 
         // 3. route: which route takes the request, then which of its backends
         let (index, body) = match snap.matcher.pick(&parts.method, &parts.uri, &parts.headers) {
@@ -151,6 +154,9 @@ impl Proxy {
         let _live = (route.mirror_bp > 0).then(shadow::LiveRequest::start);
         let backend = route::pick(route, &parts.headers).clone();
         let is_candidate = route.is_candidate(&backend);
+        // Whether the gates read this request: its client within its share of the window.
+        let client = route::client(route, &backend, &parts.headers, self.peer.as_ref());
+        let judged = backend.judges(client, started);
         if found.private() {
             headers::strip_private(&mut parts.headers);
         }
@@ -180,17 +186,32 @@ impl Proxy {
         // out (`UpstreamBody::due_before`).
         let (body, copy) = prepared.into_upstream(snap.max_body, deadline, observed.is_some());
         let at = (&request_id, started, snap.max_body);
-        let tap = tap(route, &backend, &head, mirrored, observed.zip(copy), at);
+        let sample = observed.zip(copy);
+        let tap = tap(
+            route,
+            &backend,
+            &head,
+            mirrored,
+            sample,
+            at,
+            (client, judged),
+        );
 
         // 6. forward, 7. observe (+ fallback)
         let result = backend.upstream.send_live(head, body).await;
-        let failed = forward::observe(route, &backend, is_candidate, started, &result);
+        let live = (is_candidate, judged);
+        let failed = forward::observe(route, &backend, live, started, &result);
         if failed {
             forward::log_failure(&backend, &result, &request_id);
         }
         let (source, result) = match retry {
-            Some(retry) if failed => forward::fall_back(route, &backend, retry, &request_id).await,
-            _ => (forward::source(route, backend, is_candidate), result),
+            Some(retry) if failed => {
+                forward::fall_back(route, &backend, retry, (&request_id, client)).await
+            }
+            _ => (
+                forward::source(route, backend, is_candidate, judged),
+                result,
+            ),
         };
 
         // 8. respond
@@ -247,14 +268,26 @@ fn tap(
     mirrored: Option<Bytes>,
     sample: Option<((&Arc<Observers>, u32), RequestCopy)>,
     (request_id, started, cap): (&HeaderValue, Instant, usize),
+    (client, judged): (Option<Client>, bool),
 ) -> Option<Delivery> {
-    let mut pending = sample
-        .map(|((o, draw), copy)| sampled(o, draw, backend, (head, copy, request_id, started)));
+    let mut pending = sample.map(|((o, draw), copy)| {
+        let mut p = sampled(o, draw, backend, (head, copy, request_id, started));
+        p.judged = judged;
+        p
+    });
     mirrored
         .and_then(|bytes| {
             let place = shadow::reserve(route)?;
             let observe = pending.take();
-            mirror(place, route, head, &bytes, request_id, cap, observe)
+            mirror(
+                place,
+                route,
+                head,
+                &bytes,
+                (request_id, client),
+                cap,
+                observe,
+            )
         })
         .map(Delivery::Mirror)
         .or_else(|| pending.map(Delivery::Observe))
@@ -277,6 +310,8 @@ fn sampled(
         request,
         // A fallback changes it with the answer.
         backend: backend.name.clone(),
+        judged: true,
+        shadow_judged: true,
     })
 }
 
@@ -287,7 +322,7 @@ fn mirror(
     route: &Arc<Route>,
     head: &Head,
     body: &Bytes,
-    request_id: &HeaderValue,
+    (request_id, client): (&HeaderValue, Option<Client>),
     cap: usize,
     observe: Option<Box<Pending>>,
 ) -> Option<oneshot::Sender<Captured>> {
@@ -300,6 +335,7 @@ fn mirror(
         head: head.clone(),
         body: body.clone(),
         request_id: request_id.clone(),
+        client,
         cap,
         observe,
     }

@@ -32,6 +32,8 @@ use crate::upstream::{Failure, PooledBody};
 pub struct Source {
     pub backend: Arc<Backend>,
     pub tripwire: Option<Arc<Tripwire>>,
+    /// Whether the gates read this answer's outcome (its client is within its share).
+    pub judged: bool,
 }
 
 /// The answer to the client: the upstream's (teed into `tap` when mirrored), or an error of ours.
@@ -283,7 +285,7 @@ impl Source {
             what: &"upstream cut its answer off mid-body",
         });
         telemetry::record_truncated(
-            &b.window,
+            b.window_if(self.judged),
             &b.metrics,
             self.tripwire.as_deref(),
             Instant::now(),

@@ -13,10 +13,12 @@
 
 use std::sync::Arc;
 
+use http::header::HeaderValue;
 use http::HeaderMap;
 
 use super::headers::cookie;
 use crate::snapshot::{Backend, Route, Sticky};
+use crate::telemetry::share::Client;
 
 /// The bucket (0..10 000) of a sticky key.
 #[inline]
@@ -41,12 +43,7 @@ pub fn pick<'s>(snap: &'s Route, headers: &HeaderMap) -> &'s Arc<Backend> {
         10_000.. => return candidate,
         _ => {}
     }
-    let key = match &snap.sticky {
-        Some(Sticky::Header(h)) => headers.get(h).map(|v| v.as_bytes()),
-        Some(Sticky::Cookie(name)) => cookie(headers, name),
-        None => None,
-    };
-    let b = match key {
+    let b = match sticky_key(snap, headers) {
         Some(k) => bucket(k, snap.sticky_seed),
         None => rand::random_range(0..10_000),
     };
@@ -55,6 +52,32 @@ pub fn pick<'s>(snap: &'s Route, headers: &HeaderMap) -> &'s Arc<Backend> {
     } else {
         &snap.stable
     }
+}
+
+/// The request's sticky key, when the route has one and the request carries it.
+#[inline]
+fn sticky_key<'h>(snap: &Route, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+    match &snap.sticky {
+        Some(Sticky::Header(h)) => headers.get(h).map(|v| v.as_bytes()),
+        Some(Sticky::Cookie(name)) => cookie(headers, name),
+        None => None,
+    }
+}
+
+/// Who sent a request, as `backend`'s share bound counts clients: its sticky key, else its
+/// address (`peer`); `None` when the backend bounds no share (nothing is hashed).
+#[inline]
+pub fn client(
+    snap: &Route,
+    backend: &Backend,
+    headers: &HeaderMap,
+    peer: Option<&HeaderValue>,
+) -> Option<Client> {
+    if !backend.shares.bounded() {
+        return None;
+    }
+    let key = sticky_key(snap, headers).or(peer.map(HeaderValue::as_bytes))?;
+    Some(Client::of(key))
 }
 
 /// Whether a request routed to `backend` is mirrored to the candidate: only stable-served

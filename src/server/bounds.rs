@@ -14,8 +14,17 @@ use crate::config::Limits;
 
 /// How many admin connections (API, `/metrics`, dashboard) are open at once at most:
 /// far more than scrapers, dashboards and the CLI use, few enough that a client
-/// flooding the admin port holds little.
+/// flooding the admin port holds little. A full admin listener closes its idlest
+/// connection to admit a new one (`server::evict`), so for a moment one more is open.
 pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+
+/// How long an admin keep-alive connection may wait for its next request: longer than
+/// the dashboard's 2 s poll, short enough that idle connections do not pile up.
+pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many requests one HTTP/2 admin connection carries at once: the CLI and the
+/// dashboard send a few; more only multiplies what one connection can make the admin do.
+pub const ADMIN_MAX_STREAMS: u32 = 16;
 
 /// How long shutdown waits for admin calls.
 pub const ADMIN_DRAIN: Duration = Duration::from_secs(2);
@@ -92,6 +101,13 @@ impl Bounds {
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         let permit = Permit(self.clone());
         (before < max).then_some(permit)
+    }
+
+    /// Counts in a connection admitted in place of one just told to close
+    /// ([`super::evict`]): even beyond `max_connections`, until that one has closed.
+    pub fn admit_in_place(self: &Arc<Self>) -> Permit {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Permit(self.clone())
     }
 
     /// How long a client may take no answer bytes.

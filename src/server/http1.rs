@@ -19,6 +19,9 @@
 //!
 //! A parked connection is closed [`Settings::idle_timeout`] after its last response (or
 //! when parked, if `park_after` is the longer), when the client closes it, or at shutdown.
+//!
+//! An admin connection can also be evicted ([`super::evict`]): when it serves no request
+//! it closes at once (a request head begun is dropped), else after its current answer.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -38,6 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use super::evict::{self, Slot};
 use crate::error::BoxError;
 
 /// How long a connection stays quiet before it is parked (at most; see
@@ -86,6 +90,8 @@ pub enum Ended {
     Closed,
     /// Parked and idle for `idle_timeout`.
     Idle,
+    /// Evicted from a full admin listener to admit a new connection.
+    Evicted,
     /// hyper or the socket failed (a header timeout included).
     Failed(hyper::Error),
 }
@@ -99,9 +105,10 @@ pub struct Served {
     pub sessions: u32,
 }
 
-/// What the connection's service and socket report to [`serve`]'s timer.
+/// What the connection's service and socket report to [`serve`]'s timer (and, on the
+/// admin listener, to the [`evict::Evictor`]).
 #[derive(Debug)]
-struct Activity {
+pub(crate) struct Activity {
     /// What `last_done` counts from.
     epoch: Instant,
     /// Requests begun on the connection (wrapping).
@@ -113,7 +120,7 @@ struct Activity {
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Activity {
             epoch: Instant::now(),
             requests: AtomicU32::new(0),
@@ -122,9 +129,34 @@ impl Activity {
         }
     }
 
-    /// When the last response was finished.
+    /// When the last response was finished (when the connection was accepted, before
+    /// its first).
     fn done_at(&self) -> Instant {
         self.epoch + Duration::from_nanos(self.last_done.load(Relaxed))
+    }
+
+    /// Whether a request is being served: its head handed to the service, its answer
+    /// not yet taken whole by hyper.
+    pub(crate) fn serving(&self) -> bool {
+        self.in_flight.load(Relaxed) > 0
+    }
+
+    /// Since when no request has been served (meaningful while none is).
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.done_at()
+    }
+
+    /// Marks a request begun, as the service does.
+    #[cfg(test)]
+    pub(crate) fn begin(&self) {
+        self.requests.fetch_add(1, Relaxed);
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// Marks a request's answer done, as dropping its body does.
+    #[cfg(test)]
+    pub(crate) fn done(self: &Arc<Self>) {
+        drop(InFlight(self.clone()));
     }
 
     /// Tells whether a session that started when `begun` requests had begun has been quiet
@@ -153,13 +185,15 @@ enum Quiet {
 }
 
 /// Serves HTTP/1 on `stream` with `service` until the client leaves, the connection idles
-/// past `idle_timeout`, or `shutdown` turns true (in-flight requests finish first).
+/// past `idle_timeout`, `shutdown` turns true (in-flight requests finish first), or it is
+/// evicted through `slot` (admin connections only).
 /// `stream` must have bytes to read (the caller waited for the first ones).
 pub async fn serve<T, S, B>(
     stream: T,
     service: S,
     settings: &Settings,
     shutdown: watch::Receiver<bool>,
+    slot: Option<&Slot>,
     parked: impl Fn(bool),
 ) -> Served
 where
@@ -170,7 +204,10 @@ where
     B: Body + 'static,
     B::Error: Into<BoxError>,
 {
-    let activity = Arc::new(Activity::new());
+    let activity = match slot {
+        Some(s) => s.activity.clone(),
+        None => Arc::new(Activity::new()),
+    };
     let mut service = Tracked {
         inner: service,
         activity: activity.clone(),
@@ -185,6 +222,7 @@ where
         // Seen only when shutdown is signalled; checked on each wake-up without a lock.
         probe: shutdown.clone(),
         shutdown,
+        slot,
         tick: pin!(tokio::time::sleep(settings.park_after)),
     };
     let mut sessions = 0;
@@ -194,6 +232,9 @@ where
             Session::Parked(service, socket) => (service, socket),
             Session::Over(ended) => break ended,
         };
+        if slot.is_some_and(Slot::is_evicted) {
+            break Ended::Evicted;
+        }
         if !socket.replay.is_empty() {
             // A request head had begun: serve it now.
             continue;
@@ -216,6 +257,8 @@ struct Keepalive<'a> {
     shutdown: watch::Receiver<bool>,
     /// A copy of `shutdown` whose change is never marked seen.
     probe: watch::Receiver<bool>,
+    /// The admin connection's eviction signal.
+    slot: Option<&'a Slot>,
     /// When to look at the activity again (serving), or to give up waiting (parked).
     tick: Pin<&'a mut Sleep>,
 }
@@ -253,6 +296,9 @@ impl Keepalive<'_> {
             .reset(Instant::now() + settings.park_after);
         let mut parking = false;
         let mut draining = false;
+        let mut evicting = false;
+        // Admin connections only: the data plane polls nothing more.
+        let mut evicted = self.slot.map(|s| Box::pin(s.evicted()));
         let result = {
             let tick = &mut self.tick;
             let mut stop = pin!(stopped(&mut self.shutdown));
@@ -260,6 +306,23 @@ impl Keepalive<'_> {
             poll_fn(|cx| loop {
                 if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
                     return Poll::Ready(r);
+                }
+                if !evicting
+                    && evicted
+                        .as_mut()
+                        .is_some_and(|e| e.as_mut().poll(cx).is_ready())
+                {
+                    evicting = true;
+                    if !activity.serving() {
+                        // Closed at once, even with a head begun (hyper would wait for
+                        // it, to answer `close`). hyper has written all it can: bytes
+                        // of an answer it still holds are for a client not reading them.
+                        return Poll::Ready(Ok(()));
+                    }
+                    // Serving a request (it began as this one was chosen): the answer
+                    // is finished first, then the connection closes.
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    continue;
                 }
                 // The shutdown future takes a lock to register: poll it once, then only
                 // when the signal has been sent.
@@ -286,6 +349,9 @@ impl Keepalive<'_> {
             })
             .await
         };
+        if evicting {
+            return Session::Over(Ended::Evicted);
+        }
         if let Err(e) = result {
             return Session::Over(Ended::Failed(e));
         }
@@ -310,6 +376,7 @@ impl Keepalive<'_> {
         tokio::select! {
             biased;
             _ = stopped(&mut self.shutdown) => Some(Ended::Closed),
+            _ = evict::evicted(self.slot), if self.slot.is_some() => Some(Ended::Evicted),
             ready = stream.wait_for_bytes() => match ready {
                 Ok(true) => None,
                 Ok(false) | Err(_) => Some(Ended::Closed),
@@ -380,9 +447,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
 forward_write!([T: AsyncWrite + Unpin] Socket<T> => stream);
 
 /// The connection's service, counting requests begun and in flight.
-struct Tracked<S> {
+pub(crate) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    /// `inner`, reporting to `activity`.
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Tracked { inner, activity }
+    }
 }
 
 impl<S, B> Service<Request<Incoming>> for Tracked<S>
@@ -419,7 +493,7 @@ impl Drop for InFlight {
 
 pin_project_lite::pin_project! {
     /// The service's future; its answer's body carries the in-flight mark on.
-    struct TrackedFuture<F> {
+    pub(crate) struct TrackedFuture<F> {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
@@ -447,7 +521,7 @@ where
 
 pin_project_lite::pin_project! {
     /// A response body; hyper drops it once it has taken the last frame.
-    struct TrackedBody<B> {
+    pub(crate) struct TrackedBody<B> {
         #[pin]
         body: B,
         _in_flight: Option<InFlight>,
@@ -525,7 +599,7 @@ mod tests {
 
     type Answer = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-    /// Answers with the request's path, after `delay`.
+    /// Answers with the request's path, after `delay` (`/big`: with 1 MiB).
     fn paths(
         delay: Duration,
     ) -> impl Service<
@@ -537,9 +611,11 @@ mod tests {
         hyper::service::service_fn(move |req: Request<Incoming>| -> Answer {
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
-                Ok(Response::new(Full::new(Bytes::from(
-                    req.uri().path().to_owned(),
-                ))))
+                let body = match req.uri().path() {
+                    "/big" => Bytes::from(vec![b'x'; 1 << 20]),
+                    path => Bytes::from(path.to_owned()),
+                };
+                Ok(Response::new(Full::new(body)))
             })
         })
     }
@@ -553,6 +629,16 @@ mod tests {
     }
 
     async fn connect(delay: Duration) -> Client {
+        connect_to(delay, None).await
+    }
+
+    /// A connection an admin listener could evict through the slot returned.
+    async fn connect_evictable(delay: Duration) -> (Client, Arc<Slot>) {
+        let slot = Arc::new(Slot::new());
+        (connect_to(delay, Some(slot.clone())).await, slot)
+    }
+
+    async fn connect_to(delay: Duration, slot: Option<Arc<Slot>>) -> Client {
         let (stream, server) = duplex(64 * 1024);
         let parked = Arc::new(AtomicI32::new(0));
         let (stop, shutdown) = watch::channel(false);
@@ -563,7 +649,8 @@ mod tests {
                 inner: server,
                 held: None,
             };
-            serve(server, paths(delay), &settings, shutdown, move |p| {
+            let slot = slot.as_deref();
+            serve(server, paths(delay), &settings, shutdown, slot, move |p| {
                 gauge.fetch_add(if p { 1 } else { -1 }, Relaxed);
             })
             .await
@@ -768,5 +855,79 @@ mod tests {
         assert_eq!(body, "/last");
         let mut buf = [0u8; 16];
         assert_eq!(c.stream.read(&mut buf).await.unwrap(), 0);
+    }
+
+    /// Whether the client's side has been closed: reads to the end, `false` on any
+    /// answer bytes.
+    async fn closed_silently(c: &mut Client) -> bool {
+        let mut rest = Vec::new();
+        c.stream.read_to_end(&mut rest).await.unwrap();
+        rest.is_empty()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_idle_connection_closes_at_once_parked_or_not() {
+        // Parked.
+        let (mut c, slot) = connect_evictable(Duration::ZERO).await;
+        assert_eq!(c.get("/a").await.1, "/a");
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        assert_eq!(c.parked(), 1);
+        slot.evict();
+        assert!(closed_silently(&mut c).await);
+        let served = c.served.await.unwrap();
+        assert!(matches!(served.ended, Ended::Evicted), "{served:?}");
+
+        // Between requests, before parking, with the next head begun.
+        let (mut c, slot) = connect_evictable(Duration::ZERO).await;
+        assert_eq!(c.get("/a").await.1, "/a");
+        c.send(b"GET /never-finished HT").await;
+        tokio::time::sleep(PARK_AFTER / 10).await;
+        assert_eq!(c.parked(), 0);
+        let evicted = Instant::now();
+        slot.evict();
+        assert!(closed_silently(&mut c).await);
+        assert_eq!(evicted.elapsed(), Duration::ZERO, "closed at once");
+        let served = c.served.await.unwrap();
+        assert!(matches!(served.ended, Ended::Evicted), "{served:?}");
+        assert_eq!(served.sessions, 1, "{served:?}");
+
+        // A head trickled from the first byte on (no request begun on hyper's connection).
+        let (mut c, slot) = connect_evictable(Duration::ZERO).await;
+        c.send(b"GET /slow").await;
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        let evicted = Instant::now();
+        slot.evict();
+        assert!(closed_silently(&mut c).await);
+        assert_eq!(evicted.elapsed(), Duration::ZERO, "closed at once");
+        assert!(matches!(c.served.await.unwrap().ended, Ended::Evicted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_whose_client_takes_no_answer_closes_at_once() {
+        let (mut c, slot) = connect_evictable(Duration::ZERO).await;
+        c.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        // The answer is computed; most of it waits for a client that reads nothing.
+        tokio::time::sleep(PARK_AFTER / 10).await;
+        assert!(!slot.activity.serving());
+        assert!(!c.served.is_finished());
+        slot.evict();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(c.served.is_finished(), "still held for the unread answer");
+        assert!(matches!(c.served.await.unwrap().ended, Ended::Evicted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_serving_a_request_answers_it_then_closes() {
+        let (mut c, slot) = connect_evictable(PARK_AFTER * 4).await;
+        c.send(b"GET /busy HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        tokio::time::sleep(PARK_AFTER).await;
+        assert!(slot.activity.serving());
+        slot.evict();
+        let (head, body) = c.answer().await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert_eq!(body, "/busy");
+        assert!(closed_silently(&mut c).await);
+        assert!(matches!(c.served.await.unwrap().ended, Ended::Evicted));
     }
 }

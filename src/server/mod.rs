@@ -73,10 +73,12 @@ macro_rules! forward_write {
 }
 
 mod bounds;
+mod evict;
 mod first_bytes;
 mod http1;
 mod send;
 use bounds::Bounds;
+use evict::{Evictor, Slot};
 use first_bytes::{is_no_request, FirstBytes, PREFACE};
 use send::{is_send_timeout, Pace, Paced, SendDeadline};
 
@@ -173,7 +175,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     tasks.push(tokio::spawn(serve_connections(
         "admin",
         admin_listener,
-        Serving::new(header_timeout, idle_timeout, admin_bounds.clone()),
+        Serving::admin(header_timeout, idle_timeout, admin_bounds.clone()),
         rx.clone(),
         move |peer| admin.service(peer.ip()),
     )));
@@ -226,6 +228,9 @@ pub(crate) struct Serving {
     first_bytes: Duration,
     /// How many connections, how long a client may take no answer bytes, how long to drain.
     bounds: Arc<Bounds>,
+    /// Whether a full listener closes its idlest connection to admit a new one (the
+    /// admin's, [`evict`]), rather than refusing the new one (the data plane's).
+    evicts_idle: bool,
 }
 
 impl Serving {
@@ -249,14 +254,38 @@ impl Serving {
             auto,
             first_bytes: header_timeout,
             bounds,
+            evicts_idle: false,
         }
+    }
+
+    /// The admin listener's: as [`Serving::new`], but keep-alive connections idle for
+    /// [`bounds::ADMIN_IDLE_TIMEOUT`] (or `idle_timeout`, if shorter) are closed, an
+    /// HTTP/2 connection carries at most [`bounds::ADMIN_MAX_STREAMS`] requests at once,
+    /// and a full listener evicts its idlest connection to admit a new one.
+    pub(crate) fn admin(
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        bounds: Arc<Bounds>,
+    ) -> Self {
+        let mut serving = Serving::new(
+            header_timeout,
+            idle_timeout.min(bounds::ADMIN_IDLE_TIMEOUT),
+            bounds,
+        );
+        serving
+            .auto
+            .http2()
+            .max_concurrent_streams(bounds::ADMIN_MAX_STREAMS);
+        serving.evicts_idle = true;
+        serving
     }
 }
 
 /// Accepts connections until `shutdown`, serving each with the service `make` builds for
 /// its peer; then stops accepting, lets open connections drain for at most the drain
 /// timeout, and closes the rest. A connection beyond `max_connections` is closed as soon
-/// as it is accepted, before any of it is read.
+/// as it is accepted, before any of it is read; on a listener that evicts idle
+/// connections, it is admitted instead once the idlest open one has been told to close.
 pub(crate) async fn serve_connections<M, S, B>(
     what: &'static str,
     listener: TcpListener,
@@ -276,6 +305,8 @@ pub(crate) async fn serve_connections<M, S, B>(
     let counts = Arc::new(ConnectionMetrics::new(what));
     // Each connection's task, reaped as it ends; at shutdown, aborted once drained.
     let mut open = JoinSet::new();
+    // The admin listener's connections, for eviction; the data plane tracks nothing.
+    let mut evictor = serving.evicts_idle.then(Evictor::default);
     let mut stop = shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -291,18 +322,28 @@ pub(crate) async fn serve_connections<M, S, B>(
             Some(_) = open.join_next(), if !open.is_empty() => continue,
             _ = http1::stopped(&mut stop) => break,
         };
-        let Some(permit) = serving.bounds.admit() else {
-            counts.refused();
-            tracing::debug!(%peer, what, "connection refused: limits.max_connections are open");
-            drop(stream);
-            continue;
+        let permit = match serving.bounds.admit() {
+            Some(permit) => permit,
+            None if evictor.as_mut().is_some_and(Evictor::evict_idlest) => {
+                counts.evicted();
+                tracing::debug!(%peer, what, "listener full: the idlest connection closes to admit a new one");
+                serving.bounds.admit_in_place()
+            }
+            None => {
+                counts.refused();
+                tracing::debug!(%peer, what, "connection refused: limits.max_connections are open");
+                drop(stream);
+                continue;
+            }
         };
+        let slot = evictor.as_mut().map(Evictor::track);
         let _ = stream.set_nodelay(true);
         counts.opened();
         let service = make(peer);
         let (serving, counts, shutdown) = (serving.clone(), counts.clone(), shutdown.clone());
         open.spawn(async move {
-            let ended = connection(stream, service, &serving, shutdown, &counts).await;
+            let slot = slot.as_deref();
+            let ended = connection(stream, service, &serving, shutdown, slot, &counts).await;
             if let Ended::Failed(e) = &ended {
                 tracing::debug!(error = %e, %peer, what, "connection ended with an error");
             }
@@ -336,7 +377,8 @@ pub(crate) async fn serve_connections<M, S, B>(
 
 /// How a client connection ended.
 enum Ended {
-    /// Closed by the client, at shutdown, or for idling `idle_timeout`.
+    /// Closed by the client, at shutdown, for idling `idle_timeout`, or evicted from a
+    /// full admin listener.
     Closed,
     /// No byte came within the first-bytes deadline.
     Silent,
@@ -346,12 +388,15 @@ enum Ended {
 }
 
 /// Serves one client connection: HTTP/1 through [`http1::serve`], anything that starts
-/// like HTTP/2's preface through hyper-util's `auto` builder ([`auto_connection`]).
+/// like HTTP/2's preface through hyper-util's `auto` builder ([`auto_connection`]). An
+/// admin connection is closed when its `slot` is evicted (at once while it serves no
+/// request).
 async fn connection<S, B>(
     stream: TcpStream,
     service: S,
     serving: &Serving,
     mut shutdown: watch::Receiver<bool>,
+    slot: Option<&Slot>,
     counts: &ConnectionMetrics,
 ) -> Ended
 where
@@ -367,6 +412,7 @@ where
     let n = tokio::select! {
         biased;
         _ = http1::stopped(&mut shutdown) => return Ended::Closed,
+        _ = evict::evicted(slot), if slot.is_some() => return Ended::Closed,
         peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => match peeked {
             Err(_) => return Ended::Silent,
             Ok(Err(e)) => return Ended::Failed(e.into()),
@@ -376,26 +422,42 @@ where
     };
     let stream = SendDeadline::new(stream, serving.bounds.send_timeout());
     if !PREFACE.starts_with(&first[..n]) {
-        let served =
-            http1::serve(stream, service, &serving.h1, shutdown, |p| counts.parked(p)).await;
+        let served = http1::serve(stream, service, &serving.h1, shutdown, slot, |p| {
+            counts.parked(p)
+        })
+        .await;
         tracing::trace!(sessions = served.sessions, "HTTP/1 connection ended");
         return match served.ended {
-            http1::Ended::Closed | http1::Ended::Idle => Ended::Closed,
+            http1::Ended::Closed | http1::Ended::Idle | http1::Ended::Evicted => Ended::Closed,
             http1::Ended::Failed(e) => Ended::Failed(e.into()),
         };
     }
     // HTTP/2, or too few bytes yet to tell: `FirstBytes` bounds the rest of the preface.
     let io = FirstBytes::new(stream, deadline.saturating_duration_since(Instant::now()));
-    auto_connection(io, service, serving, shutdown).await
+    match slot {
+        None => auto_connection(io, service, serving, shutdown, None).await,
+        Some(slot) => {
+            let service = http1::Tracked::new(service, slot.activity.clone());
+            auto_connection(io, service, serving, shutdown, Some(slot)).await
+        }
+    }
 }
 
+/// How long an evicted (or idle) HTTP/2 admin connection serving no request waits for
+/// its client to take the `GOAWAY` before it is closed outright.
+const EVICTED_H2_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves a connection with hyper-util's `auto` builder (HTTP/2, or an HTTP/1 head that
-/// began like the HTTP/2 preface) until it ends, drains at shutdown, or its answers stall.
+/// began like the HTTP/2 preface) until it ends, drains at shutdown, its answers stall,
+/// or (admin connections, with a `slot`) it is evicted or has served no request for the
+/// idle timeout: then it finishes the requests it serves, and is closed once it serves
+/// none, [`EVICTED_H2_GRACE`] at the latest.
 async fn auto_connection<S, B>(
     io: FirstBytes<SendDeadline<TcpStream>>,
     service: S,
     serving: &Serving,
     mut shutdown: watch::Receiver<bool>,
+    slot: Option<&Slot>,
 ) -> Ended
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -416,12 +478,49 @@ where
     let stalled = pace.stalled(serving.bounds.send_timeout());
     tokio::pin!(stalled);
     let mut draining = false;
+    // Admin connections only: closed when evicted, or once idle for the idle timeout.
+    let idle_timeout = serving.h1.idle_timeout;
+    let mut closing = false;
+    let check = match slot {
+        Some(s) => tokio::time::sleep_until(s.activity.idle_since() + idle_timeout),
+        None => tokio::time::sleep(Duration::MAX),
+    };
+    tokio::pin!(check);
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
             _ = http1::stopped(&mut shutdown), if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            _ = evict::evicted(slot), if slot.is_some() && !closing => {
+                closing = true;
+                if !draining {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                check.as_mut().reset(Instant::now() + EVICTED_H2_GRACE);
+            }
+            () = &mut check, if slot.is_some() => {
+                let Some(activity) = slot.map(|s| &s.activity) else { continue };
+                let now = Instant::now();
+                let idle_until = activity.idle_since() + idle_timeout;
+                if closing && !activity.serving() {
+                    return Ended::Closed;
+                } else if closing {
+                    check.as_mut().reset(now + EVICTED_H2_GRACE);
+                } else if activity.serving() {
+                    check.as_mut().reset(now + idle_timeout);
+                } else if now >= idle_until {
+                    closing = true;
+                    if !draining {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    check.as_mut().reset(now + EVICTED_H2_GRACE);
+                } else {
+                    check.as_mut().reset(idle_until);
+                }
             }
             () = &mut stalled => return Ended::Stalled,
         }

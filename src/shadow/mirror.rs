@@ -21,8 +21,10 @@ use super::runtime;
 use super::tap::Captured;
 use crate::compare::{self, Comparison, Outcome};
 use crate::snapshot::{Backend, Route};
-use crate::telemetry::window::ShadowOutcome;
+use crate::telemetry::share::Client;
+use crate::telemetry::window::{ShadowOutcome, Window};
 use crate::telemetry::{self, metrics};
+use crate::upstream::pool::BackendLatency;
 use crate::upstream::{Failure, Head, Lane, UpstreamBody};
 
 /// Marks a mirrored request, so a model server can tell shadow traffic apart.
@@ -43,6 +45,8 @@ pub struct Mirror {
     pub head: Head,
     pub body: Bytes,
     pub request_id: HeaderValue,
+    /// Who sent it, for the candidate's share bound (`None` when unbounded).
+    pub client: Option<Client>,
     /// The largest answer read for the comparison (`limits.max_body`).
     pub cap: usize,
     /// When the request was sampled: it goes to the route's observers with both answers.
@@ -73,8 +77,9 @@ impl Mirror {
             mut head,
             body,
             request_id,
+            client,
             cap,
-            observe,
+            mut observe,
         } = self;
         head.headers
             .insert(X_SWITCHYARD_SHADOW.clone(), HeaderValue::from_static("1"));
@@ -83,8 +88,10 @@ impl Mirror {
         let to_candidate = async {
             let (latency, result) = send_copy(&candidate, head, body, cap).await;
             drop(place);
-            account(&candidate, &snap, latency, &result);
-            result
+            // Judged as a sample of the candidate's: the client within its share there.
+            let judged = candidate.judges(client, Instant::now());
+            account(&candidate, &snap, latency, &result, judged);
+            (result, judged)
         };
         let to_stable = async {
             let (place, head, body) = calibration?;
@@ -93,7 +100,7 @@ impl Mirror {
             drop(place);
             Some(result)
         };
-        let (shadow, again) = tokio::join!(to_candidate, to_stable);
+        let ((shadow, judged), again) = tokio::join!(to_candidate, to_stable);
 
         let live = tokio::time::timeout(LIVE_WAIT, live)
             .await
@@ -102,7 +109,7 @@ impl Mirror {
         let comparison = judge(&snap, live.as_ref(), &shadow);
         tally(
             &snap,
-            &candidate,
+            candidate.window_if(judged),
             live.as_ref(),
             &shadow,
             comparison.as_ref(),
@@ -116,6 +123,9 @@ impl Mirror {
         if let Some(again) = again {
             calibrate(&snap, live.as_ref(), &again);
         }
+        if let Some(p) = &mut observe {
+            p.shadow_judged = judged;
+        }
         if let (Some(pending), Some(live)) = (observe, live) {
             let copy = (candidate.name.clone(), shadow.ok());
             observed::submit(pending, live, Some(copy));
@@ -123,22 +133,25 @@ impl Mirror {
     }
 }
 
-/// Sends one copy and reads its answer (up to `max_body`); returns the time to the answer's head too.
+/// Sends one copy and reads its answer (up to `max_body`); returns the backend's latency
+/// too: for an answer, the time from its request written to its head received as the
+/// kernel saw them ([`BackendLatency`]), never a wait of the shadow thread's; `None` when
+/// that could not be measured. For a failure, the time it took.
 async fn send_copy(
     backend: &Backend,
     head: Head,
     body: Bytes,
     max_body: usize,
-) -> (Duration, Copy) {
+) -> (Option<Duration>, Copy) {
     let started = Instant::now();
     let sent = backend
         .upstream
         .send(Lane::Shadow, head, UpstreamBody::buffered(body));
     let resp = match sent.await {
         Ok(resp) => resp,
-        Err(failure) => return (started.elapsed(), Err(failure)),
+        Err(failure) => return (Some(started.elapsed()), Err(failure)),
     };
-    let latency = started.elapsed();
+    let latency = resp.extensions().get::<BackendLatency>().map(|l| l.0);
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -164,8 +177,15 @@ async fn send_copy(
     )
 }
 
-/// A mirrored answer counts as a candidate sample: its window, metrics and the tripwire.
-fn account(candidate: &Backend, snap: &Route, latency: Duration, result: &Copy) {
+/// A mirrored answer counts as a candidate sample: its window (when `judged`, and its
+/// latency was measured cleanly), metrics and the tripwire.
+fn account(
+    candidate: &Backend,
+    snap: &Route,
+    latency: Option<Duration>,
+    result: &Copy,
+    judged: bool,
+) {
     let outcome = match result {
         Ok(c) => telemetry::Outcome::Answered(c.status),
         Err(failure) => match failure.outcome() {
@@ -174,7 +194,7 @@ fn account(candidate: &Backend, snap: &Route, latency: Duration, result: &Copy) 
         },
     };
     telemetry::record(
-        &candidate.window,
+        candidate.window_if(judged),
         &candidate.metrics,
         snap.tripwire.as_deref(),
         Instant::now(),
@@ -183,10 +203,11 @@ fn account(candidate: &Backend, snap: &Route, latency: Duration, result: &Copy) 
     );
 }
 
-/// Counts the mirror's outcome and its comparison, in the metrics and the candidate's window.
+/// Counts the mirror's outcome and its comparison, in the metrics and the candidate's
+/// window (`None` when the sample is not judged).
 fn tally(
     snap: &Route,
-    candidate: &Backend,
+    window: Option<&Window>,
     live: Option<&Captured>,
     shadow: &Copy,
     comparison: Option<&Comparison>,
@@ -206,9 +227,9 @@ fn tally(
     }
     let outcome = comparison.map_or(Outcome::Incomparable, |c| c.outcome);
     metrics::shadow_comparison(&snap.name, outcome.as_str());
-    candidate
-        .window
-        .record_shadow(Instant::now(), outcome.into());
+    if let Some(window) = window {
+        window.record_shadow(Instant::now(), outcome.into());
+    }
     for o in comparison.iter().flat_map(|c| &c.outputs) {
         metrics::shadow_output(&snap.name, &o.name, o.agree);
     }

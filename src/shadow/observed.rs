@@ -5,11 +5,24 @@
 //! The queue holds at most [`MAX_QUEUED`] exchanges and [`MAX_QUEUED_BYTES`] of their
 //! bodies; beyond either, an exchange is dropped and counted
 //! (`switchyard_monitor_samples_total{result="dropped"}`), never waited for.
+//!
+//! # Faults
+//!
+//! Nothing an exchange holds may end the thread: a panic while one exchange is
+//! observed is caught, counted (`switchyard_observer_panics_total`), logged with
+//! its request id (the first one, then at most one line every [`LOG_EVERY`] with
+//! how many came since), and the thread goes on with the next exchange. A thread
+//! that ended all the same, that could not start, or that has exchanges waiting
+//! and has finished none for [`STUCK_AFTER`], makes `/readyz` answer 503 with
+//! the reason ([`health`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -27,7 +40,32 @@ pub const MAX_QUEUED: usize = 1024;
 /// Body bytes (request and answer) waiting for the observers at most: 64 MiB.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
+/// The observer thread has had exchanges waiting and finished none for this long: it is
+/// stuck, and `/readyz` says so. Observing one exchange takes milliseconds.
+pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// After the first, observer panics are logged at most once in this span (with how many
+/// there were since), so a flood of poisonous requests cannot flood the log.
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
+
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Exchanges queued and not yet finished (the one being observed included).
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+/// When the thread last finished an exchange, or an exchange was queued to an idle one:
+/// milliseconds since [`epoch`].
+static PROGRESS: AtomicU64 = AtomicU64::new(0);
+/// Panics caught while observing an exchange, since the start.
+static PANICS: AtomicU64 = AtomicU64::new(0);
+/// The observer thread's state: one of the `THREAD_*` values.
+static THREAD: AtomicU8 = AtomicU8::new(THREAD_NONE);
+const THREAD_NONE: u8 = 0;
+const THREAD_RUNNING: u8 = 1;
+const THREAD_ENDED: u8 = 2;
+const THREAD_FAILED: u8 = 3;
+
+/// The observer thread's name (its panics are the ones caught and logged here).
+const THREAD_NAME: &str = "switchyard-observe";
 
 /// A sampled request, as the live path hands it over before its answer.
 pub struct Pending {
@@ -42,6 +80,10 @@ pub struct Pending {
     pub request: RequestCopy,
     /// The backend that answered (set when the answer's head is in).
     pub backend: Arc<str>,
+    /// Whether the gates read this exchange (its client within its share of the backend's
+    /// window), and the mirror's answer to it (of the candidate's).
+    pub judged: bool,
+    pub shadow_judged: bool,
 }
 
 /// The request body as the observers get it: the buffered bytes, or the copy made as it
@@ -96,6 +138,8 @@ impl Pending {
             backend: &self.backend,
             answer: answered(answer),
             shadow,
+            judged: self.judged,
+            shadow_judged: self.shadow_judged,
         }
     }
 }
@@ -141,9 +185,16 @@ pub fn submit(
         bytes,
     };
     let sent = match queue() {
-        Some(tx) if queued_bytes + bytes <= MAX_QUEUED_BYTES => {
-            tx.try_send(job).map_err(|e| match e {
-                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        Some(tx) if queued_bytes.saturating_add(bytes) <= MAX_QUEUED_BYTES => {
+            // Counted before it is sent, so the thread never finishes one not counted.
+            if WAITING.fetch_add(1, Ordering::AcqRel) == 0 {
+                PROGRESS.store(now_ms(), Ordering::Release);
+            }
+            tx.try_send(job).map_err(|e| {
+                WAITING.fetch_sub(1, Ordering::AcqRel);
+                match e {
+                    TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+                }
             })
         }
         _ => Err(job),
@@ -152,6 +203,52 @@ pub fn submit(
         QUEUED_BYTES.fetch_sub(job.bytes, Ordering::Relaxed);
         job.pending.observers.drop_one();
     }
+}
+
+/// Whether the observers can take exchanges: `Err` says why not (the thread ended, could
+/// not start, or is stuck). What `/readyz` reads.
+pub fn health() -> Result<(), String> {
+    verdict(
+        THREAD.load(Ordering::Acquire),
+        WAITING.load(Ordering::Acquire),
+        PROGRESS.load(Ordering::Acquire),
+        now_ms(),
+    )
+}
+
+/// The health of a thread in `state` with `waiting` exchanges, which last made progress
+/// at `progress` (ms), at `now` (ms).
+fn verdict(state: u8, waiting: usize, progress: u64, now: u64) -> Result<(), String> {
+    match state {
+        THREAD_ENDED => {
+            return Err("the observer thread has ended: exchanges are no longer observed".into())
+        }
+        THREAD_FAILED => {
+            return Err("the observer thread could not start: exchanges are not observed".into())
+        }
+        _ => {}
+    }
+    let idle = Duration::from_millis(now.saturating_sub(progress));
+    if waiting > 0 && idle >= STUCK_AFTER {
+        return Err(format!(
+            "the observer thread is stuck: {waiting} exchanges waiting, none finished for {}s",
+            idle.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+/// Panics caught while observing an exchange since the start
+/// (`switchyard_observer_panics_total`).
+pub fn panics() -> u64 {
+    PANICS.load(Ordering::Relaxed)
+}
+
+/// Milliseconds since the first call: the observer thread's clock.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// An answer as the observers take it: one over [`MAX_BODY`] (a mirror reads up to
@@ -174,6 +271,18 @@ struct Job {
 }
 
 impl Job {
+    /// Hands the exchange to the route's observers; a panic on the way is caught,
+    /// counted and logged (see the module docs), and the thread goes on.
+    fn run_caught(self) {
+        let request_id = self.pending.request_id.clone();
+        OBSERVING.with(|o| o.set(true));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.run()));
+        OBSERVING.with(|o| o.set(false));
+        if let Err(payload) = outcome {
+            caught(&request_id, payload.as_ref());
+        }
+    }
+
     /// Hands the exchange to the route's observers.
     fn run(self) {
         let request = self.pending.request.take();
@@ -198,24 +307,184 @@ fn queue() -> Option<&'static SyncSender<Job>> {
     static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
+            quiet_panics();
             let (tx, rx) = mpsc::sync_channel::<Job>(MAX_QUEUED);
             let started = std::thread::Builder::new()
-                .name("switchyard-observe".into())
+                .name(THREAD_NAME.into())
                 .spawn(move || {
+                    let _ended = Ended;
                     runtime::lower_priority();
                     for job in rx {
                         let bytes = job.bytes;
-                        job.run();
+                        job.run_caught();
                         QUEUED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+                        PROGRESS.store(now_ms(), Ordering::Release);
+                        WAITING.fetch_sub(1, Ordering::AcqRel);
                     }
                 });
             match started {
-                Ok(_) => Some(tx),
+                Ok(_) => {
+                    THREAD.store(THREAD_RUNNING, Ordering::Release);
+                    Some(tx)
+                }
                 Err(e) => {
+                    THREAD.store(THREAD_FAILED, Ordering::Release);
                     tracing::warn!(target: "switchyard::observe", "no observer thread: {e}");
                     None
                 }
             }
         })
         .as_ref()
+}
+
+/// Marks the observer thread ended when it ends, however it ends.
+struct Ended;
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        THREAD.store(THREAD_ENDED, Ordering::Release);
+        tracing::error!(target: "switchyard::observe", "the observer thread has ended: exchanges are no longer observed");
+    }
+}
+
+thread_local! {
+    /// This thread is observing an exchange: a panic here is caught and logged by
+    /// [`caught`], not printed by the panic hook.
+    static OBSERVING: Cell<bool> = const { Cell::new(false) };
+    /// The last caught panic's message and location, as the panic hook saw them.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that keeps the observer thread's caught panics out of
+/// stderr (they are logged, rate-limited, by [`caught`]); every other panic goes to the
+/// hook that was there before.
+fn quiet_panics() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if OBSERVING.with(Cell::get) && std::thread::current().name() == Some(THREAD_NAME) {
+                LAST_PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Counts a panic caught while observing the exchange `request_id`, and logs it: the
+/// first one, then at most one every [`LOG_EVERY`] with how many came since.
+fn caught(request_id: &HeaderValue, payload: &(dyn Any + Send)) {
+    static LOGGED: AtomicU64 = AtomicU64::new(0);
+    static SINCE: AtomicU64 = AtomicU64::new(0);
+    let n = PANICS.fetch_add(1, Ordering::Relaxed) + 1;
+    let since = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let what = LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    let now = now_ms();
+    let last = LOGGED.load(Ordering::Relaxed);
+    let every = LOG_EVERY.as_millis() as u64;
+    if n > 1 && now.saturating_sub(last) < every {
+        return;
+    }
+    LOGGED.store(now, Ordering::Relaxed);
+    SINCE.store(0, Ordering::Relaxed);
+    let request_id = String::from_utf8_lossy(request_id.as_bytes());
+    tracing::error!(
+        target: "switchyard::observe",
+        request_id = %request_id,
+        panics = n,
+        since_last_logged = since,
+        "observing an exchange panicked (caught; the observers go on): {what}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::observe::{Hub, PANIC_FOR_TESTS};
+
+    /// The observers of a route that monitors every request.
+    fn observers() -> Arc<Observers> {
+        let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' } }\n\
+                    rollout: { stable: blue }\n\
+                    monitor: { sample: 100 }\n";
+        let config = config::parse(yaml).unwrap();
+        let hub = Hub::new(&config, None);
+        hub.observers(&config.routes()[0]).unwrap()
+    }
+
+    fn pending(observers: &Arc<Observers>, request_id: &str) -> Box<Pending> {
+        let body = r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1.5,2.5]}]}"#;
+        Box::new(Pending {
+            observers: observers.clone(),
+            draw: 0,
+            request_id: HeaderValue::from_str(request_id).unwrap(),
+            path: PathAndQuery::from_static("/v2/models/m/infer"),
+            at: SystemTime::now(),
+            started: Instant::now(),
+            request: RequestCopy::Buffered(Bytes::from_static(body.as_bytes())),
+            backend: "blue".into(),
+            judged: true,
+            shadow_judged: true,
+        })
+    }
+
+    fn answer() -> Captured {
+        Captured {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: Bytes::from_static(
+                br#"{"outputs":[{"name":"y","shape":[1],"datatype":"INT64","data":[1]}]}"#,
+            ),
+            truncated: false,
+            ended: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_panic_while_observing_is_caught_counted_and_the_next_exchange_observed() {
+        let o = observers();
+        let before = panics();
+        submit(pending(&o, PANIC_FOR_TESTS), answer(), None);
+        submit(pending(&o, "after-the-panic"), answer(), None);
+        // The observer thread is a real thread: wait for it, bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let parsed = || {
+            o.monitor()
+                .map_or(0, |m| m.report(Instant::now(), None).samples.parsed)
+        };
+        while parsed() < 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(parsed(), 1, "the exchange after the panic was observed");
+        assert_eq!(panics() - before, 1, "the panic was counted");
+        assert_eq!(THREAD.load(Ordering::Acquire), THREAD_RUNNING);
+        assert_eq!(health(), Ok(()));
+    }
+
+    #[test]
+    fn an_ended_or_stuck_observer_thread_is_unhealthy() {
+        let stuck = STUCK_AFTER.as_millis() as u64;
+        assert_eq!(verdict(THREAD_NONE, 0, 0, 10 * stuck), Ok(()));
+        assert_eq!(
+            verdict(THREAD_RUNNING, 0, 0, 10 * stuck),
+            Ok(()),
+            "idle, nothing waiting"
+        );
+        assert_eq!(verdict(THREAD_RUNNING, 3, 1_000, 1_000 + stuck - 1), Ok(()));
+        let e = verdict(THREAD_RUNNING, 3, 1_000, 1_000 + stuck).unwrap_err();
+        assert!(
+            e.contains("stuck") && e.contains("3 exchanges waiting"),
+            "{e}"
+        );
+        let e = verdict(THREAD_ENDED, 0, 0, 0).unwrap_err();
+        assert!(e.contains("ended"), "{e}");
+        let e = verdict(THREAD_FAILED, 0, 0, 0).unwrap_err();
+        assert!(e.contains("could not start"), "{e}");
+    }
 }

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::compare;
 use crate::config::{self, BackendConfig, Config};
 use crate::observe::{Hub, Observers};
 use crate::telemetry::diffs::Diffs;
 use crate::telemetry::metrics::BackendMetrics;
+use crate::telemetry::share::{Client, Shares};
 use crate::telemetry::window::Window;
 use crate::telemetry::Tripwire;
 use crate::upstream::Upstream;
@@ -119,23 +121,46 @@ pub struct Backend {
     /// Its address, timeout and connection pools (live and shadow), shared across routes.
     pub upstream: Arc<Upstream>,
     pub window: Arc<Window>,
+    /// How much of `window` (and of the observers' figures) one client may fill.
+    pub shares: Arc<Shares>,
     pub metrics: BackendMetrics,
     config: BackendConfig,
 }
 
 impl Backend {
-    fn new(route: &str, name: &str, upstream: &Shared, window: Arc<Window>) -> Backend {
+    fn new(route: &str, name: &str, upstream: &Shared, judging: Judging) -> Backend {
         Backend {
             name: name.into(),
             variant: header_value(name),
             route: header_value(route),
             upstream: upstream.upstream.clone(),
-            window,
+            window: judging.0,
+            shares: judging.1,
             metrics: BackendMetrics::new(route, name),
             config: upstream.config.clone(),
         }
     }
+
+    /// Whether the gates read a sample of `client` at `now`: false when the client is over
+    /// its share (the sample is served, and left out of what the gates read). Counts it.
+    #[inline]
+    pub fn judges(&self, client: Option<Client>, now: Instant) -> bool {
+        let judged = client.is_none_or(|c| self.shares.admit(c, now));
+        if !judged {
+            self.metrics.left_out();
+        }
+        judged
+    }
+
+    /// The window a sample goes to: `None` for one that is not judged.
+    #[inline]
+    pub fn window_if(&self, judged: bool) -> Option<&Window> {
+        judged.then_some(&*self.window)
+    }
 }
+
+/// What a backend's samples are judged in: its window, and its clients' shares of it.
+type Judging = (Arc<Window>, Arc<Shares>);
 
 /// A validated name as a header value.
 fn header_value(name: &str) -> HeaderValue {
@@ -155,8 +180,8 @@ pub struct Backends {
     upstreams: HashMap<String, Shared>,
     /// By (route, backend).
     by_route: HashMap<(String, String), Arc<Backend>>,
-    /// Width of a window bucket and how many, per route, from its analysis window.
-    shapes: HashMap<String, (Duration, usize)>,
+    /// What each route's analysis fixes of its windows.
+    shapes: HashMap<String, Shape>,
 }
 
 impl Backends {
@@ -178,7 +203,7 @@ impl Backends {
         let mut by_route = HashMap::new();
         let mut shapes = HashMap::new();
         for route in config.routes() {
-            let shape = window_shape(&route.rollout);
+            let shape = Shape::of(&route.rollout);
             let reshape = self.shapes.get(&route.name) != Some(&shape);
             for name in route_backends(&route.rollout) {
                 let Some(shared) = self.upstreams.get(name) else {
@@ -188,14 +213,10 @@ impl Backends {
                 let backend = match self.by_route.remove(&key) {
                     Some(b) if b.config == shared.config && !reshape => b,
                     Some(b) if !reshape => {
-                        Arc::new(Backend::new(&route.name, name, shared, b.window.clone()))
+                        let judging = (b.window.clone(), b.shares.clone());
+                        Arc::new(Backend::new(&route.name, name, shared, judging))
                     }
-                    _ => Arc::new(Backend::new(
-                        &route.name,
-                        name,
-                        shared,
-                        Arc::new(Window::new(shape.0, shape.1)),
-                    )),
+                    _ => Arc::new(Backend::new(&route.name, name, shared, shape.judging())),
                 };
                 by_route.insert(key, backend);
             }
@@ -216,16 +237,40 @@ fn route_backends(r: &config::RolloutConfig) -> impl Iterator<Item = &str> {
     std::iter::once(r.stable.as_str()).chain(r.candidate.as_deref())
 }
 
-/// Sixty buckets over the analysis window (1 s at least), plus one for the bucket being filled.
-fn window_shape(r: &config::RolloutConfig) -> (Duration, usize) {
-    let span = r
-        .analysis
-        .as_ref()
-        .map(|a| a.window.0)
-        .unwrap_or(Duration::from_secs(60));
-    let bucket = Duration::from_secs(span.as_secs().div_ceil(60).max(1));
-    let n = span.as_secs().div_ceil(bucket.as_secs()) as usize + 1;
-    (bucket, n.max(2))
+/// What a route's analysis fixes of its backends' windows and shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Shape {
+    /// The analysis window.
+    span: Duration,
+    max_client_share: f64,
+    min_samples: u64,
+}
+
+impl Shape {
+    /// Without analysis no gate reads the windows: a one-minute span, no share bound.
+    fn of(r: &config::RolloutConfig) -> Shape {
+        match &r.analysis {
+            Some(a) => Shape {
+                span: a.window.0,
+                max_client_share: a.max_client_share,
+                min_samples: a.min_samples,
+            },
+            None => Shape {
+                span: Duration::from_secs(60),
+                max_client_share: 1.0,
+                min_samples: 0,
+            },
+        }
+    }
+
+    /// A new window (sixty buckets over the span, 1 s at least, plus one for the bucket
+    /// being filled) and its shares.
+    fn judging(&self) -> Judging {
+        let bucket = Duration::from_secs(self.span.as_secs().div_ceil(60).max(1));
+        let n = self.span.as_secs().div_ceil(bucket.as_secs()) as usize + 1;
+        let shares = Shares::new(self.span, self.max_client_share, self.min_samples);
+        (Arc::new(Window::new(bucket, n.max(2))), Arc::new(shares))
+    }
 }
 
 /// Everything a route's rollout decides that goes into a snapshot.
@@ -358,7 +403,10 @@ impl RouteBuilder {
                 .as_ref()
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             fallback_to_stable: r.fallback_to_stable,
-            compare: Arc::new(compare_rules(&route.shadow.compare)),
+            compare: Arc::new(compare_rules(
+                &route.shadow.compare,
+                route.capture.as_ref().map_or(&[][..], |c| &c.redact),
+            )),
             window: r
                 .analysis
                 .as_ref()
@@ -408,14 +456,17 @@ fn sticky(r: &config::RolloutConfig) -> Option<Sticky> {
     }
 }
 
-/// The compiled comparison rules of a `shadow.compare`.
-fn compare_rules(c: &config::CompareConfig) -> compare::Rules {
+/// The compiled comparison rules of a `shadow.compare`; the diffs it shows also hide
+/// what the capture's `redact` pointers (`capture_redact`) hide: a value redacted
+/// anywhere is shown nowhere.
+fn compare_rules(c: &config::CompareConfig, capture_redact: &[String]) -> compare::Rules {
+    let redact = c.redact.iter().chain(capture_redact).cloned().collect();
     compare::Rules::new(
         c.protocol,
         c.ignore.clone(),
         c.abs_tolerance,
         c.rel_tolerance,
-        c.redact.clone(),
+        redact,
     )
     .unwrap_or_default()
 }

@@ -16,6 +16,7 @@ pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
 pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
+pub const SAMPLES_LEFT_OUT_TOTAL: &str = "switchyard_samples_left_out_total";
 pub const ROLLOUT_WEIGHT: &str = "switchyard_rollout_weight";
 pub const ROLLOUT_MIRROR: &str = "switchyard_rollout_mirror";
 pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
@@ -37,6 +38,7 @@ pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_tota
 pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "switchyard_connections_refused_total";
 pub const CONNECTIONS_SEND_TIMEOUT_TOTAL: &str = "switchyard_connections_send_timeout_total";
+pub const CONNECTIONS_EVICTED_TOTAL: &str = "switchyard_connections_evicted_total";
 pub const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
 pub const FEATURE_DRIFT: &str = "switchyard_feature_drift";
 pub const FEATURE_MISSING_TOTAL: &str = "switchyard_feature_missing_total";
@@ -46,6 +48,7 @@ pub const MEAN_ABSOLUTE_ERROR: &str = "switchyard_mean_absolute_error";
 pub const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
 pub const CAPTURE_RECORDS_TOTAL: &str = "switchyard_capture_records_total";
 pub const MONITOR_SAMPLES_TOTAL: &str = "switchyard_monitor_samples_total";
+pub const OBSERVER_PANICS_TOTAL: &str = "switchyard_observer_panics_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -117,6 +120,10 @@ fn describe_requests() {
     describe_counter!(
         FALLBACKS_TOTAL,
         "Failed candidate requests retried on the stable backend."
+    );
+    describe_counter!(
+        SAMPLES_LEFT_OUT_TOTAL,
+        "Samples served but left out of what the gates read: their client was over analysis.max_client_share of the backend's window."
     );
     describe_counter!(
         CLIENT_ERRORS_TOTAL,
@@ -217,6 +224,10 @@ fn describe_monitoring() {
         MONITOR_SAMPLES_TOTAL,
         "Sampled exchanges handed to the monitor, by result (parsed, unparseable, dropped)."
     );
+    describe_counter!(
+        OBSERVER_PANICS_TOTAL,
+        "Panics caught while observing an exchange (the observers went on with the next one)."
+    );
 }
 
 fn describe_connections() {
@@ -238,11 +249,15 @@ fn describe_connections() {
     );
     describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
-        "Client connections closed as soon as they were accepted because limits.max_connections were open (admin: 256), by listener."
+        "Client connections closed as soon as they were accepted because limits.max_connections were open (admin: 256, all serving a request), by listener."
     );
     describe_counter!(
         CONNECTIONS_SEND_TIMEOUT_TOTAL,
         "Client connections closed because the client took no answer bytes for limits.send_timeout, by listener."
+    );
+    describe_counter!(
+        CONNECTIONS_EVICTED_TOTAL,
+        "Idle admin connections closed to admit a new one while 256 were open (the longest idle first), by listener."
     );
 }
 
@@ -256,6 +271,7 @@ pub struct ConnectionMetrics {
     idle: Gauge,
     refused: Counter,
     send_timeout: Counter,
+    evicted: Counter,
 }
 
 impl ConnectionMetrics {
@@ -270,6 +286,7 @@ impl ConnectionMetrics {
             idle: gauge!(CONNECTIONS_IDLE, "listener" => listener),
             refused: counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener),
             send_timeout: counter!(CONNECTIONS_SEND_TIMEOUT_TOTAL, "listener" => listener),
+            evicted: counter!(CONNECTIONS_EVICTED_TOTAL, "listener" => listener),
         }
     }
 
@@ -303,6 +320,12 @@ impl ConnectionMetrics {
     /// took no answer bytes for `limits.send_timeout`.
     pub fn send_timed_out(&self) {
         self.send_timeout.increment(1);
+    }
+
+    /// Counts an idle connection told to close so that a new one could be admitted to a
+    /// full listener (admin only).
+    pub fn evicted(&self) {
+        self.evicted.increment(1);
     }
 }
 
@@ -355,6 +378,7 @@ pub struct BackendMetrics {
     codes: Box<[OnceLock<Counter>]>,
     errors: [Counter; ErrorKind::ALL.len()],
     fallbacks: Counter,
+    left_out: Counter,
 }
 
 impl BackendMetrics {
@@ -369,6 +393,7 @@ impl BackendMetrics {
             codes: (100..600).map(|_| OnceLock::new()).collect(),
             errors: ErrorKind::ALL.map(labels),
             fallbacks: counter!(FALLBACKS_TOTAL, "backend" => name.clone(), "route" => route.clone()),
+            left_out: counter!(SAMPLES_LEFT_OUT_TOTAL, "backend" => name.clone(), "route" => route.clone()),
             route,
             name,
         }
@@ -394,6 +419,11 @@ impl BackendMetrics {
     /// Counts one failed request of this backend (the candidate) retried on the stable.
     pub fn fallback(&self) {
         self.fallbacks.increment(1);
+    }
+
+    /// Counts one sample left out of the gates' figures: its client was over its share.
+    pub fn left_out(&self) {
+        self.left_out.increment(1);
     }
 }
 
@@ -596,6 +626,11 @@ pub fn monitor_samples(route: &str, parsed: u64, unparseable: u64, dropped: u64)
         counter!(MONITOR_SAMPLES_TOTAL, "result" => result, "route" => route.to_string())
             .absolute(n);
     }
+}
+
+/// Panics caught in the observer thread since the start.
+pub fn observer_panics(n: u64) {
+    counter!(OBSERVER_PANICS_TOTAL).absolute(n);
 }
 
 /// Counts one failed write of the rollout state file.

@@ -6,6 +6,7 @@
 
 pub mod diffs;
 pub mod metrics;
+pub mod share;
 pub mod tripwire;
 pub mod window;
 
@@ -26,23 +27,27 @@ pub enum Outcome {
     Failed(ErrorKind),
 }
 
-/// Records one outcome of a backend at `now`: its latency and error metrics, its window, and the
-/// rollout's tripwire when the backend is the candidate. Returns whether the outcome
-/// counts as a failure of the backend.
+/// Records one outcome of a backend at `now`: its latency (`None` when it could not be
+/// measured as the backend's own: then the window does not take the sample) and error
+/// metrics, its window (`None` when the sample is not judged: its client is over its
+/// [share](share::Shares)), and the rollout's tripwire when the backend is the
+/// candidate. Returns whether the outcome counts as a failure of the backend.
 ///
 /// Failures that are the client's (a body over the limit) are not outcomes of the
 /// backend: callers do not record them.
 pub fn record(
-    window: &Window,
+    window: Option<&Window>,
     metrics: &BackendMetrics,
     tripwire: Option<&Tripwire>,
     now: Instant,
-    latency: Duration,
+    latency: Option<Duration>,
     outcome: Outcome,
 ) -> bool {
     let failed = match outcome {
         Outcome::Answered(status) => {
-            metrics.latency(latency);
+            if let Some(latency) = latency {
+                metrics.latency(latency);
+            }
             let failed = status >= 500;
             if failed {
                 metrics.error(ErrorKind::Status);
@@ -54,7 +59,9 @@ pub fn record(
             true
         }
     };
-    window.record(now, latency, failed);
+    if let (Some(window), Some(latency)) = (window, latency) {
+        window.record(now, latency, failed);
+    }
     if let Some(t) = tripwire {
         if failed {
             t.failure();
@@ -68,13 +75,15 @@ pub fn record(
 /// Records that a backend cut off an answer whose head was already recorded: an error of
 /// kind `truncated` in its metrics and window, and a failure for the tripwire.
 pub fn record_truncated(
-    window: &Window,
+    window: Option<&Window>,
     metrics: &BackendMetrics,
     tripwire: Option<&Tripwire>,
     now: Instant,
 ) {
     metrics.error(ErrorKind::Truncated);
-    window.record_error(now);
+    if let Some(window) = window {
+        window.record_error(now);
+    }
     if let Some(t) = tripwire {
         t.failure();
     }

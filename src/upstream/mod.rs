@@ -10,6 +10,7 @@
 pub mod body;
 pub mod errors;
 pub mod pool;
+pub mod timed;
 
 use std::fmt;
 use std::future::Future;
@@ -102,7 +103,7 @@ impl Upstream {
                 .expect("an authority is a valid header value"),
             timeout: config.timeout.0,
             live: Pool::new(&authority, config.max_connections),
-            shadow: Pool::new(&authority, shadow_places(config.max_connections)),
+            shadow: Pool::timed(&authority, shadow_places(config.max_connections)),
             errors: ErrorLog::new(),
         }
     }

@@ -50,6 +50,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use super::body::{ClientBodyError, UpstreamBody};
+use super::timed::{Clock, Socket};
 use crate::error::is_caused_by;
 use crate::error::BoxError;
 
@@ -71,10 +72,12 @@ pub enum SendError {
     Saturated,
 }
 
-/// One open connection: the half that sends requests and the half that does the I/O.
+/// One open connection: the half that sends requests, the half that does the I/O, and
+/// on a timed pool the kernel's clock of its exchanges.
 struct Conn {
     sender: SendRequest<UpstreamBody>,
-    io: Connection<TokioIo<TcpStream>, UpstreamBody>,
+    io: Connection<TokioIo<Socket>, UpstreamBody>,
+    clock: Option<Arc<Clock>>,
 }
 
 impl Conn {
@@ -109,7 +112,15 @@ pub struct Pool {
     idle: Mutex<VecDeque<Idle>>,
     /// Free places: `max_connections` less the exchanges in flight.
     places: Semaphore,
+    /// Answers carry the backend's own latency, timed by the kernel ([`BackendLatency`]).
+    timed: bool,
 }
+
+/// The backend's latency for an answer of a timed pool: from the request written to the
+/// answer's first bytes received, as the kernel saw them ([`timed`](super::timed)).
+/// Absent when it could not be measured cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendLatency(pub Duration);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,6 +135,19 @@ impl Pool {
     /// A pool of at most `max_connections` connections to `authority` (`host:port`,
     /// port 80 when absent).
     pub fn new(authority: &http::uri::Authority, max_connections: usize) -> Arc<Pool> {
+        Pool::with_timing(authority, max_connections, false)
+    }
+
+    /// A pool like [`Pool::new`] whose answers carry their [`BackendLatency`].
+    pub fn timed(authority: &http::uri::Authority, max_connections: usize) -> Arc<Pool> {
+        Pool::with_timing(authority, max_connections, true)
+    }
+
+    fn with_timing(
+        authority: &http::uri::Authority,
+        max_connections: usize,
+        timed: bool,
+    ) -> Arc<Pool> {
         let host = authority.host();
         // `[::1]` in a URL is `::1` to the resolver.
         let host = host
@@ -135,6 +159,7 @@ impl Pool {
             port: authority.port_u16().unwrap_or(80),
             idle: Mutex::new(VecDeque::new()),
             places: Semaphore::new(max_connections),
+            timed,
         })
     }
 
@@ -253,10 +278,14 @@ impl Pool {
     async fn connect(&self) -> Result<Box<Conn>, BoxError> {
         let stream = TcpStream::connect((&*self.host, self.port)).await?;
         stream.set_nodelay(true)?;
+        let (socket, clock) = match self.timed {
+            true => Socket::timed(stream),
+            false => (Socket::plain(stream), None),
+        };
         let (sender, io) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(socket))
             .await?;
-        Ok(Box::new(Conn { sender, io }))
+        Ok(Box::new(Conn { sender, io, clock }))
     }
 
     /// Sends `req` on `conn`, polling the connection until the answer's head is in or
@@ -267,6 +296,7 @@ impl Pool {
         req: Request<UpstreamBody>,
         mut timer: Pin<&mut Sleep>,
     ) -> Result<Answered, Unsent> {
+        let clock = conn.clock.clone();
         let mut conn = Some(conn);
         // Why the connection ended, when it ended first: the answer may then only say
         // that it was dropped, and this says whose fault it was (a client's body failing).
@@ -295,7 +325,12 @@ impl Pool {
             return Err(Unsent::Failed(SendError::Timeout));
         };
         match result {
-            Ok(resp) => Ok(Answered { resp, conn }),
+            Ok(mut resp) => {
+                if let Some(d) = clock.and_then(|c| c.latency()) {
+                    resp.extensions_mut().insert(BackendLatency(d));
+                }
+                Ok(Answered { resp, conn })
+            }
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Unsent::Again(Box::new(req))),
                 None => {
@@ -513,6 +548,55 @@ mod tests {
     async fn fetch(pool: &Arc<Pool>, path: &str) -> Bytes {
         let resp = pool.send(get(path), WAIT).await.expect("an answer");
         resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    /// A backend on a runtime and thread of its own: it answers while the caller's thread
+    /// is busy.
+    fn backend_elsewhere() -> SocketAddr {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                tx.send(backend().await.addr).unwrap();
+                std::future::pending::<()>().await
+            })
+        });
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn a_timed_answer_carries_the_backends_latency_not_the_callers_wait() {
+        let addr: http::uri::Authority = backend_elsewhere().to_string().parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (timed, plain) = (Pool::timed(&addr, 4), Pool::new(&addr, 4));
+            for round in 0..3 {
+                let started = std::time::Instant::now();
+                let send = tokio::spawn({
+                    let pool = timed.clone();
+                    async move { pool.send(get("/ok"), WAIT).await }
+                });
+                // The request goes out; then the one thread that would read its answer
+                // is busy for 300 ms, as a starved shadow thread is.
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                let resp = send.await.unwrap().expect("an answer");
+                let waited = started.elapsed();
+                let latency = resp.extensions().get::<BackendLatency>().expect("timed");
+                assert!(
+                    latency.0 < waited / 2,
+                    "round {round}: {latency:?} of {waited:?} is the caller's wait"
+                );
+                resp.into_body().collect().await.unwrap();
+            }
+            let resp = plain.send(get("/ok"), WAIT).await.unwrap();
+            assert_eq!(resp.extensions().get::<BackendLatency>(), None, "untimed");
+        });
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Property-based fuzz targets for the parts of switchyard that read what others write:
-//! the config loader, the comparator (and its redaction), the header handling and the
+//! the config loader, the comparator (and its redaction), the header handling, the
+//! observers' payload parsers with the monitor's extraction, the baseline reader and the
 //! feedback body reader.
 //!
 //! They run on the stable toolchain with `proptest`: each target draws inputs from
@@ -13,10 +14,12 @@
 //! saved in `tests/fuzz/proptest-regressions/`, which is committed: those seeds are
 //! replayed first on every run. Each crash found also has a named regression test.
 
+mod baseline;
 mod compare;
 mod config;
 mod feedback;
 mod headers;
+mod payload;
 
 use std::path::{Path, PathBuf};
 

@@ -117,12 +117,14 @@ fn figure(g: &Value) -> f64 {
 /// Half the users on the candidate, gated on output drift only; the reference is the
 /// stable's first 50 answers. The step passes (and so promotes) only on a passing
 /// evaluation; no watch after promotion, so the status keeps the evaluation that promoted.
+/// One user on each side stands for all of that side's users: no share bound.
 fn drift_canary() -> TestConfig {
+    let analysis = Analysis::new("200ms", "30s", 20, 2).after_promotion("0s");
     TestConfig::new()
         .steps([step(50.0).hold("1s")])
         .sticky_header("x-user-id")
         .monitor(json!({ "sample": 100, "reference": { "requests": 50 } }))
-        .analysis(Analysis::new("200ms", "30s", 20, 2).after_promotion("0s"))
+        .analysis(analysis.max_client_share(1.0))
         .gate("output_drift", json!({ "max": 0.2 }))
 }
 
@@ -187,7 +189,8 @@ async fn a_drifting_candidate_is_rolled_back_while_it_only_shadows() {
     let config = TestConfig::new()
         .steps([step(0.0).mirror(100.0).manual(), step(100.0)])
         .monitor(json!({ "sample": 100, "reference": { "requests": 50 } }))
-        .analysis(Analysis::new("200ms", "30s", 20, 2))
+        // The test's one client stands for every user: no share bound.
+        .analysis(Analysis::new("200ms", "30s", 20, 2).max_client_share(1.0))
         .gate("output_drift", json!({ "max": 0.2 }));
     let h = harness(&config, flipped()).await;
     let hr = &h;
@@ -214,6 +217,94 @@ async fn a_drifting_candidate_is_rolled_back_while_it_only_shadows() {
     let green = h.green.behavior();
     assert!(green.shadow_hits() > 0);
     assert_eq!(green.hits(), green.shadow_hits());
+}
+
+/// One request from each of the users `ids`, their rows spread evenly over sums from -2
+/// to 2 (a quarter of them labelled 0, each score its own).
+async fn honest(h: &ProxyHarness, ids: std::ops::Range<usize>) {
+    for i in ids {
+        let sum = -2.0 + 4.0 * (i as f64 * 0.618_033_988_7).fract();
+        infer(h, sum, &[("x-user-id", &format!("honest-{i}"))]).await;
+    }
+}
+
+/// One user whose sticky key lands on the candidate floods it with rows the models both
+/// label 0, among honest users who send one request each: unbounded, the flood makes the
+/// candidate's label mix its own and a healthy candidate is rolled back; with the
+/// default `max_client_share` the flood fills at most a tenth of what the gate reads.
+async fn one_user_floods_the_candidate(max_client_share: Option<f64>) -> Value {
+    // 300 samples before a figure: with fewer, the score's PSI over ten bins is noisy
+    // enough to fail a healthy candidate now and then on its own.
+    let mut analysis = Analysis::new("200ms", "30s", 300, 2);
+    if let Some(share) = max_client_share {
+        analysis = analysis.max_client_share(share);
+    }
+    let config = TestConfig::new()
+        .steps([step(50.0).manual(), step(100.0)])
+        .sticky_header("x-user-id")
+        // A reference of 200 answers, built before the flood.
+        .monitor(json!({ "sample": 100, "reference": { "requests": 200 } }))
+        .analysis(analysis)
+        .gate("output_drift", json!({ "max": 0.2 }));
+    let h = harness(&config, Model::default()).await;
+    let (_, attacker) = one_user_each(&h).await;
+    // Ordinary traffic first, then the flood within it: 320 requests of one user.
+    honest(&h, 0..800).await;
+    for round in 0..40 {
+        honest(&h, 800 + round * 10..810 + round * 10).await;
+        for _ in 0..8 {
+            infer(&h, SUMS[0], &[("x-user-id", &attacker)]).await;
+        }
+    }
+    // A decided evaluation after the last request (once the observers have caught up
+    // with all of it), not midway through a run of failures; or the end of the rollout.
+    let first = h.status().await["analysis"]["last"]["at"].clone();
+    eventually_within(
+        "an evaluation",
+        Duration::from_millis(50),
+        LIMIT,
+        || async {
+            let s = h.status().await;
+            let evaluated = s["analysis"]["last"]["at"] != first
+                && s["analysis"]["failures"] != 1
+                && s["analysis"]["last"]["verdict"] != "inconclusive";
+            match evaluated || s["phase"] != "progressing" {
+                true => Ok(()),
+                false => Err(format!("{s:#}")),
+            }
+        },
+    )
+    .await;
+    let mut s = h.status().await;
+    s["left_out"] = json!(h.metrics_text().await.lines().any(|l| {
+        l.starts_with("switchyard_samples_left_out_total")
+            && l.contains("green")
+            && !l.ends_with(" 0")
+    }));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_flooding_the_candidate_leaves_a_healthy_candidate_progressing() {
+    let s = one_user_floods_the_candidate(None).await;
+    assert_eq!(s["phase"], "progressing", "{s:#}");
+    let drift = gate(&s, "output_drift");
+    assert_eq!(drift["outcome"], "pass", "{drift:#}");
+    assert!(figure(drift) < 0.2, "{drift:#}");
+    assert_eq!(s["left_out"], true, "the flood's excess is counted: {s:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_share_bound_the_same_flood_rolls_a_healthy_candidate_back() {
+    let s = one_user_floods_the_candidate(Some(1.0)).await;
+    assert_eq!(s["phase"], "rolled_back", "{s:#}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("output drift"),
+        "{s:#}"
+    );
 }
 
 // === accuracy ===

@@ -7,5 +7,6 @@ mod support;
 mod capture;
 mod feedback;
 mod gates;
+mod hostile;
 mod stats;
 mod wiring;

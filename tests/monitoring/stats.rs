@@ -364,11 +364,12 @@ async fn quantiles_are_within_the_sketch_s_stated_error() {
 
 // === PSI ===
 
-/// The route's numeric feature: the first column of tensor `x`.
+/// The route's numeric feature: the first column of tensor `x`. The test's one client
+/// stands for every user: no share bound.
 fn psi_monitor(reference: Value) -> TestConfig {
     TestConfig::stable_only()
         .routed("psi", "m")
-        .analysis(Analysis::new("10s", "60s", 100, 3))
+        .analysis(Analysis::new("10s", "60s", 100, 3).max_client_share(1.0))
         .monitor(json!({
             "sample": 100,
             "features": [{ "name": "petal_length", "input": "x", "column": 0 }],
@@ -531,9 +532,10 @@ async fn jensen_shannon_distance_of_a_categorical_feature() {
         (countries(22, 1000, &A), "ok"),
         (countries(23, 1000, &B), "alert"),
     ] {
+        // The test's one client stands for every user: no share bound.
         let config = TestConfig::stable_only()
             .routed("js", "m")
-            .analysis(Analysis::new("10s", "60s", 100, 3))
+            .analysis(Analysis::new("10s", "60s", 100, 3).max_client_share(1.0))
             .monitor(json!({
                 "sample": 100,
                 "features": [{ "name": "country", "pointer": "/instances/*/country", "kind": "categorical" }],

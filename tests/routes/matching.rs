@@ -202,6 +202,42 @@ async fn a_host_route_takes_its_host_whatever_the_port_or_case() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_request_goes_to_its_targets_host_and_the_backend_is_told_that_host() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let routes = [
+        route("alpha")
+            .when("{ host: a.example }")
+            .rollout("{ stable: alpha-a }"),
+        route("beta")
+            .when("{ host: b.example }")
+            .rollout("{ stable: beta-b }"),
+    ];
+    let h = Routed::start(&["alpha-a", "beta-b"], &routes).await;
+    let addr = h.url("").trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // RFC 9112 §3.2.2: the target's authority wins over Host.
+    let request = format!(
+        "POST http://a.example/v2/models/m/infer HTTP/1.1\r\nhost: b.example\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{INFER}",
+        INFER.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-switchyard-route: alpha\r\n"), "{answer}");
+    let got = h.backend("alpha-a").received();
+    assert_eq!(got.len(), 1);
+    let hosts: Vec<_> = got[0].headers.get_all("host").iter().collect();
+    assert_eq!(
+        hosts,
+        ["a.example"],
+        "the backend is told the host it was routed by"
+    );
+    assert_eq!(h.backend("beta-b").hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_route_that_matches_takes_the_request() {
     let h = start().await;
     // For the iris model and on beta's host: iris is listed first.

@@ -173,6 +173,8 @@ pub struct Analysis {
     failure_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     after_promotion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_client_share: Option<f64>,
     gates: Gates,
 }
 
@@ -228,6 +230,12 @@ impl Analysis {
     /// How long after a promotion the gates still watch (and may roll back).
     pub fn after_promotion(mut self, duration: &str) -> Analysis {
         self.after_promotion = Some(duration.to_string());
+        self
+    }
+
+    /// The largest share of a backend's window one client may fill beyond `min_samples`.
+    pub fn max_client_share(mut self, share: f64) -> Analysis {
+        self.max_client_share = Some(share);
         self
     }
 }
