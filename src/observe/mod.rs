@@ -214,7 +214,8 @@ impl Observers {
                 // A mirror's answer is the same exchange: remembered with the served one, so
                 // one label scores both and the id is not "seen twice".
                 let parsed;
-                let mirror_payload = match (&shadow_payload, seen.shadow) {
+                let judged_shadow = seen.shadow.filter(|_| seen.shadow_judged);
+                let mirror_payload = match (&shadow_payload, judged_shadow) {
                     (Some(s), _) => Some(s),
                     (None, Some((backend, Some(answer)))) => {
                         let copy = exchange(&self.route, backend, seen, answer);
@@ -223,8 +224,7 @@ impl Observers {
                     }
                     _ => None,
                 };
-                let mirror = seen
-                    .shadow
+                let mirror = judged_shadow
                     .zip(mirror_payload.and_then(predicted))
                     .map(|((backend, _), m)| (&**backend, m));
                 let served = (&**seen.backend, served);
