@@ -9,6 +9,7 @@ pub mod assets;
 pub mod client;
 pub mod guard;
 pub mod history;
+pub mod labels;
 pub mod monitor;
 pub mod window;
 
@@ -40,6 +41,8 @@ pub struct Admin {
     sources: Arc<Sources>,
     control: Control,
     token: Option<Arc<str>>,
+    /// Feedback posts read and joined at once, at most [`labels::MAX_PARSING`].
+    labels: labels::Turns,
 }
 
 /// What the admin API shows: the controller's snapshot (with each route's recent shadow
@@ -64,6 +67,7 @@ impl Admin {
             sources: Arc::new(sources),
             control,
             token: token.map(Into::into),
+            labels: labels::Turns::default(),
         }
     }
 
@@ -209,7 +213,9 @@ impl Admin {
     }
 
     /// `POST /api/v1/feedback`: labels joined to remembered predictions, under the token
-    /// rules of every mutating call; a scoped path must name a route.
+    /// rules of every mutating call; a scoped path must name a route. 409 when no route
+    /// remembers predictions (nothing could match), 413 for a body over
+    /// `feedback.max_body`; the body is parsed and joined off the runtime ([`labels`]).
     async fn feedback(
         &self,
         req: Request<Incoming>,
@@ -224,20 +230,32 @@ impl Admin {
                 return control_error(&e);
             }
         }
-        let body = match Limited::new(req.into_body(), FEEDBACK_MAX_BODY)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                let msg = "feedback body unreadable or over 16 MiB: send labels in batches";
-                return error(StatusCode::BAD_REQUEST, msg);
-            }
-        };
         let snap = self.sources.published.snapshot.load_full();
-        match monitor::feedback(&snap, route, &body) {
-            Ok(joined) => json(StatusCode::OK, &joined),
-            Err(msg) => error(StatusCode::BAD_REQUEST, &msg),
+        let store = match monitor::feedback_store(&snap, route) {
+            Ok(store) => store,
+            Err(msg) => return error(StatusCode::CONFLICT, &msg),
+        };
+        drop(snap);
+        let max = store.max_body();
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return labels_refused(labels::Refused::TooLarge(max));
+        }
+        let joined = async {
+            let turn = self.labels.admit().await?;
+            let body = labels::read(req.into_body(), max).await?;
+            labels::join(store, body, tokio::time::Instant::now(), turn).await
+        };
+        match joined.await {
+            Ok(joined) => {
+                monitor::feedback_counted(route, &joined);
+                json(StatusCode::OK, &joined)
+            }
+            Err(e) => labels_refused(e),
         }
     }
 
@@ -341,8 +359,35 @@ const CONTROL_MAX_BODY: usize = 64 * 1024;
 /// the connection serving it cannot be evicted meanwhile.
 const CONTROL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The largest feedback post read: a batch of labels.
-const FEEDBACK_MAX_BODY: usize = 16 << 20;
+/// The answer to a feedback post that was not joined.
+fn labels_refused(e: labels::Refused) -> Response<Full<Bytes>> {
+    use labels::Refused;
+    match e {
+        Refused::Busy => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy with other label posts: retry shortly",
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Refused::TooLarge(max) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "feedback body over feedback.max_body ({}): send labels in smaller batches",
+                crate::config::ByteSize(max as u64)
+            ),
+        ),
+        Refused::Slow => error(StatusCode::REQUEST_TIMEOUT, "feedback body too slow"),
+        Refused::Unreadable(e) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("feedback body unreadable: {e}"),
+        ),
+        Refused::Invalid(msg) => error(StatusCode::BAD_REQUEST, &msg),
+        Refused::Failed(msg) => error(StatusCode::SERVICE_UNAVAILABLE, &msg),
+    }
+}
 
 /// The answer to a mutating call the guard refused.
 fn refused(refusal: guard::Refusal) -> Response<Full<Bytes>> {

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::feedback::{parse_labels, Joined};
+use std::sync::Arc;
+
+use crate::feedback::{Feedback, Joined};
 use crate::monitor::{Level, Report};
 use crate::observe::Observers;
 use crate::snapshot::{Route, Snapshot};
@@ -123,27 +125,43 @@ fn accuracies(route: &Route, o: &Observers, now: Instant) -> Vec<Accuracy> {
         .collect()
 }
 
-/// Joins the labels of a `POST /api/v1/feedback` body to the remembered predictions;
-/// `route` is the route the post addressed, if any (it only labels the unmatched count).
-/// `Err` is the 400's message: the body is not a label or a batch of labels.
-pub fn feedback(snap: &Snapshot, route: Option<&str>, body: &[u8]) -> Result<Joined, String> {
-    let labels = parse_labels(body)?;
-    let store = snap
-        .routes
-        .iter()
-        .filter_map(|r| r.observers.as_deref().and_then(Observers::feedback))
-        .next();
-    let joined = match store {
-        Some(store) => store.join(&labels, Instant::now()),
-        None => Joined {
-            matched: 0,
-            unmatched: labels.len() as u64,
-        },
+/// The feedback store a `POST /api/v1/feedback` joins labels with (the one every route
+/// with a `feedback:` block shares), or why there is none: the 409's message. A post
+/// that addresses `route` needs that route to remember predictions.
+pub fn feedback_store(snap: &Snapshot, route: Option<&str>) -> Result<Arc<Feedback>, String> {
+    let remembering = |r: &Route| {
+        r.observers
+            .as_deref()
+            .and_then(Observers::feedback)
+            .cloned()
     };
+    if let Some(name) = route {
+        return snap
+            .route(name)
+            .and_then(|r| remembering(r))
+            .ok_or_else(|| {
+                format!(
+                    "route {name} remembers no predictions: labels need a `feedback:` block \
+                 (the route's or the top-level one)"
+                )
+            });
+    }
+    snap.routes
+        .iter()
+        .find_map(|r| remembering(r))
+        .ok_or_else(|| {
+            "no route remembers predictions: labels need a `feedback:` block (top-level or a \
+         route's)"
+                .to_string()
+        })
+}
+
+/// Counts a post's labels that matched nothing, under the route it addressed (`""` for
+/// none); matched and ambiguous ones are counted per route from the store.
+pub fn feedback_counted(route: Option<&str>, joined: &Joined) {
     if joined.unmatched > 0 {
         metrics::feedback_unmatched(route.unwrap_or(""), joined.unmatched);
     }
-    Ok(joined)
 }
 
 /// Sets the monitoring series from every route's observers, before `/metrics` renders.
@@ -179,13 +197,23 @@ pub fn export(snap: &Snapshot, now: Instant) {
             for a in accuracies(route, o, now) {
                 metrics::accuracy(name, &a.backend, a.accuracy, a.mean_absolute_error);
             }
-            let matched = f
-                .backend_counts()
-                .iter()
-                .filter(|c| *c.route == *name)
-                .map(|c| c.matched)
-                .sum();
+            let counts = f.backend_counts();
+            let mine = counts.iter().filter(|c| *c.route == *name);
+            // A label joined to an answer and its mirror's is one label.
+            let matched = mine.clone().map(|c| c.matched - c.mirrored).sum();
             metrics::feedback_matched(name, matched);
+            metrics::feedback_ambiguous(name, mine.map(|c| c.ambiguous).sum());
+        }
+    }
+    if let Some(f) = snap
+        .routes
+        .iter()
+        .find_map(|r| r.observers.as_deref()?.feedback())
+    {
+        // Labels that waited for a prediction in vain: unmatched, of no known route.
+        let expired = f.take_unreported();
+        if expired > 0 {
+            metrics::feedback_unmatched("", expired);
         }
     }
 }

@@ -723,6 +723,10 @@ pub struct FeedbackConfig {
     /// for any request).
     #[serde(default = "default_feedback_sample")]
     pub sample: f64,
+    /// The largest `POST /api/v1/feedback` body read; larger ones are answered 413
+    /// (default 4MiB). With several blocks, the largest applies (the store is shared).
+    #[serde(default = "default_feedback_max_body")]
+    pub max_body: ByteSize,
 }
 
 fn default_retain() -> Dur {
@@ -734,6 +738,16 @@ fn default_max_pending() -> usize {
 fn default_feedback_sample() -> f64 {
     100.0
 }
+fn default_feedback_max_body() -> ByteSize {
+    ByteSize(DEFAULT_FEEDBACK_MAX_BODY)
+}
+
+/// `feedback.max_body` unless configured: 4 MiB.
+pub const DEFAULT_FEEDBACK_MAX_BODY: u64 = 4 << 20;
+
+/// The largest `feedback.max_body` accepted: a post holds about three times its body
+/// while it is read and joined.
+pub const FEEDBACK_MAX_BODY_LIMIT: u64 = 256 << 20;
 
 /// Where the rollout state is persisted.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -186,6 +186,15 @@ fn feedback(f: &FeedbackConfig, p: FieldPath, found: &mut Found) {
     if f.max_pending == 0 {
         found.bad(p.clone().key("max_pending"), "must be at least 1");
     }
+    if f.max_body.0 == 0 {
+        found.bad(p.clone().key("max_body"), "must be more than 0");
+    } else if f.max_body.0 > super::FEEDBACK_MAX_BODY_LIMIT {
+        let most = super::ByteSize(super::FEEDBACK_MAX_BODY_LIMIT);
+        found.bad(
+            p.clone().key("max_body"),
+            format!("must be at most {most}: send labels in batches"),
+        );
+    }
     percent(f.sample, p.key("sample"), found);
 }
 

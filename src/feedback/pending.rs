@@ -6,12 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::mem::size_of;
 
 /// A remembered prediction, in 16 bytes: what it said (a class by the hash of its
-/// name, or a value), the (route, backend) it was for, and its place in the order.
+/// name, or a value), the (route, backend) it was for, whether it is a mirror's and
+/// whether its id was seen on another exchange, and its place in the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Entry {
     /// The class hash, or the value's bits.
     guess: u64,
-    /// The (route, backend) index, with [`VALUE`] set for a value.
+    /// The (route, backend) index, with [`VALUE`], [`MIRROR`] and [`AMBIGUOUS`] as flags.
     tag: u32,
     /// Which order item stands for it (items left by earlier predictions under the same id
     /// have another).
@@ -20,6 +21,16 @@ pub(super) struct Entry {
 
 /// Marks an [`Entry`] whose guess is a value (route and backend indexes stay far below).
 const VALUE: u32 = 1 << 31;
+
+/// Marks an [`Entry`] whose request id was seen on more than one exchange: its label is
+/// counted `ambiguous`, never scored.
+const AMBIGUOUS: u32 = 1 << 30;
+
+/// Marks an [`Entry`] that is a mirror's answer to the exchange, not the one served.
+const MIRROR: u32 = 1 << 29;
+
+/// The flags of an [`Entry`]'s tag.
+const FLAGS: u32 = VALUE | AMBIGUOUS | MIRROR;
 
 /// What a prediction said: a class by the hash of its name, or a value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +42,17 @@ pub(super) enum Guess {
 impl Entry {
     /// The (route, backend) it was for.
     pub(super) fn key(&self) -> u32 {
-        self.tag & !VALUE
+        self.tag & !FLAGS
+    }
+
+    /// Its request id was seen on more than one exchange.
+    pub(super) fn ambiguous(&self) -> bool {
+        self.tag & AMBIGUOUS != 0
+    }
+
+    /// It is a mirror's answer.
+    pub(super) fn mirror(&self) -> bool {
+        self.tag & MIRROR != 0
     }
 
     /// What it said.
@@ -42,6 +63,15 @@ impl Entry {
             Guess::Value(f64::from_bits(self.guess))
         }
     }
+}
+
+/// How a prediction is remembered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Flags {
+    /// It is a mirror's answer to the exchange.
+    pub(super) mirror: bool,
+    /// Its id was seen on another exchange.
+    pub(super) ambiguous: bool,
 }
 
 /// Why no prediction waits for a label.
@@ -90,21 +120,45 @@ impl Pending {
         self.entries.len()
     }
 
-    /// Remembers what `key`'s backend predicted under `id` at `at_ms` (replacing a
-    /// prediction with the same id), forgetting what is too old, then the oldest while
-    /// more than `max` wait.
-    pub(super) fn insert(&mut self, id: u64, key: u32, guess: Guess, at_ms: u64) {
+    /// Whether a prediction waits under `id`, or one was forgotten unlabelled lately.
+    pub(super) fn seen(&self, id: u64) -> bool {
+        self.entries.contains_key(&id) || self.forgotten.key(id).is_some()
+    }
+
+    /// Marks the prediction waiting under `id`, if any, as ambiguous; `false` if none waits.
+    pub(super) fn mark_ambiguous(&mut self, id: u64) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(e) => {
+                e.tag |= AMBIGUOUS;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers what `key`'s backend predicted under `id` at `at_ms` (a `mirror`'s
+    /// answer, or an `ambiguous` one, as the caller says), forgetting what is too old,
+    /// then the oldest while more than `max` wait. A prediction already waiting under
+    /// `id` is replaced: the caller decides whether one may be.
+    pub(super) fn insert(&mut self, id: u64, key: u32, guess: Guess, at_ms: u64, flags: Flags) {
         self.expire(at_ms);
         self.seq = self.seq.wrapping_add(1);
+        let mut tag = key & !FLAGS;
+        if flags.mirror {
+            tag |= MIRROR;
+        }
+        if flags.ambiguous {
+            tag |= AMBIGUOUS;
+        }
         let entry = match guess {
             Guess::Class(h) => Entry {
                 guess: h,
-                tag: key,
+                tag,
                 seq: self.seq,
             },
             Guess::Value(v) => Entry {
                 guess: v.to_bits(),
-                tag: key | VALUE,
+                tag: tag | VALUE,
                 seq: self.seq,
             },
         };
@@ -130,6 +184,12 @@ impl Pending {
                 Some(key) => Missing::Late(key),
                 None => Missing::Unknown,
             })
+    }
+
+    /// Takes the prediction waiting under `id`, if any (without forgetting old ones first:
+    /// for the mirror's answer of an exchange whose served answer was just looked up).
+    pub(super) fn take_also(&mut self, id: u64) -> Option<Entry> {
+        self.entries.remove(&id)
     }
 
     /// Forgets the predictions remembered `retain` or longer before `now_ms`.

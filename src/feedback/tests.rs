@@ -9,10 +9,10 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn label(id: &str, label: serde_json::Value) -> Label {
+fn label(id: &str, label: serde_json::Value) -> Label<'static> {
     Label {
-        request_id: id.into(),
-        label,
+        request_id: id.to_owned().into(),
+        label: LabelValue::of(&label).into_owned(),
     }
 }
 
@@ -45,7 +45,8 @@ fn accuracy_is_exact_on_a_known_sequence() {
         joined,
         Joined {
             matched: 20,
-            unmatched: 0
+            unmatched: 0,
+            ..Joined::default()
         }
     );
 
@@ -115,7 +116,8 @@ fn labels_that_cannot_be_compared_are_matched_but_not_scored() {
         fb.join(&labels, t0),
         Joined {
             matched: 3,
-            unmatched: 0
+            unmatched: 0,
+            ..Joined::default()
         }
     );
     assert_eq!(fb.score("iris", "blue", t0, MINUTE).labels(), 0);
@@ -142,7 +144,8 @@ fn max_pending_forgets_the_oldest_first() {
         fb.join(&labels, t0 + secs(5)),
         Joined {
             matched: 3,
-            unmatched: 2
+            unmatched: 2,
+            ..Joined::default()
         }
     );
     let c = fb.counts();
@@ -182,7 +185,8 @@ fn retain_forgets_by_time() {
         fb.join(&labels, t0 + secs(10)),
         Joined {
             matched: 1,
-            unmatched: 1
+            unmatched: 1,
+            ..Joined::default()
         }
     );
     let c = fb.counts();
@@ -200,19 +204,25 @@ fn unknown_late_and_repeated_labels_are_counted_apart() {
     let labels = [
         label("a", json!("x")),   // late: forgotten at t0 + 10 s
         label("b", json!("x")),   // matched
-        label("b", json!("x")),   // labelled already: unknown now
-        label("zzz", json!("x")), // never seen
-        label("", json!("x")),    // never seen
+        label("b", json!("x")),   // labelled already: unknown now, waits in vain
+        label("zzz", json!("x")), // never seen: waits in vain
+        label("", json!("x")),    // no id: unmatched at once
     ];
     assert_eq!(
         fb.join(&labels, t0 + secs(21)),
         Joined {
             matched: 1,
-            unmatched: 4
+            unmatched: 2,
+            waiting: 2,
+            ..Joined::default()
         }
     );
+    assert_eq!(fb.counts().waiting, 2);
+    fb.expire(t0 + secs(21) + Duration::from_millis(WAIT_MS));
     let c = fb.counts();
-    assert_eq!((c.matched, c.unmatched, c.late), (1, 4, 1));
+    assert_eq!((c.matched, c.unmatched, c.late, c.waiting), (1, 4, 1, 0));
+    assert_eq!(fb.take_unreported(), 2, "the two that waited in vain");
+    assert_eq!(fb.take_unreported(), 0, "reported once");
     let per: Vec<(String, u64, u64)> = fb
         .backend_counts()
         .iter()
@@ -345,4 +355,197 @@ fn predictions_read_from_json() {
     );
     assert_eq!(Predicted::from_json(&json!(null)), None);
     assert_eq!(Predicted::from_json(&json!([1])), None);
+}
+
+// === request ids: the first exchange keeps its id ===
+
+#[test]
+fn a_request_id_is_bound_to_its_first_exchange() {
+    let (fb, t0) = store(Settings::default());
+    fb.remember("r1", "iris", "blue", class("a"), t0);
+    // The same id again, on another exchange (a client resending it): not a replacement.
+    fb.remember("r1", "iris", "green", class("b"), t0 + secs(1));
+    fb.remember("r2", "iris", "blue", class("a"), t0 + secs(1));
+    assert_eq!(fb.counts().pending, 2, "the replay waits nowhere");
+    assert_eq!(fb.counts().reused, 1);
+
+    let joined = fb.join(
+        &[label("r1", json!("b")), label("r2", json!("a"))],
+        t0 + secs(2),
+    );
+    assert_eq!(
+        joined,
+        Joined {
+            matched: 1,
+            ambiguous: 1,
+            ..Joined::default()
+        }
+    );
+    let blue = fb.score("iris", "blue", t0 + secs(2), MINUTE);
+    assert_eq!((blue.classified, blue.correct), (1, 1), "only r2 is scored");
+    assert_eq!(fb.score("iris", "green", t0 + secs(2), MINUTE).labels(), 0);
+    let c = fb.counts();
+    assert_eq!((c.matched, c.ambiguous, c.unmatched), (1, 1, 0));
+    let blue = &fb.backend_counts()[0];
+    assert_eq!((&*blue.backend, blue.ambiguous), ("blue", 1));
+}
+
+#[test]
+fn a_replayed_id_does_not_take_the_place_of_a_forgotten_prediction() {
+    let (fb, t0) = store(Settings {
+        max_pending: 1,
+        ..Settings::default()
+    });
+    fb.remember("r1", "iris", "blue", class("a"), t0);
+    fb.remember("r2", "iris", "blue", class("a"), t0); // pushes r1 out
+    fb.remember("r1", "iris", "green", class("b"), t0); // and r1 comes back from elsewhere
+    let joined = fb.join(&[label("r1", json!("b"))], t0);
+    assert_eq!(joined.ambiguous, 1, "{joined:?}");
+    assert_eq!(fb.score("iris", "green", t0, MINUTE).labels(), 0);
+}
+
+#[test]
+fn a_mirrored_answer_is_the_same_exchange_and_scored_with_it() {
+    let (fb, t0) = store(Settings::default());
+    fb.remember_exchange(
+        "r1",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("b"))),
+        t0,
+    );
+    fb.remember_exchange(
+        "r2",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("a"))),
+        t0,
+    );
+    let joined = fb.join(&[label("r1", json!("a")), label("r2", json!("a"))], t0);
+    assert_eq!(
+        joined,
+        Joined {
+            matched: 2,
+            ..Joined::default()
+        }
+    );
+    assert_eq!(fb.score("iris", "blue", t0, MINUTE).accuracy(), Some(1.0));
+    assert_eq!(fb.score("iris", "green", t0, MINUTE).accuracy(), Some(0.5));
+    assert_eq!(fb.counts().reused, 0);
+    let green = &fb.backend_counts()[1];
+    assert_eq!((green.matched, green.mirrored), (2, 2));
+
+    // A replay of a mirrored exchange's id makes both answers' label ambiguous.
+    fb.remember_exchange(
+        "r3",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("a"))),
+        t0,
+    );
+    fb.remember("r3", "iris", "green", class("b"), t0);
+    assert_eq!(fb.join(&[label("r3", json!("a"))], t0).ambiguous, 1);
+    assert_eq!(fb.score("iris", "green", t0, MINUTE).labels(), 2);
+}
+
+// === labels that come before their prediction ===
+
+#[tokio::test(start_paused = true)]
+async fn a_label_that_comes_before_its_prediction_waits_a_short_while_for_it() {
+    let fb = Feedback::new(Settings::default());
+    let joined = fb.join(&[label("r1", json!("a"))], Instant::now());
+    assert_eq!(
+        joined,
+        Joined {
+            waiting: 1,
+            ..Joined::default()
+        }
+    );
+    tokio::time::advance(Duration::from_millis(WAIT_MS / 2)).await;
+    fb.remember("r1", "iris", "blue", class("a"), Instant::now());
+    let c = fb.counts();
+    assert_eq!(
+        (c.matched, c.waiting, c.pending),
+        (1, 0, 0),
+        "joined on arrival"
+    );
+    assert_eq!(fb.score("iris", "blue", Instant::now(), MINUTE).correct, 1);
+
+    // Not forever: a prediction later than the wait finds no label.
+    fb.join(&[label("r2", json!("a"))], Instant::now());
+    tokio::time::advance(Duration::from_millis(WAIT_MS)).await;
+    fb.remember("r2", "iris", "blue", class("a"), Instant::now());
+    let c = fb.counts();
+    assert_eq!((c.matched, c.unmatched, c.pending), (1, 1, 1));
+}
+
+#[test]
+fn labels_wait_in_a_bounded_buffer() {
+    let (fb, t0) = store(Settings::default());
+    let labels: Vec<Label> = (0..MAX_WAITING + 10)
+        .map(|i| label(&format!("r{i}"), json!("a")))
+        .collect();
+    let joined = fb.join(&labels, t0);
+    assert_eq!(joined.waiting, MAX_WAITING as u64);
+    assert_eq!(joined.unmatched, 10);
+    assert_eq!(fb.counts().waiting, MAX_WAITING);
+}
+
+// === bodies ===
+
+#[test]
+fn label_values_that_are_arrays_or_objects_are_skipped_not_kept() {
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let body = format!(
+        r#"{{"feedback": [{{"request_id": "r1", "label": {deep}}}, {{"label": {{"a": [1, 2, {{"b": "c"}}]}}, "request_id": "r\u0032"}}]}}"#
+    );
+    let labels = parse_labels(body.as_bytes()).unwrap();
+    assert_eq!(labels.len(), 2);
+    assert_eq!(labels[0].label, LabelValue::Nested);
+    assert_eq!(labels[1].label, LabelValue::Nested);
+    assert_eq!(labels[1].request_id, "r2", "escapes are read");
+    assert!(parse_labels(format!("{}{}", "[".repeat(200), "]".repeat(200)).as_bytes()).is_err());
+}
+
+#[test]
+fn a_body_is_read_in_chunks_and_refused_whole() {
+    let batch: Vec<String> = (0..2500)
+        .map(|i| format!(r#"{{"request_id": "r{i}", "label": {}}}"#, i % 3))
+        .collect();
+    let body = format!(r#"{{"feedback": [{}]}}"#, batch.join(","));
+    let mut sizes = Vec::new();
+    let n = read_labels(body.as_bytes(), |chunk| sizes.push(chunk.len())).unwrap();
+    assert_eq!((n, sizes), (2500, vec![CHUNK, CHUNK, 2500 - 2 * CHUNK]));
+
+    // A fault after the first chunk: nothing of the body is joined.
+    let (fb, t0) = store(Settings::default());
+    fb.remember("r0", "iris", "blue", class("0"), t0);
+    let bad = format!(
+        r#"{{"feedback": [{}, {{"request_id": 7, "label": 1}}]}}"#,
+        batch.join(",")
+    );
+    assert!(fb.join_body(bad.as_bytes(), t0).is_err());
+    assert_eq!(fb.counts().pending, 1);
+    assert_eq!(fb.counts().waiting, 0);
+    let ok = fb.join_body(body.as_bytes(), t0).unwrap();
+    assert_eq!((ok.matched, ok.waiting + ok.unmatched), (1, 2499));
+}
+
+#[test]
+fn bodies_that_mix_or_repeat_members_are_refused() {
+    for bad in [
+        &br#"{"feedback": [], "request_id": "r1", "label": 1}"#[..],
+        br#"{"request_id": "r1", "request_id": "r2", "label": 1}"#,
+        br#"{"feedback": [], "feedback": []}"#,
+        br#"{"feedback": [{"request_id": "r1", "label": 1, "label": 2}]}"#,
+        br#"{"feedback": [{"request_id": "r1", "label": 1, "feedback": []}]}"#,
+        br#"{"request_id": "r1", "label": 1} {}"#,
+        br#"{}"#,
+    ] {
+        assert!(
+            parse_labels(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
 }

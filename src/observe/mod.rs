@@ -211,8 +211,25 @@ impl Observers {
             }
         }
         if let (Some(p), Some(f)) = (&payload, self.feedback.as_ref().filter(|_| remembered)) {
-            if let Some(predicted) = predicted(p) {
-                f.remember(seen.request_id, &self.route, seen.backend, predicted, now);
+            if let Some(served) = predicted(p) {
+                // A mirror's answer is the same exchange: remembered with the served one, so
+                // one label scores both and the id is not "seen twice".
+                let parsed;
+                let judged_shadow = seen.shadow.filter(|_| seen.shadow_judged);
+                let mirror_payload = match (&shadow_payload, judged_shadow) {
+                    (Some(s), _) => Some(s),
+                    (None, Some((backend, Some(answer)))) => {
+                        let copy = exchange(&self.route, backend, seen, answer);
+                        parsed = Payload::with_answer(None, p.protocol, &copy);
+                        Some(&parsed)
+                    }
+                    _ => None,
+                };
+                let mirror = judged_shadow
+                    .zip(mirror_payload.and_then(predicted))
+                    .map(|((backend, _), m)| (&**backend, m));
+                let served = (&**seen.backend, served);
+                f.remember_exchange(seen.request_id, &self.route, served, mirror, now);
             }
         }
         if captured {
@@ -509,6 +526,11 @@ fn feedback_store(
             .filter_map(|r| r.rollout.analysis.as_ref().map(|a| a.window.0))
             .max()
             .unwrap_or(Duration::from_secs(60)),
+        max_body: blocks
+            .iter()
+            .map(|f| f.max_body.as_usize())
+            .max()
+            .unwrap_or(feedback::DEFAULT_MAX_BODY),
     };
     match previous.and_then(|p| p.feedback.as_ref()) {
         // The same bounds: the predictions waiting for their labels are kept, and only
@@ -517,6 +539,7 @@ fn feedback_store(
             if was.retain == settings.retain && was.max_pending == settings.max_pending =>
         {
             store.set_window(settings.window);
+            store.set_max_body(settings.max_body);
             Some((settings, store.clone()))
         }
         _ => {

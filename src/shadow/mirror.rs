@@ -255,7 +255,7 @@ fn diff_record(
 ) -> serde_json::Value {
     json!({
         "at": telemetry::now_rfc3339(),
-        "request_id": request_id.to_str().unwrap_or(""),
+        "request_id": observed::id_text(request_id),
         "outcome": c.outcome,
         "protocol": c.protocol,
         "reason": c.reason,

@@ -118,17 +118,18 @@ impl RequestCopy {
 }
 
 impl Pending {
-    /// The exchange as the observers read it: the request (from [`RequestCopy::take`])
-    /// and the live `answer`.
+    /// The exchange as the observers read it: the request (from [`RequestCopy::take`]),
+    /// its id as text ([`id_text`] of its `request_id`) and the live `answer`.
     pub fn seen<'a>(
         &'a self,
+        request_id: &'a str,
         (request, request_truncated): &'a (Bytes, bool),
         answer: &'a Captured,
         shadow: Option<(&'a Arc<str>, Option<Answered<'a>>)>,
     ) -> Seen<'a> {
         Seen {
             draw: self.draw,
-            request_id: self.request_id.to_str().unwrap_or(""),
+            request_id,
             path: self.path.path(),
             at: self.at,
             latency: answer.ended.saturating_duration_since(self.started),
@@ -141,6 +142,15 @@ impl Pending {
             shadow_judged: self.shadow_judged,
         }
     }
+}
+
+/// A request id as the observers, the capture, the feedback store and the diffs record it:
+/// its bytes read as UTF-8, as a label's `request_id` would write it (`café` sent as
+/// UTF-8 is `"café"`); bytes that are not UTF-8 (which no JSON string can name) become
+/// U+FFFD, so ids that differ only there are recorded alike, and their labels are then
+/// ambiguous, never scored against the wrong answer.
+pub fn id_text(id: &HeaderValue) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(id.as_bytes())
 }
 
 /// An answer as the observers read it.
@@ -280,7 +290,8 @@ impl Job {
             .shadow
             .as_ref()
             .map(|(backend, copy)| (backend, copy.as_ref().map(answered)));
-        let seen = self.pending.seen(&request, &self.answer, shadow);
+        let id = id_text(&self.pending.request_id);
+        let seen = self.pending.seen(&id, &request, &self.answer, shadow);
         self.pending.observers.observe(&seen);
     }
 }

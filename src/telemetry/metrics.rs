@@ -214,7 +214,7 @@ fn describe_monitoring() {
     );
     describe_counter!(
         FEEDBACK_TOTAL,
-        "Labels posted to /api/v1/feedback, by result (matched, unmatched)."
+        "Labels posted to /api/v1/feedback, by result (matched, unmatched, ambiguous)."
     );
     describe_counter!(
         CAPTURE_RECORDS_TOTAL,
@@ -593,6 +593,13 @@ pub fn accuracy(route: &str, backend: &str, accuracy: Option<f64>, mae: Option<f
 /// Labels joined to a route's predictions since the start.
 pub fn feedback_matched(route: &str, matched: u64) {
     counter!(FEEDBACK_TOTAL, "result" => "matched", "route" => route.to_string()).absolute(matched);
+}
+
+/// Labels for a route's predictions whose request id was seen on more than one exchange
+/// (never scored), since the start.
+pub fn feedback_ambiguous(route: &str, ambiguous: u64) {
+    counter!(FEEDBACK_TOTAL, "result" => "ambiguous", "route" => route.to_string())
+        .absolute(ambiguous);
 }
 
 /// Counts labels that matched no prediction, for the route a post addressed (`""` when

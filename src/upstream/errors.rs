@@ -106,7 +106,10 @@ impl ErrorLog {
             backend = failed.backend,
             route = %text(failed.route),
             kind = failed.kind.as_str(),
-            request_id = %failed.request_id.map(text).unwrap_or_default(),
+            request_id = %failed
+                .request_id
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .unwrap_or_default(),
             held_back,
             "{}",
             failed.what,

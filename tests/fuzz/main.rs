@@ -1,6 +1,7 @@
 //! Property-based fuzz targets for the parts of switchyard that read what others write:
 //! the config loader, the comparator (and its redaction), the header handling, the
-//! observers' payload parsers with the monitor's extraction, and the baseline reader.
+//! observers' payload parsers with the monitor's extraction, the baseline reader and the
+//! feedback body reader.
 //!
 //! They run on the stable toolchain with `proptest`: each target draws inputs from
 //! strategies and from mutations of the seed corpora under `tests/fuzz/corpus/`, and
@@ -16,6 +17,7 @@
 mod baseline;
 mod compare;
 mod config;
+mod feedback;
 mod headers;
 mod payload;
 

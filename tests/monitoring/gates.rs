@@ -427,3 +427,96 @@ async fn a_candidate_as_accurate_as_the_stable_is_promoted() {
     assert_eq!(drop["outcome"], "pass", "{drop:#}");
     assert_eq!(figure(drop), 0.0, "{drop:#}");
 }
+
+/// A client that knows other requests' ids (here: every other one a labeller got back)
+/// resends each with a row the models get wrong until the candidate answers it, hoping
+/// to put that wrong answer in place of the one the label is for. The first exchange
+/// keeps its id: the labels for replayed ids are counted `ambiguous` and never scored, so
+/// the healthy candidate is judged on the others, and promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_request_ids_do_not_poison_a_healthy_candidates_accuracy() {
+    #[derive(Default)]
+    struct Attack {
+        waiting: Vec<Value>,
+        /// Ids resent until the candidate answered them.
+        replayed: u64,
+        matched: u64,
+        ambiguous: u64,
+        /// Labels that came before their prediction (the observers lagging on a busy
+        /// machine): joined to the first exchange when it was remembered.
+        waited: u64,
+        answers: Vec<Value>,
+    }
+    // The attacker and the labeller share one address here: no bound on a client's
+    // share, so that what is tested is the binding of ids alone.
+    let config = accuracy_canary().analysis(
+        Analysis::new("200ms", "30s", 10, 2)
+            .after_promotion("0s")
+            .max_client_share(1.0),
+    );
+    let h = harness(&config, Model::default()).await;
+    let attack = tokio::sync::Mutex::new(Attack::default());
+    let (a, hh) = (&attack, &h);
+    let s = drive_until(&h, "promoted", move || async move {
+        let mut a = a.lock().await;
+        let due = std::mem::take(&mut a.waiting);
+        for (i, sum) in SUMS.into_iter().enumerate() {
+            let served = infer(hh, sum, &[]).await;
+            let id = served.headers["x-request-id"].to_str().unwrap().to_string();
+            a.waiting
+                .push(json!({ "request_id": id, "label": truth(sum) }));
+            if i % 2 == 1 {
+                continue;
+            }
+            // A row whose class is the other one, under the same id.
+            let wrong = if truth(sum) == 1 { -1.0 } else { 2.0 };
+            for _ in 0..30 {
+                let r = infer(hh, wrong, &[("x-request-id", &id)]).await;
+                assert_eq!(r.headers["x-request-id"], id.as_str());
+                if r.variant() == "green" {
+                    a.replayed += 1;
+                    break;
+                }
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let body = json!({ "feedback": due }).to_string();
+        let joined = hh
+            .admin(Method::POST, "/api/v1/feedback", None, &body)
+            .await;
+        assert_eq!(joined.status, StatusCode::OK, "{:?}", joined.body);
+        let j = joined.json();
+        a.matched += j["matched"].as_u64().unwrap_or(0);
+        a.ambiguous += j["ambiguous"].as_u64().unwrap_or(0);
+        a.waited += j["waiting"].as_u64().unwrap_or(0);
+        a.answers.push(j);
+    })
+    .await;
+    let a = attack.into_inner();
+    assert!(a.replayed >= 10, "{} ids replayed", a.replayed);
+    // The last round's labels are not posted.
+    assert!(
+        a.ambiguous + a.waited + 2 >= a.replayed,
+        "{} ambiguous labels of {} replayed: {:?}",
+        a.ambiguous,
+        a.replayed,
+        a.answers
+    );
+    assert!(
+        a.matched + a.waited >= 10,
+        "{} labels matched, {} waited",
+        a.matched,
+        a.waited
+    );
+
+    let min = gate(&s, "accuracy");
+    assert_eq!(min["outcome"], "pass", "{min:#}");
+    assert_eq!(figure(min), 1.0, "no replayed answer was scored: {min:#}");
+    let metrics = h.metrics_text().await;
+    assert!(
+        metrics.contains(r#"switchyard_feedback_total{result="ambiguous",route="default"}"#),
+        "{metrics}"
+    );
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod capture;
+mod feedback;
 mod gates;
 mod hostile;
 mod stats;
