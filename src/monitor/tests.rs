@@ -674,7 +674,10 @@ fn on_mirrored_requests_output_drift_compares_both_models_on_the_same_requests()
     // Mirrored requests: both models answer the very same requests alike.
     for _ in 0..500 {
         let a = answer(g.pick(&MIX));
-        let (live, mirror) = (exchange("blue", path, req, &a), exchange("green", path, req, &a));
+        let (live, mirror) = (
+            exchange("blue", path, req, &a),
+            exchange("green", path, req, &a),
+        );
         let (lp, mp) = (m.parse(&live), m.parse(&mirror));
         m.observe(&live, &lp, now);
         m.observe(&mirror, &mp, now);
@@ -682,7 +685,10 @@ fn on_mirrored_requests_output_drift_compares_both_models_on_the_same_requests()
     }
     let d = m.output_drift("blue", "green", now).unwrap();
     assert!(d.paired, "{d:?}");
-    assert!(d.value().unwrap() < 1e-9, "same answers to the same requests: {d:?}");
+    assert!(
+        d.value().unwrap() < 1e-9,
+        "same answers to the same requests: {d:?}"
+    );
 }
 
 #[test]

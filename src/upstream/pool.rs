@@ -140,6 +140,7 @@ impl Pool {
 
     /// A pool like [`Pool::new`] whose answers carry their [`BackendLatency`].
     pub fn timed(authority: &http::uri::Authority, max_connections: usize) -> Arc<Pool> {
+        super::timed::keep_stamping();
         Pool::with_timing(authority, max_connections, true)
     }
 

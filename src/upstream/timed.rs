@@ -8,13 +8,18 @@
 //!
 //! - **written**: when the request's last bytes were handed to the kernel (the backend
 //!   cannot answer a request before it has it, so a thread that was late to *write*
-//!   changes nothing), and
+//!   changes nothing): the instants just before and just after that `write`, and
 //! - **answered**: when the kernel received the first bytes of the answer that followed.
 //!
 //! The backend's latency is the difference ([`Clock::latency`]): the network and the
 //! backend, never a wait in switchyard. Where the kernel gives no stamp (an old kernel,
 //! a platform without `SO_TIMESTAMPNS`), there is no latency to report, and the caller
 //! leaves the sample out rather than guess.
+//!
+//! The kernel turns receive stamping on for the whole host a moment after the first
+//! socket asks for it (deferred work): segments that arrive before then carry no stamp.
+//! So a timed pool turns it on as it is made ([`keep_stamping`]), long before its first
+//! mirror, and keeps it on.
 //!
 //! A live connection's [`Socket`] has no clock: it reads and writes as a plain
 //! [`TcpStream`].
@@ -31,6 +36,27 @@ use nix::sys::time::TimeSpec;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Turns the kernel's receive stamping on for good, once per process: one socket that
+/// asks for it, kept open. Shadow sockets ask too, but the kernel acts on the first
+/// request a moment later; without this the first mirrors after a start would come
+/// unstamped and give no latency.
+pub fn keep_stamping() {
+    use std::os::fd::OwnedFd;
+    use std::sync::OnceLock;
+    static KEPT: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    KEPT.get_or_init(|| {
+        let fd = socket::socket(
+            socket::AddressFamily::Inet,
+            socket::SockType::Datagram,
+            socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .ok()?;
+        socket::setsockopt(&fd, sockopt::ReceiveTimestampns, &true).ok()?;
+        Some(fd)
+    });
+}
+
 /// When one exchange's request was written and its answer arrived, both on the wall clock
 /// (the kernel stamps segments with `CLOCK_REALTIME`).
 #[derive(Debug, Default)]
@@ -40,7 +66,8 @@ pub struct Clock {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Marks {
-    written: Option<SystemTime>,
+    /// Just before and just after the last write.
+    written: Option<(SystemTime, SystemTime)>,
     answered: Option<SystemTime>,
     /// The answer's first bytes came without a kernel stamp: no clean latency.
     unstamped: bool,
@@ -55,20 +82,28 @@ impl Clock {
         if m.unstamped {
             return None;
         }
-        m.answered?.duration_since(m.written?).ok()
+        let (before, after) = m.written?;
+        let answered = m.answered?;
+        // A backend next door may answer before this thread is back from its `write`:
+        // then the latency is within that `write`, counted from its start.
+        answered
+            .duration_since(after)
+            .or_else(|_| answered.duration_since(before))
+            .ok()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Marks> {
         self.marks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Bytes of a request went out: a new exchange begins if the last one was answered.
-    fn wrote(&self, at: SystemTime) {
+    /// Bytes of a request went out in a `write` between `before` and `after`: a new
+    /// exchange begins if the last one was answered.
+    fn wrote(&self, before: SystemTime, after: SystemTime) {
         let mut m = self.lock();
         if m.answered.is_some() || m.unstamped {
             *m = Marks::default();
         }
-        m.written = Some(at);
+        m.written = Some((before, after));
     }
 
     /// Bytes of an answer came in, stamped by the kernel (or not).
@@ -182,10 +217,15 @@ impl AsyncRead for Socket {
 }
 
 impl Socket {
-    /// Marks bytes written, on a timed socket.
-    fn wrote(&self, n: &Poll<io::Result<usize>>) {
-        if let (Some(t), Poll::Ready(Ok(1..))) = (&self.timed, n) {
-            t.clock.wrote(SystemTime::now());
+    /// The instant before a write, on a timed socket.
+    fn before_write(&self) -> Option<SystemTime> {
+        self.timed.as_ref().map(|_| SystemTime::now())
+    }
+
+    /// Marks bytes written since `before`, on a timed socket.
+    fn wrote(&self, before: Option<SystemTime>, n: &Poll<io::Result<usize>>) {
+        if let (Some(t), Some(before), Poll::Ready(Ok(1..))) = (&self.timed, before, n) {
+            t.clock.wrote(before, SystemTime::now());
         }
     }
 }
@@ -197,8 +237,9 @@ impl AsyncWrite for Socket {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let before = this.before_write();
         let n = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.wrote(&n);
+        this.wrote(before, &n);
         n
     }
 
@@ -208,8 +249,9 @@ impl AsyncWrite for Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let before = this.before_write();
         let n = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.wrote(&n);
+        this.wrote(before, &n);
         n
     }
 
@@ -273,13 +315,18 @@ mod tests {
     fn an_exchange_without_a_stamp_has_no_latency() {
         let clock = Clock::default();
         let t0 = SystemTime::now();
-        clock.wrote(t0);
+        let ms = Duration::from_millis;
+        clock.wrote(t0, t0 + ms(1));
         clock.read(None);
         assert_eq!(clock.latency(), None);
         // The next exchange starts afresh.
-        clock.wrote(t0);
-        clock.read(Some(t0 + Duration::from_millis(7)));
-        clock.read(Some(t0 + Duration::from_millis(9)));
-        assert_eq!(clock.latency(), Some(Duration::from_millis(7)));
+        clock.wrote(t0, t0 + ms(1));
+        clock.read(Some(t0 + ms(8)));
+        clock.read(Some(t0 + ms(9)));
+        assert_eq!(clock.latency(), Some(ms(7)), "from the write's end");
+        // An answer that came while the thread was still in its write.
+        clock.wrote(t0, t0 + ms(3));
+        clock.read(Some(t0 + ms(2)));
+        assert_eq!(clock.latency(), Some(ms(2)), "from the write's start");
     }
 }
