@@ -244,6 +244,7 @@ pub fn render_status(s: &StatusReport) -> String {
         route(r),
         placement(r),
         hold(r),
+        finish(r),
         reason(r),
         config(&r.config),
         state(&r.state),
@@ -323,6 +324,16 @@ fn placement(r: &Status) -> String {
         r.weight,
         r.mirror,
     )
+}
+
+/// How to finish a promoted rollout: the config names the promoted model `stable`.
+fn finish(r: &Status) -> String {
+    match (r.phase.as_str(), &r.candidate) {
+        ("promoted", Some(c)) => format!(
+            "finish:    set `stable: {c}` and remove `candidate` in the config (the route goes idle on {c}); editing steps or gates changes nothing for users\n"
+        ),
+        _ => String::new(),
+    }
 }
 
 /// What the current step waits for, if anything.
@@ -618,6 +629,29 @@ recent events:
   t9  retry     m9
 ";
         assert_eq!(rendered(status), shown);
+    }
+
+    #[test]
+    fn a_promoted_route_says_how_to_finish_the_rollout() {
+        let status = r#"{
+          "phase": "promoted", "strategy": "canary", "route": "default", "revision": "abc",
+          "stable": "blue", "candidate": "green", "step": 2, "steps": 3, "weight": 100.0,
+          "mirror": 0.0, "reason": null, "hold_remaining_s": null, "manual_hold": false,
+          "config": {"generation": 1, "path": "x.yaml", "last_error": null},
+          "analysis": {"enabled": false, "failures": 0, "failure_limit": 0, "last": null},
+          "events": []
+        }"#;
+        let shown = rendered(status);
+        let finish = shown
+            .lines()
+            .find(|l| l.starts_with("finish:"))
+            .unwrap_or("");
+        assert!(
+            finish.contains("set `stable: green` and remove `candidate`"),
+            "{shown}"
+        );
+        let progressing = status.replace(r#""phase": "promoted""#, r#""phase": "progressing""#);
+        assert!(!rendered(&progressing).contains("finish:"));
     }
 
     #[test]

@@ -367,6 +367,12 @@ impl Controller {
                     }
                     r
                 }
+                // A finished rollout of the same stable and candidate stays finished:
+                // editing its steps, holds or gates sends nobody back.
+                Some(mut r) if r.rollout.is_finished() && plan.pair == r.rollout.plan.pair => {
+                    r.keep_finished(route, plan, self.generation, now);
+                    r
+                }
                 Some(mut r) => {
                     self.last_id += 1;
                     r.restart(route, plan, self.generation, self.last_id, now);
@@ -577,6 +583,24 @@ impl RouteRollout {
         };
         rollout.event("restored", msg);
         Ok(())
+    }
+
+    /// A reload changed the steps (or strategy) of this route's finished rollout but not
+    /// its stable and candidate: it stays promoted or rolled back under the new plan.
+    fn keep_finished(&mut self, route: Route, plan: Plan, generation: u64, now: Instant) {
+        let r = &mut self.rollout;
+        r.adopt(plan);
+        let msg = format!(
+            "config generation {generation} changed the steps of this {} rollout; it stays {} (no users move){}",
+            r.phase.as_str(),
+            r.phase.as_str(),
+            finish_hint(&r.plan, r.phase),
+        );
+        r.event("reload", msg);
+        self.route = route;
+        if self.next_eval.is_none() {
+            self.schedule_eval(now);
+        }
     }
 
     /// A reload changed this route's revision: a new rollout at step 0, its events kept.
@@ -842,6 +866,17 @@ impl RouteRollout {
             },
             events: r.events.iter().cloned().collect(),
         }
+    }
+}
+
+/// How an operator finishes a rollout in `phase`, for an event or a status line: name the
+/// promoted model `stable` and drop `candidate`; nothing for other phases.
+pub fn finish_hint(plan: &Plan, phase: Phase) -> String {
+    match (phase, &plan.candidate) {
+        (Phase::Promoted, Some(c)) => format!(
+            "; to finish, set `stable: {c}` and remove `candidate` (the route goes idle on {c})"
+        ),
+        _ => String::new(),
     }
 }
 

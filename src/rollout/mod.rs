@@ -71,6 +71,11 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Hash of stable, candidate (and its URL), strategy and steps.
     pub revision: u64,
+    /// Hash of stable, candidate and the candidate's URL: what a finished rollout
+    /// (promoted or rolled back) is, whatever its steps. A reload that keeps it keeps the
+    /// finished rollout as it is: no reload sends users back to a model unless the
+    /// operator names it again.
+    pub pair: u64,
 }
 
 impl Plan {
@@ -107,13 +112,13 @@ impl Plan {
             .and_then(|c| config.backends.get(c))
             .map(|b| b.url.as_str())
             .unwrap_or("");
-        let mut identity = format!(
-            "{}|{}|{}|{}",
+        let pair = format!(
+            "{}|{}|{}",
             r.stable,
             r.candidate.as_deref().unwrap_or(""),
-            candidate_url,
-            r.strategy.as_str()
+            candidate_url
         );
+        let mut identity = format!("{pair}|{}", r.strategy.as_str());
         for s in &steps {
             let hold = s.hold.map(|h| h.to_string()).unwrap_or_default();
             identity.push_str(&format!("|{}:{}:{}", s.weight, s.mirror, hold));
@@ -124,6 +129,7 @@ impl Plan {
             strategy: r.strategy,
             steps,
             revision: xxhash_rust::xxh3::xxh3_64(identity.as_bytes()),
+            pair: xxhash_rust::xxh3::xxh3_64(pair.as_bytes()),
         }
     }
 }
@@ -250,6 +256,7 @@ impl Rollout {
     ///     strategy: Strategy::Canary,
     ///     steps: vec![Step { weight: 10.0, mirror: 50.0, hold: None }],
     ///     revision: 1,
+    ///     pair: 1,
     /// };
     /// let now = tokio::time::Instant::now();
     /// let mut r = Rollout::safe(plan, "state file unreadable".into(), now);
@@ -297,6 +304,23 @@ impl Rollout {
             Phase::Progressing | Phase::Paused => self.current().map_or(0.0, |s| s.mirror),
             _ => 0.0,
         }
+    }
+
+    /// Whether the rollout has ended: promoted or rolled back.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Promoted | Phase::RolledBack)
+    }
+
+    /// Takes a new plan of the same stable and candidate while finished: the phase stays,
+    /// the step is the new plan's last one a promoted rollout passed (the nearest one a
+    /// rolled-back rollout can name).
+    pub fn adopt(&mut self, plan: Plan) {
+        let last = plan.steps.len().saturating_sub(1);
+        self.step = match self.phase {
+            Phase::Promoted => last,
+            _ => self.step.min(last),
+        };
+        self.plan = plan;
     }
 
     pub fn current(&self) -> Option<&Step> {

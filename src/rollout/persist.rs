@@ -60,6 +60,11 @@ pub struct Persisted {
     pub route: String,
     /// The plan's revision, hex.
     pub revision: String,
+    /// The plan's stable and candidate ([`Plan::pair`]), hex: a finished rollout is
+    /// restored under a plan of the same pair whatever its steps. Empty in files written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pair: String,
     pub phase: Phase,
     pub step: usize,
     /// Wall-clock start of the current step (ms since the epoch), shifted by time paused.
@@ -109,6 +114,7 @@ impl Persisted {
         Persisted {
             route: route.to_string(),
             revision: revision_hex(r.plan.revision),
+            pair: revision_hex(r.plan.pair),
             phase: r.phase,
             step: r.step,
             step_started_ms: wall(r.step_started, now, wall_now),
@@ -122,16 +128,33 @@ impl Persisted {
 
     /// Applies this state to a fresh rollout of the same route and revision; nothing is
     /// changed unless the answer is [`Restore::Restored`].
+    ///
+    /// A promoted or rolled-back rollout is restored under a plan of another revision too,
+    /// when its stable and candidate are the same ([`Plan::pair`]): its steps were edited
+    /// while switchyard was down, which sends nobody back.
     pub fn restore_into(&self, route: &str, r: &mut Rollout, now: Instant) -> Restore {
-        if self.route != route || self.revision != revision_hex(r.plan.revision) {
+        let same_revision = self.revision == revision_hex(r.plan.revision);
+        let finished = matches!(self.phase, Phase::Promoted | Phase::RolledBack);
+        let same_pair = !self.pair.is_empty() && self.pair == revision_hex(r.plan.pair);
+        if self.route != route || !(same_revision || finished && same_pair) {
             return Restore::OtherRevision;
         }
-        if let Err(why) = self.check(&r.plan) {
+        let steps = r.plan.steps.len();
+        let step = match self.phase {
+            _ if same_revision => self.step,
+            Phase::Promoted => steps.saturating_sub(1),
+            _ => self.step.min(steps.saturating_sub(1)),
+        };
+        let entry = Persisted {
+            step,
+            ..self.clone()
+        };
+        if let Err(why) = entry.check(&r.plan) {
             return Restore::Nonsense(why);
         }
         let wall_now = SystemTime::now();
         r.phase = self.phase;
-        r.step = self.step;
+        r.step = step;
         r.step_started = instant(self.step_started_ms, now, wall_now);
         r.paused_at = self.paused_at_ms.map(|p| instant(p, now, wall_now));
         r.promoted_at = self.promoted_at_ms.map(|p| instant(p, now, wall_now));

@@ -94,3 +94,64 @@ async fn reload_of_a_rolled_back_rollout_with_new_steps_starts_over() {
     );
     assert_eq!(s.reason, None);
 }
+
+/// `timed_then_manual` with its first hold doubled: the same stable and candidate.
+fn hold_edited() -> TestConfig {
+    TestConfig::new().steps([
+        step(10.0).hold("20s"),
+        step(30.0).hold("10s"),
+        step(60.0).manual(),
+        step(100.0),
+    ])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_sticks_when_a_reload_only_edits_the_steps() {
+    let h = ControllerHarness::start(&timed_then_manual());
+    h.send(Action::Promote { full: true }).await.unwrap();
+    assert_eq!(h.status().phase, "promoted");
+    let revision = h.status().revision.clone();
+
+    // A hold edited after the promotion: every user stays on the new model.
+    h.reload(&hold_edited()).await.unwrap();
+    let s = h.status();
+    assert_eq!(
+        (s.phase.as_str(), s.weight, s.step, s.steps),
+        ("promoted", 100.0, 3, 4)
+    );
+    assert_eq!(h.weight_bp(), 10_000);
+    assert_ne!(s.revision, revision, "the new steps are the plan now");
+    let last = s.events.last().unwrap();
+    assert_eq!(last.kind, "reload");
+    assert!(last.message.contains("stays promoted"), "{}", last.message);
+    assert!(
+        last.message
+            .contains("set `stable: green` and remove `candidate`"),
+        "{}",
+        last.message
+    );
+
+    // Naming another candidate is a new rollout.
+    let other = hold_edited().backend_url("green", "http://127.0.0.1:18003");
+    h.reload(&other).await.unwrap();
+    let s = h.status();
+    assert_eq!(
+        (s.phase.as_str(), s.step, s.weight),
+        ("progressing", 0, 10.0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_sticks_when_a_reload_only_edits_the_steps() {
+    let h = ControllerHarness::start(&timed_then_manual());
+    h.send(Action::Rollback {
+        reason: Some("bad".into()),
+    })
+    .await
+    .unwrap();
+    h.reload(&hold_edited()).await.unwrap();
+    let s = h.status();
+    assert_eq!((s.phase.as_str(), s.weight), ("rolled_back", 0.0));
+    assert_eq!(s.reason.as_deref(), Some("bad"));
+    assert_eq!(h.weight_bp(), 0);
+}

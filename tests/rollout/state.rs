@@ -11,7 +11,7 @@ use crate::harness::{assert_not_allowed, kinds, timed_then_manual, ControllerHar
 use crate::support::config::{step, TestConfig};
 
 #[tokio::test(start_paused = true)]
-async fn state_survives_a_restart_of_the_same_revision_only() {
+async fn state_survives_a_restart_of_the_same_revision_and_a_promotion_of_the_same_models() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state").join("rollout.json");
     let config = timed_then_manual().state_path(&path);
@@ -39,7 +39,8 @@ async fn state_survives_a_restart_of_the_same_revision_only() {
     assert_eq!((s.phase.as_str(), s.weight), ("promoted", 100.0));
     drop(h);
 
-    // Changed steps: a new revision, the state file is not consulted.
+    // Changed steps of the promoted rollout (the same stable and candidate): a restart
+    // sends nobody back either.
     let changed = TestConfig::new()
         .steps([
             step(10.0).hold("10s"),
@@ -49,6 +50,14 @@ async fn state_survives_a_restart_of_the_same_revision_only() {
         ])
         .state_path(&path);
     let h = ControllerHarness::start(&changed);
+    let s = h.status();
+    assert_eq!((s.phase.as_str(), s.weight), ("promoted", 100.0));
+    assert_eq!(h.weight_bp(), 10_000);
+    drop(h);
+
+    // Another candidate: a new revision, the state file is not consulted.
+    let other = changed.backend_url("green", "http://127.0.0.1:18003");
+    let h = ControllerHarness::start(&other);
     let s = h.status();
     assert_eq!(
         (s.phase.as_str(), s.step, s.weight),
