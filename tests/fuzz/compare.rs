@@ -69,64 +69,8 @@ const TOKENS: &[&str] = &[
     "\u{feff}",
 ];
 
-#[derive(Debug, Clone)]
-enum ByteEdit {
-    Flip(usize, u8),
-    Insert(usize, Vec<u8>),
-    Token(usize, usize),
-    Delete(usize, usize),
-    Truncate(usize),
-}
-
-fn byte_edit() -> impl Strategy<Value = ByteEdit> {
-    prop_oneof![
-        1 => any::<(usize, u8)>().prop_map(|(a, b)| ByteEdit::Flip(a, b)),
-        1 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..4))
-            .prop_map(|(a, b)| ByteEdit::Insert(a, b)),
-        3 => any::<(usize, usize)>().prop_map(|(a, t)| ByteEdit::Token(a, t)),
-        1 => any::<(usize, usize)>().prop_map(|(a, n)| ByteEdit::Delete(a, n % 8 + 1)),
-        1 => any::<usize>().prop_map(ByteEdit::Truncate),
-    ]
-}
-
-fn apply_bytes(mut body: Vec<u8>, edits: &[ByteEdit]) -> Vec<u8> {
-    for e in edits {
-        let at = |a: &usize, len: usize| a % (len + 1);
-        match e {
-            ByteEdit::Flip(a, b) if !body.is_empty() => {
-                let i = a % body.len();
-                body[i] = *b;
-            }
-            ByteEdit::Flip(..) => {}
-            ByteEdit::Insert(a, b) => {
-                let i = at(a, body.len());
-                body.splice(i..i, b.iter().copied());
-            }
-            ByteEdit::Token(a, t) => {
-                let i = at(a, body.len());
-                body.splice(i..i, TOKENS[t % TOKENS.len()].bytes());
-            }
-            ByteEdit::Delete(a, n) => {
-                let i = at(a, body.len());
-                let end = (i + n).min(body.len());
-                body.drain(i..end);
-            }
-            ByteEdit::Truncate(a) => {
-                let i = at(a, body.len());
-                body.truncate(i);
-            }
-        }
-    }
-    body
-}
-
 fn mutated_seed() -> BoxedStrategy<Vec<u8>> {
-    (
-        any::<prop::sample::Index>(),
-        prop::collection::vec(byte_edit(), 0..6),
-    )
-        .prop_map(|(i, edits)| apply_bytes(i.get(seeds()).1.clone(), &edits))
-        .boxed()
+    crate::mutate::mutated(seeds(), TOKENS)
 }
 
 // === documents ===

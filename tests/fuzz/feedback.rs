@@ -67,57 +67,8 @@ const TOKENS: &[&str] = &[
     "\u{e9}",
 ];
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Token(usize, usize),
-    Delete(usize, usize),
-    Truncate(usize),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        1 => any::<(usize, u8)>().prop_map(|(a, b)| Edit::Flip(a, b)),
-        3 => any::<(usize, usize)>().prop_map(|(a, t)| Edit::Token(a, t)),
-        1 => any::<(usize, usize)>().prop_map(|(a, n)| Edit::Delete(a, n % 8 + 1)),
-        1 => any::<usize>().prop_map(Edit::Truncate),
-    ]
-}
-
-fn apply(mut body: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        let at = |a: &usize, len: usize| a % (len + 1);
-        match e {
-            Edit::Flip(a, b) if !body.is_empty() => {
-                let i = a % body.len();
-                body[i] = *b;
-            }
-            Edit::Flip(..) => {}
-            Edit::Token(a, t) => {
-                let i = at(a, body.len());
-                body.splice(i..i, TOKENS[t % TOKENS.len()].bytes());
-            }
-            Edit::Delete(a, n) => {
-                let i = at(a, body.len());
-                let end = (i + n).min(body.len());
-                body.drain(i..end);
-            }
-            Edit::Truncate(a) => {
-                let i = at(a, body.len());
-                body.truncate(i);
-            }
-        }
-    }
-    body
-}
-
 fn mutated_seed() -> BoxedStrategy<Vec<u8>> {
-    (
-        any::<prop::sample::Index>(),
-        prop::collection::vec(edit(), 0..6),
-    )
-        .prop_map(|(i, edits)| apply(i.get(seeds()).1.clone(), &edits))
-        .boxed()
+    crate::mutate::mutated(seeds(), TOKENS)
 }
 
 // === bodies ===

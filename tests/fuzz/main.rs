@@ -19,6 +19,7 @@ mod compare;
 mod config;
 mod feedback;
 mod headers;
+mod mutate;
 mod payload;
 
 use std::path::{Path, PathBuf};
