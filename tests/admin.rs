@@ -300,21 +300,7 @@ async fn a_web_page_cannot_drive_a_token_less_admin_while_the_cli_can() {
         String::from_utf8_lossy(&a.body)
     );
 
-    let bin = env!("CARGO_BIN_EXE_switchyard");
-    let admin = format!("http://{}", h.admin_addr());
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(bin)
-            .args(["rollback", "--reason", "by the operator", "--admin", &admin])
-            .env_remove("SWITCHYARD_ADMIN_TOKEN")
-            .output()
-            .unwrap()
-    });
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_rollback(&h, "by the operator");
     assert_eq!(h.status().await["phase"], "rolled_back");
 }
 
@@ -366,22 +352,8 @@ async fn a_cli_rollback_gets_through_while_300_idle_connections_hold_the_admin()
     let held_at = std::time::Instant::now();
     assert_eq!(held.len(), 300, "connections refused");
 
-    let bin = env!("CARGO_BIN_EXE_switchyard");
-    let admin = format!("http://{}", h.admin_addr());
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(bin)
-            .args(["rollback", "--reason", "under attack", "--admin", &admin])
-            .env_remove("SWITCHYARD_ADMIN_TOKEN")
-            .output()
-            .unwrap()
-    });
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("under attack"));
+    let out = cli_rollback(&h, "under attack");
+    assert!(out.contains("under attack"), "{out}");
     assert_eq!(h.status().await["phase"], "rolled_back");
     let evicted = r#"switchyard_connections_evicted_total{listener="admin"}"#;
     assert!(
@@ -499,4 +471,24 @@ async fn an_idle_http2_admin_connection_is_closed_within_seconds() {
         .ok();
     let idle = answered.elapsed();
     assert!(idle <= Duration::from_secs(7), "closed after {idle:?}");
+}
+
+/// `switchyard rollback --reason REASON` against `h`'s admin API, as an operator runs it
+/// (no token in the environment); it must succeed. What it printed.
+fn cli_rollback(h: &ProxyHarness, reason: &str) -> String {
+    let admin = format!("http://{}", h.admin_addr());
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["rollback", "--reason", reason, "--admin", &admin])
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
