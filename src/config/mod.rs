@@ -591,6 +591,10 @@ pub struct LatencyGate {
     pub max: Option<Dur>,
     #[serde(default)]
     pub max_ratio: Option<f64>,
+    /// A ratio over `max_ratio` passes when the candidate's p99 is less than this much
+    /// above the stable's: at millisecond scale a ratio says nothing a user would notice.
+    #[serde(default)]
+    pub min_difference: Option<Dur>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -634,6 +634,12 @@ fn gates(gates: &GatesConfig, g: FieldPath, found: &mut Found) {
         if l.max.is_none() && l.max_ratio.is_none() {
             found.bad(lp.clone(), "set `max`, `max_ratio` or both");
         }
+        if l.min_difference.is_some() && l.max_ratio.is_none() {
+            found.bad(
+                lp.clone().key("min_difference"),
+                "goes with `max_ratio`: it lets a ratio over it pass when the difference is smaller",
+            );
+        }
         if let Some(ratio) = l.max_ratio {
             if !(ratio.is_finite() && ratio > 0.0) {
                 found.bad(

@@ -314,7 +314,8 @@ pub fn evaluate_with(
             results.push(latency_p99(max.0, &e));
         }
         if let Some(ratio) = g.max_ratio {
-            results.push(latency_p99_ratio(ratio, &e));
+            let floor = g.min_difference.map_or(Duration::ZERO, |d| d.0);
+            results.push(latency_p99_ratio(ratio, floor, &e));
         }
     }
     if let Some(g) = &gates.shadow_agreement {
@@ -407,9 +408,10 @@ fn latency_p99(max: Duration, e: &Evidence) -> GateResult {
     GateResult::new(Gate::LatencyP99, p99, max_s, judged)
 }
 
-/// [`Gate::LatencyP99Ratio`]: the candidate's p99 over the stable's, at most `max`.
-/// Skipped after promotion and when the stable served nothing in the window.
-fn latency_p99_ratio(max: f64, e: &Evidence) -> GateResult {
+/// [`Gate::LatencyP99Ratio`]: the candidate's p99 over the stable's, at most `max`, unless
+/// the two differ by less than `min_difference` (then it passes). Skipped after promotion
+/// and when the stable served nothing in the window.
+fn latency_p99_ratio(max: f64, min_difference: Duration, e: &Evidence) -> GateResult {
     let skipped = |why: &str| {
         let judged = (GateOutcome::Skipped, why.to_string());
         GateResult::new(Gate::LatencyP99Ratio, None, max, judged)
@@ -423,14 +425,24 @@ fn latency_p99_ratio(max: f64, e: &Evidence) -> GateResult {
     let (ratio, judged) = match p99_seconds(e.candidate) {
         Some(c) if e.enough() => {
             let r = if s > 0.0 { c / s } else { 1.0 };
-            let ok = r <= max;
-            let detail = format!(
-                "p99 {} is {r:.2}× stable's {} ({} max {max}×)",
-                ms(c),
-                ms(s),
-                at_most(ok)
-            );
-            (Some(r), (pass_fail(ok), detail))
+            let small = c - s < min_difference.as_secs_f64();
+            let detail = if r > max && small {
+                format!(
+                    "p99 {} is {r:.2}× stable's {}, over max {max}× but only {} more (under min_difference {})",
+                    ms(c),
+                    ms(s),
+                    ms(c - s),
+                    ms(min_difference.as_secs_f64())
+                )
+            } else {
+                format!(
+                    "p99 {} is {r:.2}× stable's {} ({} max {max}×)",
+                    ms(c),
+                    ms(s),
+                    at_most(r <= max)
+                )
+            };
+            (Some(r), (pass_fail(r <= max || small), detail))
         }
         _ => (None, e.too_few_samples()),
     };
@@ -721,6 +733,7 @@ mod tests {
             latency_p99: Some(LatencyGate {
                 max,
                 max_ratio: None,
+                min_difference: None,
             }),
             ..GatesConfig::default()
         }
@@ -731,6 +744,18 @@ mod tests {
             latency_p99: Some(LatencyGate {
                 max: None,
                 max_ratio: Some(ratio),
+                min_difference: None,
+            }),
+            ..GatesConfig::default()
+        }
+    }
+
+    fn max_ratio_above(ratio: f64, min_difference_ms: u64) -> GatesConfig {
+        GatesConfig {
+            latency_p99: Some(LatencyGate {
+                max: None,
+                max_ratio: Some(ratio),
+                min_difference: Some(Dur(Duration::from_millis(min_difference_ms))),
             }),
             ..GatesConfig::default()
         }
@@ -870,6 +895,10 @@ mod tests {
             (Given("ratio under max", max_ratio(1.5), 100, SPLIT, served(200, 0, 6), STABLE),
              Then(LatencyP99Ratio, Pass, Some(1.2), "≤ max 1.5×", Verdict::Pass)),
             (Given("ratio over max", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail)),
+            (Given("ratio over max by less than min_difference", max_ratio_above(1.5, 6), 100, SPLIT, served(200, 0, 10), STABLE),
+             Then(LatencyP99Ratio, Pass, Some(2.0), "only 5.1ms more (under min_difference 6.0ms)", Verdict::Pass)),
+            (Given("ratio over max by more than min_difference", max_ratio_above(1.5, 4), 100, SPLIT, served(200, 0, 10), STABLE),
              Then(LatencyP99Ratio, Fail, Some(2.0), "> max 1.5×", Verdict::Fail)),
             (Given("ratio below min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), STABLE),
              Then(LatencyP99Ratio, Inconclusive, None, "10 samples in the window, 100 needed", Verdict::Inconclusive)),
