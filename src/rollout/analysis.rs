@@ -252,9 +252,11 @@ pub struct Scope {
     pub calibrating: bool,
     /// After promotion: relative gates are skipped.
     pub absolute_only: bool,
-    /// The step sends the candidate no users (weight 0): labels join only the answers
-    /// users got, so the candidate's can get none and the accuracy gates are skipped.
-    pub shadow_only: bool,
+    /// The step sends the candidate neither users nor mirrored copies: no answer of its
+    /// can be labelled, and the accuracy gates are skipped. (A shadow step's mirrored
+    /// answers are remembered for labels like served ones: there the accuracy gates judge
+    /// the candidate before any user gets it.)
+    pub unanswered: bool,
 }
 
 /// What the monitor and the labels say of the window, for the `output_drift` and
@@ -511,7 +513,7 @@ fn accuracy(min: f64, e: &Evidence, model: &Model) -> GateResult {
     let c = &model.candidate_labels;
     let value = c.accuracy();
     let judged = match value {
-        _ if e.scope.shadow_only => no_users(),
+        _ if e.scope.unanswered => no_answers(),
         _ if c.classified == 0 && c.valued > 0 => numeric_labels(),
         Some(v) if c.classified >= e.min_samples => {
             let ok = v >= min;
@@ -541,7 +543,7 @@ fn accuracy_drop(max: f64, e: &Evidence, model: &Model) -> GateResult {
     };
     let judged = match drop {
         _ if e.scope.absolute_only => skipped("relative gate not applied after promotion"),
-        _ if e.scope.shadow_only => no_users(),
+        _ if e.scope.unanswered => no_answers(),
         _ if c.classified == 0 && c.valued > 0 => numeric_labels(),
         _ if s.classified == 0 => skipped("the stable got no labels in the window"),
         _ if c.classified < e.min_samples => e.too_few("labels", c.classified),
@@ -564,10 +566,10 @@ fn accuracy_drop(max: f64, e: &Evidence, model: &Model) -> GateResult {
 }
 
 /// Skipped: the step sends the candidate no users, so no label can reach its answers.
-fn no_users() -> Judged {
+fn no_answers() -> Judged {
     (
         GateOutcome::Skipped,
-        "this step sends the candidate no users: labels join only answers users got".to_string(),
+        "this step sends the candidate neither users nor mirrored copies: none of its answers can be labelled".to_string(),
     )
 }
 
@@ -835,7 +837,7 @@ mod tests {
         mirroring: false,
         calibrating: false,
         absolute_only: false,
-        shadow_only: false,
+        unanswered: false,
     };
     /// A step that mirrors to the candidate.
     const MIRRORING: Scope = Scope {
@@ -1016,7 +1018,7 @@ mod tests {
     }
 
     #[test]
-    fn accuracy_gates_are_skipped_when_the_step_sends_the_candidate_no_users() {
+    fn accuracy_gates_are_skipped_when_no_answer_of_the_candidate_can_be_labelled() {
         let gates = GatesConfig {
             accuracy: Some(crate::config::AccuracyGate {
                 min: Some(0.9),
@@ -1032,11 +1034,11 @@ mod tests {
                 .map(|g| g.outcome)
                 .collect::<Vec<_>>()
         };
-        let shadow = Scope {
-            shadow_only: true,
-            ..MIRRORING
+        let unanswered = Scope {
+            unanswered: true,
+            ..SPLIT
         };
-        assert_eq!(outcomes(shadow), [GateOutcome::Skipped; 2]);
+        assert_eq!(outcomes(unanswered), [GateOutcome::Skipped; 2]);
         assert_eq!(outcomes(SPLIT)[0], GateOutcome::Inconclusive);
     }
 

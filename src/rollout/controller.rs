@@ -756,7 +756,7 @@ impl RouteRollout {
                 mirroring: self.rollout.mirror() > 0.0,
                 calibrating: self.route.shadow.calibrate.is_some(),
                 absolute_only: self.rollout.phase == Phase::Promoted,
-                shadow_only: self.rollout.weight() == 0.0,
+                unanswered: self.rollout.weight() == 0.0 && self.rollout.mirror() == 0.0,
             },
             &model,
         );

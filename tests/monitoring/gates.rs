@@ -379,6 +379,44 @@ impl<'a> Labeller<'a> {
     }
 }
 
+/// A candidate a quarter wrong (its threshold moved: the row summing to 0.5 gets the other
+/// class) is rolled back while it only shadows: its mirrored answers are remembered for
+/// the labels like the stable's, and no user ever gets one of its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_wrong_on_labels_is_rolled_back_in_its_shadow_step_before_any_user() {
+    let config = TestConfig::new()
+        .steps([step(0.0).mirror(100.0).manual(), step(100.0)])
+        .feedback(json!({ "retain": "1h" }))
+        // The test's one client stands for every user: no share bound.
+        .analysis(Analysis::new("200ms", "30s", 10, 2).max_client_share(1.0))
+        .gate("accuracy", json!({ "min": 0.9, "max_drop": 0.05 }));
+    let quarter_wrong = Model {
+        bias: -0.5,
+        ..Model::default()
+    };
+    assert_eq!(quarter_wrong.label(&[0.5]), 1 - truth(0.5));
+    let h = harness(&config, quarter_wrong).await;
+    let labeller = tokio::sync::Mutex::new(Labeller::new(&h));
+    let l = &labeller;
+    let s = drive_until(&h, "rolled_back", move || async move {
+        l.lock().await.round().await
+    })
+    .await;
+    assert_eq!(s["step"], 0, "rolled back from the shadow step: {s:#}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("accuracy"), "{s:#}");
+    let l = labeller.into_inner();
+    assert_eq!(l.accuracy("blue"), 1.0);
+    assert!(l.seen.iter().all(|(b, _)| b == "blue"), "no user got green");
+    let green = h.green.behavior();
+    assert!(green.shadow_hits() > 0);
+    assert_eq!(
+        green.hits(),
+        green.shadow_hits(),
+        "only mirrored copies reached green"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_less_often_right_on_posted_labels_is_rolled_back_by_accuracy() {
     let h = harness(&accuracy_canary(), flipped()).await;
