@@ -324,13 +324,6 @@ impl Tail {
         };
         (low, high)
     }
-
-    /// About how far the allowed counts reach from np at `n` samples, for plans: the normal-mixture boundary with V = np(1-p), ρ = rp(1-p).
-    pub fn reach(&self, n: f64) -> f64 {
-        let v = n * self.p * (1.0 - self.p);
-        let rho = self.prior * self.p * (1.0 - self.p);
-        ((v + rho) * (((v + rho) / rho).ln() + 2.0 * self.threshold)).sqrt()
-    }
 }
 
 // === planning ===
@@ -460,9 +453,54 @@ mod tests {
         let (lo2, hi2) = tail.allowed(200_000);
         assert!(lo2 > 2 * lo && hi2 < 2 * hi, "relative reach shrinks");
         assert_eq!(tail.allowed(0), (0, 0));
-        // The Gaussian reach used for plans is close to the exact one.
-        let exact = 0.5 * (hi - lo) as f64;
-        assert!((tail.reach(100_000.0) / exact - 1.0).abs() < 0.1);
+    }
+
+    /// Bernoulli(`p`) draws, `per_look` at a time, for `looks` looks of each of `runs` runs:
+    /// the share of runs in which `missed(events, trials)` held at some look.
+    fn miss_rate(p: f64, per_look: u64, looks: usize, missed: impl Fn(u64, u64) -> bool) -> f64 {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        const RUNS: usize = 500;
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut misses = 0;
+        for _ in 0..RUNS {
+            let (mut x, mut n) = (0u64, 0u64);
+            for _ in 0..looks {
+                x += (0..per_look).filter(|_| rng.random_bool(p)).count() as u64;
+                n += per_look;
+                if missed(x, n) {
+                    misses += 1;
+                    break;
+                }
+            }
+        }
+        misses as f64 / RUNS as f64
+    }
+
+    /// At most 5 % of 500 runs, with three standard errors of Monte Carlo slack.
+    const AT_MOST_ALPHA: f64 = 0.05 + 3.0 * 0.009_75;
+
+    #[test]
+    fn share_bounds_cover_the_true_share_at_every_look() {
+        // 100 looks of 50 draws at p = 2 %: the interval misses 2 % at some look in at most
+        // 5 % of runs (an interval valid for one sample size would miss far more often).
+        let rate = miss_rate(0.02, 50, 100, |x, n| {
+            let s = Share::new(x, n, prior_for(0.01), 0.05);
+            s.lower() > 0.02 || s.upper() < 0.02
+        });
+        assert!(rate <= AT_MOST_ALPHA, "missed in {rate} of runs");
+    }
+
+    #[test]
+    fn tail_counts_hold_the_true_count_at_every_look() {
+        // Samples beyond a p99 are 1 % of all: over 100 looks of 100 samples, their count
+        // leaves [k_lo, k_hi] at some look in at most 5 % of runs.
+        let tail = Tail::new(0.01, 0.05);
+        let rate = miss_rate(0.01, 100, 100, |x, n| {
+            let (lo, hi) = tail.allowed(n);
+            x < lo || x > hi
+        });
+        assert!(rate <= AT_MOST_ALPHA, "missed in {rate} of runs");
     }
 
     #[test]

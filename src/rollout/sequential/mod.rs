@@ -758,15 +758,16 @@ fn latency(
     let beyond = estimate.is_some() && us.is_finite() && lc > limit(us);
     let within = estimate.is_some() && uc.is_finite() && uc <= limit(ls);
 
-    // Plans, on the Gaussian reach of the tail test. The stable's p99 bounds at ns samples:
-    // the latencies above which its histogram holds a share p ∓ reach/ns.
+    // Plans: the exact tail counts at the sample sizes to come, on the histograms' present
+    // shapes. The stable's upper bound at ns samples: the upper edge of the bucket above
+    // which its histogram holds fewer than k_lo(ns) of ns.
     let per_cand = st.total as f64 / (c.total.max(1)) as f64;
     let stable_upper = |ns: f64| {
-        let share = p - tail.reach(ns) / ns;
-        if share > 0.0 {
-            st.above(share)
-        } else {
+        let (fewest, _) = tail.allowed(count(ns));
+        if fewest == 0 {
             f64::INFINITY
+        } else {
+            st.edge_over(st.above(fewest as f64 / ns))
         }
     };
     let planned = match s.breach() {
@@ -778,11 +779,13 @@ fn latency(
                 if !us.is_finite() {
                     return false;
                 }
-                // A breach: the stable's latencies x made max(ratio·x, x + b·m).
+                // A breach: the stable's latencies x made max(ratio·x, x + b·m); its
+                // samples surely above limit(us) are the stable's surely above y.
                 let x = limit(us);
                 let y = (x / ratio.max(1.0)).min(x - b * m);
-                let g = if y <= 0.0 { 1.0 } else { st.share_above(y) };
-                n * g - z * (n * g * (1.0 - g)).sqrt() > n * p + tail.reach(n)
+                let g = if y <= 0.0 { 1.0 } else { st.share_from(y) };
+                let (_, most) = tail.allowed(count(n));
+                n * g - z * (n * g * (1.0 - g)).sqrt() > most as f64
             })
             .map(count)
         }
@@ -903,6 +906,14 @@ impl Histogram {
             .map(|b| b.2)
             .sum();
         n as f64 / self.total as f64
+    }
+
+    /// The upper edge of the bucket holding `x` (`x` itself between buckets).
+    fn edge_over(&self, x: f64) -> f64 {
+        match self.buckets.iter().find(|b| b.1 > x) {
+            Some(&(low, high, _)) if low <= x => high,
+            _ => x,
+        }
     }
 
     /// The share of samples above `x`, spreading each bucket's samples evenly across it.

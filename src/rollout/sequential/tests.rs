@@ -181,21 +181,30 @@ fn a_candidate_just_within_the_threshold_passes_at_the_planned_count() {
     );
 }
 
-/// Runs A/B error-rate rollouts, evaluated every batch until a decision: the share failed.
-fn error_rate_fail_rate(runs: usize, p_stable: f64, p_candidate: f64, seed: u64) -> f64 {
+/// Runs error-rate rollouts of 200 candidate and 1 800 stable requests per look: the share
+/// failed at any of `looks` looks (`until_decided`: or until the test passes, as a gate stops).
+fn error_rate_fail_rate(
+    runs: usize,
+    (p_stable, p_candidate): (f64, f64),
+    looks: usize,
+    until_decided: bool,
+    seed: u64,
+) -> f64 {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut failed = 0;
     for _ in 0..runs {
         let (mut c, mut s) = (Counts::default(), Counts::default());
-        loop {
+        for _ in 0..looks {
             c = Counts::new(c.count + binomial(&mut rng, 200, p_candidate), c.of + 200);
             s = Counts::new(s.count + binomial(&mut rng, 1_800, p_stable), s.of + 1_800);
             match error_rate_increase(c, s, 0.01, &SETTINGS).outcome {
-                Outcome::Inconclusive if c.of < 40_000 => continue,
-                Outcome::Fail => failed += 1,
+                Outcome::Fail => {
+                    failed += 1;
+                    break;
+                }
+                Outcome::Pass if until_decided => break,
                 _ => {}
             }
-            break;
         }
     }
     failed as f64 / runs as f64
@@ -204,10 +213,11 @@ fn error_rate_fail_rate(runs: usize, p_stable: f64, p_candidate: f64, seed: u64)
 #[test]
 fn error_rate_fails_a_candidate_within_the_threshold_at_most_one_time_in_twenty() {
     // 500 rollouts whose increase is exactly the threshold (the hardest healthy case),
-    // looked at after every batch: failed at most 5 % of the time (+3 standard errors).
-    let rate = error_rate_fail_rate(500, 0.02, 0.03, 1);
+    // looked at after every one of 60 batches whatever the earlier looks said: failed at
+    // most 5 % of the time (+3 standard errors of 500 runs).
+    let rate = error_rate_fail_rate(500, (0.02, 0.03), 60, false, 1);
     assert!(rate <= 0.05 + slack(500), "false-fail rate {rate}");
-    let aa = error_rate_fail_rate(500, 0.02, 0.02, 2);
+    let aa = error_rate_fail_rate(500, (0.02, 0.02), 60, false, 2);
     assert!(aa <= 0.05 + slack(500), "A/A false-fail rate {aa}");
 }
 
@@ -215,7 +225,7 @@ fn error_rate_fails_a_candidate_within_the_threshold_at_most_one_time_in_twenty(
 fn error_rate_catches_a_breach_with_the_planned_power() {
     // A breach (twice the allowed increase) is failed before the plan passes it, 80 % of
     // the time or more (−3 standard errors of 200 runs).
-    let caught = error_rate_fail_rate(200, 0.02, 0.04, 3);
+    let caught = error_rate_fail_rate(200, (0.02, 0.04), 200, true, 3);
     assert!(
         caught >= 0.8 - 3.0 * (0.8f64 * 0.2 / 200.0).sqrt(),
         "caught {caught}"
@@ -320,29 +330,24 @@ fn unpaired_accuracy_clear_cases_decide() {
 }
 
 #[test]
-fn paired_accuracy_fails_a_healthy_candidate_at_most_one_time_in_twenty() {
-    // 500 A/A rollouts of 50 labelled pairs per look (3 % discordant each way).
+fn paired_accuracy_fails_a_candidate_within_the_threshold_at_most_one_time_in_twenty() {
+    // 500 rollouts of 50 labelled pairs per look, 2 % less accurate (the threshold):
+    // 5 % of pairs only the stable got right, 3 % only the candidate. Failed at any of
+    // 80 looks at most 5 % of the time (+3 standard errors).
     let runs = 500;
     let mut rng = StdRng::seed_from_u64(4);
     let mut failed = 0;
     for _ in 0..runs {
         let mut p = Pairs::default();
-        loop {
-            for _ in 0..50 {
-                let u: f64 = rng.random();
-                p.pairs += 1;
-                if u < 0.03 {
-                    p.stable_only += 1;
-                } else if u < 0.06 {
-                    p.candidate_only += 1;
-                }
+        for _ in 0..80 {
+            let b = binomial(&mut rng, 50, 0.05);
+            p.pairs += 50;
+            p.stable_only += b;
+            p.candidate_only += binomial(&mut rng, 50 - b, 0.03 / 0.95);
+            if accuracy_drop_paired(p, 0.02, &SETTINGS).outcome == Outcome::Fail {
+                failed += 1;
+                break;
             }
-            match accuracy_drop_paired(p, 0.02, &SETTINGS).outcome {
-                Outcome::Inconclusive if p.pairs < 20_000 => continue,
-                Outcome::Fail => failed += 1,
-                _ => {}
-            }
-            break;
         }
     }
     let rate = failed as f64 / runs as f64;
@@ -459,9 +464,11 @@ fn latency_ratio_over_a_small_difference_passes() {
 }
 
 #[test]
-fn latency_fails_a_healthy_candidate_at_most_one_time_in_twenty() {
-    // 500 A/A rollouts, lognormal latencies with a heavy tail (p99 10× the median), 100
-    // candidate and 300 stable requests per look, until a decision, against max 1.5×.
+fn latency_fails_a_candidate_within_the_threshold_at_most_one_time_in_twenty() {
+    // 500 rollouts, lognormal latencies with a heavy tail (p99 10× the median), the
+    // candidate exactly 1.5× slower (the threshold), 100 candidate and 300 stable
+    // requests per look: failed at any of 40 looks at most 5 % of the time (+3 standard
+    // errors).
     let runs = 500;
     let mut rng = StdRng::seed_from_u64(6);
     let t0 = Instant::now();
@@ -471,20 +478,19 @@ fn latency_fails_a_healthy_candidate_at_most_one_time_in_twenty() {
             Window::with_origin(t0, Duration::from_secs(1), 1),
             Window::with_origin(t0, Duration::from_secs(1), 1),
         );
-        loop {
+        for _ in 0..40 {
             for _ in 0..100 {
-                c.record(t0, lognormal(&mut rng, 20.0, 1.0), false);
+                c.record(t0, lognormal(&mut rng, 20.0, 1.0).mul_f64(1.5), false);
             }
             for _ in 0..300 {
                 s.record(t0, lognormal(&mut rng, 20.0, 1.0), false);
             }
             let (cs, ss) = (c.summary(t0, Duration::ZERO), s.summary(t0, Duration::ZERO));
-            match latency_p99_ratio(&cs, &ss, 1.5, Duration::ZERO, &SETTINGS).outcome {
-                Outcome::Inconclusive if cs.requests < 20_000 => continue,
-                Outcome::Fail => failed += 1,
-                _ => {}
+            let d = latency_p99_ratio(&cs, &ss, 1.5, Duration::ZERO, &SETTINGS);
+            if d.outcome == Outcome::Fail {
+                failed += 1;
+                break;
             }
-            break;
         }
     }
     let rate = failed as f64 / runs as f64;
