@@ -335,10 +335,10 @@ pub fn accuracy_drop(
     let ev = difference(wrong(candidate), Some(wrong(stable)), max_drop, settings);
     let figure = match ev.estimate {
         Some(v) => format!(
-            "accuracy {} against the stable's {}: {} below ({} interval {} to {})",
+            "accuracy {} against the stable's {}: {} ({} interval {} to {})",
             pct(share(candidate)),
             pct(share(stable)),
-            signed_pct(v),
+            below(v),
             level(settings),
             signed_pct(ev.low),
             signed_pct(ev.high)
@@ -368,8 +368,8 @@ pub fn accuracy_drop_paired(pairs: Pairs, max_drop: f64, settings: &Settings) ->
     let ev = paired(pairs, max_drop, settings);
     let figure = match ev.estimate {
         Some(v) => format!(
-            "accuracy {} below the stable's on the same {} requests (only the stable right on {}, only the candidate on {}; {} interval {} to {})",
-            signed_pct(v),
+            "accuracy {} the stable's on the same {} requests (only the stable right on {}, only the candidate on {}; {} interval {} to {})",
+            below(v),
             ev.samples,
             pairs.stable_only,
             pairs.candidate_only,
@@ -966,6 +966,15 @@ fn pct(share: f64) -> String {
 /// A difference of shares as a signed percentage with two decimals.
 fn signed_pct(share: f64) -> String {
     format!("{:+.2}%", share * 100.0)
+}
+
+/// A drop in accuracy as words: "2.00% below", or "1.00% above" for a gain.
+fn below(drop: f64) -> String {
+    if drop >= 0.0 {
+        format!("{} below", pct(drop))
+    } else {
+        format!("{} above", pct(-drop))
+    }
 }
 
 /// Seconds as milliseconds with one decimal.
