@@ -15,6 +15,7 @@
 pub mod analysis;
 pub mod controller;
 pub mod persist;
+pub mod sequential;
 pub mod status;
 
 pub use controller::{Action, Control, ControlError, Msg};

@@ -499,6 +499,49 @@ impl Summary {
         None
     }
 
+    /// Returns the latency histogram's non-empty buckets, fastest first, as (lowest latency in the bucket, first latency above it, requests).
+    ///
+    /// The top bucket also holds every latency too long to resolve, so it has
+    /// no upper bound (`None`). Buckets are the same in every summary, so two
+    /// summaries' histograms compare bucket by bucket (the sequential latency
+    /// gate reads them this way).
+    pub fn latency_buckets(&self) -> impl Iterator<Item = (Duration, Option<Duration>, u64)> + '_ {
+        self.latency
+            .iter()
+            .enumerate()
+            .filter(|(_, &count)| count > 0)
+            .map(|(index, &count)| {
+                let (low, width) = bucket_bounds(index);
+                let high = (index + 1 < LATENCY_BUCKETS)
+                    .then(|| Duration::from_nanos((low + width) << UNIT_SHIFT));
+                (Duration::from_nanos(low << UNIT_SHIFT), high, count)
+            })
+    }
+
+    /// Adds `other`'s counts and histogram to this summary, exactly: the summary of both spans' requests.
+    ///
+    /// Counts add and histograms add bucket by bucket, so merging the
+    /// summaries of disjoint spans (or of several replicas) gives the figures
+    /// one window over all of them would have given; quantiles are never averaged.
+    pub fn merge(&mut self, other: &Summary) {
+        if self.latency.is_empty() {
+            self.latency = vec![0; LATENCY_BUCKETS];
+        }
+        for (dst, &src) in self.latency.iter_mut().zip(&other.latency) {
+            *dst = dst.saturating_add(src);
+        }
+        self.requests = self
+            .latency
+            .iter()
+            .fold(0u64, |sum, &n| sum.saturating_add(n));
+        self.errors = self.errors.saturating_add(other.errors).min(self.requests);
+        self.shadow_agree = self.shadow_agree.saturating_add(other.shadow_agree);
+        self.shadow_disagree = self.shadow_disagree.saturating_add(other.shadow_disagree);
+        self.shadow_incomparable = self
+            .shadow_incomparable
+            .saturating_add(other.shadow_incomparable);
+    }
+
     /// Returns the share of compared shadow responses that agreed, `agree / (agree + disagree)`, or `None` when none were compared.
     ///
     /// Incomparable outcomes are excluded from the ratio (they are reported
@@ -855,6 +898,63 @@ mod tests {
             ..Summary::default()
         };
         assert_eq!(only_incomparable.shadow_agreement(), None);
+    }
+
+    #[test]
+    fn latency_buckets_list_the_histogram_with_its_bounds() {
+        let (t0, w) = minute_window();
+        w.record(t0, Duration::from_micros(10), false);
+        w.record(t0, ms(250), false);
+        w.record(t0, ms(250), true);
+        w.record(t0, secs(1_000), false);
+        let s = w.summary(t0, MINUTE);
+        let buckets: Vec<_> = s.latency_buckets().collect();
+        assert_eq!(buckets.len(), 3);
+        assert_eq!(buckets.iter().map(|b| b.2).sum::<u64>(), s.requests);
+        // 10 µs is 9.77 units: the exact bucket [9, 10) units.
+        assert_eq!(
+            buckets[0],
+            (
+                Duration::from_nanos(9 << 10),
+                Some(Duration::from_nanos(10 << 10)),
+                1
+            )
+        );
+        let (low, high, count) = buckets[1];
+        assert_eq!(count, 2);
+        assert!(
+            low <= ms(250) && ms(250) < high.unwrap(),
+            "{low:?}..{high:?}"
+        );
+        assert!(high.unwrap().as_secs_f64() / low.as_secs_f64() <= 1.0 + 1.0 / 16.0);
+        assert_eq!(
+            buckets[2].1, None,
+            "the top bucket holds every longer latency"
+        );
+        assert!(buckets[2].0 <= secs(275));
+        assert_eq!(Summary::default().latency_buckets().count(), 0);
+    }
+
+    #[test]
+    fn merged_summaries_equal_one_summary_of_both_spans() {
+        let (t0, w) = minute_window();
+        for i in 0..100u64 {
+            w.record(t0 + secs(i % 20), ms(1 + i), i % 7 == 0);
+            w.record_shadow(t0 + secs(i % 20), ShadowOutcome::Agree);
+        }
+        w.record_shadow(t0 + secs(15), ShadowOutcome::Incomparable);
+        let first = w.summary(t0 + secs(9), secs(9));
+        let second = w.summary(t0 + secs(19), secs(9));
+        let mut merged = Summary::default();
+        merged.merge(&first);
+        merged.merge(&second);
+        assert_eq!(merged, w.summary(t0 + secs(19), secs(19)));
+        assert_eq!(
+            merged.quantile(0.99),
+            w.summary(t0 + secs(19), MINUTE).quantile(0.99)
+        );
+        merged.merge(&Summary::default());
+        assert_eq!(merged.requests, 100, "an empty summary adds nothing");
     }
 
     #[test]
