@@ -275,10 +275,16 @@ fn print(answer: Result<String, ClientError>) -> ExitCode {
     }
 }
 
+/// Logs to standard output, in colour only when it is a terminal: a log file or journal
+/// gets plain text.
 fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .try_init();
 }
 
 async fn run(path: PathBuf) -> ExitCode {

@@ -216,3 +216,45 @@ fn the_kubernetes_config_map_holds_a_valid_config() {
     assert!(out.status.success(), "{said}");
     assert_eq!(said.trim(), "ok");
 }
+
+/// Under systemd or Kubernetes the log is a file or a journal, not a terminal: it carries
+/// no colour codes.
+#[test]
+fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.yaml");
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\n\
+         backends: { blue: { url: 'http://127.0.0.1:9' } }\n\
+         rollout: { stable: blue }\nstate: { path: null }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let serving = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|l| l.contains("switchyard is serving"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = serving.expect("a line saying switchyard is serving");
+    assert!(!line.contains('\u{1b}'), "colour codes in {line:?}");
+    assert!(line.contains("INFO"), "{line}");
+}

@@ -72,9 +72,11 @@ impl Sketch {
     }
 
     /// The value at quantile `q` (0 = the minimum, 1 = the maximum); `None` when empty or `q`
-    /// is outside `[0, 1]`.
+    /// is outside `[0, 1]`. Within the smallest and largest values seen: the sketch answers
+    /// with a bin's representative value, which may lie just outside them.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.0.quantile(q).ok().flatten()
+        let v = self.0.quantile(q).ok().flatten()?;
+        Some(v.clamp(self.0.min()?, self.0.max()?))
     }
 
     /// Adds every value of `other`.

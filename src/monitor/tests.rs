@@ -498,6 +498,24 @@ fn max_features_bounds_what_is_kept_and_counts_the_rest() {
 }
 
 #[test]
+fn quantiles_never_lie_outside_the_values_seen() {
+    let mut s = Sketch::new();
+    for _ in 0..100 {
+        s.add(214.0);
+    }
+    let q = s.summary().unwrap();
+    assert_eq!((q.min, q.p50, q.p99, q.max), (214.0, 214.0, 214.0, 214.0));
+    let mut s = Sketch::new();
+    for v in [1.0, 2.0, 1000.0] {
+        s.add(v);
+    }
+    for p in [0.0, 0.01, 0.5, 0.99, 1.0] {
+        let v = s.quantile(p).unwrap();
+        assert!((1.0..=1000.0).contains(&v), "q{p} = {v}");
+    }
+}
+
+#[test]
 fn quantiles_are_within_the_sketchs_relative_error() {
     let mut g = Normal::new(7);
     for (mean, sd) in [(50.0, 10.0), (0.0, 1.0), (-3.0, 0.5)] {
