@@ -99,6 +99,12 @@ impl<'a> LabelValue<'a> {
 /// before the fault was found are then to be dropped by the caller (the store reads a
 /// body twice: once to check it, once to join it, so nothing of a refused body is joined).
 pub fn read_labels<'a>(body: &'a [u8], mut each: impl FnMut(&[Label<'a>])) -> Result<u64, String> {
+    // JSON is UTF-8 (RFC 8259 §8.1). Checked whole first: the values the reader skips
+    // (a label that is an array or an object) are not read as text, so a stray byte in
+    // them would otherwise pass.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(format!("not JSON: not UTF-8 at byte {}", e.valid_up_to()));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut read = Reader {
         each: &mut each,

@@ -360,3 +360,15 @@ fn the_seed_bodies_are_read_or_refused() {
 fn a_chunk_of_labels_is_at_most_56_kib() {
     assert!(std::mem::size_of::<Label>() * CHUNK <= 56 << 10);
 }
+
+// === regressions ===
+
+/// Found by `mutated_seeds_are_read_or_refused`: a byte that is not UTF-8 inside a label
+/// value the reader skips (an object) was accepted, though no JSON holds it.
+#[test]
+fn a_stray_byte_in_a_skipped_label_value_is_refused() {
+    let body = b"{\"feedback\": [{\"label\": {\"class\": [1, 2, {\"\x80x\": \"y\"}]}, \"request_id\": \"r\"}]}";
+    let refused = read_labels(body, |_| {}).unwrap_err();
+    assert!(refused.contains("not UTF-8"), "{refused}");
+    check(body).unwrap();
+}
