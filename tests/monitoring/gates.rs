@@ -248,27 +248,33 @@ async fn one_user_floods_the_candidate(max_client_share: Option<f64>) -> Value {
         .gate("output_drift", json!({ "max": 0.2 }));
     let h = harness(&config, Model::default()).await;
     let (_, attacker) = one_user_each(&h).await;
+    // Each round: ten honest users, and eight requests of the one user.
+    let round = |n: usize| {
+        let (h, attacker) = (&h, &attacker);
+        async move {
+            honest(h, 800 + n * 10..810 + n * 10).await;
+            for _ in 0..8 {
+                infer(h, SUMS[0], &[("x-user-id", attacker)]).await;
+            }
+        }
+    };
     // Ordinary traffic first, then the flood within it: 320 requests of one user.
     honest(&h, 0..800).await;
-    for round in 0..40 {
-        honest(&h, 800 + round * 10..810 + round * 10).await;
-        for _ in 0..8 {
-            infer(&h, SUMS[0], &[("x-user-id", &attacker)]).await;
-        }
+    for n in 0..40 {
+        round(n).await;
     }
-    // A decided evaluation after the flood, not midway through a run of failures; or
-    // the end of the rollout. Ordinary traffic goes on meanwhile: on a machine so busy
-    // that the observers dropped samples (counted, never waited for), the windows and
-    // the reference still fill.
+    // The flood goes on until a decided evaluation, not midway through a run of
+    // failures, or the end of the rollout: on a machine so busy that the observers
+    // dropped samples (counted, never waited for), the windows still fill.
     let first = h.status().await["analysis"]["last"]["at"].clone();
-    let next = std::cell::Cell::new(1_200);
+    let next = std::cell::Cell::new(40);
     eventually_within(
         "an evaluation",
         Duration::from_millis(50),
         LIMIT,
         || async {
-            let from = next.replace(next.get() + 10);
-            honest(&h, from..from + 10).await;
+            let n = next.replace(next.get() + 1);
+            round(n).await;
             let s = h.status().await;
             let evaluated = s["analysis"]["last"]["at"] != first
                 && s["analysis"]["failures"] != 1
