@@ -271,9 +271,12 @@ fn tap(
     (client, judged): (Option<Client>, bool),
 ) -> Option<Delivery> {
     let mut pending = sample.map(|((o, draw), copy)| {
-        let mut p = sampled(o, draw, backend, (head, copy, request_id, started));
-        p.judged = judged;
-        p
+        sampled(
+            o,
+            (draw, judged),
+            backend,
+            (head, copy, request_id, started),
+        )
     });
     mirrored
         .and_then(|bytes| {
@@ -296,7 +299,7 @@ fn tap(
 /// A sampled request as the observers will read it once its answer has ended.
 fn sampled(
     observers: &Arc<Observers>,
-    draw: u32,
+    (draw, judged): (u32, bool),
     backend: &Backend,
     (head, request, request_id, started): (&Head, RequestCopy, &HeaderValue, Instant),
 ) -> Box<Pending> {
@@ -310,7 +313,8 @@ fn sampled(
         request,
         // A fallback changes it with the answer.
         backend: backend.name.clone(),
-        judged: true,
+        judged,
+        // The mirror job says, when there is one.
         shadow_judged: true,
     })
 }

@@ -13,9 +13,9 @@
 //! ```
 //!
 //! and is otherwise served as usual but left out of what the gates read (counted in
-//! [`Shares::left_out`]). Once a window holds `floor` samples (the analysis'
-//! `min_samples`, so the gates can decide at all) no client holds more than `max_share`
-//! of it, however much it sends. A backend with fewer callers than `1 / max_share`
+//! `switchyard_samples_left_out_total` by the backend that admits it). Once a window
+//! holds `floor` samples (the analysis' `min_samples`, so the gates can decide at all)
+//! no client holds more than `max_share` of it, however much it sends. A backend with fewer callers than `1 / max_share`
 //! (one address in front of it, a load balancer, and no sticky key) is judged on about
 //! `min_samples` samples per span: name a sticky key, or raise `max_client_share`
 //! (`1` bounds nothing).
@@ -70,7 +70,6 @@ pub struct Shares {
     origin: Instant,
     slot_nanos: u64,
     slots: Box<[Slot]>,
-    left_out: AtomicU64,
 }
 
 /// One time slot: its epoch, the backend's judged samples in it, and each client's.
@@ -127,7 +126,6 @@ impl Shares {
             } else {
                 (0..SLOTS).map(|_| Slot::new()).collect()
             },
-            left_out: AtomicU64::new(0),
         }
     }
 
@@ -149,7 +147,6 @@ impl Shares {
         // judged ≥ max_share × total, in parts per 2^16 (no sum of counters reaches 2^40).
         let over = judged << 16 >= u64::from(self.max_share) * total;
         if total >= u64::from(self.floor) && over {
-            self.left_out.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         slot.total.fetch_add(1, Ordering::Relaxed);
@@ -157,11 +154,6 @@ impl Shares {
             slot.counts[cell(client, row)].fetch_add(1, Ordering::Relaxed);
         }
         true
-    }
-
-    /// Samples left out so far because their client was over its share.
-    pub fn left_out(&self) -> u64 {
-        self.left_out.load(Ordering::Relaxed)
     }
 
     /// `client`'s judged samples and all judged samples over the slots of the span ending
@@ -228,7 +220,6 @@ mod tests {
         let shares = Shares::with_origin(t0, MINUTE, 0.1, 50);
         let alone = Client::of(b"127.0.0.1");
         assert_eq!(judged(&shares, alone, 1_000, t0), 50);
-        assert_eq!(shares.left_out(), 950);
     }
 
     #[test]
@@ -281,7 +272,6 @@ mod tests {
         let shares = Shares::with_origin(t0, MINUTE, 1.0, 0);
         assert!(!shares.bounded());
         assert_eq!(judged(&shares, Client::of(b"k"), 1_000, t0), 1_000);
-        assert_eq!(shares.left_out(), 0);
     }
 
     #[test]
