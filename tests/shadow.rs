@@ -202,20 +202,27 @@ async fn a_failing_or_unreachable_shadow_is_incomparable_and_invisible_to_users(
     assert!(shadow["incomparable"].as_u64().unwrap() >= 10, "{shadow}");
 }
 
-/// The gate's figures for `shadow_agreement` once an evaluation has seen `samples` candidate samples.
-async fn agreement_gate(h: &ProxyHarness, samples: u64) -> Value {
+/// The gate's figures for `shadow_agreement` once an evaluation has judged every answer
+/// compared so far, and at least `compared` (comparisons run off the live path and may
+/// be dropped under load; the sequential test reads whole seconds, so the last one is
+/// counted at the evaluation after it ends).
+async fn agreement_gate(h: &ProxyHarness, compared: u64) -> Value {
+    let gate = |s: &Value| {
+        s["analysis"]["last"]["gates"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["gate"] == "shadow_agreement"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let s = h
-        .wait_status("an evaluation over every sample", |s| {
-            s["analysis"]["last"]["samples"].as_u64().unwrap_or(0) >= samples
+        .wait_status("an evaluation over every comparison", |s| {
+            let tally = &s["window"]["candidate"]["shadow"];
+            let count = |k: &str| tally[k].as_u64().unwrap_or(0);
+            let judged = gate(s)["samples"].as_u64().unwrap_or(0);
+            judged >= compared && judged == count("agree") + count("disagree")
         })
         .await;
-    s["analysis"]["last"]["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["gate"] == "shadow_agreement")
-        .unwrap()
-        .clone()
+    gate(&s)
 }
 
 /// Two copies of the same nondeterministic model (10 % of answers jittered) disagree on
@@ -224,7 +231,9 @@ async fn agreement_gate(h: &ProxyHarness, samples: u64) -> Value {
 /// the candidate is not blamed for noise it shares with the stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the_candidate() {
-    const N: u64 = 400;
+    // Two noisy copies need about 1 500 comparisons (the gate's `planned`) before the
+    // sequential test can tell their shared noise from a breach of 90 %.
+    const N: u64 = 2000;
     let noisy = || async {
         let m = ModelServer::start("m", Model::default()).await.unwrap();
         m.behavior().set_noise(0.1);
@@ -242,27 +251,29 @@ async fn the_noise_floor_keeps_a_nondeterministic_model_from_being_blamed_on_the
             assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
         }
         if calibrated {
-            // The calibration copies finish on their own time: wait for all N.
-            h.wait_status("every self-comparison", |s| {
+            // The calibration copies finish on their own time: wait for most of them.
+            h.wait_status("the self-comparisons", |s| {
                 let f = &s["window"]["noise_floor"];
                 f["self_agree"].as_u64().unwrap_or(0) + f["self_disagree"].as_u64().unwrap_or(0)
-                    >= N
+                    >= N / 2
             })
             .await;
         }
-        let gate = agreement_gate(&h, N).await;
+        let gate = agreement_gate(&h, N / 2).await;
         let status = h.status().await;
         let raw = status["window"]["candidate"]["shadow"]["agreement"]
             .as_f64()
             .unwrap();
         assert!(raw < 0.9, "raw agreement {raw} of two noisy copies");
         if calibrated {
-            // Every mirrored request also went to the stable a second time.
-            assert_eq!(h.blue.behavior().shadow_hits(), N);
+            // Mirrored requests also went to the stable a second time (a copy finding no
+            // place is dropped and counted, never queued).
+            let again = h.blue.behavior().shadow_hits();
+            assert!((N / 2..=N).contains(&again), "{again} calibration copies");
             let floor = &status["window"]["noise_floor"];
             let self_compared =
                 floor["self_agree"].as_u64().unwrap() + floor["self_disagree"].as_u64().unwrap();
-            assert_eq!(self_compared, N, "{floor}");
+            assert!(self_compared >= N / 2, "{floor}");
             assert!(floor["disagreement"].as_f64().unwrap() > 0.05, "{floor}");
             assert_eq!(gate["outcome"], "pass", "{gate:#}");
             assert!(gate["value"].as_f64().unwrap() >= 0.9, "{gate:#}");
@@ -290,7 +301,7 @@ async fn the_noise_floor_does_not_excuse_a_different_model() {
     for _ in 0..N {
         h.send(Method::POST, "/v2/models/m/infer", &[], INFER).await;
     }
-    let gate = agreement_gate(&h, N).await;
+    let gate = agreement_gate(&h, N / 2).await;
     assert_eq!(gate["outcome"], "fail", "{gate:#}");
     assert!(gate["value"].as_f64().unwrap() < 0.5, "{gate:#}");
     let metrics = h.metrics_text().await;

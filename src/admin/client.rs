@@ -413,6 +413,15 @@ fn analysis(a: &AnalysisStatus) -> String {
     for g in gates {
         let (gate, outcome) = (g.gate.as_str(), g.outcome.as_str());
         out.push_str(&format!("  {gate:<18} {outcome:<12} {}\n", g.detail));
+        if let Some(seq) = &g.sequential {
+            let planned = seq.planned.map_or(String::new(), |p| {
+                format!(", passes by {p} without a breach")
+            });
+            out.push_str(&format!(
+                "  {:<31} {}, {} samples since the step began{planned}\n",
+                "", seq.test, seq.samples
+            ));
+        }
     }
     out
 }

@@ -517,6 +517,10 @@ pub struct AnalysisConfig {
     /// [`telemetry::share`](crate::telemetry::share)).
     #[serde(default = "default_max_client_share")]
     pub max_client_share: f64,
+    /// The relative gates decide at this confidence, valid at every look (see
+    /// [`rollout::sequential`](crate::rollout::sequential)).
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
     #[serde(default)]
     pub gates: GatesConfig,
     #[serde(default = "default_after_promotion")]
@@ -538,6 +542,9 @@ fn default_failure_limit() -> u32 {
 fn default_max_client_share() -> f64 {
     0.1
 }
+fn default_confidence() -> f64 {
+    0.95
+}
 fn default_after_promotion() -> Dur {
     Dur::from_secs(300)
 }
@@ -558,7 +565,16 @@ pub struct GatesConfig {
     /// Live accuracy from labels (needs `feedback:` on the route).
     #[serde(default)]
     pub accuracy: Option<AccuracyGate>,
+    /// The candidate's share of user requests against its weight.
+    #[serde(default)]
+    pub sample_ratio: Option<SampleRatioGate>,
 }
+
+/// `sample_ratio: {}`: the candidate's share of the route's user requests matches its
+/// weight; a mismatch pauses the rollout (the candidate is not at fault).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleRatioGate {}
 
 /// `output_drift: { max: 0.2 }`: the candidate's output drift against the stable, at most `max`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -581,7 +597,12 @@ pub struct AccuracyGate {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorRateGate {
-    pub max: f64,
+    /// The candidate's error rate, at most this (over the window).
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// The candidate's error rate minus the stable's, at most this (decided sequentially).
+    #[serde(default)]
+    pub max_increase: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -613,17 +613,30 @@ fn analysis(a: &AnalysisConfig, p: FieldPath, found: &mut Found) {
             ),
         );
     }
+    if !(0.5..=0.999_999_999).contains(&a.confidence) {
+        found.bad(
+            p.clone().key("confidence"),
+            format!(
+                "is a probability from 0.5 to 0.999999999 (0.95: a healthy candidate is failed at most 5 % of the time), got {}",
+                a.confidence
+            ),
+        );
+    }
     gates(&a.gates, p.key("gates"), found);
 }
 
 /// Checks each gate's threshold: ratios between 0 and 1, latencies above 0.
 fn gates(gates: &GatesConfig, g: FieldPath, found: &mut Found) {
     if let Some(e) = &gates.error_rate {
-        if !(0.0..=1.0).contains(&e.max) {
-            found.bad(
-                g.clone().key("error_rate").key("max"),
-                format!("is a ratio between 0 and 1, got {}", e.max),
-            );
+        let ep = g.clone().key("error_rate");
+        if e.max.is_none() && e.max_increase.is_none() {
+            found.bad(ep.clone(), "set `max`, `max_increase` or both");
+        }
+        if let Some(max) = e.max {
+            ratio(max, ep.clone().key("max"), found);
+        }
+        if let Some(increase) = e.max_increase {
+            ratio(increase, ep.key("max_increase"), found);
         }
     }
     if let Some(l) = &gates.latency_p99 {

@@ -17,7 +17,9 @@ use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, Verdict};
 use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
+use super::sequential;
 use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
+use super::step::StepSums;
 use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
@@ -185,6 +187,8 @@ struct RouteRollout {
     id: u64,
     tripwire: Option<Arc<Tripwire>>,
     next_eval: Option<Instant>,
+    /// The candidate's and the stable's samples since the step began.
+    since_step: StepSums,
 }
 
 impl Controller {
@@ -547,6 +551,7 @@ impl RouteRollout {
             id,
             tripwire: None,
             next_eval: None,
+            since_step: StepSums::default(),
         };
         r.schedule_eval(now);
         r
@@ -747,18 +752,44 @@ impl RouteRollout {
             candidate_labels: o.accuracy(&candidate.name, now, span),
             stable_labels: o.accuracy(&stable.name, now, span),
         });
-        let result = analysis::evaluate_with(
+        let r = &self.rollout;
+        let key = (self.id, r.step, r.phase == Phase::Promoted);
+        let windows = (&candidate.window, &stable.window);
+        let (step_c, step_s) = self.since_step.read(key, r.step_started, windows, now);
+        // Labels since the step began, as far back as the label store keeps them.
+        let step_span = since(now, r.step_started.max(r.started));
+        let step = analysis::Step {
+            candidate: step_c.clone(),
+            stable: step_s.clone(),
+            candidate_labels: observers.map_or_else(Default::default, |o| {
+                o.accuracy(&candidate.name, now, step_span)
+            }),
+            stable_labels: observers.map_or_else(Default::default, |o| {
+                o.accuracy(&stable.name, now, step_span)
+            }),
+            pairs: None,
+        };
+        let (weight, mirror) = (r.weight(), r.mirror());
+        let result = analysis::judge(
             &a.gates,
-            a.min_samples,
-            &c,
-            &s,
-            analysis::Scope {
-                mirroring: self.rollout.mirror() > 0.0,
-                calibrating: self.route.shadow.calibrate.is_some(),
-                absolute_only: self.rollout.phase == Phase::Promoted,
-                unanswered: self.rollout.weight() == 0.0 && self.rollout.mirror() == 0.0,
+            &analysis::Inputs {
+                min_samples: a.min_samples,
+                settings: sequential::Settings {
+                    confidence: a.confidence,
+                    ..Default::default()
+                },
+                scope: analysis::Scope {
+                    mirroring: mirror > 0.0,
+                    calibrating: self.route.shadow.calibrate.is_some(),
+                    absolute_only: r.phase == Phase::Promoted,
+                    unanswered: weight == 0.0 && mirror == 0.0,
+                    shadow_only: weight == 0.0 && mirror > 0.0,
+                },
+                candidate: &c,
+                stable: &s,
+                model: &model,
+                step: &step,
             },
-            &model,
         );
         for g in &result.gates {
             metrics::gate(name, g.gate.as_str(), g.value, g.threshold);

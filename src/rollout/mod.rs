@@ -17,6 +17,7 @@ pub mod controller;
 pub mod persist;
 pub mod sequential;
 pub mod status;
+pub mod step;
 
 pub use controller::{Action, Control, ControlError, Msg};
 pub use status::{Status, Statuses};

@@ -206,13 +206,17 @@ impl Window {
             .checked_sub(span)
             .map_or(0, |start| self.epoch_of(start))
             .max(newest.saturating_sub(reach));
+        self.aggregate(oldest..=newest)
+    }
 
+    /// The sum of the buckets of `epochs` that still hold their epoch.
+    fn aggregate(&self, epochs: impl Iterator<Item = u64>) -> Summary {
         let mut summary = Summary {
             latency: vec![0; LATENCY_BUCKETS],
             ..Summary::default()
         };
         let mut scratch = SlotCounts::default();
-        for epoch in oldest..=newest {
+        for epoch in epochs {
             if self.slot_of(epoch).read(epoch, &mut scratch) {
                 scratch.add_to(&mut summary);
             }
@@ -220,6 +224,39 @@ impl Window {
         summary.requests = summary.latency.iter().sum();
         summary.errors = summary.errors.min(summary.requests);
         summary
+    }
+
+    /// The epoch (bucket number) holding `t`: what [`completed`](Window::completed) counts from.
+    pub fn epoch(&self, t: Instant) -> u64 {
+        self.epoch_of(t)
+    }
+
+    /// Aggregates the buckets from epoch `from` up to the one holding `now`, that one
+    /// excluded (it is still being filled), and returns the epoch to start from next time.
+    ///
+    /// Reading a growing sample bucket by bucket, each bucket once, is how a test that
+    /// must see every sample since it began (a sequential gate) uses a ring that forgets:
+    /// called again before the ring comes round (within [`max_span`](Window::max_span)),
+    /// it loses nothing and counts nothing twice. Buckets already reused are skipped.
+    ///
+    /// ```
+    /// use switchyard::telemetry::window::Window;
+    /// use tokio::time::{Duration, Instant};
+    ///
+    /// let t0 = Instant::now();
+    /// let w = Window::with_origin(t0, Duration::from_secs(1), 5);
+    /// w.record(t0, Duration::from_millis(5), false);
+    /// let (first, next) = w.completed(w.epoch(t0), t0 + Duration::from_millis(500));
+    /// assert_eq!(first.requests, 0); // its bucket is still being filled
+    /// w.record(t0 + Duration::from_millis(1500), Duration::from_millis(5), true);
+    /// let (second, _) = w.completed(next, t0 + Duration::from_secs(3));
+    /// assert_eq!((second.requests, second.errors), (2, 1));
+    /// ```
+    pub fn completed(&self, from: u64, now: Instant) -> (Summary, u64) {
+        let newest = self.epoch_of(now);
+        let reach = self.slots.len() as u64 - 1;
+        let oldest = from.max(newest.saturating_sub(reach));
+        (self.aggregate(oldest..newest), newest.max(from))
     }
 
     /// Returns the width of one time bucket.

@@ -76,11 +76,13 @@ async fn healthy_candidate_with_analysis_walks_to_promotion() {
     h.until(0.5).await;
     let mut seen = Vec::new();
     for _ in 0..120 {
+        // Enough traffic for the sequential ratio to bound both p99s within a hold: a
+        // p99 needs a few hundred samples a side before its interval closes.
         let t = h.traffic();
-        t.candidate(10, 0, 22);
-        t.stable(10, 20);
+        t.candidate(100, 0, 22);
+        t.stable(100, 20);
         if t.mirroring() {
-            t.shadow(10, 10);
+            t.shadow(100, 100);
         }
         let s = h.status();
         if seen.last() != Some(&(s.phase.clone(), s.step)) {
@@ -161,9 +163,10 @@ async fn a_failing_gate_rolls_back_after_failure_limit_evaluations() {
                 .steps([step(20.0).hold("10m")])
                 .analysis(Analysis::every_10s())
                 .gate_latency_p99(Some("300ms"), Some(1.5)),
+            // The stable busy enough for its p99 to be bounded by the first evaluation.
             traffic: |t| {
                 t.candidate(10, 0, 60);
-                t.stable(40, 20);
+                t.stable(100, 20);
             },
             gate: "latency_p99_ratio",
             value: 3.0,

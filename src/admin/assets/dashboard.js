@@ -92,8 +92,15 @@ function showGates(s) {
   body.replaceChildren(...last.gates.map((g) => {
     const tr = el("tr");
     const bound = g.bound === "min" ? "≥ " : "≤ ";
+    // Sequential gates: where the figure lies at the confidence, and how many more
+    // candidate samples would about decide an inconclusive one.
+    const interval = g.interval
+      ? `${fmt(g.interval.low, 4)} to ${g.interval.high == null ? "unbounded" : fmt(g.interval.high, 4)} (${Math.round(g.confidence * 100)}%)`
+      : "";
+    const needed = g.needed != null ? `about ${g.needed} more` : "";
     tr.append(el("td", g.gate), el("td", fmt(g.value, 4)), el("td", bound + fmt(g.threshold, 4)),
-      el("td", g.outcome, { class: g.outcome }), el("td", g.detail));
+      el("td", interval, { title: g.test || "" }), el("td", g.outcome, { class: g.outcome }),
+      el("td", needed), el("td", g.detail));
     return tr;
   }));
 }
