@@ -45,7 +45,7 @@
 //! most [`MAX_WAITING`] × about 80 bytes (330 KiB). Each route and backend adds its
 //! window: 61 buckets of 40 bytes (2.4 KiB); each (route, stable, candidate) whose
 //! answers to the same request were labelled adds a window of pairs, 61 buckets of 32
-//! bytes (1.9 KiB), at most [`MAX_KEYS`] of them (pairs beyond are not counted, each
+//! bytes (1.9 KiB, and 24 bytes of totals), at most [`MAX_KEYS`] of them (pairs beyond are not counted, each
 //! answer is still scored on its own). Two ids hashing alike (odds about 1 in 10⁹
 //! with 100 000 waiting) would join a label to the wrong prediction.
 //!
@@ -96,7 +96,7 @@ pub use early::{MAX_WAITING, WAIT_MS};
 use label::Truth;
 pub use label::{parse_labels, read_labels, Label, LabelValue, CHUNK};
 use pending::{Flags, Guess, Missing, Pending};
-use score::{Ring, Verdict};
+use score::{Ring, Tally, Verdict};
 
 /// What a feedback store is configured with: the `feedback:` keys and the window.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,8 +250,8 @@ struct Inner {
     /// (route, backend) → index in `keys`.
     index: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
     keys: Vec<Key>,
-    /// (served key, mirror key) → the window of labelled requests both answered.
-    pairs: HashMap<(u32, u32), Ring<Pairs>>,
+    /// (served key, mirror key) → the labelled requests both answered.
+    pairs: HashMap<(u32, u32), Paired>,
     shape: (u64, usize),
     early: Early,
     matched: u64,
@@ -262,6 +262,13 @@ struct Inner {
     refused: u64,
     /// Labels that waited in vain as far as the metrics have been told.
     reported: u64,
+}
+
+/// A stable and a candidate's labelled requests both answered: in a window, and since
+/// the store began counting them.
+struct Paired {
+    ring: Ring<Pairs>,
+    total: Pairs,
 }
 
 /// One route and backend: its window and counts.
@@ -530,7 +537,20 @@ impl Feedback {
             .find(route, stable)
             .zip(inner.find(route, candidate))
             .and_then(|keys| inner.pairs.get(&keys))
-            .map_or_else(Pairs::default, |ring| ring.sum(now_ms, span_ms))
+            .map_or_else(Pairs::default, |p| p.ring.sum(now_ms, span_ms))
+    }
+
+    /// As [`pairs`](Feedback::pairs), counted since the store began (not cut to the
+    /// window, nor emptied when it is reshaped): read it when a test begins and later, and
+    /// take the difference ([`Pairs::since`]), to judge a step longer than the window on
+    /// one growing sample. A store made anew (new `retain` or `max_pending`) counts from 0.
+    pub fn pairs_total(&self, route: &str, stable: &str, candidate: &str) -> Pairs {
+        let inner = self.lock();
+        inner
+            .find(route, stable)
+            .zip(inner.find(route, candidate))
+            .and_then(|keys| inner.pairs.get(&keys))
+            .map_or_else(Pairs::default, |p| p.total)
     }
 
     /// Reshapes the windows for a new analysis window; the verdicts so far are dropped
@@ -543,8 +563,8 @@ impl Feedback {
             for k in &mut inner.keys {
                 k.ring = Ring::new(shape);
             }
-            for ring in inner.pairs.values_mut() {
-                *ring = Ring::new(shape);
+            for p in inner.pairs.values_mut() {
+                p.ring = Ring::new(shape);
             }
         }
     }
@@ -612,8 +632,12 @@ impl Feedback {
                 std::mem::size_of::<Key>() + k.ring.heap_bytes() + k.route.len() + k.backend.len()
             })
             .sum();
-        let pair = std::mem::size_of::<((u32, u32), Ring<Pairs>)>();
-        let pairs: usize = inner.pairs.values().map(|r| r.heap_bytes()).sum::<usize>()
+        let pair = std::mem::size_of::<((u32, u32), Paired)>();
+        let pairs: usize = inner
+            .pairs
+            .values()
+            .map(|p| p.ring.heap_bytes())
+            .sum::<usize>()
             + inner.pairs.capacity() * (pair + 1);
         std::mem::size_of::<Feedback>()
             + inner.pending.heap_bytes()
@@ -709,12 +733,20 @@ impl Inner {
         }
         let room = self.pairs.len() < MAX_KEYS;
         let shape = self.shape;
-        let ring = match self.pairs.entry((served, mirror)) {
+        let paired = match self.pairs.entry((served, mirror)) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) if room => v.insert(Ring::new(shape)),
+            std::collections::hash_map::Entry::Vacant(v) if room => v.insert(Paired {
+                ring: Ring::new(shape),
+                total: Pairs::default(),
+            }),
             std::collections::hash_map::Entry::Vacant(_) => return,
         };
-        ring.add_pair(now_ms, verdicts.0, verdicts.1);
+        let one = Pairs::of(
+            verdicts.0 == Verdict::Correct,
+            verdicts.1 == Verdict::Correct,
+        );
+        paired.ring.add_pairs(now_ms, one);
+        paired.total.merge(&one);
     }
 
     /// Counts a label that matched no waiting prediction.

@@ -147,23 +147,11 @@ impl Ring<Score> {
 }
 
 impl Ring<Pairs> {
-    /// Counts, at `now_ms`, one labelled request both backends answered, by the stable's
-    /// verdict and the candidate's: a pair when both are class verdicts (right or wrong),
-    /// nothing otherwise. One older than the ring reaches is left out.
-    pub(super) fn add_pair(&mut self, now_ms: u64, stable: Verdict, candidate: Verdict) {
-        use Verdict::{Correct, Wrong};
-        let (stable_right, candidate_right) = match (stable, candidate) {
-            (Correct | Wrong, Correct | Wrong) => (stable == Correct, candidate == Correct),
-            _ => return,
-        };
-        let Some(p) = self.at(now_ms) else {
-            return;
-        };
-        p.pairs += 1;
-        match (stable_right, candidate_right) {
-            (true, false) => p.stable_only += 1,
-            (false, true) => p.candidate_only += 1,
-            _ => {}
+    /// Counts, at `now_ms`, labelled requests both backends answered (see [`Pairs::of`]);
+    /// those older than the ring reaches are left out.
+    pub(super) fn add_pairs(&mut self, now_ms: u64, pairs: Pairs) {
+        if let Some(p) = self.at(now_ms) {
+            p.merge(&pairs);
         }
     }
 }

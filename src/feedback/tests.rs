@@ -700,3 +700,30 @@ fn pairs_windows_are_reshaped_with_the_analysis_window_and_counted_in_the_size()
         Pairs::default()
     );
 }
+
+#[test]
+fn pairs_totals_outlast_the_window_for_a_long_step() {
+    let (fb, t0) = store(Settings::default());
+    mirrored(&fb, "m", 10, 3, t0);
+    fb.join(&labels_a("m", 10), t0);
+    let start = fb.pairs_total("iris", "blue", "green");
+    assert_eq!((start.pairs, start.stable_only), (10, 3));
+    // A step of ten minutes with a one-minute window: labels every two minutes.
+    for k in 1..=5u64 {
+        let at = t0 + secs(120 * k);
+        let prefix = format!("k{k}-");
+        mirrored(&fb, &prefix, 10, 2, at);
+        fb.join(&labels_a(&prefix, 10), at);
+    }
+    let end = t0 + secs(600);
+    assert_eq!(fb.pairs("iris", "blue", "green", end, MINUTE).pairs, 10);
+    let step = fb.pairs_total("iris", "blue", "green").since(start);
+    assert_eq!(
+        (step.pairs, step.stable_only, step.candidate_only),
+        (50, 10, 0)
+    );
+    // Reshaping the window keeps them.
+    fb.set_window(Duration::from_secs(600));
+    assert_eq!(fb.pairs_total("iris", "blue", "green").pairs, 60);
+    assert_eq!(fb.pairs_total("iris", "green", "blue"), Pairs::default());
+}

@@ -178,6 +178,15 @@ impl Observers {
         })
     }
 
+    /// As [`pairs`](Observers::pairs), counted since the feedback store began: read it at a
+    /// step's start and later and take the difference ([`Pairs::since`]) to judge a step
+    /// longer than the analysis window on one growing sample ([`Feedback::pairs_total`]).
+    pub fn pairs_total(&self, stable: &str, candidate: &str) -> Pairs {
+        self.feedback.as_ref().map_or_else(Default::default, |f| {
+            f.pairs_total(&self.route, stable, candidate)
+        })
+    }
+
     /// Tells the monitor which rollout the route is on; a new one (a new candidate, a
     /// retry) begins a reference from the stable's next sampled requests (unless the
     /// reference is a file), forgets the features found in requests (so the slots an
@@ -669,6 +678,7 @@ mod tests {
             (10, 3, 0)
         );
         assert_eq!(o.accuracy("green", now, Duration::from_secs(60)).correct, 7);
+        assert_eq!(o.pairs_total("blue", "green"), pairs);
     }
 
     /// A V2 request of one row of `cols` columns of tensor `name`.

@@ -215,6 +215,34 @@ pub struct Pairs {
     pub candidate_only: u64,
 }
 
+impl Pairs {
+    /// One labelled request both models answered, by whether each got it right.
+    pub fn of(stable_right: bool, candidate_right: bool) -> Pairs {
+        Pairs {
+            pairs: 1,
+            stable_only: u64::from(stable_right && !candidate_right),
+            candidate_only: u64::from(candidate_right && !stable_right),
+        }
+    }
+
+    /// The pairs counted since `earlier` was read from the same running count (each count
+    /// at least 0, should the count have started anew).
+    ///
+    /// ```
+    /// use switchyard::rollout::sequential::Pairs;
+    /// let start = Pairs { pairs: 10, stable_only: 2, candidate_only: 1 };
+    /// let now = Pairs { pairs: 50, stable_only: 9, candidate_only: 1 };
+    /// assert_eq!(now.since(start), Pairs { pairs: 40, stable_only: 7, candidate_only: 0 });
+    /// ```
+    pub fn since(self, earlier: Pairs) -> Pairs {
+        Pairs {
+            pairs: self.pairs.saturating_sub(earlier.pairs),
+            stable_only: self.stable_only.saturating_sub(earlier.stable_only),
+            candidate_only: self.candidate_only.saturating_sub(earlier.candidate_only),
+        }
+    }
+}
+
 // === outputs ===
 
 /// What a sequential test decided.
