@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::config::TestConfig;
+use support::config::{step, Analysis, TestConfig};
 use support::ProxyHarness;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -111,6 +111,60 @@ async fn override_header_forces_a_backend() {
     // An unknown name is ignored, not an error.
     let a = h.get("/echo", &[("x-switchyard-route", "purple")]).await;
     assert_eq!((a.status, a.variant()), (StatusCode::OK, "blue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_counts_the_requests_the_split_sent_and_nothing_else() {
+    // Weight 50, every stable-served request mirrored to the candidate, and one client
+    // (one address, no sticky key) far over its share of the windows after 5 samples.
+    let config = TestConfig::new()
+        .steps([step(50.0).mirror(100.0).manual(), step(100.0)])
+        .analysis(Analysis::new("1h", "1h", 5, 1000).max_client_share(0.1));
+    let h = ProxyHarness::start(&config).await;
+    let (mut blue, mut green) = (0u64, 0u64);
+    for _ in 0..80 {
+        match h.get("/echo", &[]).await.variant() {
+            "blue" => blue += 1,
+            "green" => green += 1,
+            v => panic!("answered by {v:?}"),
+        }
+        // Forced by the override header both ways: not the split's doing.
+        assert_eq!(
+            h.get("/echo", &[("x-switchyard-route", "green")])
+                .await
+                .variant(),
+            "green"
+        );
+        assert_eq!(
+            h.get("/echo", &[("x-switchyard-route", "blue")])
+                .await
+                .variant(),
+            "blue"
+        );
+    }
+    assert!(blue > 0 && green > 0, "blue {blue}, green {green}");
+    // The copies of the stable-served requests reached the candidate.
+    support::eventually("the mirrored copies", Duration::from_millis(5), || async {
+        let copies = h.green.behavior().shadow_hits();
+        (copies >= blue)
+            .then_some(())
+            .ok_or(format!("{copies} so far"))
+    })
+    .await;
+
+    let snap = h.snapshot();
+    let route = snap.route(switchyard::snapshot::DEFAULT_ROUTE).unwrap();
+    let candidate = route.candidate.as_ref().unwrap();
+    assert_eq!(route.stable.served(), blue, "the stable's split requests");
+    assert_eq!(
+        candidate.served(),
+        green,
+        "the candidate's, without mirrors"
+    );
+    // The share bound left most of them out of the windows; they were served all the same.
+    let now = tokio::time::Instant::now();
+    let judged = route.stable.window.summary(now, Duration::from_secs(3600));
+    assert!(judged.requests < blue, "{} judged", judged.requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

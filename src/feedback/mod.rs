@@ -8,7 +8,10 @@
 //! answers [`Joined`] `{matched, unmatched, ambiguous, waiting}`; the gates and the
 //! monitor read [`score`](Feedback::score): live accuracy (classes: the share of labels
 //! equal to the predicted class) and mean absolute error (values: the mean of `|label -
-//! predicted|`), over the labels joined in a recent span.
+//! predicted|`), over the labels joined in a recent span. A labelled request both the
+//! stable and the candidate answered (the stable served it, the candidate answered its
+//! mirrored copy) is also counted as a pair, by which of the two got its class right
+//! ([`pairs`](Feedback::pairs)): the paired `accuracy.max_drop` test reads it.
 //!
 //! A prediction waits at most [`Settings::retain`] and at most [`Settings::max_pending`]
 //! wait (the oldest is forgotten first). A label for a forgotten prediction is *late*; one
@@ -40,7 +43,10 @@
 //! `max_pending` (152 at the default 100 000: about 15 MB) and can never exceed 270;
 //! [`Feedback::size_in_bytes`] reports it. Labels waiting for their prediction add at
 //! most [`MAX_WAITING`] × about 80 bytes (330 KiB). Each route and backend adds its
-//! window: 61 buckets of 40 bytes (2.4 KiB). Two ids hashing alike (odds about 1 in 10⁹
+//! window: 61 buckets of 40 bytes (2.4 KiB); each (route, stable, candidate) whose
+//! answers to the same request were labelled adds a window of pairs, 61 buckets of 32
+//! bytes (1.9 KiB, and 24 bytes of totals), at most [`MAX_KEYS`] of them (pairs beyond are not counted, each
+//! answer is still scored on its own). Two ids hashing alike (odds about 1 in 10⁹
 //! with 100 000 waiting) would join a label to the wrong prediction.
 //!
 //! # Example
@@ -84,12 +90,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::time::{Duration, Instant};
 
+use crate::rollout::sequential::Pairs;
 use early::Early;
 pub use early::{MAX_WAITING, WAIT_MS};
 use label::Truth;
 pub use label::{parse_labels, read_labels, Label, LabelValue, CHUNK};
 use pending::{Flags, Guess, Missing, Pending};
-use score::{Ring, Verdict};
+use score::{Ring, Tally, Verdict};
 
 /// What a feedback store is configured with: the `feedback:` keys and the window.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,8 +228,9 @@ pub struct BackendCounts {
     pub late: u64,
 }
 
-/// At most this many distinct (route, backend) pairs are tracked.
-const MAX_KEYS: usize = 4096;
+/// At most this many distinct (route, backend) pairs are tracked, and as many windows of
+/// paired answers (a route's stable and candidate).
+pub const MAX_KEYS: usize = 4096;
 
 /// Labels joined per hold of the lock, so a large batch lets predictions in between.
 const JOIN_CHUNK: usize = CHUNK;
@@ -242,6 +250,8 @@ struct Inner {
     /// (route, backend) → index in `keys`.
     index: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
     keys: Vec<Key>,
+    /// (served key, mirror key) → the labelled requests both answered.
+    pairs: HashMap<(u32, u32), Paired>,
     shape: (u64, usize),
     early: Early,
     matched: u64,
@@ -252,6 +262,13 @@ struct Inner {
     refused: u64,
     /// Labels that waited in vain as far as the metrics have been told.
     reported: u64,
+}
+
+/// A stable and a candidate's labelled requests both answered: in a window, and since
+/// the store began counting them.
+struct Paired {
+    ring: Ring<Pairs>,
+    total: Pairs,
 }
 
 /// One route and backend: its window and counts.
@@ -285,6 +302,7 @@ impl Feedback {
                 pending: Pending::new(settings.max_pending, retain_ms),
                 index: HashMap::new(),
                 keys: Vec::new(),
+                pairs: HashMap::new(),
                 shape: score::shape(settings.window),
                 early: Early::new(MAX_WAITING.min(settings.max_pending.max(1))),
                 matched: 0,
@@ -379,9 +397,12 @@ impl Feedback {
         }
         if let Some(truth) = inner.early.take(id, at_ms) {
             inner.matched += 1;
-            inner.scored(key, at_ms, truth.judge(served_guess), false);
+            let verdict = truth.judge(served_guess);
+            inner.scored(key, at_ms, verdict, false);
             if let Some((k, g)) = mirror {
-                inner.scored(k, at_ms, truth.judge(g), true);
+                let mirrored = truth.judge(g);
+                inner.scored(k, at_ms, mirrored, true);
+                inner.paired((key, k), at_ms, (verdict, mirrored));
             }
             return;
         }
@@ -437,8 +458,13 @@ impl Feedback {
                 }
                 let truth = Truth::of(&label.label, |s| self.hash(s));
                 inner.matched += 1;
-                for e in std::iter::once(first).chain(second) {
-                    inner.scored(e.key(), now_ms, truth.judge(e.guess()), e.mirror());
+                let verdict = truth.judge(first.guess());
+                inner.scored(first.key(), now_ms, verdict, first.mirror());
+                if let Some(m) = second {
+                    // Both answers of the exchange: the served one first, then the mirror's.
+                    let mirrored = truth.judge(m.guess());
+                    inner.scored(m.key(), now_ms, mirrored, m.mirror());
+                    inner.paired((first.key(), m.key()), now_ms, (verdict, mirrored));
                 }
                 joined.matched += 1;
             }
@@ -469,7 +495,62 @@ impl Feedback {
         inner
             .find(route, backend)
             .and_then(|k| inner.keys.get(k as usize))
-            .map_or_else(Score::default, |k| k.ring.score(now_ms, span_ms))
+            .map_or_else(Score::default, |k| k.ring.sum(now_ms, span_ms))
+    }
+
+    /// The labelled requests of `route` within `span` before `now` that both `stable`
+    /// and `candidate` answered (the stable served them, the candidate answered their
+    /// mirrored copies), counted by which got the class right, for the paired
+    /// `accuracy.max_drop` test. Class labels only: value labels, labels that cannot be
+    /// compared, `ambiguous` ids and requests only one of them answered are not pairs.
+    /// The span is cut to the window as for [`score`](Feedback::score).
+    ///
+    /// ```
+    /// use switchyard::feedback::{Feedback, Predicted, Settings};
+    /// use tokio::time::{Duration, Instant};
+    ///
+    /// let t0 = Instant::now();
+    /// let store = Feedback::with_origin(Settings::default(), t0);
+    /// let class = |c: &str| Predicted::Class(c.into());
+    /// store.remember_exchange("r1", "iris", ("blue", class("a")), Some(("green", class("b"))), t0);
+    /// store.remember_exchange("r2", "iris", ("blue", class("a")), Some(("green", class("a"))), t0);
+    /// store.remember("r3", "iris", "blue", class("a"), t0);
+    /// let body = br#"{"feedback": [{"request_id": "r1", "label": "a"},
+    ///     {"request_id": "r2", "label": "a"}, {"request_id": "r3", "label": "a"}]}"#;
+    /// store.join_body(body, t0).unwrap();
+    ///
+    /// let p = store.pairs("iris", "blue", "green", t0, Duration::from_secs(60));
+    /// assert_eq!((p.pairs, p.stable_only, p.candidate_only), (2, 1, 0));
+    /// ```
+    pub fn pairs(
+        &self,
+        route: &str,
+        stable: &str,
+        candidate: &str,
+        now: Instant,
+        span: Duration,
+    ) -> Pairs {
+        let now_ms = self.ms(now);
+        let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+        let inner = self.lock();
+        inner
+            .find(route, stable)
+            .zip(inner.find(route, candidate))
+            .and_then(|keys| inner.pairs.get(&keys))
+            .map_or_else(Pairs::default, |p| p.ring.sum(now_ms, span_ms))
+    }
+
+    /// As [`pairs`](Feedback::pairs), counted since the store began (not cut to the
+    /// window, nor emptied when it is reshaped): read it when a test begins and later, and
+    /// take the difference ([`Pairs::since`]), to judge a step longer than the window on
+    /// one growing sample. A store made anew (new `retain` or `max_pending`) counts from 0.
+    pub fn pairs_total(&self, route: &str, stable: &str, candidate: &str) -> Pairs {
+        let inner = self.lock();
+        inner
+            .find(route, stable)
+            .zip(inner.find(route, candidate))
+            .and_then(|keys| inner.pairs.get(&keys))
+            .map_or_else(Pairs::default, |p| p.total)
     }
 
     /// Reshapes the windows for a new analysis window; the verdicts so far are dropped
@@ -481,6 +562,9 @@ impl Feedback {
             inner.shape = shape;
             for k in &mut inner.keys {
                 k.ring = Ring::new(shape);
+            }
+            for p in inner.pairs.values_mut() {
+                p.ring = Ring::new(shape);
             }
         }
     }
@@ -548,10 +632,18 @@ impl Feedback {
                 std::mem::size_of::<Key>() + k.ring.heap_bytes() + k.route.len() + k.backend.len()
             })
             .sum();
+        let pair = std::mem::size_of::<((u32, u32), Paired)>();
+        let pairs: usize = inner
+            .pairs
+            .values()
+            .map(|p| p.ring.heap_bytes())
+            .sum::<usize>()
+            + inner.pairs.capacity() * (pair + 1);
         std::mem::size_of::<Feedback>()
             + inner.pending.heap_bytes()
             + inner.early.heap_bytes()
             + keys
+            + pairs
     }
 
     /// What a prediction says, as the store keeps it.
@@ -629,6 +721,32 @@ impl Inner {
             Verdict::Unscored => k.unscored += 1,
             v => k.ring.add(now_ms, v),
         }
+    }
+
+    /// Counts one labelled request both backends answered, the `served` one's verdict and
+    /// the `mirror`'s, in their window of pairs (made on the first pair of class verdicts,
+    /// while fewer than [`MAX_KEYS`] are kept).
+    fn paired(&mut self, (served, mirror): (u32, u32), now_ms: u64, verdicts: (Verdict, Verdict)) {
+        let classed = |v: Verdict| matches!(v, Verdict::Correct | Verdict::Wrong);
+        if !(classed(verdicts.0) && classed(verdicts.1)) {
+            return;
+        }
+        let room = self.pairs.len() < MAX_KEYS;
+        let shape = self.shape;
+        let paired = match self.pairs.entry((served, mirror)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) if room => v.insert(Paired {
+                ring: Ring::new(shape),
+                total: Pairs::default(),
+            }),
+            std::collections::hash_map::Entry::Vacant(_) => return,
+        };
+        let one = Pairs::of(
+            verdicts.0 == Verdict::Correct,
+            verdicts.1 == Verdict::Correct,
+        );
+        paired.ring.add_pairs(now_ms, one);
+        paired.total.merge(&one);
     }
 
     /// Counts a label that matched no waiting prediction.

@@ -1,9 +1,11 @@
 //! The labels' verdicts over a sliding window: a ring of time buckets per route and
-//! backend, shaped like the analysis windows (at most 61 buckets of whole seconds).
+//! backend (and per stable and candidate that both answered labelled requests), shaped
+//! like the analysis windows (at most 61 buckets of whole seconds).
 
 use std::time::Duration;
 
 use super::Score;
+use crate::rollout::sequential::Pairs;
 
 /// What one matched label says about its prediction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,21 +21,44 @@ pub(super) enum Verdict {
     Unscored,
 }
 
+/// What a time bucket sums: one backend's verdicts ([`Score`]) or two backends' verdicts on the same requests ([`Pairs`]).
+pub(super) trait Tally: Copy + Default {
+    /// Adds `other`'s sums to these.
+    fn merge(&mut self, other: &Self);
+}
+
+impl Tally for Score {
+    fn merge(&mut self, other: &Score) {
+        self.classified += other.classified;
+        self.correct += other.correct;
+        self.valued += other.valued;
+        self.abs_error += other.abs_error;
+    }
+}
+
+impl Tally for Pairs {
+    fn merge(&mut self, other: &Pairs) {
+        self.pairs = self.pairs.saturating_add(other.pairs);
+        self.stable_only = self.stable_only.saturating_add(other.stable_only);
+        self.candidate_only = self.candidate_only.saturating_add(other.candidate_only);
+    }
+}
+
 /// Slot epoch of a bucket never written.
 const EMPTY: u64 = u64::MAX;
 
 /// One time bucket's sums.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+struct Bucket<T> {
     epoch: u64,
-    score: Score,
+    sums: T,
 }
 
 /// A ring of time buckets: bucket `k` covers `[k·width, (k+1)·width)` ms after the
 /// store's origin and lives in slot `k % slots`.
-pub(super) struct Ring {
+pub(super) struct Ring<T = Score> {
     width_ms: u64,
-    slots: Box<[Bucket]>,
+    slots: Box<[Bucket<T>]>,
 }
 
 /// The bucket width and count for a window: whole seconds, at most 61 buckets (as the
@@ -45,11 +70,11 @@ pub(super) fn shape(window: Duration) -> (u64, usize) {
     (width * 1000, n.max(2))
 }
 
-impl Ring {
-    pub(super) fn new((width_ms, n): (u64, usize)) -> Ring {
+impl<T: Tally> Ring<T> {
+    pub(super) fn new((width_ms, n): (u64, usize)) -> Ring<T> {
         let empty = Bucket {
             epoch: EMPTY,
-            score: Score::default(),
+            sums: T::default(),
         };
         Ring {
             width_ms: width_ms.max(1),
@@ -57,21 +82,55 @@ impl Ring {
         }
     }
 
-    /// Counts a verdict at `now_ms`; one older than the ring reaches is left out.
-    pub(super) fn add(&mut self, now_ms: u64, verdict: Verdict) {
+    /// The sums of the bucket holding `now_ms`, emptied first if it held an older one;
+    /// `None` when it already holds a newer one (`now_ms` is older than the ring reaches).
+    fn at(&mut self, now_ms: u64) -> Option<&mut T> {
         let epoch = now_ms / self.width_ms;
         let n = self.slots.len() as u64;
         let slot = &mut self.slots[(epoch % n) as usize];
         if slot.epoch != epoch {
             if slot.epoch != EMPTY && slot.epoch > epoch {
-                return;
+                return None;
             }
             *slot = Bucket {
                 epoch,
-                score: Score::default(),
+                sums: T::default(),
             };
         }
-        let s = &mut slot.score;
+        Some(&mut slot.sums)
+    }
+
+    /// Sums the buckets within `span_ms` before `now_ms`: the bucket holding `now_ms`,
+    /// the one holding `now_ms - span_ms` and those between (a span longer than the ring
+    /// reaches is cut to it).
+    pub(super) fn sum(&self, now_ms: u64, span_ms: u64) -> T {
+        let newest = now_ms / self.width_ms;
+        let reach = self.slots.len() as u64 - 1;
+        let oldest =
+            (now_ms.saturating_sub(span_ms) / self.width_ms).max(newest.saturating_sub(reach));
+        let n = self.slots.len() as u64;
+        let mut sum = T::default();
+        for epoch in oldest..=newest {
+            let b = &self.slots[(epoch % n) as usize];
+            if b.epoch == epoch {
+                sum.merge(&b.sums);
+            }
+        }
+        sum
+    }
+
+    /// The heap it holds, in bytes.
+    pub(super) fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val::<[Bucket<T>]>(&self.slots)
+    }
+}
+
+impl Ring<Score> {
+    /// Counts a verdict at `now_ms`; one older than the ring reaches is left out.
+    pub(super) fn add(&mut self, now_ms: u64, verdict: Verdict) {
+        let Some(s) = self.at(now_ms) else {
+            return;
+        };
         match verdict {
             Verdict::Correct => {
                 s.classified += 1;
@@ -85,31 +144,14 @@ impl Ring {
             Verdict::Unscored => {}
         }
     }
+}
 
-    /// Sums the buckets within `span_ms` before `now_ms`: the bucket holding `now_ms`,
-    /// the one holding `now_ms - span_ms` and those between (a span longer than the ring
-    /// reaches is cut to it).
-    pub(super) fn score(&self, now_ms: u64, span_ms: u64) -> Score {
-        let newest = now_ms / self.width_ms;
-        let reach = self.slots.len() as u64 - 1;
-        let oldest =
-            (now_ms.saturating_sub(span_ms) / self.width_ms).max(newest.saturating_sub(reach));
-        let n = self.slots.len() as u64;
-        let mut sum = Score::default();
-        for epoch in oldest..=newest {
-            let b = &self.slots[(epoch % n) as usize];
-            if b.epoch == epoch {
-                sum.classified += b.score.classified;
-                sum.correct += b.score.correct;
-                sum.valued += b.score.valued;
-                sum.abs_error += b.score.abs_error;
-            }
+impl Ring<Pairs> {
+    /// Counts, at `now_ms`, labelled requests both backends answered (see [`Pairs::of`]);
+    /// those older than the ring reaches are left out.
+    pub(super) fn add_pairs(&mut self, now_ms: u64, pairs: Pairs) {
+        if let Some(p) = self.at(now_ms) {
+            p.merge(&pairs);
         }
-        sum
-    }
-
-    /// The heap it holds, in bytes.
-    pub(super) fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val::<[Bucket]>(&self.slots)
     }
 }

@@ -549,3 +549,181 @@ fn bodies_that_mix_or_repeat_members_are_refused() {
         );
     }
 }
+
+// === pairs ===
+
+/// Remembers `n` mirrored exchanges `{prefix}{i}` on iris: blue served `a`, green answered
+/// the copy with `b` for the first `wrong` of them and `a` for the rest.
+fn mirrored(fb: &Feedback, prefix: &str, n: usize, wrong: usize, at: Instant) {
+    for i in 0..n {
+        let green = if i < wrong { "b" } else { "a" };
+        let served = ("blue", class("a"));
+        let copy = Some(("green", class(green)));
+        fb.remember_exchange(&format!("{prefix}{i}"), "iris", served, copy, at);
+    }
+}
+
+/// Labels `a` for the ids `{prefix}0..n`.
+fn labels_a(prefix: &str, n: usize) -> Vec<Label<'static>> {
+    (0..n)
+        .map(|i| label(&format!("{prefix}{i}"), json!("a")))
+        .collect()
+}
+
+#[test]
+fn mirrored_requests_count_as_pairs_by_who_got_them_right() {
+    let (fb, t0) = store(Settings::default());
+    // 100 mirrored requests, the stable always right, the candidate wrong on 30.
+    mirrored(&fb, "m", 100, 30, t0);
+    assert_eq!(fb.join(&labels_a("m", 100), t0 + secs(1)).matched, 100);
+    let p = fb.pairs("iris", "blue", "green", t0 + secs(1), MINUTE);
+    assert_eq!(
+        p,
+        Pairs {
+            pairs: 100,
+            stable_only: 30,
+            candidate_only: 0
+        }
+    );
+    // The other way round: the candidate right where the stable was wrong.
+    for i in 0..10 {
+        let copy = Some(("green", class("c")));
+        fb.remember_exchange(&format!("w{i}"), "iris", ("blue", class("b")), copy, t0);
+    }
+    let labels: Vec<Label> = (0..10)
+        .map(|i| label(&format!("w{i}"), json!("c")))
+        .collect();
+    fb.join(&labels, t0 + secs(2));
+    let p = fb.pairs("iris", "blue", "green", t0 + secs(2), MINUTE);
+    assert_eq!((p.pairs, p.stable_only, p.candidate_only), (110, 30, 10));
+    // Each answer is scored on its own too.
+    assert_eq!(fb.score("iris", "green", t0 + secs(2), MINUTE).correct, 80);
+    // Pairs are by stable and candidate, and by route.
+    assert_eq!(
+        fb.pairs("iris", "green", "blue", t0 + secs(2), MINUTE),
+        Pairs::default()
+    );
+    assert_eq!(
+        fb.pairs("other", "blue", "green", t0 + secs(2), MINUTE),
+        Pairs::default()
+    );
+    // They leave with the window.
+    assert_eq!(
+        fb.pairs("iris", "blue", "green", t0 + secs(200), MINUTE),
+        Pairs::default()
+    );
+}
+
+#[test]
+fn requests_one_backend_answered_are_not_pairs() {
+    let (fb, t0) = store(Settings::default());
+    // Served by either backend alone (a canary's split), all labelled.
+    for i in 0..20 {
+        fb.remember(&format!("b{i}"), "iris", "blue", class("a"), t0);
+        fb.remember(&format!("g{i}"), "iris", "green", class("b"), t0);
+    }
+    let mut labels = labels_a("b", 20);
+    labels.extend(labels_a("g", 20));
+    assert_eq!(fb.join(&labels, t0).matched, 40);
+    assert_eq!(fb.score("iris", "green", t0, MINUTE).classified, 20);
+    assert_eq!(
+        fb.pairs("iris", "blue", "green", t0, MINUTE),
+        Pairs::default()
+    );
+    // Value predictions and labels that cannot be compared are no pairs either.
+    let copy = Some(("green", Predicted::Value(2.0)));
+    fb.remember_exchange("v", "iris", ("blue", Predicted::Value(1.0)), copy, t0);
+    fb.remember_exchange(
+        "o",
+        "iris",
+        ("blue", class("a")),
+        Some(("green", class("a"))),
+        t0,
+    );
+    fb.join(&[label("v", json!(1.0)), label("o", json!({"x": 1}))], t0);
+    assert_eq!(
+        fb.pairs("iris", "blue", "green", t0, MINUTE),
+        Pairs::default()
+    );
+}
+
+#[test]
+fn an_ambiguous_id_is_not_a_pair() {
+    let (fb, t0) = store(Settings::default());
+    mirrored(&fb, "m", 10, 10, t0);
+    // A client resends m0 and m1 on exchanges of its own.
+    for id in ["m0", "m1"] {
+        fb.remember_exchange(
+            id,
+            "iris",
+            ("blue", class("b")),
+            Some(("green", class("a"))),
+            t0,
+        );
+    }
+    let joined = fb.join(&labels_a("m", 10), t0);
+    assert_eq!((joined.matched, joined.ambiguous), (8, 2));
+    let p = fb.pairs("iris", "blue", "green", t0, MINUTE);
+    assert_eq!((p.pairs, p.stable_only, p.candidate_only), (8, 8, 0));
+}
+
+#[test]
+fn a_label_before_its_mirrored_prediction_makes_a_pair() {
+    let (fb, t0) = store(Settings::default());
+    let joined = fb.join(&[label("early", json!("a"))], t0);
+    assert_eq!(joined.waiting, 1);
+    fb.remember_exchange(
+        "early",
+        "iris",
+        ("blue", class("b")),
+        Some(("green", class("a"))),
+        t0,
+    );
+    let p = fb.pairs("iris", "blue", "green", t0, MINUTE);
+    assert_eq!((p.pairs, p.stable_only, p.candidate_only), (1, 0, 1));
+}
+
+#[test]
+fn pairs_windows_are_reshaped_with_the_analysis_window_and_counted_in_the_size() {
+    let (fb, t0) = store(Settings::default());
+    let (unlabelled, _) = store(Settings::default());
+    mirrored(&fb, "m", 10, 3, t0);
+    mirrored(&unlabelled, "m", 10, 3, t0);
+    fb.join(&labels_a("m", 10), t0);
+    assert_eq!(fb.pairs("iris", "blue", "green", t0, MINUTE).pairs, 10);
+    // The same tables, and a window of pairs: 61 buckets of 32 bytes.
+    let grown = fb.size_in_bytes() - unlabelled.size_in_bytes();
+    assert!((61 * 32..4 * 61 * 32).contains(&grown), "{grown}");
+    fb.set_window(Duration::from_secs(600));
+    assert_eq!(
+        fb.pairs("iris", "blue", "green", t0, MINUTE),
+        Pairs::default()
+    );
+}
+
+#[test]
+fn pairs_totals_outlast_the_window_for_a_long_step() {
+    let (fb, t0) = store(Settings::default());
+    mirrored(&fb, "m", 10, 3, t0);
+    fb.join(&labels_a("m", 10), t0);
+    let start = fb.pairs_total("iris", "blue", "green");
+    assert_eq!((start.pairs, start.stable_only), (10, 3));
+    // A step of ten minutes with a one-minute window: labels every two minutes.
+    for k in 1..=5u64 {
+        let at = t0 + secs(120 * k);
+        let prefix = format!("k{k}-");
+        mirrored(&fb, &prefix, 10, 2, at);
+        fb.join(&labels_a(&prefix, 10), at);
+    }
+    let end = t0 + secs(600);
+    assert_eq!(fb.pairs("iris", "blue", "green", end, MINUTE).pairs, 10);
+    let step = fb.pairs_total("iris", "blue", "green").since(start);
+    assert_eq!(
+        (step.pairs, step.stable_only, step.candidate_only),
+        (50, 10, 0)
+    );
+    // Reshaping the window keeps them.
+    fb.set_window(Duration::from_secs(600));
+    assert_eq!(fb.pairs_total("iris", "blue", "green").pairs, 60);
+    assert_eq!(fb.pairs_total("iris", "green", "blue"), Pairs::default());
+}

@@ -37,6 +37,7 @@ use crate::capture::{self, Capture, RouteCapture};
 use crate::config::{self, CaptureConfig, Config, FeedbackConfig, MonitorConfig};
 use crate::feedback::{self, Feedback, Predicted};
 use crate::monitor::{Answer, Exchange, Monitor, Payload};
+use crate::rollout::sequential::Pairs;
 
 /// The largest request or answer body the observers read: a body declared larger is not
 /// observed, and a copy that grows past it is given up (the exchange counts as
@@ -165,6 +166,24 @@ impl Observers {
     pub fn accuracy(&self, backend: &str, now: Instant, span: Duration) -> feedback::Score {
         self.feedback.as_ref().map_or_else(Default::default, |f| {
             f.score(&self.route, backend, now, span)
+        })
+    }
+
+    /// The labelled requests within `span` that both `stable` and `candidate` answered
+    /// (the candidate as the mirror), by which got the class right: for the paired
+    /// `accuracy.max_drop` test in a shadow step ([`Feedback::pairs`]); empty without labels.
+    pub fn pairs(&self, stable: &str, candidate: &str, now: Instant, span: Duration) -> Pairs {
+        self.feedback.as_ref().map_or_else(Default::default, |f| {
+            f.pairs(&self.route, stable, candidate, now, span)
+        })
+    }
+
+    /// As [`pairs`](Observers::pairs), counted since the feedback store began: read it at a
+    /// step's start and later and take the difference ([`Pairs::since`]) to judge a step
+    /// longer than the analysis window on one growing sample ([`Feedback::pairs_total`]).
+    pub fn pairs_total(&self, stable: &str, candidate: &str) -> Pairs {
+        self.feedback.as_ref().map_or_else(Default::default, |f| {
+            f.pairs_total(&self.route, stable, candidate)
         })
     }
 
@@ -605,6 +624,61 @@ mod tests {
             judged: true,
             shadow_judged: true,
         });
+    }
+
+    #[test]
+    fn mirrored_answers_are_paired_for_the_paired_accuracy_test() {
+        let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' }, green: { url: 'http://127.0.0.1:2' } }\n\
+                    rollout: { stable: blue, candidate: green, steps: [{ weight: 0, mirror: 100 }] }\n\
+                    feedback: {}\n";
+        let config = config::parse(yaml).unwrap();
+        let hub = Hub::new(&config, None);
+        let o = hub.observers(&config.routes()[0]).unwrap();
+        let (blue, green): (Arc<str>, Arc<str>) = ("blue".into(), "green".into());
+        let request = Bytes::from_static(br#"{"instances": [[1, 2]]}"#);
+        let (a, b) = (
+            Bytes::from_static(br#"{"predictions": ["a"]}"#),
+            Bytes::from_static(br#"{"predictions": ["b"]}"#),
+        );
+        let answered = |body| Answered {
+            status: 200,
+            body,
+            truncated: false,
+        };
+        let ids: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            // The stable right every time, the candidate's copy wrong on 3 of 10.
+            let copy = if i < 3 { &b } else { &a };
+            o.observe(&Seen {
+                draw: 0,
+                request_id: id,
+                path: "/v1/models/m:predict",
+                at: SystemTime::now(),
+                latency: Duration::from_millis(1),
+                request: &request,
+                request_truncated: false,
+                backend: &blue,
+                answer: answered(&a),
+                shadow: Some((&green, Some(answered(copy)))),
+                judged: true,
+                shadow_judged: true,
+            });
+        }
+        let body: Vec<_> = ids
+            .iter()
+            .map(|id| serde_json::json!({"request_id": id, "label": "a"}))
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "feedback": body })).unwrap();
+        let now = Instant::now();
+        let joined = o.feedback().unwrap().join_body(&body, now).unwrap();
+        assert_eq!(joined.matched, 10);
+        let pairs = o.pairs("blue", "green", now, Duration::from_secs(60));
+        assert_eq!(
+            (pairs.pairs, pairs.stable_only, pairs.candidate_only),
+            (10, 3, 0)
+        );
+        assert_eq!(o.accuracy("green", now, Duration::from_secs(60)).correct, 7);
+        assert_eq!(o.pairs_total("blue", "green"), pairs);
     }
 
     /// A V2 request of one row of `cols` columns of tensor `name`.

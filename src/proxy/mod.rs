@@ -9,7 +9,8 @@
 //! 3. **[`route`]**: the route that takes the request (its
 //!    [`Matcher`](crate::snapshot::matcher::Matcher); 404 when none does; an OpenAI-style
 //!    request's body is read first for its `model`), then the route's backend: override
-//!    header > sticky hash > random split; whether to mirror. Then the headers only
+//!    header > sticky hash > random split (what the split sends is counted as
+//!    [`Backend::served`] when it goes upstream); whether to mirror. Then the headers only
 //!    switchyard may set are dropped from what the client sent.
 //! 4. **[`body`]**: reject bodies over `limits.max_body` (413); buffer the body only when
 //!    mirroring or fallback needs it, else stream it.
@@ -152,7 +153,8 @@ impl Proxy {
         let route = &snap.routes[index];
         // While mirroring, the shadow thread waits for live requests to finish.
         let _live = (route.mirror_bp > 0).then(shadow::LiveRequest::start);
-        let backend = route::pick(route, &parts.headers).clone();
+        let (backend, forced) = route::pick(route, &parts.headers);
+        let backend = backend.clone();
         let is_candidate = route.is_candidate(&backend);
         // Whether the gates read this request: its client within its share of the window.
         let client = route::client(route, &backend, &parts.headers, self.peer.as_ref());
@@ -197,7 +199,10 @@ impl Proxy {
             (client, judged),
         );
 
-        // 6. forward, 7. observe (+ fallback)
+        // 6. forward, 7. observe (+ fallback); `sample_ratio` counts what the split sent
+        if !forced {
+            backend.count_served();
+        }
         let result = backend.upstream.send_live(head, body).await;
         let live = (is_candidate, judged);
         let failed = forward::observe(route, &backend, live, started, &result);

@@ -26,15 +26,22 @@ pub fn bucket(key: &[u8], seed: u64) -> u32 {
     (xxhash_rust::xxh3::xxh3_64_with_seed(key, seed) % 10_000) as u32
 }
 
-/// Picks the backend of `snap` (a route) for a request. The override header names one of
-/// the route's own backends; a name it does not serve is ignored.
+/// Picks the backend of `snap` (a route) for a request, and says whether the override
+/// header forced it (true) or the split chose it. The override header names one of the
+/// route's own backends; a name it does not serve is ignored.
 #[inline]
-pub fn pick<'s>(snap: &'s Route, headers: &HeaderMap) -> &'s Arc<Backend> {
+pub fn pick<'s>(snap: &'s Route, headers: &HeaderMap) -> (&'s Arc<Backend>, bool) {
     if let Some(h) = &snap.override_header {
         if let Some(b) = headers.get(h).and_then(|v| snap.backend(v.as_bytes())) {
-            return b;
+            return (b, true);
         }
     }
+    (split(snap, headers), false)
+}
+
+/// The backend the route's split gives a request: weight, then sticky key or a random draw.
+#[inline]
+fn split<'s>(snap: &'s Route, headers: &HeaderMap) -> &'s Arc<Backend> {
     let Some(candidate) = &snap.candidate else {
         return &snap.stable;
     };

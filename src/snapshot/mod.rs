@@ -12,6 +12,7 @@
 //! route's rollout decides ([`Routing`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,11 +125,19 @@ pub struct Backend {
     /// How much of `window` (and of the observers' figures) one client may fill.
     pub shares: Arc<Shares>,
     pub metrics: BackendMetrics,
+    /// User requests the route's split sent here; kept across reloads ([`Backend::served`]).
+    served: Arc<AtomicU64>,
     config: BackendConfig,
 }
 
 impl Backend {
-    fn new(route: &str, name: &str, upstream: &Shared, judging: Judging) -> Backend {
+    fn new(
+        route: &str,
+        name: &str,
+        upstream: &Shared,
+        judging: Judging,
+        served: Arc<AtomicU64>,
+    ) -> Backend {
         Backend {
             name: name.into(),
             variant: header_value(name),
@@ -137,8 +146,31 @@ impl Backend {
             window: judging.0,
             shares: judging.1,
             metrics: BackendMetrics::new(route, name),
+            served,
             config: upstream.config.clone(),
         }
+    }
+
+    /// How many user requests the route's split (weight, sticky key or random draw) has
+    /// sent to this backend since it began serving the route, for `sample_ratio`: read it
+    /// at a step's start and later, and take the difference.
+    ///
+    /// Counted when the request goes upstream, whether or not the gates read it (a
+    /// client over its share counts), and whatever the answer; a candidate's request that
+    /// falls back to the stable stays the candidate's. Not counted: requests the override
+    /// header forced here (they follow the header, not the weight), mirrored copies
+    /// (sent by the shadow side, never by the split), and requests refused before going
+    /// upstream (413, a body that did not arrive). The count survives reloads, and only
+    /// restarts from 0 when the route stops naming the backend.
+    #[inline]
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Counts one user request the split sent here (a relaxed increment, no lock).
+    #[inline]
+    pub fn count_served(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the gates read a sample of `client` at `now`: false when the client is over
@@ -214,9 +246,30 @@ impl Backends {
                     Some(b) if b.config == shared.config && !reshape => b,
                     Some(b) if !reshape => {
                         let judging = (b.window.clone(), b.shares.clone());
-                        Arc::new(Backend::new(&route.name, name, shared, judging))
+                        let served = b.served.clone();
+                        Arc::new(Backend::new(&route.name, name, shared, judging, served))
                     }
-                    _ => Arc::new(Backend::new(&route.name, name, shared, shape.judging())),
+                    // A new shape begins new windows; the served count goes on.
+                    Some(b) => {
+                        let served = b.served.clone();
+                        Arc::new(Backend::new(
+                            &route.name,
+                            name,
+                            shared,
+                            shape.judging(),
+                            served,
+                        ))
+                    }
+                    None => {
+                        let served = Arc::default();
+                        Arc::new(Backend::new(
+                            &route.name,
+                            name,
+                            shared,
+                            shape.judging(),
+                            served,
+                        ))
+                    }
                 };
                 by_route.insert(key, backend);
             }
@@ -474,4 +527,45 @@ fn compare_rules(c: &config::CompareConfig, capture_redact: &[String]) -> compar
 /// A percentage as basis points, 0..=10 000.
 pub fn basis_points(percent: f64) -> u32 {
     (percent.clamp(0.0, 100.0) * 100.0).round() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(window: &str, timeout: &str) -> Config {
+        let text = format!(
+            "\
+backends:
+  blue: {{ url: 'http://127.0.0.1:18001', timeout: {timeout} }}
+  green: {{ url: 'http://127.0.0.1:18002' }}
+rollout:
+  stable: blue
+  candidate: green
+  steps: [{{ weight: 10 }}, {{ weight: 100 }}]
+  analysis: {{ interval: 10s, window: {window} }}
+"
+        );
+        crate::config::parse(&text).expect("a valid config")
+    }
+
+    #[test]
+    fn served_counts_survive_reloads_and_new_window_shapes() {
+        let mut backends = Backends::default();
+        backends.sync(&config("1m", "5s"));
+        let blue = || backends.get(DEFAULT_ROUTE, "blue").unwrap().clone();
+        for _ in 0..3 {
+            blue().count_served();
+        }
+        assert_eq!(blue().served(), 3);
+        // Its settings change (a new backend value), then its analysis window (new windows).
+        backends.sync(&config("1m", "7s"));
+        assert_eq!(backends.get(DEFAULT_ROUTE, "blue").unwrap().served(), 3);
+        backends.sync(&config("5m", "7s"));
+        let reshaped = backends.get(DEFAULT_ROUTE, "blue").unwrap();
+        assert_eq!(reshaped.served(), 3);
+        reshaped.count_served();
+        assert_eq!(reshaped.served(), 4);
+        assert_eq!(backends.get(DEFAULT_ROUTE, "green").unwrap().served(), 0);
+    }
 }

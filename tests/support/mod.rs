@@ -128,6 +128,11 @@ impl ProxyHarness {
         self.running.as_ref().expect("running")
     }
 
+    /// The routing snapshot in force.
+    pub fn snapshot(&self) -> std::sync::Arc<switchyard::snapshot::Snapshot> {
+        self.running().shared.snapshot.load_full()
+    }
+
     /// Where the data plane listens.
     pub fn data_addr(&self) -> SocketAddr {
         self.running().data_addr

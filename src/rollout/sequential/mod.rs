@@ -54,6 +54,9 @@
 //!   broad one (r = 2, which catches large departures within a few dozen
 //!   samples). The shares with `M_n(p) < 1/α` form the interval
 //!   ([`Share`](mixture::Share)).
+//! * **The candidate's share of user requests** (`sample_ratio`), against
+//!   its weight: one share's interval at α, failing when it lies wholly
+//!   outside `weight ± tolerance` and passing when wholly within.
 //! * **A difference of two shares**, candidate minus stable: each share's
 //!   interval at α/2, `lower = lower_c - upper_s`, `upper = upper_c - lower_s`.
 //!   - `error_rate.max_increase`: errors of requests, θ = p_candidate - p_stable.
@@ -210,6 +213,34 @@ pub struct Pairs {
     pub pairs: u64,
     pub stable_only: u64,
     pub candidate_only: u64,
+}
+
+impl Pairs {
+    /// One labelled request both models answered, by whether each got it right.
+    pub fn of(stable_right: bool, candidate_right: bool) -> Pairs {
+        Pairs {
+            pairs: 1,
+            stable_only: u64::from(stable_right && !candidate_right),
+            candidate_only: u64::from(candidate_right && !stable_right),
+        }
+    }
+
+    /// The pairs counted since `earlier` was read from the same running count (each count
+    /// at least 0, should the count have started anew).
+    ///
+    /// ```
+    /// use switchyard::rollout::sequential::Pairs;
+    /// let start = Pairs { pairs: 10, stable_only: 2, candidate_only: 1 };
+    /// let now = Pairs { pairs: 50, stable_only: 9, candidate_only: 1 };
+    /// assert_eq!(now.since(start), Pairs { pairs: 40, stable_only: 7, candidate_only: 0 });
+    /// ```
+    pub fn since(self, earlier: Pairs) -> Pairs {
+        Pairs {
+            pairs: self.pairs.saturating_sub(earlier.pairs),
+            stable_only: self.stable_only.saturating_sub(earlier.stable_only),
+            candidate_only: self.candidate_only.saturating_sub(earlier.candidate_only),
+        }
+    }
 }
 
 // === outputs ===
@@ -493,6 +524,97 @@ pub fn latency_p99_ratio(
     ev.decision(TEST, figure, (&limit, max_ratio), breach, settings, |x| x)
 }
 
+/// `sample_ratio`: did the candidate serve a share of the route's user requests far from its weight?
+///
+/// Of the user requests the route's split sent to a backend since the test
+/// began, `candidate` went to the candidate and `stable` to the stable
+/// (requests forced by the override header and mirrored copies are not
+/// counted: see [`Backend::served`](crate::snapshot::Backend::served)); the
+/// candidate's share should be `weight / 100`. A sticky split gives each
+/// user's requests to one side, so the share it serves only approaches the
+/// weight: the test allows a mismatch of 20 % of the smaller side's expected
+/// share, and at least one percentage point ([`ratio_tolerance`]: ±1 point at
+/// weights 5 and 95, ±2 at 10, ±10 at 50). It fails when the share's
+/// confidence sequence ([`Share`], at `confidence`, valid at every look)
+/// lies wholly outside `weight ± tolerance`, passes when it lies wholly
+/// within, or when enough requests to catch a mismatch of `breach` times the
+/// tolerance have shown none; otherwise it is inconclusive with `needed`
+/// (requests of both backends, as are `samples` and `planned`). The figure
+/// is the candidate's share, the threshold the expected share. A failure
+/// means the comparisons of this step are biased, not that the candidate is
+/// bad. A weight that is not a number is never judged (inconclusive).
+///
+/// ```
+/// use switchyard::rollout::sequential::{sample_ratio, Outcome, Settings};
+///
+/// // At weight 5 % the candidate served 150 of 1 000 requests.
+/// let skewed = sample_ratio(150, 850, 5.0, &Settings::default());
+/// assert_eq!(skewed.outcome, Outcome::Fail);
+/// assert_eq!(skewed.threshold, 0.05);
+/// let fine = sample_ratio(10_000, 90_000, 10.0, &Settings::default());
+/// assert_eq!(fine.outcome, Outcome::Pass);
+/// let early = sample_ratio(6, 94, 5.0, &Settings::default());
+/// assert_eq!(early.outcome, Outcome::Inconclusive);
+/// assert!(early.needed.is_some());
+/// ```
+pub fn sample_ratio(candidate: u64, stable: u64, weight: f64, settings: &Settings) -> Decision {
+    const TEST: &str = "mixture SPRT (binomial share)";
+    let total = candidate.saturating_add(stable);
+    let served = Counts::new(candidate, total);
+    if weight.is_nan() {
+        return Decision {
+            outcome: Outcome::Inconclusive,
+            shown: false,
+            value: (total > 0).then(|| share(served)),
+            interval: Interval {
+                low: 0.0,
+                high: 1.0,
+            },
+            threshold: f64::NAN,
+            samples: total,
+            planned: None,
+            needed: None,
+            test: TEST,
+            detail: "no weight to compare the candidate's share with".to_string(),
+        };
+    }
+    let expected = (weight / 100.0).clamp(0.0, 1.0);
+    let tolerance = ratio_tolerance(expected);
+    let ev = ratio(served, expected, tolerance, settings);
+    let figure = match ev.estimate {
+        Some(v) => format!(
+            "the candidate served {} of {} user requests ({} interval {} to {})",
+            pct(v),
+            total,
+            level(settings),
+            pct(ev.low),
+            pct(ev.high)
+        ),
+        None => "no user requests yet".to_string(),
+    };
+    let limit = format!("its weight's {} ± {}", pct(expected), pct(tolerance));
+    let breach = settings
+        .breach()
+        .map(|b| format!("a share {} off", pct(b * tolerance)));
+    ev.decision(TEST, figure, (&limit, expected), breach, settings, |x| x)
+}
+
+/// The mismatch `sample_ratio` allows around an `expected` share: 20 % of the smaller side's share (`min(expected, 1 - expected)`), at least one percentage point.
+///
+/// ```
+/// use switchyard::rollout::sequential::ratio_tolerance;
+/// assert_eq!(ratio_tolerance(0.02), 0.01); // a point at least
+/// assert!((ratio_tolerance(0.05) - 0.01).abs() < 1e-12);
+/// assert!((ratio_tolerance(0.5) - 0.1).abs() < 1e-12);
+/// assert!((ratio_tolerance(0.9) - 0.02).abs() < 1e-12);
+/// ```
+pub fn ratio_tolerance(expected: f64) -> f64 {
+    const RELATIVE: f64 = 0.2;
+    const ABSOLUTE: f64 = 0.01;
+    let smaller = expected.min(1.0 - expected).max(0.0);
+    (RELATIVE * smaller).max(ABSOLUTE)
+}
+
 // === impl Evidence ===
 
 /// What a test found, in terms of an excess θ over an allowance δ (θ ≤ δ is fine).
@@ -671,6 +793,71 @@ fn difference(cand: Counts, base: Option<Counts>, allowance: f64, s: &Settings) 
         beyond: estimate.is_some() && low > allowance,
         within: estimate.is_some() && high <= allowance,
         samples: cand.of,
+        planned,
+        decide_at,
+    }
+}
+
+/// The share `served.count / served.of` against `expected ± tolerance`, by its confidence sequence ([`Share`]) at α.
+///
+/// Fails when the interval lies wholly above `expected + tolerance` or
+/// wholly below `expected - tolerance` (the true share is in neither unless
+/// the interval misses it, which happens at some look with probability at
+/// most α), passes when it lies wholly within.
+fn ratio(served: Counts, expected: f64, tolerance: f64, s: &Settings) -> Evidence {
+    let alpha = s.alpha();
+    let prior = prior_for(tolerance);
+    let (from, to) = (expected - tolerance, expected + tolerance);
+    let (estimate, low, high) = if served.of == 0 {
+        (None, 0.0, 1.0)
+    } else {
+        let c = Share::new(served.count, served.of, prior, alpha);
+        (Some(share(served)), c.lower(), c.upper())
+    };
+    let n0 = served.of as f64;
+    let reach_at = |p: f64, n: f64| share_reach(n, p * (1.0 - p), prior, alpha);
+
+    // Plans: the requests after which a share `breach` tolerances off (on whichever side
+    // takes longer to show, within 0 and 1) would be shown beyond with the power.
+    let planned = match s.breach() {
+        Some(b) => {
+            let z = s.z_power();
+            let off = b * tolerance;
+            [expected - off, expected + off]
+                .into_iter()
+                .filter(|p| *p > 0.0 && *p < 1.0)
+                .filter_map(|p| {
+                    let spread = |n: f64| (p * (1.0 - p) / n).sqrt();
+                    smallest_n(1.0, |n| off - reach_at(p, n) - z * spread(n) >= tolerance)
+                })
+                .reduce(f64::max)
+                .map(count)
+        }
+        None => None,
+    };
+    let decide_at = estimate.and_then(|e| {
+        // How far the interval must still shrink on the side that would decide.
+        let (gap, exact) = if e > to {
+            (e - to, e - low)
+        } else if e < from {
+            (from - e, high - e)
+        } else {
+            ((e - from).min(to - e), (high - e).max(e - low))
+        };
+        if gap <= 0.0 {
+            return None;
+        }
+        let p = smoothed(served);
+        let scale = calibration(exact, reach_at(p, n0));
+        smallest_n(n0 * 1.01, |n| scale * reach_at(p, n) < gap).map(count)
+    });
+    Evidence {
+        estimate,
+        low,
+        high,
+        beyond: estimate.is_some() && (low > to || high < from),
+        within: estimate.is_some() && low >= from && high <= to,
+        samples: served.of,
         planned,
         decide_at,
     }

@@ -497,6 +497,124 @@ fn latency_fails_a_candidate_within_the_threshold_at_most_one_time_in_twenty() {
     assert!(rate <= 0.05 + slack(runs), "false-fail rate {rate}");
 }
 
+// === sample_ratio ===
+
+#[test]
+fn sample_ratio_clear_cases_decide() {
+    // Weight 5 %, the candidate served 15 %: a sticky split skewed by heavy users.
+    let skewed = sample_ratio(150, 850, 5.0, &SETTINGS);
+    assert_eq!(skewed.outcome, Outcome::Fail, "{}", skewed.detail);
+    assert!(skewed.shown);
+    assert_eq!((skewed.value, skewed.threshold), (Some(0.15), 0.05));
+    assert!(skewed.interval.low > 0.06, "{:?}", skewed.interval);
+    assert_eq!(skewed.samples, 1_000);
+    assert_eq!(skewed.test, "mixture SPRT (binomial share)");
+    assert!(
+        skewed
+            .detail
+            .contains("the candidate served 15.00% of 1000 user requests"),
+        "{}",
+        skewed.detail
+    );
+    assert!(
+        skewed.detail.contains("beyond its weight's 5.00% ± 1.00%"),
+        "{}",
+        skewed.detail
+    );
+    // Too few, on the other side: 20 % at weight 50 (tolerance ±10 points).
+    let starved = sample_ratio(200, 800, 50.0, &SETTINGS);
+    assert_eq!(starved.outcome, Outcome::Fail, "{}", starved.detail);
+    assert!(starved.interval.high < 0.4, "{:?}", starved.interval);
+
+    // 5.2 % of 40 000 at weight 5: within a point, shown.
+    let fine = sample_ratio(2_080, 37_920, 5.0, &SETTINGS);
+    assert_eq!(fine.outcome, Outcome::Pass, "{}", fine.detail);
+    assert!(fine.shown, "{}", fine.detail);
+    assert!(fine.interval.low >= 0.04 && fine.interval.high <= 0.06);
+    assert!(
+        fine.detail.contains("within its weight's 5.00% ± 1.00%"),
+        "{}",
+        fine.detail
+    );
+    // A mismatch inside the tolerance (5.8 % at weight 5) is not a failure, however many
+    // requests show it: the granularity of a sticky split.
+    let granular = sample_ratio(58_000, 942_000, 5.0, &SETTINGS);
+    assert_eq!(granular.outcome, Outcome::Pass, "{}", granular.detail);
+
+    let none = sample_ratio(0, 0, 5.0, &SETTINGS);
+    assert_eq!((none.outcome, none.value), (Outcome::Inconclusive, None));
+    assert_eq!(none.needed, none.planned);
+    assert!(
+        none.detail.starts_with("no user requests yet"),
+        "{}",
+        none.detail
+    );
+}
+
+#[test]
+fn sample_ratio_with_few_requests_is_inconclusive_and_needed_shrinks() {
+    let mut last = u64::MAX;
+    for n in [100u64, 400, 1_600] {
+        let d = sample_ratio(n / 10, n - n / 10, 10.0, &SETTINGS);
+        assert_eq!(d.outcome, Outcome::Inconclusive, "{n}: {}", d.detail);
+        let needed = d.needed.expect("a sample count");
+        assert!(needed < last, "needed {needed} after {n}, {last} before");
+        assert!(d.samples + needed <= d.planned.unwrap());
+        last = needed;
+    }
+}
+
+/// Runs `runs` rollouts at weight `weight` whose candidate truly gets a share `actual`,
+/// `per_look` requests per look for `looks` looks: the share of runs failed at some look
+/// (every look taken, whatever the earlier ones said) and the median requests to the
+/// first failure among those failed.
+fn sample_ratio_fail_rate(
+    runs: usize,
+    weight: f64,
+    actual: f64,
+    (per_look, looks): (u64, usize),
+    seed: u64,
+) -> (f64, u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut at = Vec::new();
+    for _ in 0..runs {
+        let (mut c, mut n) = (0u64, 0u64);
+        for _ in 0..looks {
+            c += binomial(&mut rng, per_look, actual);
+            n += per_look;
+            if sample_ratio(c, n - c, weight, &SETTINGS).outcome == Outcome::Fail {
+                at.push(n);
+                break;
+            }
+        }
+    }
+    at.sort_unstable();
+    let median = at.get(at.len() / 2).copied().unwrap_or(0);
+    (at.len() as f64 / runs as f64, median)
+}
+
+#[test]
+fn sample_ratio_fails_a_matching_split_at_most_one_time_in_twenty() {
+    // A/A: the candidate truly gets its weight, 500 rollouts of 60 looks of 200 requests.
+    let (aa, _) = sample_ratio_fail_rate(500, 10.0, 0.10, (200, 60), 7);
+    assert!(aa <= 0.05 + slack(500), "A/A false-fail rate {aa}");
+    // The hardest healthy case: a share at the edge of the tolerance (12 % at weight 10).
+    let (edge, _) = sample_ratio_fail_rate(500, 10.0, 0.12, (200, 60), 8);
+    assert!(
+        edge <= 0.05 + slack(500),
+        "false-fail rate at the edge {edge}"
+    );
+}
+
+#[test]
+fn sample_ratio_catches_a_skewed_split_within_a_few_hundred_requests() {
+    // Weight 5 %, the candidate truly serves 15 %: failed in every run, by the median
+    // rollout within 400 requests.
+    let (caught, median) = sample_ratio_fail_rate(200, 5.0, 0.15, (50, 100), 9);
+    assert_eq!(caught, 1.0);
+    assert!(median <= 400, "median {median} requests");
+}
+
 // === settings and hostile inputs ===
 
 #[test]
@@ -542,6 +660,12 @@ fn odd_settings_and_huge_counts_never_panic() {
                     threshold,
                     &settings,
                 );
+            }
+        }
+        for weight in [f64::NAN, -5.0, 0.0, 100.0, 250.0, f64::INFINITY] {
+            for (c, s) in [(u64::MAX, u64::MAX), (0, 0), (5, 0), (0, 5)] {
+                let d = sample_ratio(c, s, weight, &settings);
+                assert!(d.interval.low <= d.interval.high, "{d:?}");
             }
         }
         let one = summary_of([Duration::MAX]);
