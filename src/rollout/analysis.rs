@@ -47,10 +47,21 @@ impl Verdict {
 
     /// The verdict on `gates`: any failure fails; too few candidate samples (`!enough`) or
     /// any inconclusive gate holds; skipped gates neither hold nor fail.
+    /// A failed `sample_ratio` holds: the split, not the candidate, is at fault (the
+    /// controller pauses the rollout).
     fn of(gates: &[GateResult], enough: bool) -> Verdict {
-        if gates.iter().any(|g| g.outcome == GateOutcome::Fail) {
+        let failed = |g: &&GateResult| g.outcome == GateOutcome::Fail;
+        if gates
+            .iter()
+            .filter(failed)
+            .any(|g| g.gate != Gate::SampleRatio)
+        {
             Verdict::Fail
-        } else if !enough || gates.iter().any(|g| g.outcome == GateOutcome::Inconclusive) {
+        } else if !enough
+            || gates
+                .iter()
+                .any(|g| g.outcome == GateOutcome::Inconclusive || failed(&g))
+        {
             Verdict::Inconclusive
         } else {
             Verdict::Pass
@@ -104,11 +115,13 @@ pub enum Gate {
     Accuracy,
     /// How far the candidate's accuracy is below the stable's, at most `accuracy.max_drop`.
     AccuracyDrop,
+    /// The candidate's share of the route's user requests, near its weight (`sample_ratio`).
+    SampleRatio,
 }
 
 impl Gate {
     /// Every gate, in the order an evaluation lists them.
-    pub const ALL: [Gate; 8] = [
+    pub const ALL: [Gate; 9] = [
         Gate::ErrorRate,
         Gate::ErrorRateIncrease,
         Gate::LatencyP99,
@@ -117,6 +130,7 @@ impl Gate {
         Gate::OutputDrift,
         Gate::Accuracy,
         Gate::AccuracyDrop,
+        Gate::SampleRatio,
     ];
 
     /// The gate's name as the config, the status JSON and the metrics spell it.
@@ -130,6 +144,7 @@ impl Gate {
             Gate::OutputDrift => "output_drift",
             Gate::Accuracy => "accuracy",
             Gate::AccuracyDrop => "accuracy_drop",
+            Gate::SampleRatio => "sample_ratio",
         }
     }
 
@@ -143,6 +158,7 @@ impl Gate {
             | Gate::LatencyP99Ratio
             | Gate::OutputDrift
             | Gate::AccuracyDrop => Bound::Max,
+            Gate::SampleRatio => Bound::Near,
         }
     }
 }
@@ -155,6 +171,8 @@ pub enum Bound {
     Max,
     /// The figure passes at or above the threshold.
     Min,
+    /// The figure passes near the threshold (within a tolerance the detail states).
+    Near,
 }
 
 impl Bound {
@@ -163,6 +181,7 @@ impl Bound {
         match self {
             Bound::Max => "max",
             Bound::Min => "min",
+            Bound::Near => "near",
         }
     }
 }
@@ -402,6 +421,11 @@ pub struct Step {
     /// Labelled requests both models answered (a shadow step's mirrored requests), when
     /// the label store counts them: `accuracy.max_drop` is then judged on pairs.
     pub pairs: Option<Pairs>,
+    /// User requests the split sent to the candidate and to the stable since the step
+    /// began (override-forced ones and mirrored copies not counted), for `sample_ratio`.
+    pub served: (u64, u64),
+    /// The step's weight (percent): the candidate's expected share of `served`.
+    pub weight: f64,
 }
 
 /// Everything one evaluation reads.
@@ -458,6 +482,8 @@ pub fn evaluate_with(
         candidate_labels: model.candidate_labels,
         stable_labels: model.stable_labels,
         pairs: None,
+        served: (0, 0),
+        weight: 0.0,
     };
     judge(
         gates,
@@ -516,6 +542,13 @@ pub fn judge(gates: &GatesConfig, inputs: &Inputs) -> Analysis {
         if let Some(max) = g.max_drop {
             results.push(accuracy_drop(max, &e, model));
         }
+    }
+    if gates.sample_ratio.is_some() {
+        let ratio = sample_ratio(&e);
+        if ratio.outcome == GateOutcome::Fail {
+            hold_relative(&mut results);
+        }
+        results.push(ratio);
     }
     Analysis {
         at: super::now_rfc3339(),
@@ -770,6 +803,44 @@ fn accuracy_drop(max: f64, e: &Evidence, model: &Model) -> GateResult {
             let d = sequential::accuracy_drop(right(c), right(s), max, &e.settings);
             let floor = e.floor("labels", model.candidate_labels.classified);
             GateResult::decided(gate, d, floor, &e.settings)
+        }
+    }
+}
+
+/// [`Gate::SampleRatio`]: the candidate's share of the route's user requests since the
+/// step began against its weight, decided sequentially. Skipped after promotion and at
+/// weights 0 and 100 (every user goes to one side: there is no share to compare).
+fn sample_ratio(e: &Evidence) -> GateResult {
+    let gate = Gate::SampleRatio;
+    let weight = e.step.weight;
+    let expected = weight / 100.0;
+    if e.scope.absolute_only {
+        return GateResult::skipped(gate, expected, "not applied after promotion");
+    }
+    if !(weight > 0.0 && weight < 100.0) {
+        let why = "the split sends every user to one side: no share to compare with the weight";
+        return GateResult::skipped(gate, expected, why);
+    }
+    let (c, s) = e.step.served;
+    let d = sequential::sample_ratio(c, s, weight, &e.settings);
+    let floor = e.floor("user requests", d.samples);
+    let mut r = GateResult::decided(gate, d, floor, &e.settings);
+    if r.outcome == GateOutcome::Fail {
+        r.detail.push_str(
+            ": the split is skewed (sticky keys, a client pinning itself), so comparisons on it are biased; the rollout pauses, the candidate is not blamed",
+        );
+    }
+    r
+}
+
+/// A skewed split biases every comparison: the relative gates' decisions are held
+/// inconclusive while `sample_ratio` fails.
+fn hold_relative(results: &mut [GateResult]) {
+    for g in results.iter_mut().filter(|g| g.sequential.is_some()) {
+        if matches!(g.outcome, GateOutcome::Pass | GateOutcome::Fail) {
+            g.outcome = GateOutcome::Inconclusive;
+            g.detail
+                .push_str("; held: the candidate's share of requests does not match its weight (sample_ratio)");
         }
     }
 }
@@ -1100,7 +1171,7 @@ mod tests {
             (Given("increase not yet decided", max_increase(0.005), 100, SPLIT, served(200, 2, 5), served(1800, 18, 5)),
              Then(ErrorRateIncrease, Inconclusive, Some(0.0), "more samples", Verdict::Inconclusive)),
             (Given("increase below min_samples", max_increase(0.005), 100, SPLIT, served(99, 99, 5), STABLE),
-             Then(ErrorRateIncrease, Inconclusive, Some(0.99), "held: 99 samples since the step began, min_samples 100", Verdict::Inconclusive)),
+             Then(ErrorRateIncrease, Inconclusive, Some(0.99), "held: 99 samples in the window, 100 needed", Verdict::Inconclusive)),
             (Given("increase skipped when the stable served nothing", max_increase(0.005), 100, SPLIT, served(200, 0, 5), none),
              Then(ErrorRateIncrease, Skipped, None, "the stable served nothing since the step began", Verdict::Pass)),
             (Given("increase skipped after promotion", max_increase(0.005), 100, PROMOTED, served(200, 20, 5), STABLE),
@@ -1116,7 +1187,7 @@ mod tests {
             (Given("ratio not yet decided on a few hundred samples", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), STABLE),
              Then(LatencyP99Ratio, Inconclusive, Some(2.0), "interval 0.00× to unbounded", Verdict::Inconclusive)),
             (Given("ratio below min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), STABLE),
-             Then(LatencyP99Ratio, Inconclusive, Some(2.0), "held: 10 samples since the step began, min_samples 100", Verdict::Inconclusive)),
+             Then(LatencyP99Ratio, Inconclusive, Some(2.0), "held: 10 samples in the window, 100 needed", Verdict::Inconclusive)),
             (Given("ratio skipped when the stable served nothing", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), none),
              Then(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Pass)),
             (Given("a skipped ratio still holds on min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), none),
@@ -1130,9 +1201,9 @@ mod tests {
             (Given("agreement not yet decided", min_agreement(0.9), 100, MIRRORING, mirrored(180, 20), STABLE),
              Then(ShadowAgreement, Inconclusive, Some(0.9), "more samples", Verdict::Inconclusive)),
             (Given("agreement below min_samples compared", min_agreement(0.9), 100, MIRRORING, mirrored(99, 0), STABLE),
-             Then(ShadowAgreement, Inconclusive, Some(1.0), "held: 99 compared shadow answers since the step began, min_samples 100", Verdict::Inconclusive)),
+             Then(ShadowAgreement, Inconclusive, Some(1.0), "held: 99 compared shadow answers in the window, 100 needed", Verdict::Inconclusive)),
             (Given("agreement skipped when nothing is mirrored", min_agreement(0.9), 100, SPLIT, mirrored(170, 30), STABLE),
-             Then(ShadowAgreement, Skipped, None, "this step mirrors nothing", Verdict::Pass)),
+             Then(ShadowAgreement, Skipped, Some(0.85), "this step mirrors nothing", Verdict::Pass)),
             (Given("the noise floor is credited", min_agreement(0.9), 100, CALIBRATING, mirrored(6800, 1200), self_compared(7200, 800)),
              Then(ShadowAgreement, Pass, Some(0.95), "with the noise floor credited (85.00% agreed, the stable with itself 90.00%", Verdict::Pass)),
             (Given("no floor is credited before the stable compared itself", min_agreement(0.9), 100, CALIBRATING, mirrored(1700, 300), STABLE),
@@ -1187,7 +1258,7 @@ mod tests {
             (Given("drop not yet decided", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(95, 100), right(97, 100)),
              Then(AccuracyDrop, Inconclusive, Some(0.02), "more samples", Verdict::Inconclusive)),
             (Given("drop on too few candidate labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(10, 50), right(97, 100)),
-             Then(AccuracyDrop, Inconclusive, Some(0.77), "held: 50 labels since the step began, min_samples 100", Verdict::Inconclusive)),
+             Then(AccuracyDrop, Inconclusive, Some(0.77), "held: 50 labels in the window, 100 needed", Verdict::Inconclusive)),
             (Given("drop skipped when the stable got no labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(right(10, 100), none),
              Then(AccuracyDrop, Skipped, None, "the stable got no labels since the step began", Verdict::Pass)),
             (Given("drop skipped on numeric labels", max_drop(0.05), 100, SPLIT, busy, STABLE), labels(numbers(100), numbers(100)),
@@ -1246,6 +1317,8 @@ mod tests {
                 candidate_labels: candidate,
                 stable_labels: stable,
                 pairs: Some(pairs),
+                served: (0, 0),
+                weight: 0.0,
             };
             let inputs = Inputs {
                 min_samples: 50,
@@ -1324,6 +1397,7 @@ mod tests {
             (Gate::OutputDrift, "output_drift", "max"),
             (Gate::Accuracy, "accuracy", "min"),
             (Gate::AccuracyDrop, "accuracy_drop", "max"),
+            (Gate::SampleRatio, "sample_ratio", "near"),
         ];
         assert_eq!(spelled.map(|(g, ..)| g), Gate::ALL);
         for (gate, name, bound) in spelled {

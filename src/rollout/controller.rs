@@ -15,15 +15,15 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::analysis::{self, Verdict};
+use super::analysis::{self, GateOutcome, Verdict};
 use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
 use super::sequential;
 use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
-use super::step::StepSums;
+use super::step::{Counters, StepKey, StepSums};
 use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
-use crate::snapshot::{Backends, Builder, Routing, Snapshot};
+use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
 use crate::telemetry::{metrics, Trip, Tripwire};
 
 /// An operator's control.
@@ -238,6 +238,7 @@ impl Controller {
             trip_tx,
             trips,
         };
+        c.begin_steps();
         c.report(now, true);
         (c, Control { tx })
     }
@@ -428,7 +429,16 @@ impl Controller {
         let routing = self.routes.iter().map(RouteRollout::routing);
         let next = self.builder.build(self.generation, routing);
         self.published.snapshot.store(Arc::new(next));
+        self.begin_steps();
         self.report(now, persist);
+    }
+
+    /// Starts the running sums of each route's step that has just begun.
+    fn begin_steps(&mut self) {
+        for r in &mut self.routes {
+            let observers = self.builder.observers(&r.route.name);
+            r.begin_step(&self.backends, observers);
+        }
     }
 
     /// Persists the state when asked, then publishes the statuses (with what became of
@@ -726,7 +736,7 @@ impl RouteRollout {
     }
 
     /// One evaluation of the gates on this route's windows (and what its observers say of
-    /// the same span); true when it rolled back.
+    /// the same span); true when it rolled back or paused.
     fn evaluate(
         &mut self,
         now: Instant,
@@ -753,21 +763,25 @@ impl RouteRollout {
             stable_labels: o.accuracy(&stable.name, now, span),
         });
         let r = &self.rollout;
-        let key = (self.id, r.step, r.phase == Phase::Promoted);
+        let key = self.step_key();
         let windows = (&candidate.window, &stable.window);
-        let (step_c, step_s) = self.since_step.read(key, r.step_started, windows, now);
+        let counters = counters(candidate, stable, observers);
+        let so_far = self
+            .since_step
+            .read(key, r.step_started, windows, counters, now);
         // Labels since the step began, as far back as the label store keeps them.
         let step_span = since(now, r.step_started.max(r.started));
+        let labels = |backend: &str| {
+            observers.map_or_else(Default::default, |o| o.accuracy(backend, now, step_span))
+        };
         let step = analysis::Step {
-            candidate: step_c.clone(),
-            stable: step_s.clone(),
-            candidate_labels: observers.map_or_else(Default::default, |o| {
-                o.accuracy(&candidate.name, now, step_span)
-            }),
-            stable_labels: observers.map_or_else(Default::default, |o| {
-                o.accuracy(&stable.name, now, step_span)
-            }),
-            pairs: None,
+            candidate: so_far.candidate.clone(),
+            stable: so_far.stable.clone(),
+            candidate_labels: labels(&candidate.name),
+            stable_labels: labels(&stable.name),
+            pairs: observers.map(|_| so_far.counted.pairs),
+            served: so_far.counted.served,
+            weight: r.weight(),
         };
         let (weight, mirror) = (r.weight(), r.mirror());
         let result = analysis::judge(
@@ -803,8 +817,20 @@ impl RouteRollout {
             Verdict::Inconclusive => {}
         }
         let failing = result.failing();
+        let skewed = result
+            .gates
+            .iter()
+            .find(|g| g.gate == analysis::Gate::SampleRatio && g.outcome == GateOutcome::Fail)
+            .map(|g| g.detail.clone());
         r.step_verdict = Some(verdict);
         r.last_analysis = Some(result);
+        // A skewed split is not the candidate's fault: pause (protection goes on) with the
+        // reason, for an operator to look at the sticky keys and resume.
+        if let Some(why) = skewed {
+            if r.pause(Some(format!("sample_ratio: {why}")), now).is_ok() {
+                return true;
+            }
+        }
         if verdict == Verdict::Fail && r.failures >= a.failure_limit {
             let reason = format!(
                 "analysis failed {} time{} in a row: {failing}",
@@ -817,6 +843,27 @@ impl RouteRollout {
             }
         }
         false
+    }
+
+    /// What the step's running sums belong to: a new step, retry or promotion starts them anew.
+    fn step_key(&self) -> StepKey {
+        let r = &self.rollout;
+        (self.id, r.step, r.phase == Phase::Promoted)
+    }
+
+    /// Starts the running sums of the current step, if they are not of it already: called
+    /// as soon as its routing is published, so its counters count from its first request.
+    fn begin_step(&mut self, backends: &Backends, observers: Option<&Observers>) {
+        let plan = &self.rollout.plan;
+        let name = self.route.name.as_str();
+        let (Some(candidate), Some(stable)) = (
+            plan.candidate.as_ref().and_then(|c| backends.get(name, c)),
+            backends.get(name, &plan.stable),
+        ) else {
+            return;
+        };
+        let counters = counters(candidate, stable, observers);
+        self.since_step.begin(self.step_key(), counters);
     }
 
     /// Arms (or keeps, or disarms) the fast-rollback tripwire for the rollout as it is now:
@@ -908,6 +955,17 @@ pub fn finish_hint(plan: &Plan, phase: Phase) -> String {
             "; to finish, set `stable: {c}` and remove `candidate` (the route goes idle on {c})"
         ),
         _ => String::new(),
+    }
+}
+
+/// The counters the step's sums count from: user requests the split sent each side,
+/// and the labelled pairs of their answers.
+fn counters(candidate: &Backend, stable: &Backend, observers: Option<&Observers>) -> Counters {
+    Counters {
+        served: (candidate.served(), stable.served()),
+        pairs: observers.map_or_else(Default::default, |o| {
+            o.pairs_total(&stable.name, &candidate.name)
+        }),
     }
 }
 

@@ -7,11 +7,15 @@
 //! one ([`Window::completed`]) to a running [`Summary`], so it keeps a step's whole sample
 //! in the size of one summary (counts and a fixed histogram, mergeable across replicas),
 //! whatever the step's length. A new step, retry or promotion starts the sums anew.
+//!
+//! Counters that only grow (the user requests the split sent each backend, the labelled
+//! pairs) are read the same way: as their growth since the step began.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::sequential::Pairs;
 use crate::telemetry::window::{Summary, Window};
 
 /// What a running sum belongs to: the rollout (its id), its step, and whether it is
@@ -24,6 +28,37 @@ pub struct StepSums {
     key: Option<StepKey>,
     candidate: Side,
     stable: Side,
+    /// The counters when the step's first evaluation read them.
+    counted: Counters,
+}
+
+/// Counters that only grow, read whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// User requests the split sent to the candidate and to the stable.
+    pub served: (u64, u64),
+    /// Labelled requests both answered, by who got them right.
+    pub pairs: Pairs,
+}
+
+impl Counters {
+    /// What grew from `earlier` to this (never below 0: a counter that began anew counts from 0).
+    fn since(self, earlier: Counters) -> Counters {
+        Counters {
+            served: (
+                self.served.0.saturating_sub(earlier.served.0),
+                self.served.1.saturating_sub(earlier.served.1),
+            ),
+            pairs: self.pairs.since(earlier.pairs),
+        }
+    }
+}
+
+/// A step's sample so far: both backends' summaries, and what the counters grew.
+pub struct SoFar<'a> {
+    pub candidate: &'a Summary,
+    pub stable: &'a Summary,
+    pub counted: Counters,
 }
 
 /// One backend's running sum: the window read last, the next bucket to read, the sum.
@@ -35,24 +70,38 @@ struct Side {
 }
 
 impl StepSums {
+    /// Starts the sums of the step `key` with the `counters` as they are now, unless they
+    /// are of that step already (the controller calls it as soon as a step's routing is
+    /// published, so the counters count from its first request).
+    pub fn begin(&mut self, key: StepKey, counters: Counters) {
+        if self.key != Some(key) {
+            *self = StepSums {
+                key: Some(key),
+                counted: counters,
+                ..StepSums::default()
+            };
+        }
+    }
+
     /// Adds what the candidate's and the stable's windows completed since the last read
-    /// (or since `started`, the step's start, for a new step) and returns both sums.
+    /// (or since `started`, the step's start, for a new step) and returns both sums, with
+    /// what the `counters` read now grew since the step's first read.
     pub fn read(
         &mut self,
         key: StepKey,
         started: Instant,
         (candidate, stable): (&Arc<Window>, &Arc<Window>),
+        counters: Counters,
         now: Instant,
-    ) -> (&Summary, &Summary) {
-        if self.key != Some(key) {
-            *self = StepSums {
-                key: Some(key),
-                ..StepSums::default()
-            };
-        }
+    ) -> SoFar<'_> {
+        self.begin(key, counters);
         self.candidate.read(candidate, started, now);
         self.stable.read(stable, started, now);
-        (&self.candidate.sum, &self.stable.sum)
+        SoFar {
+            candidate: &self.candidate.sum,
+            stable: &self.stable.sum,
+            counted: counters.since(self.counted),
+        }
     }
 }
 
@@ -96,10 +145,17 @@ mod tests {
                 s.record(at, Duration::from_millis(5), false);
             }
             if second % 3 == 2 {
-                sums.read((1, 0, false), t0, (&c, &s), at);
+                sums.read((1, 0, false), t0, (&c, &s), Counters::default(), at);
             }
         }
-        let (cs, ss) = sums.read((1, 0, false), t0, (&c, &s), t0 + Duration::from_secs(61));
+        let so_far = sums.read(
+            (1, 0, false),
+            t0,
+            (&c, &s),
+            Counters::default(),
+            t0 + Duration::from_secs(61),
+        );
+        let (cs, ss) = (so_far.candidate, so_far.stable);
         assert_eq!((cs.requests, cs.errors, ss.requests), (60, 6, 540));
     }
 
@@ -110,16 +166,34 @@ mod tests {
         let mut sums = StepSums::default();
         c.record(t0, Duration::from_millis(5), true);
         let t1 = t0 + Duration::from_secs(2);
-        assert_eq!(sums.read((1, 0, false), t0, (&c, &s), t1).0.requests, 1);
+        let served = |c, s| Counters {
+            served: (c, s),
+            ..Counters::default()
+        };
+        let so_far = sums.read((1, 0, false), t0, (&c, &s), served(10, 90), t1);
+        assert_eq!(so_far.candidate.requests, 1);
+        assert_eq!(
+            so_far.counted.served,
+            (0, 0),
+            "counted from the step's first read"
+        );
         // Step 1 begins at t1: what came before is not its sample.
         c.record(t1, Duration::from_millis(5), false);
         let t2 = t1 + Duration::from_secs(2);
-        let (cs, _) = sums.read((1, 1, false), t1, (&c, &s), t2);
-        assert_eq!((cs.requests, cs.errors), (1, 0));
+        let so_far = sums.read((1, 1, false), t1, (&c, &s), served(15, 100), t2);
+        assert_eq!((so_far.candidate.requests, so_far.candidate.errors), (1, 0));
+        assert_eq!(so_far.counted.served, (0, 0), "a new step counts anew");
         // A reload made the candidate's window anew: its samples add to the sum.
         let fresh = window(t2);
         fresh.record(t2, Duration::from_millis(5), false);
-        let (cs, _) = sums.read((1, 1, false), t1, (&fresh, &s), t2 + Duration::from_secs(2));
-        assert_eq!(cs.requests, 2);
+        let so_far = sums.read(
+            (1, 1, false),
+            t1,
+            (&fresh, &s),
+            served(20, 150),
+            t2 + Duration::from_secs(2),
+        );
+        assert_eq!(so_far.candidate.requests, 2);
+        assert_eq!(so_far.counted.served, (5, 50));
     }
 }

@@ -422,6 +422,13 @@ async fn a_candidate_wrong_on_labels_is_rolled_back_in_its_shadow_step_before_an
     assert_eq!(s["step"], 0, "rolled back from the shadow step: {s:#}");
     let reason = s["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("accuracy"), "{s:#}");
+    // The drop is judged on pairs: both models' answers to the same labelled requests.
+    let drop = gate(&s, "accuracy_drop");
+    assert_eq!(
+        drop["test"], "mixture SPRT (paired, discordant pairs)",
+        "{drop:#}"
+    );
+    assert!(drop["samples"].as_u64().unwrap_or(0) > 0, "{drop:#}");
     let l = labeller.into_inner();
     assert_eq!(l.accuracy("blue"), 1.0);
     assert!(l.seen.iter().all(|(b, _)| b == "blue"), "no user got green");

@@ -417,3 +417,82 @@ async fn paused_healthy_candidate_is_evaluated_but_does_not_advance() {
     h.drive_until(80.5, healthy).await;
     assert_eq!(h.status().phase, "promoted");
 }
+
+/// A sticky split that gives the candidate 30 % of the users at weight 10 % (a few heavy
+/// users hashed to it) biases every comparison: `sample_ratio` fails, the relative gates
+/// are held, and the rollout pauses with the reason instead of rolling back (the
+/// candidate is not at fault). The split stays as it was.
+#[tokio::test(start_paused = true)]
+async fn a_skewed_sticky_split_pauses_on_sample_ratio_and_blames_nobody() {
+    let h = ControllerHarness::start(
+        &TestConfig::new()
+            .steps([step(10.0).hold("1m"), step(100.0)])
+            .analysis(Analysis::every_10s())
+            .gate("error_rate", serde_json::json!({ "max_increase": 0.01 }))
+            .gate("sample_ratio", serde_json::json!({})),
+    );
+    h.until(0.5).await;
+    // The candidate is much worse than the stable, but on a skewed sample: no rollback.
+    let skewed = |t: &Traffic| {
+        t.served(30, 70);
+        t.candidate(30, 3, 20);
+        t.stable(70, 20);
+    };
+    h.drive_until(10.5, skewed).await;
+    let s = h.status();
+    assert_eq!(
+        (s.phase.as_str(), s.weight),
+        ("paused", 10.0),
+        "{:#?}",
+        s.analysis
+    );
+    let reason = s.reason.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("sample_ratio: "), "{reason}");
+    assert!(reason.contains("the split is skewed"), "{reason}");
+    assert_eq!(kinds(&s), ["start", "paused"]);
+    let ratio = gate(&s, "sample_ratio");
+    assert_eq!(ratio.outcome, GateOutcome::Fail, "{ratio:?}");
+    assert_eq!((ratio.threshold, ratio.bound.as_str()), (0.1, "near"));
+    assert!((ratio.value.unwrap() - 0.3).abs() < 1e-9, "{ratio:?}");
+    // The error-rate increase would have failed: held instead, and the verdict holds.
+    let errors = gate(&s, "error_rate_increase");
+    assert_eq!(errors.outcome, GateOutcome::Inconclusive, "{errors:?}");
+    assert!(errors.detail.contains("(sample_ratio)"), "{errors:?}");
+    assert_eq!(verdict(&s), Verdict::Inconclusive);
+    assert_eq!(s.analysis.failures, 0);
+    // Paused is not stopped: more of the same never rolls back, and the split stays.
+    h.drive_until(60.5, skewed).await;
+    let s = h.status();
+    assert_eq!(
+        (s.phase.as_str(), s.weight, h.weight_bp()),
+        ("paused", 10.0, 1_000)
+    );
+}
+
+/// A split that matches its weight passes `sample_ratio` and walks on.
+#[tokio::test(start_paused = true)]
+async fn a_split_at_its_weight_passes_sample_ratio() {
+    let h = ControllerHarness::start(
+        &TestConfig::new()
+            .steps([step(10.0).hold("30s"), step(100.0)])
+            .analysis(Analysis::every_10s())
+            .gate("sample_ratio", serde_json::json!({})),
+    );
+    h.until(0.5).await;
+    h.drive_until(30.5, |t| {
+        t.served(100, 900);
+        t.candidate(100, 0, 20);
+        t.stable(900, 20);
+    })
+    .await;
+    let s = h.status();
+    assert_eq!(s.step, 1, "{:#?}", s.analysis);
+    let ratio = gate(&s, "sample_ratio");
+    assert_eq!(ratio.outcome, GateOutcome::Pass, "{ratio:?}");
+    assert!((ratio.value.unwrap() - 0.1).abs() < 1e-9, "{ratio:?}");
+    assert!(
+        s.events[1].message.contains("analysis passed"),
+        "{:?}",
+        s.events
+    );
+}

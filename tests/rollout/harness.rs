@@ -199,6 +199,18 @@ impl Traffic {
         (0..n).for_each(|_| window.record(self.now, latency, false));
     }
 
+    /// User requests the split sent: `candidate` to the candidate, `stable` to the stable
+    /// (what `sample_ratio` reads; the windows are recorded apart).
+    pub fn served(&self, candidate: u32, stable: u32) {
+        let c = self
+            .snap
+            .candidate
+            .as_ref()
+            .expect("a candidate is configured");
+        (0..candidate).for_each(|_| c.count_served());
+        (0..stable).for_each(|_| self.snap.stable.count_served());
+    }
+
     /// `n` shadow comparisons on the candidate, `agree` of them agreeing.
     pub fn shadow(&self, n: u32, agree: u32) {
         let window = self.candidate_window();

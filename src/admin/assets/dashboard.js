@@ -91,7 +91,7 @@ function showGates(s) {
     ` at ${clock(last.at)} · ${last.samples} candidate samples (min ${last.min_samples}) · failures ${a.failures} of ${a.failure_limit}`);
   body.replaceChildren(...last.gates.map((g) => {
     const tr = el("tr");
-    const bound = g.bound === "min" ? "≥ " : "≤ ";
+    const bound = g.bound === "min" ? "≥ " : g.bound === "near" ? "≈ " : "≤ ";
     // Sequential gates: where the figure lies at the confidence, and how many more
     // candidate samples would about decide an inconclusive one.
     const interval = g.interval
