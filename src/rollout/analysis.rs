@@ -372,6 +372,27 @@ impl Evidence<'_> {
     fn too_few_samples(&self) -> Judged {
         self.too_few("samples", self.candidate.requests)
     }
+
+    /// True when the candidate has `min_samples` requests with a clean latency.
+    fn enough_timed(&self) -> bool {
+        self.candidate.timed() >= self.min_samples
+    }
+
+    /// Inconclusive: too few candidate samples with a clean latency.
+    fn too_few_timed(&self) -> Judged {
+        let (outcome, detail) = self.too_few("samples", self.candidate.timed());
+        (outcome, detail + &untimed(self.candidate, ""))
+    }
+}
+
+/// What a latency gate's detail says of the requests it left out (`whose`: "" for the
+/// candidate's): those whose latency could not be measured as the backend's own ("" when
+/// there were none).
+fn untimed(s: &Summary, whose: &str) -> String {
+    match s.untimed {
+        0 => String::new(),
+        n => format!("; {n} {whose}without a clean latency left out"),
+    }
 }
 
 /// [`Gate::ErrorRate`]: the candidate's share of errors, at most `max`.
@@ -400,12 +421,12 @@ fn latency_p99(max: Duration, e: &Evidence) -> GateResult {
     let max_s = max.as_secs_f64();
     let p99 = p99_seconds(e.candidate);
     let judged = match p99 {
-        Some(v) if e.enough() => {
+        Some(v) if e.enough_timed() => {
             let ok = v <= max_s;
             let detail = format!("p99 {} {} max {}", ms(v), at_most(ok), ms(max_s));
-            (pass_fail(ok), detail)
+            (pass_fail(ok), detail + &untimed(e.candidate, ""))
         }
-        _ => e.too_few_samples(),
+        _ => e.too_few_timed(),
     };
     GateResult::new(Gate::LatencyP99, p99, max_s, judged)
 }
@@ -425,7 +446,7 @@ fn latency_p99_ratio(max: f64, min_difference: Duration, e: &Evidence) -> GateRe
         return skipped("the stable served nothing in the window");
     };
     let (ratio, judged) = match p99_seconds(e.candidate) {
-        Some(c) if e.enough() => {
+        Some(c) if e.enough_timed() => {
             let r = if s > 0.0 { c / s } else { 1.0 };
             let small = c - s < min_difference.as_secs_f64();
             let detail = if r > max && small {
@@ -444,9 +465,10 @@ fn latency_p99_ratio(max: f64, min_difference: Duration, e: &Evidence) -> GateRe
                     at_most(r <= max)
                 )
             };
-            (Some(r), (pass_fail(r <= max || small), detail))
+            let left_out = untimed(e.candidate, "") + &untimed(e.stable, "of the stable's ");
+            (Some(r), (pass_fail(r <= max || small), detail + &left_out))
         }
-        _ => (None, e.too_few_samples()),
+        _ => (None, e.too_few_timed()),
     };
     GateResult::new(Gate::LatencyP99Ratio, ratio, max, judged)
 }
@@ -1015,6 +1037,50 @@ mod tests {
             assert_eq!(g.bound, gate.bound(), "{name}");
             assert_eq!(a.verdict, verdict, "{name}: {}", g.detail);
         }
+    }
+
+    #[test]
+    fn latency_gates_read_only_clean_latencies_and_say_how_many_they_left_out() {
+        let now = Instant::now();
+        let w = Window::new(Duration::from_secs(1), 61);
+        for _ in 0..60 {
+            w.record(now, Duration::from_millis(20), false);
+        }
+        // Answers the kernel did not stamp: requests for the error rate, no latency.
+        for i in 0..50 {
+            w.record_untimed(now, i < 1);
+        }
+        let c = w.summary(now, Duration::from_secs(60));
+        let gates = GatesConfig {
+            error_rate: Some(ErrorRateGate { max: 0.05 }),
+            ..max_p99(100)
+        };
+        let s = STABLE.summary();
+        let a = evaluate_with(&gates, 100, &c, &s, SPLIT, &Model::default());
+        let [errors, p99] = a.gates.as_slice() else {
+            panic!("two gates: {:?}", a.gates);
+        };
+        assert_eq!(errors.outcome, GateOutcome::Pass, "{}", errors.detail);
+        assert!(errors.detail.contains("(1 of 110)"), "{}", errors.detail);
+        assert_eq!(p99.outcome, GateOutcome::Inconclusive, "{}", p99.detail);
+        assert_eq!(
+            p99.detail,
+            "60 samples in the window, 100 needed; 50 without a clean latency left out"
+        );
+        let a = evaluate_with(&max_ratio(1.5), 50, &c, &s, SPLIT, &Model::default());
+        assert_eq!(
+            a.gates[0].outcome,
+            GateOutcome::Fail,
+            "{}",
+            a.gates[0].detail
+        );
+        assert!(
+            a.gates[0]
+                .detail
+                .ends_with("; 50 without a clean latency left out"),
+            "{}",
+            a.gates[0].detail
+        );
     }
 
     #[test]
