@@ -18,7 +18,7 @@ use super::respond::Source;
 use crate::snapshot::{Backend, Route};
 use crate::telemetry::metrics::ErrorKind;
 use crate::telemetry::share::Client;
-use crate::telemetry::{self, Outcome};
+use crate::telemetry::{self, Outcome, Took};
 use crate::upstream::errors::Failed;
 use crate::upstream::{Failure, Head, PooledBody, UpstreamBody};
 
@@ -96,6 +96,14 @@ pub fn log_failure(
 
 /// Records one upstream outcome (in `backend`'s window when `judged`); true when it counts
 /// as a failure of `backend`.
+///
+/// The metric has the time since `started`, as the client waited; the window the
+/// backend's own latency ([`BackendLatency`], timed by the kernel), so a busy or flooded
+/// switchyard slows neither the stable's nor the candidate's figures. An answer without
+/// one (no kernel stamp) counts without a latency; a failure counts with its time since
+/// `started` (a timeout's is the backend's timeout).
+///
+/// [`BackendLatency`]: crate::upstream::pool::BackendLatency
 pub fn observe(
     snap: &Route,
     backend: &Backend,
@@ -112,6 +120,15 @@ pub fn observe(
         },
     };
     let now = Instant::now();
+    let seen = now - started;
+    let backend_latency = match result {
+        Ok(resp) => resp.body().latency().map(|l| l.0),
+        Err(_) => Some(seen),
+    };
+    let took = Took {
+        seen: Some(seen),
+        backend: backend_latency,
+    };
     let tripwire = if is_candidate {
         snap.tripwire.as_deref()
     } else {
@@ -122,7 +139,7 @@ pub fn observe(
         &backend.metrics,
         tripwire,
         now,
-        Some(now - started),
+        took,
         outcome,
     )
 }

@@ -612,6 +612,27 @@ impl Evidence<'_> {
             None
         }
     }
+
+    /// True when the candidate has `min_samples` requests with a clean latency.
+    fn enough_timed(&self) -> bool {
+        self.candidate.timed() >= self.min_samples
+    }
+
+    /// Inconclusive: too few candidate samples with a clean latency.
+    fn too_few_timed(&self) -> Judged {
+        let (outcome, detail) = self.too_few("samples", self.candidate.timed());
+        (outcome, detail + &untimed(self.candidate, ""))
+    }
+}
+
+/// What a latency gate's detail says of the requests it left out (`whose`: "" for the
+/// candidate's): those whose latency could not be measured as the backend's own ("" when
+/// there were none).
+fn untimed(s: &Summary, whose: &str) -> String {
+    match s.untimed {
+        0 => String::new(),
+        n => format!("; {n} {whose}without a clean latency left out"),
+    }
 }
 
 /// [`Gate::ErrorRate`]: the candidate's share of errors, at most `max`.
@@ -640,12 +661,12 @@ fn latency_p99(max: Duration, e: &Evidence) -> GateResult {
     let max_s = max.as_secs_f64();
     let p99 = p99_seconds(e.candidate);
     let judged = match p99 {
-        Some(v) if e.enough() => {
+        Some(v) if e.enough_timed() => {
             let ok = v <= max_s;
             let detail = format!("p99 {} {} max {}", ms(v), at_most(ok), ms(max_s));
-            (pass_fail(ok), detail)
+            (pass_fail(ok), detail + &untimed(e.candidate, ""))
         }
-        _ => e.too_few_samples(),
+        _ => e.too_few_timed(),
     };
     GateResult::new(Gate::LatencyP99, p99, max_s, judged)
 }
@@ -683,12 +704,11 @@ fn latency_p99_ratio(max: f64, min_difference: Duration, e: &Evidence) -> GateRe
         return GateResult::skipped(gate, max, why);
     }
     let d = sequential::latency_p99_ratio(c, s, max, min_difference, &e.settings);
-    GateResult::decided(
-        gate,
-        d,
-        e.floor("samples", e.candidate.requests),
-        &e.settings,
-    )
+    let floor = e.floor("samples with a clean latency", e.candidate.timed());
+    let mut r = GateResult::decided(gate, d, floor, &e.settings);
+    r.detail += &untimed(c, "");
+    r.detail += &untimed(s, "of the stable's ");
+    r
 }
 
 /// [`Gate::ShadowAgreement`]: the share of compared shadow answers since the step began
@@ -1222,7 +1242,7 @@ mod tests {
             (Given("ratio not yet decided on a few hundred samples", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), STABLE),
              Then(LatencyP99Ratio, Inconclusive, Some(2.0), "interval 0.00× to unbounded", Verdict::Inconclusive)),
             (Given("ratio below min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), STABLE),
-             Then(LatencyP99Ratio, Inconclusive, Some(2.0), "held: 10 samples in the window, 100 needed", Verdict::Inconclusive)),
+             Then(LatencyP99Ratio, Inconclusive, Some(2.0), "held: 10 samples with a clean latency in the window, 100 needed", Verdict::Inconclusive)),
             (Given("ratio skipped when the stable served nothing", max_ratio(1.5), 100, SPLIT, served(200, 0, 10), none),
              Then(LatencyP99Ratio, Skipped, None, "the stable served nothing", Verdict::Pass)),
             (Given("a skipped ratio still holds on min_samples", max_ratio(1.5), 100, SPLIT, served(10, 0, 10), none),
@@ -1400,6 +1420,56 @@ mod tests {
         assert_eq!(json["samples"], 60, "{json}");
         assert!(json["interval"]["low"].is_number(), "{json}");
         assert_eq!(serde_json::from_value::<GateResult>(json).unwrap(), g);
+    }
+
+    #[test]
+    fn latency_gates_read_only_clean_latencies_and_say_how_many_they_left_out() {
+        let now = Instant::now();
+        let w = Window::new(Duration::from_secs(1), 61);
+        for _ in 0..60 {
+            w.record(now, Duration::from_millis(20), false);
+        }
+        // Answers the kernel did not stamp: requests for the error rate, no latency.
+        for i in 0..50 {
+            w.record_untimed(now, i < 1);
+        }
+        let c = w.summary(now, Duration::from_secs(60));
+        let gates = GatesConfig {
+            error_rate: max_errors(0.05).error_rate,
+            ..max_p99(100)
+        };
+        let s = STABLE.summary();
+        let a = evaluate_with(&gates, 100, &c, &s, SPLIT, &Model::default());
+        let [errors, p99] = a.gates.as_slice() else {
+            panic!("two gates: {:?}", a.gates);
+        };
+        assert_eq!(errors.outcome, GateOutcome::Pass, "{}", errors.detail);
+        assert!(errors.detail.contains("(1 of 110)"), "{}", errors.detail);
+        assert_eq!(p99.outcome, GateOutcome::Inconclusive, "{}", p99.detail);
+        assert_eq!(
+            p99.detail,
+            "60 samples in the window, 100 needed; 50 without a clean latency left out"
+        );
+        // The ratio, decided sequentially, on enough clean latencies to bound both p99s.
+        for _ in 0..540 {
+            w.record(now, Duration::from_millis(20), false);
+        }
+        let c = w.summary(now, Duration::from_secs(60));
+        let s = BUSY.summary();
+        let a = evaluate_with(&max_ratio(1.5), 50, &c, &s, SPLIT, &Model::default());
+        assert_eq!(
+            a.gates[0].outcome,
+            GateOutcome::Fail,
+            "{}",
+            a.gates[0].detail
+        );
+        assert!(
+            a.gates[0]
+                .detail
+                .ends_with("; 50 without a clean latency left out"),
+            "{}",
+            a.gates[0].detail
+        );
     }
 
     #[test]

@@ -24,7 +24,6 @@ use crate::snapshot::{Backend, Route};
 use crate::telemetry::share::Client;
 use crate::telemetry::window::{ShadowOutcome, Window};
 use crate::telemetry::{self, metrics};
-use crate::upstream::pool::BackendLatency;
 use crate::upstream::{Failure, Head, Lane, UpstreamBody};
 
 /// Marks a mirrored request, so a model server can tell shadow traffic apart.
@@ -137,6 +136,8 @@ impl Mirror {
 /// too: for an answer, the time from its request written to its head received as the
 /// kernel saw them ([`BackendLatency`]), never a wait of the shadow thread's; `None` when
 /// that could not be measured. For a failure, the time it took.
+///
+/// [`BackendLatency`]: crate::upstream::pool::BackendLatency
 async fn send_copy(
     backend: &Backend,
     head: Head,
@@ -151,7 +152,7 @@ async fn send_copy(
         Ok(resp) => resp,
         Err(failure) => return (Some(started.elapsed()), Err(failure)),
     };
-    let latency = resp.extensions().get::<BackendLatency>().map(|l| l.0);
+    let latency = resp.body().latency().map(|l| l.0);
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -177,8 +178,8 @@ async fn send_copy(
     )
 }
 
-/// A mirrored answer counts as a candidate sample: its window (when `judged`, and its
-/// latency was measured cleanly), metrics and the tripwire.
+/// A mirrored answer counts as a candidate sample: its window (when `judged`; without a
+/// latency when none was measured cleanly), metrics and the tripwire.
 fn account(
     candidate: &Backend,
     snap: &Route,
@@ -198,7 +199,11 @@ fn account(
         &candidate.metrics,
         snap.tripwire.as_deref(),
         Instant::now(),
-        latency,
+        // A mirror's answer reaches no client: its metric is the backend's latency too.
+        telemetry::Took {
+            seen: latency,
+            backend: latency,
+        },
         outcome,
     );
 }

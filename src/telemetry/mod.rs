@@ -27,8 +27,19 @@ pub enum Outcome {
     Failed(ErrorKind),
 }
 
-/// Records one outcome of a backend at `now`: its latency (`None` when it could not be
-/// measured as the backend's own: then the window does not take the sample) and error
+/// How long one exchange with a backend took, as two clocks saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Took {
+    /// From the request's arrival to its answer's head, as its client waited
+    /// (`switchyard_request_duration_seconds`); `None` leaves the metric alone.
+    pub seen: Option<Duration>,
+    /// The backend's own latency, what the gates read: from the request written to the
+    /// answer received, timed by the kernel, never a wait in switchyard. `None` when it
+    /// could not be measured cleanly: the window counts the request without a latency.
+    pub backend: Option<Duration>,
+}
+
+/// Records one outcome of a backend at `now`: its latency ([`Took`]) and error
 /// metrics, its window (`None` when the sample is not judged: its client is over its
 /// [share](share::Shares)), and the rollout's tripwire when the backend is the
 /// candidate. Returns whether the outcome counts as a failure of the backend.
@@ -40,13 +51,13 @@ pub fn record(
     metrics: &BackendMetrics,
     tripwire: Option<&Tripwire>,
     now: Instant,
-    latency: Option<Duration>,
+    took: Took,
     outcome: Outcome,
 ) -> bool {
     let failed = match outcome {
         Outcome::Answered(status) => {
-            if let Some(latency) = latency {
-                metrics.latency(latency);
+            if let Some(seen) = took.seen {
+                metrics.latency(seen);
             }
             let failed = status >= 500;
             if failed {
@@ -59,8 +70,10 @@ pub fn record(
             true
         }
     };
-    if let (Some(window), Some(latency)) = (window, latency) {
-        window.record(now, latency, failed);
+    match (window, took.backend) {
+        (Some(window), Some(latency)) => window.record(now, latency, failed),
+        (Some(window), None) => window.record_untimed(now, failed),
+        (None, _) => {}
     }
     if let Some(t) = tripwire {
         if failed {

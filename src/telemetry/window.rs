@@ -1,8 +1,9 @@
 //! Sliding windows of request outcomes, one per backend, read by the rollout analysis.
 //!
 //! A [`Window`] is a fixed ring of time buckets. Each bucket holds atomic
-//! counters (errors, shadow outcomes) and a log-linear latency histogram whose
-//! total is the request count. Recording is lock-free and allocation-free;
+//! counters (errors, shadow outcomes, requests without a clean latency) and a
+//! log-linear latency histogram; the request count is the histogram's total
+//! and the requests without a latency. Recording is lock-free and allocation-free;
 //! [`Window::summary`] merges the buckets of a recent span into a [`Summary`]
 //! that answers the gates' questions: error rate, latency quantiles and shadow
 //! agreement.
@@ -10,7 +11,7 @@
 //! # Memory
 //!
 //! Fixed at construction: one time bucket is 1 728 bytes (a cache line
-//! for its epoch, 32 bytes of counters, 400 × 4-byte histogram counters,
+//! for its epoch, 40 bytes of counters, 400 × 4-byte histogram counters,
 //! rounded to 64-byte alignment). A `Window` with `buckets = 61` (a 1-minute
 //! window in 1 s buckets) therefore takes 61 × 1 728 = 105 408 bytes
 //! (≈ 103 KiB) on the heap plus a few dozen bytes inline; see
@@ -51,8 +52,9 @@
 //!
 //! None of these can panic or produce inconsistent figures: [`Window::summary`]
 //! validates each slot's epoch before and after reading it (skipping a slot
-//! caught mid-reset), derives `requests` from the histogram so quantiles and
-//! counts agree, and clamps `errors` to `requests`.
+//! caught mid-reset), derives `requests` from the histogram (and the count of
+//! requests without a latency) so quantiles and counts agree, and clamps
+//! `errors` to `requests`.
 
 use std::fmt;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -172,6 +174,19 @@ impl Window {
         }
     }
 
+    /// Records one finished request whose latency could not be measured as the
+    /// backend's own: it counts as a request (and an error, if it was one) but
+    /// stays out of the latency histogram, so latency quantiles read only clean
+    /// samples. As lock-free as [`record`](Window::record).
+    pub fn record_untimed(&self, now: Instant, error: bool) {
+        if let Some(slot) = self.slot_for(now) {
+            slot.untimed.fetch_add(1, Ordering::Relaxed);
+            if error {
+                slot.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Counts one more error for a request already recorded (its answer was cut off
     /// mid-body after its head counted): an error, not one more request.
     pub fn record_error(&self, now: Instant) {
@@ -221,7 +236,8 @@ impl Window {
                 scratch.add_to(&mut summary);
             }
         }
-        summary.requests = summary.latency.iter().sum();
+        let timed: u64 = summary.latency.iter().sum();
+        summary.requests = timed.saturating_add(summary.untimed);
         summary.errors = summary.errors.min(summary.requests);
         summary
     }
@@ -371,6 +387,8 @@ struct Slot {
     errors: AtomicU64,
     /// Indexed by `ShadowOutcome as usize`.
     shadow: [AtomicU64; 3],
+    /// Requests counted without a latency (none measured cleanly).
+    untimed: AtomicU64,
     /// Request counts by latency bucket (see `latency_index`). 32-bit to
     /// halve the footprint: one latency bucket of one time bucket wraps after
     /// 2³² samples (≈ 4.3 billion requests of near-identical latency within
@@ -391,6 +409,7 @@ impl Slot {
             epoch: CacheLine(AtomicU64::new(EMPTY)),
             errors: AtomicU64::new(0),
             shadow: std::array::from_fn(|_| AtomicU64::new(0)),
+            untimed: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
@@ -398,6 +417,7 @@ impl Slot {
     /// Zeroes every counter; only the claimer of the slot calls this.
     fn clear(&self) {
         self.errors.store(0, Ordering::Relaxed);
+        self.untimed.store(0, Ordering::Relaxed);
         for counter in &self.shadow {
             counter.store(0, Ordering::Relaxed);
         }
@@ -423,6 +443,7 @@ impl Slot {
             }
             reads += 1;
             out.errors = self.errors.load(Ordering::Relaxed);
+            out.untimed = self.untimed.load(Ordering::Relaxed);
             for (dst, src) in out.shadow.iter_mut().zip(&self.shadow) {
                 *dst = src.load(Ordering::Relaxed);
             }
@@ -441,6 +462,7 @@ impl Slot {
 /// A plain copy of one slot's counters, taken by `summary`.
 struct SlotCounts {
     errors: u64,
+    untimed: u64,
     shadow: [u64; 3],
     latency: [u32; LATENCY_BUCKETS],
 }
@@ -449,6 +471,7 @@ impl Default for SlotCounts {
     fn default() -> Self {
         SlotCounts {
             errors: 0,
+            untimed: 0,
             shadow: [0; 3],
             latency: [0; LATENCY_BUCKETS],
         }
@@ -458,6 +481,7 @@ impl Default for SlotCounts {
 impl SlotCounts {
     fn add_to(&self, summary: &mut Summary) {
         summary.errors = summary.errors.saturating_add(self.errors);
+        summary.untimed = summary.untimed.saturating_add(self.untimed);
         summary.shadow_agree = summary.shadow_agree.saturating_add(self.shadow[0]);
         summary.shadow_disagree = summary.shadow_disagree.saturating_add(self.shadow[1]);
         summary.shadow_incomparable = summary.shadow_incomparable.saturating_add(self.shadow[2]);
@@ -485,15 +509,19 @@ pub enum ShadowOutcome {
 
 /// The aggregate of a window over a span: counts, shadow outcomes and the merged latency histogram.
 ///
-/// `requests` is the number of latency samples, so [`quantile`](Summary::quantile)
-/// and [`error_rate`](Summary::error_rate) always describe the same requests,
-/// and `errors <= requests` holds in every summary a [`Window`] produces.
+/// `requests` is the number of latency samples plus `untimed`, the requests
+/// whose latency could not be measured cleanly: [`error_rate`](Summary::error_rate)
+/// reads them all, [`quantile`](Summary::quantile) only the
+/// [`timed`](Summary::timed) ones, and `errors <= requests` holds in every
+/// summary a [`Window`] produces.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     /// Requests recorded in the span.
     pub requests: u64,
     /// Of those, the ones recorded as errors.
     pub errors: u64,
+    /// Of those, the ones without a latency (left out of the quantiles).
+    pub untimed: u64,
     /// Shadow comparisons that agreed.
     pub shadow_agree: u64,
     /// Shadow comparisons that disagreed.
@@ -505,6 +533,12 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Returns how many requests have a latency in the histogram: the samples the
+    /// latency quantiles read.
+    pub fn timed(&self) -> u64 {
+        self.requests.saturating_sub(self.untimed)
+    }
+
     /// Returns the share of requests that were errors, or `None` when there were no requests.
     pub fn error_rate(&self) -> Option<f64> {
         if self.requests == 0 {
@@ -567,10 +601,12 @@ impl Summary {
         for (dst, &src) in self.latency.iter_mut().zip(&other.latency) {
             *dst = dst.saturating_add(src);
         }
+        self.untimed = self.untimed.saturating_add(other.untimed);
         self.requests = self
             .latency
             .iter()
-            .fold(0u64, |sum, &n| sum.saturating_add(n));
+            .fold(0u64, |sum, &n| sum.saturating_add(n))
+            .saturating_add(self.untimed);
         self.errors = self.errors.saturating_add(other.errors).min(self.requests);
         self.shadow_agree = self.shadow_agree.saturating_add(other.shadow_agree);
         self.shadow_disagree = self.shadow_disagree.saturating_add(other.shadow_disagree);
@@ -694,6 +730,32 @@ mod tests {
         assert_eq!(s.errors, 20);
         assert_eq!(s.error_rate(), Some(0.1));
         assert_eq!(w.dropped(), 0);
+    }
+
+    #[test]
+    fn untimed_requests_count_for_the_error_rate_but_not_the_quantiles() {
+        let (t0, w) = minute_window();
+        for i in 0..100u64 {
+            w.record(t0 + ms(i * 10), ms(20), false);
+        }
+        // Ten answers whose latency could not be measured cleanly, two of them errors.
+        for i in 0..10u64 {
+            w.record_untimed(t0 + ms(i * 10), i < 2);
+        }
+        let s = w.summary(t0 + secs(2), MINUTE);
+        assert_eq!(
+            (s.requests, s.untimed, s.timed(), s.errors),
+            (110, 10, 100, 2)
+        );
+        assert_eq!(s.error_rate(), Some(2.0 / 110.0));
+        assert_within(s.quantile(0.99).unwrap(), ms(20), 1.0 / 32.0);
+        let mut merged = Summary::default();
+        merged.merge(&s);
+        merged.merge(&s);
+        assert_eq!(
+            (merged.requests, merged.untimed, merged.errors),
+            (220, 20, 4)
+        );
     }
 
     #[test]

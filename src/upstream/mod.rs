@@ -5,7 +5,8 @@
 //! one pool per [`Lane`], so a live request never waits on a connection that the
 //! low-priority shadow thread drives, nor for a place a mirrored copy holds. The live
 //! pool has the backend's `max_connections`; the shadow pool a quarter as many of its
-//! own (at least one).
+//! own (at least one). Both pools are [timed](timed): every answer carries the backend's
+//! own latency as the kernel saw it, the figure the gates read on either lane.
 
 pub mod body;
 pub mod errors;
@@ -102,7 +103,7 @@ impl Upstream {
             host: HeaderValue::from_str(authority.as_str())
                 .expect("an authority is a valid header value"),
             timeout: config.timeout.0,
-            live: Pool::new(&authority, config.max_connections),
+            live: Pool::timed(&authority, config.max_connections),
             shadow: Pool::timed(&authority, shadow_places(config.max_connections)),
             errors: ErrorLog::new(),
         }

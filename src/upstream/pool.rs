@@ -118,7 +118,9 @@ pub struct Pool {
 
 /// The backend's latency for an answer of a timed pool: from the request written to the
 /// answer's first bytes received, as the kernel saw them ([`timed`](super::timed)).
-/// Absent when it could not be measured cleanly.
+/// Its answer's body carries it ([`PooledBody::latency`]), absent when it could not be
+/// measured cleanly (kept there rather than in the answer's extensions, which would
+/// allocate a map for every answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendLatency(pub Duration);
 
@@ -326,11 +328,13 @@ impl Pool {
             return Err(Unsent::Failed(SendError::Timeout));
         };
         match result {
-            Ok(mut resp) => {
-                if let Some(d) = clock.and_then(|c| c.latency()) {
-                    resp.extensions_mut().insert(BackendLatency(d));
-                }
-                Ok(Answered { resp, conn })
+            Ok(resp) => {
+                let latency = clock.and_then(|c| c.latency()).map(BackendLatency);
+                Ok(Answered {
+                    resp,
+                    conn,
+                    latency,
+                })
             }
             Err(mut e) => match e.take_message() {
                 Some(req) => Err(Unsent::Again(Box::new(req))),
@@ -352,10 +356,12 @@ enum Unsent {
     Failed(SendError),
 }
 
-/// An answer's head, and its connection unless that ended.
+/// An answer's head, its connection unless that ended, and on a timed pool the
+/// backend's latency.
 struct Answered {
     resp: Response<Incoming>,
     conn: Option<Box<Conn>>,
+    latency: Option<BackendLatency>,
 }
 
 impl Answered {
@@ -364,7 +370,11 @@ impl Answered {
         // A connection that ended frees its place at once.
         let lease = self.conn.map(|conn| Lease { conn, place });
         let (parts, inner) = self.resp.into_parts();
-        let mut body = PooledBody { inner, lease };
+        let mut body = PooledBody {
+            inner,
+            lease,
+            latency: self.latency,
+        };
         if body.inner.is_end_stream() {
             body.release(&mut Context::from_waker(
                 futures_util::task::noop_waker_ref(),
@@ -398,9 +408,16 @@ struct Lease {
 pub struct PooledBody {
     inner: Incoming,
     lease: Option<Lease>,
+    latency: Option<BackendLatency>,
 }
 
 impl PooledBody {
+    /// The backend's latency for this answer, on a timed pool when it was measured
+    /// cleanly.
+    pub fn latency(&self) -> Option<BackendLatency> {
+        self.latency
+    }
+
     /// The answer has been read in full: the connection goes back to the pool if it can
     /// take another request now, else it is closed; its place is freed either way.
     fn release(&mut self, cx: &mut Context<'_>) {
@@ -590,7 +607,7 @@ mod tests {
                 let waited = started.elapsed();
                 // The kernel turns stamping on shortly after the first socket asks for
                 // it: the first answer may come without a latency.
-                let Some(latency) = resp.extensions().get::<BackendLatency>().copied() else {
+                let Some(latency) = resp.body().latency() else {
                     assert_eq!(round, 0, "untimed after the first answer");
                     resp.into_body().collect().await.unwrap();
                     continue;
@@ -602,7 +619,7 @@ mod tests {
                 resp.into_body().collect().await.unwrap();
             }
             let resp = plain.send(get("/ok"), WAIT).await.unwrap();
-            assert_eq!(resp.extensions().get::<BackendLatency>(), None, "untimed");
+            assert_eq!(resp.body().latency(), None, "untimed");
         });
     }
 

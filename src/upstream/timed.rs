@@ -1,9 +1,12 @@
-//! A connection whose answers are timed by the kernel: a mirror's latency is the backend's.
+//! A connection whose answers are timed by the kernel: the latency the gates read is the
+//! backend's, live or mirrored.
 //!
-//! Mirrors run on the low-priority shadow thread. When the CPU is busy (other work on the
-//! node, a client flooding switchyard) that thread may be polled long after a backend's
-//! answer has arrived; timed from the thread, a healthy candidate looks slow. A
-//! [`Socket`] of a shadow pool asks the kernel to stamp each arriving segment
+//! Mirrors run on the low-priority shadow thread, live requests on the proxy's workers.
+//! When the CPU is busy (other work on the node, a client flooding switchyard) either may
+//! be polled long after a backend's answer has arrived; timed from the thread, a backend
+//! looks slower than it is, and the stable (served live) and the candidate (mirrored, or
+//! served live at another weight) not by the same amount. A
+//! [`Socket`] of a timed pool asks the kernel to stamp each arriving segment
 //! (`SO_TIMESTAMPNS`) and reads with `recvmsg`, so its [`Clock`] holds:
 //!
 //! - **written**: when the request's last bytes were handed to the kernel (the backend
@@ -14,15 +17,15 @@
 //! The backend's latency is the difference ([`Clock::latency`]): the network and the
 //! backend, never a wait in switchyard. Where the kernel gives no stamp (an old kernel,
 //! a platform without `SO_TIMESTAMPNS`), there is no latency to report, and the caller
-//! leaves the sample out rather than guess.
+//! leaves the sample out of the latency figures rather than guess.
 //!
 //! The kernel turns receive stamping on for the whole host a moment after the first
 //! socket asks for it (deferred work): segments that arrive before then carry no stamp.
 //! So a timed pool turns it on as it is made ([`keep_stamping`]), long before its first
-//! mirror, and keeps it on.
+//! request, and keeps it on.
 //!
-//! A live connection's [`Socket`] has no clock: it reads and writes as a plain
-//! [`TcpStream`].
+//! A [`Socket`] without a clock ([`Socket::plain`], an untimed pool's) reads and writes
+//! as a plain [`TcpStream`].
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -37,8 +40,8 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Turns the kernel's receive stamping on for good, once per process: one socket that
-/// asks for it, kept open. Shadow sockets ask too, but the kernel acts on the first
-/// request a moment later; without this the first mirrors after a start would come
+/// asks for it, kept open. Timed sockets ask too, but the kernel acts on the first
+/// request a moment later; without this the first answers after a start would come
 /// unstamped and give no latency.
 pub fn keep_stamping() {
     use std::os::fd::OwnedFd;
@@ -106,6 +109,13 @@ impl Clock {
         m.written = Some((before, after));
     }
 
+    /// True while a request has been written and its answer's first bytes (and their
+    /// stamp) are still to come: the one read of an exchange that asks for a stamp.
+    fn awaits_answer(&self) -> bool {
+        let m = self.lock();
+        m.written.is_some() && m.answered.is_none() && !m.unstamped
+    }
+
     /// Bytes of an answer came in, stamped by the kernel (or not).
     fn read(&self, stamp: Option<SystemTime>) {
         let mut m = self.lock();
@@ -118,7 +128,7 @@ impl Clock {
     }
 }
 
-/// A backend connection's socket: plain, or timed by the kernel (shadow connections).
+/// A backend connection's socket: plain, or timed by the kernel (every upstream pool's).
 #[derive(Debug)]
 pub struct Socket {
     stream: TcpStream,
@@ -130,6 +140,19 @@ struct Timed {
     clock: Arc<Clock>,
     /// Room for one `SCM_TIMESTAMPNS` control message, reused for every read.
     control: Vec<u8>,
+}
+
+/// At most this many bytes are read by the stamped read of an exchange; the rest of a
+/// longer answer comes by plain reads.
+const STAMPED_READ: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a stamped read puts its bytes before they are copied to the caller's buffer:
+    /// `recvmsg` here takes initialized memory, and zeroing the caller's (hyper reads into
+    /// 8 KiB and more of uninitialized memory) on every read would cost more than this
+    /// copy of the bytes actually read. One per thread, not one per connection.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; STAMPED_READ].into_boxed_slice());
 }
 
 impl Socket {
@@ -193,20 +216,30 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(timed) = &mut this.timed else {
+        // Only the first read of an answer asks for its stamp; the others (the rest of a
+        // body, a connection polled while idle) read as a plain stream does.
+        let Some(timed) = this.timed.as_mut().filter(|t| t.clock.awaits_answer()) else {
             return Pin::new(&mut this.stream).poll_read(cx, buf);
         };
         loop {
             ready!(this.stream.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
             let stream = &this.stream;
             let control = &mut timed.control;
-            match stream.try_io(Interest::READABLE, || receive(stream, control, unfilled)) {
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                let room = buf.remaining().min(scratch.len());
+                let got = stream.try_io(Interest::READABLE, || {
+                    receive(stream, control, &mut scratch[..room])
+                });
+                if let Ok((n, _)) = &got {
+                    buf.put_slice(&scratch[..*n]);
+                }
+                got
+            });
+            match read {
                 Ok((n, stamp)) => {
                     if n > 0 {
                         timed.clock.read(stamp);
                     }
-                    buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -307,6 +340,32 @@ mod tests {
                 latency < late.elapsed() / 2,
                 "{latency:?}: the wait in switchyard is not the backend's"
             );
+        }
+        backend.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_stamped_read_comes_whole() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer: Vec<u8> = (0..5 * STAMPED_READ as u32).map(|i| i as u8).collect();
+        let sent = answer.clone();
+        let backend = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            for _ in 0..2 {
+                let mut req = [0u8; 3];
+                s.read_exact(&mut req).unwrap();
+                s.write_all(&sent).unwrap();
+            }
+        });
+        let (mut socket, clock) = Socket::timed(TcpStream::connect(addr).await.unwrap());
+        assert!(clock.is_some(), "Linux stamps TCP segments");
+        for _ in 0..2 {
+            socket.write_all(b"req").await.unwrap();
+            let mut got = vec![0u8; answer.len()];
+            socket.read_exact(&mut got).await.unwrap();
+            assert!(got == answer, "the answer came whole and in order");
         }
         backend.join().unwrap();
     }
