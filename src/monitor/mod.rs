@@ -317,6 +317,27 @@ impl Monitor {
         }
     }
 
+    /// Empties the output counts of every backend but `stable` (the windows' label and
+    /// score bins) and every paired window, so that the `output_drift` gate reads the
+    /// candidate's answers under the rollout's current step only: a step changes what the
+    /// candidate answers (a shadow step's mirrored copies, then a canary's own users),
+    /// and figures mixing two steps judge neither. The stable's answers stay: they are
+    /// what the candidate's are compared with at any step (at a 100 % step, the last the
+    /// stable gave). Feature counts, statistics and the reference stay.
+    pub fn clear_outputs(&mut self, stable: &str) {
+        if let Some(layout) = &self.layout {
+            let outputs = layout.outputs();
+            for b in &mut self.backends {
+                if *b.name != *stable {
+                    if let Some(w) = &mut b.window {
+                        w.clear(outputs.clone());
+                    }
+                }
+                b.paired = Some(new_window(&self.settings, self.origin, layout));
+            }
+        }
+    }
+
     /// Forgets the features found in requests and their statistics (configured ones
     /// stay), so that the slots a request took before a new rollout are free for the
     /// requests of this one (see [`features`]). The drift windows start empty.
