@@ -106,7 +106,8 @@ pub struct Settings {
     /// The drift window's time bucket, the step it slides by (default 10 s).
     #[serde(skip)]
     pub bucket: Duration,
-    /// Fewest values a drift figure is computed on (default 100).
+    /// The analysis' fewest samples (default 100): a drift figure needs this many values
+    /// a side, or [`drift::MIN_COUNT`] when that is more.
     #[serde(skip)]
     pub min_samples: u64,
     /// The route's `redact` pointers (the capture's and the comparison's): values under
