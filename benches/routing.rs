@@ -35,6 +35,7 @@ state: { path: null }
             mirror: 0.0,
             tripwire: None,
             rollout: 0,
+            step: 0,
         }],
     );
     snap.routes[0].clone()

@@ -78,13 +78,17 @@ pub fn summary(route: &Route, now: Instant) -> Option<Summary> {
         s.output_drift = report.output_drift.as_ref().and_then(|d| d.value());
         for b in &report.backends {
             for f in &b.features {
-                let Some(d) = f.drift.filter(|d| d.level > Level::Ok) else {
+                let Some((d, value)) = f
+                    .drift
+                    .filter(|d| d.level > Level::Ok)
+                    .and_then(|d| Some((d, d.value?)))
+                else {
                     continue;
                 };
                 s.drifting.push(Drifting {
                     backend: b.backend.clone(),
                     feature: f.name.clone(),
-                    value: d.value,
+                    value,
                     level: serde_json::to_value(d.level)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
@@ -178,13 +182,19 @@ pub fn export(snap: &Snapshot, now: Instant) {
             for b in &report.backends {
                 for f in &b.features {
                     let missing = f.missing.null + f.missing.nan + f.missing.absent;
-                    metrics::feature(name, &b.backend, &f.name, f.drift.map(|d| d.value), missing);
+                    metrics::feature(
+                        name,
+                        &b.backend,
+                        &f.name,
+                        f.drift.and_then(|d| d.value),
+                        missing,
+                    );
                 }
             }
             if let Some(d) = &report.output_drift {
                 for (output, drift) in [("label", d.label), ("score", d.score)] {
-                    if let Some(drift) = drift {
-                        metrics::output_drift(name, output, drift.value);
+                    if let Some(value) = drift.and_then(|d| d.value) {
+                        metrics::output_drift(name, output, value);
                     }
                 }
             }

@@ -43,9 +43,11 @@ rollout:
   override_header: x-switchyard-route
   steps:
     - { weight: 0, mirror: 100, hold: {HOLD} }   # shadow: copies only
-    - { weight: 10, hold: {HOLD} }
-    - { weight: 25, hold: {HOLD} }
-    - { weight: 50, hold: {HOLD} }
+    # Canary steps keep copying the stable's requests: output drift then compares both
+    # models on the same requests, and has the 200 answers a side it needs within a step.
+    - { weight: 10, mirror: 100, hold: {HOLD} }
+    - { weight: 25, mirror: 100, hold: {HOLD} }
+    - { weight: 50, mirror: 100, hold: {HOLD} }
     - { weight: 100 }
   analysis:
     interval: 1s

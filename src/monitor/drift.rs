@@ -2,7 +2,8 @@
 //! against the stable's.
 //!
 //! A [`Reference`] says what "no drift" looks like: per numeric feature the
-//! edges of [`BINS`] quantile bins (the reference's deciles) and the
+//! edges of about [`BINS`] quantile bins that never split a value (see
+//! [`numeric_bins`]) and the
 //! reference's share in each; per categorical feature the shares of its
 //! [`TOP_CATEGORIES`] most frequent values and of everything else (`other`).
 //! It is built from the first requests of one backend (see [`Builder`]) or
@@ -18,8 +19,12 @@
 //!   impossible;
 //! - categorical features: the Jensen-Shannon distance, `sqrt(½ KL(p‖m) +
 //!   ½ KL(q‖m))` with `m = (p + q) / 2` and base-2 logarithms, in `[0, 1]`;
+//! - what sampling alone adds to either figure on average is taken off
+//!   ([`by_chance`]), so two samples of one distribution read about 0 whatever
+//!   their size;
 //! - a level from the thresholds: `alert` from `alert` up, `warn` from
-//!   `warn` up, else `ok`; no figure below `min_samples` values.
+//!   `warn` up, else `ok`; no figure and the level `insufficient` below
+//!   [`MIN_COUNT`] values (or the analysis' `min_samples`, when larger).
 //!
 //! Missing values are not binned: missingness is counted on its own.
 
@@ -360,26 +365,61 @@ impl Builder {
     }
 }
 
-/// Decile bins of a sample, with the sample's exact share in each. Equal deciles (a
-/// feature with few distinct values) make one edge, so such a feature gets fewer bins.
+/// About [`BINS`] quantile bins of a sample, with the sample's exact share in each.
+///
+/// Bins never split a value: each closes once it holds a tenth of the sample, at the gap
+/// after a distinct value, its edge halfway to the next distinct value. So a value that
+/// holds a large share (a score with few distinct values, a 0/1 flag) stays whole in one
+/// bin, and a model whose answers differ from these by less than half the gap to the next
+/// value (a retrained model, float noise) lands in the same bins. A last bin holding less
+/// than half a tenth joins the one before it, so every bin holds at least a twentieth of
+/// the sample (no bin so thin that a few values make it look drifted); a sample with few
+/// distinct values gets fewer bins.
 pub(crate) fn numeric_bins(values: &mut [f64]) -> Option<Bins> {
     if values.is_empty() {
         return None;
     }
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    let mut edges: Vec<f64> = (1..BINS)
-        .map(|i| values[(i * n).div_ceil(BINS) - 1])
-        .collect();
-    edges.dedup();
-    let mut counts = vec![0u64; edges.len() + 1];
-    for v in values.iter() {
-        counts[edges.partition_point(|e| e < v)] += 1;
+    let target = n.div_ceil(BINS);
+    let mut edges = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
+    let (mut i, mut in_bin) = (0, 0);
+    while i < n {
+        let v = values[i];
+        // Every copy of `v` (`-0.0` and `0.0` alike) goes in this bin.
+        let run = values[i..].partition_point(|x| *x <= v).max(1);
+        i += run;
+        in_bin += run;
+        if in_bin >= target && i < n {
+            edges.push(between(v, values[i]));
+            counts.push(in_bin as u64);
+            in_bin = 0;
+        }
+    }
+    counts.push(in_bin as u64);
+    if counts.len() > 1 && in_bin * 2 < target {
+        edges.pop();
+        let last = counts.pop().unwrap_or(0);
+        if let Some(c) = counts.last_mut() {
+            *c += last;
+        }
     }
     Some(Bins::Numeric {
         edges,
         shares: shares(&counts),
     })
+}
+
+/// An edge between two distinct values `a < b`: halfway, or `a` itself where halfway
+/// rounds onto `b` (neighbouring floats) or overflows.
+fn between(a: f64, b: f64) -> f64 {
+    let mid = a / 2.0 + b / 2.0;
+    if a <= mid && mid < b {
+        mid
+    } else {
+        a
+    }
 }
 
 /// The shares of a categorical sample's [`TOP_CATEGORIES`] most frequent values, and `other`.
@@ -430,6 +470,11 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
 /// Jensen-Shannon distance of two share vectors: the square root of the divergence in
 /// base 2, in `[0, 1]`.
 pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
+    js_divergence(p, q).sqrt()
+}
+
+/// Jensen-Shannon divergence of two share vectors, in bits, in `[0, 1]`.
+pub fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
     let kl_to_mid = |a: f64, m: f64| if a > 0.0 { a * (a / m).log2() } else { 0.0 };
     let divergence: f64 = p
         .iter()
@@ -439,7 +484,32 @@ pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
             0.5 * kl_to_mid(a, m) + 0.5 * kl_to_mid(b, m)
         })
         .sum();
-    divergence.clamp(0.0, 1.0).sqrt()
+    divergence.clamp(0.0, 1.0)
+}
+
+/// What sampling alone adds, on average, to the PSI (or the Jensen-Shannon divergence, in
+/// bits) of two samples of one distribution over `bins` bins: `n_actual` values on one
+/// side, `n_expected` on the other (`None`: exact shares, a reference).
+///
+/// Both figures are, to second order, a χ² statistic: with `p` the true shares and
+/// `p̂`, `q̂` the two samples' shares, `(q̂ − p̂) · ln(q̂ / p̂) ≈ (q̂ − p̂)² / p`, and the
+/// JS divergence is `Σ (q̂ − p̂)² / 8m` nats, `m = (p̂ + q̂) / 2 ≈ p`. With no drift
+/// `E[(q̂ᵢ − p̂ᵢ)²] = pᵢ (1 − pᵢ) (1/n_actual + 1/n_expected)`, so summed over the bins
+/// (the `(1 − pᵢ)` summing to `bins − 1`):
+///
+/// - `E[PSI] ≈ (bins − 1) · (1/n_actual + 1/n_expected)`;
+/// - `E[JS divergence] ≈ (bins − 1) · (1/n_actual + 1/n_expected) / (8 · ln 2)` bits.
+///
+/// At 90 answers a side and 10 bins the PSI of two identical models is 0.2 on average:
+/// a figure that is not corrected for it fails good candidates at the default `max`.
+pub fn by_chance(metric: Metric, bins: usize, n_actual: u64, n_expected: Option<u64>) -> f64 {
+    let inverse = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    let scale = inverse(n_actual) + n_expected.map_or(0.0, inverse);
+    let chi2 = bins.saturating_sub(1) as f64 * scale;
+    match metric {
+        Metric::Psi => chi2,
+        Metric::Js => chi2 / (8.0 * std::f64::consts::LN_2),
+    }
 }
 
 /// Which figure a drift is.
@@ -456,6 +526,8 @@ pub enum Metric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Too few values for a figure (fewer than [`Drift::needed`]): no level at all.
+    Insufficient,
     Ok,
     Warn,
     Alert,
@@ -500,41 +572,137 @@ impl Thresholds {
     }
 }
 
+/// Fewest values a side a drift figure (and so a level, a gauge, an `output_drift`
+/// verdict) is given from: 200 for a feature's window, and for each of the stable's and
+/// the candidate's answers.
+///
+/// The figures have the average that sampling alone gives them taken off ([`by_chance`]),
+/// but not their spread: with no drift at all, a 10-bin PSI over `n` values against a
+/// reference is spread like `χ²₉ / n`, so at 42 values one window in six still reads over
+/// 0.2 once corrected. At 200 values a no-drift window stays under `warn` (0.1) in more
+/// than 99 % of windows for a numeric feature against its reference and under `alert`
+/// (0.2) for the output drift of two identical models; `docs/monitoring.md` has the
+/// measured shares at several sizes. A count rather than a corrected figure alone,
+/// because a figure that is small only because it rests on little cannot tell a good
+/// candidate from one not yet measured: below the count the figure is not given, the
+/// level is `insufficient`, and the `output_drift` gate is inconclusive.
+pub const MIN_COUNT: u64 = 200;
+
+/// Values a categorical figure needs per category beyond the first, when that is more than
+/// [`MIN_COUNT`]: the JS distance of many categories spreads more (a square root of a χ²
+/// with a degree per category), so a feature of 20 values and `other` needs 600.
+pub const MIN_PER_CATEGORY: u64 = 30;
+
 /// One drift figure: what was measured, how far, its level, over how many values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Drift {
     pub metric: Metric,
-    pub value: f64,
+    /// The figure, with what sampling alone adds on average taken off and floored at 0
+    /// (PSI: `raw − by_chance`; JS distance: `sqrt(raw² − by_chance)`); `None` below
+    /// `needed` values.
+    pub value: Option<f64>,
+    /// The plain PSI or JS distance of the shares, as the formulas give it; `None`
+    /// below `needed` values.
+    pub raw: Option<f64>,
+    /// `insufficient` below `needed` values.
     pub level: Level,
     /// Values in the window the figure was computed on (the smaller side for output drift).
     pub samples: u64,
+    /// Values needed a side before a figure is given ([`MIN_COUNT`], or the analysis'
+    /// `min_samples` when larger; for the JS distance at least [`MIN_PER_CATEGORY`] per
+    /// category beyond the first).
+    pub needed: u64,
+    /// Why there is no figure, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 impl Drift {
-    /// Compares `actual` counts with `expected` shares on the same bins, the metric chosen by
-    /// `kind`; `None` below `min_samples` values.
+    /// No figure: `samples` values, `needed` wanted, and why.
+    pub(crate) fn insufficient(
+        metric: Metric,
+        samples: u64,
+        needed: u64,
+        reason: &'static str,
+    ) -> Drift {
+        Drift {
+            metric,
+            value: None,
+            raw: None,
+            level: Level::Insufficient,
+            samples,
+            needed,
+            reason: Some(reason),
+        }
+    }
+
+    /// Compares `actual` counts with `expected` ones on the same bins (`expected_n`: how
+    /// many values the expected side is a sample of; `None` for exact shares, a
+    /// reference), the metric chosen by `kind`; insufficient below `needed` values.
     pub(crate) fn of(
         kind: Kind,
         expected: &[f64],
+        expected_n: Option<u64>,
         actual: &[u64],
         thresholds: &Thresholds,
-        min_samples: u64,
-    ) -> Option<Drift> {
-        let samples: u64 = actual.iter().sum();
-        if samples < min_samples.max(1) {
-            return None;
-        }
-        let q = shares(actual);
-        let (metric, value) = match kind {
-            Kind::Numeric => (Metric::Psi, psi(expected, &q)),
-            Kind::Categorical => (Metric::Js, js_distance(expected, &q)),
+        needed: u64,
+    ) -> Drift {
+        let metric = match kind {
+            Kind::Numeric => Metric::Psi,
+            Kind::Categorical => Metric::Js,
         };
-        Some(Drift {
+        let needed = match metric {
+            Metric::Psi => needed.max(1),
+            Metric::Js => needed
+                .max(1)
+                .max(MIN_PER_CATEGORY.saturating_mul(expected.len().saturating_sub(1) as u64)),
+        };
+        let samples: u64 = actual.iter().sum();
+        if samples < needed {
+            return Drift::insufficient(metric, samples, needed, "too few values in the window");
+        }
+        Drift {
+            needed,
+            ..Drift::figure(metric, expected, expected_n, actual, thresholds)
+        }
+    }
+
+    /// The figure of `actual` counts against `expected` shares, however few the counts.
+    pub(crate) fn figure(
+        metric: Metric,
+        expected: &[f64],
+        expected_n: Option<u64>,
+        actual: &[u64],
+        thresholds: &Thresholds,
+    ) -> Drift {
+        let samples: u64 = actual.iter().sum();
+        let q = shares(actual);
+        // Bins where either side has anything: those a sample of one distribution fills.
+        let bins = expected
+            .iter()
+            .zip(actual)
+            .filter(|(&p, &c)| p > 0.0 || c > 0)
+            .count();
+        let chance = by_chance(metric, bins, samples, expected_n);
+        let (raw, value) = match metric {
+            Metric::Psi => {
+                let raw = psi(expected, &q);
+                (raw, (raw - chance).max(0.0))
+            }
+            Metric::Js => {
+                let divergence = js_divergence(expected, &q);
+                (divergence.sqrt(), (divergence - chance).max(0.0).sqrt())
+            }
+        };
+        Drift {
             metric,
-            value,
+            value: Some(value),
+            raw: Some(raw),
             level: thresholds.level(value),
             samples,
-        })
+            needed: 0,
+            reason: None,
+        }
     }
 }
 
@@ -590,6 +758,15 @@ impl Window {
             self.epochs[slot] = epoch;
         }
         Some(row)
+    }
+
+    /// Empties bins `range` in every time bucket (the other bins keep their counts).
+    pub(crate) fn clear(&mut self, range: std::ops::Range<usize>) {
+        for row in self.counts.chunks_mut(self.width.max(1)) {
+            if let Some(bins) = row.get_mut(range.clone()) {
+                bins.fill(0);
+            }
+        }
     }
 
     /// The counts of bins `range` over the window ending at `now`.
@@ -717,25 +894,33 @@ impl Layout {
         ]
     }
 
-    /// A feature's drift in `window`: `None` without a reference entry or enough values.
+    /// A feature's drift in `window` (insufficient below `needed` values); `None` without
+    /// a reference entry.
     pub(crate) fn feature_drift(
         &self,
         ix: usize,
         window: &Window,
         now: Instant,
         thresholds: &Thresholds,
-        min_samples: u64,
+        needed: u64,
     ) -> Option<Drift> {
         let entry = (*self.by_feature.get(ix)?)? as usize;
         let counts = window.totals(now, self.range(entry));
         let kind = self.bins[entry].kind();
-        Drift::of(
+        // The reference is a sample too: of about one value a request (a built numeric
+        // feature keeps at most `RESERVOIR`); a file that does not say is taken as exact.
+        let reference_n = match kind {
+            Kind::Numeric => self.requests.min(RESERVOIR as u64),
+            Kind::Categorical => self.requests,
+        };
+        Some(Drift::of(
             kind,
             &self.expected[entry],
+            (reference_n > 0).then_some(reference_n),
             &counts,
             thresholds,
-            min_samples,
-        )
+            needed,
+        ))
     }
 
     /// The label (`0`) or score (`1`) counts of a window; `None` without that output's bins.
@@ -750,6 +935,15 @@ impl Layout {
             self.bins[entry].kind(),
             window.totals(now, self.range(entry)),
         ))
+    }
+
+    /// The window positions of the outputs' bins (label, then score): one range, as they
+    /// come after every feature's.
+    pub(crate) fn outputs(&self) -> std::ops::Range<usize> {
+        self.offsets
+            .get(self.features)
+            .copied()
+            .unwrap_or(self.width)..self.width
     }
 
     fn range(&self, entry: usize) -> std::ops::Range<usize> {

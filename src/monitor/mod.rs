@@ -106,7 +106,8 @@ pub struct Settings {
     /// The drift window's time bucket, the step it slides by (default 10 s).
     #[serde(skip)]
     pub bucket: Duration,
-    /// Fewest values a drift figure is computed on (default 100).
+    /// The analysis' fewest samples (default 100): a drift figure needs this many values
+    /// a side, or [`drift::MIN_COUNT`] when that is more.
     #[serde(skip)]
     pub min_samples: u64,
     /// The route's `redact` pointers (the capture's and the comparison's): values under
@@ -312,6 +313,27 @@ impl Monitor {
         if let Some(layout) = &self.layout {
             for b in &mut self.backends {
                 b.window = Some(new_window(&self.settings, self.origin, layout));
+                b.paired = Some(new_window(&self.settings, self.origin, layout));
+            }
+        }
+    }
+
+    /// Empties the output counts of every backend but `stable` (the windows' label and
+    /// score bins) and every paired window, so that the `output_drift` gate reads the
+    /// candidate's answers under the rollout's current step only: a step changes what the
+    /// candidate answers (a shadow step's mirrored copies, then a canary's own users),
+    /// and figures mixing two steps judge neither. The stable's answers stay: they are
+    /// what the candidate's are compared with at any step (at a 100 % step, the last the
+    /// stable gave). Feature counts, statistics and the reference stay.
+    pub fn clear_outputs(&mut self, stable: &str) {
+        if let Some(layout) = &self.layout {
+            let outputs = layout.outputs();
+            for b in &mut self.backends {
+                if *b.name != *stable {
+                    if let Some(w) = &mut b.window {
+                        w.clear(outputs.clone());
+                    }
+                }
                 b.paired = Some(new_window(&self.settings, self.origin, layout));
             }
         }

@@ -74,7 +74,8 @@ pub struct FeatureReport {
     pub quantiles: Option<Quantiles>,
     /// Categorical features: the most frequent values.
     pub top: Vec<TopValue>,
-    /// Against the reference, over the drift window.
+    /// Against the reference, over the drift window (`insufficient`, with its count,
+    /// below the values a figure needs); `None` without a reference entry.
     pub drift: Option<Drift>,
     /// Its values are under a `redact` pointer: counted, but no quantiles, top values
     /// or drift are shown.
@@ -112,9 +113,10 @@ pub struct OutputDrift {
     /// Compared on the answers both gave to the same mirrored requests (else on each
     /// one's own traffic over the window).
     pub paired: bool,
-    /// Label mix: Jensen-Shannon distance.
+    /// Label mix: Jensen-Shannon distance; `None` without label bins in the reference.
     pub label: Option<Drift>,
-    /// Scores: PSI on the reference's score bins, the stable's shares as expected.
+    /// Scores: PSI on the reference's score bins, the stable's shares as expected; `None`
+    /// without score bins in the reference.
     pub score: Option<Drift>,
 }
 
@@ -125,7 +127,7 @@ impl OutputDrift {
         [self.label, self.score]
             .into_iter()
             .flatten()
-            .map(|d| d.value)
+            .filter_map(|d| d.value)
             .reduce(f64::max)
     }
 }
@@ -167,7 +169,7 @@ impl Monitor {
             .map(|(ix, f)| {
                 let drift = match (&self.layout, &b.window) {
                     (Some(l), Some(w)) => {
-                        l.feature_drift(ix, w, now, &self.settings.drift, self.settings.min_samples)
+                        l.feature_drift(ix, w, now, &self.settings.drift, self.drift_needed())
                     }
                     _ => None,
                 };
@@ -186,8 +188,16 @@ impl Monitor {
         }
     }
 
+    /// Values a side a drift figure needs: [`drift::MIN_COUNT`], or the analysis'
+    /// `min_samples` when larger.
+    pub fn drift_needed(&self) -> u64 {
+        self.settings.min_samples.max(drift::MIN_COUNT)
+    }
+
     /// The candidate's outputs against the stable's over the drift window ending at `now`;
-    /// `None` without a reference or when either backend has not been seen.
+    /// `None` without a reference or when either backend has not been seen. Each figure
+    /// needs [`drift_needed`](Monitor::drift_needed) values on each side (else it is
+    /// insufficient, and says which side is short).
     pub fn output_drift(&self, stable: &str, candidate: &str, now: Instant) -> Option<OutputDrift> {
         let layout = self.layout.as_ref()?;
         let window = |name: &str| {
@@ -196,7 +206,7 @@ impl Monitor {
                 .find(|b| *b.name == *name)
                 .and_then(|b| b.window.as_ref())
         };
-        let min = self.settings.min_samples.max(1);
+        let min = self.drift_needed();
         // The answers to mirrored requests, both models on the same requests, once each
         // side has enough of them; else each one's own traffic.
         let paired = |name: &str| {
@@ -223,19 +233,26 @@ impl Monitor {
             let (kind, expected) = layout.output_counts(which, sw, now)?;
             let (_, actual) = layout.output_counts(which, cw, now)?;
             let stable_n: u64 = expected.iter().sum();
-            if stable_n < min {
-                return None;
-            }
+            let candidate_n: u64 = actual.iter().sum();
             let d = Drift::of(
                 kind,
                 &drift::shares(&expected),
+                Some(stable_n),
                 &actual,
                 &self.settings.drift,
                 min,
-            )?;
-            Some(Drift {
-                samples: d.samples.min(stable_n),
-                ..d
+            );
+            let short =
+                |side| Drift::insufficient(d.metric, candidate_n.min(stable_n), d.needed, side);
+            Some(if stable_n < d.needed {
+                short("too few stable answers in the window")
+            } else if candidate_n < d.needed {
+                short("too few candidate answers in the window")
+            } else {
+                Drift {
+                    samples: candidate_n.min(stable_n),
+                    ..d
+                }
             })
         };
         Some(OutputDrift {

@@ -1,6 +1,6 @@
 //! Known distributions in, exact counts and bounded errors out; real-looking bodies per protocol.
 
-use super::drift::{self, Bins, Level, Metric, EPSILON};
+use super::drift::{self, Bins, Drift, Level, Metric, EPSILON};
 use super::stats::{Sketch, TopK, RELATIVE_ACCURACY, TOP_CAPACITY};
 use super::*;
 use rand::rngs::SmallRng;
@@ -628,10 +628,16 @@ fn psi_is_low_for_the_same_distribution_and_high_for_a_shifted_one() {
     let blue = feature(&r, "blue", "instances[0]").drift.unwrap();
     let green = feature(&r, "green", "instances[0]").drift.unwrap();
     assert_eq!((blue.metric, blue.samples), (Metric::Psi, 5000));
-    assert!((blue.value - own_psi(&edges, &shares, &same)).abs() < 1e-9);
-    assert!((green.value - own_psi(&edges, &shares, &shifted)).abs() < 1e-9);
-    assert!(blue.value < 0.05, "same distribution: {}", blue.value);
-    assert!(green.value > 0.2, "shifted: {}", green.value);
+    let (blue_raw, green_raw) = (blue.raw.unwrap(), green.raw.unwrap());
+    assert!((blue_raw - own_psi(&edges, &shares, &same)).abs() < 1e-9);
+    assert!((green_raw - own_psi(&edges, &shares, &shifted)).abs() < 1e-9);
+    // The figure is the PSI less what sampling adds on average over 10 bins: 5 000 values
+    // in the window, against a reference sample of 1 024 values (its reservoir).
+    let chance = 9.0 * (1.0 / 5000.0 + 1.0 / 1024.0);
+    assert!((blue.value.unwrap() - (blue_raw - chance).max(0.0)).abs() < 1e-12);
+    assert!((green.value.unwrap() - (green_raw - chance)).abs() < 1e-12);
+    assert!(blue.value < Some(0.05), "same distribution: {blue:?}");
+    assert!(green.value > Some(0.2), "shifted: {green:?}");
     assert_eq!((blue.level, green.level), (Level::Ok, Level::Alert));
 }
 
@@ -662,10 +668,11 @@ fn js_distance_is_low_for_the_same_mix_and_high_for_a_shifted_one() {
     let green = feature(&r, "green", "country").drift.unwrap();
     assert_eq!(blue.metric, Metric::Js);
     let expected = bins.shares();
-    assert!((blue.value - own_js(&expected, &category_shares(&bins, &same))).abs() < 1e-9);
-    assert!((green.value - own_js(&expected, &category_shares(&bins, &shifted))).abs() < 1e-9);
-    assert!(blue.value < 0.05, "same mix: {}", blue.value);
-    assert!(green.value > 0.2, "shifted mix: {}", green.value);
+    let raw = |d: &Drift| d.raw.unwrap();
+    assert!((raw(&blue) - own_js(&expected, &category_shares(&bins, &same))).abs() < 1e-9);
+    assert!((raw(&green) - own_js(&expected, &category_shares(&bins, &shifted))).abs() < 1e-9);
+    assert!(blue.value < Some(0.05), "same mix: {blue:?}");
+    assert!(green.value > Some(0.2), "shifted mix: {green:?}");
 }
 
 #[test]
@@ -741,11 +748,11 @@ fn output_drift_compares_the_candidate_with_the_stable_over_the_same_window() {
         &category_shares(&bins, &seen.0),
         &category_shares(&bins, &seen.1),
     );
-    assert!((label.value - own).abs() < 1e-9);
-    assert!(label.value > 0.2, "label mix moved: {}", label.value);
+    assert!((label.raw.unwrap() - own).abs() < 1e-9);
+    assert!(label.value > Some(0.2), "label mix moved: {label:?}");
     let score = d.score.unwrap();
-    assert!(score.value < 0.05, "scores did not move: {}", score.value);
-    assert_eq!(d.value(), Some(label.value));
+    assert!(score.value < Some(0.05), "scores did not move: {score:?}");
+    assert_eq!(d.value(), label.value);
     let same = m.output_drift("blue", "blue", now).unwrap();
     assert_eq!(same.value(), Some(0.0));
 
@@ -775,10 +782,11 @@ fn the_window_slides_and_old_values_leave_it() {
         drift_at(&m, t0 + Duration::from_secs(40)).unwrap().samples,
         200
     );
+    let gone = drift_at(&m, t0 + Duration::from_secs(120)).unwrap();
     assert_eq!(
-        drift_at(&m, t0 + Duration::from_secs(120)),
-        None,
-        "too few values"
+        (gone.value, gone.level, gone.samples, gone.needed),
+        (None, Level::Insufficient, 0, drift::MIN_COUNT),
+        "too few values: {gone:?}"
     );
 }
 
@@ -790,8 +798,9 @@ fn a_feature_with_few_distinct_values_gets_fewer_bins() {
     let Some(Bins::Numeric { edges, shares }) = drift::numeric_bins(&mut flags) else {
         panic!("numeric bins")
     };
-    assert_eq!(edges, [0.0, 1.0]);
-    assert_eq!(shares, [0.7, 0.3, 0.0]);
+    // One edge between the two values: a bin each, none empty.
+    assert_eq!(edges, [0.5]);
+    assert_eq!(shares, [0.7, 0.3]);
 }
 
 #[test]
@@ -1204,4 +1213,425 @@ fn a_redact_pointer_hides_tensor_columns_and_pointer_features() {
         assert!(f.redacted && f.top.is_empty() && f.count == 1, "{f:?}");
     }
     assert_eq!(feature(&r, "blue", "plain[0]").top[0].value, "shown");
+}
+
+// === drift that does not cry wolf ===
+
+/// Thirteen distinct scores, 0.2 to 0.8 by 0.05, most of them near the middle: a model
+/// whose scores take few values (a small tree, rounded probabilities).
+const THIRTEEN: [(f64, f64); 13] = {
+    let weights = [1., 2., 4., 7., 10., 13., 15., 13., 10., 7., 4., 2., 1.];
+    let mut out = [(0.0, 0.0); 13];
+    let mut i = 0;
+    while i < 13 {
+        out[i] = (0.2 + 0.05 * i as f64, weights[i] / 89.0);
+        i += 1;
+    }
+    out
+};
+
+impl Normal {
+    /// One of the [`THIRTEEN`] scores, drawn with their shares.
+    fn thirteen(&mut self) -> f64 {
+        let mut u: f64 = self.0.random();
+        for (v, share) in THIRTEEN {
+            if u < share {
+                return v;
+            }
+            u -= share;
+        }
+        THIRTEEN[12].0
+    }
+}
+
+/// A monitor whose reference is `blue`'s first 1 000 answers, each `answer(g)`.
+fn output_reference(g: &mut Normal, answer: impl Fn(&mut Normal) -> String) -> Monitor {
+    let mut m = Monitor::new(settings(1000)).unwrap();
+    m.start_reference("blue");
+    let now = Instant::now();
+    for _ in 0..1000 {
+        let a = answer(g);
+        observe(&mut m, "blue", "/v1/models/m:predict", "{}", &a, now);
+    }
+    assert!(m.reference().is_some());
+    m
+}
+
+/// The output drift of `trials` windows of `n` answers a side, each side's answers drawn
+/// by its own function, sorted; every window must give a figure.
+fn output_drift_trials(
+    m: &mut Monitor,
+    g: &mut Normal,
+    trials: usize,
+    n: usize,
+    stable: impl Fn(&mut Normal) -> String,
+    candidate: impl Fn(&mut Normal) -> String,
+) -> Vec<f64> {
+    let now = Instant::now();
+    let mut figures: Vec<f64> = (0..trials)
+        .map(|_| {
+            m.clear_windows();
+            for _ in 0..n {
+                let (s, c) = (stable(g), candidate(g));
+                observe(m, "blue", "/v1/models/m:predict", "{}", &s, now);
+                observe(m, "green", "/v1/models/m:predict", "{}", &c, now);
+            }
+            let d = m.output_drift("blue", "green", now).unwrap();
+            d.value()
+                .unwrap_or_else(|| panic!("no figure at {n} a side: {d:?}"))
+        })
+        .collect();
+    figures.sort_by(f64::total_cmp);
+    figures
+}
+
+/// The `q`-quantile of sorted figures.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[test]
+fn a_near_identical_model_with_13_distinct_scores_holds_output_drift_well_under_0_1() {
+    let mut g = Normal::new(23);
+    let score = |v: f64| format!(r#"{{"predictions":[{v}]}}"#);
+    let mut m = output_reference(&mut g, |g| score(g.thirteen()));
+    // A retrained model: the same scores for the same inputs, each a little higher.
+    let figures = output_drift_trials(
+        &mut m,
+        &mut g,
+        200,
+        300,
+        |g| score(g.thirteen()),
+        |g| score(g.thirteen() + 0.002),
+    );
+    let (median, p99) = (quantile(&figures, 0.5), quantile(&figures, 0.99));
+    assert_eq!(median, 0.0, "noise is not read as drift: {figures:?}");
+    assert!(p99 < 0.1, "99th percentile {p99}: {figures:?}");
+
+    // A model whose scores moved two values up is still caught in every window.
+    let figures = output_drift_trials(
+        &mut m,
+        &mut g,
+        200,
+        300,
+        |g| score(g.thirteen()),
+        |g| score(g.thirteen() + 0.1),
+    );
+    assert!(figures[0] > 0.2, "a shifted model read {}", figures[0]);
+}
+
+#[test]
+fn an_equal_label_mix_holds_output_drift_well_under_0_1_and_a_moved_one_does_not() {
+    const EQUAL: [(&str, f64); 3] = [("cat", 1.0 / 3.0), ("dog", 1.0 / 3.0), ("fox", 1.0 / 3.0)];
+    const MOVED: [(&str, f64); 3] = [("cat", 0.7), ("dog", 0.2), ("fox", 0.1)];
+    let mut g = Normal::new(29);
+    let label = |l: &str| format!(r#"{{"predictions":["{l}"]}}"#);
+    let mut m = output_reference(&mut g, |g| label(g.pick(&EQUAL)));
+    let figures = output_drift_trials(
+        &mut m,
+        &mut g,
+        200,
+        400,
+        |g| label(g.pick(&EQUAL)),
+        |g| label(g.pick(&EQUAL)),
+    );
+    let (median, p99) = (quantile(&figures, 0.5), quantile(&figures, 0.99));
+    assert_eq!(median, 0.0, "noise is not read as drift: {figures:?}");
+    assert!(p99 < 0.1, "99th percentile {p99}: {figures:?}");
+
+    let figures = output_drift_trials(
+        &mut m,
+        &mut g,
+        200,
+        400,
+        |g| label(g.pick(&EQUAL)),
+        |g| label(g.pick(&MOVED)),
+    );
+    assert!(
+        figures[0] > 0.2,
+        "a moved mix read {}: {figures:?}",
+        figures[0]
+    );
+}
+
+#[test]
+fn a_no_drift_window_of_the_minimum_count_stays_under_warn() {
+    let mut g = Normal::new(31);
+    let now = Instant::now();
+    let mut m = numeric_reference(1000, &mut g, now);
+    let n = drift::MIN_COUNT;
+    let windows = 500;
+    let mut over_warn = 0;
+    for _ in 0..windows {
+        m.clear_windows();
+        for _ in 0..n {
+            let req = format!(r#"{{"instances":[[{}]]}}"#, g.sample(0.0, 1.0));
+            observe(&mut m, "blue", "/v1/models/m:predict", &req, "{}", now);
+        }
+        let d = feature(&m.report(now, None), "blue", "instances[0]")
+            .drift
+            .unwrap();
+        assert_eq!(d.samples, n);
+        if d.level != Level::Ok {
+            over_warn += 1;
+        }
+    }
+    assert!(
+        over_warn * 100 <= windows,
+        "{over_warn} of {windows} windows of {n} values read warn or alert"
+    );
+}
+
+#[test]
+fn below_the_minimum_count_a_drift_shows_its_count_and_no_level() {
+    let mut g = Normal::new(37);
+    let now = Instant::now();
+    let req = |g: &mut Normal| format!(r#"{{"instances":[[{}]]}}"#, g.sample(0.0, 1.0));
+    let answer = |g: &mut Normal| format!(r#"{{"predictions":[{}]}}"#, g.sample(0.5, 0.1));
+    let mut m = Monitor::new(settings(500)).unwrap();
+    m.start_reference("blue");
+    for _ in 0..500 {
+        let (r, a) = (req(&mut g), answer(&mut g));
+        observe(&mut m, "blue", "/v1/models/m:predict", &r, &a, now);
+    }
+    let short = drift::MIN_COUNT - 1;
+    for _ in 0..short {
+        let (r, a) = (req(&mut g), answer(&mut g));
+        observe(&mut m, "blue", "/v1/models/m:predict", &r, &a, now);
+        let (r, a) = (req(&mut g), answer(&mut g));
+        observe(&mut m, "green", "/v1/models/m:predict", &r, &a, now);
+    }
+    let json = |m: &Monitor| serde_json::to_value(m.report(now, Some(("blue", "green")))).unwrap();
+    let r = json(&m);
+    let drift = &r["backends"][0]["features"][0]["drift"];
+    assert_eq!(
+        *drift,
+        serde_json::json!({
+            "metric": "psi", "value": null, "raw": null, "level": "insufficient",
+            "samples": short, "needed": drift::MIN_COUNT,
+            "reason": "too few values in the window",
+        })
+    );
+    let score = &r["output_drift"]["score"];
+    assert_eq!(score["level"], "insufficient", "{score:#}");
+    assert_eq!(score["value"], serde_json::Value::Null);
+    assert_eq!(
+        (score["samples"].as_u64(), score["needed"].as_u64()),
+        (Some(short), Some(200))
+    );
+    assert!(
+        score["reason"].as_str().unwrap().contains("too few"),
+        "{score:#}"
+    );
+    assert_eq!(m.output_drift("blue", "green", now).unwrap().value(), None);
+
+    // One more value a side: every figure, with its count beside it.
+    let (r, a) = (req(&mut g), answer(&mut g));
+    observe(&mut m, "blue", "/v1/models/m:predict", &r, &a, now);
+    let (r, a) = (req(&mut g), answer(&mut g));
+    observe(&mut m, "green", "/v1/models/m:predict", &r, &a, now);
+    let r = json(&m);
+    for drift in [
+        &r["backends"][0]["features"][0]["drift"],
+        &r["backends"][1]["features"][0]["drift"],
+        &r["output_drift"]["score"],
+    ] {
+        assert!(
+            drift["value"].is_f64() && drift["raw"].is_f64(),
+            "{drift:#}"
+        );
+        assert_eq!(drift["samples"], drift::MIN_COUNT, "{drift:#}");
+        assert_ne!(drift["level"], "insufficient", "{drift:#}");
+        assert!(drift.get("reason").is_none(), "{drift:#}");
+    }
+}
+
+#[test]
+fn bins_never_split_a_value_and_hold_a_twentieth_of_the_sample_each() {
+    let mut g = Normal::new(41);
+    let mut scores: Vec<f64> = (0..1000).map(|_| g.thirteen()).collect();
+    let Some(Bins::Numeric { edges, shares }) = drift::numeric_bins(&mut scores) else {
+        panic!("numeric bins")
+    };
+    let values: Vec<f64> = THIRTEEN.iter().map(|t| t.0).collect();
+    for e in &edges {
+        // Every edge lies strictly between two neighbouring values, halfway.
+        let above = values.iter().position(|v| v > e).unwrap();
+        let (lo, hi) = (values[above - 1], values[above]);
+        assert!((e - (lo + hi) / 2.0).abs() < 1e-12, "edge {e} in {edges:?}");
+    }
+    assert!(shares.iter().all(|&s| s >= 0.05), "{shares:?}");
+    assert!(shares.len() <= drift::BINS, "{shares:?}");
+    // A value a little off lands where the value does.
+    let bins = Bins::Numeric { edges, shares };
+    for v in values {
+        let at = |x: f64| bins.bin(&stats::Read::Number(x));
+        assert_eq!(at(v), at(v + 0.002), "{v}");
+        assert_eq!(at(v), at(v - 0.002), "{v}");
+    }
+    // Continuous values: ten bins of a tenth.
+    let mut normal: Vec<f64> = (0..1000).map(|_| g.sample(0.0, 1.0)).collect();
+    let Some(Bins::Numeric { shares, .. }) = drift::numeric_bins(&mut normal) else {
+        panic!("numeric bins")
+    };
+    assert_eq!(shares, [0.1; 10]);
+}
+
+#[test]
+fn a_new_step_empties_the_candidates_output_counts_and_keeps_the_rest() {
+    let mut g = Normal::new(43);
+    let now = Instant::now();
+    let mut m = numeric_reference(500, &mut g, now);
+    let answer = r#"{"predictions":[0]}"#;
+    for _ in 0..300 {
+        for backend in ["blue", "green"] {
+            let req = format!(r#"{{"instances":[[{}]]}}"#, g.sample(0.0, 1.0));
+            let ex = exchange(backend, "/v1/models/m:predict", &req, answer);
+            let p = m.parse(&ex);
+            m.observe(&ex, &p, now);
+        }
+    }
+    assert!(m
+        .output_drift("blue", "green", now)
+        .unwrap()
+        .value()
+        .is_some());
+
+    m.clear_outputs("blue");
+    let d = m.output_drift("blue", "green", now).unwrap();
+    let label = d.label.unwrap();
+    assert_eq!((label.value, label.samples), (None, 0), "{d:?}");
+    assert_eq!(
+        label.reason,
+        Some("too few candidate answers in the window")
+    );
+    // The stable's answers stay: the candidate's 300 of the new step are compared with them.
+    let answer = r#"{"predictions":[0]}"#;
+    for _ in 0..300 {
+        let ex = exchange("green", "/v1/models/m:predict", "{}", answer);
+        let p = m.parse(&ex);
+        m.observe(&ex, &p, now);
+    }
+    let label = m.output_drift("blue", "green", now).unwrap().label.unwrap();
+    assert_eq!((label.value, label.samples), (Some(0.0), 300), "{label:?}");
+    let f = feature(&m.report(now, None), "blue", "instances[0]")
+        .drift
+        .unwrap();
+    assert_eq!(f.samples, 300, "the feature window stays: {f:?}");
+    assert!(f.value.is_some());
+}
+
+/// Prints the share of no-drift windows whose figure reaches `warn` (0.1) and `alert`
+/// (0.2), at several window sizes, as `docs/monitoring.md` shows them:
+/// `cargo test --release --lib monitor::tests::measure_no_drift -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_no_drift_false_alerts() {
+    let t = Thresholds::default();
+    let mut g = Normal::new(1);
+    let trials = 2000;
+    let count = |edges: &[f64], values: &[f64]| {
+        let mut c = vec![0u64; edges.len() + 1];
+        for v in values {
+            c[edges.partition_point(|e| e < v)] += 1;
+        }
+        c
+    };
+    let categories = |k: usize, zipf: bool| -> Vec<f64> {
+        let w: Vec<f64> = (0..k)
+            .map(|i| if zipf { 1.0 / (i as f64 + 1.0) } else { 1.0 })
+            .collect();
+        let total: f64 = w.iter().sum();
+        w.iter().map(|x| x / total).collect()
+    };
+    let pick = |g: &mut Normal, p: &[f64]| {
+        let mut u: f64 = g.0.random();
+        for (i, s) in p.iter().enumerate() {
+            if u < *s {
+                return i;
+            }
+            u -= s;
+        }
+        p.len() - 1
+    };
+    println!("| case | n | corrected ≥ warn | ≥ alert | 99th pct | raw ≥ warn | ≥ alert |");
+    for (case, two_sided) in [
+        ("numeric feature (normal) vs a reference of 1 000", false),
+        (
+            "categorical feature, 3 values, vs a reference of 1 000",
+            false,
+        ),
+        (
+            "categorical feature, 21 values (Zipf), vs a reference of 1 000",
+            false,
+        ),
+        ("output scores, 13 distinct values, two samples", true),
+        ("output scores, continuous, two samples", true),
+        ("output labels, 3 equal, two samples", true),
+    ] {
+        for n in [42u64, 100, 200, 300, 400, 600] {
+            let mut figures = Vec::new();
+            let (mut warn, mut alert, mut raw_warn, mut raw_alert) = (0, 0, 0, 0);
+            for _ in 0..trials {
+                let d = if case.contains("numeric") || case.contains("scores") {
+                    let draw = |g: &mut Normal| {
+                        if case.contains("13") {
+                            g.thirteen()
+                        } else {
+                            g.sample(0.0, 1.0)
+                        }
+                    };
+                    let mut r: Vec<f64> = (0..1000).map(|_| draw(&mut g)).collect();
+                    let Some(Bins::Numeric { edges, shares }) = drift::numeric_bins(&mut r) else {
+                        panic!()
+                    };
+                    let a: Vec<f64> = (0..n).map(|_| draw(&mut g)).collect();
+                    let (expected, expected_n) = if two_sided {
+                        let s: Vec<f64> = (0..n).map(|_| draw(&mut g)).collect();
+                        (drift::shares(&count(&edges, &s)), n)
+                    } else {
+                        (shares, 1000)
+                    };
+                    Drift::of(
+                        Kind::Numeric,
+                        &expected,
+                        Some(expected_n),
+                        &count(&edges, &a),
+                        &t,
+                        1,
+                    )
+                } else {
+                    let k = if case.contains("21") { 21 } else { 3 };
+                    let p = categories(k, case.contains("Zipf"));
+                    let p = if case.contains("3 values") {
+                        vec![0.5, 0.3, 0.2]
+                    } else {
+                        p
+                    };
+                    let mut a = vec![0u64; k];
+                    (0..n).for_each(|_| a[pick(&mut g, &p)] += 1);
+                    let side = if two_sided { n } else { 1000 };
+                    let mut e = vec![0u64; k];
+                    (0..side).for_each(|_| e[pick(&mut g, &p)] += 1);
+                    Drift::figure(Metric::Js, &drift::shares(&e), Some(side), &a, &t)
+                };
+                let (v, r) = (d.value.unwrap(), d.raw.unwrap());
+                figures.push(v);
+                warn += u32::from(v >= t.warn);
+                alert += u32::from(v >= t.alert);
+                raw_warn += u32::from(r >= t.warn);
+                raw_alert += u32::from(r >= t.alert);
+            }
+            figures.sort_by(f64::total_cmp);
+            let pct = |x: u32| 100.0 * f64::from(x) / trials as f64;
+            println!(
+                "| {case} | {n} | {:.1} % | {:.1} % | {:.3} | {:.1} % | {:.1} % |",
+                pct(warn),
+                pct(alert),
+                quantile(&figures, 0.99),
+                pct(raw_warn),
+                pct(raw_alert)
+            );
+        }
+    }
 }

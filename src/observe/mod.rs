@@ -82,6 +82,8 @@ pub struct Watch {
     monitor: Mutex<Monitor>,
     /// The rollout whose start last began a reference.
     rollout: AtomicU64,
+    /// The step of that rollout whose answers the output counts hold.
+    step: AtomicU64,
 }
 
 /// One observed exchange, after its answer has gone to the client.
@@ -192,13 +194,19 @@ impl Observers {
     /// reference is a file), forgets the features found in requests (so the slots an
     /// earlier request took are free again) and empties the drift windows, so that the
     /// `output_drift` gate judges it on its own answers, not on those of the attempt
-    /// before it.
-    pub fn rollout(&self, id: u64) {
+    /// before it. A new `step` of the same rollout (the controller's step index, or past
+    /// the last once promoted) empties the candidate's output counts, so that the gate
+    /// reads its answers under the current step only (see [`Monitor::clear_outputs`]).
+    pub fn rollout(&self, id: u64, step: u64) {
         if let Some(w) = &self.monitor {
-            if w.rollout.swap(id, Ordering::Relaxed) != id {
+            let new_rollout = w.rollout.swap(id, Ordering::Relaxed) != id;
+            let new_step = w.step.swap(step, Ordering::Relaxed) != step;
+            if new_rollout {
                 let mut monitor = w.lock();
                 monitor.start_reference(&w.stable);
                 monitor.forget_discovered();
+            } else if new_step {
+                w.lock().clear_outputs(&w.stable);
             }
         }
     }
@@ -497,6 +505,7 @@ fn watch(route: &config::Route, previous: Option<&Arc<Watch>>) -> Option<Arc<Wat
                 stable: stable.into(),
                 monitor: Mutex::new(monitor),
                 rollout: AtomicU64::new(0),
+                step: AtomicU64::new(0),
             }))
         }
         Err(e) => {
@@ -698,6 +707,75 @@ mod tests {
             .collect()
     }
 
+    /// Hands a request to the route's observers as blue's answer, mirrored to green.
+    fn observe_mirrored(o: &Observers, request: &str, answer: &str) {
+        let request = Bytes::from(request.to_owned());
+        let (blue, green): (Arc<str>, Arc<str>) = ("blue".into(), "green".into());
+        let body = Bytes::from(answer.to_owned());
+        let answered = Answered {
+            status: 200,
+            body: &body,
+            truncated: false,
+        };
+        o.observe(&Seen {
+            draw: 0,
+            request_id: "r",
+            path: "/v2/models/m/infer",
+            at: SystemTime::now(),
+            latency: Duration::from_millis(1),
+            request: &request,
+            request_truncated: false,
+            backend: &blue,
+            answer: answered,
+            shadow: Some((&green, Some(answered))),
+            judged: true,
+            shadow_judged: true,
+        });
+    }
+
+    #[test]
+    fn a_new_step_empties_what_the_output_drift_gate_reads() {
+        let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' }, green: { url: 'http://127.0.0.1:2' } }\n\
+                    rollout: { stable: blue, candidate: green, steps: [{ weight: 0, mirror: 100 }, { weight: 100 }] }\n\
+                    monitor: { sample: 100, protocol: v2, reference: { requests: 10 } }\n";
+        let config = config::parse(yaml).unwrap();
+        let hub = Hub::new(&config, None);
+        let o = hub.observers(&config.routes()[0]).unwrap();
+        let answer =
+            r#"{"outputs":[{"name":"label","shape":[1,1],"datatype":"INT64","data":[1]}]}"#;
+        o.rollout(1, 0);
+        for _ in 0..(10 + crate::monitor::drift::MIN_COUNT) {
+            observe_mirrored(&o, &wide("x", 1), answer);
+        }
+        let now = Instant::now();
+        assert_eq!(
+            o.output_drift("blue", "green", now),
+            Some(0.0),
+            "the shadow step's answers"
+        );
+
+        o.rollout(1, 0);
+        assert_eq!(
+            o.output_drift("blue", "green", now),
+            Some(0.0),
+            "the same step"
+        );
+
+        o.rollout(1, 1);
+        assert_eq!(
+            o.output_drift("blue", "green", now),
+            None,
+            "the next step starts empty"
+        );
+        let report = o.monitor().unwrap().report(now, None);
+        let x = &report.backends[0].features[0];
+        assert_eq!(
+            x.drift.and_then(|d| d.value),
+            Some(0.0),
+            "feature drift stays: {x:?}"
+        );
+    }
+
     #[test]
     fn a_new_rollout_frees_the_feature_slots_an_earlier_request_took() {
         let yaml = "backends: { blue: { url: 'http://127.0.0.1:1' } }\n\
@@ -706,19 +784,19 @@ mod tests {
         let config = config::parse(yaml).unwrap();
         let hub = Hub::new(&config, None);
         let o = hub.observers(&config.routes()[0]).unwrap();
-        o.rollout(1);
+        o.rollout(1, 0);
         observe_request(&o, &wide("wide", 300));
         observe_request(&o, &wide("x", 2));
         assert!(!feature_names(&o).iter().any(|n| n.starts_with("x[")));
 
-        o.rollout(1);
+        o.rollout(1, 0);
         observe_request(&o, &wide("x", 2));
         assert!(
             !feature_names(&o).iter().any(|n| n.starts_with("x[")),
             "the same rollout"
         );
 
-        o.rollout(2);
+        o.rollout(2, 0);
         observe_request(&o, &wide("x", 2));
         assert_eq!(feature_names(&o), ["x[0]", "x[1]"]);
     }

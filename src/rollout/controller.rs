@@ -892,6 +892,7 @@ impl RouteRollout {
             mirror: self.rollout.mirror(),
             tripwire: self.tripwire.clone(),
             rollout: self.id,
+            step: self.rollout.step as u64 + u64::from(self.rollout.phase == Phase::Promoted),
         }
     }
 

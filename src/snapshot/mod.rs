@@ -333,6 +333,9 @@ pub struct Routing {
     pub tripwire: Option<Arc<Tripwire>>,
     /// The rollout's id: a new one begins the monitor's reference anew.
     pub rollout: u64,
+    /// The rollout's step (its index; one past the last once promoted): a new one empties
+    /// the monitor's output counts, so the `output_drift` gate reads this step's answers.
+    pub step: u64,
 }
 
 /// What one config fixes in every snapshot, prepared once per config: the matcher, and
@@ -473,7 +476,7 @@ impl RouteBuilder {
 
     fn build(&self, routing: Routing) -> Route {
         if let Some(o) = &self.observers {
-            o.rollout(routing.rollout);
+            o.rollout(routing.rollout, routing.step);
         }
         Route {
             name: self.name.clone(),

@@ -477,6 +477,7 @@ fn check(text: &str) -> Result<(), TestCaseError> {
                     mirror: 0.0,
                     tripwire: None,
                     rollout: 0,
+                    step: 0,
                 }),
             );
             prop_assert_eq!(snap.routes.len(), routes.len());

@@ -5,6 +5,7 @@
 mod support;
 
 mod capture;
+mod drift;
 mod feedback;
 mod gates;
 mod hostile;
