@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::config;
 use crate::feedback::Score;
+use crate::rollout::analysis::GateOutcome;
 use crate::rollout::Status;
 use crate::server::{self, Running};
 use model::{Model, ModelServer};
@@ -621,12 +622,36 @@ impl Timeline {
     fn traffic_line(&mut self, s: &Status, traffic: &Traffic) {
         let b = traffic.blue.load(Ordering::Relaxed);
         let g = traffic.green.load(Ordering::Relaxed);
-        let verdict = s
-            .analysis
-            .last
-            .as_ref()
-            .map(|a| a.verdict.as_str())
-            .unwrap_or("-");
+        let verdict = s.analysis.last.as_ref().map_or("-".to_string(), |a| {
+            // The sequential gates say what they wait for: their interval and how many more
+            // samples would about decide them.
+            let waiting: Vec<String> = a
+                .gates
+                .iter()
+                .filter(|g| g.outcome == GateOutcome::Inconclusive)
+                .map(|g| match &g.sequential {
+                    Some(q) => {
+                        let high = q
+                            .interval
+                            .high
+                            .map_or("unbounded".into(), |h| format!("{h:.3}"));
+                        let needed = q
+                            .needed
+                            .map_or(String::new(), |n| format!(", about {n} more samples"));
+                        format!(
+                            "{} in [{:.3}, {high}]{needed}",
+                            g.gate.as_str(),
+                            q.interval.low
+                        )
+                    }
+                    None => format!("{} waits", g.gate.as_str()),
+                })
+                .collect();
+            match waiting.is_empty() {
+                true => a.verdict.as_str().to_string(),
+                false => format!("{} ({})", a.verdict.as_str(), waiting.join("; ")),
+            }
+        });
         println!(
             "  {:>5.1}s  traffic   {} step {}/{} weight {}% mirror {}% | blue {} green {} (last 2s) | user-facing failures {} | analysis {}",
             self.t(),
