@@ -10,7 +10,8 @@
 //! let now = Instant::now();
 //! let w = Window::new(Duration::from_secs(1), 61);
 //! for i in 0..100 { w.record(now, Duration::from_millis(5), i % 10 == 0); }
-//! let gates = GatesConfig { error_rate: Some(ErrorRateGate { max: 0.05 }), ..Default::default() };
+//! let error_rate = Some(ErrorRateGate { max: Some(0.05), max_increase: None });
+//! let gates = GatesConfig { error_rate, ..Default::default() };
 //! let stable = w.summary(now, Duration::from_secs(60));
 //! let a = evaluate(&gates, 50, &stable, &stable, Scope::default());
 //! assert_eq!(a.verdict, Verdict::Fail); // 10 % errors > 5 %
