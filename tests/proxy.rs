@@ -528,3 +528,71 @@ async fn concurrent_clients_on_worker_threads_share_the_backend_connections() {
         "{opened} backend connections for {clients} concurrent clients"
     );
 }
+
+/// A sticky split skewed by a few heavy users: at weight 10 %, the users the hash gave the
+/// candidate send ten times as much as the others, so the candidate serves about half the
+/// requests. `sample_ratio` fails, and the rollout pauses with the reason (the candidate
+/// is not at fault, so it is never rolled back for it); the split stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_sticky_split_pauses_the_rollout_on_sample_ratio() {
+    let config = TestConfig::new()
+        .steps([step(10.0).hold("10m"), step(100.0)])
+        .sticky_header("x-user-id")
+        // Every user is a client of its own: no bound on one's share is needed here.
+        .analysis(Analysis::new("200ms", "1m", 20, 3).max_client_share(1.0))
+        .gate("sample_ratio", serde_json::json!({}));
+    let h = ProxyHarness::start(&config).await;
+    // Find out which of 200 users the split gives the candidate.
+    let mut heavy = Vec::new();
+    let mut light = Vec::new();
+    for i in 0..200 {
+        let user = format!("user-{i}");
+        match h.infer(Some(&user)).await.variant() {
+            "green" => heavy.push(user),
+            _ => light.push(user),
+        }
+    }
+    assert!(
+        !heavy.is_empty() && heavy.len() < 40,
+        "{} on green",
+        heavy.len()
+    );
+    let (h, heavy, light) = (&h, &heavy, &light);
+    let s = support::eventually(
+        "the rollout paused",
+        Duration::from_millis(1),
+        || async move {
+            // A round: twenty light users once each, every heavy user once (ten times as
+            // many requests per heavy user as per light one, over the rounds).
+            for user in light.iter().take(20) {
+                h.infer(Some(user)).await;
+            }
+            for user in heavy {
+                h.infer(Some(user)).await;
+            }
+            let s = h.status().await;
+            match s["phase"].as_str() {
+                Some("paused") => Ok(s),
+                _ => Err(format!("status: {s:#}")),
+            }
+        },
+    )
+    .await;
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("sample_ratio: "), "{s:#}");
+    assert_eq!(s["weight"], 10.0, "the split stays as it was");
+    let ratio = s["analysis"]["last"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "sample_ratio")
+        .unwrap()
+        .clone();
+    assert_eq!(ratio["outcome"], "fail", "{ratio:#}");
+    // Shown beyond the weight's 10 % ± 2 points, at the confidence.
+    assert!(
+        ratio["interval"]["low"].as_f64().unwrap() > 0.12,
+        "{ratio:#}"
+    );
+    assert_eq!(s["analysis"]["failures"], 0, "the candidate is not blamed");
+}
