@@ -164,6 +164,28 @@ impl Observers {
         monitor.output_drift(stable, candidate, now)?.value()
     }
 
+    /// Why the candidate's output drift has no figure yet, for the gate's detail: the
+    /// values each figure has and needs, and what is short; `None` when there is a figure
+    /// (or no monitor, or no reference).
+    pub fn output_drift_wait(
+        &self,
+        stable: &str,
+        candidate: &str,
+        now: Instant,
+    ) -> Option<DriftWait> {
+        let d = self.monitor()?.output_drift(stable, candidate, now)?;
+        if d.value().is_some() {
+            return None;
+        }
+        [d.label, d.score].into_iter().flatten().find_map(|f| {
+            f.reason.map(|reason| DriftWait {
+                samples: f.samples,
+                needed: f.needed,
+                reason,
+            })
+        })
+    }
+
     /// `backend`'s live accuracy from labels over `span`, and how many labels it rests on.
     pub fn accuracy(&self, backend: &str, now: Instant, span: Duration) -> feedback::Score {
         self.feedback.as_ref().map_or_else(Default::default, |f| {
@@ -800,4 +822,13 @@ mod tests {
         observe_request(&o, &wide("x", 2));
         assert_eq!(feature_names(&o), ["x[0]", "x[1]"]);
     }
+}
+
+/// Why an output drift figure is not given yet: the values it has (the smaller side), the
+/// values it needs a side, and what is short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriftWait {
+    pub samples: u64,
+    pub needed: u64,
+    pub reason: &'static str,
 }

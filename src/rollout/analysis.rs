@@ -24,6 +24,7 @@ use tokio::time::Duration;
 use super::sequential::{self, Counts, Decision, Interval, Outcome, Pairs, Settings};
 use crate::config::GatesConfig;
 use crate::feedback::Score;
+use crate::observe::DriftWait;
 use crate::telemetry::window::Summary;
 
 /// The outcome of one evaluation as a whole.
@@ -401,6 +402,8 @@ pub struct Model {
     /// The candidate's output drift against the stable; `None` without a figure (no
     /// reference yet, or too few sampled answers on either side).
     pub output_drift: Option<f64>,
+    /// Why there is no output drift figure yet, when the monitor says.
+    pub output_drift_wait: Option<DriftWait>,
     /// The labels the candidate's predictions got in the window.
     pub candidate_labels: Score,
     /// The labels the stable's predictions got in the window.
@@ -767,7 +770,13 @@ fn output_drift(max: f64, e: &Evidence, model: &Model) -> GateResult {
         Some(v) => (GateOutcome::Pass, format!("output drift {v:.3} ≤ max {max}")),
         None => (
             GateOutcome::Inconclusive,
-            "no output drift figure yet: the reference is being built, or too few sampled answers on either side".to_string(),
+            match model.output_drift_wait {
+                Some(w) => format!(
+                    "no output drift figure yet: {} ({} of {} answers a side)",
+                    w.reason, w.samples, w.needed
+                ),
+                None => "no output drift figure yet: the reference is being built, or no answers of both models in the window".to_string(),
+            },
         ),
     };
     GateResult::new(Gate::OutputDrift, model.output_drift, max, judged)
@@ -1139,6 +1148,7 @@ mod tests {
             output_drift: Some(figure),
             candidate_labels: candidate,
             stable_labels: stable,
+            ..Model::default()
         }
     }
 
@@ -1291,6 +1301,9 @@ mod tests {
              Then(OutputDrift, Fail, Some(0.43), "output drift 0.430 > max 0.2", Verdict::Fail)),
             (Given("drift with too few labels to excuse it", max_drift(0.2), 100, SPLIT, busy, STABLE), drift_with(0.43, right(99, 99), right(70, 99)),
              Then(OutputDrift, Fail, Some(0.43), "output drift 0.430 > max 0.2", Verdict::Fail)),
+            (Given("no drift figure while the candidate's answers are few", max_drift(0.2), 100, SPLIT, busy, STABLE),
+             Model { output_drift_wait: Some(DriftWait { samples: 115, needed: 200, reason: "too few candidate answers in the window" }), ..Model::default() },
+             Then(OutputDrift, Inconclusive, None, "no output drift figure yet: too few candidate answers in the window (115 of 200 answers a side)", Verdict::Inconclusive)),
             (Given("drift while shadowing", max_drift(0.2), 100, MIRRORING, busy, STABLE), drift(Some(0.43)),
              Then(OutputDrift, Fail, Some(0.43), "> max 0.2", Verdict::Fail)),
             (Given("no drift figure yet", max_drift(0.2), 100, SPLIT, busy, STABLE), drift(None),

@@ -759,6 +759,7 @@ impl RouteRollout {
         let s = stable.window.summary(now, span);
         let model = observers.map_or_else(Default::default, |o| analysis::Model {
             output_drift: o.output_drift(&stable.name, &candidate.name, now),
+            output_drift_wait: o.output_drift_wait(&stable.name, &candidate.name, now),
             candidate_labels: o.accuracy(&candidate.name, now, span),
             stable_labels: o.accuracy(&stable.name, now, span),
         });
