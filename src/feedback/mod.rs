@@ -169,6 +169,32 @@ pub struct Score {
 }
 
 impl Score {
+    /// Counts one label's verdict.
+    fn count(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Correct => {
+                self.classified += 1;
+                self.correct += 1;
+            }
+            Verdict::Wrong => self.classified += 1,
+            Verdict::Off(e) => {
+                self.valued += 1;
+                self.abs_error += e;
+            }
+            Verdict::Unscored => {}
+        }
+    }
+
+    /// What grew from `earlier` to this (never below 0: a store made anew counts from 0).
+    pub fn since(self, earlier: Score) -> Score {
+        Score {
+            classified: self.classified.saturating_sub(earlier.classified),
+            correct: self.correct.saturating_sub(earlier.correct),
+            valued: self.valued.saturating_sub(earlier.valued),
+            abs_error: (self.abs_error - earlier.abs_error).max(0.0),
+        }
+    }
+
     /// The share of class labels equal to the predicted class; `None` without any.
     pub fn accuracy(&self) -> Option<f64> {
         (self.classified > 0).then(|| self.correct as f64 / self.classified as f64)
@@ -276,6 +302,8 @@ struct Key {
     route: Arc<str>,
     backend: Arc<str>,
     ring: Ring,
+    /// Every verdict since the store began, for a test longer than the window.
+    total: Score,
     matched: u64,
     mirrored: u64,
     unscored: u64,
@@ -540,6 +568,17 @@ impl Feedback {
             .map_or_else(Pairs::default, |p| p.ring.sum(now_ms, span_ms))
     }
 
+    /// The verdicts of every label `route`'s `backend` got since the store began (not
+    /// cut to the window): read it when a test begins and later, and take the difference
+    /// ([`Score::since`]), to judge a step longer than the window on one growing sample.
+    pub fn score_total(&self, route: &str, backend: &str) -> Score {
+        let inner = self.lock();
+        inner
+            .find(route, backend)
+            .and_then(|k| inner.keys.get(k as usize))
+            .map_or_else(Score::default, |k| k.total)
+    }
+
     /// As [`pairs`](Feedback::pairs), counted since the store began (not cut to the
     /// window, nor emptied when it is reshaped): read it when a test begins and later, and
     /// take the difference ([`Pairs::since`]), to judge a step longer than the window on
@@ -693,6 +732,7 @@ impl Inner {
             route: route.clone(),
             backend: backend.clone(),
             ring: Ring::new(self.shape),
+            total: Score::default(),
             matched: 0,
             mirrored: 0,
             unscored: 0,
@@ -719,7 +759,10 @@ impl Inner {
         }
         match verdict {
             Verdict::Unscored => k.unscored += 1,
-            v => k.ring.add(now_ms, v),
+            v => {
+                k.ring.add(now_ms, v);
+                k.total.count(v);
+            }
         }
     }
 

@@ -128,20 +128,8 @@ impl<T: Tally> Ring<T> {
 impl Ring<Score> {
     /// Counts a verdict at `now_ms`; one older than the ring reaches is left out.
     pub(super) fn add(&mut self, now_ms: u64, verdict: Verdict) {
-        let Some(s) = self.at(now_ms) else {
-            return;
-        };
-        match verdict {
-            Verdict::Correct => {
-                s.classified += 1;
-                s.correct += 1;
-            }
-            Verdict::Wrong => s.classified += 1,
-            Verdict::Off(e) => {
-                s.valued += 1;
-                s.abs_error += e;
-            }
-            Verdict::Unscored => {}
+        if let Some(s) = self.at(now_ms) {
+            s.count(verdict);
         }
     }
 }

@@ -722,8 +722,13 @@ fn pairs_totals_outlast_the_window_for_a_long_step() {
         (step.pairs, step.stable_only, step.candidate_only),
         (50, 10, 0)
     );
+    // Each side's own verdicts add up the same way, past the window.
+    assert_eq!(fb.score("iris", "green", end, MINUTE).classified, 10);
+    let green = fb.score_total("iris", "green");
+    assert_eq!((green.classified, green.correct), (60, 60 - 13));
     // Reshaping the window keeps them.
     fb.set_window(Duration::from_secs(600));
     assert_eq!(fb.pairs_total("iris", "blue", "green").pairs, 60);
+    assert_eq!(fb.score_total("iris", "green"), green);
     assert_eq!(fb.pairs_total("iris", "green", "blue"), Pairs::default());
 }

@@ -193,6 +193,14 @@ impl Observers {
         })
     }
 
+    /// `backend`'s label verdicts since the label store began: read at a step's start and
+    /// later, the difference is the step's ([`Feedback::score_total`]).
+    pub fn accuracy_total(&self, backend: &str) -> feedback::Score {
+        self.feedback
+            .as_ref()
+            .map_or_else(Default::default, |f| f.score_total(&self.route, backend))
+    }
+
     /// The labelled requests within `span` that both `stable` and `candidate` answered
     /// (the candidate as the mirror), by which got the class right: for the paired
     /// `accuracy.max_drop` test in a shadow step ([`Feedback::pairs`]); empty without labels.

@@ -770,16 +770,11 @@ impl RouteRollout {
         let so_far = self
             .since_step
             .read(key, r.step_started, windows, counters, now);
-        // Labels since the step began, as far back as the label store keeps them.
-        let step_span = since(now, r.step_started.max(r.started));
-        let labels = |backend: &str| {
-            observers.map_or_else(Default::default, |o| o.accuracy(backend, now, step_span))
-        };
         let step = analysis::Step {
             candidate: so_far.candidate.clone(),
             stable: so_far.stable.clone(),
-            candidate_labels: labels(&candidate.name),
-            stable_labels: labels(&stable.name),
+            candidate_labels: so_far.counted.labels.0,
+            stable_labels: so_far.counted.labels.1,
             pairs: observers.map(|_| so_far.counted.pairs),
             served: so_far.counted.served,
             weight: r.weight(),
@@ -967,6 +962,12 @@ fn counters(candidate: &Backend, stable: &Backend, observers: Option<&Observers>
         served: (candidate.served(), stable.served()),
         pairs: observers.map_or_else(Default::default, |o| {
             o.pairs_total(&stable.name, &candidate.name)
+        }),
+        labels: observers.map_or_else(Default::default, |o| {
+            (
+                o.accuracy_total(&candidate.name),
+                o.accuracy_total(&stable.name),
+            )
         }),
     }
 }

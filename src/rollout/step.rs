@@ -8,14 +8,15 @@
 //! in the size of one summary (counts and a fixed histogram, mergeable across replicas),
 //! whatever the step's length. A new step, retry or promotion starts the sums anew.
 //!
-//! Counters that only grow (the user requests the split sent each backend, the labelled
-//! pairs) are read the same way: as their growth since the step began.
+//! Counters that only grow (the user requests the split sent each backend, the labels'
+//! verdicts, the labelled pairs) are read the same way: as their growth since the step began.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::sequential::Pairs;
+use crate::feedback::Score;
 use crate::telemetry::window::{Summary, Window};
 
 /// What a running sum belongs to: the rollout (its id), its step, and whether it is
@@ -33,10 +34,12 @@ pub struct StepSums {
 }
 
 /// Counters that only grow, read whole.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counters {
     /// User requests the split sent to the candidate and to the stable.
     pub served: (u64, u64),
+    /// The label verdicts of the candidate's and of the stable's predictions.
+    pub labels: (Score, Score),
     /// Labelled requests both answered, by who got them right.
     pub pairs: Pairs,
 }
@@ -50,6 +53,10 @@ impl Counters {
                 self.served.1.saturating_sub(earlier.served.1),
             ),
             pairs: self.pairs.since(earlier.pairs),
+            labels: (
+                self.labels.0.since(earlier.labels.0),
+                self.labels.1.since(earlier.labels.1),
+            ),
         }
     }
 }
