@@ -28,7 +28,8 @@ installs them into .venv). The script:
    sent appears in any file), `response` the stable's real V2 answer (the one
    the client got) and `shadow` the candidate's, both status 200;
 6. sends the 150 iris rows through switchyard (the reference), then the same
-   rows in another order with petal_length shifted by +3.0, and checks
+   rows twice in other orders with petal_length shifted by +3.0 (a drift figure
+   is given from 200 values), and checks
    `/api/v1/routes/iris/monitor`: the reference is in use and built from 150
    requests, the three unchanged features drift by a PSI under 0.05 (level
    `ok`), petal_length by a PSI over 0.2 (level `alert`), and /metrics shows
@@ -715,18 +716,19 @@ def check_iris(admin, proxy, rows, rng, procs):
           ref.get("in_use") is True and ref.get("requests") == n and ref.get("building") is None, str(ref))
     t_ref = time.monotonic()
 
-    shifted = rows[rng.permutation(n)].copy()
+    # Twice over, in two orders: a drift figure is given from 200 values a side.
+    shifted = np.concatenate([rows[rng.permutation(n)], rows[rng.permutation(n)]])
     shifted[:, IRIS_FEATURES.index(IRIS_SHIFTED)] += IRIS_SHIFT
     bad = send("iris-shift", shifted)
-    check(f"{n} shifted iris requests answered 200", not bad, f"{len(bad)}, first {bad[:2]}")
+    check(f"{2 * n} shifted iris requests answered 200", not bad, f"{len(bad)}, first {bad[:2]}")
 
     def drift_ready():
         feats = iris_features(iris_monitor(admin))
-        return all((feats.get(f) or {}).get("drift") and feats[f]["drift"].get("samples", 0) >= n
+        return all((feats.get(f) or {}).get("drift") and feats[f]["drift"].get("samples", 0) >= 2 * n
                    for f in IRIS_FEATURES)
 
     try:
-        wait_until(f"drift figures on {n} values", drift_ready, MONITOR_WAIT, procs=procs)
+        wait_until(f"drift figures on {2 * n} values", drift_ready, MONITOR_WAIT, procs=procs)
     except RuntimeError as e:
         log(str(e))
     mon = iris_monitor(admin)
@@ -742,8 +744,8 @@ def check_iris(admin, proxy, rows, rng, procs):
         f = feats.get(name) or {}
         d = f.get("drift") or {}
         missing = f.get("missing") or {}
-        fine = (f.get("count") == 2 * n and not any(missing.values()) and d.get("metric") == "psi"
-                and d.get("samples") == n)
+        fine = (f.get("count") == 3 * n and not any(missing.values()) and d.get("metric") == "psi"
+                and d.get("samples") == 2 * n)
         if name == IRIS_SHIFTED:
             check(f"{name} (shifted by {IRIS_SHIFT}): level alert, PSI over 0.2",
                   fine and d.get("level") == "alert" and d.get("value", 0) > 0.2, str(f)[:300])
