@@ -48,7 +48,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Dur, String> {
         format!("expected {DURATION}, got `{s}`{hint}")
     })?;
     if d > MAX_DURATION {
-        return Err(format!("expected {DURATION} of at most 100 years, got `{s}`"));
+        return Err(format!(
+            "expected a duration of at most 100 years, got `{s}`"
+        ));
     }
     Ok(Dur(d))
 }
