@@ -1,6 +1,7 @@
 //! Each route's last hour at one point a second, for `GET /api/v1/history` and the
-//! dashboard: its weight, mirror and phase, and per backend its requests a second, error
-//! rate, latency, shadow agreement, output drift and accuracy.
+//! dashboard: its weight, mirror and phase, and per backend its users' requests a second
+//! and, apart, the mirrored copies it answered a second, error rate, latency, shadow
+//! agreement, output drift and accuracy.
 //!
 //! One task ([`History::run`]) wakes every second, reads the published snapshot and
 //! statuses once, and appends one point per route, its backends' figures read from the
@@ -15,8 +16,8 @@
 //!
 //! Fixed, allocated when a route (or one of its backends) first appears: per route
 //! [`KEPT`] points of 16 bytes (`at` as u32, weight and mirror as f32, phase as u8), that
-//! is 57 600 bytes; per backend of a route [`KEPT`] samples of 28 bytes (seven f32), that
-//! is 100 800 bytes. A route with a stable and a candidate takes 259 200 bytes (253 KiB).
+//! is 57 600 bytes; per backend of a route [`KEPT`] samples of 32 bytes (eight f32), that
+//! is 115 200 bytes. A route with a stable and a candidate takes 288 000 bytes (282 KiB).
 //!
 //! # Resolution
 //!
@@ -89,7 +90,10 @@ struct Point {
 /// One backend's figures at one tick; NaN stands for "none" (`null` in the answer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
+    /// Users' requests a second.
     rps: f32,
+    /// Mirrored copies answered a second.
+    mirrored_rps: f32,
     error_rate: f32,
     p50_ms: f32,
     p99_ms: f32,
@@ -290,6 +294,7 @@ impl Sample {
     /// The sample of a backend its route did not name at that tick.
     const ABSENT: Sample = Sample {
         rps: f32::NAN,
+        mirrored_rps: f32::NAN,
         error_rate: f32::NAN,
         p50_ms: f32::NAN,
         p99_ms: f32::NAN,
@@ -305,8 +310,11 @@ impl Sample {
         let summary = backend.window.summary(last, Duration::ZERO);
         let ms = |q| summary.quantile(q).map(|d| d.as_secs_f64() * 1e3);
         let (output_drift, accuracy) = model_figures(route, backend, now);
+        let per_second = |n: u64| (n as f64 / bucket.as_secs_f64()) as f32;
+        let mirrored = summary.mirrored.min(summary.requests);
         Sample {
-            rps: (summary.requests as f64 / bucket.as_secs_f64()) as f32,
+            rps: per_second(summary.requests - mirrored),
+            mirrored_rps: per_second(mirrored),
             error_rate: stored(summary.error_rate()),
             p50_ms: stored(ms(0.5)),
             p99_ms: stored(ms(0.99)),
@@ -360,9 +368,13 @@ pub struct Timeline {
 /// One backend's figures at one point, as the API shows them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figures {
-    /// Requests a second.
+    /// Users' requests a second (mirrored copies not counted).
     pub rps: f32,
-    /// `null` when the backend served nothing.
+    /// Mirrored copies a second: requests sent to the backend only to compare its
+    /// answers, which no user waited for (the candidate's, while it is mirrored to).
+    pub mirrored_rps: f32,
+    /// The share of every answer that failed, mirrored copies included as the gates
+    /// judge them (so are the latencies); `null` when the backend answered none.
     pub error_rate: Option<f32>,
     pub p50_ms: Option<f32>,
     pub p99_ms: Option<f32>,
@@ -390,6 +402,7 @@ impl Timeline {
             let s = samples.get(j).filter(|s| !s.is_absent())?;
             let figures = Figures {
                 rps: s.rps,
+                mirrored_rps: s.mirrored_rps,
                 error_rate: shown(s.error_rate),
                 p50_ms: shown(s.p50_ms),
                 p99_ms: shown(s.p99_ms),
@@ -496,7 +509,7 @@ mod tests {
     #[test]
     fn points_and_samples_are_as_small_as_the_docs_say() {
         assert_eq!(std::mem::size_of::<Point>(), 16);
-        assert_eq!(std::mem::size_of::<Sample>(), 28);
+        assert_eq!(std::mem::size_of::<Sample>(), 32);
     }
 
     #[tokio::test(start_paused = true)]
