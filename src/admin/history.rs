@@ -1,7 +1,7 @@
 //! Each route's last hour at one point a second, for `GET /api/v1/history` and the
 //! dashboard: its weight, mirror and phase, and per backend its users' requests a second
 //! and, apart, the mirrored copies it answered a second, error rate, latency, shadow
-//! agreement, output drift and accuracy.
+//! agreement, output drift, and accuracy with the count of labels it is of.
 //!
 //! One task ([`History::run`]) wakes every second, reads the published snapshot and
 //! statuses once, and appends one point per route, its backends' figures read from the
@@ -16,8 +16,9 @@
 //!
 //! Fixed, allocated when a route (or one of its backends) first appears: per route
 //! [`KEPT`] points of 16 bytes (`at` as u32, weight and mirror as f32, phase as u8), that
-//! is 57 600 bytes; per backend of a route [`KEPT`] samples of 32 bytes (eight f32), that
-//! is 115 200 bytes. A route with a stable and a candidate takes 288 000 bytes (282 KiB).
+//! is 57 600 bytes; per backend of a route [`KEPT`] samples of 36 bytes (eight f32 and a
+//! u32), that is 129 600 bytes. A route with a stable and a candidate takes 316 800 bytes
+//! (309 KiB).
 //!
 //! # Resolution
 //!
@@ -100,7 +101,12 @@ struct Sample {
     shadow_agreement: f32,
     output_drift: f32,
     accuracy: f32,
+    /// The labels `accuracy` is of; [`NO_LABELS`] without feedback.
+    labels: u32,
 }
+
+/// [`Sample::labels`] of a backend whose route takes no labels.
+const NO_LABELS: u32 = u32::MAX;
 
 impl Default for History {
     fn default() -> Self {
@@ -301,6 +307,7 @@ impl Sample {
         shadow_agreement: f32::NAN,
         output_drift: f32::NAN,
         accuracy: f32::NAN,
+        labels: NO_LABELS,
     };
 
     /// `backend`'s figures in the last complete bucket of its window before `now`.
@@ -309,7 +316,7 @@ impl Sample {
         let last = now.checked_sub(bucket).unwrap_or(now);
         let summary = backend.window.summary(last, Duration::ZERO);
         let ms = |q| summary.quantile(q).map(|d| d.as_secs_f64() * 1e3);
-        let (output_drift, accuracy) = model_figures(route, backend, now);
+        let (output_drift, accuracy, labels) = model_figures(route, backend, now);
         let per_second = |n: u64| (n as f64 / bucket.as_secs_f64()) as f32;
         let mirrored = summary.mirrored.min(summary.requests);
         Sample {
@@ -321,6 +328,9 @@ impl Sample {
             shadow_agreement: stored(summary.shadow_agreement()),
             output_drift: stored(output_drift),
             accuracy: stored(accuracy),
+            labels: labels.map_or(NO_LABELS, |n| {
+                u32::try_from(n).unwrap_or(NO_LABELS - 1).min(NO_LABELS - 1)
+            }),
         }
     }
 
@@ -329,19 +339,24 @@ impl Sample {
     }
 }
 
-/// A backend's model figures at `now`: its output drift against the route's stable, and
-/// its accuracy on the labels fed back.
-fn model_figures(route: &Route, backend: &Backend, now: Instant) -> (Option<f64>, Option<f64>) {
+/// A backend's model figures at `now`: its output drift against the route's stable, its
+/// accuracy on the labels fed back, and how many labels that is (`None` without feedback).
+fn model_figures(
+    route: &Route,
+    backend: &Backend,
+    now: Instant,
+) -> (Option<f64>, Option<f64>, Option<u64>) {
     let Some(o) = route.observers.as_deref() else {
-        return (None, None);
+        return (None, None, None);
     };
     let drift = route
         .candidate
         .as_ref()
         .filter(|c| c.name == backend.name)
         .and_then(|c| o.output_drift(&route.stable.name, &c.name, now));
-    let accuracy = o.accuracy(&backend.name, now, route.window).accuracy();
-    (drift, accuracy)
+    let score = o.accuracy(&backend.name, now, route.window);
+    let labels = o.feedback().is_some().then(|| score.labels());
+    (drift, score.accuracy(), labels)
 }
 
 /// A figure as stored: NaN for none.
@@ -382,6 +397,9 @@ pub struct Figures {
     pub shadow_agreement: Option<f32>,
     pub output_drift: Option<f32>,
     pub accuracy: Option<f32>,
+    /// The labels joined over the analysis window that `accuracy` is of; `null` when the
+    /// route takes no labels.
+    pub labels: Option<u32>,
 }
 
 impl Timeline {
@@ -409,6 +427,7 @@ impl Timeline {
                 shadow_agreement: shown(s.shadow_agreement),
                 output_drift: shown(s.output_drift),
                 accuracy: shown(s.accuracy),
+                labels: (s.labels != NO_LABELS).then_some(s.labels),
             };
             Some((&**name, figures))
         })
@@ -509,7 +528,7 @@ mod tests {
     #[test]
     fn points_and_samples_are_as_small_as_the_docs_say() {
         assert_eq!(std::mem::size_of::<Point>(), 16);
-        assert_eq!(std::mem::size_of::<Sample>(), 32);
+        assert_eq!(std::mem::size_of::<Sample>(), 36);
     }
 
     #[tokio::test(start_paused = true)]
@@ -549,7 +568,7 @@ mod tests {
             (19.0..21.0).contains(&p50) && (390.0..410.0).contains(&p99),
             "{blue}"
         );
-        for none in ["shadow_agreement", "output_drift", "accuracy"] {
+        for none in ["shadow_agreement", "output_drift", "accuracy", "labels"] {
             assert!(blue[none].is_null(), "{none}: {blue}");
         }
         let green = &point["backends"]["green"];
