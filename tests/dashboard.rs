@@ -84,7 +84,10 @@ async fn the_dashboard_shows_a_rollout_and_rolls_it_back() {
             if labels.len() == 10 {
                 let body = json!({ "feedback": std::mem::take(&mut labels) }).to_string();
                 let auth = format!("Bearer {TOKEN}");
-                let headers = [("content-type", "application/json"), ("authorization", &auth)];
+                let headers = [
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ];
                 support::send(&client, Method::POST, &feedback, &headers, body).await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -328,7 +328,9 @@ fn a_yaml_syntax_error_is_explained_at_its_line() {
     let output = assert_rejected(&validate_text("tab.yaml", &text));
     let line = line_of(&text, "\tsteps:");
     assert!(
-        output.contains(&format!("(line {line}): the YAML cannot be read: a tab where YAML needs spaces")),
+        output.contains(&format!(
+            "(line {line}): the YAML cannot be read: a tab where YAML needs spaces"
+        )),
         "{output}"
     );
     assert!(

@@ -292,7 +292,13 @@ pub fn render_overview(routes: &[StatusReport]) -> String {
 fn route_row(r: &Status) -> [String; 5] {
     if is_idle(r) {
         let to = format!("all traffic to {}", r.stable);
-        return [r.route.clone(), r.phase.clone(), String::new(), String::new(), to];
+        return [
+            r.route.clone(),
+            r.phase.clone(),
+            String::new(),
+            String::new(),
+            to,
+        ];
     }
     let backends = match &r.candidate {
         Some(candidate) => format!("{} → {candidate}", r.stable),
@@ -960,7 +966,10 @@ chat   rolled_back  step 1/3  weight 0%   chat-a → chat-b
             "{shown}"
         );
         for busy in ["step:", "weight:", "mirror:"] {
-            assert!(!shown.contains(busy), "an idle route has no {busy}\n{shown}");
+            assert!(
+                !shown.contains(busy),
+                "an idle route has no {busy}\n{shown}"
+            );
         }
         let routes = client(base, None).show_routes(false).await;
         assert_eq!(

@@ -111,9 +111,12 @@ impl Refusal {
 
 /// The most problems of reading listed at once.
 const MAX_READING_PROBLEMS: usize = 50;
-/// The most bytes of YAML read again while looking for further problems of reading: a
-/// few thousand readings of a real config, a few of the largest one accepted.
-const MAX_REREAD_BYTES: usize = 16 << 20;
+/// The most bytes of YAML read again, once a document is refused, to find further
+/// problems of reading and the line of each problem: hundreds of readings of a real
+/// config of a few KiB (50 problems take at most a few hundred), a handful of the largest
+/// one accepted, so a refused file costs at most about a second of one core. Problems
+/// past it are listed without their line.
+const MAX_REREAD_BYTES: usize = 8 << 20;
 
 /// The largest config file read. A real config is a few KiB.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
@@ -188,10 +191,11 @@ pub fn check(text: &str) -> Result<Config, Refusal> {
     if found.is_empty() {
         return Ok(config);
     }
+    let mut budget = MAX_REREAD_BYTES;
     let problems = found
         .into_iter()
         .map(|(path, message)| Problem {
-            line: locate(text, path.segs()),
+            line: locate_within(text, path.segs(), &mut budget),
             path: path.to_string(),
             message,
         })
@@ -209,7 +213,7 @@ pub fn check(text: &str) -> Result<Config, Refusal> {
 struct Reading {
     path: String,
     said: Said,
-    /// The parser's line, in the text it read.
+    /// The parser's line, when the text it read is the original.
     line: Option<usize>,
 }
 
@@ -262,7 +266,7 @@ fn unreadable(text: &str, first: &serde_yaml::Error) -> Refusal {
             let before = first.to_string() != broken.to_string();
             let mut problems = Vec::new();
             if before {
-                problems.push(describe(text, None, &reading));
+                problems.push(describe(text, None, &reading, &mut 0));
             }
             if !matches!(reading.said, Said::Duplicate { .. }) || !before {
                 problems.push(syntax_problem(&broken));
@@ -285,9 +289,10 @@ fn unreadable(text: &str, first: &serde_yaml::Error) -> Refusal {
     // key was likely a typo of: that they are then missing is the same problem again.
     let mut reported = Vec::new();
     loop {
-        let again = matches!(reading.said, Said::Missing { .. }) && reported.contains(&reading.spot());
+        let again =
+            matches!(reading.said, Said::Missing { .. }) && reported.contains(&reading.spot());
         if !again {
-            problems.push(describe(text, Some(&doc), &reading));
+            problems.push(describe(text, Some(&doc), &reading, &mut budget));
         }
         if let Some(meant) = reading.said.meant() {
             reported.push(match reading.path.is_empty() {
@@ -327,8 +332,9 @@ fn syntax_problem(e: &serde_yaml::Error) -> Problem {
 }
 
 /// The problem `reading` found in `doc` (the document as last read, when it reads as
-/// YAML), with its line in the original `text` and its value as written.
-fn describe(text: &str, doc: Option<&Value>, reading: &Reading) -> Problem {
+/// YAML), with its line in the original `text` (while the re-reading `budget` lasts) and
+/// its value as written.
+fn describe(text: &str, doc: Option<&Value>, reading: &Reading, budget: &mut usize) -> Problem {
     let segs = doc.and_then(|d| resolve(d, &reading.path)).map(|mut segs| {
         if let Some(field) = reading.said.field() {
             segs.push(Seg::Key(field.to_string()));
@@ -337,7 +343,7 @@ fn describe(text: &str, doc: Option<&Value>, reading: &Reading) -> Problem {
     });
     let line = segs
         .as_deref()
-        .and_then(|s| locate(text, s))
+        .and_then(|s| locate_within(text, s, budget))
         .or(reading.line);
     let got = (doc.zip(segs.as_deref()))
         .and_then(|(d, s)| get(d, s))
@@ -441,7 +447,11 @@ fn repair(doc: &Value, reading: &Reading, budget: &mut usize) -> Option<Repaired
         *budget = budget.checked_sub(yaml.len())?;
         let next = match serde_yaml::from_str::<Config>(&yaml) {
             Ok(_) => None,
-            Err(e) => Some(Reading::of(&e)),
+            // Its line is in the copy: the original's is looked up when it is described.
+            Err(e) => Some(Reading {
+                line: None,
+                ..Reading::of(&e)
+            }),
         };
         if next.as_ref().is_some_and(|n| within(&n.spot(), &spot)) {
             continue;
@@ -722,11 +732,13 @@ impl Measure<'_> {
     }
 }
 
-/// Finds the line of `segs` in the document, or of its nearest ancestor that is present.
-fn locate(text: &str, segs: &[Seg]) -> Option<usize> {
-    (0..=segs.len())
-        .rev()
-        .find_map(|n| locate_exact(text, &segs[..n]))
+/// Finds the line of `segs` in the document, or of its nearest ancestor that is present,
+/// each reading of `text` paid for from `budget`; `None` once it is spent.
+fn locate_within(text: &str, segs: &[Seg], budget: &mut usize) -> Option<usize> {
+    (0..=segs.len()).rev().find_map(|n| {
+        *budget = budget.checked_sub(text.len())?;
+        locate_exact(text, &segs[..n])
+    })
 }
 
 const FOUND: &str = "switchyard-locator-found";
@@ -971,7 +983,10 @@ rollout:
         let text = BASE
             .replace("weight: 150", "weight: 1%")
             .replace("hold: 1m", "hold: forever")
-            .replace("url: http://127.0.0.1:18002", "url: http://127.0.0.1:18002\n    max_connections: many")
+            .replace(
+                "url: http://127.0.0.1:18002",
+                "url: http://127.0.0.1:18002\n    max_connections: many",
+            )
             + "shadow:\n  calibrate: [5]\n";
         let r = refusal(&text);
         assert_eq!(r.reach, Reach::Read, "{}", r.problems);
@@ -1011,10 +1026,18 @@ rollout:
     #[test]
     fn unknown_and_missing_keys_are_listed_with_the_rest() {
         let text = BASE
-            .replace("  candidate: green", "  candidate: green\n  stpes: []\n  strategy: slow")
+            .replace(
+                "  candidate: green",
+                "  candidate: green\n  stpes: []\n  strategy: slow",
+            )
             .replace("- { weight: 100 }", "- { hold: 1m }");
         let r = refusal(&text);
-        let paths: Vec<_> = r.problems.0.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        let paths: Vec<_> = r
+            .problems
+            .0
+            .iter()
+            .map(|p| (p.path.as_str(), p.line))
+            .collect();
         assert_eq!(
             paths,
             [
@@ -1025,7 +1048,11 @@ rollout:
             "{}",
             r.problems
         );
-        assert!(r.problems.0[2].message.contains("required"), "{}", r.problems);
+        assert!(
+            r.problems.0[2].message.contains("required"),
+            "{}",
+            r.problems
+        );
     }
 
     #[test]
@@ -1039,7 +1066,9 @@ rollout:
 
     #[test]
     fn a_key_with_a_dot_in_it_is_found() {
-        let text = BASE.replace("  blue:", "  blue.v1:").replace("stable: blue", "stable: blue.v1")
+        let text = BASE
+            .replace("  blue:", "  blue.v1:")
+            .replace("stable: blue", "stable: blue.v1")
             + "limits:\n  max_body: lots\n";
         let text = text.replace(
             "url: http://127.0.0.1:18001",
@@ -1049,7 +1078,12 @@ rollout:
         let first = &r.problems.0[0];
         assert_eq!(first.path, "backends.blue.v1.timeout");
         assert_eq!(first.line, Some(5), "{first}");
-        assert!(first.message.contains("got `5` (a number needs its unit: `5s`)"), "{first}");
+        assert!(
+            first
+                .message
+                .contains("got `5` (a number needs its unit: `5s`)"),
+            "{first}"
+        );
         assert_eq!(r.problems.0[1].path, "limits.max_body", "{}", r.problems);
     }
 
@@ -1075,7 +1109,9 @@ rollout:
     fn an_empty_document_says_what_a_config_needs() {
         let r = refusal("# nothing yet\n");
         assert_eq!(r.problems.0.len(), 1);
-        assert!(r.problems.0[0].message.contains("`backends:` and `rollout:`"));
+        assert!(r.problems.0[0]
+            .message
+            .contains("`backends:` and `rollout:`"));
     }
 
     #[test]
@@ -1087,6 +1123,26 @@ rollout:
         let r = refusal(&text);
         assert_eq!(r.problems.0.len(), MAX_READING_PROBLEMS);
         assert_eq!(r.reach, Reach::Stopped);
+    }
+
+    #[test]
+    fn lines_are_looked_up_within_a_bound_and_every_problem_is_still_listed() {
+        // Each line is found by reading the document again: 600 problems in 30 KiB would
+        // be 18 MiB of YAML read. Past the bound the problems come without their line.
+        let backends: String = (0..600)
+            .map(|i| format!("  b{i:03}: {{ url: 'ftp://127.0.0.1:1' }}\n"))
+            .collect();
+        let text = format!("backends:\n{backends}rollout: {{ stable: b000 }}\n");
+        let r = refusal(&text);
+        assert_eq!(r.problems.0.len(), 600);
+        assert!(r.problems.0.iter().all(|p| p.message.contains("http://")));
+        assert_eq!(r.problems.0[0].line, Some(2));
+        assert_eq!(r.problems.0[599].line, None, "{}", r.problems.0[599]);
+        let located = r.problems.0.iter().filter(|p| p.line.is_some()).count();
+        assert!(
+            located * text.len() <= MAX_REREAD_BYTES,
+            "{located} located"
+        );
     }
 
     #[test]

@@ -128,13 +128,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -295,7 +297,11 @@ mod tests {
             "expected a number such as 0.01, got `1%` (a fraction: 1% is 0.01)"
         );
         assert_eq!(
-            say("invalid type: string \"lots\", expected usize", "keep", None),
+            say(
+                "invalid type: string \"lots\", expected usize",
+                "keep",
+                None
+            ),
             "expected a whole number such as 10, got `lots`"
         );
         assert_eq!(
@@ -307,7 +313,11 @@ mod tests {
             "expected a number such as 25 (a percentage, 0 to 100), got `5%` (write the percentage without `%`: 5)"
         );
         assert_eq!(
-            say("invalid type: sequence, expected a boolean", "x", Some("a list")),
+            say(
+                "invalid type: sequence, expected a boolean",
+                "x",
+                Some("a list")
+            ),
             "expected `true` or `false`, got a list"
         );
         assert_eq!(
