@@ -204,15 +204,18 @@ async fn dispatch(command: Command) -> ExitCode {
 
 /// `switchyard validate`: `ok`, or every problem with its field and line.
 fn validate(path: &Path) -> ExitCode {
-    let Err(problems) = config::load_file(path) else {
+    let Err(refused) = config::check_file(path) else {
         println!("ok");
         return ExitCode::SUCCESS;
     };
-    let n = problems.0.len();
+    let n = refused.problems.0.len();
     let plural = if n == 1 { "" } else { "s" };
     println!("{}: {n} problem{plural}", path.display());
-    for p in &problems.0 {
+    for p in &refused.problems.0 {
         println!("  {p}");
+    }
+    if let Some(note) = refused.reach.note() {
+        println!("({note})");
     }
     ExitCode::FAILURE
 }

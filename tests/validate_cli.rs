@@ -267,3 +267,74 @@ fn a_client_share_outside_zero_to_one_is_reported_at_its_line() {
         "a share of 1: no bound",
     );
 }
+
+#[test]
+fn every_type_problem_is_reported_at_once_in_user_words() {
+    let text = VALID
+        .replace(
+            "url: http://127.0.0.1:18002",
+            "url: http://127.0.0.1:18002\n    max_connections: lots",
+        )
+        .replace("- { weight: 25, hold: 1m }", "- { weight: 25, hold: forever }")
+        .replace("  steps:", "  stpes: []\n  steps:")
+        + "  analysis:\n    gates:\n      error_rate:\n        max: 1%\ncapture:\n  path: captured\n  max_file: huge\n";
+    let output = assert_rejected(&validate_text("types.yaml", &text));
+
+    // (the problem's path, the text on its line, what its report says)
+    let expected = [
+        (
+            "backends.green.max_connections",
+            "lots",
+            &["expected a whole number such as 10, got `lots`"][..],
+        ),
+        (
+            "rollout.stpes",
+            "stpes",
+            &["unknown field `stpes`", "did you mean `steps`?"],
+        ),
+        (
+            "rollout.steps[1].hold",
+            "forever",
+            &["expected a duration such as 500ms, 10s, 2m or 1h, or `manual`, got `forever`"],
+        ),
+        (
+            "rollout.analysis.gates.error_rate.max",
+            "1%",
+            &["expected a number such as 0.01, got `1%`"],
+        ),
+        (
+            "capture.max_file",
+            "huge",
+            &["expected a size such as 512KiB, 4MiB or a number of bytes, got `huge`"],
+        ),
+    ];
+    for (path, on_line, says) in expected {
+        assert_reported(&output, &text, path, on_line, says);
+    }
+    assert!(output.contains("5 problems"), "{output}");
+    // Not Rust's words: no type names, no parser offsets.
+    for rust in ["f64", "usize", "u64", "invalid type", "expected number at"] {
+        assert!(!output.contains(rust), "says `{rust}`:\n{output}");
+    }
+    assert!(
+        output.contains("the values' own checks") && output.contains("run once these are fixed"),
+        "{output}"
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_is_explained_at_its_line() {
+    let text = VALID.replace("  steps:", "\tsteps:");
+    let output = assert_rejected(&validate_text("tab.yaml", &text));
+    let line = line_of(&text, "\tsteps:");
+    assert!(
+        output.contains(&format!(
+            "(line {line}): the YAML cannot be read: a tab where YAML needs spaces"
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains("reading stopped at the last problem: fix it to see any after it"),
+        "{output}"
+    );
+}

@@ -260,7 +260,7 @@ pub fn render_status(s: &StatusReport) -> String {
 }
 
 /// Every route on one line, in config order: name, phase, step, candidate weight, and its
-/// stable → candidate (the stable alone without a candidate).
+/// stable → candidate; an idle route (no candidate) says where all its traffic goes.
 pub fn render_routes(routes: &[StatusReport]) -> String {
     if routes.is_empty() {
         return "no routes\n".into();
@@ -290,6 +290,16 @@ pub fn render_overview(routes: &[StatusReport]) -> String {
 
 /// A route's line in the list of routes, cell by cell.
 fn route_row(r: &Status) -> [String; 5] {
+    if is_idle(r) {
+        let to = format!("all traffic to {}", r.stable);
+        return [
+            r.route.clone(),
+            r.phase.clone(),
+            String::new(),
+            String::new(),
+            to,
+        ];
+    }
     let backends = match &r.candidate {
         Some(candidate) => format!("{} → {candidate}", r.stable),
         None => r.stable.clone(),
@@ -311,8 +321,20 @@ fn route(r: &Status) -> String {
     format!("route:     {}\n", r.route)
 }
 
-/// Where the rollout is: phase, backends, step and traffic split.
+/// Whether the route has no rollout: no candidate, every request to its stable.
+fn is_idle(r: &Status) -> bool {
+    r.phase == "idle"
+}
+
+/// Where the rollout is: phase, backends, step and traffic split; for an idle route, only
+/// where its traffic goes (no step, weight or mirror: there is nothing to send them to).
 fn placement(r: &Status) -> String {
+    if is_idle(r) {
+        return format!(
+            "phase:     idle: all traffic to {}\nstable:    {}\ncandidate: (none)\n",
+            r.stable, r.stable
+        );
+    }
     format!(
         "phase:     {}\nstrategy:  {}\nstable:    {}\ncandidate: {}\nstep:      {} of {}\nweight:    {}%\nmirror:    {}%\n",
         r.phase,
@@ -772,7 +794,7 @@ recent events:
     /// What `switchyard routes` shows of [`THREE_ROUTES`].
     const THREE_ROUTES_SHOWN: &str = "\
 iris   progressing  step 2/5  weight 25%  iris-v1 → iris-v2
-fraud  idle         step 0/0  weight 0%   fraud-v6
+fraud  idle                               all traffic to fraud-v6
 chat   rolled_back  step 1/3  weight 0%   chat-a → chat-b
 ";
 
@@ -938,9 +960,17 @@ chat   rolled_back  step 1/3  weight 0%   chat-a → chat-b
         let base = admin_api(&[("GET /api/v1/status", 200, &fraud)]).await;
         let shown = client(base.clone(), None).show_status(false).await.unwrap();
         assert!(
-            shown.starts_with("route:     fraud\nphase:     idle\n"),
+            shown.starts_with(
+                "route:     fraud\nphase:     idle: all traffic to fraud-v6\nstable:    fraud-v6\ncandidate: (none)\nconfig:"
+            ),
             "{shown}"
         );
+        for busy in ["step:", "weight:", "mirror:"] {
+            assert!(
+                !shown.contains(busy),
+                "an idle route has no {busy}\n{shown}"
+            );
+        }
         let routes = client(base, None).show_routes(false).await;
         assert_eq!(
             routes.unwrap_err().to_string(),

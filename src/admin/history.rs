@@ -1,6 +1,7 @@
 //! Each route's last hour at one point a second, for `GET /api/v1/history` and the
-//! dashboard: its weight, mirror and phase, and per backend its requests a second, error
-//! rate, latency, shadow agreement, output drift and accuracy.
+//! dashboard: its weight, mirror and phase, and per backend its users' requests a second
+//! and, apart, the mirrored copies it answered a second, error rate, latency, shadow
+//! agreement, output drift, and accuracy with the count of labels it is of.
 //!
 //! One task ([`History::run`]) wakes every second, reads the published snapshot and
 //! statuses once, and appends one point per route, its backends' figures read from the
@@ -15,8 +16,9 @@
 //!
 //! Fixed, allocated when a route (or one of its backends) first appears: per route
 //! [`KEPT`] points of 16 bytes (`at` as u32, weight and mirror as f32, phase as u8), that
-//! is 57 600 bytes; per backend of a route [`KEPT`] samples of 28 bytes (seven f32), that
-//! is 100 800 bytes. A route with a stable and a candidate takes 259 200 bytes (253 KiB).
+//! is 57 600 bytes; per backend of a route [`KEPT`] samples of 36 bytes (eight f32 and a
+//! u32), that is 129 600 bytes. A route with a stable and a candidate takes 316 800 bytes
+//! (309 KiB).
 //!
 //! # Resolution
 //!
@@ -89,14 +91,22 @@ struct Point {
 /// One backend's figures at one tick; NaN stands for "none" (`null` in the answer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
+    /// Users' requests a second.
     rps: f32,
+    /// Mirrored copies answered a second.
+    mirrored_rps: f32,
     error_rate: f32,
     p50_ms: f32,
     p99_ms: f32,
     shadow_agreement: f32,
     output_drift: f32,
     accuracy: f32,
+    /// The labels `accuracy` is of; [`NO_LABELS`] without feedback.
+    labels: u32,
 }
+
+/// [`Sample::labels`] of a backend whose route takes no labels.
+const NO_LABELS: u32 = u32::MAX;
 
 impl Default for History {
     fn default() -> Self {
@@ -290,12 +300,14 @@ impl Sample {
     /// The sample of a backend its route did not name at that tick.
     const ABSENT: Sample = Sample {
         rps: f32::NAN,
+        mirrored_rps: f32::NAN,
         error_rate: f32::NAN,
         p50_ms: f32::NAN,
         p99_ms: f32::NAN,
         shadow_agreement: f32::NAN,
         output_drift: f32::NAN,
         accuracy: f32::NAN,
+        labels: NO_LABELS,
     };
 
     /// `backend`'s figures in the last complete bucket of its window before `now`.
@@ -304,15 +316,21 @@ impl Sample {
         let last = now.checked_sub(bucket).unwrap_or(now);
         let summary = backend.window.summary(last, Duration::ZERO);
         let ms = |q| summary.quantile(q).map(|d| d.as_secs_f64() * 1e3);
-        let (output_drift, accuracy) = model_figures(route, backend, now);
+        let (output_drift, accuracy, labels) = model_figures(route, backend, now);
+        let per_second = |n: u64| (n as f64 / bucket.as_secs_f64()) as f32;
+        let mirrored = summary.mirrored.min(summary.requests);
         Sample {
-            rps: (summary.requests as f64 / bucket.as_secs_f64()) as f32,
+            rps: per_second(summary.requests - mirrored),
+            mirrored_rps: per_second(mirrored),
             error_rate: stored(summary.error_rate()),
             p50_ms: stored(ms(0.5)),
             p99_ms: stored(ms(0.99)),
             shadow_agreement: stored(summary.shadow_agreement()),
             output_drift: stored(output_drift),
             accuracy: stored(accuracy),
+            labels: labels.map_or(NO_LABELS, |n| {
+                u32::try_from(n).unwrap_or(NO_LABELS - 1).min(NO_LABELS - 1)
+            }),
         }
     }
 
@@ -321,19 +339,24 @@ impl Sample {
     }
 }
 
-/// A backend's model figures at `now`: its output drift against the route's stable, and
-/// its accuracy on the labels fed back.
-fn model_figures(route: &Route, backend: &Backend, now: Instant) -> (Option<f64>, Option<f64>) {
+/// A backend's model figures at `now`: its output drift against the route's stable, its
+/// accuracy on the labels fed back, and how many labels that is (`None` without feedback).
+fn model_figures(
+    route: &Route,
+    backend: &Backend,
+    now: Instant,
+) -> (Option<f64>, Option<f64>, Option<u64>) {
     let Some(o) = route.observers.as_deref() else {
-        return (None, None);
+        return (None, None, None);
     };
     let drift = route
         .candidate
         .as_ref()
         .filter(|c| c.name == backend.name)
         .and_then(|c| o.output_drift(&route.stable.name, &c.name, now));
-    let accuracy = o.accuracy(&backend.name, now, route.window).accuracy();
-    (drift, accuracy)
+    let score = o.accuracy(&backend.name, now, route.window);
+    let labels = o.feedback().is_some().then(|| score.labels());
+    (drift, score.accuracy(), labels)
 }
 
 /// A figure as stored: NaN for none.
@@ -360,9 +383,13 @@ pub struct Timeline {
 /// One backend's figures at one point, as the API shows them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figures {
-    /// Requests a second.
+    /// Users' requests a second (mirrored copies not counted).
     pub rps: f32,
-    /// `null` when the backend served nothing.
+    /// Mirrored copies a second: requests sent to the backend only to compare its
+    /// answers, which no user waited for (the candidate's, while it is mirrored to).
+    pub mirrored_rps: f32,
+    /// The share of every answer that failed, mirrored copies included as the gates
+    /// judge them (so are the latencies); `null` when the backend answered none.
     pub error_rate: Option<f32>,
     pub p50_ms: Option<f32>,
     pub p99_ms: Option<f32>,
@@ -370,6 +397,9 @@ pub struct Figures {
     pub shadow_agreement: Option<f32>,
     pub output_drift: Option<f32>,
     pub accuracy: Option<f32>,
+    /// The labels joined over the analysis window that `accuracy` is of; `null` when the
+    /// route takes no labels.
+    pub labels: Option<u32>,
 }
 
 impl Timeline {
@@ -390,12 +420,14 @@ impl Timeline {
             let s = samples.get(j).filter(|s| !s.is_absent())?;
             let figures = Figures {
                 rps: s.rps,
+                mirrored_rps: s.mirrored_rps,
                 error_rate: shown(s.error_rate),
                 p50_ms: shown(s.p50_ms),
                 p99_ms: shown(s.p99_ms),
                 shadow_agreement: shown(s.shadow_agreement),
                 output_drift: shown(s.output_drift),
                 accuracy: shown(s.accuracy),
+                labels: (s.labels != NO_LABELS).then_some(s.labels),
             };
             Some((&**name, figures))
         })
@@ -496,7 +528,7 @@ mod tests {
     #[test]
     fn points_and_samples_are_as_small_as_the_docs_say() {
         assert_eq!(std::mem::size_of::<Point>(), 16);
-        assert_eq!(std::mem::size_of::<Sample>(), 28);
+        assert_eq!(std::mem::size_of::<Sample>(), 36);
     }
 
     #[tokio::test(start_paused = true)]
@@ -536,7 +568,7 @@ mod tests {
             (19.0..21.0).contains(&p50) && (390.0..410.0).contains(&p99),
             "{blue}"
         );
-        for none in ["shadow_agreement", "output_drift", "accuracy"] {
+        for none in ["shadow_agreement", "output_drift", "accuracy", "labels"] {
             assert!(blue[none].is_null(), "{none}: {blue}");
         }
         let green = &point["backends"]["green"];

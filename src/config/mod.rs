@@ -14,8 +14,9 @@ mod load;
 mod route_tests;
 mod units;
 mod validate;
+mod words;
 
-pub use load::{load_file, parse, Problem, Problems};
+pub use load::{check, check_file, load_file, parse, Problem, Problems, Reach, Refusal};
 pub use units::{ByteSize, Dur};
 
 use std::collections::BTreeMap;
@@ -799,13 +800,19 @@ fn default_state_path() -> Option<PathBuf> {
 
 impl<'de> Deserialize<'de> for Hold {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        units::from_str_with(d, "a duration or `manual`", |s| {
+        const EXPECTING: &str = "a duration such as 500ms, 10s, 2m or 1h, or `manual`";
+        units::from_str_with(d, EXPECTING, |s| {
             if s.trim() == "manual" {
                 return Ok(Hold::Manual);
             }
-            units::parse_duration(s)
-                .map(Hold::For)
-                .map_err(|e| format!("{e} (or `manual`)"))
+            units::parse_duration(s).map(Hold::For).map_err(|e| {
+                // Not a duration at all: `manual` was an option too.
+                let plain = format!("expected {}, got", units::DURATION);
+                match e.strip_prefix(&plain) {
+                    Some(rest) => format!("expected {EXPECTING}, got{rest}"),
+                    None => e,
+                }
+            })
         })
     }
 }

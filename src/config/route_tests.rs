@@ -272,21 +272,21 @@ fn unknown_keys_in_a_route_are_errors_with_their_line() {
         (
             "    shadow:\n",
             "    monitor: { sampel: 20 }\n    shadow:\n",
-            "routes[0].monitor",
+            "routes[0].monitor.sampel",
             "monitor:",
             "unknown field `sampel`",
         ),
         (
             "model: iris",
             "modle: iris",
-            "routes[0].match",
+            "routes[0].match.modle",
             "modle",
             "unknown field `modle`",
         ),
         (
             "stable: fraud-v6",
             "stabel: fraud-v6",
-            "routes[1].rollout",
+            "routes[1].rollout.stabel",
             "stabel",
             "unknown field `stabel`",
         ),
@@ -296,6 +296,7 @@ fn unknown_keys_in_a_route_are_errors_with_their_line() {
         let problems = parse(&text).expect_err("unknown key").0;
         assert_eq!(problems.len(), 1, "{problems:#?}");
         let p = &problems[0];
+        // The unknown key's own path, under the mapping that does not take it.
         assert_eq!(p.path, path, "{p}");
         assert_eq!(p.line, Some(line_of(&text, on_line)), "{p}");
         assert!(p.message.contains(says), "{p}");

@@ -34,12 +34,23 @@ impl fmt::Display for Dur {
 /// overflowing an instant (the data plane adds timeouts to the current one).
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// What a duration field takes, in the words of every message about one.
+pub(crate) const DURATION: &str = "a duration such as 500ms, 10s, 2m or 1h";
+
 /// Parses a duration the way the config writes it.
 pub(crate) fn parse_duration(s: &str) -> Result<Dur, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 500ms, 10s, 2m or 1h: {e}"))?;
+    let d = humantime::parse_duration(s.trim()).map_err(|_| {
+        let unitless = s.trim().parse::<f64>().is_ok();
+        let hint = match unitless {
+            true => format!(" (a number needs its unit: `{}s`)", s.trim()),
+            false => String::new(),
+        };
+        format!("expected {DURATION}, got `{s}`{hint}")
+    })?;
     if d > MAX_DURATION {
-        return Err(format!("`{s}` is longer than 100 years"));
+        return Err(format!(
+            "expected a duration of at most 100 years, got `{s}`"
+        ));
     }
     Ok(Dur(d))
 }
@@ -73,7 +84,7 @@ where
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        from_str_with(d, "a duration like 500ms, 10s, 2m or 1h", parse_duration)
+        from_str_with(d, DURATION, parse_duration)
     }
 }
 
@@ -100,6 +111,9 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// What a size field takes, in the words of every message about one.
+const SIZE: &str = "a size such as 512KiB, 4MiB or a number of bytes";
+
 pub(crate) fn parse_size(s: &str) -> Result<ByteSize, String> {
     let t = s.trim();
     let split = t
@@ -108,7 +122,7 @@ pub(crate) fn parse_size(s: &str) -> Result<ByteSize, String> {
     let (num, unit) = t.split_at(split);
     let num: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a size like 512KiB or 4MiB"))?;
+        .map_err(|_| format!("expected {SIZE}, got `{s}`"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -119,7 +133,7 @@ pub(crate) fn parse_size(s: &str) -> Result<ByteSize, String> {
         "GB" => 1_000_000_000,
         other => {
             return Err(format!(
-                "`{s}`: unknown size unit `{other}` (use B, KiB, MiB, GiB, kB, MB, GB)"
+                "expected {SIZE}, got `{s}`: `{other}` is not a unit (B, KiB, MiB, GiB, kB, MB, GB)"
             ))
         }
     };
@@ -132,7 +146,7 @@ impl<'de> Deserialize<'de> for ByteSize {
         impl serde::de::Visitor<'_> for V {
             type Value = ByteSize;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size like 512KiB or 4MiB")
+                f.write_str(SIZE)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))

@@ -179,7 +179,8 @@ async fn send_copy(
 }
 
 /// A mirrored answer counts as a candidate sample: its window (when `judged`; without a
-/// latency when none was measured cleanly), metrics and the tripwire.
+/// latency when none was measured cleanly, and marked as a mirrored copy, so the history
+/// tells it from users' requests), metrics and the tripwire.
 fn account(
     candidate: &Backend,
     snap: &Route,
@@ -194,11 +195,13 @@ fn account(
             None => return,
         },
     };
+    let now = Instant::now();
+    let window = candidate.window_if(judged);
     telemetry::record(
-        candidate.window_if(judged),
+        window,
         &candidate.metrics,
         snap.tripwire.as_deref(),
-        Instant::now(),
+        now,
         // A mirror's answer reaches no client: its metric is the backend's latency too.
         telemetry::Took {
             seen: latency,
@@ -206,6 +209,9 @@ fn account(
         },
         outcome,
     );
+    if let Some(window) = window {
+        window.record_mirrored(now);
+    }
 }
 
 /// Counts the mirror's outcome and its comparison, in the metrics and the candidate's

@@ -11,7 +11,7 @@
 //! # Memory
 //!
 //! Fixed at construction: one time bucket is 1 728 bytes (a cache line
-//! for its epoch, 40 bytes of counters, 400 × 4-byte histogram counters,
+//! for its epoch, 48 bytes of counters, 400 × 4-byte histogram counters,
 //! rounded to 64-byte alignment). A `Window` with `buckets = 61` (a 1-minute
 //! window in 1 s buckets) therefore takes 61 × 1 728 = 105 408 bytes
 //! (≈ 103 KiB) on the heap plus a few dozen bytes inline; see
@@ -195,6 +195,15 @@ impl Window {
         }
     }
 
+    /// Marks one request already recorded at `now` as a mirrored copy, which no user
+    /// waited for: it still counts as a request (the gates judge mirrored answers as live
+    /// ones), and [`Summary::mirrored`] tells the copies from users' requests.
+    pub fn record_mirrored(&self, now: Instant) {
+        if let Some(slot) = self.slot_for(now) {
+            slot.mirrored.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records the outcome of one shadow comparison, the input of the `shadow_agreement` gate.
     ///
     /// This does not count a request: mirrored answers that should count for
@@ -239,6 +248,7 @@ impl Window {
         let timed: u64 = summary.latency.iter().sum();
         summary.requests = timed.saturating_add(summary.untimed);
         summary.errors = summary.errors.min(summary.requests);
+        summary.mirrored = summary.mirrored.min(summary.requests);
         summary
     }
 
@@ -389,6 +399,8 @@ struct Slot {
     shadow: [AtomicU64; 3],
     /// Requests counted without a latency (none measured cleanly).
     untimed: AtomicU64,
+    /// Of the requests, the mirrored copies.
+    mirrored: AtomicU64,
     /// Request counts by latency bucket (see `latency_index`). 32-bit to
     /// halve the footprint: one latency bucket of one time bucket wraps after
     /// 2³² samples (≈ 4.3 billion requests of near-identical latency within
@@ -410,6 +422,7 @@ impl Slot {
             errors: AtomicU64::new(0),
             shadow: std::array::from_fn(|_| AtomicU64::new(0)),
             untimed: AtomicU64::new(0),
+            mirrored: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
@@ -418,6 +431,7 @@ impl Slot {
     fn clear(&self) {
         self.errors.store(0, Ordering::Relaxed);
         self.untimed.store(0, Ordering::Relaxed);
+        self.mirrored.store(0, Ordering::Relaxed);
         for counter in &self.shadow {
             counter.store(0, Ordering::Relaxed);
         }
@@ -444,6 +458,7 @@ impl Slot {
             reads += 1;
             out.errors = self.errors.load(Ordering::Relaxed);
             out.untimed = self.untimed.load(Ordering::Relaxed);
+            out.mirrored = self.mirrored.load(Ordering::Relaxed);
             for (dst, src) in out.shadow.iter_mut().zip(&self.shadow) {
                 *dst = src.load(Ordering::Relaxed);
             }
@@ -463,6 +478,7 @@ impl Slot {
 struct SlotCounts {
     errors: u64,
     untimed: u64,
+    mirrored: u64,
     shadow: [u64; 3],
     latency: [u32; LATENCY_BUCKETS],
 }
@@ -472,6 +488,7 @@ impl Default for SlotCounts {
         SlotCounts {
             errors: 0,
             untimed: 0,
+            mirrored: 0,
             shadow: [0; 3],
             latency: [0; LATENCY_BUCKETS],
         }
@@ -482,6 +499,7 @@ impl SlotCounts {
     fn add_to(&self, summary: &mut Summary) {
         summary.errors = summary.errors.saturating_add(self.errors);
         summary.untimed = summary.untimed.saturating_add(self.untimed);
+        summary.mirrored = summary.mirrored.saturating_add(self.mirrored);
         summary.shadow_agree = summary.shadow_agree.saturating_add(self.shadow[0]);
         summary.shadow_disagree = summary.shadow_disagree.saturating_add(self.shadow[1]);
         summary.shadow_incomparable = summary.shadow_incomparable.saturating_add(self.shadow[2]);
@@ -522,6 +540,8 @@ pub struct Summary {
     pub errors: u64,
     /// Of those, the ones without a latency (left out of the quantiles).
     pub untimed: u64,
+    /// Of those, the mirrored copies (no user waited for them); the rest are users'.
+    pub mirrored: u64,
     /// Shadow comparisons that agreed.
     pub shadow_agree: u64,
     /// Shadow comparisons that disagreed.
@@ -608,6 +628,10 @@ impl Summary {
             .fold(0u64, |sum, &n| sum.saturating_add(n))
             .saturating_add(self.untimed);
         self.errors = self.errors.saturating_add(other.errors).min(self.requests);
+        self.mirrored = self
+            .mirrored
+            .saturating_add(other.mirrored)
+            .min(self.requests);
         self.shadow_agree = self.shadow_agree.saturating_add(other.shadow_agree);
         self.shadow_disagree = self.shadow_disagree.saturating_add(other.shadow_disagree);
         self.shadow_incomparable = self
@@ -756,6 +780,28 @@ mod tests {
             (merged.requests, merged.untimed, merged.errors),
             (220, 20, 4)
         );
+    }
+
+    #[test]
+    fn mirrored_copies_are_requests_counted_apart() {
+        let (t0, w) = minute_window();
+        for i in 0..30u64 {
+            w.record(t0 + ms(i * 10), ms(20), false);
+        }
+        for i in 0..10u64 {
+            w.record(t0 + ms(i * 10), ms(30), i < 5);
+            w.record_mirrored(t0 + ms(i * 10));
+        }
+        let s = w.summary(t0 + secs(2), MINUTE);
+        assert_eq!((s.requests, s.mirrored, s.errors), (40, 10, 5));
+        let mut merged = Summary::default();
+        merged.merge(&s);
+        merged.merge(&s);
+        assert_eq!((merged.requests, merged.mirrored), (80, 20));
+        // A mark whose request went uncounted never makes more copies than requests.
+        let (t0, lone) = minute_window();
+        lone.record_mirrored(t0);
+        assert_eq!(lone.summary(t0 + secs(1), MINUTE).mirrored, 0);
     }
 
     #[test]

@@ -24,7 +24,8 @@ async fn switchyard_routes_lists_every_route_with_its_phase_and_weight() {
     for (name, phase, weight) in [
         ("iris", "progressing", "50"),
         ("chat", "promoted", "100"),
-        ("fraud", "idle", "0"),
+        // No candidate: said where its traffic goes, not as step 0 at weight 0.
+        ("fraud", "idle", "all traffic to fraud-v6"),
     ] {
         assert_lists(&out, name, &[phase, weight]);
     }

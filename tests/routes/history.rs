@@ -124,3 +124,44 @@ async fn history_shows_each_route_by_the_second_and_forgets_removed_ones() {
     );
     assert!(!points(&only).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_copies_are_counted_apart_from_users_requests() {
+    // Every user on the stable; every request mirrored to the candidate.
+    let shadowed = route("iris").when("{ model: iris }").rollout(
+        "{ stable: iris-v1, candidate: iris-v2, \
+         steps: [{ weight: 0, mirror: 100, hold: manual }, { weight: 100 }] }",
+    );
+    let h = Routed::start(&["iris-v1", "iris-v2"], &[shadowed]).await;
+    let history = eventually(
+        "a point with mirrored copies",
+        Duration::from_millis(50),
+        || async {
+            h.served(5, || h.infer("iris")).await;
+            let (status, history) = get(&h, "/api/v1/routes/iris/history").await;
+            assert_eq!(status, StatusCode::OK, "{history:#}");
+            let mirrored = points(&history)
+                .iter()
+                .any(|p| p["backends"]["iris-v2"]["mirrored_rps"].as_f64() > Some(0.0));
+            if mirrored {
+                Ok(history)
+            } else {
+                Err(format!("no mirrored copies yet: {history:#}"))
+            }
+        },
+    )
+    .await;
+    for p in points(&history) {
+        let (stable, candidate) = (&p["backends"]["iris-v1"], &p["backends"]["iris-v2"]);
+        // No user reached the candidate: its users' rate stays 0 while copies arrive.
+        assert_eq!(candidate["rps"].as_f64(), Some(0.0), "{p}");
+        assert!(candidate["mirrored_rps"].as_f64() >= Some(0.0), "{p}");
+        assert_eq!(stable["mirrored_rps"].as_f64(), Some(0.0), "{p}");
+    }
+    assert!(
+        points(&history)
+            .iter()
+            .any(|p| p["backends"]["iris-v1"]["rps"].as_f64() > Some(0.0)),
+        "the users' requests are the stable's: {history:#}"
+    );
+}

@@ -11,6 +11,15 @@ const PHASE_GLYPH = { idle: "○", progressing: "▶", paused: "❚❚", promote
 const COLOURS = ["#79c0ff", "#ffa657", "#d2a8ff", "#56d364", "#ff8e86", "#e3b341"];
 // Events marked on the weight chart: glyph and colour.
 const MARKS = { step: ["▲", "#79c0ff"], rollback: ["✕", "#ff8e86"], promoted: ["★", "#56d364"] };
+// The phases each control is allowed in (anything else the API refuses with 409): a
+// button shows only in these.
+const ALLOWED = {
+  promote: ["progressing", "paused"],
+  pause: ["progressing"],
+  resume: ["paused"],
+  rollback: ["progressing", "paused", "promoted"],
+  retry: ["rolled_back"],
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,24 +64,43 @@ function pick(routes) {
 
 // --- panels ------------------------------------------------------------------------------
 
+/** What the rollout panel says of where the route is: an idle route (no candidate) in
+ *  those words, else its step, weight and mirror. */
+function progressText(s) {
+  if (s.phase === "idle") return `idle: all traffic to ${s.stable}`;
+  return `step ${s.step} of ${s.steps} · candidate weight ${fmt(s.weight, 1)} % · mirror ${fmt(s.mirror, 1)} %`;
+}
+
+/** Shows the control buttons the phase allows, and hides the others. */
+function showControls(phase) {
+  let shown = 0;
+  for (const b of document.querySelectorAll("button[data-action]")) {
+    b.hidden = !(ALLOWED[b.dataset.action] || []).includes(phase);
+    if (!b.hidden) shown++;
+  }
+  $("controls-note").textContent = shown ? "" :
+    phase === "idle" ? "nothing to control: a candidate in the config starts a rollout" : `no control applies while ${phase}`;
+}
+
 function showRollout(s, route) {
   const phase = $("phase");
   phase.dataset.phase = s.phase;
   phase.textContent = `${PHASE_GLYPH[s.phase] || "?"} ${s.phase}`;
-  $("backends").textContent = `${s.stable} → ${s.candidate ?? "—"} · ${s.strategy}`;
+  const idle = s.phase === "idle";
+  $("backends").textContent = idle ? `${s.stable} · no candidate` : `${s.stable} → ${s.candidate ?? "—"} · ${s.strategy}`;
   $("summary").textContent = (route ? `route ${route} · ` : "") + `config generation ${s.config.generation}` +
     (s.config.last_error ? " · last reload rejected: " + s.config.last_error : "");
-  $("progress-text").textContent =
-    `step ${s.step} of ${s.steps} · candidate weight ${fmt(s.weight, 1)} % · mirror ${fmt(s.mirror, 1)} %`;
+  $("progress-text").textContent = progressText(s);
+  showControls(s.phase);
   const boxes = [];
   // Steps count from 0, as the API and the CLI do; a promoted rollout has done them all.
   const done = s.phase === "promoted" ? s.steps : s.step;
-  for (let i = 0; i < s.steps; i++) {
+  for (let i = 0; i < (idle ? 0 : s.steps); i++) {
     const live = i === s.step && (s.phase === "progressing" || s.phase === "paused");
     boxes.push(el("span", null, { class: i < done ? "done" : live ? "current done" : "" }));
   }
   $("steps").replaceChildren(...boxes);
-  $("hold").textContent = s.manual_hold ? "this step waits for promote" :
+  $("hold").textContent = idle ? "" : s.manual_hold ? "this step waits for promote" :
     s.hold_remaining_s != null ? `${s.hold_remaining_s.toFixed(0)} s left in this step's hold` : "";
   $("reason").textContent = s.reason ? "reason: " + s.reason : "";
 }
@@ -147,9 +175,31 @@ function showEvents(s) {
 
 const charts = {}; // id → { plot, key }
 
-/** Draws `series` ([{label, values, dash?, colour?}]) over `xs` (unix seconds) into the
- *  figure `id`; the plot is rebuilt only when the series change. `marks` are drawn too. */
-function draw(id, xs, series, marks = []) {
+/** The index of the newest value that is not null, or -1. */
+function newest(values) {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return i;
+  return -1;
+}
+
+/** A legend's value of series `si` of the chart `entry`: the one under the cursor, or,
+ *  with the cursor off the plot, the series' newest, so a legend always shows figures.
+ *  Its series' `show(value, index)` of the latest draw writes it. */
+function legendValue(entry, u, si, idx) {
+  const values = u.data[si];
+  const i = idx ?? newest(values);
+  const value = i < 0 ? null : values[i];
+  return value == null ? "—" : entry.show[si - 1](value, i);
+}
+
+/** The time column's legend: the time under the cursor, or "latest". */
+const timeValue = (u, v, si, idx) =>
+  idx == null || v == null ? "latest" : new Date(v * 1000).toLocaleTimeString();
+
+/** Draws `series` ([{label, values, dash?, colour?, show?}]) over `xs` (unix seconds) into
+ *  the figure `id`; `show(value, index)` writes a value in the legend (`unit` after two
+ *  decimals when absent). The plot is rebuilt only when the series change. `marks` are
+ *  drawn too. */
+function draw(id, xs, series, marks = [], unit = "", options = {}) {
   const figure = $(id);
   const box = figure.querySelector(".plot");
   const points = series.some((s) => s.values.some((v) => v != null)) ? xs.length : 0;
@@ -161,23 +211,28 @@ function draw(id, xs, series, marks = []) {
   }
   const key = series.map((s) => s.label).join("|");
   const data = [xs, ...series.map((s) => s.values)];
+  const show = series.map((s) => s.show || ((v) => fmt(v) + unit));
   const c = charts[id];
   if (c && c.key === key) {
     c.marks = marks;
+    c.show = show;
     c.plot.setData(data);
+    // Off the plot, the legend shows the newest figures: refresh it with the data.
+    if (c.plot.cursor.idx == null) c.plot.setLegend({ idx: null });
     return;
   }
   if (c) c.plot.destroy();
   box.replaceChildren();
-  const entry = { key, marks };
+  const entry = { key, marks, show };
   const axis = { stroke: "#a9b4c0", grid: { stroke: "#2c3643" }, ticks: { stroke: "#2c3643" } };
   entry.plot = new uPlot({
     width: box.clientWidth || 400,
     height: 200,
-    scales: { x: { time: true } },
+    scales: { x: { time: true }, ...(options.range ? { y: { range: options.range } } : {}) },
     axes: [axis, { ...axis, size: 50 }],
-    series: [{}, ...series.map((s, i) => ({
+    series: [{ label: "time", value: timeValue }, ...series.map((s, i) => ({
       label: s.label, stroke: s.colour || COLOURS[i % COLOURS.length], width: 2, dash: s.dash, spanGaps: false,
+      value: (u, v, si, idx) => legendValue(entry, u, si, idx),
     }))],
     hooks: { draw: [(u) => drawMarks(u, entry.marks)] },
   }, data, box);
@@ -211,32 +266,50 @@ function showCharts(h, s) {
   const names = [...new Set(points.flatMap((p) => Object.keys(p.backends)))];
   const of = (name, field, scale = 1) =>
     column(points, (p) => { const v = p.backends[name]?.[field]; return v == null ? null : v * scale; });
+  const has = (name, field) => of(name, field).some((v) => v != null && v !== 0);
   const seconds = xs.length ? xs[xs.length - 1] - xs[0] : 0;
   $("span").textContent = !xs.length ? "" : seconds < 120 ? `· last ${seconds} s` : `· last ${Math.round(seconds / 60)} min`;
 
   const marks = h.events.filter((e) => MARKS[e.kind])
     .map((e) => ({ at: Date.parse(e.at) / 1000, glyph: MARKS[e.kind][0], colour: MARKS[e.kind][1] }));
+  const percent = (v) => `${fmt(v, 1)} %`;
   draw("chart-weight", xs, [
-    { label: "candidate weight", values: column(points, (p) => p.weight) },
-    { label: "mirror", values: column(points, (p) => p.mirror), dash: [6, 4], colour: COLOURS[2] },
+    { label: "candidate weight", values: column(points, (p) => p.weight), show: percent },
+    { label: "mirror", values: column(points, (p) => p.mirror), dash: [6, 4], colour: COLOURS[2], show: percent },
   ], marks);
-  draw("chart-rps", xs, names.map((n) => ({ label: n, values: of(n, "rps") })));
-  draw("chart-errors", xs, names.map((n) => ({ label: n, values: of(n, "error_rate", 100) })));
+  // Users' requests apart from the copies mirrored to a backend (its answers, no user's).
+  const perSecond = (v) => `${fmt(v, 1)}/s`;
+  draw("chart-rps", xs, names.flatMap((n, i) => [
+    { label: `${n} users`, values: of(n, "rps"), colour: COLOURS[i], show: perSecond },
+    ...(has(n, "mirrored_rps")
+      ? [{ label: `${n} mirrored copies`, values: of(n, "mirrored_rps"), colour: COLOURS[i], dash: [6, 4], show: perSecond }]
+      : []),
+  ]));
+  draw("chart-errors", xs, names.map((n) => ({ label: n, values: of(n, "error_rate", 100) })), [], " %");
   draw("chart-latency", xs, names.flatMap((n, i) => [
     { label: `${n} p50`, values: of(n, "p50_ms"), colour: COLOURS[i] },
     { label: `${n} p99`, values: of(n, "p99_ms"), colour: COLOURS[i], dash: [6, 4] },
-  ]));
+  ]), [], " ms");
   // The noise floor: how often the stable agrees with itself (shadow.calibrate), as a line.
   const noise = s.window?.noise_floor?.disagreement;
-  const agreement = names.map((n) => ({ label: n, values: of(n, "shadow_agreement", 100) }));
+  const agreement = names.filter((n) => of(n, "shadow_agreement").some((v) => v != null))
+    .map((n) => ({ label: n, values: of(n, "shadow_agreement", 100), colour: COLOURS[names.indexOf(n)], show: percent }));
   if (noise != null) {
-    agreement.push({ label: "noise floor (stable vs itself)", values: xs.map(() => pct(1 - noise)), dash: [2, 4], colour: "#a9b4c0" });
+    agreement.push({ label: "noise floor (stable vs itself)", values: xs.map(() => pct(1 - noise)), dash: [2, 4], colour: "#a9b4c0", show: percent });
   }
   draw("chart-agreement", xs, agreement);
-  draw("chart-quality", xs, names.flatMap((n, i) => [
-    { label: `${n} output drift`, values: of(n, "output_drift"), colour: COLOURS[i], dash: [6, 4] },
-    { label: `${n} accuracy`, values: of(n, "accuracy"), colour: COLOURS[i] },
-  ]));
+  // Output drift is the candidate's against the stable: one series, on its own axis.
+  draw("chart-drift", xs, names.filter((n) => of(n, "output_drift").some((v) => v != null)).map((n) => (
+    { label: `${n} vs ${h.stable}`, values: of(n, "output_drift"), colour: COLOURS[names.indexOf(n)], show: (v) => fmt(v, 3) }
+  )));
+  // Accuracy on its own axis, each figure with the labels it is of.
+  draw("chart-accuracy", xs, names.map((n, i) => {
+    const labels = of(n, "labels");
+    return {
+      label: n, values: of(n, "accuracy", 100), colour: COLOURS[i],
+      show: (v, at) => `${fmt(v, 1)} % of ${labels[at] ?? 0} labels`,
+    };
+  }), [], "", { range: [0, 100] });
 }
 
 window.addEventListener("resize", () => {
