@@ -138,13 +138,19 @@ function showDrift(m) {
   const rows = [];
   for (const b of (m && m.backends) || []) {
     for (const f of b.features || []) {
-      if (f.drift) rows.push({ feature: f.name, backend: b.backend, value: f.drift.value, level: f.drift.level });
+      if (f.drift) rows.push({ feature: f.name, backend: b.backend, drift: f.drift });
     }
   }
-  rows.sort((a, b) => b.value - a.value);
+  // The worst first; figures not given yet (too few values) last.
+  const rank = (r) => (r.drift.value == null ? -1 : r.drift.value);
+  rows.sort((a, b) => rank(b) - rank(a));
   $("drift").tBodies[0].replaceChildren(...rows.slice(0, 20).map((r) => {
+    const d = r.drift;
+    // Every figure with the count it rests on; below the minimum, the count and what is needed.
+    const values = d.value == null && d.needed != null ? `${d.samples} of ${d.needed} needed` : `${d.samples ?? "-"}`;
     const tr = el("tr");
-    tr.append(el("td", r.feature), el("td", r.backend), el("td", fmt(r.value, 3)), el("td", r.level, { class: r.level }));
+    tr.append(el("td", r.feature), el("td", r.backend), el("td", fmt(d.value, 3)), el("td", values),
+      el("td", d.level, { class: d.level, title: d.reason || "" }));
     return tr;
   }));
   $("drift-note").textContent = !m || !m.enabled ? "no monitor configured for this route" :
