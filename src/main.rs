@@ -88,15 +88,33 @@ enum Command {
         admin: AdminArgs,
     },
     /// Write a drift reference (what `monitor.reference.file` reads) from a capture file
-    /// (JSON Lines) or a CSV table with a header row.
+    /// (JSON Lines), a CSV table with a header row, or the reference a running switchyard
+    /// uses (--from-live).
     Baseline {
         /// The capture file or CSV table to read.
-        #[arg(long, value_name = "FILE")]
-        from: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "from_live",
+            conflicts_with = "from_live"
+        )]
+        from: Option<PathBuf>,
+        /// Export the reference a running switchyard uses, from its admin API.
+        #[arg(long)]
+        from_live: bool,
+        /// Admin API base URL (with --from-live).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "SWITCHYARD_ADMIN",
+            default_value = "http://127.0.0.1:9901"
+        )]
+        admin: String,
         /// Where to write the reference.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// Only a capture's records of this route.
+        /// Only a capture's records of this route; with --from-live, the route whose
+        /// reference is exported (without it: the route named `default` or the only one).
         #[arg(long, value_name = "NAME")]
         route: Option<String>,
     },
@@ -198,15 +216,28 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Resume { admin } => control(admin, Action::Resume).await,
         Command::Rollback { admin, reason } => control(admin, Action::Rollback { reason }).await,
         Command::Retry { admin } => control(admin, Action::Retry).await,
-        Command::Baseline { from, out, route } => baseline(&from, &out, route.as_deref()),
+        Command::Baseline {
+            from,
+            from_live,
+            admin,
+            out,
+            route,
+        } => match from {
+            Some(from) if !from_live => baseline(&from, &out, route.as_deref()),
+            _ => baseline_live(admin, route, &out).await,
+        },
     }
 }
 
 /// `switchyard validate`: `ok`, or every problem with its field and line.
 fn validate(path: &Path) -> ExitCode {
-    let Err(refused) = config::check_file(path) else {
-        println!("ok");
-        return ExitCode::SUCCESS;
+    let refused = match config::check_file(path) {
+        Ok(config) => {
+            print_warnings(&config);
+            println!("ok");
+            return ExitCode::SUCCESS;
+        }
+        Err(refused) => refused,
     };
     let n = refused.problems.0.len();
     let plural = if n == 1 { "" } else { "s" };
@@ -218,6 +249,26 @@ fn validate(path: &Path) -> ExitCode {
         println!("({note})");
     }
     ExitCode::FAILURE
+}
+
+/// What a valid config may still get wrong, on stderr, one `warning:` line each (the
+/// config is valid all the same): a monitor's reference file of no features, or of none
+/// of the configured ones.
+fn print_warnings(config: &config::Config) {
+    let mut printed = Vec::new();
+    for route in config.routes() {
+        for w in route.monitor.reference_warnings() {
+            let line = if route.name == config::DEFAULT_ROUTE {
+                format!("warning: monitor.{w}")
+            } else {
+                format!("warning: route {}: monitor.{w}", route.name)
+            };
+            if !printed.contains(&line) {
+                eprintln!("{line}");
+                printed.push(line);
+            }
+        }
+    }
 }
 
 /// `switchyard baseline`: a reference from a file, a line saying what went into it, and
@@ -240,6 +291,45 @@ fn baseline(from: &Path, out: &Path, route: Option<&str>) -> ExitCode {
         eprintln!("switchyard baseline: {e}");
         return ExitCode::FAILURE;
     }
+    println!("{}", summary.line(out, &reference));
+    ExitCode::SUCCESS
+}
+
+/// `switchyard baseline --from-live`: the reference a running switchyard uses, exported
+/// from its admin API and checked as `monitor.reference.file` reads it, written as sent.
+async fn baseline_live(admin: String, route: Option<String>, out: &Path) -> ExitCode {
+    let client = AdminClient {
+        base: admin,
+        token: None,
+        route: route.filter(|r| !r.is_empty()),
+    };
+    let json = match client.monitor_reference().await {
+        Ok(json) => json,
+        Err(e) => {
+            eprintln!("switchyard baseline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reference = match monitor::Reference::from_json(json.as_bytes()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard baseline: the admin API's reference does not read: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut text = json.trim_end().to_owned();
+    text.push('\n');
+    if let Err(e) = std::fs::write(out, text) {
+        eprintln!("switchyard baseline: {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    if reference.features.is_empty() {
+        eprintln!(
+            "switchyard baseline: warning: the reference in use has no input features: \
+             it measures output drift only"
+        );
+    }
+    let summary = monitor::baseline::Summary::default();
     println!("{}", summary.line(out, &reference));
     ExitCode::SUCCESS
 }

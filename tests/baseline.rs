@@ -358,6 +358,34 @@ fn a_file_without_a_usable_row_fails() {
 }
 
 #[test]
+fn a_capture_whose_inputs_were_all_redacted_fails_saying_so() {
+    // As `capture: { redact: [/inputs/*/data] }` writes them: every tensor's data hidden,
+    // the answers kept.
+    let dir = tempfile::tempdir().unwrap();
+    let (capture, out) = (
+        dir.path().join("redacted.jsonl"),
+        dir.path().join("ref.json"),
+    );
+    let redacted =
+        r#"{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":"[redacted]"}]}"#;
+    let lines: Vec<String> = (0..30)
+        .map(|i| record("iris", redacted, &v2_answer(i % 3)))
+        .collect();
+    std::fs::write(&capture, lines.join("\n") + "\n").unwrap();
+    let run = baseline(&["--from", path(&capture), "--out", path(&out)]);
+    assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    let err = stderr(&run);
+    for says in [
+        "no feature value in 30 requests",
+        "30 values were redacted by the capture",
+        "/inputs/*/data",
+    ] {
+        assert!(err.contains(says), "{err}");
+    }
+    assert!(!out.exists(), "no reference of 0 features is written");
+}
+
+#[test]
 fn an_unwritable_out_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.csv");

@@ -162,7 +162,10 @@ fn canary_ramps_5_25_50_manual_100() {
     assert!(r.sticky.is_some(), "the ramp is sticky");
     let a = r.analysis.as_ref().expect("analysis gates");
     let errors = a.gates.error_rate.as_ref().expect("an error-rate gate");
-    assert_eq!((errors.max, errors.max_increase), (Some(0.005), Some(0.002)));
+    assert_eq!(
+        (errors.max, errors.max_increase),
+        (Some(0.005), Some(0.002))
+    );
     assert!(a.gates.latency_p99.is_some());
     assert!(a.gates.sample_ratio.is_some(), "a skewed split pauses");
     assert_eq!(a.confidence, 0.95);

@@ -338,3 +338,52 @@ fn a_yaml_syntax_error_is_explained_at_its_line() {
         "{output}"
     );
 }
+
+#[test]
+fn a_reference_file_that_can_measure_no_drift_is_a_warning_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A reference built from a capture whose inputs were all redacted: no features.
+    let empty = tmp.path().join("empty.json");
+    std::fs::write(&empty, r#"{"version": 1, "requests": 50}"#).unwrap();
+    // A reference built from a capture: V2 column names, none of the configured ones.
+    let captured = tmp.path().join("captured.json");
+    std::fs::write(
+        &captured,
+        r#"{"version": 1, "features": {"input-0[0]": {"kind": "numeric", "edges": [1.0], "shares": [0.5, 0.5]}}}"#,
+    )
+    .unwrap();
+    let cases = [
+        (format!("monitor: {{ reference: {{ file: '{}' }} }}\n", empty.display()), "has no input features"),
+        (
+            format!(
+                "monitor:\n  features: [{{ name: sepal_length, input: input-0, column: 0 }}]\n  reference: {{ file: '{}' }}\n",
+                captured.display()
+            ),
+            "shares no feature name with monitor.features",
+        ),
+    ];
+    for (monitor, says) in cases {
+        let out = validate_text("warned.yaml", &format!("{VALID}{monitor}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ok(&out, &monitor);
+        let warning = stderr
+            .lines()
+            .find(|l| l.starts_with("warning: monitor.reference.file"))
+            .unwrap_or_else(|| panic!("no warning for {monitor}:\n{}", printed(&out)));
+        assert!(warning.contains(says), "{warning}");
+    }
+    // A reference that names a configured feature: no warning.
+    let named = tmp.path().join("named.json");
+    std::fs::write(
+        &named,
+        r#"{"version": 1, "features": {"sepal_length": {"kind": "numeric", "edges": [1.0], "shares": [0.5, 0.5]}}}"#,
+    )
+    .unwrap();
+    let monitor = format!(
+        "monitor:\n  features: [{{ name: sepal_length, input: input-0, column: 0 }}]\n  reference: {{ file: '{}' }}\n",
+        named.display()
+    );
+    let out = validate_text("named.yaml", &format!("{VALID}{monitor}"));
+    assert_ok(&out, "a named feature");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no warning");
+}

@@ -40,6 +40,8 @@ pub const HISTORY: &str = "/api/v1/history";
 pub const ROUTES: &str = "/api/v1/routes";
 /// Per backend: features, outputs, drift, accuracy (`GET`, per route too).
 pub const MONITOR: &str = "/api/v1/monitor";
+/// The drift reference in use, as `monitor.reference.file` reads it (`GET`, per route too).
+pub const MONITOR_REFERENCE: &str = "/api/v1/monitor/reference";
 /// Labels for earlier predictions (`POST`, a mutating call; per route too).
 pub const FEEDBACK: &str = "/api/v1/feedback";
 

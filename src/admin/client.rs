@@ -129,6 +129,13 @@ impl AdminClient {
         json_text(self.answer(Method::GET, &path, None).await?)
     }
 
+    /// The route's drift reference in use (`GET /api/v1/monitor/reference`), as the admin
+    /// API sent it: the JSON `monitor.reference.file` reads.
+    pub async fn monitor_reference(&self) -> Result<String, ClientError> {
+        let path = self.path(api::MONITOR_REFERENCE);
+        json_text(self.answer(Method::GET, &path, None).await?)
+    }
+
     /// Asks the route for `action`; the answer is its status after it.
     pub async fn control(&self, action: &Action) -> Result<StatusReport, ClientError> {
         let body = match action {

@@ -140,6 +140,10 @@ impl Admin {
                 Ok(status) => self.monitor(&status.route),
                 Err(e) => control_error(&e),
             },
+            (&Method::GET, _, api::MONITOR_REFERENCE) => match self.addressed(route) {
+                Ok(status) => self.reference(&status.route),
+                Err(e) => control_error(&e),
+            },
             (&Method::GET, _, api::HISTORY) => match self.addressed(route) {
                 Ok(status) => self.history(&status, uri.query()),
                 Err(e) => control_error(&e),
@@ -151,7 +155,12 @@ impl Admin {
             (
                 _,
                 _,
-                api::STATUS | api::SHADOW_DIFFS | api::MONITOR | api::FEEDBACK | api::HISTORY,
+                api::STATUS
+                | api::SHADOW_DIFFS
+                | api::MONITOR
+                | api::MONITOR_REFERENCE
+                | api::FEEDBACK
+                | api::HISTORY,
             )
             | (_, None, api::ROUTES) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             (_, None, api::DASHBOARD | api::HEALTHZ | api::READYZ | api::METRICS) => {
@@ -209,6 +218,19 @@ impl Admin {
                 &monitor::report(r, tokio::time::Instant::now()),
             ),
             None => error(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+
+    /// `GET /api/v1/monitor/reference` of one route: the drift reference in use, in the
+    /// format `monitor.reference.file` reads; 404 saying why when there is none yet.
+    fn reference(&self, route: &str) -> Response<Full<Bytes>> {
+        let snap = self.sources.published.snapshot.load_full();
+        let Some(r) = snap.route(route) else {
+            return error(StatusCode::NOT_FOUND, "no such route");
+        };
+        match monitor::reference(r) {
+            Ok(reference) => respond(StatusCode::OK, "application/json", reference.to_json()),
+            Err(why) => error(StatusCode::NOT_FOUND, &why),
         }
     }
 

@@ -40,8 +40,25 @@ pub fn report(route: &Route, now: Instant) -> Value {
     v
 }
 
+/// The drift reference a route's monitor uses (`GET /api/v1/monitor/reference`), or why
+/// there is none: monitoring is off, or the reference is still being built (how far).
+pub fn reference(route: &Route) -> Result<crate::monitor::Reference, String> {
+    let monitor = route
+        .observers
+        .as_deref()
+        .and_then(Observers::monitor)
+        .ok_or_else(|| {
+            format!(
+                "route {} is not monitored (`monitor.sample: 0`): it has no reference",
+                route.name
+            )
+        })?;
+    monitor.reference_in_use()
+}
+
 /// What `GET /api/v1/status` shows of a route's monitoring, under `monitoring`: the
-/// output drift, each backend's accuracy, and the features drifting past `warn`.
+/// output drift, each backend's accuracy, the features drifting past `warn`, and what
+/// keeps drift from being measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// The candidate's outputs against the stable's; `null` without a figure.
@@ -49,6 +66,10 @@ pub struct Summary {
     pub accuracy: Vec<Accuracy>,
     /// Features at `warn` or `alert`, the worst first.
     pub drifting: Vec<Drifting>,
+    /// What keeps data drift from being measured although a reference is in use: a
+    /// reference whose features share no name with the requests', one of no features.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One backend's figures from labels over the analysis window.
@@ -76,6 +97,7 @@ pub fn summary(route: &Route, now: Instant) -> Option<Summary> {
     let mut s = Summary::default();
     if let Some(report) = route_report(route, o, now) {
         s.output_drift = report.output_drift.as_ref().and_then(|d| d.value());
+        s.warnings.clone_from(&report.warnings);
         for b in &report.backends {
             for f in &b.features {
                 let Some((d, value)) = f

@@ -484,16 +484,35 @@ fn keep(
     }
 }
 
-/// The reference when it holds anything to measure drift against.
+/// The reference when it holds a feature to measure drift against: one of outputs only
+/// would measure no data drift at all, which no one builds a reference for.
 fn usable(reference: Reference, summary: Summary) -> Result<(Reference, Summary), String> {
+    if !reference.features.is_empty() {
+        return Ok((reference, summary));
+    }
     let o = &reference.outputs;
-    if reference.features.is_empty() && o.label.is_none() && o.score.is_none() {
-        return Err(format!(
+    let mut msg = if o.label.is_none() && o.score.is_none() {
+        format!(
             "no feature value and no prediction in {} requests",
             summary.requests
-        ));
+        )
+    } else {
+        format!(
+            "no feature value in {} requests: a reference without input features measures \
+             no data drift",
+            summary.requests
+        )
+    };
+    let redacted = summary.redacted_values;
+    if redacted > 0 {
+        let _ = write!(
+            msg,
+            "; {redacted} values were redacted by the capture (its `redact` pointers: \
+             `/inputs/*/data` hides every V2 tensor): capture the inputs unredacted (a \
+             `capture.redact` without them) or build the reference from a CSV table of them"
+        );
     }
-    Ok((reference, summary))
+    Err(msg)
 }
 
 // === CSV tables ===

@@ -852,6 +852,11 @@ impl Layout {
         self.requests
     }
 
+    /// The reference's feature names, in name order.
+    pub(crate) fn feature_names(&self) -> &[String] {
+        &self.names[..self.features]
+    }
+
     /// Links the schema's features named since the last call to their reference entries.
     pub(crate) fn link<'n>(&mut self, names: impl ExactSizeIterator<Item = &'n str>) {
         let known = self.by_feature.len();

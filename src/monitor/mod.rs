@@ -204,6 +204,40 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// What `switchyard validate` can tell of a `reference.file` without live requests: a
+    /// file of no input features (one built from redacted inputs), or one whose features
+    /// share no name with the configured `features`. Empty without a file, or when it
+    /// does not read (that is an error, reported by the config check).
+    pub fn reference_warnings(&self) -> Vec<String> {
+        let Some(path) = &self.reference.file else {
+            return Vec::new();
+        };
+        let Ok(reference) = Reference::load(path) else {
+            return Vec::new();
+        };
+        let file = path.display();
+        let names = &reference.features;
+        if names.is_empty() {
+            return vec![format!(
+                "reference.file {file} has no input features: no data drift will be \
+                 measured, only output drift (a reference built from a capture whose inputs \
+                 were redacted has none)"
+            )];
+        }
+        let configured = &self.features;
+        if !configured.is_empty() && !configured.iter().any(|f| names.contains_key(&f.name)) {
+            return vec![format!(
+                "reference.file {file} shares no feature name with monitor.features \
+                 (the file: {}; configured: {}): no data drift will be measured",
+                listed(names.keys().map(String::as_str)),
+                listed(configured.iter().map(|f| f.name.as_str())),
+            )];
+        }
+        Vec::new()
+    }
+}
+
 // === impl Monitor ===
 
 /// Payload statistics and drift for one route (see the module docs).
@@ -225,6 +259,25 @@ pub struct Monitor {
     /// Per protocol ([`Protocol`] as an index), whether a `redact` pointer may reach where
     /// an answer's predictions are read: then their labels and scores are counted, not shown.
     answers_hidden: [bool; 5],
+    /// The warnings already logged (a [`Warning`] as a bit), so that each is logged once.
+    logged: u8,
+    /// The schema's features, and how many of them are redacted, when the warnings were
+    /// last checked for the log; `None`: check again (a reference was put in use, or the
+    /// features were forgotten).
+    checked: Option<(usize, usize)>,
+}
+
+/// Why the monitor measures no data drift although a reference is in use: each is shown
+/// in the status and `GET /api/v1/monitor` while it holds, and logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// The reference has no input features (a file of none, or one built from redacted
+    /// inputs): only output drift is measured.
+    NoFeatures,
+    /// The reference's features and the features in requests share no name.
+    NoSharedName,
+    /// Every feature in requests is under a `redact` pointer: none is shown or measured.
+    AllRedacted,
 }
 
 #[derive(Debug)]
@@ -273,6 +326,8 @@ impl Monitor {
             seen: Vec::new(),
             origin: Instant::now(),
             settings,
+            logged: 0,
+            checked: None,
         };
         if let Some(path) = &monitor.settings.reference.file {
             let reference = Reference::load(path)?;
@@ -287,11 +342,27 @@ impl Monitor {
     }
 
     /// Starts building the reference from the next `reference.requests` sampled requests of
-    /// `backend` (the stable), at start and when a rollout starts; the current reference
-    /// stays in use until the new one is complete. Does nothing with a reference file.
+    /// `backend` (the stable), when the monitor of a stable model starts; the current
+    /// reference, if any, stays in use until the new one is complete. Does nothing with a
+    /// reference file.
     pub fn start_reference(&mut self, backend: &str) {
         if self.settings.reference.file.is_none() {
             self.builder = Some(Builder::new(backend, self.settings.reference.requests));
+        }
+    }
+
+    /// A new rollout (a new candidate, a retry) on the same stable model: the features
+    /// found in requests are forgotten ([`forget_discovered`](Monitor::forget_discovered))
+    /// and the drift windows start empty, but a reference already built stays, so that
+    /// drift that happened before the rollout still shows as drift. A reference still
+    /// being built starts over from `stable`'s next requests (the features it counted
+    /// were named by the forgotten ones).
+    pub fn begin_rollout(&mut self, stable: &str) {
+        let building = self.builder.is_some();
+        self.forget_discovered();
+        if building || (self.layout.is_none() && self.settings.reference.file.is_none()) {
+            self.builder = None;
+            self.start_reference(stable);
         }
     }
 
@@ -304,6 +375,7 @@ impl Monitor {
             b.paired = Some(new_window(&self.settings, self.origin, &layout));
         }
         self.layout = Some(layout);
+        self.checked = None;
     }
 
     /// Empties every backend's drift window, so that the figures from now on (output
@@ -351,12 +423,114 @@ impl Monitor {
         if let Some(layout) = &mut self.layout {
             layout.unlink();
         }
+        self.checked = None;
         self.clear_windows();
     }
 
     /// The reference in use, as its file would hold it.
     pub fn reference(&self) -> Option<Reference> {
         self.layout.as_ref().map(Layout::reference)
+    }
+
+    /// The reference in use as the admin API exports it, in the format of its file, or why
+    /// there is none yet (the requests it is being built from, so far and in all). Where a
+    /// `redact` pointer may reach the answers' predictions (whose labels and scores are then
+    /// never shown), the output bins are left out: the labels and score edges they hold
+    /// are those values.
+    pub fn reference_in_use(&self) -> Result<Reference, String> {
+        if let Some(mut r) = self.reference() {
+            if self.answers_hidden.iter().any(|&hidden| hidden) {
+                r.outputs = OutputBins::default();
+            }
+            return Ok(r);
+        }
+        Err(match &self.builder {
+            Some(b) => format!(
+                "no reference yet: building from the sampled requests of {}: {} of {} requests",
+                b.backend, b.requests, b.target
+            ),
+            None => "no reference in use".to_owned(),
+        })
+    }
+
+    /// What keeps data drift from being measured although a reference is in use (see
+    /// [`Warning`]), each with a sentence for a person; empty when nothing does.
+    pub fn warnings(&self) -> Vec<(Warning, String)> {
+        let Some(layout) = &self.layout else {
+            return Vec::new();
+        };
+        let names = layout.feature_names();
+        let features = &self.schema.features;
+        let shown: Vec<&str> = features
+            .iter()
+            .filter(|f| !f.redacted)
+            .map(|f| &*f.name)
+            .collect();
+        let mut warnings = Vec::new();
+        if names.is_empty() {
+            let why = if !features.is_empty() && shown.is_empty() {
+                " (the features in requests are under a `redact` pointer, whose values are \
+                 never kept)"
+            } else if self.settings.reference.file.is_some() {
+                " (the reference file names none)"
+            } else {
+                ""
+            };
+            warnings.push((
+                Warning::NoFeatures,
+                format!(
+                    "the reference in use has no input features{why}: no data drift is \
+                     measured, only output drift"
+                ),
+            ));
+        } else if !shown.is_empty()
+            && !shown
+                .iter()
+                .any(|n| names.binary_search_by(|r| r.as_str().cmp(n)).is_ok())
+        {
+            warnings.push((
+                Warning::NoSharedName,
+                format!(
+                    "the reference's features ({}) share no name with the features in \
+                     requests ({}): no data drift is measured; build the reference from \
+                     these requests, or name the features in `monitor.features` as the \
+                     reference does",
+                    listed(names.iter().map(String::as_str)),
+                    listed(shown.iter().copied()),
+                ),
+            ));
+        } else if !features.is_empty() && shown.is_empty() {
+            warnings.push((
+                Warning::AllRedacted,
+                format!(
+                    "every feature in requests ({}) is under a `redact` pointer (the \
+                     capture's or the comparison's): none is shown or measured for drift",
+                    listed(features.iter().map(|f| &*f.name)),
+                ),
+            ));
+        }
+        warnings
+    }
+
+    /// Logs each [warning](Monitor::warnings) of `route` the first time it holds; cheap
+    /// unless a reference was put in use or features were named since the last call.
+    pub fn log_warnings(&mut self, route: &str) {
+        let features = &self.schema.features;
+        let now = (
+            features.len(),
+            features.iter().filter(|f| f.redacted).count(),
+        );
+        if self.checked == Some(now) {
+            return;
+        }
+        self.checked = Some(now);
+        for (w, message) in self.warnings() {
+            let bit = 1u8 << (w as u8);
+            if self.logged & bit == 0 {
+                self.logged |= bit;
+                tracing::warn!(target: "switchyard::monitor", route = %route, "{message}");
+            }
+        }
     }
 
     /// Parses an exchange's bodies under the configured protocol (see [`Payload::parse`]).
@@ -406,6 +580,7 @@ impl Monitor {
         if building {
             self.finish_request();
         }
+        self.log_warnings(exchange.route);
     }
 
     /// Counts the outputs of one mirrored request's two answers, the live one's and the
@@ -477,6 +652,17 @@ impl Monitor {
         });
         Some(self.backends.len() - 1)
     }
+}
+
+/// The first few of `names`, and how many there are in all: `a, b, c, … (9 in all)`.
+fn listed<'n>(names: impl ExactSizeIterator<Item = &'n str>) -> String {
+    const SHOWN: usize = 4;
+    let n = names.len();
+    let mut text = names.take(SHOWN).collect::<Vec<_>>().join(", ");
+    if n > SHOWN {
+        text.push_str(&format!(", … ({n} in all)"));
+    }
+    text
 }
 
 /// An empty drift window for a reference's layout.

@@ -20,6 +20,9 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// The candidate's outputs against the stable's, when both were named.
     pub output_drift: Option<OutputDrift>,
+    /// What keeps data drift from being measured although a reference is in use (a
+    /// reference whose features share no name with the requests', one of no features).
+    pub warnings: Vec<String>,
 }
 
 /// Whether a reference is in use, and one being built.
@@ -156,6 +159,7 @@ impl Monitor {
                 .map(|b| self.backend_report(b, now))
                 .collect(),
             output_drift: pair.and_then(|(s, c)| self.output_drift(s, c, now)),
+            warnings: self.warnings().into_iter().map(|(_, w)| w).collect(),
         }
     }
 

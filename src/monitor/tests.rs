@@ -811,6 +811,208 @@ fn levels_start_at_their_thresholds() {
     assert_eq!(t.level(0.2), Level::Alert);
 }
 
+// === warnings ===
+
+/// A reference of one numeric feature named `name` (none when `name` is `None`).
+fn reference_of(name: Option<&str>) -> Reference {
+    let json = match name {
+        Some(n) => format!(
+            r#"{{"version":1,"features":{{"{n}":{{"kind":"numeric","edges":[1.0],"shares":[0.5,0.5]}}}}}}"#
+        ),
+        None => r#"{"version":1}"#.to_owned(),
+    };
+    Reference::from_json(json.as_bytes()).unwrap()
+}
+
+/// The log lines written while `f` runs.
+fn logged(f: impl FnOnce()) -> String {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let text = lines.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
+}
+
+#[test]
+fn a_reference_sharing_no_name_with_the_requests_features_is_warned_of_once() {
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    m.set_reference(reference_of(Some("input-0[0]")));
+    assert!(m.warnings().is_empty(), "no feature seen yet");
+    let req = r#"{"instances":[{"sepal_length":5.1,"petal_length":1.4}]}"#;
+    let log = logged(|| {
+        for _ in 0..3 {
+            observe(
+                &mut m,
+                "blue",
+                "/v1/models/m:predict",
+                req,
+                "{}",
+                Instant::now(),
+            );
+        }
+    });
+    let warnings = m.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let (kind, text) = &warnings[0];
+    assert_eq!(*kind, Warning::NoSharedName);
+    for says in ["input-0[0]", "petal_length, sepal_length", "share no name"] {
+        assert!(text.contains(says), "{text}");
+    }
+    assert_eq!(
+        log.matches("share no name").count(),
+        1,
+        "logged once: {log}"
+    );
+    assert!(log.contains("route=default"), "{log}");
+    let report = m.report(Instant::now(), None);
+    assert_eq!(report.warnings, std::slice::from_ref(text));
+
+    // A reference that names one of them: no warning.
+    m.set_reference(reference_of(Some("sepal_length")));
+    assert!(m.warnings().is_empty());
+}
+
+#[test]
+fn a_reference_of_no_features_is_warned_of() {
+    let mut m = Monitor::new(Settings::default()).unwrap();
+    m.set_reference(reference_of(None));
+    let warnings = m.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].0, Warning::NoFeatures);
+    assert!(warnings[0].1.contains("no input features"), "{warnings:?}");
+
+    // Built from requests whose every value is redacted: none, and the warning says why.
+    let mut m = Monitor::new(Settings {
+        redact: vec!["/inputs/*/data".into()],
+        ..settings(5)
+    })
+    .unwrap();
+    m.start_reference("blue");
+    let req = r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#;
+    for _ in 0..5 {
+        observe(
+            &mut m,
+            "blue",
+            "/v2/models/m/infer",
+            req,
+            "{}",
+            Instant::now(),
+        );
+    }
+    assert!(m.reference().unwrap().features.is_empty());
+    let warnings = m.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].1.contains("no input features") && warnings[0].1.contains("redact"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn the_exported_reference_says_why_there_is_none_and_hides_redacted_outputs() {
+    let req = r#"{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32","data":[1]}]}"#;
+    let answer = r#"{"outputs":[{"name":"label","shape":[1,1],"datatype":"INT64","data":[7]}]}"#;
+    for (redact, outputs_shown) in [(vec![], true), (vec!["/outputs".to_owned()], false)] {
+        let mut m = Monitor::new(Settings {
+            redact,
+            ..settings(3)
+        })
+        .unwrap();
+        m.start_reference("blue");
+        observe(
+            &mut m,
+            "blue",
+            "/v2/models/m/infer",
+            req,
+            answer,
+            Instant::now(),
+        );
+        let why = m.reference_in_use().unwrap_err();
+        assert!(
+            why.contains("building") && why.contains("blue: 1 of 3"),
+            "{why}"
+        );
+        for _ in 0..2 {
+            observe(
+                &mut m,
+                "blue",
+                "/v2/models/m/infer",
+                req,
+                answer,
+                Instant::now(),
+            );
+        }
+        let exported = m.reference_in_use().unwrap();
+        assert!(exported.features.contains_key("x[0]"));
+        assert_eq!(
+            exported.outputs.label.is_some(),
+            outputs_shown,
+            "{exported:?}"
+        );
+        // The monitor still measures output drift on them.
+        assert!(m.reference().unwrap().outputs.label.is_some());
+    }
+}
+
+#[test]
+fn validation_warns_of_a_reference_file_of_no_features_or_of_none_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, reference: Reference| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, reference.to_json()).unwrap();
+        path
+    };
+    let with = |path, features: Vec<FeatureSpec>| Settings {
+        reference: ReferenceSettings {
+            file: Some(path),
+            ..ReferenceSettings::default()
+        },
+        features,
+        ..Settings::default()
+    };
+    let sepal = || FeatureSpec {
+        name: "sepal_length".into(),
+        input: Some("input-0".into()),
+        column: Some(0),
+        pointer: None,
+        kind: None,
+    };
+    let none = file("none.json", reference_of(None));
+    let w = with(none, Vec::new()).reference_warnings();
+    assert!(
+        w.len() == 1 && w[0].contains("has no input features"),
+        "{w:?}"
+    );
+
+    let captured = file("captured.json", reference_of(Some("input-0[0]")));
+    assert!(with(captured.clone(), Vec::new())
+        .reference_warnings()
+        .is_empty());
+    let w = with(captured, vec![sepal()]).reference_warnings();
+    assert!(
+        w.len() == 1 && w[0].contains("input-0[0]") && w[0].contains("sepal_length"),
+        "{w:?}"
+    );
+    let named = file("named.json", reference_of(Some("sepal_length")));
+    assert!(with(named, vec![sepal()]).reference_warnings().is_empty());
+}
+
 // === the reference file ===
 
 #[test]

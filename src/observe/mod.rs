@@ -21,7 +21,8 @@
 //!
 //! [`Hub`] keeps what outlives one config: the capture logs (one writer per directory),
 //! the feedback store, and each route's monitor and counters, reused by name across
-//! reloads when their settings are unchanged.
+//! reloads when their settings and the stable model are unchanged (a new monitor of the
+//! same stable model takes over the reference it built).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,10 +76,12 @@ pub struct Observers {
     dropped: Arc<AtomicU64>,
 }
 
-/// A route's monitor, kept across reloads while its settings hold.
+/// A route's monitor, kept across reloads while its settings and its stable model hold.
 pub struct Watch {
     settings: MonitorConfig,
     stable: Box<str>,
+    /// The stable backend's URL: with its name, the stable model the reference is of.
+    stable_url: Box<str>,
     monitor: Mutex<Monitor>,
     /// The rollout whose start last began a reference.
     rollout: AtomicU64,
@@ -220,11 +223,12 @@ impl Observers {
     }
 
     /// Tells the monitor which rollout the route is on; a new one (a new candidate, a
-    /// retry) begins a reference from the stable's next sampled requests (unless the
-    /// reference is a file), forgets the features found in requests (so the slots an
-    /// earlier request took are free again) and empties the drift windows, so that the
-    /// `output_drift` gate judges it on its own answers, not on those of the attempt
-    /// before it. A new `step` of the same rollout (the controller's step index, or past
+    /// retry) forgets the features found in requests (so the slots an earlier request
+    /// took are free again) and empties the drift windows, so that the `output_drift`
+    /// gate judges it on its own answers, not on those of the attempt before it. The
+    /// reference stays: it is of the stable model, built once per stable (see
+    /// [`Monitor::begin_rollout`]), so drift that happened before the rollout still shows
+    /// as drift. A new `step` of the same rollout (the controller's step index, or past
     /// the last once promoted) empties the candidate's output counts, so that the gate
     /// reads its answers under the current step only (see [`Monitor::clear_outputs`]).
     pub fn rollout(&self, id: u64, step: u64) {
@@ -232,9 +236,7 @@ impl Observers {
             let new_rollout = w.rollout.swap(id, Ordering::Relaxed) != id;
             let new_step = w.step.swap(step, Ordering::Relaxed) != step;
             if new_rollout {
-                let mut monitor = w.lock();
-                monitor.start_reference(&w.stable);
-                monitor.forget_discovered();
+                w.lock().begin_rollout(&w.stable);
             } else if new_step {
                 w.lock().clear_outputs(&w.stable);
             }
@@ -423,8 +425,12 @@ impl Hub {
                 hub.capture_log(c, previous);
             }
             let before = previous.and_then(|p| p.routes.get(&route.name));
+            let stable_url = config
+                .backends
+                .get(&route.rollout.stable)
+                .map_or("", |b| b.url.as_str());
             let kept = Kept {
-                monitor: watch(route, before.and_then(|k| k.monitor.as_ref())),
+                monitor: watch(route, stable_url, before.and_then(|k| k.monitor.as_ref())),
                 capture_counts: before.map_or_else(Default::default, |k| k.capture_counts.clone()),
                 dropped: before.map_or_else(Default::default, |k| k.dropped.clone()),
             };
@@ -516,23 +522,43 @@ fn start_capture(c: &CaptureConfig) -> Option<Capture> {
     }
 }
 
-/// The route's monitor under its resolved settings: `previous` when they are unchanged,
-/// a new one otherwise; `None` when monitoring is off (`sample: 0`) or cannot start.
-fn watch(route: &config::Route, previous: Option<&Arc<Watch>>) -> Option<Arc<Watch>> {
+/// The route's monitor under its resolved settings: `previous` when they and the stable
+/// model (its backend's name and URL) are unchanged, a new one otherwise; `None` when
+/// monitoring is off (`sample: 0`) or cannot start.
+///
+/// A reference built `from: stable` is of the stable model: a new monitor of the same
+/// stable model, built the same way (other drift levels, another window or sample), takes
+/// over the previous one's reference; a new stable model (another name or URL) builds its
+/// own from its first requests.
+fn watch(
+    route: &config::Route,
+    stable_url: &str,
+    previous: Option<&Arc<Watch>>,
+) -> Option<Arc<Watch>> {
     let settings = monitor_settings(route);
     if settings.sample <= 0.0 {
         return None;
     }
     let stable = route.rollout.stable.as_str();
-    if let Some(w) = previous.filter(|w| w.settings == settings && *w.stable == *stable) {
+    let same_stable = |w: &&Arc<Watch>| *w.stable == *stable && *w.stable_url == *stable_url;
+    let previous = previous.filter(same_stable);
+    if let Some(w) = previous.filter(|w| w.settings == settings) {
         return Some(w.clone());
     }
     match Monitor::new(settings.clone()) {
         Ok(mut monitor) => {
-            monitor.start_reference(stable);
+            let kept = previous
+                .filter(|w| same_reference_basis(&w.settings, &settings))
+                .and_then(|w| w.lock().reference());
+            match kept {
+                Some(reference) => monitor.set_reference(reference),
+                None => monitor.start_reference(stable),
+            }
+            monitor.log_warnings(&route.name);
             Some(Arc::new(Watch {
                 settings,
                 stable: stable.into(),
+                stable_url: stable_url.into(),
                 monitor: Mutex::new(monitor),
                 rollout: AtomicU64::new(0),
                 step: AtomicU64::new(0),
@@ -543,6 +569,17 @@ fn watch(route: &config::Route, previous: Option<&Arc<Watch>>) -> Option<Arc<Wat
             None
         }
     }
+}
+
+/// Whether a reference built under `was` is what `now` would build from the same stable:
+/// both build it (no file), from as many requests, reading the same features the same way.
+fn same_reference_basis(was: &MonitorConfig, now: &MonitorConfig) -> bool {
+    was.reference.file.is_none()
+        && was.reference == now.reference
+        && was.protocol == now.protocol
+        && was.features == now.features
+        && was.max_features == now.max_features
+        && was.redact == now.redact
 }
 
 /// A route's `monitor` settings with its drift window fixed by the analysis (the
@@ -804,6 +841,86 @@ mod tests {
             Some(0.0),
             "feature drift stays: {x:?}"
         );
+    }
+
+    /// A V2 request of one row, one column of tensor `x`.
+    fn one_value(x: f64) -> String {
+        format!(r#"{{"inputs":[{{"name":"x","shape":[1,1],"datatype":"FP64","data":[{x}]}}]}}"#)
+    }
+
+    /// The route's monitor config, its stable `blue` at `url`, with `extra` monitor keys.
+    fn stable_at(url: &str, extra: &str) -> Config {
+        let yaml = format!(
+            "backends: {{ blue: {{ url: '{url}' }}, green: {{ url: 'http://127.0.0.1:2' }} }}\n\
+             rollout: {{ stable: blue, candidate: green, steps: [{{ weight: 0 }}] }}\n\
+             monitor: {{ sample: 100, protocol: v2, reference: {{ requests: 10 }}{extra} }}\n"
+        );
+        config::parse(&yaml).unwrap()
+    }
+
+    fn reference(o: &Observers) -> Option<crate::monitor::Reference> {
+        o.monitor().unwrap().reference()
+    }
+
+    #[test]
+    fn the_reference_is_kept_per_stable_model_not_per_rollout() {
+        let config = stable_at("http://127.0.0.1:1", "");
+        let hub = Hub::new(&config, None);
+        let o = hub.observers(&config.routes()[0]).unwrap();
+        o.rollout(1, 0);
+        for i in 0..10 {
+            observe_request(&o, &one_value(f64::from(i)));
+        }
+        let built = reference(&o).expect("built from the stable's first 10 requests");
+
+        // Drift, then a retry (a new rollout id), then a new candidate: the same reference.
+        for _ in 0..10 {
+            observe_request(&o, &one_value(100.0));
+        }
+        o.rollout(2, 0);
+        assert_eq!(reference(&o), Some(built.clone()), "a retry keeps it");
+        for _ in 0..10 {
+            observe_request(&o, &one_value(100.0));
+        }
+        o.rollout(3, 0);
+        assert_eq!(
+            reference(&o),
+            Some(built.clone()),
+            "a new candidate keeps it"
+        );
+
+        // Other drift levels: a new monitor of the same stable model takes it over.
+        let levels = stable_at("http://127.0.0.1:1", ", drift: { warn: 0.2, alert: 0.4 }");
+        let hub = Hub::new(&levels, Some(&hub));
+        let o = hub.observers(&levels.routes()[0]).unwrap();
+        o.rollout(3, 0);
+        assert_eq!(reference(&o), Some(built.clone()), "a reload keeps it");
+
+        // The stable's URL changed: another model, whose reference is built anew.
+        let moved = stable_at("http://127.0.0.1:3", ", drift: { warn: 0.2, alert: 0.4 }");
+        let hub = Hub::new(&moved, Some(&hub));
+        let o = hub.observers(&moved.routes()[0]).unwrap();
+        o.rollout(3, 0);
+        assert_eq!(reference(&o), None, "a new stable model builds its own");
+        for _ in 0..10 {
+            observe_request(&o, &one_value(100.0));
+        }
+        assert_ne!(reference(&o), Some(built));
+    }
+
+    #[test]
+    fn a_reference_being_built_when_a_rollout_starts_starts_over() {
+        let config = stable_at("http://127.0.0.1:1", "");
+        let hub = Hub::new(&config, None);
+        let o = hub.observers(&config.routes()[0]).unwrap();
+        o.rollout(1, 0);
+        for i in 0..5 {
+            observe_request(&o, &one_value(f64::from(i)));
+        }
+        o.rollout(2, 0);
+        let report = o.monitor().unwrap().report(Instant::now(), None);
+        let building = report.reference.building.expect("still building");
+        assert_eq!((building.requests, building.target), (0, 10));
     }
 
     #[test]

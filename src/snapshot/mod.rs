@@ -331,7 +331,8 @@ pub struct Routing {
     pub weight: f64,
     pub mirror: f64,
     pub tripwire: Option<Arc<Tripwire>>,
-    /// The rollout's id: a new one begins the monitor's reference anew.
+    /// The rollout's id: a new one empties the monitor's drift windows and forgets the
+    /// features found in requests (the reference, of the stable model, stays).
     pub rollout: u64,
     /// The rollout's step (its index; one past the last once promoted): a new one empties
     /// the monitor's output counts, so the `output_drift` gate reads this step's answers.

@@ -1,7 +1,7 @@
 //! Property-based fuzz targets for the parts of switchyard that read what others write:
 //! the config loader, the comparator (and its redaction), the header handling, the
-//! observers' payload parsers with the monitor's extraction, the baseline reader and the
-//! feedback body reader.
+//! observers' payload parsers with the monitor's extraction, the baseline reader, the
+//! reference file reader and the feedback body reader.
 //!
 //! They run on the stable toolchain with `proptest`: each target draws inputs from
 //! strategies and from mutations of the seed corpora under `tests/fuzz/corpus/`, and
@@ -21,6 +21,7 @@ mod feedback;
 mod headers;
 mod mutate;
 mod payload;
+mod reference;
 
 use std::path::{Path, PathBuf};
 

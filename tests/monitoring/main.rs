@@ -9,5 +9,6 @@ mod drift;
 mod feedback;
 mod gates;
 mod hostile;
+mod reference;
 mod stats;
 mod wiring;
