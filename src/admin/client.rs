@@ -525,6 +525,9 @@ fn monitoring(m: &monitor::Summary) -> String {
             shown.join("; ")
         );
     }
+    for w in &m.warnings {
+        out += &format!("warning    {w}\n");
+    }
     out
 }
 
@@ -592,18 +595,20 @@ mod tests {
               {"backend": "green", "feature": "petal_length", "value": 0.52, "level": "alert"},
               {"backend": "blue", "feature": "petal_length", "value": 0.41, "level": "alert"},
               {"backend": "blue", "feature": "sepal_width", "value": 0.12, "level": "warn"},
-              {"backend": "green", "feature": "sepal_width", "value": 0.11, "level": "warn"}]}
+              {"backend": "green", "feature": "sepal_width", "value": 0.11, "level": "warn"}],
+            "warnings": ["the reference names none of the features the requests carry"]}
         }"#;
         let shown = rendered(status);
         let lines: Vec<&str> = shown
             .lines()
-            .filter(|l| l.starts_with("model") || l.starts_with("drift"))
+            .filter(|l| ["model", "drift", "warning"].iter().any(|w| l.starts_with(w)))
             .collect();
         assert_eq!(
             lines,
             [
                 "model      output drift 0.310, blue accuracy 95.00% (120 labels), green accuracy 61.25% (80 labels)",
                 "drift      alert petal_length on green 0.520; alert petal_length on blue 0.410; warn sepal_width on blue 0.120 (+1 more)",
+                "warning    the reference names none of the features the requests carry",
             ]
         );
     }
