@@ -601,7 +601,11 @@ mod tests {
         let shown = rendered(status);
         let lines: Vec<&str> = shown
             .lines()
-            .filter(|l| ["model", "drift", "warning"].iter().any(|w| l.starts_with(w)))
+            .filter(|l| {
+                ["model", "drift", "warning"]
+                    .iter()
+                    .any(|w| l.starts_with(w))
+            })
             .collect();
         assert_eq!(
             lines,
