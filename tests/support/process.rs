@@ -27,6 +27,25 @@ impl Switchyard {
         Switchyard(child)
     }
 
+    /// Starts the binary on `config` in the directory `dir`, with `env` added to its
+    /// environment (logging errors only).
+    pub fn run_in(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Switchyard {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "-c"])
+            .arg(config)
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "error")
+            .spawn()
+            .unwrap();
+        Switchyard(child)
+    }
+
+    /// Whether it has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
