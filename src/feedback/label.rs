@@ -10,13 +10,13 @@
 //! but never scored). So reading a body of `n` bytes holds at most the chunk's
 //! `CHUNK × 64` bytes of labels plus `n` bytes of unescaped strings, on top of the body
 //! itself: at most `2n + 64 KiB`. The body's own structure is at most a few levels
-//! deep, and a label value's nesting is skipped without recursion (serde_json keeps one
-//! byte per level while it skips), so the stack is bounded too.
+//! deep, and a label value's nesting is read through as serde_json reads JSON (numbers in
+//! range, at most its 128 levels of recursion), so the stack is bounded too.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -361,16 +361,66 @@ impl<'de> Deserialize<'de> for LabelValue<'de> {
             fn visit_none<E>(self) -> Result<LabelValue<'de>, E> {
                 Ok(LabelValue::Null)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LabelValue<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LabelValue::Nested)
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<LabelValue<'de>, A::Error> {
+                Checked.visit_seq(seq).map(|()| LabelValue::Nested)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelValue<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LabelValue::Nested)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LabelValue<'de>, A::Error> {
+                Checked.visit_map(map).map(|()| LabelValue::Nested)
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// Reads a nested label through and keeps nothing of it, checking it as serde_json reads
+/// JSON: numbers within range, nesting within serde_json's recursion limit (128 levels,
+/// so the stack is bounded). A skip that only scanned for brackets would accept what
+/// every other JSON reader refuses (`1e4001`).
+#[derive(Clone, Copy)]
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Checked)?.is_some() {
+            map.next_value_seed(Checked)?;
+        }
+        Ok(())
     }
 }
 

@@ -550,6 +550,32 @@ fn bodies_that_mix_or_repeat_members_are_refused() {
     }
 }
 
+#[test]
+fn a_nested_label_is_read_as_json_is_not_just_scanned() {
+    // A number out of range, and nesting past serde_json's limit, inside a label that is
+    // never scored: refused as serde_json refuses them, not skipped over.
+    let deep = format!(
+        r#"{{"request_id": "r1", "label": {}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for bad in [
+        &br#"{"request_id": "r1", "label": {"class": [1e4001, 2]}}"#[..],
+        br#"{"feedback": [{"label": [[-1e999]], "request_id": "r1"}]}"#,
+        deep.as_bytes(),
+    ] {
+        assert!(serde_json::from_slice::<serde_json::Value>(bad).is_err());
+        assert!(
+            parse_labels(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Within them, a nested label is read (and never scored).
+    let fine = br#"{"request_id": "r1", "label": {"class": [1e300, "x", {"y": null}]}}"#;
+    assert_eq!(parse_labels(fine).unwrap().len(), 1);
+}
+
 // === pairs ===
 
 /// Remembers `n` mirrored exchanges `{prefix}{i}` on iris: blue served `a`, green answered
