@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::http1::Activity;
+use super::activity::Activity;
 
 /// One admin connection as the eviction sees it.
 #[derive(Debug)]

@@ -72,6 +72,7 @@ macro_rules! forward_write {
     };
 }
 
+mod activity;
 mod bounds;
 mod evict;
 mod first_bytes;

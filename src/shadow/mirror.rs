@@ -16,9 +16,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::admission::Reservation;
+use super::observed::Captured;
 use super::observed::{self, Pending};
 use super::runtime;
-use super::tap::Captured;
 use crate::compare::{self, Comparison, Outcome};
 use crate::snapshot::{Backend, Route};
 use crate::telemetry::share::Client;

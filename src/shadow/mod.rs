@@ -28,6 +28,7 @@ pub mod tap;
 
 pub use admission::{has_room, reserve, reserve_calibration, Reservation};
 pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
+pub use observed::Captured;
 pub use observed::Pending;
 pub use runtime::{shadow_runtime, LiveRequest};
-pub use tap::{Captured, Delivery, Tap};
+pub use tap::{Delivery, Tap};

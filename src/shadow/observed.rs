@@ -30,9 +30,20 @@ use http::uri::PathAndQuery;
 use tokio::time::Instant;
 
 use super::runtime;
-use super::tap::Captured;
 use crate::observe::{Answered, Observers, Seen, MAX_BODY};
 use crate::upstream::body::TeeCopy;
+
+/// The live answer as captured for a comparison or the observers.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    /// The body exceeded the cap, or the client went away before its end.
+    pub truncated: bool,
+    /// When the answer ended (or was given up).
+    pub ended: Instant,
+}
 
 /// Exchanges waiting for the observers at most.
 pub const MAX_QUEUED: usize = 1024;

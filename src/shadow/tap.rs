@@ -6,19 +6,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::observed::{self, Pending};
-
-/// The live answer as captured for a comparison or the observers.
-#[derive(Debug)]
-pub struct Captured {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    /// The body exceeded the cap, or the client went away before its end.
-    pub truncated: bool,
-    /// When the answer ended (or was given up).
-    pub ended: Instant,
-}
+use super::observed::{self, Captured, Pending};
 
 /// Where a tap delivers its copy.
 pub enum Delivery {
