@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use switchyard::demo::model::{Model, ModelServer};
-use switchyard::{config, server};
+use switchyard::{app, config};
 
 /// One label batch: as many `{"request_id", "label"}` entries as fit in 16 MiB.
 fn batch() -> Bytes {
@@ -106,7 +106,7 @@ state: {{ path: null }}
 "#,
         blue.url()
     );
-    let running = server::start(config::parse(&yaml).unwrap(), None)
+    let running = app::start(config::parse(&yaml).unwrap(), None)
         .await
         .unwrap();
     let url = format!("http://{}/v2/models/m/infer", running.data_addr);

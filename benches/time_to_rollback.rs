@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 
 use switchyard::demo::model::{Model, ModelServer};
 use switchyard::rollout::Action;
-use switchyard::{config, server};
+use switchyard::{app, config};
 
 const RUNS: usize = 30;
 
@@ -52,7 +52,7 @@ state: {{ path: null }}
         blue.url(),
         green.url()
     );
-    let running = server::start(config::parse(&yaml).unwrap(), None)
+    let running = app::start(config::parse(&yaml).unwrap(), None)
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use switchyard::admin::client::{render_status, AdminClient, ClientError};
 use switchyard::rollout::Action;
-use switchyard::{config, demo, monitor, server};
+use switchyard::{app, config, demo, monitor};
 
 #[derive(Parser)]
 #[command(
@@ -389,7 +389,7 @@ async fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match server::start(cfg, Some(path)).await {
+    let running = match app::start(cfg, Some(path)).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: {e}");

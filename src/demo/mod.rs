@@ -20,11 +20,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::app::{self, Running};
 use crate::config;
 use crate::feedback::Score;
 use crate::rollout::analysis::GateOutcome;
 use crate::rollout::Status;
-use crate::server::{self, Running};
 use model::{Model, ModelServer};
 
 /// The demo's rollout config; `{…}` placeholders are filled in at start.
@@ -141,7 +141,7 @@ impl Traffic {
 pub async fn run(opts: Options) -> Result<Story, String> {
     let started = Instant::now();
     let stage = Stage::set_up(opts.quick).await?;
-    let running = server::start(stage.config("green-bad")?, None)
+    let running = app::start(stage.config("green-bad")?, None)
         .await
         .map_err(|e| e.to_string())?;
     stage.introduce(&running);

@@ -1,10 +1,8 @@
-//! Starting and stopping switchyard: listeners, accept loops, the controller, the config
-//! watcher, and graceful shutdown. This is where the parts are composed: the controller
-//! publishes, the data plane and the admin API read what it publishes.
+//! Serving connections: the accept loops, HTTP/1 (parked when idle) and HTTP/2, the
+//! limits on connections and clients, eviction on the admin listener, and draining on
+//! shutdown. What is served is the caller's ([`app`](crate::app) composes the parts).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,23 +10,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use arc_swap::ArcSwap;
-use metrics_exporter_prometheus::PrometheusHandle;
-
-use crate::admin;
-use crate::config::{self, Config};
 use crate::error::{is_caused_by_where, BoxError};
-use crate::proxy::{DataPlane, Proxy};
-use crate::rollout::controller::Controller;
-use crate::rollout::{Control, Statuses};
-use crate::snapshot::Snapshot;
-use crate::telemetry::metrics::{self, ConnectionMetrics};
+use crate::telemetry::metrics::ConnectionMetrics;
 
 /// Implements `AsyncWrite` for a wrapper by passing every call to one of its fields:
 /// `forward_write!([T: AsyncWrite + Unpin] Wrapper<T> => field);`.
@@ -78,145 +66,10 @@ mod evict;
 mod first_bytes;
 mod http1;
 mod send;
-use bounds::Bounds;
+pub(crate) use bounds::Bounds;
 use evict::{Evictor, Slot};
 use first_bytes::{is_no_request, FirstBytes, PREFACE};
 use send::{is_send_timeout, Pace, Paced, SendDeadline};
-
-/// How long a config file must go unchanged (no event, the same size and modification
-/// time) before it is read: editors and `kubectl cp` write in several steps.
-const SETTLE: Duration = Duration::from_millis(250);
-/// A config file that never stops changing is read this long after it began to.
-const SETTLE_AT_MOST: Duration = Duration::from_secs(5);
-
-/// What the parts of a running switchyard share, as the server composed them.
-pub struct Shared {
-    /// The routing snapshot in force (the controller stores, the data plane loads).
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Every route's rollout status as last published by the controller.
-    pub status: Arc<ArcSwap<Statuses>>,
-    /// True once a valid config is loaded and the data plane listens.
-    pub ready: Arc<AtomicBool>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-}
-
-/// A running switchyard.
-pub struct Running {
-    /// Where the data plane listens (the real port when the config said 0).
-    pub data_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    pub shared: Arc<Shared>,
-    pub control: Control,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// Errors starting up.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot watch {path}: {source}")]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
-}
-
-/// Starts the proxy, the admin API and the controller; watches `config_path` for changes when given.
-pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Running, StartError> {
-    let data = bind(config.listen).await?;
-    let admin_listener = bind(config.admin.listen).await?;
-    let data_addr = data.local_addr().expect("bound");
-    let admin_addr = admin_listener.local_addr().expect("bound");
-    let header_timeout = config.limits.header_timeout.0;
-    let idle_timeout = config.limits.idle_timeout.0;
-    let data_bounds = Bounds::data(&config.limits);
-    let admin_bounds = Bounds::admin(&config.limits);
-    let token = config.admin.token();
-    let initial = config.clone();
-
-    let metrics = metrics::install();
-    let (controller, control) = Controller::new(config, config_path.clone());
-    let published = controller.published();
-    let shared = Arc::new(Shared {
-        snapshot: published.snapshot.clone(),
-        status: published.status.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
-        metrics: metrics.clone(),
-    });
-    let (shutdown, rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(controller.run(rx.clone())));
-    let plane = Arc::new(DataPlane {
-        snapshot: shared.snapshot.clone(),
-    });
-    tasks.push(tokio::spawn(serve_connections(
-        "data",
-        data,
-        Serving::new(header_timeout, idle_timeout, data_bounds.clone()),
-        rx.clone(),
-        move |peer| TowerToHyperService::new(Proxy::new(plane.clone(), Some(peer.ip()))),
-    )));
-    let history = Arc::new(admin::history::History::new());
-    tasks.push(tokio::spawn(
-        history.clone().run(published.clone(), rx.clone()),
-    ));
-    let sources = admin::Sources {
-        published,
-        ready: shared.ready.clone(),
-        metrics,
-        history,
-    };
-    let admin = admin::Admin::new(sources, control.clone(), token);
-    tasks.push(tokio::spawn(serve_connections(
-        "admin",
-        admin_listener,
-        Serving::admin(header_timeout, idle_timeout, admin_bounds.clone()),
-        rx.clone(),
-        move |peer| admin.service(peer.ip()),
-    )));
-    if let Some(path) = config_path {
-        let applied = move |config: &Config| {
-            data_bounds.reload(&config.limits);
-            admin_bounds.reload(&config.limits);
-        };
-        let watch = watch_config(path, initial, control.clone(), rx.clone(), applied)?;
-        tasks.push(watch);
-    }
-    shared.ready.store(true, Ordering::Release);
-    tracing::info!(%data_addr, %admin_addr, "switchyard is serving");
-    Ok(Running {
-        data_addr,
-        admin_addr,
-        shared,
-        control,
-        shutdown,
-        tasks,
-    })
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
-}
-
-impl Running {
-    /// Stops accepting, lets in-flight requests finish (at most `limits.drain_timeout`),
-    /// closes the connections still open, stops the tasks.
-    pub async fn shutdown(self) {
-        self.shared.ready.store(false, Ordering::Release);
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
 
 /// How a listener serves its connections.
 pub(crate) struct Serving {
@@ -555,147 +408,5 @@ impl Ended {
             Ended::Failed(e) => is_caused_by_where::<std::io::Error>(&**e, is_send_timeout),
             Ended::Closed | Ended::Silent => false,
         }
-    }
-}
-
-/// Watches the config file's directory (so rename-saves and symlink swaps are seen) and
-/// SIGHUP; each change is read once its writes have settled ([`read_settled`]),
-/// validated and offered to the controller. `applied` is told each config the
-/// controller applies.
-fn watch_config(
-    path: PathBuf,
-    initial: Config,
-    control: Control,
-    mut shutdown: watch::Receiver<bool>,
-    applied: impl Fn(&Config) + Send + 'static,
-) -> Result<JoinHandle<()>, StartError> {
-    let (watcher, mut rx) = file_watcher(&path)?;
-    Ok(tokio::spawn(async move {
-        let _watcher = watcher;
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last: Result<Config, config::Problems> = Ok(initial);
-        loop {
-            #[cfg(unix)]
-            let sighup = async {
-                match hup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let sighup = std::future::pending::<()>();
-            let forced = tokio::select! {
-                Some(()) = rx.recv() => false,
-                _ = sighup => true,
-                _ = shutdown.changed() => break,
-            };
-            let result = tokio::select! {
-                result = read_settled(&path, &mut rx) => result,
-                _ = shutdown.changed() => break,
-            };
-            // Saves that change nothing (touch, a second event for one save) are not reloads.
-            if !forced && last == result {
-                continue;
-            }
-            last = result.clone();
-            match control.reload(result).await {
-                Ok(generation) => {
-                    if let Ok(config) = &last {
-                        applied(config);
-                    }
-                    tracing::info!(target: "switchyard::config", generation, path = %path.display(), "config reloaded")
-                }
-                Err(problems) => {
-                    tracing::warn!(target: "switchyard::config", path = %path.display(), "reload rejected: {problems}")
-                }
-            }
-        }
-    }))
-}
-
-/// Reads the config at `path` once its writes have settled: no change (no event on
-/// `changes`, the same size and modification time) for [`SETTLE`], and none while it
-/// was read. A file half written is not read while its writes keep coming; one that
-/// never stops changing is read [`SETTLE_AT_MOST`] after this began.
-async fn read_settled(
-    path: &Path,
-    changes: &mut tokio::sync::mpsc::Receiver<()>,
-) -> Result<Config, config::Problems> {
-    let give_up = Instant::now() + SETTLE_AT_MOST;
-    let mut seen = stamp(path).await;
-    loop {
-        let quiet = (Instant::now() + SETTLE).min(give_up);
-        let event = tokio::time::timeout_at(quiet, changes.recv()).await;
-        if let Ok(None) = event {
-            // The watcher is gone: settle by the clock and the file alone.
-            tokio::time::sleep_until(quiet).await;
-        }
-        let now = stamp(path).await;
-        let settled = !matches!(event, Ok(Some(()))) && now == seen;
-        seen = now;
-        if !settled && Instant::now() < give_up {
-            continue;
-        }
-        let result = read_off_runtime(path).await;
-        if stamp(path).await == seen || Instant::now() >= give_up {
-            return result;
-        }
-    }
-}
-
-/// What tells one version of a file from the next without reading it: its size and
-/// modification time (`None` while it cannot be found).
-async fn stamp(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
-    let meta = tokio::fs::metadata(path).await.ok()?;
-    Some((meta.len(), meta.modified().ok()))
-}
-
-/// A watcher on the directory of `path`, and where it says that the file may have changed.
-fn file_watcher(
-    path: &Path,
-) -> Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>), StartError> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let watched = path.to_path_buf();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let ours = ev.paths.iter().any(|p| {
-                p == &watched || p.file_name() == file_name.as_deref() || p.ends_with("..data")
-            });
-            if ours && !ev.kind.is_access() {
-                let _ = tx.try_send(());
-            }
-        }
-    })
-    .map_err(|source| StartError::Watch {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| StartError::Watch { path: dir, source })?;
-    Ok((watcher, rx))
-}
-
-/// Reads and parses the config on a blocking thread: however large or slow the file,
-/// the runtime that serves requests goes on.
-async fn read_off_runtime(path: &Path) -> Result<Config, config::Problems> {
-    let read = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || config::load_file(&read)).await {
-        Ok(result) => result,
-        Err(e) => Err(config::Problems(vec![config::Problem {
-            path: String::new(),
-            line: None,
-            message: format!("loading the config failed: {e}"),
-        }])),
     }
 }

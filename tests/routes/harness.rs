@@ -25,7 +25,7 @@ use hyper_util::client::legacy::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use switchyard::server::{self, Running};
+use switchyard::app::{self, Running};
 
 pub use crate::support::metrics::{parse_labels, series};
 use crate::support::mock::{served_by, MockModel};
@@ -165,7 +165,7 @@ impl Routed {
     /// Starts switchyard on the current config file (and state file).
     pub async fn boot(&mut self) {
         let cfg = switchyard::config::load_file(&self.config_path).expect("a valid routes config");
-        let running = server::start(cfg, Some(self.config_path.clone()))
+        let running = app::start(cfg, Some(self.config_path.clone()))
             .await
             .unwrap_or_else(|e| panic!("switchyard did not start: {e}"));
         self.running = Some(running);

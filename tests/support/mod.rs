@@ -22,8 +22,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use switchyard::app::{self, Running};
 use switchyard::demo::model::{Model, ModelServer};
-use switchyard::server::{self, Running};
 
 use config::TestConfig;
 
@@ -111,7 +111,7 @@ impl ProxyHarness {
     pub async fn boot(&mut self) {
         let cfg = switchyard::config::load_file(&self.config_path).expect("valid test config");
         self.running = Some(
-            server::start(cfg, Some(self.config_path.clone()))
+            app::start(cfg, Some(self.config_path.clone()))
                 .await
                 .unwrap(),
         );
