@@ -8,7 +8,11 @@
 //! switchyard's own waits for a CPU and the candidate not, and `max_ratio` would
 //! compare the two unfairly (a candidate 60 ms slower than a 20 ms stable passing
 //! because the stable reads 80 ms).
+//!
+//! A test binary of its own, not a module of tests/it: it takes both cores and floods,
+//! so beside other tests it would slow them and they would disturb its measurement.
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::path::Path;
