@@ -3,6 +3,7 @@
 //! and a new step of the rollout starts the output counts the `output_drift` gate reads
 //! anew.
 
+use super::monitor_after;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -33,25 +34,6 @@ async fn send(h: &ProxyHarness, name: &str, from: u64, to: u64) {
             .await;
         assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     }
-}
-
-/// `GET /api/v1/monitor` once the monitor has parsed `n` requests.
-async fn monitor_after(h: &ProxyHarness, n: u64) -> Value {
-    eventually(
-        &format!("{n} parsed samples"),
-        Duration::from_millis(20),
-        || async {
-            let m = h
-                .admin(Method::GET, "/api/v1/monitor", None, "")
-                .await
-                .json();
-            match m["samples"]["parsed"].as_u64() {
-                Some(p) if p == n => Ok(m),
-                _ => Err(format!("{m:#}")),
-            }
-        },
-    )
-    .await
 }
 
 /// The drift of feature `name` at the stable, `blue`.

@@ -4,15 +4,15 @@
 //! baseline --from-live` in the format `monitor.reference.file` reads, and a reference that
 //! matches none of the requests' features is a warning in the status.
 
+use super::monitor_after;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::support::config::{step, TestConfig};
-use crate::support::{eventually, ProxyHarness};
+use crate::support::ProxyHarness;
 
 /// The values a drift figure needs a side (`switchyard::monitor::drift::MIN_COUNT`).
 const MIN_COUNT: u64 = switchyard::monitor::drift::MIN_COUNT;
@@ -39,25 +39,6 @@ async fn send(h: &ProxyHarness, from: u64, to: u64, shift: f64) {
             .await;
         assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     }
-}
-
-/// `GET /api/v1/monitor` once the monitor has parsed `n` requests.
-async fn monitor_after(h: &ProxyHarness, n: u64) -> Value {
-    eventually(
-        &format!("{n} parsed samples"),
-        Duration::from_millis(20),
-        || async {
-            let m = h
-                .admin(Method::GET, "/api/v1/monitor", None, "")
-                .await
-                .json();
-            match m["samples"]["parsed"].as_u64() {
-                Some(p) if p == n => Ok(m),
-                _ => Err(format!("{m:#}")),
-            }
-        },
-    )
-    .await
 }
 
 /// The drift of feature `x[0]` at the stable, `blue`.
