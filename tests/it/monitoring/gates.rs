@@ -453,7 +453,19 @@ async fn a_candidate_less_often_right_on_posted_labels_is_rolled_back_by_accurac
     let l = labeller.into_inner();
     assert_eq!(l.accuracy("blue"), 1.0);
     assert_eq!(l.accuracy("green"), 0.0);
-    assert!(l.matched >= 20, "{} labels matched", l.matched);
+    // Labels that came before their prediction (the observers lagging on a busy machine)
+    // are joined once it is remembered, after the post has answered: count what the
+    // store scored, not what the posts' answers said.
+    let scored = s["monitoring"]["accuracy"]
+        .as_array()
+        .and_then(|a| a.iter().find(|b| b["backend"] == "green"))
+        .and_then(|g| g["labels"].as_u64())
+        .unwrap_or(0);
+    assert!(
+        scored >= 10,
+        "{scored} of the candidate's labels scored ({} matched when posted): {s:#}",
+        l.matched
+    );
 
     let reason = s["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("accuracy"), "{s:#}");
