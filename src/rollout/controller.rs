@@ -189,6 +189,8 @@ struct RouteRollout {
     next_eval: Option<Instant>,
     /// The candidate's and the stable's samples since the step began.
     since_step: StepSums,
+    /// A resume asks the served counts be taken anew at the next publish.
+    recount_served: bool,
 }
 
 impl Controller {
@@ -562,6 +564,7 @@ impl RouteRollout {
             tripwire: None,
             next_eval: None,
             since_step: StepSums::default(),
+            recount_served: false,
         };
         r.schedule_eval(now);
         r
@@ -646,7 +649,10 @@ impl RouteRollout {
         match action {
             Action::Promote { full } => r.promote(full, now)?,
             Action::Pause { reason } => r.pause(reason, now)?,
-            Action::Resume => r.resume(now)?,
+            Action::Resume => {
+                r.resume(now)?;
+                self.recount_served = true;
+            }
             Action::Rollback { reason } => {
                 let reason = reason.unwrap_or_else(|| "manual rollback".to_string());
                 r.rollback(reason, Trigger::Manual)?;
@@ -860,6 +866,9 @@ impl RouteRollout {
         };
         let counters = counters(candidate, stable, observers);
         self.since_step.begin(self.step_key(), counters);
+        if std::mem::take(&mut self.recount_served) {
+            self.since_step.recount_served(counters.served);
+        }
     }
 
     /// Arms (or keeps, or disarms) the fast-rollback tripwire for the rollout as it is now:

@@ -90,6 +90,13 @@ impl StepSums {
         }
     }
 
+    /// Counts the user requests the split sends each side anew from `served` (read now),
+    /// the other sums going on: after a rollout paused for a skewed split is resumed,
+    /// `sample_ratio` judges the split as it is from then on, not the skew it paused for.
+    pub fn recount_served(&mut self, served: (u64, u64)) {
+        self.counted.served = served;
+    }
+
     /// Adds what the candidate's and the stable's windows completed since the last read
     /// (or since `started`, the step's start, for a new step) and returns both sums, with
     /// what the `counters` read now grew since the step's first read.
