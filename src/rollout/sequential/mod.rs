@@ -322,32 +322,17 @@ pub fn error_rate_increase(
     max_increase: f64,
     settings: &Settings,
 ) -> Decision {
-    const TEST: &str = "mixture SPRT (binomial difference)";
     let ev = difference(candidate, Some(stable), max_increase, settings);
-    let figure = match ev.estimate {
-        Some(v) => format!(
-            "error rate {} against the stable's {}: {} ({} interval {} to {})",
+    let shown = |v| {
+        format!(
+            "error rate {} against the stable's {}: {}",
             pct(share(candidate)),
             pct(share(stable)),
-            signed_pct(v),
-            level(settings),
-            signed_pct(ev.low),
-            signed_pct(ev.high)
-        ),
-        None => "no candidate requests yet".to_string(),
+            signed_pct(v)
+        )
     };
-    let limit = format!("max increase {}", pct(max_increase));
-    let breach = settings
-        .breach()
-        .map(|b| format!("an increase of {}", pct(b * max_increase)));
-    ev.decision(
-        TEST,
-        figure,
-        (&limit, max_increase),
-        breach,
-        settings,
-        |x| x,
-    )
+    let words = ("no candidate requests yet", "increase", "an increase");
+    share_difference(&ev, shown, words, max_increase, settings)
 }
 
 /// `accuracy.max_drop` on labels of each model's own answers: is the candidate's accuracy more than `max_drop` below the stable's?
@@ -361,26 +346,48 @@ pub fn accuracy_drop(
     max_drop: f64,
     settings: &Settings,
 ) -> Decision {
-    const TEST: &str = "mixture SPRT (binomial difference)";
     let wrong = |c: Counts| Counts::new(c.rest(), c.of);
     let ev = difference(wrong(candidate), Some(wrong(stable)), max_drop, settings);
-    let figure = match ev.estimate {
-        Some(v) => format!(
-            "accuracy {} against the stable's {}: {} ({} interval {} to {})",
+    let shown = |v| {
+        format!(
+            "accuracy {} against the stable's {}: {}",
             pct(share(candidate)),
             pct(share(stable)),
-            below(v),
-            level(settings),
-            signed_pct(ev.low),
-            signed_pct(ev.high)
-        ),
-        None => "no labels of the candidate's answers yet".to_string(),
+            below(v)
+        )
     };
-    let limit = format!("max drop {}", pct(max_drop));
+    let words = ("no labels of the candidate's answers yet", "drop", "a drop");
+    share_difference(&ev, shown, words, max_drop, settings)
+}
+
+/// The decision of a difference of two shares against `max` (its allowance): the figure
+/// `shown` of the estimate with its interval (`none` before any sample), the limit
+/// `max {name} max`, and a breach of `{breach} of` the planned multiple of `max`.
+fn share_difference(
+    ev: &Evidence,
+    shown: impl FnOnce(f64) -> String,
+    (none, name, breach): (&str, &str, &str),
+    max: f64,
+    settings: &Settings,
+) -> Decision {
+    const TEST: &str = "mixture SPRT (binomial difference)";
+    let figure = ev.estimate.map_or_else(
+        || none.to_string(),
+        |v| {
+            format!(
+                "{} ({} interval {} to {})",
+                shown(v),
+                level(settings),
+                signed_pct(ev.low),
+                signed_pct(ev.high)
+            )
+        },
+    );
+    let limit = format!("max {name} {}", pct(max));
     let breach = settings
         .breach()
-        .map(|b| format!("a drop of {}", pct(b * max_drop)));
-    ev.decision(TEST, figure, (&limit, max_drop), breach, settings, |x| x)
+        .map(|b| format!("{breach} of {}", pct(b * max)));
+    ev.decision(TEST, figure, (&limit, max), breach, settings, |x| x)
 }
 
 /// `accuracy.max_drop` on pairs: both models' answers to the very same requests, scored against the same labels.
