@@ -760,31 +760,38 @@ def check_iris(admin, proxy, rows, rng, procs):
                   fine and d.get("level") == "ok" and d.get("value", 1) < 0.05, str(f)[:300])
 
 
-def main():
+def main_of(run, name, usage):
+    """Runs `run(binary, tmp, procs)` as a checked script named `name`: every process it
+    starts is stopped on the way out (their logs shown on a failure, the scratch folder
+    kept), and the count of checks is printed last; exit 1 on any failure."""
     if len(sys.argv) != 2:
-        print("usage: e2e.py path/to/switchyard", file=sys.stderr)
+        print(f"usage: {usage} path/to/switchyard", file=sys.stderr)
         return 2
     binary = os.path.abspath(sys.argv[1])
     procs = []
-    tmp = tempfile.mkdtemp(prefix="switchyard-mlserver-e2e-")
+    tmp = tempfile.mkdtemp(prefix=f"switchyard-{name}-")
     try:
         run(binary, tmp, procs)
     except Exception as e:  # noqa: BLE001 -- any failure is one failed check
         check("run", False, f"{type(e).__name__}: {e}")
     finally:
         failed = checks["failed"] > 0
-        for p, name, logpath in reversed(procs):
+        for p, pname, logpath in reversed(procs):
             stop(p)
             if failed:
-                print(f"--- {name} log (tail) ---\n{tail(logpath)}", flush=True)
+                print(f"--- {pname} log (tail) ---\n{tail(logpath)}", flush=True)
         if not failed:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"(kept {tmp})", flush=True)
-    print(f"mlserver-e2e: {checks['passed']} passed, {checks['failed']} failed", flush=True)
+    print(f"{name}: {checks['passed']} passed, {checks['failed']} failed", flush=True)
     return 1 if checks["failed"] else 0
+
+
+def main():
+    return main_of(run, "mlserver-e2e", "e2e.py")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ It prints `walkthrough: P passed, F failed` last and exits non-zero on any failu
 
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -37,7 +36,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2e  # noqa: E402 -- the shared helpers: processes, HTTP, MLServer folders, checks
-from e2e import check, free_port, http, iris_body, start, stop, tail, wait_until  # noqa: E402
+from e2e import check, free_port, http, iris_body, start, wait_until  # noqa: E402
 
 MODEL = "iris"
 SECOND = "setosa"
@@ -285,30 +284,7 @@ def run(binary, tmp, procs):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: walkthrough.py path/to/switchyard", file=sys.stderr)
-        return 2
-    binary = os.path.abspath(sys.argv[1])
-    procs = []
-    tmp = tempfile.mkdtemp(prefix="switchyard-walkthrough-")
-    try:
-        run(binary, tmp, procs)
-    except Exception as e:  # noqa: BLE001 -- any failure is one failed check
-        check("run", False, f"{type(e).__name__}: {e}")
-    finally:
-        failed = e2e.checks["failed"] > 0
-        for p, name, logpath in reversed(procs):
-            stop(p)
-            if failed:
-                print(f"--- {name} log (tail) ---\n{tail(logpath)}", flush=True)
-        if not failed:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"(kept {tmp})", flush=True)
-    print(f"walkthrough: {e2e.checks['passed']} passed, {e2e.checks['failed']} failed", flush=True)
-    return 1 if e2e.checks["failed"] else 0
+    return e2e.main_of(run, "walkthrough", "walkthrough.py")
 
 
 if __name__ == "__main__":
