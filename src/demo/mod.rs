@@ -639,9 +639,10 @@ impl Timeline {
                             .needed
                             .map_or(String::new(), |n| format!(", about {n} more samples"));
                         format!(
-                            "{} in [{:.3}, {high}]{needed}",
+                            "{} in [{:.3}, {high}] on {} samples{needed}",
                             g.gate.as_str(),
-                            q.interval.low
+                            q.interval.low,
+                            q.samples
                         )
                     }
                     None => format!("{} waits", g.gate.as_str()),
