@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use switchyard::monitor::stats::Sketch;
-use switchyard::monitor::{Exchange, Monitor, ReferenceSettings, Settings};
+use switchyard::monitor::{Monitor, ReferenceSettings, Settings};
+use switchyard::wire::Exchange;
 
 /// The system allocator, keeping the live heap bytes and their peak.
 struct Counting;

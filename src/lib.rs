@@ -22,3 +22,4 @@ pub mod shadow;
 pub mod snapshot;
 pub mod telemetry;
 pub mod upstream;
+pub mod wire;

@@ -231,7 +231,7 @@ async fn dispatch(command: Command) -> ExitCode {
 
 /// `switchyard validate`: `ok`, or every problem with its field and line.
 fn validate(path: &Path) -> ExitCode {
-    let refused = match config::check_file(path) {
+    let refused = match app::check_file(path) {
         Ok(config) => {
             print_warnings(&config);
             println!("ok");
@@ -382,7 +382,7 @@ fn init_tracing(default: &str) {
 
 async fn run(path: PathBuf) -> ExitCode {
     init_tracing("info");
-    let cfg = match config::load_file(&path) {
+    let cfg = match app::load_file(&path) {
         Ok(c) => c,
         Err(problems) => {
             eprintln!("switchyard: {} is not valid:\n{problems}", path.display());

@@ -17,13 +17,25 @@ use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
 use crate::admin;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::proxy::{DataPlane, Proxy};
 use crate::rollout::controller::Controller;
 use crate::rollout::{Control, Statuses};
 use crate::server::{serve_connections, Bounds, Serving};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics;
+
+/// Reads, parses and checks a config file the way a running switchyard takes it: its
+/// values, and what it names outside itself (each monitor's reference file, which the
+/// monitor reads). It blocks: the running proxy calls it off its async runtime.
+pub fn check_file(path: &std::path::Path) -> Result<Config, config::Refusal> {
+    config::check_file_with(path, crate::monitor::reference_problems)
+}
+
+/// [`check_file`], its problems alone when refused.
+pub fn load_file(path: &std::path::Path) -> Result<Config, config::Problems> {
+    check_file(path).map_err(|r| r.problems)
+}
 
 /// What the parts of a running switchyard share, as the server composed them.
 pub struct Shared {

@@ -73,7 +73,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::compare::pointer::{self, Pattern};
+use crate::wire::pointer::{self, Pattern};
 
 /// What a capture log is configured with: the `capture:` keys, plus the queue's bounds.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Body, Queued};
-use crate::compare::json;
-use crate::compare::pointer::{self, Pattern};
+use crate::wire::json;
+use crate::wire::pointer::{self, Pattern};
 
 /// The line's members, in the order they are written.
 #[derive(Serialize)]

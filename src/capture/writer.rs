@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::files::{Failure, Files};
 use super::{record, Counts, Msg, Queued};
-use crate::compare::pointer::Pattern;
+use crate::wire::pointer::Pattern;
 
 /// After a failed create or write, the disk is left alone this long; records that come
 /// meanwhile are counted as errors without a try, so a full disk costs no system call

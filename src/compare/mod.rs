@@ -52,15 +52,16 @@
 //! `/outputs/predict/data/3`; for nested tensor data the path holds nested
 //! indexes.
 
-pub(crate) mod json;
-pub(crate) mod pointer;
+mod json;
 mod report;
-pub(crate) mod tensor;
-pub(crate) mod tolerance;
-pub(crate) mod v1;
-pub(crate) mod v2;
+mod tensor;
+mod tolerance;
+mod v1;
+mod v2;
 
-use pointer::Pattern;
+use crate::wire::json::{parse, parse_outputs, V2Output};
+use crate::wire::pointer::{self, Pattern};
+use crate::wire::{self, detect_answer, Protocol};
 use report::{Ctx, Shown};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -68,47 +69,11 @@ use std::sync::OnceLock;
 
 pub use report::MAX_DIFFERENCES;
 
-/// The wire protocol a pair of responses is compared under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// Detect per pair from the bodies (see the module docs).
-    #[default]
-    Auto,
-    /// KServe / MLServer / Triton Open Inference Protocol.
-    V2,
-    /// TF-Serving / KServe V1 (`predictions` or `outputs`).
-    V1,
-    /// Any JSON, structurally.
-    Json,
-    /// Exact byte equality.
-    Bytes,
-}
-
-impl Protocol {
-    /// Returns the lowercase name used in configuration and reports.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Protocol::Auto => "auto",
-            Protocol::V2 => "v2",
-            Protocol::V1 => "v1",
-            Protocol::Json => "json",
-            Protocol::Bytes => "bytes",
-        }
-    }
-
-    /// What a body must be to be compared under this declared protocol, as a reason says it.
-    fn wanted(self) -> &'static str {
-        match self {
-            Protocol::V2 => "a V2 inference response (an `outputs` array of named tensors)",
-            _ => "a V1 response (`predictions` or `outputs`)",
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// What a body must be to be compared under the declared `protocol`, as a reason says it.
+fn wanted(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::V2 => "a V2 inference response (an `outputs` array of named tensors)",
+        _ => "a V1 response (`predictions` or `outputs`)",
     }
 }
 
@@ -352,7 +317,7 @@ pub fn compare(rules: &Rules, live: &Response<'_>, shadow: &Response<'_>) -> Com
         p => {
             if let Some(who) = failing((lv.fits(p), sv.fits(p))) {
                 let note = StatusNote(live.status);
-                return Comparison::incomparable(p, format!("{who} {}{note}", p.wanted()));
+                return Comparison::incomparable(p, format!("{who} {}{note}", wanted(p)));
             }
             (p, None)
         }
@@ -488,31 +453,18 @@ fn compare_parsed(
     }
 }
 
-/// Resolves `auto` for one body parsed whole.
-fn detect(v: &Value) -> Protocol {
-    if !v.is_object() {
-        Protocol::Json
-    } else if v2::looks_like(v, true) {
-        Protocol::V2
-    } else if v1::looks_like(v) {
-        Protocol::V1
-    } else {
-        Protocol::Json
-    }
-}
-
 /// A parsed body: a V2 response's outputs alone, or the whole document.
 enum Doc {
-    Outputs(Vec<json::V2Output>),
+    Outputs(Vec<V2Output>),
     Whole(Value),
 }
 
 impl Doc {
     /// The V2 outputs (of a document that looks like a V2 response).
-    fn outputs(&self) -> Vec<v2::Output<'_>> {
+    fn outputs(&self) -> Vec<wire::v2::Output<'_>> {
         match self {
-            Doc::Outputs(outs) => v2::Output::of_parsed(outs),
-            Doc::Whole(v) => v2::Output::of_value(v),
+            Doc::Outputs(outs) => wire::v2::Output::of_parsed(outs),
+            Doc::Whole(v) => wire::v2::Output::of_value(v),
         }
     }
 
@@ -521,7 +473,7 @@ impl Doc {
         match self {
             Doc::Whole(v) => Cow::Borrowed(v),
             Doc::Outputs(outs) => {
-                let outs = outs.iter().map(json::V2Output::to_value).collect();
+                let outs = outs.iter().map(V2Output::to_value).collect();
                 Cow::Owned(serde_json::json!({ "outputs": Value::Array(outs) }))
             }
         }
@@ -531,8 +483,8 @@ impl Doc {
     fn fits(&self, protocol: Protocol) -> bool {
         match (protocol, self) {
             (Protocol::V2, Doc::Outputs(_)) => true,
-            (Protocol::V2, Doc::Whole(v)) => v2::looks_like(v, false),
-            (Protocol::V1, Doc::Whole(v)) => v1::looks_like(v),
+            (Protocol::V2, Doc::Whole(v)) => wire::v2::looks_like(v, false),
+            (Protocol::V1, Doc::Whole(v)) => wire::v1::looks_like(v),
             (Protocol::V1, Doc::Outputs(_)) => false, // not parsed this way for V1
             _ => true,
         }
@@ -543,7 +495,7 @@ impl Doc {
         match self {
             // Parsed alone only when every output has data (see `parse_pair`).
             Doc::Outputs(_) => Protocol::V2,
-            Doc::Whole(v) => detect(v),
+            Doc::Whole(v) => detect_answer(v),
         }
     }
 }
@@ -552,12 +504,12 @@ impl Doc {
 /// or under `auto` both bodies look like it) only that member is built; a pair that is
 /// compared otherwise is parsed whole.
 fn parse_pair(declared: Protocol, live: &[u8], shadow: &[u8]) -> (Option<Doc>, Option<Doc>) {
-    let outputs = |body: &[u8]| json::parse_outputs(body).map(Doc::Outputs);
-    let whole = |body: &[u8]| json::parse(body).map(Doc::Whole);
+    let outputs = |body: &[u8]| parse_outputs(body).map(Doc::Outputs);
+    let whole = |body: &[u8]| parse(body).map(Doc::Whole);
     let outputs_with_data = |body: &[u8]| {
         // A cheap look first, so JSON and V1 bodies are not parsed twice.
         memchr::memmem::find(body, b"\"outputs\"")?;
-        json::parse_outputs(body)
+        parse_outputs(body)
             .filter(|outs| outs.iter().all(|o| o.data.is_some()))
             .map(Doc::Outputs)
     };
@@ -634,7 +586,7 @@ pub const MAX_EXCERPT: usize = 4096;
 /// A body that is not JSON is shown by its size only: redaction cannot reach inside it,
 /// so none of its bytes are. The whole-document pointer `""` redacts everything.
 pub fn redact(rules: &Rules, body: &[u8]) -> Value {
-    let Some(mut v) = json::parse(body) else {
+    let Some(mut v) = parse(body) else {
         return Value::String(format!("({} bytes, not JSON: not shown)", body.len()));
     };
     for p in pointer::compile(&rules.redact) {

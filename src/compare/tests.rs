@@ -1092,7 +1092,7 @@ fn large_tensor_compares() {
 #[test]
 fn python_non_finite_tokens_outside_strings_only() {
     let live = r#"{"note": "NaN and -Infinity stay text", "x": NaN, "y": [-Infinity, 1]}"#;
-    let v = json::parse(live.as_bytes()).expect("parses");
+    let v = crate::wire::json::parse(live.as_bytes()).expect("parses");
     assert_eq!(v["note"], "NaN and -Infinity stay text");
     assert_eq!(v["x"], "NaN");
     assert_eq!(v["y"][0], "-Infinity");
@@ -1105,7 +1105,7 @@ fn python_non_finite_tokens_outside_strings_only() {
     );
     assert_eq!(c.differences_total, 1);
     assert_eq!(c.differences[0].path, "/x");
-    assert!(json::parse(b"\x89PNG\r\n").is_none());
+    assert!(crate::wire::json::parse(b"\x89PNG\r\n").is_none());
 }
 
 // ------------------------------------------------- v2 outputs parsed on their own

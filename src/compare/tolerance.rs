@@ -1,5 +1,6 @@
 //! Numeric equality with absolute/relative tolerance, and the value-level equality rules built on it.
 
+use crate::wire::json::num;
 use serde_json::{Number, Value};
 
 /// Tells whether two floats agree: `|a-b| <= abs` or `|a-b| <= rel * max(|a|,|b|)`.
@@ -18,33 +19,6 @@ pub(crate) fn close(a: f64, b: f64, abs: f64, rel: f64) -> bool {
         return false; // an infinity against anything else
     }
     d <= abs || d <= rel * a.abs().max(b.abs())
-}
-
-/// Reads a value as a float: a JSON number, or a non-finite spelled as a string (`"NaN"`, `"Infinity"`, `"-inf"`, ...).
-#[inline]
-pub(crate) fn num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => special_float(s),
-        _ => None,
-    }
-}
-
-/// Parses the usual spellings of NaN and the infinities; finite numbers in strings are not numbers.
-pub(crate) fn special_float(s: &str) -> Option<f64> {
-    let (neg, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let v = if body.eq_ignore_ascii_case("nan") {
-        f64::NAN
-    } else if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
-        f64::INFINITY
-    } else {
-        return None;
-    };
-    Some(if neg { -v } else { v })
 }
 
 /// Tells whether two JSON numbers are equal within tolerance (integers of the same value are equal without float conversion).

@@ -6,49 +6,13 @@
 //! tensors) gives one report per member.
 
 use super::json;
-use super::pointer::Seg;
 use super::report::{Ctx, Shown};
 use super::tensor::{self, Mode};
 use super::OutputReport;
+use crate::wire::pointer::Seg;
+use crate::wire::tensor::flatten;
+use crate::wire::v1::{entries, Entry};
 use serde_json::Value;
-
-/// Tells whether `v` looks like a V1 response: an object with `predictions` or `outputs`.
-pub(crate) fn looks_like(v: &Value) -> bool {
-    v.get("predictions").is_some() || v.get("outputs").is_some()
-}
-
-/// One compared tensor: its report name, whether it sits under `/outputs/`, and its value.
-struct Entry<'a> {
-    name: &'a str,
-    columnar: bool,
-    value: &'a Value,
-}
-
-fn entries(v: &Value) -> Vec<Entry<'_>> {
-    if let Some(p) = v.get("predictions") {
-        return vec![Entry {
-            name: "predictions",
-            columnar: false,
-            value: p,
-        }];
-    }
-    match v.get("outputs") {
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, value)| Entry {
-                name: k,
-                columnar: true,
-                value,
-            })
-            .collect(),
-        Some(value) => vec![Entry {
-            name: "outputs",
-            columnar: false,
-            value,
-        }],
-        None => Vec::new(),
-    }
-}
 
 /// Compares the predictions/outputs of two V1 responses and reports on each tensor.
 pub(crate) fn compare<'a>(
@@ -116,7 +80,7 @@ fn one_sided(ctx: &mut Ctx<'_, '_>, e: &Entry<'_>, live_side: bool) -> OutputRep
     } else {
         ctx.record("extra in shadow", Shown::Absent, Shown::Val(e.value));
     }
-    let elements = tensor::flatten(e.value).leaves.len();
+    let elements = flatten(e.value).leaves.len();
     OutputReport {
         name: e.name.to_owned(),
         agree: false,
@@ -137,8 +101,8 @@ fn compare_tensor<'a>(
     check: bool,
 ) -> OutputReport {
     let before = ctx.total;
-    let ta = tensor::flatten(a);
-    let tb = tensor::flatten(b);
+    let ta = flatten(a);
+    let tb = flatten(b);
     let mut report = OutputReport {
         name: name.to_owned(),
         agree: true,

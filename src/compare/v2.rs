@@ -5,84 +5,14 @@
 //! flattened row-major) are compared. Paths in differences name outputs by
 //! name: `/outputs/predict/data/3`.
 
-use super::json::{self, V2Output};
-use super::pointer::Seg;
+use super::json;
 use super::report::{Ctx, Shown};
-use super::tensor::{self, Leaves, Mode, Stats};
+use super::tensor::{self, Mode, Stats};
 use super::OutputReport;
-use serde_json::{Map, Value};
-use std::borrow::Cow;
-
-type Obj = Map<String, Value>;
-
-/// Tells whether `v` looks like a V2 response: an object whose `outputs` is an array of objects with a string `name` (and `data`, when `need_data`).
-pub(crate) fn looks_like(v: &Value, need_data: bool) -> bool {
-    let Some(Value::Array(outs)) = v.get("outputs") else {
-        return false;
-    };
-    outs.iter().all(|o| {
-        o.get("name").is_some_and(Value::is_string) && (!need_data || o.get("data").is_some())
-    })
-}
-
-/// One output as the comparison reads it, borrowed from either form of a parsed body.
-pub(crate) struct Output<'a> {
-    name: &'a str,
-    datatype: Option<&'a Value>,
-    shape: Option<&'a Value>,
-    parameters: Option<&'a Value>,
-    data: Option<&'a Value>,
-    whole: Whole<'a>,
-}
-
-/// Where an [`Output`] came from, to show it whole.
-enum Whole<'a> {
-    Value(&'a Value),
-    Typed(&'a V2Output),
-}
-
-impl<'a> Output<'a> {
-    /// The named outputs of a whole document already checked by [`looks_like`].
-    pub(crate) fn of_value(v: &'a Value) -> Vec<Output<'a>> {
-        let Some(Value::Array(outs)) = v.get("outputs") else {
-            return Vec::new();
-        };
-        outs.iter()
-            .filter_map(|o| {
-                let m: &Obj = o.as_object()?;
-                Some(Output {
-                    name: m.get("name")?.as_str()?,
-                    datatype: m.get("datatype"),
-                    shape: m.get("shape"),
-                    parameters: m.get("parameters"),
-                    data: m.get("data"),
-                    whole: Whole::Value(o),
-                })
-            })
-            .collect()
-    }
-
-    /// The outputs parsed on their own ([`json::parse_outputs`]).
-    pub(crate) fn of_parsed(outs: &'a [V2Output]) -> Vec<Output<'a>> {
-        outs.iter()
-            .map(|o| Output {
-                name: &o.name,
-                datatype: o.datatype.as_ref(),
-                shape: o.shape.as_ref(),
-                parameters: o.parameters.as_ref(),
-                data: o.data.as_ref(),
-                whole: Whole::Typed(o),
-            })
-            .collect()
-    }
-
-    fn whole(&self) -> Cow<'a, Value> {
-        match self.whole {
-            Whole::Value(v) => Cow::Borrowed(v),
-            Whole::Typed(o) => Cow::Owned(o.to_value()),
-        }
-    }
-}
+use crate::wire::pointer::Seg;
+use crate::wire::tensor::{flatten, Leaves};
+use crate::wire::v2::{kind, Kind, Output};
+use serde_json::Value;
 
 /// Compares the outputs of two V2 responses and reports on each.
 pub(crate) fn compare<'a>(
@@ -146,7 +76,7 @@ pub(crate) fn compare<'a>(
 
 /// Reports an output present on one side only (`live_side`: it is the live one).
 fn one_sided(ctx: &mut Ctx<'_, '_>, out: &Output<'_>, live_side: bool) -> OutputReport {
-    let elements = out.data.map_or(0, |d| tensor::flatten(d).leaves.len());
+    let elements = out.data.map_or(0, |d| flatten(d).leaves.len());
     let whole = out.whole();
     if live_side {
         ctx.record("missing in shadow", Shown::Val(&whole), Shown::Absent);
@@ -157,26 +87,6 @@ fn one_sided(ctx: &mut Ctx<'_, '_>, out: &Output<'_>, live_side: bool) -> Output
         elements,
         mismatched: elements,
         ..empty_report(out.name)
-    }
-}
-
-/// What a V2 datatype implies for comparison and reporting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Float,
-    Int,
-    Bool,
-    Bytes,
-    Unknown,
-}
-
-pub(crate) fn kind(dt: Option<&str>) -> Kind {
-    match dt {
-        Some(s) if s.starts_with("FP") || s == "BF16" => Kind::Float,
-        Some(s) if s.starts_with("INT") || s.starts_with("UINT") => Kind::Int,
-        Some("BOOL") => Kind::Bool,
-        Some("BYTES") => Kind::Bytes,
-        _ => Kind::Unknown,
     }
 }
 
@@ -245,14 +155,14 @@ fn compare_data<'a>(
 ) {
     let (Some(a), Some(b)) = (l.data, s.data) else {
         if let Some(data) = one_side(ctx, l.data, s.data) {
-            report.elements = tensor::flatten(data).leaves.len();
+            report.elements = flatten(data).leaves.len();
             report.mismatched = report.elements;
         }
         return;
     };
     let dkind = kind(l.datatype.and_then(Value::as_str));
-    let ta = tensor::flatten(a);
-    let tb = tensor::flatten(b);
+    let ta = flatten(a);
+    let tb = flatten(b);
     let mask = check.then(|| tensor::ignore_mask(ctx, a, ta.leaves.len()));
     let exact = matches!(dkind, Kind::Int | Kind::Bool | Kind::Bytes);
     let mode = if l.datatype == s.datatype && exact {

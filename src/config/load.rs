@@ -25,7 +25,7 @@ use std::path::Path;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_yaml::Value;
 
-use super::validate::{validate, Seg};
+use super::validate::{validate, FieldPath, Seg};
 use super::words::{self, Said};
 use super::Config;
 
@@ -136,6 +136,16 @@ fn document_problem(message: String) -> Problems {
     }])
 }
 
+/// What a config names outside itself, checked by the layer that reads it (a monitor's
+/// reference file is read by the monitor): each problem with its field path. It runs with
+/// the values' own checks, and its problems are listed with theirs.
+pub type Outside = fn(&Config) -> Vec<(FieldPath, String)>;
+
+/// No check of what a config names outside itself.
+fn nothing_outside(_: &Config) -> Vec<(FieldPath, String)> {
+    Vec::new()
+}
+
 /// Reads, parses and validates a config file (at most [`MAX_CONFIG_BYTES`] of it).
 ///
 /// It blocks: the running proxy calls it off its async runtime.
@@ -145,6 +155,11 @@ pub fn load_file(path: &Path) -> Result<Config, Problems> {
 
 /// [`load_file`], saying how far the checks got when the file is refused.
 pub fn check_file(path: &Path) -> Result<Config, Refusal> {
+    check_file_with(path, nothing_outside)
+}
+
+/// [`check_file`], with `outside` checking what the config names outside itself.
+pub fn check_file_with(path: &Path, outside: Outside) -> Result<Config, Refusal> {
     let cannot = |e: std::io::Error| {
         Refusal::stopped(document_problem(format!(
             "cannot read {}: {e}",
@@ -165,7 +180,7 @@ pub fn check_file(path: &Path) -> Result<Config, Refusal> {
             path.display()
         )))
     })?;
-    check(&text)
+    check_with(&text, outside)
 }
 
 fn too_large(what: impl fmt::Display) -> Problems {
@@ -182,12 +197,18 @@ pub fn parse(text: &str) -> Result<Config, Problems> {
 
 /// [`parse`], saying how far the checks got when the document is refused.
 pub fn check(text: &str) -> Result<Config, Refusal> {
+    check_with(text, nothing_outside)
+}
+
+/// [`check`], with `outside` checking what the config names outside itself.
+pub fn check_with(text: &str, outside: Outside) -> Result<Config, Refusal> {
     measure(text).map_err(Refusal::stopped)?;
     let config: Config = match serde_yaml::from_str(text) {
         Ok(config) => config,
         Err(e) => return Err(unreadable(text, &e)),
     };
-    let found = validate(&config);
+    let mut found = validate(&config);
+    found.extend(outside(&config));
     if found.is_empty() {
         return Ok(config);
     }

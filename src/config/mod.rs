@@ -10,14 +10,23 @@
 //! ```
 
 mod load;
+mod monitor;
 #[cfg(test)]
 mod route_tests;
 mod units;
 mod validate;
 mod words;
 
-pub use load::{check, check_file, load_file, parse, Problem, Problems, Reach, Refusal};
+pub use load::{
+    check, check_file, check_file_with, check_with, load_file, parse, Outside, Problem, Problems,
+    Reach, Refusal,
+};
+pub use monitor::{
+    check_features, FeatureKind, FeatureSpec, MonitorConfig, ReferenceFrom, ReferenceSettings,
+    Thresholds,
+};
 pub use units::{ByteSize, Dur};
+pub use validate::FieldPath;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,10 +34,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::compare::Protocol;
-
-/// The `monitor:` keys: the monitor's own settings (its window is set per route from the analysis).
-pub type MonitorConfig = crate::monitor::Settings;
+use crate::wire::Protocol;
 
 /// The whole configuration file.
 ///
@@ -176,6 +182,19 @@ impl Config {
                 capture: r.capture.clone().or_else(|| self.capture.clone()),
                 feedback: r.feedback.clone().or_else(|| self.feedback.clone()),
             })
+            .collect()
+    }
+
+    /// Every `monitor` block as written (the top-level one, then each listed route's),
+    /// with its field path.
+    pub fn monitor_blocks(&self) -> Vec<(FieldPath, &MonitorConfig)> {
+        let listed = self.written.routes.as_deref().unwrap_or_default();
+        let routes = listed.iter().enumerate().filter_map(|(i, r)| {
+            let p = FieldPath::new(&["routes"]).index(i).key("monitor");
+            r.monitor.as_ref().map(|m| (p, m))
+        });
+        std::iter::once((FieldPath::new(&["monitor"]), &self.monitor))
+            .chain(routes)
             .collect()
     }
 }
@@ -514,12 +533,12 @@ pub struct AnalysisConfig {
     #[serde(default = "default_failure_limit")]
     pub failure_limit: u32,
     /// The largest share of what a gate reads that one client (its sticky key, else its
-    /// address) may fill beyond `min_samples`; 1 bounds nothing (see
-    /// [`telemetry::share`](crate::telemetry::share)).
+    /// address) may fill beyond `min_samples`; 1 bounds nothing (the share is counted by
+    /// `telemetry::share`).
     #[serde(default = "default_max_client_share")]
     pub max_client_share: f64,
-    /// The relative gates decide at this confidence, valid at every look (see
-    /// [`rollout::sequential`](crate::rollout::sequential)).
+    /// The relative gates decide at this confidence, valid at every look (the tests are
+    /// `rollout::sequential`'s).
     #[serde(default = "default_confidence")]
     pub confidence: f64,
     #[serde(default)]

@@ -81,10 +81,7 @@ fn a_routes_own_shadow_replaces_the_top_level_one_as_a_whole() {
     let config = parse(ROUTES).unwrap();
     let routes = config.routes();
     // `iris` has its own: its unset keys take their defaults, not the top level's.
-    assert_eq!(
-        routes[0].shadow.compare.protocol,
-        crate::compare::Protocol::V2
-    );
+    assert_eq!(routes[0].shadow.compare.protocol, crate::wire::Protocol::V2);
     assert_eq!(routes[0].shadow.mirror, 0.0);
     // The others take the top level's.
     assert_eq!(routes[1].shadow, config.shadow);

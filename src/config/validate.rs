@@ -18,19 +18,23 @@ pub(crate) enum Seg {
     Index(usize),
 }
 
-/// A field path such as `rollout.steps[1].weight`.
+/// A field path such as `rollout.steps[1].weight`: where a problem is, found in the file
+/// to give its line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct FieldPath(Vec<Seg>);
+pub struct FieldPath(Vec<Seg>);
 
 impl FieldPath {
-    fn new(keys: &[&str]) -> Self {
+    /// A path of keys from the document's root.
+    pub fn new(keys: &[&str]) -> Self {
         FieldPath(keys.iter().map(|k| Seg::Key((*k).to_string())).collect())
     }
-    fn key(mut self, k: &str) -> Self {
+    /// The path one key deeper.
+    pub fn key(mut self, k: &str) -> Self {
         self.0.push(Seg::Key(k.to_string()));
         self
     }
-    fn index(mut self, i: usize) -> Self {
+    /// The path one list index deeper.
+    pub fn index(mut self, i: usize) -> Self {
         self.0.push(Seg::Index(i));
         self
     }
@@ -67,7 +71,9 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
 /// Checks every `monitor`, `capture` and `feedback` block (top-level and each route's),
 /// and that each route's `output_drift` and `accuracy` gates have what they read.
 fn observers(config: &Config, found: &mut Found) {
-    monitor(&config.monitor, FieldPath::new(&["monitor"]), found);
+    for (p, m) in config.monitor_blocks() {
+        monitor(m, p, found);
+    }
     if let Some(c) = &config.capture {
         capture(c, FieldPath::new(&["capture"]), found);
     }
@@ -77,9 +83,6 @@ fn observers(config: &Config, found: &mut Found) {
     let listed = config.written.routes.as_deref().unwrap_or_default();
     for (i, r) in listed.iter().enumerate() {
         let p = FieldPath::new(&["routes"]).index(i);
-        if let Some(m) = &r.monitor {
-            monitor(m, p.clone().key("monitor"), found);
-        }
         if let Some(c) = &r.capture {
             capture(c, p.clone().key("capture"), found);
         }
@@ -147,15 +150,11 @@ fn shared_capture_paths(config: &Config, found: &mut Found) {
     }
 }
 
-/// Checks a `monitor` block, and that its reference file (when given) reads.
+/// Checks a `monitor` block (its reference file is checked by the monitor, which reads
+/// it: see [`Outside`](super::Outside)).
 fn monitor(m: &MonitorConfig, p: FieldPath, found: &mut Found) {
     if let Err(e) = m.validate() {
-        found.bad(p.clone(), e);
-    }
-    if let Some(file) = &m.reference.file {
-        if let Err(e) = crate::monitor::Reference::load(file) {
-            found.bad(p.key("reference").key("file"), e);
-        }
+        found.bad(p, e);
     }
 }
 
@@ -172,7 +171,7 @@ fn capture(c: &CaptureConfig, p: FieldPath, found: &mut Found) {
         found.bad(p.clone().key("keep"), "must be at least 1");
     }
     let mut errors = Vec::new();
-    crate::compare::pointer::check("redact", &c.redact, &mut errors);
+    crate::wire::pointer::check("redact", &c.redact, &mut errors);
     for e in errors {
         found.bad(p.clone().key("redact"), e);
     }

@@ -38,11 +38,12 @@
 //! ```
 
 use super::drift::{Builder, Reference};
-use super::features::{Cell, Kind, Sample, Schema};
-use super::payload::{Exchange, Payload, Protocol};
+use super::features::{Cell, Sample, Schema};
 use super::stats::{self, Read};
+use super::Kind;
 use super::Settings;
 use crate::observe::MAX_BODY;
+use crate::wire::{Exchange, Payload, Protocol};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;

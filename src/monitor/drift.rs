@@ -28,8 +28,8 @@
 //!
 //! Missing values are not binned: missingness is counted on its own.
 
-use super::features::Kind;
 use super::stats::{self, Read, TopK};
+use super::{Kind, Thresholds};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -325,7 +325,7 @@ impl Builder {
     }
 
     /// Keeps one predicted row.
-    pub(crate) fn prediction(&mut self, p: &super::payload::Prediction) {
+    pub(crate) fn prediction(&mut self, p: &crate::wire::Prediction) {
         if let Some(l) = &p.label {
             self.label.add(l);
         }
@@ -531,32 +531,6 @@ pub enum Level {
     Ok,
     Warn,
     Alert,
-}
-
-/// Drift thresholds (`drift: { warn: 0.1, alert: 0.2 }`), for PSI and JS distance alike.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Thresholds {
-    #[serde(default = "default_warn")]
-    pub warn: f64,
-    #[serde(default = "default_alert")]
-    pub alert: f64,
-}
-
-fn default_warn() -> f64 {
-    0.1
-}
-fn default_alert() -> f64 {
-    0.2
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            warn: default_warn(),
-            alert: default_alert(),
-        }
-    }
 }
 
 impl Thresholds {

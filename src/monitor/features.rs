@@ -36,53 +36,11 @@
 //! Derived numbers (OpenAI `prompt_chars`, `messages`) are lengths and counts,
 //! not the values, and stay shown.
 
-use super::payload::{Protocol, Rows};
-use crate::compare::pointer::{prefix_match, PSeg, Pattern, Seg};
+use super::{FeatureSpec, Kind};
+use crate::wire::pointer::{prefix_match, PSeg, Pattern, Seg};
+use crate::wire::{Protocol, Rows};
 use serde_json::Value;
 use std::collections::HashMap;
-
-/// Whether a feature's values are numbers (quantiles, PSI) or categories (top values, JS distance).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Numbers: a quantile sketch, PSI on the reference's quantile bins.
-    Numeric,
-    /// Categories: the most frequent values, Jensen-Shannon distance on the reference's shares.
-    Categorical,
-}
-
-impl Kind {
-    /// Returns the lowercase name used in configuration and reports.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Numeric => "numeric",
-            Kind::Categorical => "categorical",
-        }
-    }
-}
-
-/// One configured feature: a V2 input tensor's column, or a pointer into the request.
-///
-/// Without `kind`, a feature is numeric when its first value is a number and
-/// categorical otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureSpec {
-    /// The name reports and the reference use.
-    pub name: String,
-    /// A V2 input tensor, by name (with `column`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input: Option<String>,
-    /// The tensor's column (0 when not given).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<usize>,
-    /// A JSON pointer into the request (`*` matches every element or member).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<String>,
-    /// Numeric or categorical; inferred from the first value when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<Kind>,
-}
 
 /// Values one request gives the monitor at most (24 bytes each while the request is
 /// read: 6 MiB); further values are counted in [`Schema::untracked`], not kept.
@@ -210,24 +168,15 @@ impl Schema {
             by_protocol: [0; 2],
             redact: Vec::new(),
         };
-        let mut errors = Vec::new();
-        if specs.len() > max {
-            errors.push(format!(
-                "features: {} configured, more than max_features ({max})",
-                specs.len()
-            ));
+        let errors = crate::config::check_features(specs, max);
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
         }
-        for (i, spec) in specs.iter().enumerate() {
-            if let Err(e) = schema.configure(spec) {
-                errors.push(format!("features[{i}] ({}): {e}", spec.name));
-            }
+        for spec in specs {
+            schema.configure(spec);
         }
         schema.configured = schema.features.len();
-        if errors.is_empty() {
-            Ok(schema)
-        } else {
-            Err(errors.join("; "))
-        }
+        Ok(schema)
     }
 
     /// Shares the slots between protocols when the route reads `protocol: auto`: V1 and
@@ -247,7 +196,7 @@ impl Schema {
     /// Hides the values under these `redact` pointers (see the module docs); pointers
     /// that do not parse are left out (the config check refuses them).
     pub(crate) fn redacting(mut self, pointers: &[String]) -> Schema {
-        self.redact = crate::compare::pointer::compile(pointers);
+        self.redact = crate::wire::pointer::compile(pointers);
         self
     }
 
@@ -283,27 +232,17 @@ impl Schema {
         }
     }
 
-    fn configure(&mut self, spec: &FeatureSpec) -> Result<(), String> {
-        if spec.name.is_empty() {
-            return Err("name must not be empty".into());
-        }
-        if self.features.iter().any(|f| *f.name == *spec.name) {
-            return Err("name given twice".into());
-        }
+    /// Adds a configured feature (checked by [`crate::config::check_features`]).
+    fn configure(&mut self, spec: &FeatureSpec) {
         let ix = self.features.len() as u32;
-        match (&spec.input, &spec.pointer) {
-            (Some(input), None) => self
-                .tensors
+        if let Some(input) = &spec.input {
+            let column = spec.column.unwrap_or(0);
+            self.tensors
                 .entry(input.clone())
                 .or_default()
-                .push((spec.column.unwrap_or(0), ix)),
-            (None, Some(p)) => {
-                if spec.column.is_some() {
-                    return Err("column goes with input, not pointer".into());
-                }
-                self.pointers.push((Pattern::parse(p)?, ix));
-            }
-            _ => return Err("give either input (and column) or pointer".into()),
+                .push((column, ix));
+        } else if let Some(p) = spec.pointer.as_deref().and_then(|p| Pattern::parse(p).ok()) {
+            self.pointers.push((p, ix));
         }
         self.features.push(Feature {
             name: spec.name.as_str().into(),
@@ -311,7 +250,6 @@ impl Schema {
             discovered: None,
             redacted: false,
         });
-        Ok(())
     }
 
     /// Reads a parsed request under `protocol` (already resolved).

@@ -32,7 +32,8 @@
 //! # Example
 //!
 //! ```
-//! use switchyard::monitor::{Exchange, Monitor, Settings};
+//! use switchyard::monitor::{Monitor, Settings};
+//! use switchyard::wire::Exchange;
 //! use tokio::time::Instant;
 //!
 //! let mut monitor = Monitor::new(Settings::default()).unwrap();
@@ -59,149 +60,48 @@
 pub mod baseline;
 pub mod drift;
 pub mod features;
-pub mod payload;
 pub mod report;
 pub mod stats;
 
 #[cfg(test)]
 mod tests;
 
-pub use drift::{Bins, Drift, Level, Metric, OutputBins, Reference, Thresholds};
-pub use features::{FeatureSpec, Kind};
-pub use payload::{Answer, Exchange, Payload, Prediction, Protocol};
+/// The `monitor:` block of the config: what the monitor reads, as configured.
+pub use crate::config::{
+    FeatureKind as Kind, FeatureSpec, MonitorConfig as Settings, ReferenceFrom, ReferenceSettings,
+    Thresholds,
+};
+use crate::wire::{Exchange, Payload, Protocol};
+pub use drift::{Bins, Drift, Level, Metric, OutputBins, Reference};
 pub use report::{BackendReport, FeatureReport, OutputDrift, OutputReport, Report};
 pub use stats::{Missing, Quantiles, TopValue};
 
 use drift::{Builder, Layout, Window};
 use features::Schema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use stats::{BackendStats, FeatureStats, OutputStats};
-use std::path::PathBuf;
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
 /// Backends one route's monitor tracks; exchanges of any further backend are dropped and counted.
 pub const MAX_BACKENDS: usize = 16;
 
 // === Settings ===
 
-/// The `monitor:` settings of a route.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    /// Percent of requests observed (the live path's sampling decision; default 10).
-    pub sample: f64,
-    /// How exchanges are read (default `auto`).
-    pub protocol: Protocol,
-    /// The features to read; empty: every V2 input column or V1 instance key/column.
-    pub features: Vec<FeatureSpec>,
-    /// The most features named; values of further ones are counted, not kept (default 256).
-    pub max_features: usize,
-    /// What "no drift" looks like.
-    pub reference: ReferenceSettings,
-    /// Drift levels (default warn 0.1, alert 0.2).
-    pub drift: Thresholds,
-    /// The drift window's span: the rollout's analysis window (default 60 s).
-    #[serde(skip)]
-    pub window: Duration,
-    /// The drift window's time bucket, the step it slides by (default 10 s).
-    #[serde(skip)]
-    pub bucket: Duration,
-    /// The analysis' fewest samples (default 100): a drift figure needs this many values
-    /// a side, or [`drift::MIN_COUNT`] when that is more.
-    #[serde(skip)]
-    pub min_samples: u64,
-    /// The route's `redact` pointers (the capture's and the comparison's): values under
-    /// them are counted, never shown (see [`features`]).
-    #[serde(skip)]
-    pub redact: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            sample: 10.0,
-            protocol: Protocol::Auto,
-            features: Vec::new(),
-            max_features: 256,
-            reference: ReferenceSettings::default(),
-            drift: Thresholds::default(),
-            window: Duration::from_secs(60),
-            bucket: Duration::from_secs(10),
-            min_samples: 100,
-            redact: Vec::new(),
+/// The config's reference files that do not read, each with its field path
+/// (`monitor.reference.file`): the monitor reads them, so it checks them
+/// ([`config::Outside`](crate::config::Outside)).
+pub fn reference_problems(
+    config: &crate::config::Config,
+) -> Vec<(crate::config::FieldPath, String)> {
+    let mut problems = Vec::new();
+    for (p, m) in config.monitor_blocks() {
+        if let Some(file) = &m.reference.file {
+            if let Err(e) = Reference::load(file) {
+                problems.push((p.key("reference").key("file"), e));
+            }
         }
     }
-}
-
-/// Where the reference comes from: a backend's first requests, or a file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReferenceSettings {
-    /// `stable`: the stable's first `requests` sampled requests (the default without `file`).
-    pub from: Option<ReferenceFrom>,
-    /// How many requests a built reference takes (default 1000).
-    pub requests: u64,
-    /// A reference file (see [`Reference`]).
-    pub file: Option<PathBuf>,
-}
-
-impl Default for ReferenceSettings {
-    fn default() -> Self {
-        ReferenceSettings {
-            from: None,
-            requests: 1000,
-            file: None,
-        }
-    }
-}
-
-/// Whose requests a built reference takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReferenceFrom {
-    /// The route's stable backend.
-    Stable,
-}
-
-impl Settings {
-    /// Checks the settings, returning every problem joined by `; `.
-    pub fn validate(&self) -> Result<(), String> {
-        let mut errors = Vec::new();
-        if !(0.0..=100.0).contains(&self.sample) {
-            errors.push(format!(
-                "sample: {} is not a percentage (0 to 100)",
-                self.sample
-            ));
-        }
-        if self.max_features == 0 {
-            errors.push("max_features: must be at least 1".to_owned());
-        }
-        let d = self.drift;
-        if !(d.warn.is_finite() && d.alert.is_finite() && 0.0 <= d.warn && d.warn <= d.alert) {
-            errors.push(format!(
-                "drift: warn ({}) and alert ({}) must be numbers with 0 <= warn <= alert",
-                d.warn, d.alert
-            ));
-        }
-        let r = &self.reference;
-        if r.from.is_some() && r.file.is_some() {
-            errors.push("reference: give from or file, not both".to_owned());
-        }
-        if r.requests == 0 {
-            errors.push("reference.requests: must be at least 1".to_owned());
-        }
-        if self.bucket.is_zero() || self.window < self.bucket {
-            errors.push("the drift window must hold at least one non-empty bucket".to_owned());
-        }
-        if let Err(e) = Schema::new(&self.features, self.max_features) {
-            errors.push(e);
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
-    }
+    problems
 }
 
 impl Settings {
@@ -315,7 +215,7 @@ impl Monitor {
             Protocol::OpenAi,
             Protocol::Json,
         ]
-        .map(|p| payload::answer_redacted(&settings.redact, p));
+        .map(|p| crate::wire::answer_redacted(&settings.redact, p));
         let mut monitor = Monitor {
             answers_hidden,
             schema,

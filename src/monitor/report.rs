@@ -2,8 +2,9 @@
 //! `output_drift` gate read them.
 
 use super::drift::{self, Drift, Layout};
-use super::features::{Feature, Kind};
+use super::features::Feature;
 use super::stats::{BackendStats, FeatureStats, OutputStats, Quantiles, TopValue, TOP_SHOWN};
+use super::Kind;
 use super::{Backend, Missing, Monitor, Protocol, Samples, Window};
 use serde::Serialize;
 use tokio::time::Instant;

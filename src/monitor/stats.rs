@@ -18,9 +18,10 @@
 //!   feature). A value the feature's kind cannot use (an object, an array, a
 //!   string in a numeric feature, an infinity) is counted as `invalid`.
 
-use super::features::{Cell, Feature, Kind};
-use super::payload::{Answer, Payload};
-use crate::compare::tolerance;
+use super::features::{Cell, Feature};
+use super::Kind;
+use crate::wire::json;
+use crate::wire::{Answer, Payload};
 use serde_json::Value;
 use sketches_ddsketch::{Config, DDSketch};
 use std::borrow::Cow;
@@ -278,8 +279,8 @@ pub(crate) fn read<'a>(cell: &Cell<'a>) -> Read<'a> {
     };
     match v {
         Value::Null => Read::Null,
-        Value::Number(_) => tolerance::num(v).map_or(Read::Other, Read::Number),
-        Value::String(s) => match tolerance::special_float(s) {
+        Value::Number(_) => json::num(v).map_or(Read::Other, Read::Number),
+        Value::String(s) => match json::special_float(s) {
             Some(f) if f.is_nan() => Read::NaN,
             Some(f) => Read::Number(f),
             None => Read::Text(Cow::Borrowed(s)),

@@ -3,6 +3,7 @@
 use super::drift::{self, Bins, Drift, Level, Metric, EPSILON};
 use super::stats::{Sketch, TopK, RELATIVE_ACCURACY, TOP_CAPACITY};
 use super::*;
+use crate::wire::{Answer, Prediction};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::{Duration, Instant};
@@ -1195,10 +1196,10 @@ fn an_openai_choice_index_sizes_nothing_beyond_the_choices_there_are() {
 
 #[test]
 fn an_answer_gives_at_most_max_rows_predictions() {
-    let rows = vec!["1"; payload::MAX_ROWS + 5].join(",");
+    let rows = vec!["1"; crate::wire::MAX_ROWS + 5].join(",");
     let answer = format!(r#"{{"predictions":[{rows}]}}"#);
     let p = parse("/v1/models/m:predict", r#"{"instances":[[1]]}"#, &answer);
-    assert_eq!(p.predictions.len(), payload::MAX_ROWS);
+    assert_eq!(p.predictions.len(), crate::wire::MAX_ROWS);
     assert_eq!(p.over_cap, 5);
 }
 

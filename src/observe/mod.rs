@@ -37,8 +37,9 @@ use tokio::time::Instant;
 use crate::capture::{self, Capture, RouteCapture};
 use crate::config::{self, CaptureConfig, Config, FeedbackConfig, MonitorConfig};
 use crate::feedback::{self, Feedback, Predicted};
-use crate::monitor::{Answer, Exchange, Monitor, Payload};
+use crate::monitor::Monitor;
 use crate::rollout::sequential::Pairs;
+use crate::wire::{Answer, Exchange, Payload};
 
 /// The largest request or answer body the observers read: a body declared larger is not
 /// observed, and a copy that grows past it is given up (the exchange counts as
@@ -297,10 +298,10 @@ impl Observers {
     }
 
     /// The protocol the monitor reads exchanges under.
-    fn protocol(&self) -> crate::monitor::Protocol {
+    fn protocol(&self) -> crate::wire::Protocol {
         self.monitor
             .as_ref()
-            .map_or(crate::monitor::Protocol::Auto, |w| w.settings.protocol)
+            .map_or(crate::wire::Protocol::Auto, |w| w.settings.protocol)
     }
 
     /// Queues the capture record of an exchange, with whatever was parsed of it.

@@ -27,8 +27,9 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 use switchyard::compare::{
-    compare, redact, Comparison, Outcome, Protocol, Response, Rules, MAX_DIFFERENCES, MAX_EXCERPT,
+    compare, redact, Comparison, Outcome, Response, Rules, MAX_DIFFERENCES, MAX_EXCERPT,
 };
+use switchyard::wire::Protocol;
 
 // === seeds ===
 

@@ -25,8 +25,9 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Number, Value};
 use switchyard::monitor::features::{share, MAX_CELLS};
-use switchyard::monitor::payload::MAX_ROWS;
-use switchyard::monitor::{Exchange, FeatureSpec, Monitor, Payload, Protocol, Settings};
+use switchyard::monitor::{FeatureSpec, Monitor, Settings};
+use switchyard::wire::MAX_ROWS;
+use switchyard::wire::{Exchange, Payload, Protocol};
 use tokio::time::Instant;
 
 /// A value redacted in every request that carries it: it must never be shown.

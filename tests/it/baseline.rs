@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use switchyard::monitor::{Bins, Exchange, Monitor, Reference, ReferenceSettings, Settings};
+use switchyard::monitor::{Bins, Monitor, Reference, ReferenceSettings, Settings};
+use switchyard::wire::Exchange;
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");

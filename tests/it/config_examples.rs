@@ -211,7 +211,7 @@ fn shadow_first_compares_before_a_short_canary() {
     assert!(a.gates.shadow_agreement.is_some());
 
     let cmp = &c.shadow.compare;
-    assert_eq!(cmp.protocol, switchyard::compare::Protocol::V2);
+    assert_eq!(cmp.protocol, switchyard::wire::Protocol::V2);
     assert!(cmp.ignore.iter().all(|p| p.starts_with('/')));
     assert!(cmp.ignore.len() >= 2);
     assert!(cmp.abs_tolerance > 0.0 && cmp.rel_tolerance > 0.0);
@@ -248,10 +248,7 @@ fn multi_model_rolls_out_each_model_on_its_own() {
     assert_eq!(iris.when.model.as_deref(), Some("iris"));
     assert_eq!(iris.rollout.candidate.as_deref(), Some("iris-v2"));
     assert_eq!(iris.rollout.steps[0].mirror, Some(100.0));
-    assert_eq!(
-        iris.shadow.compare.protocol,
-        switchyard::compare::Protocol::V2
-    );
+    assert_eq!(iris.shadow.compare.protocol, switchyard::wire::Protocol::V2);
 
     // A V2 model by path prefix and tenant header, blue-green on mirrored traffic.
     let fraud = route(&routes, "fraud-acme");

@@ -387,3 +387,30 @@ fn a_reference_file_that_can_measure_no_drift_is_a_warning_not_an_error() {
     assert_ok(&out, "a named feature");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no warning");
 }
+
+#[test]
+fn a_reference_file_that_does_not_read_is_a_problem_at_its_line_beside_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unreadable = tmp.path().join("reference.json");
+    std::fs::write(&unreadable, "not a reference").unwrap();
+    let text = format!(
+        "{VALID}monitor:\n  protocol: bytes\n  reference: {{ file: '{}' }}\n",
+        unreadable.display()
+    );
+    let output = assert_rejected(&validate_text("reference.yaml", &text));
+    assert!(output.contains("2 problems"), "{output}");
+    assert_reported(
+        &output,
+        &text,
+        "monitor (",
+        "monitor:",
+        &["protocol: bytes is for comparing answers"],
+    );
+    assert_reported(
+        &output,
+        &text,
+        "monitor.reference.file",
+        "reference:",
+        &["reference.json"],
+    );
+}

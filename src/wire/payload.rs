@@ -40,50 +40,13 @@
 //! believed, and the data is read by its nesting. A tensor's rows are at
 //! most as many as its values, so a declared shape never sizes an allocation.
 
-use crate::compare::{json, tensor, tolerance, v1, v2};
+use super::{json, tensor, v1, v2, Protocol};
 use serde_json::Value;
 
 /// Rows (predictions) one answer gives at most; further rows are counted in
 /// [`Payload::over_cap`], not kept. With 40 bytes a row and labels no longer than the
 /// body, an answer's predictions take at most about 2.6 MiB besides their labels.
 pub const MAX_ROWS: usize = 1 << 16;
-
-/// The wire protocol an exchange is read under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// Detect per exchange: from the path, then from the bodies' shape.
-    #[default]
-    Auto,
-    /// KServe / MLServer / Triton Open Inference Protocol (`inputs` → `outputs`).
-    V2,
-    /// TF-Serving / KServe V1 (`instances` or `inputs` → `predictions` or `outputs`).
-    V1,
-    /// OpenAI-style completions and chat completions.
-    #[serde(rename = "openai")]
-    OpenAi,
-    /// Any JSON: only the configured pointers are read.
-    Json,
-}
-
-impl Protocol {
-    /// Returns the lowercase name used in configuration and reports.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Protocol::Auto => "auto",
-            Protocol::V2 => "v2",
-            Protocol::V1 => "v1",
-            Protocol::OpenAi => "openai",
-            Protocol::Json => "json",
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One request and its answer, borrowed from the tap's buffers, as observers receive it.
 #[derive(Debug, Clone, Copy)]
@@ -163,7 +126,7 @@ impl Payload {
     /// # Examples
     ///
     /// ```
-    /// use switchyard::monitor::{Exchange, Payload, Protocol};
+    /// use switchyard::wire::{Exchange, Payload, Protocol};
     ///
     /// let exchange = Exchange {
     ///     route: "default",
@@ -320,8 +283,8 @@ fn predictions(protocol: Protocol, answer: &Answer) -> (Vec<Prediction>, usize) 
 /// `protocol`: V2 `outputs`, V1 `predictions` or `outputs`, an OpenAI choice's
 /// `finish_reason`. A pointer anywhere below those members counts (a conservative
 /// reading: what it hides might be a label or a score).
-pub(crate) fn answer_redacted(redact: &[String], protocol: Protocol) -> bool {
-    use crate::compare::pointer::{compile, PSeg};
+pub fn answer_redacted(redact: &[String], protocol: Protocol) -> bool {
+    use super::pointer::{compile, PSeg};
     let lit = |k: &str| PSeg::Lit {
         key: k.to_owned(),
         index: None,
@@ -330,7 +293,7 @@ pub(crate) fn answer_redacted(redact: &[String], protocol: Protocol) -> bool {
         Protocol::V2 => vec![vec![lit("outputs")]],
         Protocol::V1 => vec![vec![lit("predictions")], vec![lit("outputs")]],
         Protocol::OpenAi => vec![vec![lit("choices"), PSeg::Any, lit("finish_reason")]],
-        Protocol::Auto | Protocol::Json => return false,
+        Protocol::Auto | Protocol::Json | Protocol::Bytes => return false,
     };
     let overlaps = |p: &[PSeg], place: &[PSeg]| {
         p.iter().zip(place).all(|(a, b)| match (a, b) {
@@ -510,7 +473,7 @@ fn row_prediction(v: &Value) -> Prediction {
         },
         Value::Array(items) => match items.as_slice() {
             [one] => row_prediction(one),
-            _ if items.iter().all(|x| tolerance::num(x).is_some()) => {
+            _ if items.iter().all(|x| json::num(x).is_some()) => {
                 let refs: Vec<&Value> = items.iter().collect();
                 score_row(&refs)
             }
@@ -523,7 +486,7 @@ fn row_prediction(v: &Value) -> Prediction {
             let member = |keys: &[&str]| keys.iter().find_map(|k| m.get(*k));
             object_prediction(member(&LABEL_KEYS), member(&SCORE_KEYS))
         }
-        Value::String(s) if tolerance::special_float(s).is_some() => Prediction::default(),
+        Value::String(s) if json::special_float(s).is_some() => Prediction::default(),
         _ => Prediction {
             label: label_text(v),
             score: None,
@@ -620,5 +583,5 @@ fn label_text(v: &Value) -> Option<String> {
 
 /// A score: a finite number (or a spelled-out infinity); NaN and non-numbers are none.
 fn score(v: &Value) -> Option<f64> {
-    tolerance::num(v).filter(|f| !f.is_nan())
+    json::num(v).filter(|f| !f.is_nan())
 }
