@@ -23,9 +23,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use switchyard::rollout::sequential::{
     accuracy_drop, accuracy_drop_paired, error_rate_increase, latency_p99_ratio, Counts, Outcome,
-    Pairs, Settings,
+    Settings,
 };
 use switchyard::telemetry::window::{Summary, Window};
+use switchyard::telemetry::Pairs;
 use tokio::time::{Duration, Instant};
 
 /// Candidate samples per evaluation (requests, labels or labelled pairs).

@@ -90,7 +90,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::time::{Duration, Instant};
 
-use crate::rollout::sequential::Pairs;
+use crate::telemetry::Pairs;
 use early::Early;
 pub use early::{MAX_WAITING, WAIT_MS};
 use label::Truth;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::Score;
-use crate::rollout::sequential::Pairs;
+use crate::telemetry::Pairs;
 
 /// What one matched label says about its prediction.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -40,9 +40,9 @@
 use super::drift::{Builder, Reference};
 use super::features::{Cell, Sample, Schema};
 use super::stats::{self, Read};
-use super::Kind;
-use super::Settings;
-use crate::observe::MAX_BODY;
+use crate::config::FeatureKind as Kind;
+use crate::config::MonitorConfig as Settings;
+use crate::wire::MAX_BODY;
 use crate::wire::{Exchange, Payload, Protocol};
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -29,7 +29,7 @@
 //! Missing values are not binned: missingness is counted on its own.
 
 use super::stats::{self, Read, TopK};
-use super::{Kind, Thresholds};
+use crate::config::{FeatureKind as Kind, Thresholds};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

@@ -36,7 +36,7 @@
 //! Derived numbers (OpenAI `prompt_chars`, `messages`) are lengths and counts,
 //! not the values, and stay shown.
 
-use super::{FeatureSpec, Kind};
+use crate::config::{FeatureKind as Kind, FeatureSpec};
 use crate::wire::pointer::{prefix_match, PSeg, Pattern, Seg};
 use crate::wire::{Protocol, Rows};
 use serde_json::Value;

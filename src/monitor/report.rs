@@ -4,8 +4,8 @@
 use super::drift::{self, Drift, Layout};
 use super::features::Feature;
 use super::stats::{BackendStats, FeatureStats, OutputStats, Quantiles, TopValue, TOP_SHOWN};
-use super::Kind;
 use super::{Backend, Missing, Monitor, Protocol, Samples, Window};
+use crate::config::FeatureKind as Kind;
 use serde::Serialize;
 use tokio::time::Instant;
 

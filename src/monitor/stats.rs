@@ -19,7 +19,7 @@
 //!   string in a numeric feature, an infinity) is counted as `invalid`.
 
 use super::features::{Cell, Feature};
-use super::Kind;
+use crate::config::FeatureKind as Kind;
 use crate::wire::json;
 use crate::wire::{Answer, Payload};
 use serde_json::Value;

@@ -38,14 +38,10 @@ use crate::capture::{self, Capture, RouteCapture};
 use crate::config::{self, CaptureConfig, Config, FeedbackConfig, MonitorConfig};
 use crate::feedback::{self, Feedback, Predicted};
 use crate::monitor::Monitor;
-use crate::rollout::sequential::Pairs;
+use crate::telemetry::Pairs;
 use crate::wire::{Answer, Exchange, Payload};
 
-/// The largest request or answer body the observers read: a body declared larger is not
-/// observed, and a copy that grows past it is given up (the exchange counts as
-/// unparseable). Large tensors (an image's pixels) are no features to watch, and
-/// parsing them would cost more than the request.
-pub const MAX_BODY: usize = 1 << 20;
+pub use crate::wire::MAX_BODY;
 
 /// The request id whose observation panics, in unit tests (the observer thread's panic
 /// handling is tested with it).

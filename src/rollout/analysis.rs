@@ -21,11 +21,12 @@
 use serde::{Deserialize, Serialize};
 use tokio::time::Duration;
 
-use super::sequential::{self, Counts, Decision, Interval, Outcome, Pairs, Settings};
+use super::sequential::{self, Counts, Decision, Interval, Outcome, Settings};
 use crate::config::GatesConfig;
 use crate::feedback::Score;
 use crate::observe::DriftWait;
 use crate::telemetry::window::Summary;
+use crate::telemetry::Pairs;
 
 /// The outcome of one evaluation as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::sequential::Pairs;
 use crate::feedback::Score;
 use crate::telemetry::window::{Summary, Window};
+use crate::telemetry::Pairs;
 
 /// What a running sum belongs to: the rollout (its id), its step, and whether it is
 /// promoted. Another key starts the sums anew.

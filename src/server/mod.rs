@@ -1,6 +1,6 @@
 //! Serving connections: the accept loops, HTTP/1 (parked when idle) and HTTP/2, the
 //! limits on connections and clients, eviction on the admin listener, and draining on
-//! shutdown. What is served is the caller's ([`app`](crate::app) composes the parts).
+//! shutdown. What is served is the caller's (the composition root, `app`, composes the parts).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 
 pub mod diffs;
 pub mod metrics;
+mod pairs;
 pub mod share;
 pub mod tripwire;
 pub mod window;
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use metrics::{BackendMetrics, ErrorKind};
+pub use pairs::Pairs;
 pub use tripwire::{Trip, Tripwire};
 use window::Window;
 

@@ -25,6 +25,12 @@ pub use payload::{answer_redacted, Answer, Exchange, Payload, Prediction, MAX_DI
 
 use serde_json::Value;
 
+/// The largest request or answer body read into these forms: a body declared larger is
+/// not observed, and a copy that grows past it is given up (the exchange counts as
+/// unparseable). Large tensors (an image's pixels) are no features to watch, and
+/// parsing them would cost more than the request.
+pub const MAX_BODY: usize = 1 << 20;
+
 /// An inference wire form, as configured (`compare.protocol`, `monitor.protocol`) and as
 /// detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
