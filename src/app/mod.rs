@@ -23,6 +23,7 @@ use crate::rollout::controller::Controller;
 use crate::rollout::{Control, Statuses};
 use crate::server::{serve_connections, Bounds, Serving};
 use crate::snapshot::Snapshot;
+use crate::store;
 use crate::telemetry::metrics;
 
 /// What the parts of a running switchyard share, as the server composed them.
@@ -77,7 +78,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let initial = config.clone();
 
     let metrics = metrics::install();
-    let (controller, control) = Controller::new(config, config_path.clone());
+    let store = store::open(&config.state);
+    let (controller, control) = Controller::start(config, config_path.clone(), store).await;
     let published = controller.published();
     let shared = Arc::new(Shared {
         snapshot: published.snapshot.clone(),
