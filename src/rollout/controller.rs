@@ -618,10 +618,9 @@ async fn restore(
                 Some(name) => *name == r.route.name,
             });
             match unreadable {
-                Some(u) if u.route.is_none() => Some(format!(
-                    "state file {place} cannot be used ({})",
-                    u.why
-                )),
+                Some(u) if u.route.is_none() => {
+                    Some(format!("state file {place} cannot be used ({})", u.why))
+                }
                 Some(u) => Some(nonsense(&place, &r.route.name, &u.why)),
                 None => r.restore(&entries, &place, now).err(),
             }
@@ -1102,6 +1101,9 @@ fn protecting(config: &RolloutConfig, rollout: &Rollout, now: Instant) -> bool {
         Phase::Idle | Phase::RolledBack => false,
     }
 }
+
+#[cfg(test)]
+mod store_tests;
 
 #[cfg(test)]
 mod tests {

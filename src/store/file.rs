@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -122,7 +124,9 @@ impl FileStore {
     /// Moves the file aside; the records of `routes` are forgotten once it is.
     fn keep_aside(&self, routes: &[String]) -> Aside {
         let to = aside(&self.path);
-        let failed = std::fs::rename(&self.path, &to).err().map(|e| e.to_string());
+        let failed = std::fs::rename(&self.path, &to)
+            .err()
+            .map(|e| e.to_string());
         if failed.is_none() {
             self.held().records.retain(|r| !routes.contains(&r.route));
         }
@@ -197,6 +201,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         None if file.contains_key("route") => vec![Value::Object(file)],
         _ => return Err(not_state()),
     };
+    let raw = raw_entries(bytes).filter(|raw| raw.len() == items.len());
     items
         .into_iter()
         .enumerate()
@@ -204,10 +209,29 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
             let Some(route) = item.get("route").and_then(Value::as_str) else {
                 return Err(format!("entry {i} names no route"));
             };
-            let data = serde_json::to_vec(&item).map_err(|e| e.to_string())?;
+            let data = match &raw {
+                Some(raw) => layout(raw[i].get().as_bytes(), false),
+                None => serde_json::to_vec(&item).map_err(|e| e.to_string())?,
+            };
             Ok((route.to_string(), data))
         })
         .collect()
+}
+
+/// Each entry's text as the file has it (its keys in their order), when the file is as
+/// this store writes it: `{"routes": [...]}`, or the one-route form.
+fn raw_entries(bytes: &[u8]) -> Option<Vec<&RawValue>> {
+    #[derive(Deserialize)]
+    struct File<'a> {
+        #[serde(borrow)]
+        routes: Vec<&'a RawValue>,
+    }
+    match serde_json::from_slice::<File>(bytes) {
+        Ok(file) => Some(file.routes),
+        Err(_) => serde_json::from_slice::<&RawValue>(bytes)
+            .ok()
+            .map(|r| vec![r]),
+    }
 }
 
 /// Where a state file at `path` that cannot be used is kept: `PATH.corrupt`.
@@ -256,17 +280,20 @@ fn file_bytes(records: &[Record]) -> Vec<u8> {
         compact.extend_from_slice(&r.data);
     }
     compact.extend_from_slice(b"]}");
-    pretty(&compact)
+    layout(&compact, true)
 }
 
-/// Re-indents valid JSON text as `serde_json::to_vec_pretty` writes it (two spaces, one
-/// member per line, `[]` and `{}` when empty), keeping every key and value as written.
-fn pretty(json: &[u8]) -> Vec<u8> {
+/// Lays valid JSON text out as `serde_json::to_vec_pretty` writes it (two spaces, one
+/// member per line, `[]` and `{}` when empty) or, not `pretty`, as `to_vec` does (no
+/// space at all), keeping every key and value as written.
+fn layout(json: &[u8], pretty: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(json.len() * 2);
     let mut depth = 0usize;
     let newline = |out: &mut Vec<u8>, depth: usize| {
-        out.push(b'\n');
-        out.resize(out.len() + 2 * depth, b' ');
+        if pretty {
+            out.push(b'\n');
+            out.resize(out.len() + 2 * depth, b' ');
+        }
     };
     let mut bytes = json.iter().copied().peekable();
     let mut in_string = false;
@@ -308,7 +335,7 @@ fn pretty(json: &[u8]) -> Vec<u8> {
                 out.push(b);
                 newline(&mut out, depth);
             }
-            b':' => out.extend_from_slice(b": "),
+            b':' if pretty => out.extend_from_slice(b": "),
             _ => out.push(b),
         }
     }

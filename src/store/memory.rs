@@ -60,7 +60,11 @@ impl MemoryStore {
 
     /// The record of `route`, as the store holds it now.
     pub fn get(&self, route: &str) -> Option<Record> {
-        self.held().records.iter().find(|r| r.route == route).cloned()
+        self.held()
+            .records
+            .iter()
+            .find(|r| r.route == route)
+            .cloned()
     }
 
     /// The records put aside so far, oldest first.
