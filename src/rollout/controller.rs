@@ -1127,5 +1127,8 @@ mod tests {
             restart_only_changes(&old, &moved),
             ["listen", "limits.header_timeout", "limits.idle_timeout"]
         );
+        // The store is chosen at start: another state file waits for the next one.
+        let elsewhere = parse(&format!("{base}state: {{ path: elsewhere.json }}\n")).unwrap();
+        assert_eq!(restart_only_changes(&old, &elsewhere), ["state.path"]);
     }
 }
