@@ -20,6 +20,7 @@ pub mod rollout;
 pub mod server;
 pub mod shadow;
 pub mod snapshot;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod wire;

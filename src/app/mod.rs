@@ -23,6 +23,7 @@ use crate::rollout::controller::Controller;
 use crate::rollout::{Control, Statuses};
 use crate::server::{serve_connections, Bounds, Serving};
 use crate::snapshot::Snapshot;
+use crate::store;
 use crate::telemetry::metrics;
 
 /// Reads, parses and checks a config file the way a running switchyard takes it: its
@@ -89,7 +90,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Runni
     let initial = config.clone();
 
     let metrics = metrics::install();
-    let (controller, control) = Controller::new(config, config_path.clone());
+    let store = store::open(&config.state);
+    let (controller, control) = Controller::start(config, config_path.clone(), store).await;
     let published = controller.published();
     let shared = Arc::new(Shared {
         snapshot: published.snapshot.clone(),

@@ -5,18 +5,20 @@
 //! route has its own rollout ([`RouteRollout`]): its state, analysis, tripwire and events;
 //! a control, a trip or a tick moves one route and leaves the others where they are.
 //! After each change the controller builds the next [`Snapshot`] (every route's routing),
-//! publishes it with one `store`, publishes the statuses, and persists every route's state.
+//! publishes it with one `store`, publishes the statuses, and persists every route's state
+//! through the [`Store`] the composition root chose (it knows no path).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, GateOutcome, Verdict};
-use super::persist::{self, Entry, Loaded, Persisted, Restore, StateFile};
+use super::persist::{self, Entry, Persisted, Restore};
 use super::sequential;
 use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
 use super::step::{Counters, StepKey, StepSums};
@@ -24,6 +26,7 @@ use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
 use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
+use crate::store::{self, Revision, SaveError, Store, Write};
 use crate::telemetry::{metrics, Trip, Tripwire};
 
 /// An operator's control.
@@ -144,6 +147,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.limits.idle_timeout != new.limits.idle_timeout {
         changed.push("limits.idle_timeout");
     }
+    // The store is chosen once, by whoever starts the controller.
+    if old.state.path != new.state.path {
+        changed.push("state.path");
+    }
     changed
 }
 
@@ -163,7 +170,11 @@ pub struct Controller {
     config_path: Option<PathBuf>,
     generation: u64,
     last_error: Option<String>,
-    /// What became of the last write of the state file.
+    /// Where every route's state is written; `None`: nowhere (`state.path: null`).
+    store: Option<Arc<dyn Store>>,
+    /// The store's revision of each route's record, as last read or written.
+    revisions: HashMap<String, Revision>,
+    /// What became of the last write of the state.
     state: StateStatus,
     /// Every route's rollout, in route order.
     routes: Vec<RouteRollout>,
@@ -194,11 +205,25 @@ struct RouteRollout {
 }
 
 impl Controller {
-    /// Builds the controller from a validated config, restoring each route's persisted
-    /// state of the same revision, and publishes the first snapshot and statuses. A state
-    /// file that cannot be used does not stop the start: it is kept aside and the routes
-    /// it leaves in doubt start safe ([`Rollout::safe`]).
+    /// Builds the controller on the store `config.state` names ([`store::open`]: the state
+    /// file, or none), as [`Controller::start`] does; for a controller driven on its own.
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
+        let store = store::open(&config.state);
+        // The local stores do their work when asked: nothing here waits.
+        Controller::start(config, config_path, store)
+            .now_or_never()
+            .expect("a local store answers at once")
+    }
+
+    /// Builds the controller from a validated config, restoring each route's persisted
+    /// state of the same revision from `store`, and publishes the first snapshot and
+    /// statuses. State that cannot be used does not stop the start: it is put aside and
+    /// the routes it leaves in doubt start safe ([`Rollout::safe`]).
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Option<Arc<dyn Store>>,
+    ) -> (Controller, Control) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (trip_tx, trips) = mpsc::channel(TRIPS);
         let now = Instant::now();
@@ -214,9 +239,10 @@ impl Controller {
                 RouteRollout::new(route, &config, last_id, now)
             })
             .collect::<Vec<_>>();
-        if let Some(path) = &config.state.path {
-            restore(&mut routes, path, now);
-        }
+        let revisions = match &store {
+            Some(store) => restore(&mut routes, store.as_ref(), now).await,
+            None => HashMap::new(),
+        };
         for r in &mut routes {
             r.arm(now, &trip_tx);
         }
@@ -227,6 +253,8 @@ impl Controller {
             config_path,
             generation,
             last_error: None,
+            store,
+            revisions,
             state: StateStatus::default(),
             routes,
             last_id,
@@ -241,7 +269,7 @@ impl Controller {
             trips,
         };
         c.begin_steps();
-        c.report(now, true);
+        c.report(now, true).await;
         (c, Control { tx })
     }
 
@@ -256,19 +284,19 @@ impl Controller {
             let deadline = self.next_deadline();
             tokio::select! {
                 msg = self.rx.recv() => match msg {
-                    Some(msg) => self.handle(msg),
+                    Some(msg) => self.handle(msg).await,
                     None => break,
                 },
-                Some(trip) = self.trips.recv() => self.trip(trip),
+                Some(trip) = self.trips.recv() => self.trip(trip).await,
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.tick(Instant::now());
+                    self.tick(Instant::now()).await;
                 }
                 _ = shutdown.changed() => break,
             }
         }
     }
 
-    fn handle(&mut self, msg: Msg) {
+    async fn handle(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
             Msg::Control {
@@ -276,19 +304,19 @@ impl Controller {
                 action,
                 reply,
             } => {
-                let _ = reply.send(self.control(route.as_deref(), action, now));
+                let _ = reply.send(self.control(route.as_deref(), action, now).await);
             }
             Msg::Reload { result, reply } => {
                 let answer = match result {
                     Ok(config) => {
-                        self.apply(*config, now);
+                        self.apply(*config, now).await;
                         Ok(self.generation)
                     }
                     Err(problems) => {
                         tracing::error!(target: "switchyard::config", "config rejected, the previous one keeps serving:\n{problems}");
                         metrics::config_reload("rejected");
                         self.last_error = Some(problems.to_string());
-                        self.publish(false);
+                        self.publish(false).await;
                         Err(problems)
                     }
                 };
@@ -301,7 +329,7 @@ impl Controller {
 
     /// A tripwire saw too many consecutive candidate failures: roll its route back at
     /// once, unless the trip belongs to a rollout that has since been replaced.
-    fn trip(&mut self, Trip { rollout, failures }: Trip) {
+    async fn trip(&mut self, Trip { rollout, failures }: Trip) {
         let Some(r) = self.routes.iter_mut().find(|r| r.id == rollout) else {
             return;
         };
@@ -309,7 +337,7 @@ impl Controller {
             format!("{failures} consecutive candidate failures (fast_rollback.consecutive_errors)");
         if r.rollout.rollback(reason, Trigger::Fast).is_ok() {
             metrics::rollback(&r.route.name, Trigger::Fast.as_str());
-            self.publish(true);
+            self.publish(true).await;
         }
     }
 
@@ -330,7 +358,7 @@ impl Controller {
         })
     }
 
-    fn control(
+    async fn control(
         &mut self,
         route: Option<&str>,
         action: Action,
@@ -343,13 +371,13 @@ impl Controller {
         if retry {
             self.last_id = id;
         }
-        self.publish(true);
+        self.publish(true).await;
         Ok(self.published.status.load().routes[i].clone())
     }
 
     /// Applies a valid config: a route whose revision changed starts a new rollout; the
     /// others go on where they are; an added route starts, a removed one goes.
-    fn apply(&mut self, config: Config, now: Instant) {
+    async fn apply(&mut self, config: Config, now: Instant) {
         for what in restart_only_changes(&self.config, &config) {
             tracing::warn!(target: "switchyard::config", "{what} changed in the config file; it takes effect only at the next start (the running value stays)");
         }
@@ -401,7 +429,7 @@ impl Controller {
         tracing::info!(target: "switchyard::config", generation = self.generation, "config applied");
         self.routes = routes;
         self.config = config;
-        self.publish(true);
+        self.publish(true).await;
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -413,17 +441,17 @@ impl Controller {
     }
 
     /// Runs what is due at `now` on every route: evaluations, steps whose hold has ended.
-    pub fn tick(&mut self, now: Instant) {
+    pub async fn tick(&mut self, now: Instant) {
         let mut changed = false;
         for r in &mut self.routes {
             let observers = self.builder.observers(&r.route.name);
             changed |= r.tick(now, &self.backends, observers);
         }
-        self.publish(changed);
+        self.publish(changed).await;
     }
 
     /// Builds and stores the next snapshot, then the statuses; persists the state when asked.
-    fn publish(&mut self, persist: bool) {
+    async fn publish(&mut self, persist: bool) {
         let now = Instant::now();
         for r in &mut self.routes {
             r.arm(now, &self.trip_tx);
@@ -432,7 +460,7 @@ impl Controller {
         let next = self.builder.build(self.generation, routing);
         self.published.snapshot.store(Arc::new(next));
         self.begin_steps();
-        self.report(now, persist);
+        self.report(now, persist).await;
     }
 
     /// Starts the running sums of each route's step that has just begun.
@@ -445,9 +473,9 @@ impl Controller {
 
     /// Persists the state when asked, then publishes the statuses (with what became of
     /// that write) and the rollout metrics.
-    fn report(&mut self, now: Instant, persist: bool) {
+    async fn report(&mut self, now: Instant, persist: bool) {
         if persist {
-            self.persist(now);
+            self.persist(now).await;
         }
         let config = ConfigStatus {
             generation: self.generation,
@@ -455,12 +483,7 @@ impl Controller {
             path: self.config_path.as_ref().map(|p| p.display().to_string()),
         };
         let state = StateStatus {
-            path: self
-                .config
-                .state
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string()),
+            path: self.store.as_ref().map(|s| s.describe()),
             ..self.state.clone()
         };
         let routes = self
@@ -475,33 +498,91 @@ impl Controller {
         }
     }
 
-    /// Writes every route's state to `state.path`. A failed write is counted, logged once
-    /// for each new error and kept for the statuses (`state.last_error`) until a write
-    /// succeeds: the change is in force all the same.
-    fn persist(&mut self, now: Instant) {
-        let Some(path) = &self.config.state.path else {
+    /// Writes every route's state to the store, each by compare-and-swap on the revision
+    /// last read or written, and removes the records of routes no longer configured. A
+    /// failed write is counted, logged once for each new error and kept for the statuses
+    /// (`state.last_error`) until a write succeeds: the change is in force all the same.
+    async fn persist(&mut self, now: Instant) {
+        let Some(store) = self.store.clone() else {
             self.state = StateStatus::default();
             return;
         };
-        let file = StateFile {
-            routes: self
-                .routes
-                .iter()
-                .map(|r| Persisted::of(&r.route.name, &r.rollout, now))
-                .collect(),
-        };
-        match persist::save(path, &file) {
-            Ok(()) => {
+        let mut writes: Vec<Write> = self
+            .routes
+            .iter()
+            .map(|r| Write {
+                route: r.route.name.clone(),
+                expected: self.revisions.get(&r.route.name).copied(),
+                data: Some(Persisted::of(&r.route.name, &r.rollout, now).record()),
+            })
+            .collect();
+        let gone = self
+            .revisions
+            .iter()
+            .filter(|(name, _)| !self.routes.iter().any(|r| r.route.name == **name));
+        writes.extend(gone.map(|(name, revision)| Write {
+            route: name.clone(),
+            expected: Some(*revision),
+            data: None,
+        }));
+        let routes: Vec<(String, bool)> = writes
+            .iter()
+            .map(|w| (w.route.clone(), w.data.is_some()))
+            .collect();
+        let answers = store.save(writes).await;
+        let mut failed = None;
+        for ((route, kept), answer) in routes.into_iter().zip(answers) {
+            match answer {
+                Ok(revision) if kept => drop(self.revisions.insert(route, revision)),
+                Ok(_) => drop(self.revisions.remove(&route)),
+                Err(e) => {
+                    let e = self.write_failed(&route, e, store.as_ref());
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        self.written(failed, store.as_ref());
+    }
+
+    /// Takes in what a write of `route`'s record failed on, and says why for the status.
+    ///
+    /// A conflict (someone else wrote the route first) is answered, for now, by taking the
+    /// revision the store has: the next write replaces that record. Only one controller
+    /// writes a store until replicas share one, so a conflict is a fault worth counting.
+    fn write_failed(&mut self, route: &str, e: SaveError, store: &dyn Store) -> String {
+        match e {
+            SaveError::Failed(why) => why,
+            SaveError::Conflict { current } => {
+                let why = format!(
+                    "route {route}: {}",
+                    SaveError::Conflict {
+                        current: current.clone()
+                    }
+                );
+                tracing::warn!(store = %store.describe(), "rollout state not written, {why}: the next write replaces it");
+                match current {
+                    Some(c) => self.revisions.insert(route.to_string(), c.revision),
+                    None => self.revisions.remove(route),
+                };
+                why
+            }
+        }
+    }
+
+    /// Keeps what became of a write of the state: when it was written, or why not.
+    fn written(&mut self, failed: Option<String>, store: &dyn Store) {
+        let place = store.describe();
+        match failed {
+            None => {
                 if let Some(e) = self.state.last_error.take() {
-                    tracing::info!(path = %path.display(), "rollout state written again (the last write failed: {e})");
+                    tracing::info!(path = %place, "rollout state written again (the last write failed: {e})");
                 }
                 self.state.last_written = Some(now_rfc3339());
             }
-            Err(e) => {
+            Some(e) => {
                 metrics::state_write_error();
-                let e = e.to_string();
                 if self.state.last_error.as_ref() != Some(&e) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot persist the rollout state: changes are in force, but a restart would not find them");
+                    tracing::error!(path = %place, error = %e, "cannot persist the rollout state: changes are in force, but a restart would not find them");
                 }
                 self.state.last_error = Some(e);
             }
@@ -509,46 +590,72 @@ impl Controller {
     }
 }
 
-/// Restores every route of `routes` from the state file at `path`; a missing file is a
-/// fresh start. A file that cannot be read or makes no sense leaves every route in doubt;
-/// an entry that makes no sense (an unknown phase, a step beyond the plan...) leaves its
-/// own route in doubt, the others are restored. When any route is in doubt the file is
-/// kept aside as `PATH.corrupt` before anything new is written, and the routes in doubt
-/// start safe ([`Rollout::safe`]): paused, all traffic to their stable, the reason and a
-/// `state` event naming the file and its copy.
-fn restore(routes: &mut [RouteRollout], path: &Path, now: Instant) {
-    let (entries, unusable) = match persist::load(path) {
-        Loaded::Missing => return,
-        Loaded::Entries(entries) => (entries, None),
-        Loaded::Unusable(why) => (Vec::new(), Some(why)),
-    };
+/// Restores every route of `routes` from the records of `store`, and answers the store's
+/// revision of each route's record; an empty store is a fresh start. A store that cannot
+/// be read leaves every route in doubt; a record that makes no sense (an unknown phase, a
+/// step beyond the plan...) leaves its own route in doubt, the others are restored. When
+/// any route is in doubt its state is put aside (`PATH.corrupt`) before anything new is
+/// written, and the routes in doubt start safe ([`Rollout::safe`]): paused, all traffic to
+/// their stable, the reason and a `state` event naming the file and its copy.
+async fn restore(
+    routes: &mut [RouteRollout],
+    store: &dyn Store,
+    now: Instant,
+) -> HashMap<String, Revision> {
+    let loaded = store.load().await;
+    let place = store.describe();
+    let mut revisions: HashMap<String, Revision> = loaded
+        .records
+        .iter()
+        .map(|r| (r.route.clone(), r.revision))
+        .collect();
+    let entries: Vec<Entry> = loaded.records.iter().map(Entry::of).collect();
     let doubts: Vec<Option<String>> = routes
         .iter_mut()
-        .map(|r| match &unusable {
-            Some(why) => Some(format!(
-                "state file {} cannot be used ({why})",
-                path.display()
-            )),
-            None => r.restore(&entries, path, now).err(),
+        .map(|r| {
+            let unreadable = loaded.unreadable.iter().find(|u| match &u.route {
+                None => true,
+                Some(name) => *name == r.route.name,
+            });
+            match unreadable {
+                Some(u) if u.route.is_none() => {
+                    Some(format!("state file {place} cannot be used ({})", u.why))
+                }
+                Some(u) => Some(nonsense(&place, &r.route.name, &u.why)),
+                None => r.restore(&entries, &place, now).err(),
+            }
         })
         .collect();
     if doubts.iter().all(Option::is_none) {
-        return;
+        return revisions;
     }
-    let kept = match persist::keep_aside(path) {
-        Ok(to) => format!("kept aside as {}", to.display()),
-        Err(e) => format!(
-            "could not be kept aside as {} ({e})",
-            persist::aside(path).display()
-        ),
+    let in_doubt: Vec<String> = routes
+        .iter()
+        .zip(&doubts)
+        .filter(|(_, d)| d.is_some())
+        .map(|(r, _)| r.route.name.clone())
+        .collect();
+    let aside = store.put_aside(in_doubt.clone()).await;
+    let kept = match &aside.failed {
+        None => {
+            revisions.retain(|name, _| !in_doubt.contains(name));
+            format!("kept aside as {}", aside.to)
+        }
+        Some(e) => format!("could not be kept aside as {} ({e})", aside.to),
     };
-    tracing::error!(path = %path.display(), "the rollout state file cannot be trusted, {kept}; the routes it leaves in doubt start paused on their stable");
+    tracing::error!(path = %place, "the rollout state file cannot be trusted, {kept}; the routes it leaves in doubt start paused on their stable");
     for (r, doubt) in routes.iter_mut().zip(doubts) {
         if let Some(why) = doubt {
             let plan = r.rollout.plan.clone();
             r.rollout = Rollout::safe(plan, format!("{why}; {kept}"), now);
         }
     }
+    revisions
+}
+
+/// Why the state of route `name` in the store at `place` cannot be used.
+fn nonsense(place: &str, name: &str, why: &str) -> String {
+    format!("state file {place}: the entry of route {name} makes no sense ({why})")
 }
 
 // === impl RouteRollout ===
@@ -570,34 +677,29 @@ impl RouteRollout {
         r
     }
 
-    /// Restores this route's entry of `entries` (read from `path`) when it is of the same
-    /// revision, and says in an event what became of it; why, when the entry makes no
-    /// sense (nothing is changed then).
-    fn restore(&mut self, entries: &[Entry], path: &Path, now: Instant) -> Result<(), String> {
+    /// Restores this route's entry of `entries` (read from the store at `place`) when it
+    /// is of the same revision, and says in an event what became of it; why, when the
+    /// entry makes no sense (nothing is changed then).
+    fn restore(&mut self, entries: &[Entry], place: &str, now: Instant) -> Result<(), String> {
         let name = &self.route.name;
         let Some(entry) = entries.iter().find(|e| e.route == *name) else {
             return Ok(());
         };
-        let nonsense = |why: &str| {
-            format!(
-                "state file {}: the entry of route {name} makes no sense ({why})",
-                path.display()
-            )
-        };
-        let state = entry.state.as_ref().map_err(|why| nonsense(why))?;
+        let state = entry
+            .state
+            .as_ref()
+            .map_err(|why| nonsense(place, name, why))?;
         let rollout = &mut self.rollout;
         let msg = match state.restore_into(name, rollout, now) {
             Restore::Restored => format!(
-                "restored from {}: {} at step {}",
-                path.display(),
+                "restored from {place}: {} at step {}",
                 rollout.phase.as_str(),
                 rollout.step
             ),
-            Restore::OtherRevision => format!(
-                "state in {} is for another revision; starting at step 0",
-                path.display()
-            ),
-            Restore::Nonsense(why) => return Err(nonsense(&why)),
+            Restore::OtherRevision => {
+                format!("state in {place} is for another revision; starting at step 0")
+            }
+            Restore::Nonsense(why) => return Err(nonsense(place, name, &why)),
         };
         rollout.event("restored", msg);
         Ok(())
@@ -1001,6 +1103,9 @@ fn protecting(config: &RolloutConfig, rollout: &Rollout, now: Instant) -> bool {
 }
 
 #[cfg(test)]
+mod store_tests;
+
+#[cfg(test)]
 mod tests {
     use super::restart_only_changes;
     use crate::config::parse;
@@ -1022,5 +1127,8 @@ mod tests {
             restart_only_changes(&old, &moved),
             ["listen", "limits.header_timeout", "limits.idle_timeout"]
         );
+        // The store is chosen at start: another state file waits for the next one.
+        let elsewhere = parse(&format!("{base}state: {{ path: elsewhere.json }}\n")).unwrap();
+        assert_eq!(restart_only_changes(&old, &elsewhere), ["state.path"]);
     }
 }

@@ -1,13 +1,10 @@
 //! The persisted rollout state: survives restarts, consulted only for the same revision.
 //!
-//! One file holds every route's state, each consulted only for its own route and
-//! revision. Written atomically (write a temporary file, fsync, rename) after every
-//! transition. A file that cannot be read or makes no sense is never trusted nor
-//! overwritten: it is [kept aside](keep_aside) as `PATH.corrupt` and the routes it
-//! leaves in doubt start safe ([`Rollout::safe`]).
+//! Each route's state is one record of the [`Store`](crate::store::Store), read on its
+//! own and consulted only for its own route and revision. A record that cannot be read or
+//! makes no sense is never trusted nor overwritten: it is put aside and the route it
+//! leaves in doubt starts safe ([`Rollout::safe`]).
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -15,30 +12,27 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Event, Phase, Plan, Rollout};
+use crate::store::Record;
 
-/// What is written to `state.path`: every route's state, in route order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StateFile {
-    pub routes: Vec<Persisted>,
-}
-
-/// The state file as read at start.
-#[derive(Debug)]
-pub enum Loaded {
-    /// There is no file: a fresh start.
-    Missing,
-    /// Every route's entry, each read on its own.
-    Entries(Vec<Entry>),
-    /// The file cannot be read or is not a state file at all: why. No entry is trusted.
-    Unusable(String),
-}
-
-/// One route's entry of the state file, read on its own: its state, or why it makes no
-/// sense (an unknown phase, a field of the wrong type...).
+/// One route's record, read on its own: its state, or why it makes no sense (an unknown
+/// phase, a field of the wrong type...).
 #[derive(Debug)]
 pub struct Entry {
     pub route: String,
     pub state: Result<Persisted, String>,
+}
+
+impl Entry {
+    /// Reads the state a store's record holds.
+    pub fn of(record: &Record) -> Entry {
+        let state = serde_json::from_slice::<Value>(&record.data)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+        Entry {
+            route: record.route.clone(),
+            state,
+        }
+    }
 }
 
 /// What became of a route's entry of the state file ([`Persisted::restore_into`]).
@@ -108,6 +102,11 @@ pub fn revision_hex(revision: u64) -> String {
 }
 
 impl Persisted {
+    /// This state as a store's record: its JSON.
+    pub fn record(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a state is always JSON")
+    }
+
     /// The state of `rollout` as of now.
     pub fn of(route: &str, r: &Rollout, now: Instant) -> Persisted {
         let wall_now = SystemTime::now();
@@ -185,106 +184,4 @@ impl Persisted {
         }
         Ok(())
     }
-}
-
-/// Reads the state file at `path`: missing, every route's entry, or why it cannot be used.
-pub fn load(path: &Path) -> Loaded {
-    match std::fs::read(path) {
-        Ok(bytes) => match parse(&bytes) {
-            Ok(entries) => Loaded::Entries(entries),
-            Err(why) => Loaded::Unusable(why),
-        },
-        // A path through something other than a directory names no file either.
-        Err(e) if e.kind() == io::ErrorKind::NotFound || !parent_is_dir(path) => Loaded::Missing,
-        Err(e) => Loaded::Unusable(format!("cannot be read: {e}")),
-    }
-}
-
-/// Whether the directory `path` would be in is one (the working directory for a bare name).
-fn parent_is_dir(path: &Path) -> bool {
-    path.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .is_none_or(Path::is_dir)
-}
-
-/// The entries of a state file's bytes: `{"routes": [...]}`, or the one-route form
-/// written before routes (a single entry object). Each entry is read on its own, so one
-/// that makes no sense leaves the others usable; an entry that names no route, or bytes
-/// of another shape, make the whole file unusable (why).
-///
-/// ```
-/// use switchyard::rollout::persist::parse;
-///
-/// let entries = parse(br#"{"routes": [{"route": "iris", "phase": "dancing"}]}"#).unwrap();
-/// assert_eq!(entries[0].route, "iris");
-/// assert!(entries[0].state.as_ref().unwrap_err().contains("dancing"));
-/// assert!(parse(br#"{"routes": [{"rou"#).unwrap_err().starts_with("not JSON"));
-/// assert!(parse(b"[1, 2]").is_err());
-/// ```
-pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    let not_state = || "not a rollout state file (no `routes` list)".to_string();
-    let Value::Object(mut file) = value else {
-        return Err(not_state());
-    };
-    let items = match file.remove("routes") {
-        Some(Value::Array(items)) => items,
-        None if file.contains_key("route") => vec![Value::Object(file)],
-        _ => return Err(not_state()),
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let Some(route) = item.get("route").and_then(Value::as_str) else {
-                return Err(format!("entry {i} names no route"));
-            };
-            let route = route.to_string();
-            let state = serde_json::from_value(item).map_err(|e| e.to_string());
-            Ok(Entry { route, state })
-        })
-        .collect()
-}
-
-/// Where a state file at `path` that cannot be used is kept: `PATH.corrupt`.
-pub fn aside(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".corrupt");
-    PathBuf::from(name)
-}
-
-/// Moves the state file at `path` to [`aside`]`(path)` (replacing one kept there before),
-/// so that the next write cannot overwrite the evidence of what went wrong.
-pub fn keep_aside(path: &Path) -> io::Result<PathBuf> {
-    let to = aside(path);
-    std::fs::rename(path, &to)?;
-    Ok(to)
-}
-
-/// Writes the state atomically: a reader sees the old file or the new one, never half of
-/// one. The error says which step failed, on which path.
-pub fn save(path: &Path, state: &StateFile) -> io::Result<()> {
-    let failed = |what: &str, on: &Path| {
-        let what = format!("cannot {what} {}", on.display());
-        move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"))
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed("create", dir))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(&json)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(failed("write", &tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed("replace", path)(e)
-    })
 }
