@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::observe;
-use crate::shadow::observed::RequestCopy;
+use crate::shadow::RequestCopy;
 use crate::telemetry::metrics::ClientFault;
 use crate::upstream::UpstreamBody;
 

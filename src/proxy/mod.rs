@@ -37,23 +37,17 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::observe::Observers;
-use crate::shadow::observed::RequestCopy;
-use crate::shadow::{self, Captured, Delivery, Mirror, Pending, Reservation};
+use crate::shadow::{self, Copies, Live, Sample};
 use crate::snapshot::matcher::Pick;
-use crate::snapshot::{Backend, Route, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::ClientFault;
-use crate::telemetry::share::Client;
 use crate::upstream::Head;
 use body::Prepared;
 pub use respond::ProxyBody;
@@ -168,7 +162,7 @@ impl Proxy {
             return Ok(respond::refused(Some(&backend), fault, request_id));
         }
         // A mirror needs the body; none is buffered for one that would be dropped.
-        let mirroring = route::mirrors(route, &backend) && shadow::has_room(route);
+        let mirroring = shadow::mirrors(route, &backend) && shadow::has_room(route);
         let fallback = is_candidate && route.fallback_to_stable;
         // A body declared over what the observers read is not observed at all.
         let observed = route.observers.as_ref().and_then(|o| Some((o, o.roll()?)));
@@ -187,17 +181,24 @@ impl Proxy {
         // Also due just before the backend's timeout, counted from when the request goes
         // out (`UpstreamBody::due_before`).
         let (body, copy) = prepared.into_upstream(snap.max_body, deadline, observed.is_some());
-        let at = (&request_id, started, snap.max_body);
-        let sample = observed.zip(copy);
-        let tap = tap(
+        let sample = observed
+            .zip(copy)
+            .map(|((observers, draw), request)| Sample {
+                observers,
+                draw,
+                request,
+            });
+        let live = Live {
             route,
-            &backend,
-            &head,
-            mirrored,
-            sample,
-            at,
-            (client, judged),
-        );
+            backend: &backend,
+            head: &head,
+            request_id: &request_id,
+            started,
+            cap: snap.max_body,
+            client,
+            judged,
+        };
+        let tap = shadow::live::take(&live, Copies { mirrored, sample });
 
         // 6. forward, 7. observe (+ fallback); `sample_ratio` counts what the split sent
         if !forced {
@@ -261,92 +262,4 @@ async fn by_body(
         Pick::Route(i) => Ok((i, Prepared::Buffered(bytes))),
         Pick::NoRoute | Pick::NeedsBody => Err(Unrouted::NoRoute),
     }
-}
-
-/// Where the live answer is teed, if anywhere: to the mirror job (which takes a place
-/// among the mirrors in flight, and a sampled request's observers with it), or to the
-/// observers of a sampled request.
-fn tap(
-    route: &Arc<Route>,
-    backend: &Backend,
-    head: &Head,
-    mirrored: Option<Bytes>,
-    sample: Option<((&Arc<Observers>, u32), RequestCopy)>,
-    (request_id, started, cap): (&HeaderValue, Instant, usize),
-    (client, judged): (Option<Client>, bool),
-) -> Option<Delivery> {
-    let mut pending = sample.map(|((o, draw), copy)| {
-        sampled(
-            o,
-            (draw, judged),
-            backend,
-            (head, copy, request_id, started),
-        )
-    });
-    mirrored
-        .and_then(|bytes| {
-            let place = shadow::reserve(route)?;
-            let observe = pending.take();
-            mirror(
-                place,
-                route,
-                head,
-                &bytes,
-                (request_id, client),
-                cap,
-                observe,
-            )
-        })
-        .map(Delivery::Mirror)
-        .or_else(|| pending.map(Delivery::Observe))
-}
-
-/// A sampled request as the observers will read it once its answer has ended.
-fn sampled(
-    observers: &Arc<Observers>,
-    (draw, judged): (u32, bool),
-    backend: &Backend,
-    (head, request, request_id, started): (&Head, RequestCopy, &HeaderValue, Instant),
-) -> Box<Pending> {
-    Box::new(Pending {
-        observers: observers.clone(),
-        draw,
-        request_id: request_id.clone(),
-        path: head.path_and_query.clone(),
-        at: SystemTime::now(),
-        started,
-        request,
-        // A fallback changes it with the answer.
-        backend: backend.name.clone(),
-        judged,
-        // The mirror job says, when there is one.
-        shadow_judged: true,
-    })
-}
-
-/// Hands a copy of the request to the shadow side (with a calibration copy to the stable
-/// itself, for a share of them); returns where the live answer is to be teed.
-fn mirror(
-    place: Reservation,
-    route: &Arc<Route>,
-    head: &Head,
-    body: &Bytes,
-    (request_id, client): (&HeaderValue, Option<Client>),
-    cap: usize,
-    observe: Option<Box<Pending>>,
-) -> Option<oneshot::Sender<Captured>> {
-    Mirror {
-        place,
-        calibration: route::mirrored(route.calibrate_bp)
-            .then(|| shadow::reserve_calibration(route))
-            .flatten(),
-        route: route.clone(),
-        head: head.clone(),
-        body: body.clone(),
-        request_id: request_id.clone(),
-        client,
-        cap,
-        observe,
-    }
-    .spawn()
 }

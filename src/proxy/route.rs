@@ -86,23 +86,3 @@ pub fn client(
     let key = sticky_key(snap, headers).or(peer.map(HeaderValue::as_bytes))?;
     Some(Client::of(key))
 }
-
-/// Whether a request routed to `backend` is mirrored to the candidate: only stable-served
-/// requests are, while a candidate is configured, a share `mirror_bp` of them.
-#[inline]
-pub fn mirrors(snap: &Route, backend: &Arc<Backend>) -> bool {
-    snap.candidate.is_some()
-        && Arc::ptr_eq(backend, &snap.stable)
-        && !snap.is_candidate(backend)
-        && mirrored(snap.mirror_bp)
-}
-
-/// Whether this stable-served request is mirrored (a draw against `mirror_bp`).
-#[inline]
-pub fn mirrored(bp: u32) -> bool {
-    match bp {
-        0 => false,
-        10_000.. => true,
-        _ => rand::random_range(0..10_000) < bp,
-    }
-}

@@ -6,14 +6,42 @@
 //! a client trickling its upload never holds one, and cannot starve the mirrors of
 //! requests that arrive whole.
 
+use std::sync::Arc;
+
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::snapshot::Route;
+use crate::snapshot::{Backend, Route};
 use crate::telemetry::metrics;
 
 /// A place among the mirrors in flight, held until the copy's exchange ends.
 pub struct Reservation {
     _permit: OwnedSemaphorePermit,
+}
+
+/// Whether a request routed to `backend` is mirrored to the candidate: only stable-served
+/// requests are, while a candidate is configured, a share `mirror_bp` of them.
+#[inline]
+pub fn mirrors(snap: &Route, backend: &Arc<Backend>) -> bool {
+    snap.candidate.is_some()
+        && Arc::ptr_eq(backend, &snap.stable)
+        && !snap.is_candidate(backend)
+        && drawn(snap.mirror_bp)
+}
+
+/// A draw against a share in basis points (`mirror_bp`, `calibrate_bp`).
+#[inline]
+fn drawn(bp: u32) -> bool {
+    match bp {
+        0 => false,
+        10_000.. => true,
+        _ => rand::random_range(0..10_000) < bp,
+    }
+}
+
+/// Whether a mirrored request also sends a calibration copy to the stable itself (a draw
+/// against `calibrate_bp`).
+pub fn calibrates(snap: &Route) -> bool {
+    drawn(snap.calibrate_bp)
 }
 
 /// Whether a mirror could take a place now; counts it dropped when `max_in_flight` are

@@ -3,7 +3,9 @@
 //!
 //! In the order a mirror lives:
 //!
-//! 1. **[`admission`]**: a place among `shadow.max_in_flight`, or dropped and counted;
+//! 0. **[`live`]**: what the live path hands over: the request as it went upstream, its
+//!    copies; it gets back where the answer is to be teed.
+//! 1. **[`admission`]**: whether a request is mirrored; a place among `shadow.max_in_flight`, or dropped and counted;
 //!    the live path looks for room before it buffers, and takes the place once the body
 //!    is in hand.
 //! 2. **[`tap`]**: the live answer is copied (capped) as it streams to the client.
@@ -21,14 +23,16 @@
 //! Nothing here is awaited by the live path.
 
 pub mod admission;
+pub mod live;
 pub mod mirror;
 pub mod observed;
 pub mod runtime;
 pub mod tap;
 
-pub use admission::{has_room, reserve, reserve_calibration, Reservation};
+pub use admission::{has_room, mirrors, reserve, reserve_calibration, Reservation};
+pub use live::{Copies, Live, Sample};
 pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
-pub use observed::Captured;
 pub use observed::Pending;
+pub use observed::{Captured, RequestCopy};
 pub use runtime::{shadow_runtime, LiveRequest};
 pub use tap::{Delivery, Tap};
