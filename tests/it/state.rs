@@ -84,8 +84,10 @@ async fn a_state_file_that_cannot_be_written_shows_and_controls_say_they_are_not
     let error = s["state"]["last_error"].as_str().expect("the write failed");
     assert!(error.contains(&blocker.display().to_string()), "{error}");
     assert!(s["state"]["last_written"].is_null());
-    h.wait_metric("switchyard_state_write_errors_total", 1.0)
-        .await;
+    const ERRORS: &str = "switchyard_state_write_errors_total";
+    h.wait_metric(ERRORS, 1.0).await;
+    // The series is the process's: count this harness's next failed write from here.
+    let before = h.metric(ERRORS).await;
 
     // A control is in force, and its answer says it is not persisted.
     let a = h.admin(Method::POST, "/api/v1/pause", None, "").await;
@@ -103,6 +105,7 @@ async fn a_state_file_that_cannot_be_written_shows_and_controls_say_they_are_not
         "{warning}"
     );
     assert_eq!(h.status().await["phase"], "paused");
+    h.wait_metric(ERRORS, before + 1.0).await;
 
     // Once the directory can be made, the next write succeeds and clears the error.
     std::fs::remove_file(&blocker).unwrap();
