@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 use std::time::Instant as Clock;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+use rand_distr::{Binomial, Distribution, LogNormal};
 use switchyard::rollout::sequential::{
     accuracy_drop, accuracy_drop_paired, error_rate_increase, latency_p99_ratio, Counts, Outcome,
     Settings,
@@ -159,28 +160,14 @@ impl World {
     }
 }
 
-/// Draws how many of `n` Bernoulli(`p`) trials succeed (by inversion).
+/// Draws how many of `n` Bernoulli(`p`) trials succeed.
 fn binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
-    if p > 0.5 {
-        return n - binomial(rng, n, 1.0 - p);
-    }
-    let ratio = p / (1.0 - p);
-    let mut mass = (1.0 - p).powf(n as f64);
-    let mut u: f64 = rng.random();
-    let mut x = 0u64;
-    while u > mass && x < n {
-        u -= mass;
-        x += 1;
-        mass *= ratio * (n - x + 1) as f64 / x as f64;
-    }
-    x
+    Binomial::new(n, p).expect("a probability").sample(rng)
 }
 
-/// A lognormal draw in ms (Box–Muller).
+/// A lognormal draw in ms with median `median_ms` and log-spread `sigma`.
 fn lognormal(rng: &mut StdRng, median_ms: f64, sigma: f64) -> f64 {
-    let (u, v): (f64, f64) = (rng.random(), rng.random());
-    let z = (-2.0 * (1.0 - u).ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
-    median_ms * (sigma * z).exp()
+    LogNormal::new(median_ms.ln(), sigma).expect("a spread").sample(rng)
 }
 
 // === the judges ===

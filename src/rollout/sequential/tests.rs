@@ -1,5 +1,6 @@
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+use rand_distr::{Binomial, Distribution, LogNormal};
 use tokio::time::Instant;
 
 use super::*;
@@ -16,28 +17,15 @@ fn slack(runs: usize) -> f64 {
     3.0 * (0.05f64 * 0.95 / runs as f64).sqrt()
 }
 
-/// Draws how many of `n` Bernoulli(`p`) trials succeed (by inversion: about np steps, for np up to a few hundred).
+/// Draws how many of `n` Bernoulli(`p`) trials succeed.
 fn binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
-    if p > 0.5 {
-        return n - binomial(rng, n, 1.0 - p);
-    }
-    let (q, ratio) = (1.0 - p, p / (1.0 - p));
-    let mut mass = q.powf(n as f64);
-    let mut u: f64 = rng.random();
-    let mut x = 0u64;
-    while u > mass && x < n {
-        u -= mass;
-        x += 1;
-        mass *= ratio * (n - x + 1) as f64 / x as f64;
-    }
-    x
+    Binomial::new(n, p).expect("a probability").sample(rng)
 }
 
-/// A lognormal latency with median `median_ms` and log-spread `sigma` (Box–Muller).
+/// A lognormal latency with median `median_ms` and log-spread `sigma`.
 fn lognormal(rng: &mut StdRng, median_ms: f64, sigma: f64) -> Duration {
-    let (u, v): (f64, f64) = (rng.random(), rng.random());
-    let z = (-2.0 * (1.0 - u).ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
-    Duration::from_secs_f64(median_ms / 1000.0 * (sigma * z).exp())
+    let ms: f64 = LogNormal::new(median_ms.ln(), sigma).expect("a spread").sample(rng);
+    Duration::from_secs_f64(ms / 1000.0)
 }
 
 /// A summary holding `latencies`.
