@@ -2,7 +2,12 @@
 //! plane and the admin API on their listeners, the config watcher) and stops it. The
 //! controller publishes; the data plane and the admin API read what it publishes.
 
+mod check;
+mod error;
 mod watch;
+
+pub use check::{check_file, load_file};
+pub use error::StartError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +22,7 @@ use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
 use crate::admin;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::proxy::{DataPlane, Proxy};
 use crate::rollout::controller::Controller;
 use crate::rollout::{Control, Statuses};
@@ -25,18 +30,6 @@ use crate::server::{serve_connections, Bounds, Serving};
 use crate::snapshot::Snapshot;
 use crate::store;
 use crate::telemetry::metrics;
-
-/// Reads, parses and checks a config file the way a running switchyard takes it: its
-/// values, and what it names outside itself (each monitor's reference file, which the
-/// monitor reads). It blocks: the running proxy calls it off its async runtime.
-pub fn check_file(path: &std::path::Path) -> Result<Config, config::Refusal> {
-    config::check_file_with(path, crate::monitor::reference_problems)
-}
-
-/// [`check_file`], its problems alone when refused.
-pub fn load_file(path: &std::path::Path) -> Result<Config, config::Problems> {
-    check_file(path).map_err(|r| r.problems)
-}
 
 /// What the parts of a running switchyard share, as the server composed them.
 pub struct Shared {
@@ -59,21 +52,6 @@ pub struct Running {
     pub control: Control,
     shutdown: signal::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-}
-
-/// Errors starting up.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot watch {path}: {source}")]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
 }
 
 /// Starts the proxy, the admin API and the controller; watches `config_path` for changes when given.

@@ -8,7 +8,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::StartError;
+use super::check::load_file;
+use super::error::StartError;
 use crate::config::{self, Config};
 use crate::rollout::Control;
 
@@ -150,7 +151,7 @@ fn file_watcher(
 /// the runtime that serves requests goes on.
 async fn read_off_runtime(path: &Path) -> Result<Config, config::Problems> {
     let read = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || super::load_file(&read)).await {
+    match tokio::task::spawn_blocking(move || load_file(&read)).await {
         Ok(result) => result,
         Err(e) => Err(config::Problems(vec![config::Problem {
             path: String::new(),

@@ -57,21 +57,23 @@
 //! assert_eq!(counts.snapshot().written, 1);
 //! ```
 
+mod counts;
 mod files;
 mod record;
 mod writer;
+
+pub use counts::{Counts, CountsSnapshot};
+use record::Queued;
+pub use record::{Body, Record, Shadow, RECORD_OVERHEAD};
+use writer::Msg;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use bytes::Bytes;
-use serde_json::Value;
 
 use crate::wire::pointer::{self, Pattern};
 
@@ -103,9 +105,6 @@ pub const DEFAULT_KEEP: usize = 10;
 pub const DEFAULT_QUEUE: usize = 1024;
 /// Default [`Settings::queue_bytes`]: 16 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
-/// What one queued record is counted for in [`Settings::queue_bytes`] besides its bodies.
-pub const RECORD_OVERHEAD: usize = 256;
-
 impl Settings {
     /// Settings for a log in `path` with the defaults: nothing redacted, 64 MiB files, 10 kept.
     pub fn new(path: impl Into<PathBuf>) -> Settings {
@@ -132,122 +131,6 @@ impl Settings {
     }
 }
 
-/// One exchange to record, as the observer has it once the answer has gone to the client.
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// When the request arrived.
-    pub at: SystemTime,
-    /// The request's `x-request-id`.
-    pub request_id: String,
-    /// The backend that answered.
-    pub backend: Arc<str>,
-    /// The answer's status code.
-    pub status: u16,
-    /// From the request to the answer's head (or however the caller measures it).
-    pub latency: Duration,
-    /// The request body.
-    pub request: Body,
-    /// The answer body.
-    pub response: Body,
-    /// The mirror's answer, when the request was mirrored.
-    pub shadow: Option<Shadow>,
-}
-
-/// The shadow side of a mirrored exchange.
-#[derive(Debug, Clone)]
-pub struct Shadow {
-    /// The backend the copy went to.
-    pub backend: Arc<str>,
-    /// Its answer's status code; `None` when no answer came (connection error, timeout).
-    pub status: Option<u16>,
-    /// Its answer body.
-    pub response: Body,
-}
-
-/// A body to record: its bytes, and the JSON parsed from them when an observer already did.
-///
-/// The writer parses the bytes itself when no parsed form is given, so a body is parsed
-/// at most once either way. Whichever it gets, it redacts a copy: a shared parsed form
-/// is never changed.
-#[derive(Debug, Clone, Default)]
-pub struct Body {
-    bytes: Bytes,
-    parsed: Option<Arc<Value>>,
-}
-
-impl Body {
-    /// A body given by its bytes (parsed by the writer, off the caller's thread).
-    pub fn bytes(bytes: impl Into<Bytes>) -> Body {
-        Body {
-            bytes: bytes.into(),
-            parsed: None,
-        }
-    }
-
-    /// A body with the JSON another observer parsed from `bytes`.
-    pub fn parsed(bytes: impl Into<Bytes>, json: Arc<Value>) -> Body {
-        Body {
-            bytes: bytes.into(),
-            parsed: Some(json),
-        }
-    }
-
-    /// Its size in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Tells whether it is empty (recorded as `null`).
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-impl Record {
-    /// What the record is counted for against [`Settings::queue_bytes`].
-    fn weight(&self) -> usize {
-        let shadow = self.shadow.as_ref().map_or(0, |s| s.response.len());
-        RECORD_OVERHEAD + self.request.len() + self.response.len() + shadow
-    }
-}
-
-/// One route's record counts: what `switchyard_capture_records_total{route,result}` exports.
-///
-/// The wiring keeps one per route (across reloads, so the counters never go back) and
-/// hands it to [`Capture::route`].
-#[derive(Debug, Default)]
-pub struct Counts {
-    written: AtomicU64,
-    dropped: AtomicU64,
-    error: AtomicU64,
-}
-
-/// The figures of a [`Counts`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CountsSnapshot {
-    /// Records appended to a file.
-    pub written: u64,
-    /// Records not queued: the queue was full (in records or bytes) or the writer gone.
-    pub dropped: u64,
-    /// Records queued but not written: the directory or the disk failed.
-    pub error: u64,
-}
-
-impl Counts {
-    /// Reads the three counters.
-    pub fn snapshot(&self) -> CountsSnapshot {
-        CountsSnapshot {
-            written: self.written.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            error: self.error.load(Ordering::Relaxed),
-        }
-    }
-
-    fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// A capture log: the queue into its writer thread. Dropping it (and every
 /// [`RouteCapture`]) lets the writer finish what is queued and end.
 pub struct Capture {
@@ -261,21 +144,6 @@ struct Queue {
     /// Bytes of records queued and not yet taken by the writer.
     queued: Arc<AtomicUsize>,
     max_bytes: usize,
-}
-
-/// What goes through the queue.
-enum Msg {
-    Record(Box<Queued>),
-    /// Answered once everything queued before it is done.
-    Flush(mpsc::Sender<()>),
-}
-
-/// A record on its way to the writer, with what the writer needs to render and count it.
-struct Queued {
-    record: Record,
-    route: Arc<str>,
-    counts: Arc<Counts>,
-    weight: usize,
 }
 
 /// A redact pointer that does not parse: the log is not started, since it could write

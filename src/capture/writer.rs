@@ -3,13 +3,21 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::counts::Counts;
 use super::files::{Failure, Files};
-use super::{record, Counts, Msg, Queued};
+use super::record::{self, Queued};
 use crate::wire::pointer::Pattern;
+
+/// What goes through the queue.
+pub(super) enum Msg {
+    Record(Box<Queued>),
+    /// Answered once everything queued before it is done.
+    Flush(mpsc::Sender<()>),
+}
 
 /// After a failed create or write, the disk is left alone this long; records that come
 /// meanwhile are counted as errors without a try, so a full disk costs no system call

@@ -1,12 +1,12 @@
 //! The comparison context: current path, ignore/redact rules and the capped list of differences.
 
-use super::pointer::{self, IgnoreState, Pattern, Seg};
-use super::Difference;
+use super::outcome::Difference;
+use crate::wire::pointer::{self, IgnoreState, Pattern, Seg};
 use serde_json::Value;
 use std::cell::OnceCell;
 use std::io;
 
-/// How many differences are kept in a [`super::Comparison`]; the rest are only counted.
+/// How many differences are kept in a [`Comparison`](crate::compare::Comparison); the rest are only counted.
 pub const MAX_DIFFERENCES: usize = 32;
 
 /// How many bytes of a value are shown in a [`Difference`].

@@ -6,9 +6,9 @@
 //! tensors) gives one report per member.
 
 use super::json;
+use super::outcome::OutputReport;
 use super::report::{Ctx, Shown};
 use super::tensor::{self, Mode};
-use super::OutputReport;
 use crate::wire::pointer::Seg;
 use crate::wire::tensor::flatten;
 use crate::wire::v1::{entries, Entry};

@@ -6,9 +6,9 @@
 //! name: `/outputs/predict/data/3`.
 
 use super::json;
+use super::outcome::OutputReport;
 use super::report::{Ctx, Shown};
 use super::tensor::{self, Mode, Stats};
-use super::OutputReport;
 use crate::wire::pointer::Seg;
 use crate::wire::tensor::{flatten, Leaves};
 use crate::wire::v2::{kind, Kind, Output};

@@ -9,7 +9,7 @@
 //! copy of the document (or set to a stand-in of another type, or a missing key given
 //! one) and the copy read anew, so that every such problem is listed at once, not only
 //! the first; serde's words for them (`expected f64`) become the user's (see
-//! [`words`](super::words)). The values' own checks ([`validate`]) run once the document
+//! [`words`](crate::config::words)). The values' own checks ([`validate`]) run once the document
 //! reads: on a repaired copy they would report the stand-ins. A YAML syntax error stops
 //! the reading where it is.
 //!
@@ -25,9 +25,10 @@ use std::path::Path;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_yaml::Value;
 
-use super::validate::{validate, FieldPath, Seg};
+use super::path::{FieldPath, Seg};
+use super::types::Config;
+use super::validate::validate;
 use super::words::{self, Said};
-use super::Config;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,60 +1,17 @@
 //! Validation: every semantic problem of a parsed config, each with its field path.
 
-use std::fmt;
-
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
-use super::{
-    AnalysisConfig, CaptureConfig, CompareConfig, Config, FeedbackConfig, GatesConfig, Hold,
-    Limits, Match, MonitorConfig, RolloutConfig, RouteConfig, ShadowConfig, StickyConfig, Strategy,
+use super::monitor::MonitorConfig;
+use super::path::FieldPath;
+use super::types::{
+    path_under, AnalysisConfig, CaptureConfig, CompareConfig, Config, FeedbackConfig, GatesConfig,
+    Hold, Limits, Match, RolloutConfig, RouteConfig, ShadowConfig, StickyConfig, Strategy,
+    FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
 };
-
-/// One segment of a field path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A field path such as `rollout.steps[1].weight`: where a problem is, found in the file
-/// to give its line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldPath(Vec<Seg>);
-
-impl FieldPath {
-    /// A path of keys from the document's root.
-    pub fn new(keys: &[&str]) -> Self {
-        FieldPath(keys.iter().map(|k| Seg::Key((*k).to_string())).collect())
-    }
-    /// The path one key deeper.
-    pub fn key(mut self, k: &str) -> Self {
-        self.0.push(Seg::Key(k.to_string()));
-        self
-    }
-    /// The path one list index deeper.
-    pub fn index(mut self, i: usize) -> Self {
-        self.0.push(Seg::Index(i));
-        self
-    }
-    pub(crate) fn segs(&self) -> &[Seg] {
-        &self.0
-    }
-}
-
-impl fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Key(k) if i == 0 => f.write_str(k)?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
+use super::units::ByteSize;
 
 /// Collects every problem of `config`.
 pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
@@ -151,7 +108,7 @@ fn shared_capture_paths(config: &Config, found: &mut Found) {
 }
 
 /// Checks a `monitor` block (its reference file is checked by the monitor, which reads
-/// it: see [`Outside`](super::Outside)).
+/// it: see [`Outside`](crate::config::Outside)).
 fn monitor(m: &MonitorConfig, p: FieldPath, found: &mut Found) {
     if let Err(e) = m.validate() {
         found.bad(p, e);
@@ -187,8 +144,8 @@ fn feedback(f: &FeedbackConfig, p: FieldPath, found: &mut Found) {
     }
     if f.max_body.0 == 0 {
         found.bad(p.clone().key("max_body"), "must be more than 0");
-    } else if f.max_body.0 > super::FEEDBACK_MAX_BODY_LIMIT {
-        let most = super::ByteSize(super::FEEDBACK_MAX_BODY_LIMIT);
+    } else if f.max_body.0 > FEEDBACK_MAX_BODY_LIMIT {
+        let most = ByteSize(FEEDBACK_MAX_BODY_LIMIT);
         found.bad(
             p.clone().key("max_body"),
             format!("must be at most {most}: send labels in batches"),
@@ -272,10 +229,10 @@ fn backends(config: &Config, found: &mut Found) {
         if b.timeout.0.is_zero() {
             found.bad(path.clone().key("timeout"), "must be more than 0");
         }
-        if !(1..=super::MAX_CONNECTIONS).contains(&b.max_connections) {
+        if !(1..=MAX_CONNECTIONS).contains(&b.max_connections) {
             found.bad(
                 path.key("max_connections"),
-                format!("must be between 1 and {}", super::MAX_CONNECTIONS),
+                format!("must be between 1 and {}", MAX_CONNECTIONS),
             );
         }
     }
@@ -442,7 +399,7 @@ fn takes_all_of(earlier: &Match, later: &Match) -> bool {
 /// whole segments (as the data plane's matcher does: `/fraud` takes `/fraud` and
 /// `/fraud/x`, not `/fraudulent`), and a trailing `/` changes nothing.
 pub(super) fn prefix_covers(earlier: &str, later: &str) -> bool {
-    super::path_under(later.trim_end_matches('/'), earlier)
+    path_under(later.trim_end_matches('/'), earlier)
 }
 
 /// True when every request for host `later` is for host `earlier`: the same host, and

@@ -1,7 +1,7 @@
 //! User words for what the YAML reader says: serde's and libyaml's messages (`expected
 //! f64`, `did not find expected key`) turned into what a config's author can act on.
 //!
-//! Only text: [`load`](super::load) reads the document and hands over the message, the
+//! Only text: [`load`](crate::config::load) reads the document and hands over the message, the
 //! field it is about and, when known, the value as written.
 
 /// What went wrong reading one field, as serde put it, sorted by what can be done about it.

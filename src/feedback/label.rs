@@ -22,7 +22,6 @@ use serde_json::Value;
 
 use super::pending::Guess;
 use super::score::Verdict;
-use super::Predicted;
 
 /// Labels handed on at a time by [`read_labels`] (and joined per hold of the store's lock).
 pub const CHUNK: usize = 1024;
@@ -484,6 +483,15 @@ impl Truth {
             },
         }
     }
+}
+
+/// What a backend predicted, as the wiring reads it from the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicted {
+    /// A class (its name or id as text): scored by accuracy.
+    Class(String),
+    /// A number: scored by absolute error.
+    Value(f64),
 }
 
 impl Predicted {

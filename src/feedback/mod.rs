@@ -94,8 +94,9 @@ use crate::telemetry::Pairs;
 use early::Early;
 pub use early::{MAX_WAITING, WAIT_MS};
 use label::Truth;
-pub use label::{parse_labels, read_labels, Label, LabelValue, CHUNK};
+pub use label::{parse_labels, read_labels, Label, LabelValue, Predicted, CHUNK};
 use pending::{Flags, Guess, Missing, Pending};
+pub use score::Score;
 use score::{Ring, Tally, Verdict};
 
 /// What a feedback store is configured with: the `feedback:` keys and the window.
@@ -126,15 +127,6 @@ impl Default for Settings {
     }
 }
 
-/// What a backend predicted, as the wiring reads it from the answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Predicted {
-    /// A class (its name or id as text): scored by accuracy.
-    Class(String),
-    /// A number: scored by absolute error.
-    Value(f64),
-}
-
 /// The answer to a feedback post: labels joined to a prediction, those joined to none
 /// (late or unknown), those whose request id was seen on more than one exchange (never
 /// scored), and those waiting a short while for a prediction not remembered yet.
@@ -152,62 +144,6 @@ impl Joined {
         self.unmatched += other.unmatched;
         self.ambiguous += other.ambiguous;
         self.waiting += other.waiting;
-    }
-}
-
-/// Labels' verdicts over a span, for one route and backend.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Score {
-    /// Labels of class predictions.
-    pub classified: u64,
-    /// Of those, labels equal to the predicted class.
-    pub correct: u64,
-    /// Labels of value predictions.
-    pub valued: u64,
-    /// The sum of `|label - predicted|` over those.
-    pub abs_error: f64,
-}
-
-impl Score {
-    /// Counts one label's verdict.
-    fn count(&mut self, verdict: Verdict) {
-        match verdict {
-            Verdict::Correct => {
-                self.classified += 1;
-                self.correct += 1;
-            }
-            Verdict::Wrong => self.classified += 1,
-            Verdict::Off(e) => {
-                self.valued += 1;
-                self.abs_error += e;
-            }
-            Verdict::Unscored => {}
-        }
-    }
-
-    /// What grew from `earlier` to this (never below 0: a store made anew counts from 0).
-    pub fn since(self, earlier: Score) -> Score {
-        Score {
-            classified: self.classified.saturating_sub(earlier.classified),
-            correct: self.correct.saturating_sub(earlier.correct),
-            valued: self.valued.saturating_sub(earlier.valued),
-            abs_error: (self.abs_error - earlier.abs_error).max(0.0),
-        }
-    }
-
-    /// The share of class labels equal to the predicted class; `None` without any.
-    pub fn accuracy(&self) -> Option<f64> {
-        (self.classified > 0).then(|| self.correct as f64 / self.classified as f64)
-    }
-
-    /// The mean absolute error of value predictions; `None` without any labels for them.
-    pub fn mean_absolute_error(&self) -> Option<f64> {
-        (self.valued > 0).then(|| self.abs_error / self.valued as f64)
-    }
-
-    /// How many labels were scored (for a gate's "too few samples").
-    pub fn labels(&self) -> u64 {
-        self.classified + self.valued
     }
 }
 

@@ -4,8 +4,65 @@
 
 use std::time::Duration;
 
-use super::Score;
+use serde::Serialize;
+
 use crate::telemetry::Pairs;
+
+/// Labels' verdicts over a span, for one route and backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// Labels of class predictions.
+    pub classified: u64,
+    /// Of those, labels equal to the predicted class.
+    pub correct: u64,
+    /// Labels of value predictions.
+    pub valued: u64,
+    /// The sum of `|label - predicted|` over those.
+    pub abs_error: f64,
+}
+
+impl Score {
+    /// Counts one label's verdict.
+    pub(super) fn count(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Correct => {
+                self.classified += 1;
+                self.correct += 1;
+            }
+            Verdict::Wrong => self.classified += 1,
+            Verdict::Off(e) => {
+                self.valued += 1;
+                self.abs_error += e;
+            }
+            Verdict::Unscored => {}
+        }
+    }
+
+    /// What grew from `earlier` to this (never below 0: a store made anew counts from 0).
+    pub fn since(self, earlier: Score) -> Score {
+        Score {
+            classified: self.classified.saturating_sub(earlier.classified),
+            correct: self.correct.saturating_sub(earlier.correct),
+            valued: self.valued.saturating_sub(earlier.valued),
+            abs_error: (self.abs_error - earlier.abs_error).max(0.0),
+        }
+    }
+
+    /// The share of class labels equal to the predicted class; `None` without any.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.classified > 0).then(|| self.correct as f64 / self.classified as f64)
+    }
+
+    /// The mean absolute error of value predictions; `None` without any labels for them.
+    pub fn mean_absolute_error(&self) -> Option<f64> {
+        (self.valued > 0).then(|| self.abs_error / self.valued as f64)
+    }
+
+    /// How many labels were scored (for a gate's "too few samples").
+    pub fn labels(&self) -> u64 {
+        self.classified + self.valued
+    }
+}
 
 /// What one matched label says about its prediction.
 #[derive(Debug, Clone, Copy, PartialEq)]

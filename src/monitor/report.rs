@@ -1,11 +1,14 @@
 //! The monitor's figures as the admin API (`GET /api/v1/monitor`), the metrics and the
 //! `output_drift` gate read them.
 
+use super::drift::Window;
 use super::drift::{self, Drift, Layout};
 use super::features::Feature;
+use super::route::{Backend, Monitor, Samples};
+use super::stats::Missing;
 use super::stats::{BackendStats, FeatureStats, OutputStats, Quantiles, TopValue, TOP_SHOWN};
-use super::{Backend, Missing, Monitor, Protocol, Samples, Window};
 use crate::config::FeatureKind as Kind;
+use crate::wire::Protocol;
 use serde::Serialize;
 use tokio::time::Instant;
 

@@ -4,6 +4,7 @@ use super::drift::{self, Bins, Drift, Level, Metric, EPSILON};
 use super::stats::{Sketch, TopK, RELATIVE_ACCURACY, TOP_CAPACITY};
 use super::*;
 use crate::wire::{Answer, Prediction};
+use crate::wire::{Exchange, Payload, Protocol};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::{Duration, Instant};

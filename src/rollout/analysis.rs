@@ -25,6 +25,7 @@ use super::sequential::{self, Counts, Decision, Interval, Outcome, Settings};
 use crate::config::GatesConfig;
 use crate::feedback::Score;
 use crate::observe::DriftWait;
+use crate::telemetry::now_rfc3339;
 use crate::telemetry::window::Summary;
 use crate::telemetry::Pairs;
 
@@ -556,7 +557,7 @@ pub fn judge(gates: &GatesConfig, inputs: &Inputs) -> Analysis {
         results.push(ratio);
     }
     Analysis {
-        at: super::now_rfc3339(),
+        at: now_rfc3339(),
         verdict: Verdict::of(&results, e.enough()),
         gates: results,
         samples: inputs.candidate.requests,

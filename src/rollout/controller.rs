@@ -18,15 +18,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::analysis::{self, GateOutcome, Verdict};
+use super::machine::{since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use super::persist::{self, Entry, Persisted, Restore};
 use super::sequential;
 use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
 use super::step::{Counters, StepKey, StepSums};
-use super::{now_rfc3339, since, NotAllowed, Phase, Plan, Rollout, Trigger};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
 use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
 use crate::store::{self, Revision, SaveError, Store, Write};
+use crate::telemetry::now_rfc3339;
 use crate::telemetry::{metrics, Trip, Tripwire};
 
 /// An operator's control.

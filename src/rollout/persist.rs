@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Event, Phase, Plan, Rollout};
+use super::machine::{Event, Phase, Plan, Rollout};
 use crate::store::Record;
 
 /// One route's record, read on its own: its state, or why it makes no sense (an unknown

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::Analysis;
-use super::Event;
+use super::machine::Event;
 
 /// A published view of the rollout; the controller replaces it after every change.
 #[derive(Debug, Clone, Serialize, Deserialize)]

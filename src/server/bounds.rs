@@ -104,7 +104,7 @@ impl Bounds {
     }
 
     /// Counts in a connection admitted in place of one just told to close
-    /// ([`super::evict`]): even beyond `max_connections`, until that one has closed.
+    /// ([`evict`](crate::server::evict)): even beyond `max_connections`, until that one has closed.
     pub fn admit_in_place(self: &Arc<Self>) -> Permit {
         self.open.fetch_add(1, Ordering::AcqRel);
         Permit(self.clone())

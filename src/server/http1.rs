@@ -20,7 +20,7 @@
 //! A parked connection is closed [`Settings::idle_timeout`] after its last response (or
 //! when parked, if `park_after` is the longer), when the client closes it, or at shutdown.
 //!
-//! An admin connection can also be evicted ([`super::evict`]): when it serves no request
+//! An admin connection can also be evicted ([`evict`](crate::server::evict)): when it serves no request
 //! it closes at once (a request head begun is dropped), else after its current answer.
 
 use std::future::{poll_fn, Future};

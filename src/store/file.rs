@@ -17,14 +17,16 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Write};
+use super::seam::{
+    apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+};
 
 /// The rollout state in one file on disk (`state.path`).
 pub struct FileStore {
     path: PathBuf,
     held: Mutex<Held>,
     /// Never sent on: nobody else writes the file.
-    changes: broadcast::Sender<super::Watched>,
+    changes: broadcast::Sender<Watched>,
 }
 
 /// The records as last read or written, and the last revision given out.
@@ -101,7 +103,7 @@ impl FileStore {
                 Some(data) => check(&w.route, data).map_err(SaveError::Failed),
                 None => Ok(()),
             };
-            answers.push(checked.and_then(|()| super::apply(&mut records, &mut last, w)));
+            answers.push(checked.and_then(|()| apply(&mut records, &mut last, w)));
         }
         if !answers.iter().any(Result::is_ok) {
             return answers;

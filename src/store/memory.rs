@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
-use super::{
-    Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+use super::seam::{
+    apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
     WATCH_BACKLOG,
 };
 
@@ -89,10 +89,7 @@ impl MemoryStore {
             return writes.iter().map(|_| Err(failed.clone())).collect();
         }
         let Held { records, last, .. } = &mut *held;
-        let answers: Vec<_> = writes
-            .iter()
-            .map(|w| super::apply(records, last, w))
-            .collect();
+        let answers: Vec<_> = writes.iter().map(|w| apply(records, last, w)).collect();
         for (w, answer) in writes.into_iter().zip(&answers) {
             let Ok(revision) = *answer else { continue };
             let change = match w.data {

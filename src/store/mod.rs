@@ -7,177 +7,20 @@
 //!
 //! - [`FileStore`]: one file on disk, owned by one replica (`state.path`).
 //! - [`MemoryStore`]: kept in memory, shared by its handles; what tests run on.
-//!
-//! The trait's methods return boxed futures, not `async fn`: a trait with `async fn` is
-//! not dyn-compatible, and the controller holds its store as `Arc<dyn Store>`.
 
 pub mod file;
 pub mod memory;
+mod seam;
 
 use std::sync::Arc;
-
-use futures_util::future::BoxFuture;
-use tokio::sync::broadcast;
 
 use crate::config::StateConfig;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
-
-/// The store's revision of one record: it changes with every write of that record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Revision(pub u64);
-
-/// One route's record as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub route: String,
-    /// The store's revision of this record: what a save compares against.
-    pub revision: Revision,
-    /// The record's JSON, opaque to the store.
-    pub data: Vec<u8>,
-}
-
-/// Everything a store holds, as read at start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Loaded {
-    /// Every route's record that could be read.
-    pub records: Vec<Record>,
-    /// What could not be read, each with why.
-    pub unreadable: Vec<Unreadable>,
-}
-
-/// Something a store holds that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable {
-    /// The route whose record it is; `None` when it is the whole store (a file that is not
-    /// a state file at all), which leaves every route in doubt.
-    pub route: Option<String>,
-    pub why: String,
-}
-
-/// A write of one route's record, by compare-and-swap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Write {
-    pub route: String,
-    /// The revision the writer last knew; `None`: the route had no record.
-    pub expected: Option<Revision>,
-    /// The new record's JSON; `None` removes the route's record.
-    pub data: Option<Vec<u8>>,
-}
-
-/// Why a write did not happen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SaveError {
-    /// Someone else wrote the route first: its record as it is now (`None`: removed).
-    #[error("the route's record changed since it was read (now at {})", describe_current(.current))]
-    Conflict { current: Option<Record> },
-    /// The store could not be written: why.
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn describe_current(current: &Option<Record>) -> String {
-    match current {
-        Some(r) => format!("revision {}", r.revision.0),
-        None => "no record".to_string(),
-    }
-}
-
-/// What a watch sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Watched {
-    /// A route's record was written (by anyone, this writer included).
-    Changed(Record),
-    /// A route's record was removed.
-    Removed { route: String, revision: Revision },
-    /// The watch lost its place (it fell behind, or the store forgot old changes): what
-    /// was missed is only known by loading again.
-    Lost,
-}
-
-/// A stream of changes to a store's records.
-pub struct Watch(broadcast::Receiver<Watched>);
-
-impl Watch {
-    /// A watch on the changes sent to `rx`.
-    pub fn new(rx: broadcast::Receiver<Watched>) -> Watch {
-        Watch(rx)
-    }
-
-    /// The next change; `None` once the store is gone.
-    pub async fn next(&mut self) -> Option<Watched> {
-        match self.0.recv().await {
-            Ok(w) => Some(w),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Watched::Lost),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    }
-}
-
-/// Where unreadable records went, or why they could not be put there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Aside {
-    /// Where they are kept (`PATH.corrupt` for a file).
-    pub to: String,
-    /// Why they could not be kept there; `None` when they were.
-    pub failed: Option<String>,
-}
-
-/// How many changes a watch may fall behind before it loses its place.
-pub(crate) const WATCH_BACKLOG: usize = 256;
-
-/// Where rollout state lives: load, save by compare-and-swap, watch, put aside.
-pub trait Store: Send + Sync {
-    /// Where the state lives, as the status shows it (`state.path`) and events name it.
-    fn describe(&self) -> String;
-
-    /// Every route's record with its revision, and what could not be read.
-    fn load(&self) -> BoxFuture<'_, Loaded>;
-
-    /// Writes each of `writes` if its route's record is still at its expected revision;
-    /// each is answered on its own, in order: the new revision, or why not.
-    fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>>;
-
-    /// The changes to the store's records from now on (a store only one replica writes
-    /// may never yield one).
-    fn watch(&self) -> Watch;
-
-    /// Moves the records of `routes` (which cannot be read or make no sense) where they
-    /// cannot be overwritten, so what went wrong can be seen; the store no longer holds
-    /// them once they are kept there.
-    fn put_aside(&self, routes: Vec<String>) -> BoxFuture<'_, Aside>;
-}
-
-/// Applies one write to `records` if its expected revision is the record's, giving the
-/// record the next revision after `last`: the compare-and-swap both local stores share.
-fn apply(records: &mut Vec<Record>, last: &mut u64, w: &Write) -> Result<Revision, SaveError> {
-    let at = records.iter().position(|r| r.route == w.route);
-    if at.map(|i| records[i].revision) != w.expected {
-        let current = at.map(|i| records[i].clone());
-        return Err(SaveError::Conflict { current });
-    }
-    *last += 1;
-    let revision = Revision(*last);
-    match (&w.data, at) {
-        (None, Some(i)) => {
-            records.remove(i);
-        }
-        (None, None) => {}
-        (Some(data), at) => {
-            let record = Record {
-                route: w.route.clone(),
-                revision,
-                data: data.clone(),
-            };
-            match at {
-                Some(i) => records[i] = record,
-                None => records.push(record),
-            }
-        }
-    }
-    Ok(revision)
-}
+pub use seam::{
+    Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+};
 
 /// The store `state` names: the file at `state.path`; `None` (nothing persisted) without one.
 pub fn open(state: &StateConfig) -> Option<Arc<dyn Store>> {

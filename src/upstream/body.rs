@@ -7,7 +7,7 @@
 //! backend.
 //!
 //! A backend may answer before it has read the whole body (a gateway refusing a request
-//! early does); its connection is then closed, not reused (see [`super::pool`]), and the
+//! early does); its connection is then closed, not reused (see [`pool`](crate::upstream::pool)), and the
 //! body with it. A client body dropped before its end that way is read on and thrown
 //! away in a task of its own, up to what it may still bring (`limits.max_body`) and by
 //! its deadline: the client, which may still be sending it and read nothing before it

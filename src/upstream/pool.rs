@@ -117,7 +117,7 @@ pub struct Pool {
 }
 
 /// The backend's latency for an answer of a timed pool: from the request written to the
-/// answer's first bytes received, as the kernel saw them ([`timed`](super::timed)).
+/// answer's first bytes received, as the kernel saw them ([`timed`](crate::upstream::timed)).
 /// Its answer's body carries it ([`PooledBody::latency`]), absent when it could not be
 /// measured cleanly (kept there rather than in the answer's extensions, which would
 /// allocate a map for every answer).

@@ -40,8 +40,15 @@
 //! believed, and the data is read by its nesting. A tensor's rows are at
 //! most as many as its values, so a declared shape never sizes an allocation.
 
-use super::{json, tensor, v1, v2, Protocol};
+use super::protocol::Protocol;
+use super::{json, tensor, v1, v2};
 use serde_json::Value;
+
+/// The largest request or answer body read into these forms: a body declared larger is
+/// not observed, and a copy that grows past it is given up (the exchange counts as
+/// unparseable). Large tensors (an image's pixels) are no features to watch, and
+/// parsing them would cost more than the request.
+pub const MAX_BODY: usize = 1 << 20;
 
 /// Rows (predictions) one answer gives at most; further rows are counted in
 /// [`Payload::over_cap`], not kept. With 40 bytes a row and labels no longer than the

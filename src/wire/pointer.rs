@@ -58,7 +58,7 @@ pub(crate) fn check(what: &str, list: &[String], errors: &mut Vec<String>) {
     }
 }
 
-/// Compiles the pointers leniently: entries that do not parse (only possible when [`super::Rules::new`] was bypassed) are dropped.
+/// Compiles the pointers leniently: entries that do not parse (only possible when `compare::Rules::new` was bypassed) are dropped.
 pub(crate) fn compile(list: &[String]) -> Vec<Pattern> {
     list.iter().filter_map(|s| Pattern::parse(s).ok()).collect()
 }
