@@ -24,6 +24,7 @@ mod dashboard;
 mod demo;
 mod deploy;
 mod docs_examples;
+mod layers;
 mod limits;
 mod memory;
 mod monitoring;
