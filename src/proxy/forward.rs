@@ -1,4 +1,4 @@
-//! The forward and observe phases: the request goes to its backend within the backend's
+//! The forward and record phases: the request goes to its backend within the backend's
 //! timeout, the outcome is recorded, and a failed candidate request is sent once more to
 //! the stable when `fallback_to_stable` is on.
 //!
@@ -65,13 +65,13 @@ pub async fn fall_back(
         .send_live(retry.head, UpstreamBody::buffered(retry.body))
         .await;
     let judged = stable.judges(client, again);
-    if observe(snap, &stable, (false, judged), again, &result) {
+    if record(snap, &stable, (false, judged), again, &result) {
         log_failure(&stable, &result, request_id);
     }
     (source(snap, stable, false, judged), result)
 }
 
-/// Writes a failure of `backend` (one that [`observe`] counted) to the log, unless
+/// Writes a failure of `backend` (one that [`record`] counted) to the log, unless
 /// another of its kind was written less than a second ago.
 pub fn log_failure(
     backend: &Backend,
@@ -104,7 +104,7 @@ pub fn log_failure(
 /// `started` (a timeout's is the backend's timeout).
 ///
 /// [`BackendLatency`]: crate::upstream::pool::BackendLatency
-pub fn observe(
+pub fn record(
     snap: &Route,
     backend: &Backend,
     (is_candidate, judged): (bool, bool),

@@ -20,7 +20,7 @@
 //!    answer goes to them, with the mirror's answer when mirrored.
 //! 6. **[`forward`]**: send upstream on a pooled connection within the backend's timeout;
 //!    a failed candidate request is retried once on stable when `fallback_to_stable`.
-//! 7. **observe** (in [`forward`]): the outcome goes to the backend's window, metrics and
+//! 7. **record** (in [`forward`]): the outcome goes to the backend's window, metrics and
 //!    the fast-rollback tripwire.
 //! 8. **[`respond`]**: stream the answer back with `x-switchyard-variant` and
 //!    `x-switchyard-route`, teeing it for the comparison when mirrored or sampled.
@@ -200,13 +200,13 @@ impl Proxy {
         };
         let tap = shadow::live::take(&live, Copies { mirrored, sample });
 
-        // 6. forward, 7. observe (+ fallback); `sample_ratio` counts what the split sent
+        // 6. forward, 7. record (+ fallback); `sample_ratio` counts what the split sent
         if !forced {
             backend.count_served();
         }
         let result = backend.upstream.send_live(head, body).await;
         let live = (is_candidate, judged);
-        let failed = forward::observe(route, &backend, live, started, &result);
+        let failed = forward::record(route, &backend, live, started, &result);
         if failed {
             forward::log_failure(&backend, &result, &request_id);
         }
