@@ -167,7 +167,9 @@ fn binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
 
 /// A lognormal draw in ms with median `median_ms` and log-spread `sigma`.
 fn lognormal(rng: &mut StdRng, median_ms: f64, sigma: f64) -> f64 {
-    LogNormal::new(median_ms.ln(), sigma).expect("a spread").sample(rng)
+    LogNormal::new(median_ms.ln(), sigma)
+        .expect("a spread")
+        .sample(rng)
 }
 
 // === the judges ===

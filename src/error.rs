@@ -10,10 +10,10 @@
 use std::error::Error;
 
 /// A boxed error that can cross tasks: what bodies, connections and services fail with.
-pub type BoxError = Box<dyn Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
 
 /// The innermost cause of an error: the one that says what really happened.
-pub fn root_cause<'a>(mut e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
+pub(crate) fn root_cause<'a>(mut e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'static) {
     while let Some(s) = e.source() {
         e = s;
     }
@@ -21,12 +21,12 @@ pub fn root_cause<'a>(mut e: &'a (dyn Error + 'static)) -> &'a (dyn Error + 'sta
 }
 
 /// Whether any error in the chain of `e` is a `T` (linkerd's `is_caused_by`).
-pub fn is_caused_by<T: Error + 'static>(e: &(dyn Error + 'static)) -> bool {
+pub(crate) fn is_caused_by<T: Error + 'static>(e: &(dyn Error + 'static)) -> bool {
     is_caused_by_where::<T>(e, |_| true)
 }
 
 /// Whether any error in the chain of `e` is a `T` for which `pred` holds.
-pub fn is_caused_by_where<T: Error + 'static>(
+pub(crate) fn is_caused_by_where<T: Error + 'static>(
     e: &(dyn Error + 'static),
     pred: impl Fn(&T) -> bool,
 ) -> bool {

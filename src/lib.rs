@@ -4,23 +4,24 @@
 //! blue-green switch, automatic analysis and atomic rollback, in one reverse proxy.
 //! See `README.md` for the tour and `../shared/SPEC.md` for the contract.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod admin;
 pub mod app;
-pub mod capture;
+mod capture;
 pub mod compare;
 pub mod config;
 pub mod demo;
-pub mod error;
+mod error;
 pub mod feedback;
 pub mod monitor;
-pub mod observe;
+mod observe;
 pub mod proxy;
 pub mod rollout;
-pub mod server;
-pub mod shadow;
+mod server;
+mod shadow;
 pub mod snapshot;
-pub mod store;
+mod store;
 pub mod telemetry;
-pub mod upstream;
+mod upstream;
 pub mod wire;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The wiring keeps one per route (across reloads, so the counters never go back) and
 /// hands it to [`Capture::route`](crate::capture::Capture::route).
 #[derive(Debug, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub(super) written: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) error: AtomicU64,
@@ -26,7 +26,7 @@ pub struct CountsSnapshot {
 
 impl Counts {
     /// Reads the three counters.
-    pub fn snapshot(&self) -> CountsSnapshot {
+    pub(crate) fn snapshot(&self) -> CountsSnapshot {
         CountsSnapshot {
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),

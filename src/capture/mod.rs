@@ -26,7 +26,7 @@
 //!
 //! The queue holds at most [`Settings::queue`] records (default 1 024) and at most
 //! [`Settings::queue_bytes`] of body bytes (default 16 MiB, counted from the bodies'
-//! sizes plus [`RECORD_OVERHEAD`] per record); the writer holds one record and its
+//! sizes plus [`RECORD_OVERHEAD`](record::RECORD_OVERHEAD) per record); the writer holds one record and its
 //! rendered line at a time.
 //!
 //! # Example
@@ -62,9 +62,11 @@ mod files;
 mod record;
 mod writer;
 
-pub use counts::{Counts, CountsSnapshot};
+pub(crate) use counts::{Counts, CountsSnapshot};
 use record::Queued;
-pub use record::{Body, Record, Shadow, RECORD_OVERHEAD};
+#[cfg(test)]
+use record::RECORD_OVERHEAD;
+pub(crate) use record::{Body, Record, Shadow};
 use writer::Msg;
 
 #[cfg(test)]
@@ -79,7 +81,7 @@ use crate::wire::pointer::{self, Pattern};
 
 /// What a capture log is configured with: the `capture:` keys, plus the queue's bounds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The directory the files are written in (created when missing).
     pub path: PathBuf,
     /// JSON pointers (`*` matches any key or index) whose values are replaced by
@@ -98,16 +100,16 @@ pub struct Settings {
 }
 
 /// Default [`Settings::max_file`]: 64 MiB.
-pub const DEFAULT_MAX_FILE: u64 = 64 << 20;
+pub(crate) const DEFAULT_MAX_FILE: u64 = 64 << 20;
 /// Default [`Settings::keep`].
-pub const DEFAULT_KEEP: usize = 10;
+pub(crate) const DEFAULT_KEEP: usize = 10;
 /// Default [`Settings::queue`].
-pub const DEFAULT_QUEUE: usize = 1024;
+pub(crate) const DEFAULT_QUEUE: usize = 1024;
 /// Default [`Settings::queue_bytes`]: 16 MiB.
-pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+pub(crate) const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
 impl Settings {
     /// Settings for a log in `path` with the defaults: nothing redacted, 64 MiB files, 10 kept.
-    pub fn new(path: impl Into<PathBuf>) -> Settings {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Settings {
         Settings {
             path: path.into(),
             redact: Vec::new(),
@@ -120,7 +122,7 @@ impl Settings {
 
     /// Checks the redact pointers, one message per bad entry (`redact[i]: ...`), for the
     /// config's validation.
-    pub fn check(&self) -> Result<(), Vec<String>> {
+    pub(crate) fn check(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         pointer::check("redact", &self.redact, &mut errors);
         if errors.is_empty() {
@@ -133,7 +135,7 @@ impl Settings {
 
 /// A capture log: the queue into its writer thread. Dropping it (and every
 /// [`RouteCapture`]) lets the writer finish what is queued and end.
-pub struct Capture {
+pub(crate) struct Capture {
     queue: Queue,
 }
 
@@ -150,7 +152,7 @@ struct Queue {
 /// what the pointer was meant to hide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("capture redact pointers: {}", .0.join("; "))]
-pub struct InvalidRedact(pub Vec<String>);
+pub(crate) struct InvalidRedact(pub Vec<String>);
 
 impl Capture {
     /// Starts a log: compiles the redact pointers and starts the writer thread.
@@ -158,7 +160,7 @@ impl Capture {
     /// The directory is created (and checked) by the writer, so a bad path never fails
     /// here: its records are counted as errors. If the thread cannot be started, the
     /// failure is logged and every record is counted as dropped.
-    pub fn start(settings: Settings) -> Result<Capture, InvalidRedact> {
+    pub(crate) fn start(settings: Settings) -> Result<Capture, InvalidRedact> {
         let (capture, writer) = Capture::unstarted(settings)?;
         writer::spawn(writer);
         Ok(capture)
@@ -181,7 +183,7 @@ impl Capture {
     }
 
     /// The sender for one route, counting into `counts`.
-    pub fn route(&self, name: impl Into<Arc<str>>, counts: Arc<Counts>) -> RouteCapture {
+    pub(crate) fn route(&self, name: impl Into<Arc<str>>, counts: Arc<Counts>) -> RouteCapture {
         RouteCapture {
             queue: self.queue.clone(),
             route: name.into(),
@@ -190,9 +192,9 @@ impl Capture {
     }
 
     /// Waits until every record queued before this call is written (or counted as an
-    /// error); for a graceful shutdown and for tests. Blocks the calling thread: not for
-    /// a runtime worker.
-    pub fn flush(&self) {
+    /// error), for tests. Blocks the calling thread: not for a runtime worker.
+    #[cfg(test)]
+    pub(crate) fn flush(&self) {
         let (tx, rx) = mpsc::channel();
         if self.queue.tx.send(Msg::Flush(tx)).is_ok() {
             let _ = rx.recv();

@@ -14,7 +14,7 @@ use crate::wire::json;
 use crate::wire::pointer::{self, Pattern};
 
 /// What one queued record is counted for in [`Settings::queue_bytes`](crate::capture::Settings::queue_bytes) besides its bodies.
-pub const RECORD_OVERHEAD: usize = 256;
+pub(crate) const RECORD_OVERHEAD: usize = 256;
 
 /// One exchange to record, as the observer has it once the answer has gone to the client.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use crate::wire::pointer::Pattern;
 pub(super) enum Msg {
     Record(Box<Queued>),
     /// Answered once everything queued before it is done.
-    Flush(mpsc::Sender<()>),
+    #[cfg(test)]
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// After a failed create or write, the disk is left alone this long; records that come
@@ -82,6 +83,7 @@ impl Writer {
         while let Ok(msg) = self.rx.recv() {
             match msg {
                 Msg::Record(q) => self.write(&q),
+                #[cfg(test)]
                 Msg::Flush(done) => {
                     let _ = done.send(());
                 }

@@ -120,13 +120,13 @@ const MAX_READING_PROBLEMS: usize = 50;
 const MAX_REREAD_BYTES: usize = 8 << 20;
 
 /// The largest config file read. A real config is a few KiB.
-pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+pub(super) const MAX_CONFIG_BYTES: usize = 1 << 20;
 /// The deepest nesting of mappings and sequences accepted. A real config nests 5 deep.
-pub const MAX_NESTING: usize = 32;
+pub(super) const MAX_NESTING: usize = 32;
 /// At most this many bytes of scalar values, aliases expanded.
-pub const MAX_EXPANDED_BYTES: usize = 4 << 20;
+pub(super) const MAX_EXPANDED_BYTES: usize = 4 << 20;
 /// At most this many nodes (scalars, mappings, sequences), aliases expanded.
-pub const MAX_EXPANDED_NODES: usize = 100_000;
+pub(super) const MAX_EXPANDED_NODES: usize = 100_000;
 
 /// A problem with the whole document.
 fn document_problem(message: String) -> Problems {

@@ -41,7 +41,7 @@ use crate::monitor::Monitor;
 use crate::telemetry::Pairs;
 use crate::wire::{Answer, Exchange, Payload};
 
-pub use crate::wire::MAX_BODY;
+pub(crate) use crate::wire::MAX_BODY;
 
 /// The request id whose observation panics, in unit tests (the observer thread's panic
 /// handling is tested with it).
@@ -74,7 +74,7 @@ pub struct Observers {
 }
 
 /// A route's monitor, kept across reloads while its settings and its stable model hold.
-pub struct Watch {
+pub(crate) struct Watch {
     settings: MonitorConfig,
     stable: Box<str>,
     /// The stable backend's URL: with its name, the stable model the reference is of.
@@ -393,7 +393,7 @@ impl Watch {
 /// What outlives one config: capture logs by directory, the feedback store, and per route
 /// its monitor and counters (see the module docs).
 #[derive(Default)]
-pub struct Hub {
+pub(crate) struct Hub {
     captures: HashMap<PathBuf, (CaptureConfig, Arc<Capture>)>,
     feedback: Option<(feedback::Settings, Arc<Feedback>)>,
     routes: HashMap<String, Kept>,
@@ -410,7 +410,7 @@ struct Kept {
 impl Hub {
     /// The hub of `config`, reusing from `previous` every log, store and monitor whose
     /// settings did not change.
-    pub fn new(config: &Config, previous: Option<&Hub>) -> Hub {
+    pub(crate) fn new(config: &Config, previous: Option<&Hub>) -> Hub {
         let routes = config.routes();
         let mut hub = Hub {
             captures: HashMap::new(),
@@ -455,7 +455,7 @@ impl Hub {
     }
 
     /// The observers of one route of this hub's config; `None` when nothing observes it.
-    pub fn observers(&self, route: &config::Route) -> Option<Arc<Observers>> {
+    pub(crate) fn observers(&self, route: &config::Route) -> Option<Arc<Observers>> {
         let kept = self.routes.get(&route.name)?;
         let name: Arc<str> = route.name.as_str().into();
         let capture = route.capture.as_ref().and_then(|c| {
@@ -493,7 +493,7 @@ impl Hub {
     }
 
     /// The feedback store, when any route takes labels.
-    pub fn feedback(&self) -> Option<&Arc<Feedback>> {
+    pub(crate) fn feedback(&self) -> Option<&Arc<Feedback>> {
         self.feedback.as_ref().map(|(_, f)| f)
     }
 }
@@ -582,7 +582,7 @@ fn same_reference_basis(was: &MonitorConfig, now: &MonitorConfig) -> bool {
 /// A route's `monitor` settings with its drift window fixed by the analysis (the
 /// analysis window, slid in sixths, and the analysis' fewest samples) and the route's
 /// `redact` pointers (the capture's and the comparison's), whose values it never shows.
-pub fn monitor_settings(route: &config::Route) -> MonitorConfig {
+pub(crate) fn monitor_settings(route: &config::Route) -> MonitorConfig {
     let mut s = route.monitor.clone();
     s.redact = route
         .capture

@@ -16,22 +16,22 @@ use crate::config::Limits;
 /// far more than scrapers, dashboards and the CLI use, few enough that a client
 /// flooding the admin port holds little. A full admin listener closes its idlest
 /// connection to admit a new one (`server::evict`), so for a moment one more is open.
-pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+pub(super) const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// How long an admin keep-alive connection may wait for its next request: longer than
 /// the dashboard's 2 s poll, short enough that idle connections do not pile up.
-pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many requests one HTTP/2 admin connection carries at once: the CLI and the
 /// dashboard send a few; more only multiplies what one connection can make the admin do.
-pub const ADMIN_MAX_STREAMS: u32 = 16;
+pub(super) const ADMIN_MAX_STREAMS: u32 = 16;
 
 /// How long shutdown waits for admin calls.
-pub const ADMIN_DRAIN: Duration = Duration::from_secs(2);
+pub(super) const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
 /// The limits of one listener, as the config in force says.
 #[derive(Debug)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Connections open now, each held by a [`Permit`].
     open: AtomicUsize,
     max_connections: AtomicUsize,
@@ -46,7 +46,7 @@ pub struct Bounds {
 
 /// One connection counted against its listener's `max_connections`, until dropped.
 #[derive(Debug)]
-pub struct Permit(Arc<Bounds>);
+pub(crate) struct Permit(Arc<Bounds>);
 
 impl Drop for Permit {
     fn drop(&mut self) {
@@ -60,7 +60,7 @@ fn nanos(d: Duration) -> u64 {
 
 impl Bounds {
     /// The data plane's bounds: all three from `limits`.
-    pub fn data(limits: &Limits) -> Arc<Self> {
+    pub(crate) fn data(limits: &Limits) -> Arc<Self> {
         Arc::new(Bounds {
             open: AtomicUsize::new(0),
             max_connections: AtomicUsize::new(limits.max_connections),
@@ -72,7 +72,7 @@ impl Bounds {
 
     /// The admin listener's bounds: [`ADMIN_MAX_CONNECTIONS`], [`ADMIN_DRAIN`], and the
     /// send timeout of `limits`.
-    pub fn admin(limits: &Limits) -> Arc<Self> {
+    pub(crate) fn admin(limits: &Limits) -> Arc<Self> {
         Arc::new(Bounds {
             open: AtomicUsize::new(0),
             max_connections: AtomicUsize::new(ADMIN_MAX_CONNECTIONS),
@@ -84,7 +84,7 @@ impl Bounds {
 
     /// Takes the limits of a config just applied. Connections already open stay open,
     /// even beyond a lower `max_connections`, and keep the send timeout they started with.
-    pub fn reload(&self, limits: &Limits) {
+    pub(crate) fn reload(&self, limits: &Limits) {
         self.send_timeout
             .store(nanos(limits.send_timeout.0), Ordering::Relaxed);
         if self.follows_config {
@@ -96,7 +96,7 @@ impl Bounds {
     }
 
     /// Counts a new connection in, or `None` when `max_connections` are open already.
-    pub fn admit(self: &Arc<Self>) -> Option<Permit> {
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<Permit> {
         let max = self.max_connections.load(Ordering::Relaxed);
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         let permit = Permit(self.clone());
@@ -105,18 +105,18 @@ impl Bounds {
 
     /// Counts in a connection admitted in place of one just told to close
     /// ([`evict`](crate::server::evict)): even beyond `max_connections`, until that one has closed.
-    pub fn admit_in_place(self: &Arc<Self>) -> Permit {
+    pub(crate) fn admit_in_place(self: &Arc<Self>) -> Permit {
         self.open.fetch_add(1, Ordering::AcqRel);
         Permit(self.clone())
     }
 
     /// How long a client may take no answer bytes.
-    pub fn send_timeout(&self) -> Duration {
+    pub(crate) fn send_timeout(&self) -> Duration {
         Duration::from_nanos(self.send_timeout.load(Ordering::Relaxed))
     }
 
     /// How long shutdown waits for in-flight requests.
-    pub fn drain_timeout(&self) -> Duration {
+    pub(crate) fn drain_timeout(&self) -> Duration {
         Duration::from_nanos(self.drain_timeout.load(Ordering::Relaxed))
     }
 

@@ -20,7 +20,7 @@ use tokio::time::Sleep;
 
 /// The error a [`FirstBytes`] read fails with (inside an [`io::ErrorKind::TimedOut`]).
 #[derive(Debug)]
-pub struct NoRequest;
+pub(super) struct NoRequest;
 
 impl std::fmt::Display for NoRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,17 +32,17 @@ impl std::error::Error for NoRequest {}
 
 /// Whether `e` is a [`FirstBytes`] deadline, not another timeout (a kernel `ETIMEDOUT`
 /// from a peer that vanished is a `TimedOut` too).
-pub fn is_no_request(e: &io::Error) -> bool {
+pub(super) fn is_no_request(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<NoRequest>())
 }
 
 /// What an HTTP/2 client with prior knowledge sends first.
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// An I/O stream whose reads fail with [`io::ErrorKind::TimedOut`] when its protocol is
 /// not known within the deadline.
 #[derive(Debug)]
-pub struct FirstBytes<T> {
+pub(super) struct FirstBytes<T> {
     inner: T,
     /// Running until the protocol is known.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -52,7 +52,7 @@ pub struct FirstBytes<T> {
 
 impl<T> FirstBytes<T> {
     /// `inner`, whose first bytes must arrive within `timeout`.
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(super) fn new(inner: T, timeout: Duration) -> Self {
         FirstBytes {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),

@@ -49,11 +49,11 @@ use crate::error::BoxError;
 /// [`Settings::new`]). Short, so that a burst of new clients that then idle does not
 /// hold their buffers long; long enough that a client pausing between requests rarely
 /// pays the few microseconds of a new hyper connection.
-pub const PARK_AFTER: Duration = Duration::from_millis(250);
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// How HTTP/1 connections are served.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(super) struct Settings {
     /// hyper's HTTP/1 settings, header timeout included.
     pub builder: http1::Builder,
     /// Quiet this long after a response → parked.
@@ -65,7 +65,7 @@ pub struct Settings {
 impl Settings {
     /// Heads must arrive within `header_timeout`; keep-alive connections idle longer than
     /// `idle_timeout` are closed.
-    pub fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub(super) fn new(header_timeout: Duration, idle_timeout: Duration) -> Self {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -86,7 +86,7 @@ impl Settings {
 
 /// How a connection ended.
 #[derive(Debug)]
-pub enum Ended {
+pub(super) enum Ended {
     /// The client closed it, asked for it to close, or it was closed at shutdown.
     Closed,
     /// Parked and idle for `idle_timeout`.
@@ -99,7 +99,7 @@ pub enum Ended {
 
 /// What [`serve`] reports when the connection is gone.
 #[derive(Debug)]
-pub struct Served {
+pub(super) struct Served {
     pub ended: Ended,
     /// hyper connections made on the socket: 1, plus one per wake-up from parking or
     /// replay of a head begun before it.
@@ -110,7 +110,7 @@ pub struct Served {
 /// past `idle_timeout`, `shutdown` turns true (in-flight requests finish first), or it is
 /// evicted through `slot` (admin connections only).
 /// `stream` must have bytes to read (the caller waited for the first ones).
-pub async fn serve<T, S, B>(
+pub(super) async fn serve<T, S, B>(
     stream: T,
     service: S,
     settings: &Settings,
@@ -309,7 +309,7 @@ impl Keepalive<'_> {
 }
 
 /// A client stream whose next bytes can be awaited without taking them.
-pub trait Peek: AsyncRead + AsyncWrite + Unpin {
+pub(super) trait Peek: AsyncRead + AsyncWrite + Unpin {
     /// Waits until there are bytes to read (`true`) or the peer has closed (`false`).
     fn wait_for_bytes(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
 }
@@ -322,7 +322,7 @@ impl Peek for tokio::net::TcpStream {
 }
 
 /// Returns once `shutdown` is (or has been) signalled, or its sender is gone.
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 

@@ -36,7 +36,7 @@ use super::http1::Peek;
 
 /// The error a [`SendDeadline`] write fails with (inside an [`io::ErrorKind::TimedOut`]).
 #[derive(Debug)]
-pub struct SendTimedOut;
+pub(super) struct SendTimedOut;
 
 impl std::fmt::Display for SendTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,7 +47,7 @@ impl std::fmt::Display for SendTimedOut {
 impl std::error::Error for SendTimedOut {}
 
 /// Whether `e` is a [`SendDeadline`]'s timeout, not another one.
-pub fn is_send_timeout(e: &io::Error) -> bool {
+pub(super) fn is_send_timeout(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>())
 }
 
@@ -57,7 +57,7 @@ pub fn is_send_timeout(e: &io::Error) -> bool {
 /// The timer is touched only when a write is pending (the socket's buffer is full): a
 /// client that reads costs nothing.
 #[derive(Debug)]
-pub struct SendDeadline<T> {
+pub(super) struct SendDeadline<T> {
     inner: T,
     timeout: Duration,
     /// Made on the first pending write, then reset for each wait.
@@ -68,7 +68,7 @@ pub struct SendDeadline<T> {
 
 impl<T> SendDeadline<T> {
     /// `inner`, whose writes may stay pending for `timeout` at most.
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(super) fn new(inner: T, timeout: Duration) -> Self {
         SendDeadline {
             inner,
             timeout,
@@ -166,7 +166,7 @@ impl<T: Peek> Peek for SendDeadline<T> {
 
 /// What the answers of one connection tell its stall watch.
 #[derive(Debug)]
-pub struct Pace {
+pub(super) struct Pace {
     /// What `moved` counts from.
     epoch: Instant,
     /// Answers that have handed hyper a frame and not been asked for the next one yet.
@@ -177,7 +177,7 @@ pub struct Pace {
 }
 
 impl Pace {
-    pub fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         Arc::new(Pace {
             epoch: Instant::now(),
             waiting: AtomicU32::new(0),
@@ -196,7 +196,7 @@ impl Pace {
 
     /// Returns once some answer has waited for the client for `timeout` and no answer
     /// has been taken further meanwhile. Wakes once per `timeout` while none waits.
-    pub async fn stalled(&self, timeout: Duration) {
+    pub(super) async fn stalled(&self, timeout: Duration) {
         loop {
             let next = if self.waiting.load(Ordering::Acquire) == 0 {
                 Instant::now() + timeout
@@ -236,13 +236,13 @@ impl Drop for Handed {
 
 /// A connection's service whose answers report to the connection's [`Pace`].
 #[derive(Debug)]
-pub struct Paced<S> {
+pub(super) struct Paced<S> {
     inner: S,
     pace: Arc<Pace>,
 }
 
 impl<S> Paced<S> {
-    pub fn new(inner: S, pace: Arc<Pace>) -> Self {
+    pub(super) fn new(inner: S, pace: Arc<Pace>) -> Self {
         Paced { inner, pace }
     }
 }

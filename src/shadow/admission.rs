@@ -14,14 +14,14 @@ use crate::snapshot::{Backend, Route};
 use crate::telemetry::metrics;
 
 /// A place among the mirrors in flight, held until the copy's exchange ends.
-pub struct Reservation {
+pub(crate) struct Reservation {
     _permit: OwnedSemaphorePermit,
 }
 
 /// Whether a request routed to `backend` is mirrored to the candidate: only stable-served
 /// requests are, while a candidate is configured, a share `mirror_bp` of them.
 #[inline]
-pub fn mirrors(snap: &Route, backend: &Arc<Backend>) -> bool {
+pub(crate) fn mirrors(snap: &Route, backend: &Arc<Backend>) -> bool {
     snap.candidate.is_some()
         && Arc::ptr_eq(backend, &snap.stable)
         && !snap.is_candidate(backend)
@@ -40,13 +40,13 @@ fn drawn(bp: u32) -> bool {
 
 /// Whether a mirrored request also sends a calibration copy to the stable itself (a draw
 /// against `calibrate_bp`).
-pub fn calibrates(snap: &Route) -> bool {
+pub(crate) fn calibrates(snap: &Route) -> bool {
     drawn(snap.calibrate_bp)
 }
 
 /// Whether a mirror could take a place now; counts it dropped when `max_in_flight` are
 /// in flight. Takes nothing: [`reserve`] does, once the body is read.
-pub fn has_room(snap: &Route) -> bool {
+pub(crate) fn has_room(snap: &Route) -> bool {
     let room = snap.shadow_slots.available_permits() > 0;
     if !room {
         metrics::shadow_request(&snap.name, "dropped");
@@ -55,7 +55,7 @@ pub fn has_room(snap: &Route) -> bool {
 }
 
 /// Takes a place for one mirror, or counts it dropped when `max_in_flight` are in flight.
-pub fn reserve(snap: &Route) -> Option<Reservation> {
+pub(crate) fn reserve(snap: &Route) -> Option<Reservation> {
     let place = take_place(snap);
     if place.is_none() {
         metrics::shadow_request(&snap.name, "dropped");
@@ -65,7 +65,7 @@ pub fn reserve(snap: &Route) -> Option<Reservation> {
 
 /// Takes a place for one calibration copy (to the stable itself) from the same
 /// `max_in_flight`; a full semaphore skips calibration for this request (counted).
-pub fn reserve_calibration(snap: &Route) -> Option<Reservation> {
+pub(crate) fn reserve_calibration(snap: &Route) -> Option<Reservation> {
     let place = take_place(snap);
     if place.is_none() {
         metrics::shadow_calibration(&snap.name, "dropped");

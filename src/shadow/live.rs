@@ -22,7 +22,7 @@ use crate::telemetry::share::Client;
 use crate::upstream::Head;
 
 /// A live request as the shadow side takes it, once its body is in hand.
-pub struct Live<'a> {
+pub(crate) struct Live<'a> {
     pub route: &'a Arc<Route>,
     /// The backend the request goes to (a fallback changes it with the answer).
     pub backend: &'a Backend,
@@ -40,13 +40,13 @@ pub struct Live<'a> {
 
 /// What the live path copied of a request for the shadow side: the buffered body when it
 /// mirrors, the observers' copy when the request was drawn for their sample.
-pub struct Copies<'a> {
+pub(crate) struct Copies<'a> {
     pub mirrored: Option<Bytes>,
     pub sample: Option<Sample<'a>>,
 }
 
 /// A request drawn by the route's observers, with its draw and its body's copy.
-pub struct Sample<'a> {
+pub(crate) struct Sample<'a> {
     pub observers: &'a Arc<Observers>,
     /// Its draw ([`Observers::roll`]).
     pub draw: u32,
@@ -56,7 +56,7 @@ pub struct Sample<'a> {
 /// Takes what the shadow side needs of a live request; returns where its answer is to be
 /// teed, if anywhere: to the mirror job (which takes a place among the mirrors in flight,
 /// and a sampled request's observers with it), or to the observers of a sampled request.
-pub fn take(live: &Live<'_>, copies: Copies<'_>) -> Option<Delivery> {
+pub(crate) fn take(live: &Live<'_>, copies: Copies<'_>) -> Option<Delivery> {
     let mut pending = copies.sample.map(|s| pending(live, s));
     copies
         .mirrored

@@ -27,13 +27,13 @@ use crate::telemetry::{self, metrics};
 use crate::upstream::{Failure, Head, Lane, UpstreamBody};
 
 /// Marks a mirrored request, so a model server can tell shadow traffic apart.
-pub static X_SWITCHYARD_SHADOW: HeaderName = HeaderName::from_static("x-switchyard-shadow");
+pub(crate) static X_SWITCHYARD_SHADOW: HeaderName = HeaderName::from_static("x-switchyard-shadow");
 
 /// How long a shadow waits for the live answer to finish streaming before giving up.
 const LIVE_WAIT: Duration = Duration::from_secs(60);
 
 /// One mirrored request: everything the job needs, handed over by the live path.
-pub struct Mirror {
+pub(crate) struct Mirror {
     /// Its place among the mirrors in flight.
     pub place: Reservation,
     /// A place for a calibration copy to the stable itself, when this request is calibrated.
@@ -58,7 +58,7 @@ type Copy = Result<Captured, Failure>;
 impl Mirror {
     /// Starts the job on the shadow runtime; returns where the live answer is to be
     /// delivered, or `None` when the snapshot has no candidate.
-    pub fn spawn(self) -> Option<oneshot::Sender<Captured>> {
+    pub(crate) fn spawn(self) -> Option<oneshot::Sender<Captured>> {
         let candidate = self.route.candidate.clone()?;
         let (tx, live) = oneshot::channel::<Captured>();
         // Boxed once here: spawning moves a task's future several times (into the task

@@ -22,17 +22,15 @@
 //!
 //! Nothing here is awaited by the live path.
 
-pub mod admission;
-pub mod live;
-pub mod mirror;
-pub mod observed;
-pub mod runtime;
-pub mod tap;
+pub(crate) mod admission;
+pub(crate) mod live;
+pub(crate) mod mirror;
+pub(crate) mod observed;
+pub(crate) mod runtime;
+pub(crate) mod tap;
 
-pub use admission::{has_room, mirrors, reserve, reserve_calibration, Reservation};
-pub use live::{Copies, Live, Sample};
-pub use mirror::{Mirror, X_SWITCHYARD_SHADOW};
-pub use observed::Pending;
-pub use observed::{Captured, RequestCopy};
-pub use runtime::{shadow_runtime, LiveRequest};
-pub use tap::{Delivery, Tap};
+pub(crate) use admission::{has_room, mirrors};
+pub(crate) use live::{Copies, Live, Sample};
+pub(crate) use observed::RequestCopy;
+pub(crate) use runtime::LiveRequest;
+pub(crate) use tap::{Delivery, Tap};

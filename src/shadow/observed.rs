@@ -46,18 +46,18 @@ pub struct Captured {
 }
 
 /// Exchanges waiting for the observers at most.
-pub const MAX_QUEUED: usize = 1024;
+pub(crate) const MAX_QUEUED: usize = 1024;
 
 /// Body bytes (request and answer) waiting for the observers at most: 64 MiB.
-pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+pub(crate) const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// The observer thread has had exchanges waiting and finished none for this long: it is
 /// stuck, and `/readyz` says so. Observing one exchange takes milliseconds.
-pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 /// After the first, observer panics are logged at most once in this span (with how many
 /// there were since), so a flood of poisonous requests cannot flood the log.
-pub const LOG_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(60);
 
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -160,12 +160,12 @@ impl Pending {
 /// UTF-8 is `"café"`); bytes that are not UTF-8 (which no JSON string can name) become
 /// U+FFFD, so ids that differ only there are recorded alike, and their labels are then
 /// ambiguous, never scored against the wrong answer.
-pub fn id_text(id: &HeaderValue) -> std::borrow::Cow<'_, str> {
+pub(crate) fn id_text(id: &HeaderValue) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(id.as_bytes())
 }
 
 /// An answer as the observers read it.
-pub fn answered(c: &Captured) -> Answered<'_> {
+pub(crate) fn answered(c: &Captured) -> Answered<'_> {
     Answered {
         status: c.status,
         body: &c.body,
@@ -176,7 +176,7 @@ pub fn answered(c: &Captured) -> Answered<'_> {
 /// Queues an exchange whose answer has ended for its observers (with the mirror's answer
 /// when it was mirrored: its backend, and the answer if one came), or drops and counts it
 /// when the queue is full.
-pub fn submit(
+pub(crate) fn submit(
     pending: Box<Pending>,
     answer: Captured,
     shadow: Option<(Arc<str>, Option<Captured>)>,
@@ -218,7 +218,7 @@ pub fn submit(
 
 /// Whether the observers can take exchanges: `Err` says why not (the thread ended, could
 /// not start, or is stuck). What `/readyz` reads.
-pub fn health() -> Result<(), String> {
+pub(crate) fn health() -> Result<(), String> {
     verdict(
         THREAD.load(Ordering::Acquire),
         WAITING.load(Ordering::Acquire),
@@ -251,7 +251,7 @@ fn verdict(state: u8, waiting: usize, progress: u64, now: u64) -> Result<(), Str
 
 /// Panics caught while observing an exchange since the start
 /// (`switchyard_observer_panics_total`).
-pub fn panics() -> u64 {
+pub(crate) fn panics() -> u64 {
     PANICS.load(Ordering::Relaxed)
 }
 

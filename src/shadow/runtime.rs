@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 /// Runs one mirror's whole work on the shadow runtime (deferred until the live side is
 /// quiet), or on the caller's runtime when the shadow thread could not be started.
-pub fn submit(job: Job) {
+pub(crate) fn submit(job: Job) {
     match shadow_runtime() {
         Some(_) => DEFERRED.submit(job),
         None => drop(tokio::spawn(job)),
@@ -24,7 +24,7 @@ pub fn submit(job: Job) {
 }
 
 /// A mirror's whole work, boxed once.
-pub type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The longest a batch of mirrors waits for the live side to go quiet.
 const MAX_DEFER: Duration = Duration::from_millis(10);
@@ -122,10 +122,10 @@ impl Deferred {
 }
 
 /// Marks one live request in flight while mirroring is on, until dropped.
-pub struct LiveRequest(());
+pub(crate) struct LiveRequest(());
 
 impl LiveRequest {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         DEFERRED.live_started();
         LiveRequest(())
     }
@@ -140,7 +140,7 @@ impl Drop for LiveRequest {
 /// The runtime shadow work runs on: one thread, started on first use, at a low CPU
 /// priority ([`lower_priority`]), so that on a busy CPU the live path is served first. `None` if the
 /// thread could not be started (then shadow work shares the caller's runtime).
-pub fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
+pub(crate) fn shadow_runtime() -> Option<&'static tokio::runtime::Handle> {
     static HANDLE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {

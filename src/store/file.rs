@@ -22,7 +22,7 @@ use super::seam::{
 };
 
 /// The rollout state in one file on disk (`state.path`).
-pub struct FileStore {
+pub(crate) struct FileStore {
     path: PathBuf,
     held: Mutex<Held>,
     /// Never sent on: nobody else writes the file.
@@ -45,7 +45,7 @@ impl Held {
 
 impl FileStore {
     /// A store on the file at `path` (read at [`Store::load`], created at the first save).
-    pub fn new(path: PathBuf) -> FileStore {
+    pub(crate) fn new(path: PathBuf) -> FileStore {
         FileStore {
             path,
             held: Mutex::new(Held::default()),
@@ -192,7 +192,7 @@ fn parent_is_dir(path: &Path) -> bool {
 /// assert!(parse(br#"{"routes": [{"rou"#).unwrap_err().starts_with("not JSON"));
 /// assert!(parse(b"[1, 2]").is_err());
 /// ```
-pub fn parse(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let not_state = || "not a rollout state file (no `routes` list)".to_string();
     let Value::Object(mut file) = value else {
@@ -237,7 +237,7 @@ fn raw_entries(bytes: &[u8]) -> Option<Vec<&RawValue>> {
 }
 
 /// Where a state file at `path` that cannot be used is kept: `PATH.corrupt`.
-pub fn aside(path: &Path) -> PathBuf {
+pub(crate) fn aside(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".corrupt");
     PathBuf::from(name)

@@ -11,12 +11,14 @@ use tokio::sync::broadcast;
 
 use super::seam::{
     apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
-    WATCH_BACKLOG,
 };
+
+/// How many changes a watch may fall behind before it loses its place.
+pub(crate) const WATCH_BACKLOG: usize = 256;
 
 /// Rollout state in memory, shared by its clones.
 #[derive(Clone)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     shared: Arc<Shared>,
 }
 
@@ -45,7 +47,7 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// An empty store.
-    pub fn new() -> MemoryStore {
+    pub(crate) fn new() -> MemoryStore {
         MemoryStore {
             shared: Arc::new(Shared {
                 held: Mutex::new(Held::default()),
@@ -59,7 +61,7 @@ impl MemoryStore {
     }
 
     /// The record of `route`, as the store holds it now.
-    pub fn get(&self, route: &str) -> Option<Record> {
+    pub(crate) fn get(&self, route: &str) -> Option<Record> {
         self.held()
             .records
             .iter()
@@ -68,17 +70,17 @@ impl MemoryStore {
     }
 
     /// The records put aside so far, oldest first.
-    pub fn aside(&self) -> Vec<Record> {
+    pub(crate) fn aside(&self) -> Vec<Record> {
         self.held().aside.clone()
     }
 
     /// Makes [`Store::load`] report `unreadable` (until it is put aside).
-    pub fn add_unreadable(&self, unreadable: Unreadable) {
+    pub(crate) fn add_unreadable(&self, unreadable: Unreadable) {
         self.held().unreadable.push(unreadable);
     }
 
     /// Makes every save fail with `why` from now on (`None`: saves succeed again).
-    pub fn fail_saves(&self, why: Option<&str>) {
+    pub(crate) fn fail_saves(&self, why: Option<&str>) {
         self.held().failing = why.map(str::to_owned);
     }
 

@@ -8,22 +8,24 @@
 //! - [`FileStore`]: one file on disk, owned by one replica (`state.path`).
 //! - [`MemoryStore`]: kept in memory, shared by its handles; what tests run on.
 
-pub mod file;
-pub mod memory;
+pub(crate) mod file;
+#[cfg(test)]
+pub(crate) mod memory;
 mod seam;
 
 use std::sync::Arc;
 
 use crate::config::StateConfig;
 
-pub use file::FileStore;
-pub use memory::MemoryStore;
-pub use seam::{
-    Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
-};
+pub(crate) use file::FileStore;
+#[cfg(test)]
+pub(crate) use memory::MemoryStore;
+#[cfg(test)]
+pub(crate) use seam::Unreadable;
+pub(crate) use seam::{Record, Revision, SaveError, Store, Write};
 
 /// The store `state` names: the file at `state.path`; `None` (nothing persisted) without one.
-pub fn open(state: &StateConfig) -> Option<Arc<dyn Store>> {
+pub(crate) fn open(state: &StateConfig) -> Option<Arc<dyn Store>> {
     let path = state.path.as_ref()?;
     Some(Arc::new(FileStore::new(path.clone())))
 }

@@ -107,9 +107,6 @@ pub struct Aside {
     pub failed: Option<String>,
 }
 
-/// How many changes a watch may fall behind before it loses its place.
-pub(crate) const WATCH_BACKLOG: usize = 256;
-
 /// Where rollout state lives: load, save by compare-and-swap, watch, put aside.
 pub trait Store: Send + Sync {
     /// Where the state lives, as the status shows it (`state.path`) and events name it.

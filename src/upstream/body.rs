@@ -170,7 +170,7 @@ pin_project! {
 
 /// Where a streamed request body is copied as it goes upstream, for the observers of a
 /// sampled request: up to a cap, and whether it was complete.
-pub type TeeCopy = Arc<Mutex<Copied>>;
+pub(crate) type TeeCopy = Arc<Mutex<Copied>>;
 
 /// A streamed request body as copied so far.
 #[derive(Debug, Default)]

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::telemetry::metrics::ErrorKind;
 
 /// At most one line per kind this often.
-pub const EVERY: Duration = Duration::from_secs(1);
+pub(crate) const EVERY: Duration = Duration::from_secs(1);
 
 /// Where one backend's failures are held back or let through to the log.
 #[derive(Debug)]

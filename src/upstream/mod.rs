@@ -8,10 +8,10 @@
 //! own (at least one). Both pools are [timed](timed): every answer carries the backend's
 //! own latency as the kernel saw it, the figure the gates read on either lane.
 
-pub mod body;
-pub mod errors;
-pub mod pool;
-pub mod timed;
+pub(crate) mod body;
+pub(crate) mod errors;
+pub(crate) mod pool;
+pub(crate) mod timed;
 
 use std::fmt;
 use std::future::Future;
@@ -22,9 +22,9 @@ use http::header::{HeaderMap, HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 
-pub use body::{ClientBodyError, UpstreamBody};
-pub use errors::ErrorLog;
-pub use pool::{Pool, PooledBody, SendError};
+pub(crate) use body::{ClientBodyError, UpstreamBody};
+pub(crate) use errors::ErrorLog;
+pub(crate) use pool::{Pool, PooledBody, SendError};
 
 use crate::config::BackendConfig;
 use crate::error::{is_caused_by_where, root_cause, BoxError};

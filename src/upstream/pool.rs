@@ -55,9 +55,9 @@ use crate::error::is_caused_by;
 use crate::error::BoxError;
 
 /// How long a connection may sit unused in the pool before it is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// At most this many unused connections are kept per pool.
-pub const MAX_IDLE: usize = 1024;
+pub(crate) const MAX_IDLE: usize = 1024;
 
 /// Why an exchange on one connection failed.
 #[derive(Debug)]

@@ -43,7 +43,7 @@ use tokio::net::TcpStream;
 /// asks for it, kept open. Timed sockets ask too, but the kernel acts on the first
 /// request a moment later; without this the first answers after a start would come
 /// unstamped and give no latency.
-pub fn keep_stamping() {
+pub(crate) fn keep_stamping() {
     use std::os::fd::OwnedFd;
     use std::sync::OnceLock;
     static KEPT: OnceLock<Option<OwnedFd>> = OnceLock::new();
@@ -63,7 +63,7 @@ pub fn keep_stamping() {
 /// When one exchange's request was written and its answer arrived, both on the wall clock
 /// (the kernel stamps segments with `CLOCK_REALTIME`).
 #[derive(Debug, Default)]
-pub struct Clock {
+pub(crate) struct Clock {
     marks: Mutex<Marks>,
 }
 
@@ -80,7 +80,7 @@ impl Clock {
     /// The backend's latency for the exchange whose answer head has just been read: from
     /// the request written to the answer's first bytes received. `None` when it cannot be
     /// measured cleanly (no kernel stamp, or a wall clock that stepped backwards).
-    pub fn latency(&self) -> Option<Duration> {
+    pub(crate) fn latency(&self) -> Option<Duration> {
         let m = *self.lock();
         if m.unstamped {
             return None;
@@ -130,7 +130,7 @@ impl Clock {
 
 /// A backend connection's socket: plain, or timed by the kernel (every upstream pool's).
 #[derive(Debug)]
-pub struct Socket {
+pub(crate) struct Socket {
     stream: TcpStream,
     timed: Option<Timed>,
 }
@@ -157,7 +157,7 @@ thread_local! {
 
 impl Socket {
     /// A socket read and written as `stream` is.
-    pub fn plain(stream: TcpStream) -> Socket {
+    pub(crate) fn plain(stream: TcpStream) -> Socket {
         Socket {
             stream,
             timed: None,
@@ -166,7 +166,7 @@ impl Socket {
 
     /// A socket whose answers the kernel stamps, and the clock that holds the marks; a
     /// plain socket (and no clock) where the kernel refuses to stamp.
-    pub fn timed(stream: TcpStream) -> (Socket, Option<Arc<Clock>>) {
+    pub(crate) fn timed(stream: TcpStream) -> (Socket, Option<Arc<Clock>>) {
         if socket::setsockopt(&stream, sockopt::ReceiveTimestampns, &true).is_err() {
             return (Socket::plain(stream), None);
         }

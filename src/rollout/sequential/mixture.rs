@@ -41,7 +41,7 @@ pub(super) struct Share {
 
 impl Share {
     /// `events` of `trials`, tested at level `alpha` with prior weight `prior`.
-    pub fn new(events: u64, trials: u64, prior: f64, alpha: f64) -> Share {
+    pub(super) fn new(events: u64, trials: u64, prior: f64, alpha: f64) -> Share {
         let trials_f = trials as f64;
         Share {
             events: (events.min(trials) as f64).min(trials_f),
@@ -73,7 +73,7 @@ impl Share {
     }
 
     /// The smallest share not rejected.
-    pub fn lower(&self) -> f64 {
+    pub(super) fn lower(&self) -> f64 {
         if self.events == 0.0 {
             return 0.0;
         }
@@ -81,7 +81,7 @@ impl Share {
     }
 
     /// The largest share not rejected.
-    pub fn upper(&self) -> f64 {
+    pub(super) fn upper(&self) -> f64 {
         if self.events == self.trials {
             return 1.0;
         }
@@ -162,7 +162,7 @@ const BETS: usize = 20;
 
 impl Bets {
     /// `up` samples of +1, `down` of -1 and `zero` of 0, tested at level `alpha` on each side.
-    pub fn new(up: u64, down: u64, zero: u64, alpha: f64) -> Bets {
+    pub(super) fn new(up: u64, down: u64, zero: u64, alpha: f64) -> Bets {
         Bets {
             up: up as f64,
             down: down as f64,
@@ -202,12 +202,12 @@ impl Bets {
     }
 
     /// The lower confidence bound of the mean.
-    pub fn lower(&self) -> f64 {
+    pub(super) fn lower(&self) -> f64 {
         self.edge(-1.0, true)
     }
 
     /// The upper confidence bound of the mean.
-    pub fn upper(&self) -> f64 {
+    pub(super) fn upper(&self) -> f64 {
         self.edge(1.0, false)
     }
 
@@ -260,7 +260,7 @@ const PRIOR_EVENTS: f64 = 2.0;
 
 impl Tail {
     /// The test of tail share `p` at level `alpha`.
-    pub fn new(p: f64, alpha: f64) -> Tail {
+    pub(super) fn new(p: f64, alpha: f64) -> Tail {
         let prior = PRIOR_EVENTS / p;
         Tail {
             p,
@@ -279,7 +279,7 @@ impl Tail {
     }
 
     /// The fewest and the most tail samples among `n` that the share allows: (k_lo, k_hi).
-    pub fn allowed(&self, n: u64) -> (u64, u64) {
+    pub(super) fn allowed(&self, n: u64) -> (u64, u64) {
         let nf = n as f64;
         let rejects = |k: u64| self.ln_mixture(nf, k as f64) >= self.threshold;
         // ln M is convex in k: its minimum is next to np.

@@ -24,7 +24,9 @@ fn binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
 
 /// A lognormal latency with median `median_ms` and log-spread `sigma`.
 fn lognormal(rng: &mut StdRng, median_ms: f64, sigma: f64) -> Duration {
-    let ms: f64 = LogNormal::new(median_ms.ln(), sigma).expect("a spread").sample(rng);
+    let ms: f64 = LogNormal::new(median_ms.ln(), sigma)
+        .expect("a spread")
+        .sample(rng);
     Duration::from_secs_f64(ms / 1000.0)
 }
 
