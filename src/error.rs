@@ -1,11 +1,4 @@
 //! Walking error chains: the innermost cause, and whether a given error is in the chain.
-//!
-//! ```
-//! use switchyard::error::{is_caused_by, root_cause};
-//! let io = std::io::Error::new(std::io::ErrorKind::Other, "refused");
-//! assert!(is_caused_by::<std::io::Error>(&io));
-//! assert_eq!(root_cause(&io).to_string(), "refused");
-//! ```
 
 use std::error::Error;
 
@@ -38,4 +31,17 @@ pub(crate) fn is_caused_by_where<T: Error + 'static>(
         cur = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_cause_is_the_innermost_and_the_chain_is_searched() {
+        let io = std::io::Error::other("refused");
+        assert!(is_caused_by::<std::io::Error>(&io));
+        assert!(!is_caused_by::<std::fmt::Error>(&io));
+        assert_eq!(root_cause(&io).to_string(), "refused");
+    }
 }

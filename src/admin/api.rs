@@ -54,7 +54,7 @@ pub const RESUME: &str = "/api/v1/resume";
 /// All traffic to stable; body `{"reason": "..."}`.
 pub const ROLLBACK: &str = "/api/v1/rollback";
 /// The same rollout again from step 0.
-pub const RETRY: &str = "/api/v1/retry";
+const RETRY: &str = "/api/v1/retry";
 /// Every control's path (each a POST).
 pub const CONTROLS: [&str; 5] = [PROMOTE, PAUSE, RESUME, ROLLBACK, RETRY];
 

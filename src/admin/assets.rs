@@ -8,11 +8,12 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 /// The path prefix the files other than the page are served under.
-pub const PREFIX: &str = crate::admin::api::ASSETS;
+#[cfg(test)]
+const PREFIX: &str = crate::admin::api::ASSETS;
 
 /// The page's Content-Security-Policy: scripts, styles and API calls from this origin
 /// only, no inline script or style, no frames, no forms, no plugins.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
@@ -24,7 +25,7 @@ struct Asset {
 }
 
 /// The dashboard page itself, served at `/`.
-pub const INDEX: &str = include_str!("assets/index.html");
+const INDEX: &str = include_str!("assets/index.html");
 
 /// Every file under [`PREFIX`].
 const ASSETS: &[Asset] = &[

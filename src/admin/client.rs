@@ -124,7 +124,7 @@ impl AdminClient {
     }
 
     /// The route's status JSON exactly as the admin API sent it, for `status --json`.
-    pub async fn status_json(&self) -> Result<String, ClientError> {
+    async fn status_json(&self) -> Result<String, ClientError> {
         let path = self.path(api::STATUS);
         json_text(self.answer(Method::GET, &path, None).await?)
     }
@@ -268,7 +268,7 @@ pub fn render_status(s: &StatusReport) -> String {
 
 /// Every route on one line, in config order: name, phase, step, candidate weight, and its
 /// stable → candidate; an idle route (no candidate) says where all its traffic goes.
-pub fn render_routes(routes: &[StatusReport]) -> String {
+fn render_routes(routes: &[StatusReport]) -> String {
     if routes.is_empty() {
         return "no routes\n".into();
     }
@@ -288,7 +288,7 @@ pub fn render_routes(routes: &[StatusReport]) -> String {
 
 /// What `switchyard status` shows, without `--route`, of several routes: their list and
 /// how to see one in full.
-pub fn render_overview(routes: &[StatusReport]) -> String {
+fn render_overview(routes: &[StatusReport]) -> String {
     format!(
         "{}\nfor a route's full status: switchyard status --route NAME\n",
         render_routes(routes)

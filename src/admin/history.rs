@@ -42,7 +42,7 @@ use crate::snapshot::{Backend, Route, Snapshot};
 /// How many points a route keeps: one hour at one a second.
 pub const KEPT: usize = 3600;
 /// How far back `GET /api/v1/history` looks without `?since=`, in seconds.
-pub const DEFAULT_SINCE: u64 = 300;
+const DEFAULT_SINCE: u64 = 300;
 
 /// Every route's recent points, written once a second by [`History::run`] and read by
 /// the admin API.

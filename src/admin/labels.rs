@@ -27,10 +27,10 @@ use crate::feedback::{Feedback, Joined};
 pub const MAX_PARSING: usize = 2;
 
 /// How long a post waits for its turn before it is answered 503.
-pub const ADMIT_WAIT: Duration = Duration::from_secs(10);
+const ADMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// How long an admitted post's body may take to arrive before it is answered 408.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bodies being parsed and joined now, on their threads (in the whole process).
 static PARSING: AtomicUsize = AtomicUsize::new(0);

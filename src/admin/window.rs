@@ -58,7 +58,7 @@ pub struct NoiseFloor {
     pub self_disagree: u64,
     /// The share of self-comparisons that disagreed.
     pub disagreement: Option<f64>,
-    pub candidate_agreement_above_floor: Option<f64>,
+    candidate_agreement_above_floor: Option<f64>,
 }
 
 // === built from the live windows ===

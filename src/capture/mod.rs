@@ -29,33 +29,8 @@
 //! sizes plus [`RECORD_OVERHEAD`](record::RECORD_OVERHEAD) per record); the writer holds one record and its
 //! rendered line at a time.
 //!
-//! # Example
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::{Duration, SystemTime};
-//! use switchyard::capture::{Body, Capture, Counts, Record, Settings};
-//!
-//! let dir = tempfile::tempdir().unwrap();
-//! let mut settings = Settings::new(dir.path());
-//! settings.redact = vec!["/inputs/*/data".into()];
-//! let capture = Capture::start(settings).unwrap();
-//! let counts = Arc::new(Counts::default());
-//! let iris = capture.route("iris", counts.clone());
-//!
-//! iris.try_send(Record {
-//!     at: SystemTime::now(),
-//!     request_id: "req-1".into(),
-//!     backend: "blue".into(),
-//!     status: 200,
-//!     latency: Duration::from_millis(12),
-//!     request: Body::bytes(r#"{"inputs":[{"name":"x","data":[5.1,3.5]}]}"#),
-//!     response: Body::bytes(r#"{"outputs":[{"name":"y","data":[0]}]}"#),
-//!     shadow: None,
-//! });
-//! capture.flush();
-//! assert_eq!(counts.snapshot().written, 1);
-//! ```
+//! How a route sends a record and what is written: `src/capture/tests.rs`, from
+//! `records_are_written_one_json_object_a_line` on.
 
 mod counts;
 mod files;

@@ -106,7 +106,7 @@ pub struct Story {
     pub promoted: bool,
     /// Labels the feedback API joined to a prediction, and those it did not.
     pub labels_matched: u64,
-    pub labels_unmatched: u64,
+    labels_unmatched: u64,
 }
 
 /// Traffic counters the generator keeps, and the labels it has yet to send.

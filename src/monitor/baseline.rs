@@ -55,11 +55,11 @@ use std::path::Path;
 pub const REDACTED: &str = "[redacted]";
 /// Malformed lines or rows a [`Summary`] keeps the position and reason of (the rest are
 /// only counted).
-pub const MAX_PROBLEMS: usize = 5;
+const MAX_PROBLEMS: usize = 5;
 /// The longest line of a capture file, or row of a CSV table, that is read: 4 MiB (four
 /// times the largest body the observers read, [`MAX_BODY`], so every record the capture
 /// writes fits). A longer one is skipped unread and counted ([`Summary::too_long`]).
-pub const MAX_LINE: usize = 4 * MAX_BODY;
+const MAX_LINE: usize = 4 * MAX_BODY;
 /// The backend name a builder is given: it takes every request handed to it.
 const ANY_BACKEND: &str = "baseline";
 
@@ -81,7 +81,7 @@ pub struct Summary {
     /// The first [`MAX_PROBLEMS`] malformed lines or rows: line number and reason.
     pub problems: Vec<(u64, String)>,
     /// Values inside a request that the capture redacted (left out).
-    pub redacted_values: u64,
+    redacted_values: u64,
     /// Missing values: `null`, NaN, an empty cell.
     pub missing: u64,
     /// Values of the other kind than their feature's (left out).

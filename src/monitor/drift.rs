@@ -39,13 +39,13 @@ use tokio::time::{Duration, Instant};
 /// Quantile bins per numeric feature in a built reference.
 pub const BINS: usize = 10;
 /// Values a built reference keeps per categorical feature (the rest is `other`).
-pub const TOP_CATEGORIES: usize = 20;
+const TOP_CATEGORIES: usize = 20;
 /// Smallest share PSI uses for a bin, so an empty bin does not make it infinite.
 pub const EPSILON: f64 = 1e-4;
 /// Values kept per numeric feature while a reference is built (a uniform sample beyond).
 pub const RESERVOIR: usize = 1024;
 /// The reference file format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 1;
 
 // === impl Reference ===
 
@@ -467,14 +467,8 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
         .sum()
 }
 
-/// Jensen-Shannon distance of two share vectors: the square root of the divergence in
-/// base 2, in `[0, 1]`.
-pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
-    js_divergence(p, q).sqrt()
-}
-
 /// Jensen-Shannon divergence of two share vectors, in bits, in `[0, 1]`.
-pub fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
+fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
     let kl_to_mid = |a: f64, m: f64| if a > 0.0 { a * (a / m).log2() } else { 0.0 };
     let divergence: f64 = p
         .iter()
@@ -502,7 +496,7 @@ pub fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
 ///
 /// At 90 answers a side and 10 bins the PSI of two identical models is 0.2 on average:
 /// a figure that is not corrected for it fails good candidates at the default `max`.
-pub fn by_chance(metric: Metric, bins: usize, n_actual: u64, n_expected: Option<u64>) -> f64 {
+fn by_chance(metric: Metric, bins: usize, n_actual: u64, n_expected: Option<u64>) -> f64 {
     let inverse = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
     let scale = inverse(n_actual) + n_expected.map_or(0.0, inverse);
     let chi2 = bins.saturating_sub(1) as f64 * scale;
@@ -565,7 +559,7 @@ pub const MIN_COUNT: u64 = 200;
 /// Values a categorical figure needs per category beyond the first, when that is more than
 /// [`MIN_COUNT`]: the JS distance of many categories spreads more (a square root of a χ²
 /// with a degree per category), so a feature of 20 values and `other` needs 600.
-pub const MIN_PER_CATEGORY: u64 = 30;
+const MIN_PER_CATEGORY: u64 = 30;
 
 /// One drift figure: what was measured, how far, its level, over how many values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -198,7 +198,7 @@ impl Monitor {
 
     /// Values a side a drift figure needs: [`drift::MIN_COUNT`], or the analysis'
     /// `min_samples` when larger.
-    pub fn drift_needed(&self) -> u64 {
+    fn drift_needed(&self) -> u64 {
         self.settings.min_samples.max(drift::MIN_COUNT)
     }
 

@@ -29,7 +29,7 @@ use std::borrow::Cow;
 /// Relative accuracy of every quantile a [`Sketch`] reports.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 /// Most bins a [`Sketch`] keeps on each side of zero.
-pub const MAX_BINS: u32 = 1024;
+const MAX_BINS: u32 = 1024;
 /// Magnitudes below this count as zero in a [`Sketch`].
 const MIN_MAGNITUDE: f64 = 1e-9;
 /// Counters a [`TopK`] keeps.
@@ -37,7 +37,7 @@ pub const TOP_CAPACITY: usize = 32;
 /// Values a report shows per categorical feature (and for output labels).
 pub const TOP_SHOWN: usize = 10;
 /// Longest category value kept, in bytes (longer ones are cut on a character boundary).
-pub const MAX_VALUE_BYTES: usize = 64;
+const MAX_VALUE_BYTES: usize = 64;
 
 // === impl Sketch ===
 

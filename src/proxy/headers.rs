@@ -17,7 +17,7 @@ pub static X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyar
 
 /// Headers that only switchyard may set on what it forwards or answers: a client's are
 /// dropped, so no client can pass for a mirror or name a variant or route to a backend.
-pub static PRIVATE: [HeaderName; 3] = [
+static PRIVATE: [HeaderName; 3] = [
     HeaderName::from_static("x-switchyard-shadow"),
     HeaderName::from_static("x-switchyard-variant"),
     HeaderName::from_static("x-switchyard-route"),

@@ -474,7 +474,7 @@ pub fn evaluate(
 /// Evaluates `gates` on the candidate's and the stable's window summaries and on what the
 /// monitor and the labels say of the same window, as if the step had begun with the
 /// window (the relative gates read the same summaries, at the default confidence).
-pub fn evaluate_with(
+fn evaluate_with(
     gates: &GatesConfig,
     min_samples: u64,
     candidate: &Summary,

@@ -1058,7 +1058,7 @@ impl RouteRollout {
 
 /// How an operator finishes a rollout in `phase`, for an event or a status line: name the
 /// promoted model `stable` and drop `candidate`; nothing for other phases.
-pub fn finish_hint(plan: &Plan, phase: Phase) -> String {
+fn finish_hint(plan: &Plan, phase: Phase) -> String {
     match (phase, &plan.candidate) {
         (Phase::Promoted, Some(c)) => format!(
             "; to finish, set `stable: {c}` and remove `candidate` (the route goes idle on {c})"

@@ -62,11 +62,11 @@ pub struct Persisted {
     pub phase: Phase,
     pub step: usize,
     /// Wall-clock start of the current step (ms since the epoch), shifted by time paused.
-    pub step_started_ms: u64,
+    step_started_ms: u64,
     #[serde(default)]
-    pub paused_at_ms: Option<u64>,
+    paused_at_ms: Option<u64>,
     #[serde(default)]
-    pub promoted_at_ms: Option<u64>,
+    promoted_at_ms: Option<u64>,
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]

@@ -529,7 +529,7 @@ fn compare_rules(c: &config::CompareConfig, capture_redact: &[String]) -> compar
 }
 
 /// A percentage as basis points, 0..=10 000.
-pub fn basis_points(percent: f64) -> u32 {
+fn basis_points(percent: f64) -> u32 {
     (percent.clamp(0.0, 100.0) * 100.0).round() as u32
 }
 

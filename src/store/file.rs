@@ -183,15 +183,6 @@ fn parent_is_dir(path: &Path) -> bool {
 /// The records of a state file's bytes (each route's name and JSON): `{"routes": [...]}`,
 /// or the one-route form written before routes (a single entry object). An entry that
 /// names no route, or bytes of another shape, make the whole file unusable (why).
-///
-/// ```
-/// use switchyard::store::file::parse;
-///
-/// let entries = parse(br#"{"routes": [{"route": "iris", "phase": "dancing"}]}"#).unwrap();
-/// assert_eq!(entries[0].0, "iris");
-/// assert!(parse(br#"{"routes": [{"rou"#).unwrap_err().starts_with("not JSON"));
-/// assert!(parse(b"[1, 2]").is_err());
-/// ```
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let not_state = || "not a rollout state file (no `routes` list)".to_string();

@@ -12,43 +12,43 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub const REQUESTS_TOTAL: &str = "switchyard_requests_total";
-pub const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
-pub const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
-pub const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
-pub const SAMPLES_LEFT_OUT_TOTAL: &str = "switchyard_samples_left_out_total";
-pub const ROLLOUT_WEIGHT: &str = "switchyard_rollout_weight";
-pub const ROLLOUT_MIRROR: &str = "switchyard_rollout_mirror";
-pub const ROLLOUT_STEP: &str = "switchyard_rollout_step";
-pub const ROLLOUT_PHASE: &str = "switchyard_rollout_phase";
-pub const SHADOW_REQUESTS_TOTAL: &str = "switchyard_shadow_requests_total";
-pub const SHADOW_COMPARISONS_TOTAL: &str = "switchyard_shadow_comparisons_total";
-pub const SHADOW_OUTPUT_COMPARISONS_TOTAL: &str = "switchyard_shadow_output_comparisons_total";
-pub const SHADOW_CALIBRATION_TOTAL: &str = "switchyard_shadow_calibration_total";
-pub const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
-pub const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
-pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
-pub const ANALYSIS_GATE_VALUE: &str = "switchyard_analysis_gate_value";
-pub const ANALYSIS_GATE_THRESHOLD: &str = "switchyard_analysis_gate_threshold";
-pub const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_total";
-pub const STATE_WRITE_ERRORS_TOTAL: &str = "switchyard_state_write_errors_total";
-pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
-pub const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
-pub const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
-pub const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
-pub const CONNECTIONS_REFUSED_TOTAL: &str = "switchyard_connections_refused_total";
-pub const CONNECTIONS_SEND_TIMEOUT_TOTAL: &str = "switchyard_connections_send_timeout_total";
-pub const CONNECTIONS_EVICTED_TOTAL: &str = "switchyard_connections_evicted_total";
-pub const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
-pub const FEATURE_DRIFT: &str = "switchyard_feature_drift";
-pub const FEATURE_MISSING_TOTAL: &str = "switchyard_feature_missing_total";
-pub const OUTPUT_DRIFT: &str = "switchyard_output_drift";
-pub const ACCURACY: &str = "switchyard_accuracy";
-pub const MEAN_ABSOLUTE_ERROR: &str = "switchyard_mean_absolute_error";
-pub const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
-pub const CAPTURE_RECORDS_TOTAL: &str = "switchyard_capture_records_total";
-pub const MONITOR_SAMPLES_TOTAL: &str = "switchyard_monitor_samples_total";
-pub const OBSERVER_PANICS_TOTAL: &str = "switchyard_observer_panics_total";
+const REQUESTS_TOTAL: &str = "switchyard_requests_total";
+const REQUEST_DURATION_SECONDS: &str = "switchyard_request_duration_seconds";
+const UPSTREAM_ERRORS_TOTAL: &str = "switchyard_upstream_errors_total";
+const FALLBACKS_TOTAL: &str = "switchyard_fallbacks_total";
+const SAMPLES_LEFT_OUT_TOTAL: &str = "switchyard_samples_left_out_total";
+const ROLLOUT_WEIGHT: &str = "switchyard_rollout_weight";
+const ROLLOUT_MIRROR: &str = "switchyard_rollout_mirror";
+const ROLLOUT_STEP: &str = "switchyard_rollout_step";
+const ROLLOUT_PHASE: &str = "switchyard_rollout_phase";
+const SHADOW_REQUESTS_TOTAL: &str = "switchyard_shadow_requests_total";
+const SHADOW_COMPARISONS_TOTAL: &str = "switchyard_shadow_comparisons_total";
+const SHADOW_OUTPUT_COMPARISONS_TOTAL: &str = "switchyard_shadow_output_comparisons_total";
+const SHADOW_CALIBRATION_TOTAL: &str = "switchyard_shadow_calibration_total";
+const ROLLBACKS_TOTAL: &str = "switchyard_rollbacks_total";
+const CONFIG_RELOADS_TOTAL: &str = "switchyard_config_reloads_total";
+const CONFIG_GENERATION: &str = "switchyard_config_generation";
+const ANALYSIS_GATE_VALUE: &str = "switchyard_analysis_gate_value";
+const ANALYSIS_GATE_THRESHOLD: &str = "switchyard_analysis_gate_threshold";
+const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_total";
+const STATE_WRITE_ERRORS_TOTAL: &str = "switchyard_state_write_errors_total";
+const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
+const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
+const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
+const CONNECTIONS_IDLE: &str = "switchyard_connections_idle";
+const CONNECTIONS_REFUSED_TOTAL: &str = "switchyard_connections_refused_total";
+const CONNECTIONS_SEND_TIMEOUT_TOTAL: &str = "switchyard_connections_send_timeout_total";
+const CONNECTIONS_EVICTED_TOTAL: &str = "switchyard_connections_evicted_total";
+const CLIENT_ERRORS_TOTAL: &str = "switchyard_client_errors_total";
+const FEATURE_DRIFT: &str = "switchyard_feature_drift";
+const FEATURE_MISSING_TOTAL: &str = "switchyard_feature_missing_total";
+const OUTPUT_DRIFT: &str = "switchyard_output_drift";
+const ACCURACY: &str = "switchyard_accuracy";
+const MEAN_ABSOLUTE_ERROR: &str = "switchyard_mean_absolute_error";
+const FEEDBACK_TOTAL: &str = "switchyard_feedback_total";
+const CAPTURE_RECORDS_TOTAL: &str = "switchyard_capture_records_total";
+const MONITOR_SAMPLES_TOTAL: &str = "switchyard_monitor_samples_total";
+const OBSERVER_PANICS_TOTAL: &str = "switchyard_observer_panics_total";
 
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 const DURATION_BUCKETS: &[f64] = &[
@@ -447,7 +447,7 @@ pub fn shadow_output(route: &Arc<str>, output: &str, agree: bool) {
 
 /// How many distinct output names get their own metric label; later ones are `other`,
 /// so a model with odd output names cannot grow the metrics without bound.
-pub const OUTPUT_LABELS: usize = 32;
+const OUTPUT_LABELS: usize = 32;
 
 /// The `output` label for output `name`: itself while fewer than [`OUTPUT_LABELS`] names
 /// have been seen, else `other`.

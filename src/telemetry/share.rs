@@ -39,11 +39,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Rows of the count-min sketch: independent hashes, the estimate is their minimum.
-pub const ROWS: usize = 4;
+const ROWS: usize = 4;
 /// Counters per row.
-pub const WIDTH: usize = 1024;
+const WIDTH: usize = 1024;
 /// Time slots kept: the span in thirds, plus the one being filled.
-pub const SLOTS: usize = 4;
+const SLOTS: usize = 4;
 /// Slot epoch marker: being zeroed for a new epoch.
 const RESETTING: u64 = u64::MAX;
 

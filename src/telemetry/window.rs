@@ -262,7 +262,7 @@ impl Window {
     ///
     /// Reading a growing sample bucket by bucket, each bucket once, is how a test that
     /// must see every sample since it began (a sequential gate) uses a ring that forgets:
-    /// called again before the ring comes round (within [`max_span`](Window::max_span)),
+    /// called again before the ring comes round (within `bucket * (buckets - 1)`),
     /// it loses nothing and counts nothing twice. Buckets already reused are skipped.
     ///
     /// ```
@@ -291,7 +291,8 @@ impl Window {
     }
 
     /// Returns the longest span [`summary`](Window::summary) can answer: `bucket * (buckets - 1)`.
-    pub fn max_span(&self) -> Duration {
+    #[cfg(test)]
+    fn max_span(&self) -> Duration {
         let reach = u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX);
         self.bucket().saturating_mul(reach)
     }

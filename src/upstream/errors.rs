@@ -4,19 +4,6 @@
 //! A backend that goes down fails every request sent to it; a line for each would flood
 //! the log at the request rate, and the metrics already count them all. One line a second
 //! per backend and kind says what is failing, with a request id to follow.
-//!
-//! ```
-//! use switchyard::telemetry::metrics::ErrorKind;
-//! use switchyard::upstream::ErrorLog;
-//! use tokio::time::{Duration, Instant};
-//!
-//! let log = ErrorLog::new();
-//! let t = Instant::now();
-//! assert_eq!(log.admit(ErrorKind::Timeout, t), Some(0));
-//! assert_eq!(log.admit(ErrorKind::Timeout, t + Duration::from_millis(10)), None);
-//! assert_eq!(log.admit(ErrorKind::Connect, t), Some(0), "kinds are apart");
-//! assert_eq!(log.admit(ErrorKind::Timeout, t + Duration::from_secs(1)), Some(1));
-//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -246,3 +246,13 @@ proptest! {
         prop_assert_eq!(&layout(&compact, false), &compact);
     }
 }
+
+#[test]
+fn parse_names_each_route_and_refuses_what_is_no_state_file() {
+    let entries = parse(br#"{"routes": [{"route": "iris", "phase": "dancing"}]}"#).unwrap();
+    assert_eq!(entries[0].0, "iris");
+    assert!(parse(br#"{"routes": [{"rou"#)
+        .unwrap_err()
+        .starts_with("not JSON"));
+    assert!(parse(b"[1, 2]").is_err());
+}
