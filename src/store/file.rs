@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::seam::{
-    apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+    apply, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
 };
 
 /// The rollout state in one file on disk (`state.path`).
@@ -156,8 +156,8 @@ impl Store for FileStore {
         self.path.display().to_string()
     }
 
-    fn load(&self) -> BoxFuture<'_, Loaded> {
-        Box::pin(async move { self.read() })
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        Box::pin(async move { Ok(self.read()) })
     }
 
     fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>> {

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
 use super::seam::{
-    apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+    apply, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
 };
 
 /// How many changes a watch may fall behind before it loses its place.
@@ -140,13 +140,13 @@ impl Store for MemoryStore {
         "memory".into()
     }
 
-    fn load(&self) -> BoxFuture<'_, Loaded> {
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         let held = self.held();
         let loaded = Loaded {
             records: held.records.clone(),
             unreadable: held.unreadable.clone(),
         };
-        Box::pin(std::future::ready(loaded))
+        Box::pin(std::future::ready(Ok(loaded)))
     }
 
     fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>> {

@@ -22,7 +22,7 @@ pub(crate) use file::FileStore;
 pub(crate) use memory::MemoryStore;
 #[cfg(test)]
 pub(crate) use seam::Unreadable;
-pub(crate) use seam::{Record, Revision, SaveError, Store, Write};
+pub(crate) use seam::{LoadError, Loaded, Record, Revision, SaveError, Store, Write};
 
 /// The store `state` names: the file at `state.path`; `None` (nothing persisted) without one.
 pub(crate) fn open(state: &StateConfig) -> Option<Arc<dyn Store>> {

@@ -67,6 +67,12 @@ fn describe_current(current: &Option<Record>) -> String {
     }
 }
 
+/// Why a store could not be read at all (unreachable, timed out): nothing is known of
+/// what it holds, so nothing is put aside and nothing is overwritten.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
 /// What a watch sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watched {
@@ -112,15 +118,17 @@ pub trait Store: Send + Sync {
     /// Where the state lives, as the status shows it (`state.path`) and events name it.
     fn describe(&self) -> String;
 
-    /// Every route's record with its revision, and what could not be read.
-    fn load(&self) -> BoxFuture<'_, Loaded>;
+    /// Every route's record with its revision, and what could not be read; an error when
+    /// the store itself cannot be reached (a local store always answers).
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>>;
 
     /// Writes each of `writes` if its route's record is still at its expected revision;
     /// each is answered on its own, in order: the new revision, or why not.
     fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>>;
 
-    /// The changes to the store's records from now on (a store only one replica writes
-    /// may never yield one).
+    /// The changes to the store's records since the last [`Store::load`] (from now on
+    /// before any), for as long as the watch is kept (a store only one replica writes may
+    /// never yield one).
     fn watch(&self) -> Watch;
 
     /// Moves the records of `routes` (which cannot be read or make no sense) where they

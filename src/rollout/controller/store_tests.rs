@@ -132,7 +132,7 @@ async fn a_store_that_cannot_be_read_starts_every_route_safe() {
             "{reason}"
         );
     }
-    assert!(store.load().await.unreadable.is_empty());
+    assert!(store.load().await.unwrap().unreadable.is_empty());
 }
 
 #[tokio::test]
