@@ -8,8 +8,8 @@ use super::monitor::MonitorConfig;
 use super::path::FieldPath;
 use super::types::{
     path_under, AnalysisConfig, CaptureConfig, CompareConfig, Config, EtcdConfig, FeedbackConfig,
-    FleetConfig, GatesConfig, Hold, Limits, Match, RolloutConfig, RouteConfig, ShadowConfig, StickyConfig, StoreKind, Strategy,
-    FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
+    FleetConfig, GatesConfig, Hold, Limits, Match, RolloutConfig, RouteConfig, ShadowConfig,
+    StickyConfig, StoreKind, Strategy, FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
 };
 use super::units::ByteSize;
 
@@ -44,7 +44,10 @@ fn state(config: &Config, found: &mut Found) {
 /// a second or more and a timeout.
 fn etcd_settings(e: &EtcdConfig, p: FieldPath, found: &mut Found) {
     if e.endpoints.is_empty() {
-        found.bad(p.clone().key("endpoints"), "at least one endpoint is needed");
+        found.bad(
+            p.clone().key("endpoints"),
+            "at least one endpoint is needed",
+        );
     }
     for (i, url) in e.endpoints.iter().enumerate() {
         if let Err(msg) = check_http_url(url) {
@@ -60,7 +63,10 @@ fn etcd_settings(e: &EtcdConfig, p: FieldPath, found: &mut Found) {
     if e.lease_ttl.0 < std::time::Duration::from_secs(1) {
         found.bad(
             p.clone().key("lease_ttl"),
-            format!("must be at least 1s (etcd leases count whole seconds), got {}", e.lease_ttl),
+            format!(
+                "must be at least 1s (etcd leases count whole seconds), got {}",
+                e.lease_ttl
+            ),
         );
     }
     if e.timeout.0.is_zero() {

@@ -18,7 +18,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::seam::{
-    apply, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+    apply, check, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch,
+    Watched, Write,
 };
 
 /// The rollout state in one file on disk (`state.path`).
@@ -136,18 +137,6 @@ impl FileStore {
             to: to.display().to_string(),
             failed,
         }
-    }
-}
-
-/// Whether `data` can be an entry of the file for `route`: a JSON object naming it.
-fn check(route: &str, data: &[u8]) -> Result<(), String> {
-    let value: Value =
-        serde_json::from_slice(data).map_err(|e| format!("a record that is not JSON: {e}"))?;
-    match value.get("route").and_then(Value::as_str) {
-        Some(r) if r == route => Ok(()),
-        _ => Err(format!(
-            "the record of route {route} is not a JSON object naming it in `route`"
-        )),
     }
 }
 

@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
 use super::seam::{
-    apply, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+    apply, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch,
+    Watched, Write,
 };
 
 /// How many changes a watch may fall behind before it loses its place.

@@ -5,6 +5,7 @@
 //! not dyn-compatible, and the controller holds its store as `Arc<dyn Store>`.
 
 use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// The store's revision of one record: it changes with every write of that record.
@@ -169,4 +170,16 @@ pub(super) fn apply(
         }
     }
     Ok(revision)
+}
+
+/// Whether `data` can be the record of `route`: a JSON object naming it in `route`.
+pub(super) fn check(route: &str, data: &[u8]) -> Result<(), String> {
+    let value: Value =
+        serde_json::from_slice(data).map_err(|e| format!("a record that is not JSON: {e}"))?;
+    match value.get("route").and_then(Value::as_str) {
+        Some(r) if r == route => Ok(()),
+        _ => Err(format!(
+            "the record of route {route} is not a JSON object naming it in `route`"
+        )),
+    }
 }

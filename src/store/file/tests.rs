@@ -200,7 +200,10 @@ async fn the_one_route_form_written_before_routes_is_read() {
     let loaded = store.load().await.unwrap();
     assert_eq!(loaded.records.len(), 1);
     assert_eq!(loaded.records[0].route, "default");
-    let missing = FileStore::new(path.join("under-a-file.json")).load().await.unwrap();
+    let missing = FileStore::new(path.join("under-a-file.json"))
+        .load()
+        .await
+        .unwrap();
     assert_eq!(missing, Loaded::default());
 }
 
