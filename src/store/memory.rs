@@ -37,6 +37,8 @@ struct Held {
     aside: Vec<Record>,
     /// Why every save fails, when one should.
     failing: Option<String>,
+    /// Why every load fails (the store out of reach), when one should.
+    unreachable: Option<String>,
     last: u64,
 }
 
@@ -83,6 +85,11 @@ impl MemoryStore {
     /// Makes every save fail with `why` from now on (`None`: saves succeed again).
     pub(crate) fn fail_saves(&self, why: Option<&str>) {
         self.held().failing = why.map(str::to_owned);
+    }
+
+    /// Makes every load fail with `why` from now on (`None`: loads answer again).
+    pub(crate) fn fail_loads(&self, why: Option<&str>) {
+        self.held().unreachable = why.map(str::to_owned);
     }
 
     fn write(&self, writes: Vec<Write>) -> Vec<Result<Revision, SaveError>> {
@@ -143,11 +150,14 @@ impl Store for MemoryStore {
 
     fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         let held = self.held();
-        let loaded = Loaded {
-            records: held.records.clone(),
-            unreadable: held.unreadable.clone(),
+        let loaded = match &held.unreachable {
+            Some(why) => Err(LoadError(why.clone())),
+            None => Ok(Loaded {
+                records: held.records.clone(),
+                unreadable: held.unreadable.clone(),
+            }),
         };
-        Box::pin(std::future::ready(Ok(loaded)))
+        Box::pin(std::future::ready(loaded))
     }
 
     fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>> {
