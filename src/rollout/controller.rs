@@ -228,6 +228,7 @@ struct RouteRollout {
 impl Controller {
     /// Builds the controller on the store `config.state` names ([`store::open`]: the state
     /// file, or none), as [`Controller::start`] does; for a controller driven on its own.
+    /// Only for a local store: with `state.store: etcd` it panics (use `start`).
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
         let store = store::open(&config.state);
         // The local stores do their work when asked: nothing here waits.
