@@ -21,7 +21,7 @@ pub mod rollout;
 mod server;
 mod shadow;
 pub mod snapshot;
-mod store;
+pub mod store;
 pub mod telemetry;
 mod upstream;
 pub mod wire;

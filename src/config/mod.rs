@@ -30,9 +30,10 @@ pub use monitor::{
 pub use path::FieldPath;
 pub use types::{
     path_under, AccuracyGate, AdminConfig, AgreementGate, AnalysisConfig, BackendConfig,
-    BlueGreenConfig, CaptureConfig, CompareConfig, Config, ErrorRateGate, FastRollbackConfig,
-    FeedbackConfig, GatesConfig, Hold, LatencyGate, Limits, Match, OutputDriftGate, RolloutConfig,
-    Route, RouteConfig, SampleRatioGate, ShadowConfig, StateConfig, StepConfig, StickyConfig,
-    Strategy, DEFAULT_FEEDBACK_MAX_BODY, DEFAULT_ROUTE, FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
+    BlueGreenConfig, CaptureConfig, CompareConfig, Config, ErrorRateGate, EtcdConfig,
+    FastRollbackConfig, FeedbackConfig, FleetConfig, GatesConfig, Hold, LatencyGate, Limits, Match,
+    OutputDriftGate, RolloutConfig, Route, RouteConfig, SampleRatioGate, ShadowConfig, StateConfig,
+    StepConfig, StickyConfig, StoreKind, Strategy, DEFAULT_FEEDBACK_MAX_BODY, DEFAULT_ROUTE,
+    FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
 };
 pub use units::{ByteSize, Dur};

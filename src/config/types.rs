@@ -39,6 +39,8 @@ pub struct Config {
     /// The top-level `feedback:`; no labels joined when absent.
     pub feedback: Option<FeedbackConfig>,
     pub state: StateConfig,
+    /// This replica among several sharing one rollout (`state.store: etcd`).
+    pub fleet: FleetConfig,
     /// Which routing keys the file has, as written: validation reads it.
     pub(crate) written: Written,
 }
@@ -77,6 +79,8 @@ struct ConfigFile {
     feedback: Option<FeedbackConfig>,
     #[serde(default)]
     state: StateConfig,
+    #[serde(default)]
+    fleet: FleetConfig,
 }
 
 impl From<ConfigFile> for Config {
@@ -100,6 +104,7 @@ impl From<ConfigFile> for Config {
             capture: file.capture,
             feedback: file.feedback,
             state: file.state,
+            fleet: file.fleet,
             written: Written {
                 rollout: file.rollout.is_some(),
                 routes: file.routes,
@@ -774,21 +779,103 @@ pub const FEEDBACK_MAX_BODY_LIMIT: u64 = 256 << 20;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// `null` keeps the state in memory only.
+    /// Which store holds the state: the file at `path` (one replica) or etcd (a fleet).
+    #[serde(default)]
+    pub store: StoreKind,
+    /// The file store's file; `null` keeps the state in memory only.
     #[serde(default = "default_state_path")]
     pub path: Option<PathBuf>,
+    /// The etcd store's settings, read when `store: etcd`.
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
+            store: StoreKind::File,
             path: default_state_path(),
+            etcd: None,
         }
     }
 }
 
 fn default_state_path() -> Option<PathBuf> {
     Some(PathBuf::from("state/rollout.json"))
+}
+
+/// `state.store`: which store holds the rollout state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The file at `state.path`, owned by one replica.
+    #[default]
+    File,
+    /// An etcd cluster (`state.etcd`), shared by a fleet of replicas.
+    Etcd,
+}
+
+/// `state.etcd`: where a fleet's shared rollout state lives.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// The cluster's client URLs (`http://` or `https://`).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Every key of this fleet lives under it (starts with `/`).
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// How long a silent replica keeps its lease (and a leader its leadership).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: Dur,
+    /// The longest any one call to etcd may take.
+    #[serde(default = "default_etcd_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_etcd_prefix() -> String {
+    "/switchyard".to_string()
+}
+
+fn default_lease_ttl() -> Dur {
+    Dur::from_secs(5)
+}
+
+fn default_etcd_timeout() -> Dur {
+    Dur::from_secs(2)
+}
+
+/// `fleet`: this replica's name and where the others reach it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// This replica's name, as written; [`FleetConfig::replica_name`] resolves it.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// Where the other replicas reach this one's admin API.
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+impl FleetConfig {
+    /// This replica's name: `fleet.replica`, or the host name when it is absent or
+    /// written `${HOSTNAME}` (the config loader expands no variables).
+    pub fn replica_name(&self) -> String {
+        match self.replica.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() && name != "${HOSTNAME}" => name.to_string(),
+            _ => host_name(),
+        }
+    }
+}
+
+/// The host's name (the kernel's, else `$HOSTNAME`), or `switchyard` when neither says.
+fn host_name() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    kernel
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "switchyard".to_string())
 }
 
 // === impl Hold ===

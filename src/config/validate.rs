@@ -7,9 +7,9 @@ use http::Uri;
 use super::monitor::MonitorConfig;
 use super::path::FieldPath;
 use super::types::{
-    path_under, AnalysisConfig, CaptureConfig, CompareConfig, Config, FeedbackConfig, GatesConfig,
-    Hold, Limits, Match, RolloutConfig, RouteConfig, ShadowConfig, StickyConfig, Strategy,
-    FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
+    path_under, AnalysisConfig, CaptureConfig, CompareConfig, Config, EtcdConfig, FeedbackConfig,
+    FleetConfig, GatesConfig, Hold, Limits, Match, RolloutConfig, RouteConfig, ShadowConfig,
+    StickyConfig, StoreKind, Strategy, FEEDBACK_MAX_BODY_LIMIT, MAX_CONNECTIONS,
 };
 use super::units::ByteSize;
 
@@ -22,7 +22,89 @@ pub(crate) fn validate(config: &Config) -> Vec<(FieldPath, String)> {
     routing(config, &mut found);
     shadow(&config.shadow, FieldPath::new(&["shadow"]), &mut found);
     observers(config, &mut found);
+    state(config, &mut found);
+    fleet(&config.fleet, &mut found);
     found.0
+}
+
+/// Checks the state store's settings: etcd's, when it is the store or its block is written.
+fn state(config: &Config, found: &mut Found) {
+    let etcd = FieldPath::new(&["state", "etcd"]);
+    match (&config.state.etcd, config.state.store) {
+        (None, StoreKind::Etcd) => found.bad(
+            etcd,
+            "`state.store: etcd` needs `state.etcd` (at least its `endpoints`)",
+        ),
+        (None, StoreKind::File) => {}
+        (Some(e), _) => etcd_settings(e, etcd, found),
+    }
+}
+
+/// Checks `state.etcd`: an http(s) endpoint at least, a prefix from the root, a lease of
+/// a second or more and a timeout.
+fn etcd_settings(e: &EtcdConfig, p: FieldPath, found: &mut Found) {
+    if e.endpoints.is_empty() {
+        found.bad(
+            p.clone().key("endpoints"),
+            "at least one endpoint is needed",
+        );
+    }
+    for (i, url) in e.endpoints.iter().enumerate() {
+        if let Err(msg) = check_http_url(url) {
+            found.bad(p.clone().key("endpoints").index(i), msg);
+        }
+    }
+    if !e.prefix.starts_with('/') {
+        found.bad(
+            p.clone().key("prefix"),
+            format!("must start with `/`, got `{}`", e.prefix),
+        );
+    }
+    if e.lease_ttl.0 < std::time::Duration::from_secs(1) {
+        found.bad(
+            p.clone().key("lease_ttl"),
+            format!(
+                "must be at least 1s (etcd leases count whole seconds), got {}",
+                e.lease_ttl
+            ),
+        );
+    }
+    if e.timeout.0.is_zero() {
+        found.bad(p.key("timeout"), "must be more than 0");
+    }
+}
+
+/// Checks an etcd endpoint or an advertised address: an `http://` or `https://` URL with a
+/// host and nothing after it.
+fn check_http_url(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("`{url}` must start with http:// or https://"));
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return Err(format!("`{url}` has no host"));
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(format!("`{url}` must be a scheme, host and port only"));
+    }
+    Ok(())
+}
+
+/// Checks `fleet`: a replica name that is not blank, an advertised http(s) admin URL.
+fn fleet(f: &FleetConfig, found: &mut Found) {
+    if f.replica.as_ref().is_some_and(|r| r.trim().is_empty()) {
+        found.bad(
+            FieldPath::new(&["fleet", "replica"]),
+            "must not be empty (leave it out for the host name)",
+        );
+    }
+    if let Some(url) = &f.advertise {
+        if let Err(msg) = check_http_url(url) {
+            found.bad(FieldPath::new(&["fleet", "advertise"]), msg);
+        }
+    }
 }
 
 /// Checks every `monitor`, `capture` and `feedback` block (top-level and each route's),

@@ -26,7 +26,7 @@ use super::step::{Counters, StepKey, StepSums};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
 use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
-use crate::store::{self, Revision, SaveError, Store, Write};
+use crate::store::{self, LoadError, Loaded, Revision, SaveError, Store, Write};
 use crate::telemetry::now_rfc3339;
 use crate::telemetry::{metrics, Trip, Tripwire};
 
@@ -152,6 +152,15 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.state.path != new.state.path {
         changed.push("state.path");
     }
+    if old.state.store != new.state.store {
+        changed.push("state.store");
+    }
+    if old.state.etcd != new.state.etcd {
+        changed.push("state.etcd");
+    }
+    if old.fleet != new.fleet {
+        changed.push("fleet");
+    }
     changed
 }
 
@@ -175,6 +184,8 @@ pub struct Controller {
     store: Option<Arc<dyn Store>>,
     /// The store's revision of each route's record, as last read or written.
     revisions: HashMap<String, Revision>,
+    /// Why the store could not be read, while it cannot: nothing is written until it is.
+    unread: Option<Unread>,
     /// What became of the last write of the state.
     state: StateStatus,
     /// Every route's rollout, in route order.
@@ -190,6 +201,15 @@ pub struct Controller {
     trip_tx: mpsc::Sender<Trip>,
     trips: mpsc::Receiver<Trip>,
 }
+
+/// A store that could not be read: why, and when to try again.
+struct Unread {
+    why: String,
+    retry_at: Instant,
+}
+
+/// How long after a failed read of the store it is read again.
+const LOAD_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One route's rollout as the controller drives it.
 struct RouteRollout {
@@ -208,6 +228,7 @@ struct RouteRollout {
 impl Controller {
     /// Builds the controller on the store `config.state` names ([`store::open`]: the state
     /// file, or none), as [`Controller::start`] does; for a controller driven on its own.
+    /// Only for a local store: with `state.store: etcd` it panics (use `start`).
     pub fn new(config: Config, config_path: Option<PathBuf>) -> (Controller, Control) {
         let store = store::open(&config.state);
         // The local stores do their work when asked: nothing here waits.
@@ -240,9 +261,16 @@ impl Controller {
                 RouteRollout::new(route, &config, last_id, now)
             })
             .collect::<Vec<_>>();
-        let revisions = match &store {
+        let restored = match &store {
             Some(store) => restore(&mut routes, store.as_ref(), now).await,
-            None => HashMap::new(),
+            None => Ok(HashMap::new()),
+        };
+        let (revisions, unread) = match restored {
+            Ok(revisions) => (revisions, None),
+            Err(why) => {
+                let retry_at = now + LOAD_RETRY;
+                (HashMap::new(), Some(Unread { why, retry_at }))
+            }
         };
         for r in &mut routes {
             r.arm(now, &trip_tx);
@@ -256,6 +284,7 @@ impl Controller {
             last_error: None,
             store,
             revisions,
+            unread,
             state: StateStatus::default(),
             routes,
             last_id,
@@ -435,15 +464,18 @@ impl Controller {
 
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
+        let retry = self.unread.as_ref().map(|u| u.retry_at);
         self.routes
             .iter()
             .filter_map(|r| r.next_deadline(now))
+            .chain(retry)
             .min()
     }
 
-    /// Runs what is due at `now` on every route: evaluations, steps whose hold has ended.
+    /// Runs what is due at `now` on every route: evaluations, steps whose hold has ended,
+    /// and a read of the store that could not be read before.
     pub async fn tick(&mut self, now: Instant) {
-        let mut changed = false;
+        let mut changed = self.read_again(now).await;
         for r in &mut self.routes {
             let observers = self.builder.observers(&r.route.name);
             changed |= r.tick(now, &self.backends, observers);
@@ -499,15 +531,58 @@ impl Controller {
         }
     }
 
+    /// Reads the store again when it could not be read yet and it is time to; once it
+    /// can be, each route still as the failed read left it (paused on its stable, or
+    /// idle) is restored from it as at a start, and the others keep what an operator made
+    /// of them. Whether a route changed.
+    async fn read_again(&mut self, now: Instant) -> bool {
+        let (Some(unread), Some(store)) = (&mut self.unread, self.store.clone()) else {
+            return false;
+        };
+        if unread.retry_at > now {
+            return false;
+        }
+        let loaded = match store.load().await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                unread.why = unreachable(&store.describe(), &e);
+                unread.retry_at = now + LOAD_RETRY;
+                return false;
+            }
+        };
+        tracing::info!(store = %store.describe(), "the rollout state store can be read again; routes paused for want of it are restored from it");
+        self.unread = None;
+        let (mut untouched, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.routes)
+            .into_iter()
+            .partition(|r| r.rollout.safe || r.rollout.phase == Phase::Idle);
+        for r in &mut untouched {
+            self.last_id += 1;
+            *r = RouteRollout::new(r.route.clone(), &self.config, self.last_id, now);
+        }
+        self.revisions = restore_loaded(&mut untouched, loaded, store.as_ref(), now).await;
+        let order = self.config.routes();
+        let mut all: Vec<RouteRollout> = untouched.into_iter().chain(kept).collect();
+        all.sort_by_key(|r| order.iter().position(|o| o.name == r.route.name));
+        // The routes an operator moved meanwhile replace, at the next write, what the
+        // store holds of them: their revisions are the store's now.
+        self.routes = all;
+        true
+    }
+
     /// Writes every route's state to the store, each by compare-and-swap on the revision
     /// last read or written, and removes the records of routes no longer configured. A
     /// failed write is counted, logged once for each new error and kept for the statuses
     /// (`state.last_error`) until a write succeeds: the change is in force all the same.
+    /// Nothing is written to a store that could not be read: what it holds is not known.
     async fn persist(&mut self, now: Instant) {
         let Some(store) = self.store.clone() else {
             self.state = StateStatus::default();
             return;
         };
+        if let Some(unread) = &self.unread {
+            self.state.last_error = Some(format!("not written: {}", unread.why));
+            return;
+        }
         let mut writes: Vec<Write> = self
             .routes
             .iter()
@@ -591,19 +666,48 @@ impl Controller {
     }
 }
 
-/// Restores every route of `routes` from the records of `store`, and answers the store's
-/// revision of each route's record; an empty store is a fresh start. A store that cannot
-/// be read leaves every route in doubt; a record that makes no sense (an unknown phase, a
-/// step beyond the plan...) leaves its own route in doubt, the others are restored. When
-/// any route is in doubt its state is put aside (`PATH.corrupt`) before anything new is
-/// written, and the routes in doubt start safe ([`Rollout::safe`]): paused, all traffic to
-/// their stable, the reason and a `state` event naming the file and its copy.
+/// Restores every route of `routes` from the records of `store` ([`restore_loaded`]), and
+/// answers the store's revision of each route's record. A store that cannot be reached
+/// (an etcd cluster down) starts every route safe ([`Rollout::safe`]), the reason naming
+/// the store, and answers why: nothing of it is put aside or overwritten.
 async fn restore(
     routes: &mut [RouteRollout],
     store: &dyn Store,
     now: Instant,
+) -> Result<HashMap<String, Revision>, String> {
+    match store.load().await {
+        Ok(loaded) => Ok(restore_loaded(routes, loaded, store, now).await),
+        Err(e) => {
+            let why = unreachable(&store.describe(), &e);
+            tracing::error!(store = %store.describe(), error = %e, "the rollout state store cannot be read; every route starts paused on its stable until it can");
+            for r in routes.iter_mut() {
+                let plan = r.rollout.plan.clone();
+                r.rollout = Rollout::safe(plan, why.clone(), now);
+            }
+            Err(why)
+        }
+    }
+}
+
+/// Why the state cannot be restored from the store at `place`, which could not be read.
+fn unreachable(place: &str, e: &LoadError) -> String {
+    format!("rollout state store {place} cannot be read ({e}); read again every {LOAD_RETRY:?}")
+}
+
+/// Restores every route of `routes` from `loaded`, read from `store`, and answers the
+/// store's revision of each route's record; an empty store is a fresh start. A store
+/// whose whole content cannot be read leaves every route in doubt; a record that makes no
+/// sense (an unknown phase, a step beyond the plan...) leaves its own route in doubt, the
+/// others are restored. When any route is in doubt its state is put aside (`PATH.corrupt`)
+/// before anything new is written, and the routes in doubt start safe
+/// ([`Rollout::safe`]): paused, all traffic to their stable, the reason and a `state`
+/// event naming the file and its copy.
+async fn restore_loaded(
+    routes: &mut [RouteRollout],
+    loaded: Loaded,
+    store: &dyn Store,
+    now: Instant,
 ) -> HashMap<String, Revision> {
-    let loaded = store.load().await;
     let place = store.describe();
     let mut revisions: HashMap<String, Revision> = loaded
         .records

@@ -18,7 +18,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::seam::{
-    apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+    apply, check, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch,
+    Watched, Write,
 };
 
 /// The rollout state in one file on disk (`state.path`).
@@ -139,25 +140,13 @@ impl FileStore {
     }
 }
 
-/// Whether `data` can be an entry of the file for `route`: a JSON object naming it.
-fn check(route: &str, data: &[u8]) -> Result<(), String> {
-    let value: Value =
-        serde_json::from_slice(data).map_err(|e| format!("a record that is not JSON: {e}"))?;
-    match value.get("route").and_then(Value::as_str) {
-        Some(r) if r == route => Ok(()),
-        _ => Err(format!(
-            "the record of route {route} is not a JSON object naming it in `route`"
-        )),
-    }
-}
-
 impl Store for FileStore {
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
 
-    fn load(&self) -> BoxFuture<'_, Loaded> {
-        Box::pin(async move { self.read() })
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        Box::pin(async move { Ok(self.read()) })
     }
 
     fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>> {

@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::broadcast;
 
 use super::seam::{
-    apply, Aside, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch, Watched, Write,
+    apply, Aside, LoadError, Loaded, Record, Revision, SaveError, Store, Unreadable, Watch,
+    Watched, Write,
 };
 
 /// How many changes a watch may fall behind before it loses its place.
@@ -36,6 +37,8 @@ struct Held {
     aside: Vec<Record>,
     /// Why every save fails, when one should.
     failing: Option<String>,
+    /// Why every load fails (the store out of reach), when one should.
+    unreachable: Option<String>,
     last: u64,
 }
 
@@ -82,6 +85,11 @@ impl MemoryStore {
     /// Makes every save fail with `why` from now on (`None`: saves succeed again).
     pub(crate) fn fail_saves(&self, why: Option<&str>) {
         self.held().failing = why.map(str::to_owned);
+    }
+
+    /// Makes every load fail with `why` from now on (`None`: loads answer again).
+    pub(crate) fn fail_loads(&self, why: Option<&str>) {
+        self.held().unreachable = why.map(str::to_owned);
     }
 
     fn write(&self, writes: Vec<Write>) -> Vec<Result<Revision, SaveError>> {
@@ -140,11 +148,14 @@ impl Store for MemoryStore {
         "memory".into()
     }
 
-    fn load(&self) -> BoxFuture<'_, Loaded> {
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         let held = self.held();
-        let loaded = Loaded {
-            records: held.records.clone(),
-            unreadable: held.unreadable.clone(),
+        let loaded = match &held.unreachable {
+            Some(why) => Err(LoadError(why.clone())),
+            None => Ok(Loaded {
+                records: held.records.clone(),
+                unreadable: held.unreadable.clone(),
+            }),
         };
         Box::pin(std::future::ready(loaded))
     }

@@ -5,6 +5,7 @@
 //! not dyn-compatible, and the controller holds its store as `Arc<dyn Store>`.
 
 use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 /// The store's revision of one record: it changes with every write of that record.
@@ -67,6 +68,12 @@ fn describe_current(current: &Option<Record>) -> String {
     }
 }
 
+/// Why a store could not be read at all (unreachable, timed out): nothing is known of
+/// what it holds, so nothing is put aside and nothing is overwritten.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
 /// What a watch sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watched {
@@ -112,15 +119,17 @@ pub trait Store: Send + Sync {
     /// Where the state lives, as the status shows it (`state.path`) and events name it.
     fn describe(&self) -> String;
 
-    /// Every route's record with its revision, and what could not be read.
-    fn load(&self) -> BoxFuture<'_, Loaded>;
+    /// Every route's record with its revision, and what could not be read; an error when
+    /// the store itself cannot be reached (a local store always answers).
+    fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>>;
 
     /// Writes each of `writes` if its route's record is still at its expected revision;
     /// each is answered on its own, in order: the new revision, or why not.
     fn save(&self, writes: Vec<Write>) -> BoxFuture<'_, Vec<Result<Revision, SaveError>>>;
 
-    /// The changes to the store's records from now on (a store only one replica writes
-    /// may never yield one).
+    /// The changes to the store's records since the last [`Store::load`] (from now on
+    /// before any), for as long as the watch is kept (a store only one replica writes may
+    /// never yield one).
     fn watch(&self) -> Watch;
 
     /// Moves the records of `routes` (which cannot be read or make no sense) where they
@@ -161,4 +170,16 @@ pub(super) fn apply(
         }
     }
     Ok(revision)
+}
+
+/// Whether `data` can be the record of `route`: a JSON object naming it in `route`.
+pub(super) fn check(route: &str, data: &[u8]) -> Result<(), String> {
+    let value: Value =
+        serde_json::from_slice(data).map_err(|e| format!("a record that is not JSON: {e}"))?;
+    match value.get("route").and_then(Value::as_str) {
+        Some(r) if r == route => Ok(()),
+        _ => Err(format!(
+            "the record of route {route} is not a JSON object naming it in `route`"
+        )),
+    }
 }

@@ -32,6 +32,8 @@ const ANALYSIS_GATE_VALUE: &str = "switchyard_analysis_gate_value";
 const ANALYSIS_GATE_THRESHOLD: &str = "switchyard_analysis_gate_threshold";
 const ANALYSIS_EVALUATIONS_TOTAL: &str = "switchyard_analysis_evaluations_total";
 const STATE_WRITE_ERRORS_TOTAL: &str = "switchyard_state_write_errors_total";
+const FLEET_STORE_UP: &str = "switchyard_fleet_store_up";
+const FLEET_STORE_ERRORS_TOTAL: &str = "switchyard_fleet_store_errors_total";
 const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
 const CONNECTIONS_TOTAL: &str = "switchyard_connections_total";
 const CONNECTIONS_CUT_OFF_TOTAL: &str = "switchyard_connections_cut_off_total";
@@ -167,6 +169,14 @@ fn describe_rollout() {
     describe_counter!(
         STATE_WRITE_ERRORS_TOTAL,
         "Failed writes of the rollout state file (state.path); /api/v1/status says why in state.last_error."
+    );
+    describe_gauge!(
+        FLEET_STORE_UP,
+        "1 while the last call to the shared state store (state.store: etcd) succeeded, 0 once one failed."
+    );
+    describe_counter!(
+        FLEET_STORE_ERRORS_TOTAL,
+        "Failed calls to the shared state store, by operation (load, save, watch, put_aside)."
     );
 }
 
@@ -636,6 +646,17 @@ pub fn observer_panics(n: u64) {
 /// Counts one failed write of the rollout state file.
 pub fn state_write_error() {
     counter!(STATE_WRITE_ERRORS_TOTAL).increment(1);
+}
+
+/// Says whether the last call to the shared state store succeeded.
+pub fn fleet_store_up(up: bool) {
+    gauge!(FLEET_STORE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Counts one failed call to the shared state store, by its operation (`load`, `save`,
+/// `watch`, `put_aside`).
+pub fn fleet_store_error(op: &'static str) {
+    counter!(FLEET_STORE_ERRORS_TOTAL, "op" => op).increment(1);
 }
 
 /// The Prometheus text `text` without the samples of routes and backends that are no

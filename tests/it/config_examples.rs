@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::config::examples;
-use switchyard::config::{load_file, Config, Hold, Route, Strategy, DEFAULT_ROUTE};
+use switchyard::config::{load_file, Config, Hold, Route, StoreKind, Strategy, DEFAULT_ROUTE};
 
 fn load(name: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -215,6 +215,22 @@ fn shadow_first_compares_before_a_short_canary() {
     assert!(cmp.ignore.iter().all(|p| p.starts_with('/')));
     assert!(cmp.ignore.len() >= 2);
     assert!(cmp.abs_tolerance > 0.0 && cmp.rel_tolerance > 0.0);
+}
+
+#[test]
+fn fleet_keeps_its_state_in_etcd_under_its_own_prefix() {
+    let c = rollout_example("fleet.yaml", Strategy::Canary);
+    assert_eq!(c.state.store, StoreKind::Etcd);
+    let etcd = c.state.etcd.as_ref().expect("state.etcd");
+    assert_eq!(etcd.endpoints.len(), 3);
+    assert_eq!(etcd.prefix, "/switchyard/prod");
+    assert_eq!(
+        (etcd.lease_ttl.0, etcd.timeout.0),
+        (Duration::from_secs(5), Duration::from_secs(2))
+    );
+    // `${HOSTNAME}` is the host's name, not those ten characters.
+    let name = c.fleet.replica_name();
+    assert!(!name.is_empty() && !name.contains('$'), "{name}");
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod dashboard;
 mod demo;
 mod deploy;
 mod docs_examples;
+mod fleet;
 mod layers;
 mod limits;
 mod memory;

@@ -155,6 +155,35 @@ fn every_semantic_problem_is_reported_with_its_path_and_line() {
 }
 
 #[test]
+fn the_etcd_store_and_fleet_settings_are_checked_with_their_field_and_line() {
+    let text = VALID.to_string()
+        + "state:\n  store: etcd\n  etcd:\n    endpoints: [127.0.0.1:2379, http://etcd-0:2379]\n    prefix: switchyard/prod\n    lease_ttl: 500ms\n    timeout: 0s\nfleet:\n  replica: ''\n  advertise: ftp://10.0.0.7:9901\n";
+    let output = assert_rejected(&validate_text("fleet.yaml", &text));
+
+    // (the problem's path, the text on its line, what its report says)
+    let expected = [
+        ("state.etcd.endpoints[0]", "endpoints:", &["http://"][..]),
+        ("state.etcd.prefix", "prefix:", &["start with `/`"]),
+        ("state.etcd.lease_ttl", "lease_ttl", &["at least 1s"]),
+        ("state.etcd.timeout", "timeout: 0s", &["more than 0"]),
+        ("fleet.replica", "replica:", &["host name"]),
+        ("fleet.advertise", "advertise:", &["http://"]),
+    ];
+    for (path, on_line, says) in expected {
+        assert_reported(&output, &text, path, on_line, says);
+    }
+    assert!(output.contains("6 problems"), "{output}");
+
+    // etcd without its settings says what it needs.
+    let text = VALID.to_string() + "state: { store: etcd }\n";
+    let output = assert_rejected(&validate_text("no-etcd.yaml", &text));
+    assert!(
+        output.contains("state.etcd") && output.contains("endpoints"),
+        "{output}"
+    );
+}
+
+#[test]
 fn a_routes_problem_names_the_route_its_field_and_line() {
     let example = std::fs::read_to_string(manifest_dir().join("config/multi-model.yaml")).unwrap();
     let text = example

@@ -132,7 +132,7 @@ async fn a_store_that_cannot_be_read_starts_every_route_safe() {
             "{reason}"
         );
     }
-    assert!(store.load().await.unreadable.is_empty());
+    assert!(store.load().await.unwrap().unreadable.is_empty());
 }
 
 #[tokio::test]
@@ -216,4 +216,60 @@ async fn without_a_store_nothing_is_written_and_the_status_names_no_path() {
         (s.state.path.as_ref(), s.state.last_written.as_ref()),
         (None, None)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_cannot_be_read_starts_every_route_on_its_stable_and_is_read_again() {
+    let store = MemoryStore::new();
+    let mut c = start(&["iris", "chat"], &store).await;
+    control(&mut c, "iris", Action::Promote { full: false }).await;
+    control(&mut c, "chat", Action::Promote { full: false }).await;
+    drop(c);
+    store.fail_loads(Some("etcd 127.0.0.1:2379: no answer within 2s"));
+
+    let mut c = start(&["iris", "chat"], &store).await;
+    for route in ["iris", "chat"] {
+        let s = status(&c, route);
+        assert_eq!((s.phase.as_str(), s.weight, s.mirror), ("paused", 0.0, 0.0));
+        let reason = s.reason.as_deref().unwrap_or("");
+        assert!(
+            reason.contains("memory cannot be read (etcd 127.0.0.1:2379"),
+            "{reason}"
+        );
+    }
+    // Nothing is written over what could not be read, and the status says so.
+    let written = store.get("iris").unwrap().revision;
+    control(&mut c, "chat", Action::Rollback { reason: None }).await;
+    assert_eq!(store.get("iris").unwrap().revision, written);
+    let error = status(&c, "chat")
+        .state
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("not written: rollout state store memory"),
+        "{error}"
+    );
+
+    // Still out of reach at the next try: nothing changes.
+    tokio::time::advance(super::LOAD_RETRY).await;
+    c.tick(Instant::now()).await;
+    assert_eq!(status(&c, "iris").phase.as_str(), "paused");
+
+    // Back: the route left as the failed read left it is restored; the one an
+    // operator rolled back meanwhile stays rolled back, and that is written.
+    store.fail_loads(None);
+    tokio::time::advance(super::LOAD_RETRY).await;
+    c.tick(Instant::now()).await;
+    let iris = status(&c, "iris");
+    assert_eq!(
+        (iris.phase.as_str(), iris.step),
+        ("promoted", 1),
+        "{:?}",
+        iris.reason
+    );
+    assert!(iris.state.last_error.is_none(), "{:?}", iris.state);
+    assert_eq!(status(&c, "chat").phase.as_str(), "rolled_back");
+    assert_eq!(record(&store, "chat")["phase"], "rolled_back");
+    assert_eq!(record(&store, "iris")["step"], 1);
 }

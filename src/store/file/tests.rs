@@ -42,7 +42,7 @@ fn store() -> (tempfile::TempDir, PathBuf, FileStore) {
 #[tokio::test]
 async fn the_file_is_written_as_before_pretty_with_each_entry_s_keys_in_their_order() {
     let (_dir, path, store) = store();
-    assert_eq!(store.load().await, Loaded::default());
+    assert_eq!(store.load().await.unwrap(), Loaded::default());
     let saved = store
         .save(vec![write("iris", None, Some(entry("iris", 2)))])
         .await;
@@ -109,7 +109,7 @@ async fn each_write_of_a_save_is_answered_on_its_own_and_a_removed_route_leaves_
         .await;
     assert!(matches!(answers[0], Err(SaveError::Conflict { .. })));
     assert!(answers[1].is_ok());
-    let loaded = FileStore::new(path).load().await;
+    let loaded = FileStore::new(path).load().await.unwrap();
     let routes: Vec<_> = loaded.records.iter().map(|r| r.route.as_str()).collect();
     assert_eq!(routes, ["iris"]);
     assert_eq!(loaded.records[0].data, entry("iris", 0));
@@ -151,7 +151,7 @@ async fn an_unusable_file_is_put_aside_as_path_corrupt_and_the_next_save_starts_
     let (_dir, path, store) = store();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "{\"routes\": [").unwrap();
-    let loaded = store.load().await;
+    let loaded = store.load().await.unwrap();
     assert!(loaded.records.is_empty());
     let [Unreadable { route: None, why }] = &loaded.unreadable[..] else {
         panic!("{loaded:?}")
@@ -179,7 +179,7 @@ async fn putting_one_route_aside_keeps_the_others_for_the_next_save() {
             write("chat", None, Some(entry("chat", 1))),
         ])
         .await;
-    let loaded = store.load().await;
+    let loaded = store.load().await.unwrap();
     let chat = loaded.records.iter().find(|r| r.route == "chat").unwrap();
     assert!(store.put_aside(vec!["iris".into()]).await.failed.is_none());
     // iris is gone from the store: writing it anew is no conflict; chat is as read.
@@ -197,10 +197,13 @@ async fn the_one_route_form_written_before_routes_is_read() {
     let (_dir, path, store) = store();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, r#"{"route": "default", "step": 1}"#).unwrap();
-    let loaded = store.load().await;
+    let loaded = store.load().await.unwrap();
     assert_eq!(loaded.records.len(), 1);
     assert_eq!(loaded.records[0].route, "default");
-    let missing = FileStore::new(path.join("under-a-file.json")).load().await;
+    let missing = FileStore::new(path.join("under-a-file.json"))
+        .load()
+        .await
+        .unwrap();
     assert_eq!(missing, Loaded::default());
 }
 

@@ -94,12 +94,12 @@ async fn what_is_put_aside_leaves_the_store_and_the_next_load() {
         route: Some("embed".into()),
         why: "not JSON".into(),
     });
-    let loaded = store.load().await;
+    let loaded = store.load().await.unwrap();
     assert_eq!((loaded.records.len(), loaded.unreadable.len()), (2, 1));
 
     let aside = store.put_aside(vec!["iris".into(), "embed".into()]).await;
     assert_eq!(aside.failed, None);
-    let loaded = store.load().await;
+    let loaded = store.load().await.unwrap();
     let routes: Vec<_> = loaded.records.iter().map(|r| r.route.as_str()).collect();
     assert_eq!(routes, ["chat"]);
     assert!(loaded.unreadable.is_empty());

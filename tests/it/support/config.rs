@@ -272,6 +272,10 @@ struct Compare {
 struct State {
     /// `null` keeps the rollout state in memory.
     path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd: Option<serde_json::Value>,
 }
 
 // === impl TestConfig ===
@@ -311,7 +315,11 @@ impl TestConfig {
                 blue_green: None,
             },
             shadow: None,
-            state: State { path: None },
+            state: State {
+                path: None,
+                store: None,
+                etcd: None,
+            },
             observers: BTreeMap::new(),
             route: None,
         }
@@ -578,6 +586,19 @@ impl TestConfig {
     /// Persists the rollout state at `path` (in memory only by default).
     pub fn state_path(mut self, path: &Path) -> TestConfig {
         self.state.path = Some(path.to_path_buf());
+        self
+    }
+
+    /// Keeps the rollout state in etcd at `endpoint`, under `prefix` (`state.store: etcd`),
+    /// with a 1s timeout.
+    pub fn etcd(mut self, endpoint: &str, prefix: &str) -> TestConfig {
+        self.state.store = Some("etcd");
+        self.state.etcd = Some(serde_json::json!({
+            "endpoints": [endpoint],
+            "prefix": prefix,
+            "lease_ttl": "5s",
+            "timeout": "1s",
+        }));
         self
     }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod etcd;
 pub mod metrics;
 pub mod mock;
 pub mod process;
