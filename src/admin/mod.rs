@@ -427,7 +427,7 @@ fn control_error(e: &ControlError) -> Response<Full<Bytes>> {
         ControlError::NotAllowed(_) => StatusCode::CONFLICT,
         ControlError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
         ControlError::RouteNeeded { .. } => StatusCode::BAD_REQUEST,
-        ControlError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        ControlError::Stopped | ControlError::StoreLost(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut body = serde_json::json!({ "error": e.to_string() });
     if let ControlError::UnknownRoute { routes, .. } | ControlError::RouteNeeded { routes } = e {

@@ -75,6 +75,9 @@ pub enum ControlError {
     RouteNeeded { routes: Vec<String> },
     #[error("the controller has stopped")]
     Stopped,
+    /// The shared store cannot be written: only controls toward safety take effect.
+    #[error("nothing changed: the rollout state store cannot be reached ({0}); only pause and rollback take effect until it is back")]
+    StoreLost(String),
 }
 
 /// A handle to send controls and reloads to the controller.
@@ -188,6 +191,8 @@ pub struct Controller {
     unread: Option<Unread>,
     /// What became of the last write of the state.
     state: StateStatus,
+    /// Why the last write could not reach the store (not a conflict), while it cannot.
+    unreachable: Option<String>,
     /// Every route's rollout, in route order.
     routes: Vec<RouteRollout>,
     /// The last rollout id given out: ids are unique across routes.
@@ -223,6 +228,8 @@ struct RouteRollout {
     since_step: StepSums,
     /// A resume asks the served counts be taken anew at the next publish.
     recount_served: bool,
+    /// Its step is held while the shared store is out of reach (said once in an event).
+    held_for_store: bool,
 }
 
 impl Controller {
@@ -286,6 +293,7 @@ impl Controller {
             revisions,
             unread,
             state: StateStatus::default(),
+            unreachable: None,
             routes,
             last_id,
             backends,
@@ -395,6 +403,11 @@ impl Controller {
         now: Instant,
     ) -> Result<Arc<Status>, ControlError> {
         let i = self.addressed(route)?;
+        if let Some(why) = self.store_lost() {
+            if !matches!(action, Action::Pause { .. } | Action::Rollback { .. }) {
+                return Err(ControlError::StoreLost(why));
+            }
+        }
         let retry = action == Action::Retry;
         let id = self.last_id + 1;
         self.routes[i].control(action, id, now)?;
@@ -464,7 +477,11 @@ impl Controller {
 
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
-        let retry = self.unread.as_ref().map(|u| u.retry_at);
+        let retry = match &self.unread {
+            Some(u) => Some(u.retry_at),
+            // A shared store whose last write failed is written again soon.
+            None => self.store_lost().map(|_| now + LOAD_RETRY),
+        };
         self.routes
             .iter()
             .filter_map(|r| r.next_deadline(now))
@@ -476,11 +493,25 @@ impl Controller {
     /// and a read of the store that could not be read before.
     pub async fn tick(&mut self, now: Instant) {
         let mut changed = self.read_again(now).await;
+        let lost = self.store_lost();
         for r in &mut self.routes {
             let observers = self.builder.observers(&r.route.name);
-            changed |= r.tick(now, &self.backends, observers);
+            changed |= r.tick(now, &self.backends, observers, lost.as_deref());
         }
-        self.publish(changed).await;
+        // A shared store out of reach is written again at each tick: the first write
+        // that succeeds ends the hold.
+        self.publish(changed || lost.is_some()).await;
+    }
+
+    /// Why the shared store cannot be relied on, while it cannot: it could not be read, or
+    /// the last write failed. `None` for a local store, which holds nothing back.
+    fn store_lost(&self) -> Option<String> {
+        let store = self.store.as_ref().filter(|s| s.shared())?;
+        let why = match &self.unread {
+            Some(unread) => Some(unread.why.clone()),
+            None => self.unreachable.clone(),
+        }?;
+        Some(format!("{}: {why}", store.describe()))
     }
 
     /// Builds and stores the next snapshot, then the statuses; persists the state when asked.
@@ -606,6 +637,10 @@ impl Controller {
             .map(|w| (w.route.clone(), w.data.is_some()))
             .collect();
         let answers = store.save(writes).await;
+        self.unreachable = answers.iter().find_map(|a| match a {
+            Err(SaveError::Failed(why)) => Some(why.clone()),
+            _ => None,
+        });
         let mut failed = None;
         for ((route, kept), answer) in routes.into_iter().zip(answers) {
             match answer {
@@ -777,6 +812,7 @@ impl RouteRollout {
             next_eval: None,
             since_step: StepSums::default(),
             recount_served: false,
+            held_for_store: false,
         };
         r.schedule_eval(now);
         r
@@ -918,13 +954,23 @@ impl RouteRollout {
 
     /// Runs what is due at `now`: an evaluation, a step whose hold has ended; true when
     /// something changed.
-    fn tick(&mut self, now: Instant, backends: &Backends, observers: Option<&Observers>) -> bool {
+    fn tick(
+        &mut self,
+        now: Instant,
+        backends: &Backends,
+        observers: Option<&Observers>,
+        store_lost: Option<&str>,
+    ) -> bool {
         let mut changed = false;
         if self.analysing(now) && self.next_eval.is_some_and(|t| t <= now) {
             changed |= self.evaluate(now, backends, observers);
             self.schedule_eval(now);
         }
-        if self.rollout.phase == Phase::Progressing && self.rollout.hold_elapsed(now) {
+        changed |= self.hold_for_store(store_lost);
+        if self.rollout.phase == Phase::Progressing
+            && self.rollout.hold_elapsed(now)
+            && store_lost.is_none()
+        {
             let analysed = self.rollout_config().analysis.is_some();
             if !analysed {
                 self.rollout.advance(now, "hold elapsed");
@@ -946,6 +992,30 @@ impl RouteRollout {
             changed = true;
         }
         changed
+    }
+
+    /// Says once, in an event, that the route holds its step while the shared store is out
+    /// of reach (`store_lost`), and once that it goes on when the store is back; true when
+    /// it said something.
+    fn hold_for_store(&mut self, store_lost: Option<&str>) -> bool {
+        let progressing = self.rollout.phase == Phase::Progressing;
+        match (store_lost, self.held_for_store) {
+            (Some(why), false) if progressing => {
+                let msg = format!("holding at step {}: the rollout state store cannot be reached ({why}); no step is taken until it is back (a rollback still is)", self.rollout.step);
+                self.rollout.event("state", msg);
+                self.held_for_store = true;
+                true
+            }
+            (None, true) => {
+                self.held_for_store = false;
+                self.rollout.event(
+                    "state",
+                    "the rollout state store is back: the rollout goes on".into(),
+                );
+                true
+            }
+            _ => false,
+        }
     }
 
     /// One evaluation of the gates on this route's windows (and what its observers say of

@@ -384,6 +384,10 @@ fn take(
 // === impl EtcdStore ===
 
 impl Store for EtcdStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "etcd {} {}",

@@ -144,6 +144,10 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         "memory".into()
     }

@@ -119,6 +119,14 @@ pub trait Store: Send + Sync {
     /// Where the state lives, as the status shows it (`state.path`) and events name it.
     fn describe(&self) -> String;
 
+    /// Whether other replicas share the store: while it cannot be written, a replica
+    /// holds its rollouts where they are (it never moves traffic toward a candidate on
+    /// its own), and only controls toward safety take effect. A local file is no one
+    /// else's: its rollouts go on, and a restart finds the last state written.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Every route's record with its revision, and what could not be read; an error when
     /// the store itself cannot be reached (a local store always answers).
     fn load(&self) -> BoxFuture<'_, Result<Loaded, LoadError>>;

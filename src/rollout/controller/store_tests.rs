@@ -174,7 +174,7 @@ async fn a_write_someone_else_beat_is_a_write_error_and_the_next_write_replaces_
     assert!(events >= 3, "the pause and resume were written: {events}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_write_shows_in_status_until_one_succeeds() {
     let store = MemoryStore::new();
     let mut c = start(&["iris"], &store).await;
@@ -183,8 +183,88 @@ async fn a_failed_write_shows_in_status_until_one_succeeds() {
     assert_eq!(s.phase, "paused");
     assert_eq!(s.state.last_error.as_deref(), Some("disk full"));
     store.fail_saves(None);
+    // The shared store is written again at the next tick, which clears the error.
+    tokio::time::advance(super::LOAD_RETRY).await;
+    c.tick(Instant::now()).await;
     let s = control(&mut c, "iris", Action::Resume).await;
     assert_eq!(s.state.last_error, None);
+}
+
+/// Route `iris`, `blue` → `green` in three steps of a minute each, without analysis.
+fn stepping() -> Config {
+    parse(
+        "listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\n\
+         backends: { blue: { url: 'http://127.0.0.1:1' }, green: { url: 'http://127.0.0.1:2' } }\n\
+         routes:\n  - { name: iris, match: { path_prefix: /iris/ }, rollout: { stable: blue, candidate: green, \
+         steps: [{ weight: 25, hold: 1m }, { weight: 50, hold: 1m }, { weight: 100 }] } }\n",
+    )
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_store_out_of_reach_holds_the_step_and_refuses_controls_toward_the_candidate() {
+    let store = MemoryStore::new();
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let (mut c, _control) = Controller::start(stepping(), None, Some(shared)).await;
+    store.fail_saves(Some("etcd 127.0.0.1:2379: no answer within 2s"));
+
+    // The step that found the store gone is in force here; its write failed.
+    tokio::time::advance(std::time::Duration::from_secs(61)).await;
+    c.tick(Instant::now()).await;
+    let s = status(&c, "iris");
+    assert_eq!((s.step, s.weight), (1, 50.0));
+    assert!(s.state.last_error.is_some());
+
+    // Held: however long the store stays away, no further step toward the candidate.
+    for _ in 0..5 {
+        tokio::time::advance(std::time::Duration::from_secs(61)).await;
+        c.tick(Instant::now()).await;
+    }
+    let s = status(&c, "iris");
+    assert_eq!(
+        (s.phase.as_str(), s.step, s.weight),
+        ("progressing", 1, 50.0)
+    );
+    let said = s
+        .events
+        .iter()
+        .filter(|e| e.message.starts_with("holding at step 1"))
+        .count();
+    assert_eq!(said, 1, "{:?}", s.events);
+    let refused = c
+        .control(Some("iris"), Action::Promote { full: true }, Instant::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, super::ControlError::StoreLost(_)),
+        "{refused}"
+    );
+    assert_eq!(status(&c, "iris").weight, 50.0);
+
+    // Back: the next write succeeds, the hold ends, and the rollout goes on.
+    store.fail_saves(None);
+    tokio::time::advance(super::LOAD_RETRY).await;
+    c.tick(Instant::now()).await;
+    assert_eq!(status(&c, "iris").state.last_error, None);
+    tokio::time::advance(std::time::Duration::from_secs(61)).await;
+    c.tick(Instant::now()).await;
+    let s = status(&c, "iris");
+    assert!(s.events.iter().any(|e| e.message.contains("store is back")));
+    assert_eq!(s.weight, 100.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_store_out_of_reach_still_takes_a_rollback_and_writes_it_when_back() {
+    let store = MemoryStore::new();
+    let mut c = start(&["iris"], &store).await;
+    store.fail_saves(Some("etcd 127.0.0.1:2379: no answer within 2s"));
+    let s = control(&mut c, "iris", Action::Rollback { reason: None }).await;
+    assert_eq!((s.phase.as_str(), s.weight), ("rolled_back", 0.0));
+    assert_ne!(record(&store, "iris")["phase"], "rolled_back");
+    store.fail_saves(None);
+    tokio::time::advance(super::LOAD_RETRY).await;
+    c.tick(Instant::now()).await;
+    assert_eq!(record(&store, "iris")["phase"], "rolled_back");
 }
 
 #[tokio::test]

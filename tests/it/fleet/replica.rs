@@ -148,13 +148,23 @@ async fn losing_etcd_while_serving_changes_no_routing_and_fails_no_request() {
     h.wait_metric("switchyard_fleet_store_errors_total{op=\"save\"}", 1.0)
         .await;
     assert_eq!(served(&h, 100).await, before);
+    // A control toward the candidate is refused while the store is away: nothing changed.
+    let a = h.admin(Method::POST, "/api/v1/resume", None, "").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", a.body);
+    assert!(a.json()["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("cannot be reached"));
+    assert_eq!(place(&h.status().await), ("paused".into(), 1, 50.0));
 
-    // etcd is back: the next write stores the pause.
+    // etcd is back: the state in force is written again by itself, then controls go on.
     etcd.resume();
+    h.wait_status("the state written again", |s| {
+        s["state"]["last_error"].is_null()
+    })
+    .await;
     let a = h.admin(Method::POST, "/api/v1/resume", None, "").await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    let s = h.status().await;
-    assert!(s["state"]["last_error"].is_null(), "{s:#}");
-    assert_eq!(place(&s), ("progressing".into(), 1, 50.0));
+    assert_eq!(place(&h.status().await), ("progressing".into(), 1, 50.0));
     h.shutdown().await;
 }

@@ -93,6 +93,15 @@ fn healthy(port: u16) -> bool {
         && answer.contains("\"health\":\"true\"")
 }
 
+/// Where an etcd's log goes: `etcd.log` in its directory (nowhere if it cannot be made).
+fn log(dir: &Path) -> Stdio {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("etcd.log"));
+    file.map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// Runs `etcd` as a one-member cluster on loopback, its data in `dir`.
 fn spawn(dir: &Path, client: u16, peer: u16) -> Child {
     let client_url = format!("http://127.0.0.1:{client}");
@@ -105,9 +114,11 @@ fn spawn(dir: &Path, client: u16, peer: u16) -> Child {
         .arg(format!("--listen-peer-urls={peer_url}"))
         .arg(format!("--initial-advertise-peer-urls={peer_url}"))
         .arg(format!("--initial-cluster=test={peer_url}"))
+        .arg("--logger=zap")
         .arg("--log-level=error")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        // Its log stays beside its data (the temp directory) instead of in the tests'.
+        .stderr(log(dir))
         .spawn();
     match spawned {
         Ok(child) => child,
