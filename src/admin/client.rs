@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -212,16 +212,16 @@ impl AdminClient {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unreachable(e.to_string()))?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+        let resp = tokio::time::timeout(ANSWER_TIMEOUT, client.request(req))
             .await
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(crate::error::root_cause(&e).to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
+        let read = Limited::new(resp.into_body(), MAX_ANSWER).collect();
+        let bytes = tokio::time::timeout(ANSWER_TIMEOUT, read)
             .await
-            .map_err(invalid)?
+            .map_err(|_| unreachable("the answer did not end in time".into()))?
+            .map_err(|e| invalid(format!("{e} (at most {} MiB read)", MAX_ANSWER >> 20)))?
             .to_bytes();
         if !status.is_success() {
             let value: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
@@ -231,6 +231,13 @@ impl AdminClient {
         Ok(bytes)
     }
 }
+
+/// The most of one answer the CLI reads: far more than any status, history or exported
+/// reference, so that an admin endpoint that never stops sending cannot fill its memory.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// How long the CLI waits for an answer's head, and then for its body.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A JSON answer as the admin API sent it.
 fn json_text(bytes: Bytes) -> Result<String, ClientError> {
@@ -888,6 +895,38 @@ chat   rolled_back  step 1/3  weight 0%   chat-a → chat-b
             }
         });
         base
+    }
+
+    /// An admin API on a loopback port that answers every request with a 200 whose JSON
+    /// never ends; its base URL.
+    async fn endless_admin_api() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = [0u8; 4096];
+                    let _ = stream.read(&mut head).await;
+                    let start = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                 transfer-encoding: chunked\r\n\r\n";
+                    if stream.write_all(start.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, "[".repeat(1 << 16));
+                    while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+                });
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_never_ends_is_refused_at_the_cap_not_read_forever() {
+        let status = client(endless_admin_api().await, Some("iris"));
+        let e = status.show_status(true).await.unwrap_err();
+        assert!(matches!(e, ClientError::Invalid(_)), "{e}");
+        assert!(e.to_string().contains("at most 64 MiB read"), "{e}");
     }
 
     /// A client of the admin API at `base`, addressing `route`.
