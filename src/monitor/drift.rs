@@ -46,6 +46,13 @@ pub const EPSILON: f64 = 1e-4;
 pub const RESERVOIR: usize = 1024;
 /// The reference file format this code writes and reads.
 const FORMAT_VERSION: u32 = 1;
+/// The largest reference file read. A built reference of 256 features takes about 200 KiB.
+pub const MAX_REFERENCE_BYTES: u64 = 16 << 20;
+/// The most features a reference may hold: what `monitor.max_features` can name at most
+/// is far less.
+pub const MAX_REFERENCE_FEATURES: usize = 4096;
+/// The most bins (edges, or categories) one feature or output of a reference may have.
+pub const MAX_REFERENCE_BINS: usize = 1024;
 
 // === impl Reference ===
 
@@ -161,6 +168,15 @@ impl Bins {
 
     /// Checks the shape and scales the shares to add up to 1.
     fn validate(&mut self) -> Result<(), String> {
+        let bins = match self {
+            Bins::Numeric { edges, .. } => edges.len(),
+            Bins::Categorical { shares, .. } => shares.len(),
+        };
+        if bins > MAX_REFERENCE_BINS {
+            return Err(format!(
+                "{bins} bins, more than the {MAX_REFERENCE_BINS} a feature may have"
+            ));
+        }
         let shares: Vec<&mut f64> = match self {
             Bins::Numeric { edges, shares } => {
                 if edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
@@ -196,6 +212,12 @@ impl Reference {
     /// Reads a reference file's JSON, checking every feature's bins.
     pub fn from_json(json: &[u8]) -> Result<Reference, String> {
         let mut r: Reference = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        if r.features.len() > MAX_REFERENCE_FEATURES {
+            return Err(format!(
+                "{} features, more than the {MAX_REFERENCE_FEATURES} a reference may hold",
+                r.features.len()
+            ));
+        }
         if r.version != FORMAT_VERSION {
             return Err(format!(
                 "version {} is not supported (only {FORMAT_VERSION})",
@@ -220,7 +242,19 @@ impl Reference {
 
     /// Reads a reference file.
     pub fn load(path: &std::path::Path) -> Result<Reference, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        use std::io::Read;
+        let cannot = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_REFERENCE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_REFERENCE_BYTES {
+            return Err(format!(
+                "{}: larger than {} MiB, the limit for a reference file: not read",
+                path.display(),
+                MAX_REFERENCE_BYTES >> 20
+            ));
+        }
         Reference::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
     }
 

@@ -1052,6 +1052,36 @@ fn a_reference_file_round_trips_and_bad_ones_are_refused() {
 }
 
 #[test]
+fn a_reference_beyond_its_stated_caps_is_refused_before_it_is_kept() {
+    use super::drift::{MAX_REFERENCE_BINS, MAX_REFERENCE_BYTES, MAX_REFERENCE_FEATURES};
+    let feature = r#"{"kind":"categorical","shares":{},"other":1.0}"#;
+    let features: Vec<String> = (0..=MAX_REFERENCE_FEATURES)
+        .map(|i| format!(r#""f{i}":{feature}"#))
+        .collect();
+    let many = format!(r#"{{"version":1,"features":{{{}}}}}"#, features.join(","));
+    let e = Reference::from_json(many.as_bytes()).unwrap_err();
+    assert!(e.contains("more than the 4096"), "{e}");
+
+    let edges: Vec<String> = (0..=MAX_REFERENCE_BINS).map(|i| i.to_string()).collect();
+    let mut shares = vec!["0".to_string(); MAX_REFERENCE_BINS + 1];
+    shares.push("1".into());
+    let wide = format!(
+        r#"{{"version":1,"features":{{"x":{{"kind":"numeric","edges":[{}],"shares":[{}]}}}}}}"#,
+        edges.join(","),
+        shares.join(",")
+    );
+    let e = Reference::from_json(wide.as_bytes()).unwrap_err();
+    assert!(e.contains("1025 bins"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let large = dir.path().join("reference.json");
+    let f = std::fs::File::create(&large).unwrap();
+    f.set_len(MAX_REFERENCE_BYTES + 1).unwrap();
+    let e = Reference::load(&large).unwrap_err();
+    assert!(e.contains("larger than 16 MiB"), "{e}");
+}
+
+#[test]
 fn settings_report_every_problem() {
     let s = Settings {
         sample: 120.0,
