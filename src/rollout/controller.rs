@@ -26,7 +26,7 @@ use super::step::{Counters, StepKey, StepSums};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
 use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
-use crate::store::{self, LoadError, Loaded, Revision, SaveError, Store, Watch, Write};
+use crate::store::{self, LoadError, Loaded, Revision, SaveError, Store, Watch, Watched, Write};
 use crate::telemetry::now_rfc3339;
 use crate::telemetry::{metrics, Trip, Tripwire};
 
@@ -223,6 +223,18 @@ struct Wrote {
     rewrite: bool,
 }
 
+/// How many writes of the state one change makes at most: a rollback that met another
+/// replica's write is made again on top of it and written again.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// The next change `watch` sees; never, without a watch.
+async fn watched(watch: &mut Option<Watch>) -> Option<Watched> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What was read of the store: each route's revision and state (when it could be read).
 type Read = (HashMap<String, Revision>, HashMap<String, Persisted>);
 
@@ -350,7 +362,7 @@ impl Controller {
                     None => break,
                 },
                 Some(trip) = self.trips.recv() => self.trip(trip).await,
-                w = follow::watched(&mut self.watch) => self.follow(w).await,
+                w = watched(&mut self.watch) => self.follow(w).await,
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.tick(Instant::now()).await;
                 }
@@ -574,7 +586,7 @@ impl Controller {
     /// that write) and the rollout metrics.
     async fn report(&mut self, now: Instant, persist: bool) {
         let mut attempts = 0;
-        while persist && attempts < follow::ROLLBACK_ATTEMPTS {
+        while persist && attempts < WRITE_ATTEMPTS {
             attempts += 1;
             let wrote = self.persist(now).await;
             if wrote.adopted {

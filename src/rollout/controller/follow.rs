@@ -6,19 +6,7 @@ use tokio::time::Instant;
 use super::{Controller, RouteRollout, LOAD_RETRY};
 use crate::rollout::machine::{Phase, Trigger};
 use crate::rollout::persist::{self, Entry, Restore};
-use crate::store::{Record, Watch, Watched};
-
-/// How many times a rollback that met another replica's write is written again on top of
-/// it before it waits for the next write.
-pub(super) const ROLLBACK_ATTEMPTS: usize = 3;
-
-/// The next change `watch` sees; never, without a watch.
-pub(super) async fn watched(watch: &mut Option<Watch>) -> Option<Watched> {
-    match watch {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
-    }
-}
+use crate::store::{Record, Watched};
 
 impl Controller {
     /// Takes in what the watch on a shared store saw: another replica's write of a route
