@@ -657,8 +657,8 @@ impl Controller {
         true
     }
 
-    /// Writes every route's state to the store, each by compare-and-swap on the revision
-    /// last read or written, and removes the records of routes no longer configured. A
+    /// Writes each route's state that is not the one last read or written of it
+    /// ([`Controller::writes`]), by compare-and-swap on that revision, and removes the records of routes no longer configured. A
     /// failed write is counted, logged once for each new error and kept for the statuses
     /// (`state.last_error`) until a write succeeds: the change is in force all the same.
     /// Nothing is written to a store that could not be read: what it holds is not known.
@@ -676,6 +676,9 @@ impl Controller {
         let (writes, states): (Vec<Write>, Vec<Option<Persisted>>) =
             self.writes(now).into_iter().unzip();
         if writes.is_empty() {
+            // What is in force is what the store holds: nothing is left unwritten.
+            self.unreachable = None;
+            self.state.last_error = None;
             return wrote;
         }
         let routes: Vec<String> = writes.iter().map(|w| w.route.clone()).collect();
@@ -841,7 +844,7 @@ async fn restore_loaded(
         .map(|r| (r.route.clone(), r.revision))
         .collect();
     let entries: Vec<Entry> = loaded.records.iter().map(Entry::of).collect();
-    let known = entries
+    let mut known = entries
         .iter()
         .filter_map(|e| Some((e.route.clone(), e.state.as_ref().ok()?.clone())))
         .collect();
@@ -861,6 +864,7 @@ async fn restore_loaded(
             }
         })
         .collect();
+    restored_as_stored(routes, &mut known, now);
     if doubts.iter().all(Option::is_none) {
         return (revisions, known);
     }
@@ -886,6 +890,28 @@ async fn restore_loaded(
         }
     }
     (revisions, known)
+}
+
+/// Takes each route of `routes` restored as `known` holds it (but for the event saying
+/// so) for stored: a replica that starts writes only what its start changed, and never
+/// beats another replica's change with what it has just read.
+fn restored_as_stored(
+    routes: &[RouteRollout],
+    known: &mut HashMap<String, Persisted>,
+    now: Instant,
+) {
+    for r in routes {
+        let name = &r.route.name;
+        let Some(stored) = known.get(name) else {
+            continue;
+        };
+        let ours = Persisted::of(name, &r.rollout, now);
+        let mut restored = ours.clone();
+        restored.events.clone_from(&stored.events);
+        if stored.same_as(&restored) {
+            known.insert(name.clone(), ours);
+        }
+    }
 }
 
 /// Why the state of route `name` in the store at `place` cannot be used.

@@ -193,6 +193,22 @@ async fn a_control_on_one_replica_is_in_force_on_another_from_the_watch() {
 }
 
 #[tokio::test]
+async fn a_replica_that_starts_writes_nothing_it_has_just_read() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris", "chat"], &store).await;
+    control(&mut a, "iris", Action::Promote { full: false }).await;
+    let revisions = || ["iris", "chat"].map(|r| store.get(r).unwrap().revision);
+    let stored = revisions();
+    let b = start(&["iris", "chat"], &store).await;
+    assert_eq!(status(&b, "iris").step, 1);
+    assert_eq!(revisions(), stored, "B wrote what it had just read");
+    // So A's next control, made before it has seen B start, meets no write of B's.
+    let s = control(&mut a, "iris", Action::Pause { reason: None }).await;
+    assert_eq!((s.phase.as_str(), s.step), ("paused", 1));
+    assert_eq!(record(&store, "iris")["phase"], "paused");
+}
+
+#[tokio::test]
 async fn a_write_another_replica_made_first_is_in_force_and_this_one_s_is_dropped() {
     let store = MemoryStore::new();
     let mut a = start(&["iris"], &store).await;
