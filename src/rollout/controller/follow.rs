@@ -20,6 +20,13 @@ impl Controller {
                 self.watch = None;
                 false
             }
+            // A rollback not stored yet (the store was out of reach) is made again on
+            // top of what another replica wrote meanwhile, and written.
+            Some(Watched::Changed(record)) if self.unstored_rollback(&record) => {
+                let rewrite = self.beaten(&record.route, &record, now);
+                self.publish(rewrite).await;
+                return;
+            }
             Some(Watched::Changed(record)) => self.take_record(&record, now),
             Some(Watched::Removed { .. }) => false,
             Some(Watched::Lost) => self.relist(now).await,
@@ -27,6 +34,25 @@ impl Controller {
         if changed {
             self.publish(false).await;
         }
+    }
+
+    /// Whether `record`, newer than what this replica last read or wrote of its route,
+    /// meets a rollback of that route this replica has not stored yet.
+    fn unstored_rollback(&self, record: &Record) -> bool {
+        let route = &record.route;
+        let newer = self
+            .revisions
+            .get(route)
+            .is_none_or(|r| *r < record.revision);
+        let rolled_back = self
+            .routes
+            .iter()
+            .any(|r| r.route.name == *route && r.rollout.phase == Phase::RolledBack);
+        let stored = self
+            .known
+            .get(route)
+            .is_some_and(|k| k.phase == Phase::RolledBack);
+        self.unread.is_none() && newer && rolled_back && !stored
     }
 
     /// Applies `record` to its route when it is newer than what this replica last read

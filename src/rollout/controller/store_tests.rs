@@ -262,6 +262,28 @@ async fn a_rollback_that_meets_another_replica_s_write_is_made_again_on_top_of_i
 }
 
 #[tokio::test]
+async fn a_rollback_the_store_did_not_take_is_kept_over_another_replica_s_write() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris"], &store).await;
+    let mut b = start(&["iris"], &store).await;
+    catch_up(&mut a).await;
+    store.fail_saves(Some("etcd 127.0.0.1:2379: no answer within 2s"));
+    let reason = Some("errors in the candidate".to_string());
+    control(&mut b, "iris", Action::Rollback { reason }).await;
+    store.fail_saves(None);
+    // A, which never saw the rollback, moves the route on before B writes it again.
+    control(&mut a, "iris", Action::Promote { full: false }).await;
+    assert_eq!(record(&store, "iris")["step"], 1);
+
+    catch_up(&mut b).await;
+    let s = status(&b, "iris");
+    assert_eq!((s.phase.as_str(), s.weight), ("rolled_back", 0.0));
+    assert_eq!(record(&store, "iris")["phase"], "rolled_back");
+    catch_up(&mut a).await;
+    assert_eq!(status(&a, "iris").phase, "rolled_back");
+}
+
+#[tokio::test]
 async fn a_watch_that_lost_its_place_reads_the_store_again() {
     let store = MemoryStore::new();
     let mut b = start(&["iris"], &store).await;
