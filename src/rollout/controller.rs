@@ -26,7 +26,7 @@ use super::step::{Counters, StepKey, StepSums};
 use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
 use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
-use crate::store::{self, LoadError, Loaded, Revision, SaveError, Store, Write};
+use crate::store::{self, LoadError, Loaded, Revision, SaveError, Store, Watch, Watched, Write};
 use crate::telemetry::now_rfc3339;
 use crate::telemetry::{metrics, Trip, Tripwire};
 
@@ -187,12 +187,19 @@ pub struct Controller {
     store: Option<Arc<dyn Store>>,
     /// The store's revision of each route's record, as last read or written.
     revisions: HashMap<String, Revision>,
+    /// Each route's state as last read or written: a route still in it is not written.
+    known: HashMap<String, Persisted>,
     /// Why the store could not be read, while it cannot: nothing is written until it is.
     unread: Option<Unread>,
     /// What became of the last write of the state.
     state: StateStatus,
     /// Why the last write could not reach the store (not a conflict), while it cannot.
     unreachable: Option<String>,
+    /// The other replicas' writes to a shared store; `None` for a local store (no one
+    /// else writes it), or while the store is read again.
+    watch: Option<Watch>,
+    /// When to read the store again, after a watch lost its place and it could not be.
+    rewatch_at: Option<Instant>,
     /// Every route's rollout, in route order.
     routes: Vec<RouteRollout>,
     /// The last rollout id given out: ids are unique across routes.
@@ -206,6 +213,30 @@ pub struct Controller {
     trip_tx: mpsc::Sender<Trip>,
     trips: mpsc::Receiver<Trip>,
 }
+
+/// What a write of the state came to, beyond what [`StateStatus`] keeps.
+#[derive(Debug, Default)]
+struct Wrote {
+    /// Another replica's state of a route was taken in place of this one's.
+    adopted: bool,
+    /// A rollback was made again on top of another replica's write: write it again.
+    rewrite: bool,
+}
+
+/// How many writes of the state one change makes at most: a rollback that met another
+/// replica's write is made again on top of it and written again.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// The next change `watch` sees; never, without a watch.
+async fn watched(watch: &mut Option<Watch>) -> Option<Watched> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What was read of the store: each route's revision and state (when it could be read).
+type Read = (HashMap<String, Revision>, HashMap<String, Persisted>);
 
 /// A store that could not be read: why, and when to try again.
 struct Unread {
@@ -270,13 +301,15 @@ impl Controller {
             .collect::<Vec<_>>();
         let restored = match &store {
             Some(store) => restore(&mut routes, store.as_ref(), now).await,
-            None => Ok(HashMap::new()),
+            None => Ok(Read::default()),
         };
-        let (revisions, unread) = match restored {
-            Ok(revisions) => (revisions, None),
+        // Watched from what was just read: the other replicas' writes from now on.
+        let watch = store.as_ref().filter(|s| s.shared()).map(|s| s.watch());
+        let ((revisions, known), unread) = match restored {
+            Ok(read) => (read, None),
             Err(why) => {
                 let retry_at = now + LOAD_RETRY;
-                (HashMap::new(), Some(Unread { why, retry_at }))
+                (Read::default(), Some(Unread { why, retry_at }))
             }
         };
         for r in &mut routes {
@@ -291,9 +324,12 @@ impl Controller {
             last_error: None,
             store,
             revisions,
+            known,
             unread,
             state: StateStatus::default(),
             unreachable: None,
+            watch,
+            rewatch_at: None,
             routes,
             last_id,
             backends,
@@ -326,6 +362,7 @@ impl Controller {
                     None => break,
                 },
                 Some(trip) = self.trips.recv() => self.trip(trip).await,
+                w = watched(&mut self.watch) => self.follow(w).await,
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.tick(Instant::now()).await;
                 }
@@ -486,12 +523,17 @@ impl Controller {
             .iter()
             .filter_map(|r| r.next_deadline(now))
             .chain(retry)
+            .chain(self.rewatch_at)
             .min()
     }
 
     /// Runs what is due at `now` on every route: evaluations, steps whose hold has ended,
     /// and a read of the store that could not be read before.
     pub async fn tick(&mut self, now: Instant) {
+        if self.rewatch_at.is_some_and(|t| t <= now) && self.relist(now).await {
+            // The other replicas' state is published here, not written back.
+            self.publish(false).await;
+        }
         let mut changed = self.read_again(now).await;
         let lost = self.store_lost();
         for r in &mut self.routes {
@@ -517,6 +559,12 @@ impl Controller {
     /// Builds and stores the next snapshot, then the statuses; persists the state when asked.
     async fn publish(&mut self, persist: bool) {
         let now = Instant::now();
+        self.swap_snapshot(now);
+        self.report(now, persist).await;
+    }
+
+    /// Builds and stores the next snapshot, and starts the sums of the steps it begins.
+    fn swap_snapshot(&mut self, now: Instant) {
         for r in &mut self.routes {
             r.arm(now, &self.trip_tx);
         }
@@ -524,7 +572,6 @@ impl Controller {
         let next = self.builder.build(self.generation, routing);
         self.published.snapshot.store(Arc::new(next));
         self.begin_steps();
-        self.report(now, persist).await;
     }
 
     /// Starts the running sums of each route's step that has just begun.
@@ -538,8 +585,17 @@ impl Controller {
     /// Persists the state when asked, then publishes the statuses (with what became of
     /// that write) and the rollout metrics.
     async fn report(&mut self, now: Instant, persist: bool) {
-        if persist {
-            self.persist(now).await;
+        let mut attempts = 0;
+        while persist && attempts < WRITE_ATTEMPTS {
+            attempts += 1;
+            let wrote = self.persist(now).await;
+            if wrote.adopted {
+                // Another replica's state of a route is in force here now.
+                self.swap_snapshot(now);
+            }
+            if !wrote.rewrite {
+                break;
+            }
         }
         let config = ConfigStatus {
             generation: self.generation,
@@ -590,7 +646,8 @@ impl Controller {
             self.last_id += 1;
             *r = RouteRollout::new(r.route.clone(), &self.config, self.last_id, now);
         }
-        self.revisions = restore_loaded(&mut untouched, loaded, store.as_ref(), now).await;
+        (self.revisions, self.known) =
+            restore_loaded(&mut untouched, loaded, store.as_ref(), now).await;
         let order = self.config.routes();
         let mut all: Vec<RouteRollout> = untouched.into_iter().chain(kept).collect();
         all.sort_by_key(|r| order.iter().position(|o| o.name == r.route.name));
@@ -600,66 +657,102 @@ impl Controller {
         true
     }
 
-    /// Writes every route's state to the store, each by compare-and-swap on the revision
-    /// last read or written, and removes the records of routes no longer configured. A
+    /// Writes each route's state that is not the one last read or written of it
+    /// ([`Controller::writes`]), by compare-and-swap on that revision, and removes the records of routes no longer configured. A
     /// failed write is counted, logged once for each new error and kept for the statuses
     /// (`state.last_error`) until a write succeeds: the change is in force all the same.
     /// Nothing is written to a store that could not be read: what it holds is not known.
-    async fn persist(&mut self, now: Instant) {
+    /// A route another replica wrote first takes that replica's state ([`Controller::beaten`]).
+    async fn persist(&mut self, now: Instant) -> Wrote {
+        let mut wrote = Wrote::default();
         let Some(store) = self.store.clone() else {
             self.state = StateStatus::default();
-            return;
+            return wrote;
         };
         if let Some(unread) = &self.unread {
             self.state.last_error = Some(format!("not written: {}", unread.why));
-            return;
+            return wrote;
         }
-        let mut writes: Vec<Write> = self
-            .routes
-            .iter()
-            .map(|r| Write {
-                route: r.route.name.clone(),
-                expected: self.revisions.get(&r.route.name).copied(),
-                data: Some(Persisted::of(&r.route.name, &r.rollout, now).record()),
-            })
-            .collect();
-        let gone = self
-            .revisions
-            .iter()
-            .filter(|(name, _)| !self.routes.iter().any(|r| r.route.name == **name));
-        writes.extend(gone.map(|(name, revision)| Write {
-            route: name.clone(),
-            expected: Some(*revision),
-            data: None,
-        }));
-        let routes: Vec<(String, bool)> = writes
-            .iter()
-            .map(|w| (w.route.clone(), w.data.is_some()))
-            .collect();
+        let (writes, states): (Vec<Write>, Vec<Option<Persisted>>) =
+            self.writes(now).into_iter().unzip();
+        if writes.is_empty() {
+            // What is in force is what the store holds: nothing is left unwritten.
+            self.unreachable = None;
+            self.state.last_error = None;
+            return wrote;
+        }
+        let routes: Vec<String> = writes.iter().map(|w| w.route.clone()).collect();
         let answers = store.save(writes).await;
         self.unreachable = answers.iter().find_map(|a| match a {
             Err(SaveError::Failed(why)) => Some(why.clone()),
             _ => None,
         });
         let mut failed = None;
-        for ((route, kept), answer) in routes.into_iter().zip(answers) {
-            match answer {
-                Ok(revision) if kept => drop(self.revisions.insert(route, revision)),
-                Ok(_) => drop(self.revisions.remove(&route)),
-                Err(e) => {
+        for ((route, state), answer) in routes.into_iter().zip(states).zip(answers) {
+            match (answer, state) {
+                (Ok(revision), Some(state)) => {
+                    self.revisions.insert(route.clone(), revision);
+                    self.known.insert(route, state);
+                }
+                (Ok(_), None) => {
+                    self.revisions.remove(&route);
+                    self.known.remove(&route);
+                }
+                (Err(SaveError::Conflict { current: Some(c) }), _) => {
+                    wrote.adopted = true;
+                    wrote.rewrite |= self.beaten(&route, &c, now);
+                }
+                (Err(e), _) => {
                     let e = self.write_failed(&route, e, store.as_ref());
                     failed.get_or_insert(e);
                 }
             }
         }
         self.written(failed, store.as_ref());
+        wrote
+    }
+
+    /// The writes of the state as of `now`, each with the state it stores (`None`: a
+    /// removal): every route whose state is not the one last read or written of it, and
+    /// the removal of each route no longer configured.
+    fn writes(&self, now: Instant) -> Vec<(Write, Option<Persisted>)> {
+        let mut writes: Vec<(Write, Option<Persisted>)> = self
+            .routes
+            .iter()
+            .map(|r| (r, Persisted::of(&r.route.name, &r.rollout, now)))
+            .filter(|(r, state)| {
+                let known = self.known.get(&r.route.name);
+                !(known.is_some_and(|k| k.same_as(state))
+                    && self.revisions.contains_key(&r.route.name))
+            })
+            .map(|(r, state)| {
+                let write = Write {
+                    route: r.route.name.clone(),
+                    expected: self.revisions.get(&r.route.name).copied(),
+                    data: Some(state.record()),
+                };
+                (write, Some(state))
+            })
+            .collect();
+        let gone = self
+            .revisions
+            .iter()
+            .filter(|(name, _)| !self.routes.iter().any(|r| r.route.name == **name));
+        writes.extend(gone.map(|(name, revision)| {
+            let write = Write {
+                route: name.clone(),
+                expected: Some(*revision),
+                data: None,
+            };
+            (write, None)
+        }));
+        writes
     }
 
     /// Takes in what a write of `route`'s record failed on, and says why for the status.
     ///
-    /// A conflict (someone else wrote the route first) is answered, for now, by taking the
-    /// revision the store has: the next write replaces that record. Only one controller
-    /// writes a store until replicas share one, so a conflict is a fault worth counting.
+    /// A conflict with a record someone else removed is answered by writing the route
+    /// anew at the next write (one they wrote is taken in by [`Controller::beaten`]).
     fn write_failed(&mut self, route: &str, e: SaveError, store: &dyn Store) -> String {
         match e {
             SaveError::Failed(why) => why,
@@ -671,6 +764,7 @@ impl Controller {
                     }
                 );
                 tracing::warn!(store = %store.describe(), "rollout state not written, {why}: the next write replaces it");
+                self.known.remove(route);
                 match current {
                     Some(c) => self.revisions.insert(route.to_string(), c.revision),
                     None => self.revisions.remove(route),
@@ -709,7 +803,7 @@ async fn restore(
     routes: &mut [RouteRollout],
     store: &dyn Store,
     now: Instant,
-) -> Result<HashMap<String, Revision>, String> {
+) -> Result<Read, String> {
     match store.load().await {
         Ok(loaded) => Ok(restore_loaded(routes, loaded, store, now).await),
         Err(e) => {
@@ -742,7 +836,7 @@ async fn restore_loaded(
     loaded: Loaded,
     store: &dyn Store,
     now: Instant,
-) -> HashMap<String, Revision> {
+) -> Read {
     let place = store.describe();
     let mut revisions: HashMap<String, Revision> = loaded
         .records
@@ -750,6 +844,10 @@ async fn restore_loaded(
         .map(|r| (r.route.clone(), r.revision))
         .collect();
     let entries: Vec<Entry> = loaded.records.iter().map(Entry::of).collect();
+    let mut known = entries
+        .iter()
+        .filter_map(|e| Some((e.route.clone(), e.state.as_ref().ok()?.clone())))
+        .collect();
     let doubts: Vec<Option<String>> = routes
         .iter_mut()
         .map(|r| {
@@ -766,8 +864,9 @@ async fn restore_loaded(
             }
         })
         .collect();
+    restored_as_stored(routes, &mut known, now);
     if doubts.iter().all(Option::is_none) {
-        return revisions;
+        return (revisions, known);
     }
     let in_doubt: Vec<String> = routes
         .iter()
@@ -790,7 +889,29 @@ async fn restore_loaded(
             r.rollout = Rollout::safe(plan, format!("{why}; {kept}"), now);
         }
     }
-    revisions
+    (revisions, known)
+}
+
+/// Takes each route of `routes` restored as `known` holds it (but for the event saying
+/// so) for stored: a replica that starts writes only what its start changed, and never
+/// beats another replica's change with what it has just read.
+fn restored_as_stored(
+    routes: &[RouteRollout],
+    known: &mut HashMap<String, Persisted>,
+    now: Instant,
+) {
+    for r in routes {
+        let name = &r.route.name;
+        let Some(stored) = known.get(name) else {
+            continue;
+        };
+        let ours = Persisted::of(name, &r.rollout, now);
+        let mut restored = ours.clone();
+        restored.events.clone_from(&stored.events);
+        if stored.same_as(&restored) {
+            known.insert(name.clone(), ours);
+        }
+    }
 }
 
 /// Why the state of route `name` in the store at `place` cannot be used.
@@ -1276,6 +1397,8 @@ fn protecting(config: &RolloutConfig, rollout: &Rollout, now: Instant) -> bool {
         Phase::Idle | Phase::RolledBack => false,
     }
 }
+
+mod follow;
 
 #[cfg(test)]
 mod store_tests;

@@ -125,6 +125,26 @@ impl Persisted {
         }
     }
 
+    /// Whether `other` is this state, its times within a second of each other (a state
+    /// restored and taken again may differ by a millisecond of clock drift).
+    pub fn same_as(&self, other: &Persisted) -> bool {
+        let near = |a: u64, b: u64| a.abs_diff(b) < 1000;
+        let near_opt = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => near(a, b),
+            (a, b) => a == b,
+        };
+        let timeless = |p: &Persisted| Persisted {
+            step_started_ms: 0,
+            paused_at_ms: None,
+            promoted_at_ms: None,
+            ..p.clone()
+        };
+        near(self.step_started_ms, other.step_started_ms)
+            && near_opt(self.paused_at_ms, other.paused_at_ms)
+            && near_opt(self.promoted_at_ms, other.promoted_at_ms)
+            && timeless(self) == timeless(other)
+    }
+
     /// Applies this state to a fresh rollout of the same route and revision; nothing is
     /// changed unless the answer is [`Restore::Restored`].
     ///

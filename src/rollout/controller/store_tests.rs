@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -135,43 +136,197 @@ async fn a_store_that_cannot_be_read_starts_every_route_safe() {
     assert!(store.load().await.unwrap().unreadable.is_empty());
 }
 
-#[tokio::test]
-async fn a_write_someone_else_beat_is_a_write_error_and_the_next_write_replaces_theirs() {
-    let store = MemoryStore::new();
-    let mut c = start(&["iris"], &store).await;
-    // Another writer writes iris first.
-    let theirs = store.get("iris").unwrap();
-    let other = store.clone();
+/// Takes in what `c`'s watch has seen so far, as its run loop does.
+async fn catch_up(c: &mut Controller) {
+    loop {
+        let watch = c.watch.as_mut().expect("a shared store is watched");
+        let Some(w) = watch.next().now_or_never() else {
+            return;
+        };
+        c.follow(w).await;
+    }
+}
+
+/// Writes `change` into `route`'s record in `store` behind the controllers' backs.
+async fn overwrite(store: &MemoryStore, route: &str, change: impl Fn(&mut Value)) -> Revision {
+    let mut data = record(store, route);
+    change(&mut data);
     let w = Write {
-        route: "iris".into(),
-        expected: Some(theirs.revision),
-        data: Some(theirs.data),
+        route: route.into(),
+        expected: store.get(route).map(|r| r.revision),
+        data: Some(serde_json::to_vec(&data).unwrap()),
     };
-    let Ok(their_revision) = other.save(vec![w]).await.remove(0) else {
-        panic!()
-    };
+    store.save(vec![w]).await.remove(0).unwrap()
+}
 
-    let s = control(&mut c, "iris", Action::Pause { reason: None }).await;
-    let error = s
-        .state
-        .last_error
-        .as_deref()
-        .expect("the conflict is a failed write");
-    assert!(
-        error.starts_with("route iris: the route's record changed since it was read"),
-        "{error}"
+#[tokio::test]
+async fn a_control_on_one_replica_is_in_force_on_another_from_the_watch() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris", "chat"], &store).await;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    // Its run loop ends once every handle is gone: `_b` is kept.
+    let (b, _b) = Controller::start(config(&["iris", "chat"]), None, Some(shared)).await;
+    let published = b.published();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(b.run(shutdown));
+    catch_up(&mut a).await;
+
+    let s = control(&mut a, "iris", Action::Promote { full: false }).await;
+    assert_eq!((s.phase.as_str(), s.step), ("progressing", 1));
+    let written = store.get("iris").unwrap().revision;
+    let mut followed = None;
+    for _ in 0..10_000 {
+        let iris = published.status.load().routes[0].clone();
+        if iris.step == 1 {
+            followed = Some(iris);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let iris = followed.expect("replica B follows A's promote");
+    assert_eq!((iris.phase.as_str(), iris.weight), ("progressing", 100.0));
+    assert_eq!(published.status.load().routes[1].step, 0);
+    // Taken in, not written back.
+    assert_eq!(store.get("iris").unwrap().revision, written);
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replica_that_starts_writes_nothing_it_has_just_read() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris", "chat"], &store).await;
+    control(&mut a, "iris", Action::Promote { full: false }).await;
+    let revisions = || ["iris", "chat"].map(|r| store.get(r).unwrap().revision);
+    let stored = revisions();
+    let b = start(&["iris", "chat"], &store).await;
+    assert_eq!(status(&b, "iris").step, 1);
+    assert_eq!(revisions(), stored, "B wrote what it had just read");
+    // So A's next control, made before it has seen B start, meets no write of B's.
+    let s = control(&mut a, "iris", Action::Pause { reason: None }).await;
+    assert_eq!((s.phase.as_str(), s.step), ("paused", 1));
+    assert_eq!(record(&store, "iris")["phase"], "paused");
+}
+
+#[tokio::test]
+async fn a_write_another_replica_made_first_is_in_force_and_this_one_s_is_dropped() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris"], &store).await;
+    let mut b = start(&["iris"], &store).await;
+    catch_up(&mut a).await;
+    let reason = Some("lunch".to_string());
+    control(&mut a, "iris", Action::Pause { reason }).await;
+    let theirs = store.get("iris").unwrap();
+
+    // B has not seen A's pause yet: its promote meets A's write.
+    let s = control(&mut b, "iris", Action::Promote { full: true }).await;
+    assert_eq!(
+        (s.phase.as_str(), s.step, s.reason.as_deref()),
+        ("paused", 0, Some("lunch"))
     );
-    assert_eq!(store.get("iris").unwrap().revision, their_revision);
-    assert_eq!(record(&store, "iris")["phase"], "progressing");
-
-    // The store was read again: the next write goes through.
-    let s = control(&mut c, "iris", Action::Resume).await;
     assert_eq!(s.state.last_error, None);
-    assert!(s.state.last_written.is_some());
-    assert!(store.get("iris").unwrap().revision > their_revision);
-    assert_eq!(record(&store, "iris")["phase"], "progressing");
-    let events = record(&store, "iris")["events"].as_array().unwrap().len();
-    assert!(events >= 3, "the pause and resume were written: {events}");
+    let said = &s.events.last().unwrap().message;
+    assert!(
+        said.starts_with("another replica changed this route first"),
+        "{said}"
+    );
+    assert_eq!(store.get("iris").unwrap(), theirs);
+    assert_eq!(status(&b, "iris").weight, status(&a, "iris").weight);
+}
+
+#[tokio::test]
+async fn a_rollback_that_meets_another_replica_s_write_is_made_again_on_top_of_it() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris"], &store).await;
+    let mut b = start(&["iris"], &store).await;
+    catch_up(&mut a).await;
+    control(&mut a, "iris", Action::Promote { full: false }).await;
+
+    let reason = Some("errors in the candidate".to_string());
+    let s = control(&mut b, "iris", Action::Rollback { reason }).await;
+    assert_eq!((s.phase.as_str(), s.weight), ("rolled_back", 0.0));
+    assert!(
+        s.events
+            .iter()
+            .any(|e| e.message.contains("the rollback is made again")),
+        "{:?}",
+        s.events
+    );
+    assert_eq!(record(&store, "iris")["phase"], "rolled_back");
+    assert_eq!(record(&store, "iris")["reason"], "errors in the candidate");
+
+    // A takes it in from the watch.
+    catch_up(&mut a).await;
+    let s = status(&a, "iris");
+    assert_eq!((s.phase.as_str(), s.weight), ("rolled_back", 0.0));
+}
+
+#[tokio::test]
+async fn a_rollback_the_store_did_not_take_is_kept_over_another_replica_s_write() {
+    let store = MemoryStore::new();
+    let mut a = start(&["iris"], &store).await;
+    let mut b = start(&["iris"], &store).await;
+    catch_up(&mut a).await;
+    store.fail_saves(Some("etcd 127.0.0.1:2379: no answer within 2s"));
+    let reason = Some("errors in the candidate".to_string());
+    control(&mut b, "iris", Action::Rollback { reason }).await;
+    store.fail_saves(None);
+    // A, which never saw the rollback, moves the route on before B writes it again.
+    control(&mut a, "iris", Action::Promote { full: false }).await;
+    assert_eq!(record(&store, "iris")["step"], 1);
+
+    catch_up(&mut b).await;
+    let s = status(&b, "iris");
+    assert_eq!((s.phase.as_str(), s.weight), ("rolled_back", 0.0));
+    assert_eq!(record(&store, "iris")["phase"], "rolled_back");
+    catch_up(&mut a).await;
+    assert_eq!(status(&a, "iris").phase, "rolled_back");
+}
+
+#[tokio::test]
+async fn a_watch_that_lost_its_place_reads_the_store_again() {
+    let store = MemoryStore::new();
+    let mut b = start(&["iris"], &store).await;
+    // More changes than a watch keeps: B's falls behind.
+    for i in 0..=crate::store::memory::WATCH_BACKLOG {
+        overwrite(&store, "iris", |r| {
+            r["phase"] = "paused".into();
+            r["reason"] = format!("change {i}").into();
+        })
+        .await;
+    }
+    catch_up(&mut b).await;
+    let s = status(&b, "iris");
+    let last = format!("change {}", crate::store::memory::WATCH_BACKLOG);
+    assert_eq!(
+        (s.phase.as_str(), s.reason.as_deref()),
+        ("paused", Some(last.as_str()))
+    );
+    // Watched again: the next change is taken in too.
+    overwrite(&store, "iris", |r| r["reason"] = "after".into()).await;
+    catch_up(&mut b).await;
+    assert_eq!(status(&b, "iris").reason.as_deref(), Some("after"));
+}
+
+#[tokio::test]
+async fn another_replica_s_state_for_another_revision_is_left_alone_and_said() {
+    let store = MemoryStore::new();
+    let mut b = start(&["iris"], &store).await;
+    overwrite(&store, "iris", |r| {
+        r["revision"] = "00000000000000ff".into();
+        r["phase"] = "paused".into();
+    })
+    .await;
+    catch_up(&mut b).await;
+    let s = status(&b, "iris");
+    assert_eq!(s.phase, "progressing");
+    let said = &s.events.last().unwrap().message;
+    assert!(
+        said.starts_with(
+            "another replica stored this route for another revision (00000000000000ff"
+        ),
+        "{said}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

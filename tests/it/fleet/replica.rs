@@ -1,6 +1,7 @@
 //! switchyards on one etcd: a restart continues the rollout from the stored step, a
-//! start while etcd is down holds every route on its stable until etcd is back, and
-//! losing etcd while serving changes no routing and fails no request.
+//! start while etcd is down holds every route on its stable until etcd is back,
+//! losing etcd while serving changes no routing and fails no request, and a control
+//! sent to one replica is in force on the other.
 
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -167,4 +168,59 @@ async fn losing_etcd_while_serving_changes_no_routing_and_fails_no_request() {
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
     assert_eq!(place(&h.status().await), ("progressing".into(), 1, 50.0));
     h.shutdown().await;
+}
+
+/// Two replicas of the same ramp on `etcd` under `prefix`, each in its own directory:
+/// only etcd and the model servers are shared.
+async fn two_replicas(etcd: &Etcd, prefix: &str) -> (ProxyHarness, ProxyHarness) {
+    let a = ProxyHarness::start(&ramp(etcd, prefix)).await;
+    let b = ProxyHarness::start(&same_backends(ramp(etcd, prefix), &a)).await;
+    assert_eq!(place(&b.status().await), ("progressing".into(), 0, 10.0));
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_sent_to_one_replica_is_in_force_on_the_other() {
+    let etcd = Etcd::start();
+    let (mut a, mut b) = two_replicas(&etcd, "/follow-rollback").await;
+    assert!(served(&b, 100).await.iter().any(|v| v == "green"));
+
+    let body = r#"{"reason":"bad answers"}"#;
+    let r = a.admin(Method::POST, "/api/v1/rollback", None, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let s = b
+        .wait_status("A's rollback in force on B", |s| {
+            s["phase"] == "rolled_back"
+        })
+        .await;
+    assert_eq!(place(&s), ("rolled_back".into(), 0, 0.0), "{s:#}");
+    assert_eq!(s["reason"], "bad answers");
+    assert!(served(&b, 100).await.iter().all(|v| v == "blue"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_sent_to_one_replica_moves_the_other_to_the_same_step() {
+    let etcd = Etcd::start();
+    let (mut a, mut b) = two_replicas(&etcd, "/follow-promote").await;
+    let r = a.admin(Method::POST, "/api/v1/promote", None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let s = b
+        .wait_status("A's step in force on B", |s| place(s).1 == 1)
+        .await;
+    assert_eq!(place(&s), ("progressing".into(), 1, 50.0), "{s:#}");
+    assert_eq!(place(&a.status().await), place(&s));
+    let by = served(&b, 100).await;
+    assert!(by.iter().any(|v| v == "green") && by.iter().any(|v| v == "blue"));
+    // B wrote nothing back: a control on B goes through at once, from where A left it.
+    let r = b.admin(Method::POST, "/api/v1/pause", None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let s = b.status().await;
+    assert_eq!(place(&s), ("paused".into(), 1, 50.0), "{s:#}");
+    assert!(s["state"]["last_error"].is_null(), "{s:#}");
+    a.wait_status("B's pause in force on A", |s| s["phase"] == "paused")
+        .await;
+    a.shutdown().await;
+    b.shutdown().await;
 }
