@@ -181,13 +181,7 @@ impl Proxy {
         // Also due just before the backend's timeout, counted from when the request goes
         // out (`UpstreamBody::due_before`).
         let (body, copy) = prepared.into_upstream(snap.max_body, deadline, observed.is_some());
-        let sample = observed
-            .zip(copy)
-            .map(|((observers, draw), request)| Sample {
-                observers,
-                draw,
-                request,
-            });
+        let sample = observed.zip(copy).map(Sample::from);
         let live = Live {
             route,
             backend: &backend,

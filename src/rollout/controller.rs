@@ -23,7 +23,7 @@ use super::persist::{self, Entry, Persisted, Restore};
 use super::sequential;
 use super::status::{self, AnalysisStatus, ConfigStatus, StateStatus, Status, Statuses};
 use super::step::{Counters, StepKey, StepSums};
-use crate::config::{Config, Hold, Problems, RolloutConfig, Route};
+use crate::config::{AnalysisConfig, Config, Hold, Problems, RolloutConfig, Route};
 use crate::observe::Observers;
 use crate::snapshot::{Backend, Backends, Builder, Routing, Snapshot};
 use crate::store::{self, LoadError, Loaded, Revision, SaveError, Store, Watch, Watched, Write};
@@ -1150,13 +1150,29 @@ impl RouteRollout {
         let Some(a) = self.rollout_config().analysis.clone() else {
             return false;
         };
+        match self.judge(&a, now, backends, observers) {
+            Some(result) => self.act_on(result, &a, now),
+            None => false,
+        }
+    }
+
+    /// Judges the gates on the candidate's and the stable's figures (over the window and
+    /// since the step began) and records the gates' metrics; `None` when a backend of the
+    /// plan is not configured.
+    fn judge(
+        &mut self,
+        a: &AnalysisConfig,
+        now: Instant,
+        backends: &Backends,
+        observers: Option<&Observers>,
+    ) -> Option<analysis::Analysis> {
         let name = self.route.name.as_str();
         let plan = &self.rollout.plan;
         let (Some(candidate), Some(stable)) = (
             plan.candidate.as_ref().and_then(|c| backends.get(name, c)),
             backends.get(name, &plan.stable),
         ) else {
-            return false;
+            return None;
         };
         let span = a.window.0.min(since(now, self.rollout.started));
         let c = candidate.window.summary(now, span);
@@ -1209,6 +1225,14 @@ impl RouteRollout {
             metrics::gate(name, g.gate.as_str(), g.value, g.threshold);
         }
         metrics::evaluation(name, result.verdict.as_str());
+        Some(result)
+    }
+
+    /// Takes in an evaluation: counts a failure, keeps the verdict for the step, pauses on
+    /// a skewed split, and rolls back after `failure_limit` failures in a row; true when it
+    /// paused or rolled back.
+    fn act_on(&mut self, result: analysis::Analysis, a: &AnalysisConfig, now: Instant) -> bool {
+        let name = self.route.name.as_str();
         let r = &mut self.rollout;
         let verdict = result.verdict;
         match verdict {

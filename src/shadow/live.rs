@@ -53,6 +53,17 @@ pub(crate) struct Sample<'a> {
     pub request: RequestCopy,
 }
 
+impl<'a> From<((&'a Arc<Observers>, u32), RequestCopy)> for Sample<'a> {
+    /// A request drawn (`draw`) by `observers`, with its body's copy.
+    fn from(((observers, draw), request): ((&'a Arc<Observers>, u32), RequestCopy)) -> Self {
+        Sample {
+            observers,
+            draw,
+            request,
+        }
+    }
+}
+
 /// Takes what the shadow side needs of a live request; returns where its answer is to be
 /// teed, if anywhere: to the mirror job (which takes a place among the mirrors in flight,
 /// and a sampled request's observers with it), or to the observers of a sampled request.
