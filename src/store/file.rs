@@ -268,6 +268,11 @@ fn file_bytes(records: &[Record]) -> Vec<u8> {
 /// Lays valid JSON text out as `serde_json::to_vec_pretty` writes it (two spaces, one
 /// member per line, `[]` and `{}` when empty) or, not `pretty`, as `to_vec` does (no
 /// space at all), keeping every key and value as written.
+///
+/// Only whitespace changes, so numbers keep their exact text: transcoding through
+/// serde_json's reader (`serde-transcode`) would read floats without its
+/// `float_roundtrip` feature and change a last digit, and that feature would slow every
+/// float the request path's observers parse.
 fn layout(json: &[u8], pretty: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(json.len() * 2);
     let mut depth = 0usize;
