@@ -1,7 +1,8 @@
 //! Property-based fuzz targets for the parts of switchyard that read what others write:
 //! the config loader, the comparator (and its redaction), the header handling, the
 //! observers' payload parsers with the monitor's extraction, the baseline reader, the
-//! reference file reader and the feedback body reader.
+//! reference file reader, the feedback body reader and the rollout state a controller
+//! restores.
 //!
 //! They run on the stable toolchain with `proptest`: each target draws inputs from
 //! strategies and from mutations of the seed corpora under `tests/fuzz/corpus/`, and
@@ -22,6 +23,7 @@ mod headers;
 mod mutate;
 mod payload;
 mod reference;
+mod state;
 
 use std::path::{Path, PathBuf};
 
