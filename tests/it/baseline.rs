@@ -1,7 +1,7 @@
 //! `switchyard baseline` as a user runs it: the real binary on real files, and the written
 //! reference read back as `monitor.reference.file` reads it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use switchyard::monitor::{Bins, Monitor, Reference, ReferenceSettings, Settings};
@@ -192,10 +192,10 @@ fn capture_file(dir: &Path) -> std::path::PathBuf {
     file
 }
 
-#[test]
-fn a_capture_gives_the_routes_features_and_label_bins() {
-    let dir = tempfile::tempdir().unwrap();
-    let (capture, out) = (capture_file(dir.path()), dir.path().join("iris.json"));
+/// `switchyard baseline` of route `iris` from the capture file written in `dir`: the
+/// capture, the reference written, and the run.
+fn iris_baseline(dir: &Path) -> (PathBuf, PathBuf, Output) {
+    let (capture, out) = (capture_file(dir), dir.join("iris.json"));
     let run = baseline(&[
         "--from",
         path(&capture),
@@ -204,6 +204,13 @@ fn a_capture_gives_the_routes_features_and_label_bins() {
         "--route",
         "iris",
     ]);
+    (capture, out, run)
+}
+
+#[test]
+fn a_capture_gives_the_routes_features_and_label_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (capture, out, run) = iris_baseline(dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(
         stdout(&run).trim_end(),
@@ -245,15 +252,7 @@ fn a_capture_gives_the_routes_features_and_label_bins() {
 #[test]
 fn a_monitor_reading_the_written_file_has_its_reference_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (capture, out) = (capture_file(dir.path()), dir.path().join("iris.json"));
-    let run = baseline(&[
-        "--from",
-        path(&capture),
-        "--out",
-        path(&out),
-        "--route",
-        "iris",
-    ]);
+    let (_, out, run) = iris_baseline(dir.path());
     assert!(run.status.success(), "{}", stderr(&run));
 
     let mut monitor = Monitor::new(Settings {

@@ -3,7 +3,7 @@
 //! and a new step of the rollout starts the output counts the `output_drift` gate reads
 //! anew.
 
-use super::monitor_after;
+use super::{monitor_after, send_v2};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -23,17 +23,7 @@ fn body(name: &str, i: u64) -> String {
 
 /// Sends requests `from..to` of tensor `name`; each must succeed.
 async fn send(h: &ProxyHarness, name: &str, from: u64, to: u64) {
-    for i in from..to {
-        let a = h
-            .send(
-                Method::POST,
-                "/v2/models/m/infer",
-                &[("content-type", "application/json")],
-                &body(name, i),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    }
+    send_v2(h, from..to, |i| body(name, i)).await;
 }
 
 /// The drift of feature `name` at the stable, `blue`.

@@ -4,7 +4,7 @@
 //! baseline --from-live` in the format `monitor.reference.file` reads, and a reference that
 //! matches none of the requests' features is a warning in the status.
 
-use super::monitor_after;
+use super::{monitor_after, send_v2};
 use std::path::Path;
 use std::process::Output;
 
@@ -28,17 +28,7 @@ fn body(i: u64, shift: f64) -> String {
 
 /// Sends requests `from..to`, their values moved by `shift`; each must succeed.
 async fn send(h: &ProxyHarness, from: u64, to: u64, shift: f64) {
-    for i in from..to {
-        let a = h
-            .send(
-                Method::POST,
-                "/v2/models/m/infer",
-                &[("content-type", "application/json")],
-                &body(i, shift),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    }
+    send_v2(h, from..to, |i| body(i, shift)).await;
 }
 
 /// The drift of feature `x[0]` at the stable, `blue`.

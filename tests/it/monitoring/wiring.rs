@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::monitor_when;
 use crate::support::config::TestConfig;
 use crate::support::{eventually, ProxyHarness};
 
@@ -129,21 +130,7 @@ async fn bodies_over_a_mebibyte_are_answered_but_not_observed() {
         .send(Method::POST, "/v2/models/m/infer", &headers, &infer_body(1))
         .await;
     assert_eq!(a.status, StatusCode::OK);
-    let samples = eventually(
-        "the small request observed",
-        Duration::from_millis(20),
-        || async {
-            let m = h
-                .admin(Method::GET, "/api/v1/monitor", None, "")
-                .await
-                .json();
-            match m["samples"]["parsed"].as_u64() {
-                Some(n) if n >= 1 => Ok(m),
-                _ => Err(format!("{m:#}")),
-            }
-        },
-    )
-    .await;
+    let samples = monitor_when(&h, "the small request observed", |n| n >= 1).await;
     // The large one, answered first, would have been queued first.
     let largest = samples["backends"][0]["request_bytes"]["max"]
         .as_f64()
