@@ -517,7 +517,7 @@ impl Controller {
         let retry = match &self.unread {
             Some(u) => Some(u.retry_at),
             // A shared store whose last write failed is written again soon.
-            None => self.store_lost().map(|_| now + LOAD_RETRY),
+            None => self.store_is_lost().then(|| now + LOAD_RETRY),
         };
         self.routes
             .iter()
@@ -548,12 +548,22 @@ impl Controller {
     /// Why the shared store cannot be relied on, while it cannot: it could not be read, or
     /// the last write failed. `None` for a local store, which holds nothing back.
     fn store_lost(&self) -> Option<String> {
-        let store = self.store.as_ref().filter(|s| s.shared())?;
+        if !self.store_is_lost() {
+            return None;
+        }
+        let store = self.store.as_ref()?;
         let why = match &self.unread {
             Some(unread) => Some(unread.why.clone()),
             None => self.unreachable.clone(),
         }?;
         Some(format!("{}: {why}", store.describe()))
+    }
+
+    /// Whether [`store_lost`](Controller::store_lost) has a reason, without writing it:
+    /// the run loop asks at every turn.
+    fn store_is_lost(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.shared())
+            && (self.unread.is_some() || self.unreachable.is_some())
     }
 
     /// Builds and stores the next snapshot, then the statuses; persists the state when asked.
